@@ -1,0 +1,165 @@
+// lockboxd: the only place that wires the layers together.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <memory>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "server/app/lockbox.h"
+#include "server/domain/clock.h"
+#include "server/domain/identity.h"
+#include "server/domain/names.h"
+#include "server/service/health_service.h"
+#include "server/service/services.h"
+#include "server/service/tls.h"
+#include "server/store/pg_store.h"
+
+namespace {
+
+struct Settings {
+  std::string listen = "0.0.0.0:8443";
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  std::string trust_domain;
+  std::string database_url;
+  std::string bootstrap_admin;
+  std::string health_listen;
+  int db_pool_size = 8;
+  int drain_seconds = 20;
+};
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "lockboxd: %s\n", message.c_str());
+  return 2;
+}
+
+std::string Describe(const absl::Status& s) { return std::string(s.message()); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Settings s;
+  CLI::App app{
+      "lockboxd: the Lockbox control plane. Every setting is also read from the environment "
+      "variable LOCKBOX_<SETTING> (e.g. LOCKBOX_DATABASE_URL) and from the --config file "
+      "(TOML or INI, keys named like the flags); a flag wins over the environment, which wins "
+      "over the file.",
+      "lockboxd"};
+  app.set_config("--config", "", "Read settings from this TOML/INI file");
+  app.add_option("--listen", s.listen, "Address of the mTLS gRPC port")
+      ->envname("LOCKBOX_LISTEN")->capture_default_str();
+  app.add_option("--tls-cert", s.tls_cert, "PEM server certificate chain (reloaded when it changes)")
+      ->envname("LOCKBOX_TLS_CERT")->required();
+  app.add_option("--tls-key", s.tls_key, "PEM server private key (reloaded when it changes)")
+      ->envname("LOCKBOX_TLS_KEY")->required();
+  app.add_option("--tls-client-ca", s.tls_client_ca,
+                 "PEM CA bundle client certificates must chain to (reloaded when it changes)")
+      ->envname("LOCKBOX_TLS_CLIENT_CA")->required();
+  app.add_option("--trust-domain", s.trust_domain,
+                 "SPIFFE trust domain of every caller, e.g. example.org")
+      ->envname("LOCKBOX_TRUST_DOMAIN")->required();
+  app.add_option("--database-url", s.database_url,
+                 "libpq connection URL; may name several hosts "
+                 "(target_session_attrs=read-write)")
+      ->envname("LOCKBOX_DATABASE_URL")->required();
+  app.add_option("--bootstrap-admin", s.bootstrap_admin,
+                 "SPIFFE ID of an operator that is made lockbox.admin at start")
+      ->envname("LOCKBOX_BOOTSTRAP_ADMIN");
+  app.add_option("--health-listen", s.health_listen,
+                 "Plaintext address serving only grpc.health.v1 (for Kubernetes probes); "
+                 "empty to disable")
+      ->envname("LOCKBOX_HEALTH_LISTEN");
+  app.add_option("--db-pool-size", s.db_pool_size, "Database connections kept for calls")
+      ->envname("LOCKBOX_DB_POOL_SIZE")->check(CLI::Range(1, 256))->capture_default_str();
+  app.add_option("--drain-seconds", s.drain_seconds,
+                 "On SIGTERM, how long in-flight calls may take before they are cut")
+      ->envname("LOCKBOX_DRAIN_SECONDS")->check(CLI::Range(0, 3600))->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  if (!lockbox::IsValidId(s.trust_domain.substr(0, 1)) ||
+      s.trust_domain.find_first_of("/:@ ") != std::string::npos) {
+    return Fail("--trust-domain: must be a DNS-like name such as example.org");
+  }
+  if (!absl::StartsWith(s.database_url, "postgresql://") &&
+      !absl::StartsWith(s.database_url, "postgres://") &&
+      s.database_url.find('=') == std::string::npos) {
+    return Fail("--database-url: must be a libpq URL (postgresql://...) or key=value string");
+  }
+
+  auto creds = lockbox::MutualTlsCredentials(
+      lockbox::TlsFiles{s.tls_cert, s.tls_key, s.tls_client_ca}, s.trust_domain);
+  if (!creds.ok()) return Fail(Describe(creds.status()));
+
+  lockbox::PgStoreOptions store_options;
+  store_options.database_url = s.database_url;
+  store_options.pool_size = s.db_pool_size;
+  auto store = lockbox::PgStore::Create(store_options);
+  if (!store.ok()) return Fail(absl::StrCat("--database-url: ", Describe(store.status())));
+  auto page_key = (*store)->SharedSecret("page_token_key");
+  if (!page_key.ok()) return Fail(Describe(page_key.status()));
+
+  lockbox::SystemClock clock;
+  lockbox::Lockbox lockbox(lockbox::LockboxOptions{store->get(), &clock, s.trust_domain, *page_key});
+  if (!s.bootstrap_admin.empty()) {
+    absl::Status st = lockbox.EnsureBootstrapAdmin(s.bootstrap_admin);
+    if (!st.ok()) return Fail(Describe(st));
+  }
+
+  lockbox::PolicyService policy_service(&lockbox);
+  lockbox::AccessRequestService request_service(&lockbox);
+  lockbox::GrantService grant_service(&lockbox);
+  lockbox::AuditService audit_service(&lockbox);
+  lockbox::PgStore* pg = store->get();
+  lockbox::HealthService health([pg] { return pg->Ping(); });
+
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(s.listen, *creds, &port);
+  builder.RegisterService(&policy_service);
+  builder.RegisterService(&request_service);
+  builder.RegisterService(&grant_service);
+  builder.RegisterService(&audit_service);
+  builder.RegisterService(&health);
+  builder.SetMaxReceiveMessageSize(1 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) return Fail(absl::StrCat("--listen: cannot listen on ", s.listen));
+
+  // The health port serves health alone, in plaintext, for probes that
+  // cannot do mTLS. It has its own server so no Lockbox RPC is reachable.
+  std::unique_ptr<grpc::Server> health_server;
+  int health_port = 0;
+  if (!s.health_listen.empty()) {
+    grpc::ServerBuilder hb;
+    hb.AddListeningPort(s.health_listen, grpc::InsecureServerCredentials(), &health_port);
+    hb.RegisterService(&health);
+    health_server = hb.BuildAndStart();
+    if (!health_server || health_port == 0) {
+      return Fail(absl::StrCat("--health-listen: cannot listen on ", s.health_listen));
+    }
+  }
+  std::fprintf(stderr,
+               "{\"level\":\"info\",\"msg\":\"lockboxd serving\",\"port\":%d,\"health_port\":%d,"
+               "\"trust_domain\":\"%s\"}\n",
+               port, health_port, s.trust_domain.c_str());
+
+  // Wait for SIGTERM or SIGINT, then drain.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::fprintf(stderr, "{\"level\":\"info\",\"msg\":\"draining\",\"signal\":%d}\n", sig);
+  health.Shutdown();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(s.drain_seconds));
+  if (health_server) health_server->Shutdown(std::chrono::system_clock::now());
+  return 0;
+}

@@ -1,0 +1,411 @@
+// PolicyService: tenants, lockbox policy, environments and role bindings.
+#include "absl/strings/str_join.h"
+#include "server/app/change.h"
+#include "server/domain/filter.h"
+#include "server/domain/lifecycle.h"
+
+namespace lockbox {
+namespace {
+
+bool IsOperatorStaff(const Permissions& p) {
+  return p.Has(Role::kAdmin) || p.Has(Role::kEngineer) || p.Has(Role::kReviewer);
+}
+
+// Who may read a tenant's configuration (tenant, policy, environments).
+absl::Status CanReadTenantConfig(const Actor& a, const std::string& tenant) {
+  if (IsOperatorStaff(a.permissions) || a.permissions.IsTenantMember(tenant)) {
+    return absl::OkStatus();
+  }
+  return PermissionDenied("reading a tenant needs a provider role or a role in that tenant");
+}
+
+absl::Status RequireAdmin(const Actor& a) {
+  if (a.permissions.Has(Role::kAdmin)) return absl::OkStatus();
+  return PermissionDenied("needs lockbox.admin");
+}
+
+absl::Status RequireTenantAdmin(const Actor& a, const std::string& tenant) {
+  if (a.permissions.HasInTenant(Role::kTenantAdmin, tenant)) return absl::OkStatus();
+  return PermissionDenied("needs tenant.admin of the tenant");
+}
+
+std::string Bool(bool b) { return b ? "true" : "false"; }
+
+void PolicyDetails(const v1::LockboxPolicy& p, v1::AuditEvent* e) {
+  auto& d = *e->mutable_details();
+  d["enabled"] = Bool(p.enabled());
+  d["request_ttl"] = absl::FormatDuration(FromProto(p.request_ttl()));
+  d["access_duration"] = absl::FormatDuration(FromProto(p.access_duration()));
+  d["notification_emails"] = absl::StrJoin(p.notification_emails(), ",");
+  d["allow_revocation"] = Bool(p.allow_revocation());
+}
+
+void EnvironmentDetails(const v1::Environment& env, v1::AuditEvent* e) {
+  auto& d = *e->mutable_details();
+  d["display_name"] = env.display_name();
+  d["managed"] = Bool(env.managed());
+  std::vector<std::string> sources;
+  for (const v1::DataSource& ds : env.data_sources()) {
+    sources.push_back(absl::StrCat(ds.id(), ":", ds.kind(),
+                                   ds.lockbox_supported() ? ":lockbox" : ":unsupported"));
+  }
+  d["data_sources"] = absl::StrJoin(sources, ",");
+  e->set_environment(env.name());
+}
+
+template <typename Item, typename Key>
+std::string NextToken(const PageTokenCodec& codec, absl::string_view query_key,
+                      std::vector<Item>* items, int limit, Key key_of) {
+  if (static_cast<int>(items->size()) <= limit) return "";
+  items->resize(limit);
+  return codec.Encode(query_key, key_of(items->back()));
+}
+
+}  // namespace
+
+absl::StatusOr<v1::Tenant> Lockbox::CreateTenant(const C& c, const v1::CreateTenantRequest& r) {
+  if (!IsValidId(r.tenant_id())) {
+    return InvalidField("tenant_id", r.tenant_id().empty() ? "REQUIRED" : "BAD_FORMAT",
+                        "must match [a-z][a-z0-9-]{0,62}");
+  }
+  RETURN_IF_ERROR(ValidateDisplayName(r.tenant().display_name(), "tenant.display_name"));
+  return Change<v1::Tenant>(c, "CreateTenant", r, r.request_id(),
+                            [&](Transaction& tx, const Actor& a, absl::Time now)
+                                -> absl::StatusOr<v1::Tenant> {
+    RETURN_IF_ERROR(RequireAdmin(a));
+    if (tx.GetTenant(r.tenant_id()).ok()) {
+      return Error(absl::StatusCode::kAlreadyExists, reason::kAlreadyExists,
+                   absl::StrCat(TenantName(r.tenant_id()), " already exists"));
+    }
+    v1::Tenant t;
+    t.set_name(TenantName(r.tenant_id()));
+    t.set_display_name(r.tenant().display_name().empty() ? r.tenant_id()
+                                                         : r.tenant().display_name());
+    *t.mutable_create_time() = ToProto(now);
+    RETURN_IF_ERROR(tx.InsertTenant(t));
+    v1::LockboxPolicy policy = DefaultPolicy(r.tenant_id());
+    *policy.mutable_update_time() = ToProto(now);
+    RETURN_IF_ERROR(tx.InsertPolicy(r.tenant_id(), &policy));
+    v1::AuditEvent e = NewAuditEvent(a, "tenant.create", r.tenant_id(), t.name(), now);
+    (*e.mutable_details())["display_name"] = t.display_name();
+    PolicyDetails(policy, &e);
+    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    return t;
+  });
+}
+
+absl::StatusOr<v1::Tenant> Lockbox::GetTenant(const C& c, const v1::GetTenantRequest& r) {
+  ASSIGN_OR_RETURN(std::string tenant, ParseTenantName(r.name(), "name"));
+  return Read<v1::Tenant>(c, [&](Transaction& tx, const Actor& a, absl::Time)
+                                 -> absl::StatusOr<v1::Tenant> {
+    RETURN_IF_ERROR(CanReadTenantConfig(a, tenant));
+    return tx.GetTenant(tenant);
+  });
+}
+
+absl::StatusOr<v1::ListTenantsResponse> Lockbox::ListTenants(const C& c,
+                                                              const v1::ListTenantsRequest& r) {
+  ListQuery q;
+  RETURN_IF_ERROR(StartPage(absl::StrCat("ListTenants|", c.spiffe_id), r.page_token(),
+                            r.page_size(), &q));
+  return Read<v1::ListTenantsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
+                                              -> absl::StatusOr<v1::ListTenantsResponse> {
+    if (!IsOperatorStaff(a.permissions)) {
+      if (a.permissions.Tenants().empty()) {
+        return PermissionDenied("listing tenants needs a provider role or a tenant role");
+      }
+      q.tenants = a.permissions.Tenants();
+    }
+    int limit = q.limit;
+    q.limit = limit + 1;
+    ASSIGN_OR_RETURN(std::vector<v1::Tenant> tenants, tx.ListTenants(q));
+    v1::ListTenantsResponse out;
+    out.set_next_page_token(NextToken(page_tokens_, absl::StrCat("ListTenants|", c.spiffe_id),
+                                      &tenants, limit, [](const v1::Tenant& t) {
+                                        return Cursor{"", t.name().substr(8)};
+                                      }));
+    for (auto& t : tenants) *out.add_tenants() = std::move(t);
+    return out;
+  });
+}
+
+absl::StatusOr<v1::LockboxPolicy> Lockbox::GetLockboxPolicy(
+    const C& c, const v1::GetLockboxPolicyRequest& r) {
+  ASSIGN_OR_RETURN(std::string tenant, ParsePolicyName(r.name(), "name"));
+  return Read<v1::LockboxPolicy>(c, [&](Transaction& tx, const Actor& a, absl::Time)
+                                        -> absl::StatusOr<v1::LockboxPolicy> {
+    RETURN_IF_ERROR(CanReadTenantConfig(a, tenant));
+    return tx.GetPolicy(tenant, false);
+  });
+}
+
+absl::StatusOr<v1::LockboxPolicy> Lockbox::UpdateLockboxPolicy(
+    const C& c, const v1::UpdateLockboxPolicyRequest& r) {
+  ASSIGN_OR_RETURN(std::string tenant,
+                   ParsePolicyName(r.lockbox_policy().name(), "lockbox_policy.name"));
+  return Change<v1::LockboxPolicy>(c, "UpdateLockboxPolicy", r, r.request_id(),
+                                   [&](Transaction& tx, const Actor& a, absl::Time now)
+                                       -> absl::StatusOr<v1::LockboxPolicy> {
+    // The customer's policy is the customer's: not even lockbox.admin may
+    // change it.
+    RETURN_IF_ERROR(RequireTenantAdmin(a, tenant));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(tenant, true));
+    RETURN_IF_ERROR(CheckEtag(r.lockbox_policy().etag(), policy.etag()));
+    RETURN_IF_ERROR(ApplyPolicyUpdate(r.lockbox_policy(), r.update_mask(), &policy));
+    *policy.mutable_update_time() = ToProto(now);
+    RETURN_IF_ERROR(tx.UpdatePolicy(tenant, &policy));
+    v1::AuditEvent e = NewAuditEvent(a, "lockbox_policy.update", tenant, policy.name(), now);
+    PolicyDetails(policy, &e);
+    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    return policy;
+  });
+}
+
+absl::StatusOr<v1::Environment> Lockbox::CreateEnvironment(
+    const C& c, const v1::CreateEnvironmentRequest& r) {
+  ASSIGN_OR_RETURN(std::string tenant, ParseTenantName(r.parent(), "parent"));
+  if (!IsValidId(r.environment_id())) {
+    return InvalidField("environment_id", r.environment_id().empty() ? "REQUIRED" : "BAD_FORMAT",
+                        "must match [a-z][a-z0-9-]{0,62}");
+  }
+  RETURN_IF_ERROR(
+      ValidateDisplayName(r.environment().display_name(), "environment.display_name"));
+  RETURN_IF_ERROR(ValidateDataSources(r.environment(), "environment.data_sources"));
+  return Change<v1::Environment>(c, "CreateEnvironment", r, r.request_id(),
+                                 [&](Transaction& tx, const Actor& a, absl::Time now)
+                                     -> absl::StatusOr<v1::Environment> {
+    RETURN_IF_ERROR(RequireAdmin(a));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(tenant, false));
+    v1::Environment env;
+    env.set_name(ChildName(tenant, "environments", r.environment_id()));
+    if (tx.GetEnvironment(tenant, r.environment_id(), false).ok()) {
+      return Error(absl::StatusCode::kAlreadyExists, reason::kAlreadyExists,
+                   absl::StrCat(env.name(), " already exists"));
+    }
+    env.set_display_name(r.environment().display_name().empty()
+                             ? r.environment_id()
+                             : r.environment().display_name());
+    // New environments start managed; only the tenant may unmanage one.
+    env.set_managed(true);
+    *env.mutable_data_sources() = r.environment().data_sources();
+    *env.mutable_create_time() = ToProto(now);
+    *env.mutable_update_time() = ToProto(now);
+    RETURN_IF_ERROR(tx.InsertEnvironment(tenant, r.environment_id(), &env));
+    env.set_protected_(IsProtected(policy, env));
+    v1::AuditEvent e = NewAuditEvent(a, "environment.create", tenant, env.name(), now);
+    EnvironmentDetails(env, &e);
+    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    return env;
+  });
+}
+
+absl::StatusOr<v1::Environment> Lockbox::GetEnvironment(const C& c,
+                                                        const v1::GetEnvironmentRequest& r) {
+  ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "environments", "name"));
+  return Read<v1::Environment>(c, [&](Transaction& tx, const Actor& a, absl::Time)
+                                      -> absl::StatusOr<v1::Environment> {
+    RETURN_IF_ERROR(CanReadTenantConfig(a, name.tenant));
+    ASSIGN_OR_RETURN(v1::Environment env, tx.GetEnvironment(name.tenant, name.id, false));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(name.tenant, false));
+    env.set_protected_(IsProtected(policy, env));
+    return env;
+  });
+}
+
+absl::StatusOr<v1::ListEnvironmentsResponse> Lockbox::ListEnvironments(
+    const C& c, const v1::ListEnvironmentsRequest& r) {
+  ASSIGN_OR_RETURN(std::string tenant, ParseTenantName(r.parent(), "parent"));
+  std::string key = absl::StrCat("ListEnvironments|", r.parent());
+  ListQuery q;
+  RETURN_IF_ERROR(StartPage(key, r.page_token(), r.page_size(), &q));
+  q.tenants = std::vector<std::string>{tenant};
+  return Read<v1::ListEnvironmentsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
+                                                   -> absl::StatusOr<v1::ListEnvironmentsResponse> {
+    RETURN_IF_ERROR(CanReadTenantConfig(a, tenant));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(tenant, false));
+    int limit = q.limit;
+    q.limit = limit + 1;
+    ASSIGN_OR_RETURN(std::vector<v1::Environment> envs, tx.ListEnvironments(q));
+    v1::ListEnvironmentsResponse out;
+    out.set_next_page_token(NextToken(page_tokens_, key, &envs, limit, [](const v1::Environment& e) {
+      return Cursor{"", e.name().substr(e.name().rfind('/') + 1)};
+    }));
+    for (auto& e : envs) {
+      e.set_protected_(IsProtected(policy, e));
+      *out.add_environments() = std::move(e);
+    }
+    return out;
+  });
+}
+
+absl::StatusOr<v1::Environment> Lockbox::UpdateEnvironment(
+    const C& c, const v1::UpdateEnvironmentRequest& r) {
+  ASSIGN_OR_RETURN(TenantChildName name,
+                   ParseChildName(r.environment().name(), "environments", "environment.name"));
+  if (r.update_mask().paths_size() == 0) {
+    return InvalidField("update_mask", "REQUIRED",
+                        "name the fields to change: display_name, managed, data_sources");
+  }
+  bool provider_fields = false, tenant_fields = false;
+  for (const std::string& path : r.update_mask().paths()) {
+    if (path == "display_name" || path == "data_sources") {
+      provider_fields = true;
+    } else if (path == "managed") {
+      tenant_fields = true;
+    } else {
+      return InvalidField("update_mask", "UNKNOWN_VALUE",
+                          absl::StrCat("cannot update field \"", path, "\""));
+    }
+  }
+  RETURN_IF_ERROR(
+      ValidateDisplayName(r.environment().display_name(), "environment.display_name"));
+  RETURN_IF_ERROR(ValidateDataSources(r.environment(), "environment.data_sources"));
+  return Change<v1::Environment>(c, "UpdateEnvironment", r, r.request_id(),
+                                 [&](Transaction& tx, const Actor& a, absl::Time now)
+                                     -> absl::StatusOr<v1::Environment> {
+    // The provider describes environments; only the customer decides whether
+    // one is managed (protected).
+    if (provider_fields) RETURN_IF_ERROR(RequireAdmin(a));
+    if (tenant_fields) RETURN_IF_ERROR(RequireTenantAdmin(a, name.tenant));
+    ASSIGN_OR_RETURN(v1::Environment env, tx.GetEnvironment(name.tenant, name.id, true));
+    RETURN_IF_ERROR(CheckEtag(r.environment().etag(), env.etag()));
+    for (const std::string& path : r.update_mask().paths()) {
+      if (path == "display_name") {
+        env.set_display_name(r.environment().display_name().empty()
+                                 ? name.id
+                                 : r.environment().display_name());
+      } else if (path == "data_sources") {
+        *env.mutable_data_sources() = r.environment().data_sources();
+      } else if (path == "managed") {
+        env.set_managed(r.environment().managed());
+      }
+    }
+    *env.mutable_update_time() = ToProto(now);
+    RETURN_IF_ERROR(tx.UpdateEnvironment(name.tenant, name.id, &env));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(name.tenant, false));
+    env.set_protected_(IsProtected(policy, env));
+    v1::AuditEvent e = NewAuditEvent(a, "environment.update", name.tenant, env.name(), now);
+    EnvironmentDetails(env, &e);
+    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    return env;
+  });
+}
+
+absl::StatusOr<v1::RoleBinding> Lockbox::CreateRoleBinding(
+    const C& c, const v1::CreateRoleBindingRequest& r) {
+  const v1::RoleBinding& in = r.role_binding();
+  ASSIGN_OR_RETURN(Principal principal,
+                   ParseSpiffeId(in.principal(), options_.trust_domain, "role_binding.principal"));
+  std::optional<Role> role = ParseRole(in.role());
+  if (!role) {
+    return InvalidField("role_binding.role", in.role().empty() ? "REQUIRED" : "UNKNOWN_VALUE",
+                        "must be one of lockbox.admin, operator.engineer, operator.reviewer, "
+                        "tenant.admin, tenant.auditor, service.enforcer, service.portal");
+  }
+  std::string tenant;
+  if (!in.tenant().empty()) {
+    ASSIGN_OR_RETURN(tenant, ParseTenantName(in.tenant(), "role_binding.tenant"));
+  }
+  RETURN_IF_ERROR(ValidateBinding(principal, *role, tenant));
+  if (!in.email().empty() && !IsValidEmail(in.email())) {
+    return InvalidField("role_binding.email", "BAD_FORMAT", "is not an e-mail address");
+  }
+  return Change<v1::RoleBinding>(c, "CreateRoleBinding", r, r.request_id(),
+                                 [&](Transaction& tx, const Actor& a, absl::Time now)
+                                     -> absl::StatusOr<v1::RoleBinding> {
+    bool allowed = a.permissions.Has(Role::kAdmin) ||
+                   (IsTenantRole(*role) && a.permissions.HasInTenant(Role::kTenantAdmin, tenant));
+    if (!allowed) {
+      return PermissionDenied(
+          "needs lockbox.admin, or tenant.admin of the tenant for tenant roles");
+    }
+    if (!tenant.empty()) RETURN_IF_ERROR(tx.GetTenant(tenant).status());
+    ASSIGN_OR_RETURN(std::vector<Binding> existing, tx.BindingsOf(principal.spiffe_id));
+    for (const Binding& b : existing) {
+      if (b.role == *role && b.tenant == tenant) {
+        return Error(absl::StatusCode::kAlreadyExists, reason::kAlreadyExists,
+                     "the principal already holds this role");
+      }
+    }
+    std::string id = NewUuid();
+    v1::RoleBinding b;
+    b.set_name(absl::StrCat("roleBindings/", id));
+    b.set_principal(principal.spiffe_id);
+    b.set_role(std::string(RoleName(*role)));
+    if (!tenant.empty()) b.set_tenant(TenantName(tenant));
+    b.set_email(in.email());
+    *b.mutable_create_time() = ToProto(now);
+    RETURN_IF_ERROR(tx.InsertRoleBinding(id, b));
+    v1::AuditEvent e = NewAuditEvent(a, "role_binding.create", tenant, b.name(), now);
+    (*e.mutable_details())["principal"] = b.principal();
+    (*e.mutable_details())["role"] = b.role();
+    (*e.mutable_details())["email"] = b.email();
+    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    return b;
+  });
+}
+
+absl::StatusOr<v1::ListRoleBindingsResponse> Lockbox::ListRoleBindings(
+    const C& c, const v1::ListRoleBindingsRequest& r) {
+  std::string tenant;
+  if (!r.parent().empty()) {
+    ASSIGN_OR_RETURN(tenant, ParseTenantName(r.parent(), "parent"));
+  }
+  ListQuery q;
+  ASSIGN_OR_RETURN(q.conditions, ParseFilter(r.filter(), {{"principal"}, {"role"}}));
+  std::string key = absl::StrCat("ListRoleBindings|", r.parent(), "|", r.filter(), "|", c.spiffe_id);
+  RETURN_IF_ERROR(StartPage(key, r.page_token(), r.page_size(), &q));
+  return Read<v1::ListRoleBindingsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
+                                                   -> absl::StatusOr<v1::ListRoleBindingsResponse> {
+    bool admin = a.permissions.Has(Role::kAdmin);
+    if (!tenant.empty()) {
+      if (!admin && !a.permissions.IsTenantMember(tenant)) {
+        return PermissionDenied("needs lockbox.admin or a role in the tenant");
+      }
+      q.tenants = std::vector<std::string>{tenant};
+    } else if (!admin) {
+      if (a.permissions.Tenants().empty()) return PermissionDenied("needs lockbox.admin");
+      q.tenants = a.permissions.Tenants();
+    }
+    int limit = q.limit;
+    q.limit = limit + 1;
+    ASSIGN_OR_RETURN(std::vector<v1::RoleBinding> bindings, tx.ListRoleBindings(q));
+    v1::ListRoleBindingsResponse out;
+    out.set_next_page_token(NextToken(page_tokens_, key, &bindings, limit,
+                                      [](const v1::RoleBinding& b) {
+      return Cursor{absl::StrCat(absl::ToUnixMicros(FromProto(b.create_time()))),
+                    b.name().substr(13)};
+    }));
+    for (auto& b : bindings) *out.add_role_bindings() = std::move(b);
+    return out;
+  });
+}
+
+absl::StatusOr<google::protobuf::Empty> Lockbox::DeleteRoleBinding(
+    const C& c, const v1::DeleteRoleBindingRequest& r) {
+  ASSIGN_OR_RETURN(std::string id, ParseRoleBindingName(r.name(), "name"));
+  return Change<google::protobuf::Empty>(c, "DeleteRoleBinding", r, r.request_id(),
+                                         [&](Transaction& tx, const Actor& a, absl::Time now)
+                                             -> absl::StatusOr<google::protobuf::Empty> {
+    bool admin = a.permissions.Has(Role::kAdmin);
+    auto binding = tx.GetRoleBinding(id, true);
+    if (!admin) {
+      // A tenant admin learns nothing of bindings outside their tenant.
+      std::string tenant =
+          binding.ok() && !binding->tenant().empty() ? binding->tenant().substr(8) : "";
+      if (tenant.empty() || !a.permissions.HasInTenant(Role::kTenantAdmin, tenant)) {
+        return PermissionDenied("needs lockbox.admin, or tenant.admin of the binding's tenant");
+      }
+    }
+    if (!binding.ok()) return binding.status();
+    RETURN_IF_ERROR(tx.DeleteRoleBinding(id));
+    std::string tenant = binding->tenant().empty() ? "" : binding->tenant().substr(8);
+    v1::AuditEvent e = NewAuditEvent(a, "role_binding.delete", tenant, binding->name(), now);
+    (*e.mutable_details())["principal"] = binding->principal();
+    (*e.mutable_details())["role"] = binding->role();
+    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    return google::protobuf::Empty();
+  });
+}
+
+}  // namespace lockbox

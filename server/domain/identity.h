@@ -1,0 +1,87 @@
+// Who is calling and what they may do: SPIFFE IDs, roles and bindings.
+// Roles come from role bindings in the store, never from the certificate.
+#ifndef LOCKBOX_SERVER_DOMAIN_IDENTITY_H_
+#define LOCKBOX_SERVER_DOMAIN_IDENTITY_H_
+
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace lockbox {
+
+// A parsed SPIFFE ID of this trust domain.
+struct Principal {
+  enum class Kind { kOperator, kTenantUser, kService };
+  std::string spiffe_id;
+  Kind kind = Kind::kOperator;
+  std::string tenant;  // For kTenantUser.
+  std::string user;    // Operator or tenant user name, or service name.
+};
+
+// Parses spiffe://<trust_domain>/operator/<user>,
+// spiffe://<trust_domain>/tenant/<tenant>/user/<user> or
+// spiffe://<trust_domain>/service/<name>. Anything else, or another trust
+// domain, is an error (UNAUTHENTICATED when `field` is empty, else
+// INVALID_ARGUMENT on that field).
+absl::StatusOr<Principal> ParseSpiffeId(absl::string_view id,
+                                        absl::string_view trust_domain,
+                                        absl::string_view field = "");
+
+enum class Role {
+  kAdmin,            // lockbox.admin, global
+  kEngineer,         // operator.engineer, global
+  kReviewer,         // operator.reviewer, global
+  kTenantAdmin,      // tenant.admin, one tenant
+  kTenantAuditor,    // tenant.auditor, one tenant
+  kEnforcer,         // service.enforcer, global
+  kPortal,           // service.portal, global
+};
+
+std::optional<Role> ParseRole(absl::string_view name);
+absl::string_view RoleName(Role role);
+bool IsTenantRole(Role role);
+
+// Whether a binding of `role` to `principal` (scoped to `tenant` for tenant
+// roles) is allowed at all: provider roles only for operators, service roles
+// only for services, and tenant roles only for that tenant's own users, so
+// that the provider can never hold the customer's approval.
+absl::Status ValidateBinding(const Principal& principal, Role role,
+                             absl::string_view tenant);
+
+struct Binding {
+  Role role;
+  std::string tenant;  // Empty for global roles.
+};
+
+// What one principal may do, from their bindings.
+class Permissions {
+ public:
+  Permissions() = default;
+  explicit Permissions(std::vector<Binding> bindings)
+      : bindings_(std::move(bindings)) {}
+
+  bool Has(Role role) const;
+  bool HasInTenant(Role role, absl::string_view tenant) const;
+  // tenant.admin or tenant.auditor of the tenant.
+  bool IsTenantMember(absl::string_view tenant) const;
+  // Tenants where the principal holds any tenant role.
+  std::vector<std::string> Tenants() const;
+  bool empty() const { return bindings_.empty(); }
+
+ private:
+  std::vector<Binding> bindings_;
+};
+
+// The authenticated caller of one call, as the domain sees it.
+struct Actor {
+  Principal principal;          // Who acts (the user, for a portal call).
+  std::optional<Principal> via;  // The portal, when on behalf of a user.
+  Permissions permissions;       // Of `principal`.
+};
+
+}  // namespace lockbox
+
+#endif  // LOCKBOX_SERVER_DOMAIN_IDENTITY_H_

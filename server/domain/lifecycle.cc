@@ -1,0 +1,490 @@
+#include "server/domain/lifecycle.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "server/domain/names.h"
+#include "server/domain/status.h"
+
+namespace lockbox {
+
+using v1::AccessRequest;
+using v1::Decision;
+using v1::Grant;
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  google::protobuf::Timestamp out;
+  int64_t micros = absl::ToUnixMicros(t);
+  int64_t seconds = micros / 1000000;
+  int64_t rest = micros % 1000000;
+  if (rest < 0) {
+    rest += 1000000;
+    --seconds;
+  }
+  out.set_seconds(seconds);
+  out.set_nanos(static_cast<int32_t>(rest * 1000));
+  return out;
+}
+
+absl::Time FromProto(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+google::protobuf::Duration ToProto(absl::Duration d) {
+  google::protobuf::Duration out;
+  int64_t micros = absl::ToInt64Microseconds(d);
+  out.set_seconds(micros / 1000000);
+  out.set_nanos(static_cast<int32_t>((micros % 1000000) * 1000));
+  return out;
+}
+
+absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+std::string EtagOf(int64_t version) { return absl::StrCat("\"", version, "\""); }
+
+absl::Status CheckEtag(absl::string_view given, absl::string_view current) {
+  if (!given.empty() && given != current) {
+    return Error(absl::StatusCode::kAborted, reason::kStaleEtag,
+                 absl::StrCat("etag ", given, " is stale; the resource is now at ",
+                              current, ": read it again"));
+  }
+  return absl::OkStatus();
+}
+
+bool IsValidEmail(absl::string_view email) {
+  if (email.size() < 3 || email.size() > 254) return false;
+  size_t at = email.find('@');
+  if (at == absl::string_view::npos || at == 0 || at + 1 >= email.size() ||
+      email.find('@', at + 1) != absl::string_view::npos) {
+    return false;
+  }
+  for (char c : email) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_' ||
+              c == '+' || c == '@';
+    if (!ok) return false;
+  }
+  absl::string_view domain = email.substr(at + 1);
+  return domain.find('.') != absl::string_view::npos && domain.front() != '.' &&
+         domain.back() != '.';
+}
+
+absl::Status ValidateDisplayName(absl::string_view name, absl::string_view field) {
+  if (name.size() > kMaxDisplayNameBytes) {
+    return InvalidField(field, "TOO_LONG",
+                        absl::StrCat("at most ", kMaxDisplayNameBytes, " bytes"));
+  }
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) {
+      return InvalidField(field, "BAD_FORMAT", "control characters not allowed");
+    }
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+absl::Status ValidateDuration(const google::protobuf::Duration& d,
+                              absl::Duration max, absl::string_view field) {
+  if (d.nanos() < 0 || d.seconds() < 0) {
+    return InvalidField(field, "OUT_OF_RANGE", "must be positive");
+  }
+  absl::Duration value = FromProto(d);
+  if (value < kMinDuration || value > max) {
+    return InvalidField(field, "OUT_OF_RANGE",
+                        absl::StrCat("must be between ",
+                                     absl::FormatDuration(kMinDuration), " and ",
+                                     absl::FormatDuration(max)));
+  }
+  return absl::OkStatus();
+}
+
+bool MaskHas(const google::protobuf::FieldMask& mask, absl::string_view path) {
+  if (mask.paths_size() == 0) return true;
+  return std::find(mask.paths().begin(), mask.paths().end(), path) !=
+         mask.paths().end();
+}
+
+absl::Status CheckMaskPaths(const google::protobuf::FieldMask& mask,
+                            std::initializer_list<absl::string_view> allowed) {
+  for (const std::string& path : mask.paths()) {
+    if (std::find(allowed.begin(), allowed.end(), path) == allowed.end()) {
+      return InvalidField("update_mask", "UNKNOWN_VALUE",
+                          absl::StrCat("cannot update field \"", path, "\""));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+v1::LockboxPolicy DefaultPolicy(absl::string_view tenant) {
+  v1::LockboxPolicy policy;
+  policy.set_name(absl::StrCat("tenants/", tenant, "/lockboxPolicy"));
+  policy.set_enabled(false);
+  *policy.mutable_request_ttl() = ToProto(kDefaultRequestTtl);
+  *policy.mutable_access_duration() = ToProto(kDefaultAccessDuration);
+  policy.set_allow_revocation(false);
+  return policy;
+}
+
+absl::Status ApplyPolicyUpdate(const v1::LockboxPolicy& update,
+                               const google::protobuf::FieldMask& mask,
+                               v1::LockboxPolicy* policy) {
+  RETURN_IF_ERROR(CheckMaskPaths(
+      mask, {"enabled", "request_ttl", "access_duration", "notification_emails",
+             "allow_revocation"}));
+  if (MaskHas(mask, "enabled")) policy->set_enabled(update.enabled());
+  if (MaskHas(mask, "allow_revocation")) {
+    policy->set_allow_revocation(update.allow_revocation());
+  }
+  if (MaskHas(mask, "request_ttl")) {
+    if (!update.has_request_ttl()) {
+      *policy->mutable_request_ttl() = ToProto(kDefaultRequestTtl);
+    } else {
+      RETURN_IF_ERROR(ValidateDuration(update.request_ttl(), kDefaultRequestTtl,
+                                       "lockbox_policy.request_ttl"));
+      *policy->mutable_request_ttl() = update.request_ttl();
+    }
+  }
+  if (MaskHas(mask, "access_duration")) {
+    if (!update.has_access_duration()) {
+      *policy->mutable_access_duration() = ToProto(kDefaultAccessDuration);
+    } else {
+      RETURN_IF_ERROR(ValidateDuration(update.access_duration(),
+                                       kDefaultAccessDuration,
+                                       "lockbox_policy.access_duration"));
+      *policy->mutable_access_duration() = update.access_duration();
+    }
+  }
+  if (MaskHas(mask, "notification_emails")) {
+    if (update.notification_emails_size() >
+        static_cast<int>(kMaxNotificationEmails)) {
+      return InvalidField("lockbox_policy.notification_emails", "TOO_LONG",
+                          absl::StrCat("at most ", kMaxNotificationEmails));
+    }
+    for (const std::string& email : update.notification_emails()) {
+      if (!IsValidEmail(email)) {
+        return InvalidField("lockbox_policy.notification_emails", "BAD_FORMAT",
+                            absl::StrCat("\"", email, "\" is not an e-mail address"));
+      }
+    }
+    *policy->mutable_notification_emails() = update.notification_emails();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateDataSources(const v1::Environment& env,
+                                 absl::string_view field) {
+  if (env.data_sources_size() > static_cast<int>(kMaxDataSources)) {
+    return InvalidField(field, "TOO_LONG",
+                        absl::StrCat("at most ", kMaxDataSources, " data sources"));
+  }
+  std::set<std::string> seen;
+  for (const v1::DataSource& ds : env.data_sources()) {
+    if (!IsValidId(ds.id())) {
+      return InvalidField(absl::StrCat(field, ".id"), "BAD_FORMAT",
+                          "must match [a-z][a-z0-9-]{0,62}");
+    }
+    if (!seen.insert(ds.id()).second) {
+      return InvalidField(absl::StrCat(field, ".id"), "NOT_ALLOWED",
+                          absl::StrCat("duplicate data source \"", ds.id(), "\""));
+    }
+    if (ds.kind().empty() || !IsValidId(ds.kind().substr(0, 1)) ||
+        ds.kind().size() > 63) {
+      return InvalidField(absl::StrCat(field, ".kind"), "BAD_FORMAT",
+                          "kind is required, e.g. sql_database");
+    }
+    for (char c : ds.kind()) {
+      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) {
+        return InvalidField(absl::StrCat(field, ".kind"), "BAD_FORMAT",
+                            "kind must match [a-z][a-z0-9_]*");
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool IsProtected(const v1::LockboxPolicy& policy, const v1::Environment& env) {
+  return policy.enabled() && env.managed();
+}
+
+bool NeedsCustomerReview(
+    const v1::LockboxPolicy& policy, const v1::Environment& env,
+    const google::protobuf::RepeatedPtrField<std::string>& data_sources) {
+  if (!IsProtected(policy, env)) return false;
+  if (env.data_sources_size() == 0) return true;
+  for (const v1::DataSource& ds : env.data_sources()) {
+    bool asked = data_sources.empty() ||
+                 std::find(data_sources.begin(), data_sources.end(), ds.id()) !=
+                     data_sources.end();
+    if (asked && ds.lockbox_supported()) return true;
+  }
+  return false;
+}
+
+std::string DisplayStatus(AccessRequest::State state, AccessRequest::Stage stage) {
+  switch (state) {
+    case AccessRequest::PENDING:
+      return stage == AccessRequest::CUSTOMER_REVIEW ? "Action needed"
+                                                     : "Pending internal review";
+    case AccessRequest::APPROVED:
+      return "Approved";
+    case AccessRequest::DENIED:
+      return "Denied";
+    case AccessRequest::EXPIRED:
+      return "Expired";
+    case AccessRequest::CANCELLED:
+      return "Cancelled";
+    default:
+      return "";
+  }
+}
+
+absl::StatusOr<AccessRequest> NewAccessRequest(
+    const AccessRequest& asked, absl::string_view tenant, absl::string_view id,
+    const v1::Environment& env, const v1::LockboxPolicy& policy,
+    const Actor& requester, absl::Time now) {
+  const std::string f = "access_request.";
+  // Data sources: known to the environment, no duplicates.
+  if (asked.data_sources_size() > static_cast<int>(kMaxDataSources)) {
+    return InvalidField(f + "data_sources", "TOO_LONG", "too many data sources");
+  }
+  std::set<std::string> seen;
+  for (const std::string& ds : asked.data_sources()) {
+    bool known = std::any_of(env.data_sources().begin(), env.data_sources().end(),
+                             [&](const v1::DataSource& d) { return d.id() == ds; });
+    if (!IsValidId(ds) || !known) {
+      return InvalidField(f + "data_sources", "UNKNOWN_VALUE",
+                          absl::StrCat("\"", ds.substr(0, 64),
+                                       "\" is not a data source of ", env.name()));
+    }
+    if (!seen.insert(ds).second) {
+      return InvalidField(f + "data_sources", "NOT_ALLOWED",
+                          absl::StrCat("\"", ds, "\" is listed twice"));
+    }
+  }
+  switch (asked.reason()) {
+    case AccessRequest::CUSTOMER_INITIATED_SUPPORT:
+      if (asked.support_ticket_id().empty()) {
+        return InvalidField(f + "support_ticket_id", "REQUIRED",
+                            "is required for CUSTOMER_INITIATED_SUPPORT");
+      }
+      break;
+    case AccessRequest::OPERATOR_INITIATED:
+      break;
+    default:
+      return InvalidField(f + "reason", "REQUIRED",
+                          "must be CUSTOMER_INITIATED_SUPPORT or OPERATOR_INITIATED");
+  }
+  if (asked.support_ticket_id().size() > kMaxTicketIdBytes) {
+    return InvalidField(f + "support_ticket_id", "TOO_LONG",
+                        absl::StrCat("at most ", kMaxTicketIdBytes, " bytes"));
+  }
+  RETURN_IF_ERROR(ValidateDisplayName(asked.support_ticket_id().substr(
+                                          0, kMaxTicketIdBytes),
+                                      f + "support_ticket_id"));
+  if (asked.justification().empty()) {
+    return InvalidField(f + "justification", "REQUIRED", "is required");
+  }
+  if (asked.justification().size() > kMaxJustificationBytes) {
+    return InvalidField(f + "justification", "TOO_LONG",
+                        absl::StrCat("at most ", kMaxJustificationBytes, " bytes"));
+  }
+  absl::Duration access = FromProto(policy.access_duration());
+  if (asked.has_access_duration()) {
+    RETURN_IF_ERROR(ValidateDuration(asked.access_duration(), access,
+                                     f + "access_duration"));
+    access = FromProto(asked.access_duration());
+  }
+
+  AccessRequest r;
+  r.set_name(ChildName(tenant, "accessRequests", id));
+  r.set_environment(env.name());
+  *r.mutable_data_sources() = asked.data_sources();
+  r.set_reason(asked.reason());
+  r.set_support_ticket_id(asked.support_ticket_id());
+  r.set_justification(asked.justification());
+  r.set_requester(requester.principal.spiffe_id);
+  *r.mutable_create_time() = ToProto(now);
+  *r.mutable_update_time() = ToProto(now);
+  *r.mutable_expire_time() = ToProto(now + FromProto(policy.request_ttl()));
+  *r.mutable_access_duration() = ToProto(access);
+  r.set_state(AccessRequest::PENDING);
+  r.set_stage(AccessRequest::INTERNAL_REVIEW);
+  r.set_display_status(DisplayStatus(r.state(), r.stage()));
+  return r;
+}
+
+AccessRequest::State EffectiveState(const AccessRequest& request, absl::Time now) {
+  if (request.state() == AccessRequest::PENDING &&
+      now >= FromProto(request.expire_time())) {
+    return AccessRequest::EXPIRED;
+  }
+  return request.state();
+}
+
+void ApplyReadTimeState(absl::Time now, AccessRequest* request) {
+  request->set_state(EffectiveState(*request, now));
+  request->set_display_status(DisplayStatus(request->state(), request->stage()));
+}
+
+namespace {
+
+std::string TenantOfName(absl::string_view name) {
+  // tenants/{tenant}/...; names here were parsed before they were stored.
+  absl::string_view rest = name.substr(name.find('/') + 1);
+  return std::string(rest.substr(0, rest.find('/')));
+}
+
+absl::Status NotPending(const AccessRequest& request, absl::Time now) {
+  AccessRequest::State state = EffectiveState(request, now);
+  return Error(absl::StatusCode::kFailedPrecondition,
+               reason::kTransitionNotAllowed,
+               absl::StrCat("request is ", AccessRequest::State_Name(state),
+                            "; only a PENDING request can change"));
+}
+
+}  // namespace
+
+absl::Status Decide(const Actor& actor, Decision::Verdict verdict,
+                    absl::string_view comment, bool needs_customer_review,
+                    absl::Time now, AccessRequest* request) {
+  if (comment.size() > kMaxCommentBytes) {
+    return InvalidField("comment", "TOO_LONG",
+                        absl::StrCat("at most ", kMaxCommentBytes, " bytes"));
+  }
+  const std::string tenant = TenantOfName(request->name());
+  bool internal_reviewer = actor.permissions.Has(Role::kReviewer);
+  bool customer_reviewer = actor.permissions.HasInTenant(Role::kTenantAdmin, tenant);
+  if (!internal_reviewer && !customer_reviewer) {
+    return PermissionDenied(
+        "deciding needs operator.reviewer or tenant.admin of the request's tenant");
+  }
+  if (EffectiveState(*request, now) != AccessRequest::PENDING) {
+    return NotPending(*request, now);
+  }
+  bool internal = request->stage() == AccessRequest::INTERNAL_REVIEW;
+  if ((internal && !internal_reviewer) || (!internal && !customer_reviewer)) {
+    return Error(absl::StatusCode::kFailedPrecondition,
+                 reason::kTransitionNotAllowed,
+                 absl::StrCat("request is in ",
+                              AccessRequest::Stage_Name(request->stage()),
+                              ", which the caller does not review"));
+  }
+  if (actor.principal.spiffe_id == request->requester()) {
+    return Error(absl::StatusCode::kPermissionDenied, reason::kSelfReview,
+                 "a reviewer can never decide their own request");
+  }
+
+  Decision* d = request->add_decisions();
+  d->set_stage(request->stage());
+  d->set_verdict(verdict);
+  d->set_reviewer(actor.principal.spiffe_id);
+  if (actor.via) d->set_via(actor.via->spiffe_id);
+  d->set_comment(std::string(comment));
+  *d->mutable_decide_time() = ToProto(now);
+
+  if (verdict == Decision::DENY) {
+    request->set_state(AccessRequest::DENIED);
+  } else if (internal && needs_customer_review) {
+    request->set_stage(AccessRequest::CUSTOMER_REVIEW);
+  } else {
+    request->set_state(AccessRequest::APPROVED);
+  }
+  *request->mutable_update_time() = ToProto(now);
+  request->set_display_status(DisplayStatus(request->state(), request->stage()));
+  return absl::OkStatus();
+}
+
+absl::Status Cancel(const Actor& actor, absl::Time now, AccessRequest* request) {
+  if (actor.principal.spiffe_id != request->requester()) {
+    return PermissionDenied("only the requester can cancel a request");
+  }
+  if (EffectiveState(*request, now) != AccessRequest::PENDING) {
+    return NotPending(*request, now);
+  }
+  request->set_state(AccessRequest::CANCELLED);
+  *request->mutable_update_time() = ToProto(now);
+  request->set_display_status(DisplayStatus(request->state(), request->stage()));
+  return absl::OkStatus();
+}
+
+Grant NewGrant(const AccessRequest& request, absl::string_view tenant,
+               absl::string_view id, absl::Time now) {
+  Grant g;
+  g.set_name(ChildName(tenant, "grants", id));
+  g.set_access_request(request.name());
+  g.set_principal(request.requester());
+  g.set_environment(request.environment());
+  *g.mutable_data_sources() = request.data_sources();
+  *g.mutable_start_time() = ToProto(now);
+  *g.mutable_expire_time() = ToProto(now + FromProto(request.access_duration()));
+  g.set_state(Grant::ACTIVE);
+  return g;
+}
+
+Grant::State EffectiveState(const Grant& grant, absl::Time now) {
+  if (grant.state() == Grant::ACTIVE && now >= FromProto(grant.expire_time())) {
+    return Grant::EXPIRED;
+  }
+  return grant.state();
+}
+
+void ApplyReadTimeState(absl::Time now, Grant* grant) {
+  grant->set_state(EffectiveState(*grant, now));
+}
+
+bool GrantAllows(const Grant& grant, absl::string_view principal,
+                 absl::string_view environment, absl::string_view data_source,
+                 absl::Time now) {
+  if (EffectiveState(grant, now) != Grant::ACTIVE) return false;
+  if (now < FromProto(grant.start_time())) return false;
+  if (grant.principal() != principal || grant.environment() != environment) {
+    return false;
+  }
+  if (grant.data_sources().empty()) return true;
+  if (data_source.empty()) return false;
+  return std::find(grant.data_sources().begin(), grant.data_sources().end(),
+                   data_source) != grant.data_sources().end();
+}
+
+namespace {
+absl::Status EndGrant(Grant::State end_state, absl::Time now, Grant* grant) {
+  Grant::State state = EffectiveState(*grant, now);
+  if (state != Grant::ACTIVE) {
+    return Error(absl::StatusCode::kFailedPrecondition,
+                 reason::kTransitionNotAllowed,
+                 absl::StrCat("grant is ", Grant::State_Name(state),
+                              "; only an ACTIVE grant can end early"));
+  }
+  grant->set_state(end_state);
+  *grant->mutable_end_time() = ToProto(now);
+  return absl::OkStatus();
+}
+}  // namespace
+
+absl::Status Release(const Actor& actor, absl::Time now, Grant* grant) {
+  if (actor.principal.spiffe_id != grant->principal()) {
+    return PermissionDenied("only the grant's principal can release it");
+  }
+  return EndGrant(Grant::RELEASED, now, grant);
+}
+
+absl::Status Revoke(const Actor& actor, const v1::LockboxPolicy& policy,
+                    absl::string_view tenant, absl::Time now, Grant* grant) {
+  if (!actor.permissions.HasInTenant(Role::kTenantAdmin, tenant)) {
+    return PermissionDenied("revoking needs tenant.admin of the grant's tenant");
+  }
+  if (!policy.allow_revocation()) {
+    return Error(absl::StatusCode::kFailedPrecondition,
+                 reason::kRevocationDisabled,
+                 "the tenant's lockbox policy does not allow revocation");
+  }
+  return EndGrant(Grant::REVOKED, now, grant);
+}
+
+}  // namespace lockbox

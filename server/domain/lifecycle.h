@@ -1,0 +1,123 @@
+// The rules of Lockbox: policy defaults and limits, what makes an environment
+// protected, the access request's state machine, and grants. Pure functions
+// over the API's resource messages: no gRPC, no SQL, time passed in.
+//
+// Authorization of a decision lives here too, because who may decide depends
+// on the request's stage; reads are authorised by the application layer.
+#ifndef LOCKBOX_SERVER_DOMAIN_LIFECYCLE_H_
+#define LOCKBOX_SERVER_DOMAIN_LIFECYCLE_H_
+
+#include <string>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "google/protobuf/duration.pb.h"
+#include "google/protobuf/field_mask.pb.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "lockbox/v1/resources.pb.h"
+#include "server/domain/identity.h"
+
+namespace lockbox {
+
+inline constexpr absl::Duration kDefaultRequestTtl = absl::Hours(96);
+inline constexpr absl::Duration kDefaultAccessDuration = absl::Hours(8);
+inline constexpr absl::Duration kMinDuration = absl::Minutes(1);
+inline constexpr size_t kMaxJustificationBytes = 4096;
+inline constexpr size_t kMaxCommentBytes = 4096;
+inline constexpr size_t kMaxTicketIdBytes = 128;
+inline constexpr size_t kMaxDisplayNameBytes = 256;
+inline constexpr size_t kMaxDataSources = 256;
+inline constexpr size_t kMaxNotificationEmails = 32;
+
+google::protobuf::Timestamp ToProto(absl::Time t);
+absl::Time FromProto(const google::protobuf::Timestamp& t);
+google::protobuf::Duration ToProto(absl::Duration d);
+absl::Duration FromProto(const google::protobuf::Duration& d);
+
+std::string EtagOf(int64_t version);
+// ABORTED with STALE_ETAG when `given` is set and differs from `current`.
+absl::Status CheckEtag(absl::string_view given, absl::string_view current);
+
+bool IsValidEmail(absl::string_view email);
+absl::Status ValidateDisplayName(absl::string_view name, absl::string_view field);
+
+// --- Policy ---------------------------------------------------------------
+
+v1::LockboxPolicy DefaultPolicy(absl::string_view tenant);
+// Applies the fields of `update` named by `mask` (all writable fields when the
+// mask is empty) to `policy`, validating each: durations between one minute
+// and the defaults (a tenant may shorten, never lengthen), e-mail formats.
+absl::Status ApplyPolicyUpdate(const v1::LockboxPolicy& update,
+                               const google::protobuf::FieldMask& mask,
+                               v1::LockboxPolicy* policy);
+
+// --- Environments ---------------------------------------------------------
+
+absl::Status ValidateDataSources(const v1::Environment& env,
+                                 absl::string_view field);
+// The tenant's policy is enabled and the environment managed.
+bool IsProtected(const v1::LockboxPolicy& policy, const v1::Environment& env);
+// Whether access to `data_sources` of `env` (empty: all) waits for the
+// customer: the environment is protected and at least one of the data sources
+// asked for supports the lockbox (an environment without data sources counts
+// as one protected whole).
+bool NeedsCustomerReview(const v1::LockboxPolicy& policy,
+                         const v1::Environment& env,
+                         const google::protobuf::RepeatedPtrField<std::string>&
+                             data_sources);
+
+// --- Access requests ------------------------------------------------------
+
+std::string DisplayStatus(v1::AccessRequest::State state,
+                          v1::AccessRequest::Stage stage);
+
+// Builds a new PENDING/INTERNAL_REVIEW request from what the requester asked
+// for, validating every field against the environment and policy.
+absl::StatusOr<v1::AccessRequest> NewAccessRequest(
+    const v1::AccessRequest& asked, absl::string_view tenant, absl::string_view id,
+    const v1::Environment& env, const v1::LockboxPolicy& policy,
+    const Actor& requester, absl::Time now);
+
+// A PENDING request whose expire_time has passed is EXPIRED for every reader,
+// whether or not anything has recorded it yet.
+v1::AccessRequest::State EffectiveState(const v1::AccessRequest& request,
+                                        absl::Time now);
+// Rewrites state and display_status as of `now`.
+void ApplyReadTimeState(absl::Time now, v1::AccessRequest* request);
+
+// Records an approval or denial by `actor`. Checks, in order: the actor may
+// review some stage of this tenant (else PERMISSION_DENIED), the request is
+// PENDING (else FAILED_PRECONDITION), the actor may review the current stage
+// (else FAILED_PRECONDITION), the actor is not the requester (else
+// PERMISSION_DENIED). An internal approval moves the request to
+// CUSTOMER_REVIEW when `needs_customer_review`, else to APPROVED.
+absl::Status Decide(const Actor& actor, v1::Decision::Verdict verdict,
+                    absl::string_view comment, bool needs_customer_review,
+                    absl::Time now, v1::AccessRequest* request);
+
+// The requester withdraws a PENDING request.
+absl::Status Cancel(const Actor& actor, absl::Time now,
+                    v1::AccessRequest* request);
+
+// --- Grants ---------------------------------------------------------------
+
+// The grant an APPROVED request makes, starting now.
+v1::Grant NewGrant(const v1::AccessRequest& request, absl::string_view tenant,
+                   absl::string_view id, absl::Time now);
+v1::Grant::State EffectiveState(const v1::Grant& grant, absl::Time now);
+void ApplyReadTimeState(absl::Time now, v1::Grant* grant);
+// Whether the grant lets `principal` into `environment` (and `data_source`,
+// empty meaning the environment as a whole) at `now`.
+bool GrantAllows(const v1::Grant& grant, absl::string_view principal,
+                 absl::string_view environment, absl::string_view data_source,
+                 absl::Time now);
+// The grant's principal ends it early.
+absl::Status Release(const Actor& actor, absl::Time now, v1::Grant* grant);
+// A tenant.admin of the grant's tenant ends it, if the policy allows.
+absl::Status Revoke(const Actor& actor, const v1::LockboxPolicy& policy,
+                    absl::string_view tenant, absl::Time now, v1::Grant* grant);
+
+}  // namespace lockbox
+
+#endif  // LOCKBOX_SERVER_DOMAIN_LIFECYCLE_H_

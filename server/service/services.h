@@ -1,0 +1,84 @@
+// The four Lockbox gRPC services: adapters only. Each RPC forwards to the
+// Lockbox method of the same name (see handler.h); the logic lives in
+// server/app and server/domain.
+#ifndef LOCKBOX_SERVER_SERVICE_SERVICES_H_
+#define LOCKBOX_SERVER_SERVICE_SERVICES_H_
+
+#include "lockbox/v1/access_request_service.grpc.pb.h"
+#include "lockbox/v1/audit_service.grpc.pb.h"
+#include "lockbox/v1/grant_service.grpc.pb.h"
+#include "lockbox/v1/policy_service.grpc.pb.h"
+#include "server/app/lockbox.h"
+#include "server/service/handler.h"
+
+namespace lockbox {
+
+class PolicyService final : public v1::PolicyService::Service {
+ public:
+  explicit PolicyService(Lockbox* lockbox) : lockbox_(lockbox) {}
+  LOCKBOX_UNARY(CreateTenant, v1::CreateTenantRequest, v1::Tenant)
+  LOCKBOX_UNARY(GetTenant, v1::GetTenantRequest, v1::Tenant)
+  LOCKBOX_UNARY(ListTenants, v1::ListTenantsRequest, v1::ListTenantsResponse)
+  LOCKBOX_UNARY(GetLockboxPolicy, v1::GetLockboxPolicyRequest, v1::LockboxPolicy)
+  LOCKBOX_UNARY(UpdateLockboxPolicy, v1::UpdateLockboxPolicyRequest, v1::LockboxPolicy)
+  LOCKBOX_UNARY(CreateEnvironment, v1::CreateEnvironmentRequest, v1::Environment)
+  LOCKBOX_UNARY(GetEnvironment, v1::GetEnvironmentRequest, v1::Environment)
+  LOCKBOX_UNARY(ListEnvironments, v1::ListEnvironmentsRequest, v1::ListEnvironmentsResponse)
+  LOCKBOX_UNARY(UpdateEnvironment, v1::UpdateEnvironmentRequest, v1::Environment)
+  LOCKBOX_UNARY(CreateRoleBinding, v1::CreateRoleBindingRequest, v1::RoleBinding)
+  LOCKBOX_UNARY(ListRoleBindings, v1::ListRoleBindingsRequest, v1::ListRoleBindingsResponse)
+  LOCKBOX_UNARY(DeleteRoleBinding, v1::DeleteRoleBindingRequest, google::protobuf::Empty)
+
+ private:
+  Lockbox* lockbox_;
+};
+
+class AccessRequestService final : public v1::AccessRequestService::Service {
+ public:
+  explicit AccessRequestService(Lockbox* lockbox) : lockbox_(lockbox) {}
+  LOCKBOX_UNARY(CreateAccessRequest, v1::CreateAccessRequestRequest, v1::AccessRequest)
+  LOCKBOX_UNARY(GetAccessRequest, v1::GetAccessRequestRequest, v1::AccessRequest)
+  LOCKBOX_UNARY(ListAccessRequests, v1::ListAccessRequestsRequest,
+                v1::ListAccessRequestsResponse)
+  LOCKBOX_UNARY(ApproveAccessRequest, v1::ApproveAccessRequestRequest, v1::AccessRequest)
+  LOCKBOX_UNARY(DenyAccessRequest, v1::DenyAccessRequestRequest, v1::AccessRequest)
+  LOCKBOX_UNARY(CancelAccessRequest, v1::CancelAccessRequestRequest, v1::AccessRequest)
+  // Comes with the client issue (#3): streaming watch across replicas.
+  grpc::Status WatchAccessRequest(grpc::ServerContext* context,
+                                  const v1::WatchAccessRequestRequest* request,
+                                  grpc::ServerWriter<v1::AccessRequest>* writer) override;
+
+ private:
+  Lockbox* lockbox_;
+};
+
+class GrantService final : public v1::GrantService::Service {
+ public:
+  explicit GrantService(Lockbox* lockbox) : lockbox_(lockbox) {}
+  LOCKBOX_UNARY(GetGrant, v1::GetGrantRequest, v1::Grant)
+  LOCKBOX_UNARY(ListGrants, v1::ListGrantsRequest, v1::ListGrantsResponse)
+  LOCKBOX_UNARY(CheckAccess, v1::CheckAccessRequest, v1::CheckAccessResponse)
+  LOCKBOX_UNARY(ReleaseGrant, v1::ReleaseGrantRequest, v1::Grant)
+  LOCKBOX_UNARY(RevokeGrant, v1::RevokeGrantRequest, v1::Grant)
+
+ private:
+  Lockbox* lockbox_;
+};
+
+class AuditService final : public v1::AuditService::Service {
+ public:
+  explicit AuditService(Lockbox* lockbox) : lockbox_(lockbox) {}
+  LOCKBOX_UNARY(ListAuditEvents, v1::ListAuditEventsRequest, v1::ListAuditEventsResponse)
+  LOCKBOX_UNARY(VerifyAuditLog, v1::VerifyAuditLogRequest, v1::VerifyAuditLogResponse)
+  // Comes with the audit issue (#5): streaming export.
+  grpc::Status ExportAuditEvents(grpc::ServerContext* context,
+                                 const v1::ExportAuditEventsRequest* request,
+                                 grpc::ServerWriter<v1::ExportAuditEventsResponse>* writer) override;
+
+ private:
+  Lockbox* lockbox_;
+};
+
+}  // namespace lockbox
+
+#endif  // LOCKBOX_SERVER_SERVICE_SERVICES_H_

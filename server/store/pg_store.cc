@@ -1,0 +1,887 @@
+#include "server/store/pg_store.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <openssl/rand.h>
+
+#include <chrono>
+#include <map>
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "server/domain/audit_chain.h"
+#include "server/domain/lifecycle.h"
+#include "server/domain/names.h"
+#include "server/domain/status.h"
+
+namespace lockbox {
+namespace {
+
+constexpr int kMaxAttempts = 4;
+// Any constant works; it only has to be the same for every replica.
+constexpr int64_t kMigrationLockKey = 0x6c6f636b626f78;  // "lockbox"
+
+// A retryable conflict produced inside a transaction (not by PostgreSQL).
+constexpr char kRetryReason[] = "LOCKBOX_RETRY";
+
+// The one place libpqxx exceptions become statuses.
+absl::Status ToStatus(const std::exception& e) {
+  if (dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
+    return Error(absl::StatusCode::kUnavailable, reason::kDatabaseUnavailable,
+                 "the database connection was lost during commit; the outcome "
+                 "is unknown: read the resource to see whether it changed");
+  }
+  if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) {
+    return Error(absl::StatusCode::kUnavailable, reason::kDatabaseUnavailable,
+                 "the database is unavailable");
+  }
+  if (dynamic_cast<const pqxx::transaction_rollback*>(&e) != nullptr) {
+    return Error(absl::StatusCode::kAborted, reason::kConflict,
+                 "a concurrent change conflicted; try again");
+  }
+  if (dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr) {
+    return Error(absl::StatusCode::kAlreadyExists, reason::kAlreadyExists,
+                 "already exists");
+  }
+  if (dynamic_cast<const pqxx::foreign_key_violation*>(&e) != nullptr) {
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kNotFound,
+                 "a resource it refers to does not exist");
+  }
+  return Error(absl::StatusCode::kInternal, reason::kInternal,
+               "internal database error");
+}
+
+bool Retryable(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kAborted &&
+         (ReasonOf(s) == reason::kConflict || ReasonOf(s) == kRetryReason);
+}
+
+std::string Json(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
+  return out;
+}
+
+template <typename M>
+M FromJson(const std::string& json) {
+  M m;
+  (void)google::protobuf::util::JsonStringToMessage(json, &m);
+  return m;
+}
+
+std::string Us(absl::Time t) { return absl::StrCat(absl::ToUnixMicros(t)); }
+std::string Us(const google::protobuf::Timestamp& t) { return Us(FromProto(t)); }
+std::string Us(const google::protobuf::Duration& d) {
+  return absl::StrCat(absl::ToInt64Microseconds(FromProto(d)));
+}
+google::protobuf::Timestamp Ts(const pqxx::field& f) {
+  return ToProto(absl::FromUnixMicros(f.as<int64_t>()));
+}
+google::protobuf::Duration Dur(const pqxx::field& f) {
+  return ToProto(absl::Microseconds(f.as<int64_t>()));
+}
+std::string List(const google::protobuf::RepeatedPtrField<std::string>& items) {
+  return absl::StrJoin(items, ",");
+}
+void SetList(const pqxx::field& f, google::protobuf::RepeatedPtrField<std::string>* out) {
+  std::string s = f.as<std::string>();
+  if (s.empty()) return;
+  for (absl::string_view part : absl::StrSplit(s, ',')) out->Add(std::string(part));
+}
+
+// Positional parameters for statements whose shape depends on the query.
+class Params {
+ public:
+  std::string Add(std::string value) {
+    values_.push_back(std::move(value));
+    return absl::StrCat("$", values_.size());
+  }
+  const std::vector<std::string>& values() const { return values_; }
+
+ private:
+  std::vector<std::string> values_;
+};
+
+pqxx::result Exec(pqxx::work& w, const std::string& sql, const Params& p) {
+  return w.exec_params(sql, pqxx::prepare::make_dynamic_params(p.values()));
+}
+
+// How a filter field maps to SQL.
+struct Column {
+  enum class Kind { kText, kTime, kRequestState, kGrantState, kStage, kEnvironment };
+  std::string expr;
+  Kind kind;
+};
+
+absl::Status AppendConditions(const ListQuery& q,
+                              const std::map<std::string, Column>& columns,
+                              Params* p, std::string* sql) {
+  for (const Condition& c : q.conditions) {
+    auto it = columns.find(c.field);
+    if (it == columns.end()) {
+      return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidFilter,
+                   absl::StrCat("filter: cannot filter on ", c.field));
+    }
+    const Column& col = it->second;
+    std::string value = c.value;
+    switch (col.kind) {
+      case Column::Kind::kTime:
+        value = Us(c.time);
+        break;
+      case Column::Kind::kRequestState: {
+        v1::AccessRequest::State s;
+        v1::AccessRequest::State_Parse(c.value, &s);
+        value = absl::StrCat(static_cast<int>(s));
+        break;
+      }
+      case Column::Kind::kGrantState: {
+        v1::Grant::State s;
+        v1::Grant::State_Parse(c.value, &s);
+        value = absl::StrCat(static_cast<int>(s));
+        break;
+      }
+      case Column::Kind::kStage: {
+        v1::AccessRequest::Stage s;
+        v1::AccessRequest::Stage_Parse(c.value, &s);
+        value = absl::StrCat(static_cast<int>(s));
+        break;
+      }
+      case Column::Kind::kEnvironment:
+        if (absl::StartsWith(value, "tenants/")) {
+          auto env = ParseChildName(value, "environments", "filter");
+          if (!env.ok()) return env.status();
+          std::string cond = absl::StrCat("(tenant_id = ", p->Add(env->tenant),
+                                          " AND ", col.expr, " = ", p->Add(env->id), ")");
+          absl::StrAppend(sql, " AND ", c.op == Condition::Op::kNe ? "NOT " : "", cond);
+          continue;
+        }
+        break;
+      case Column::Kind::kText:
+        break;
+    }
+    absl::StrAppend(sql, " AND ", col.expr, " ", OpSql(c.op), " ", p->Add(value));
+  }
+  return absl::OkStatus();
+}
+
+void AppendTenantScope(const ListQuery& q, Params* p, std::string* sql) {
+  if (!q.tenants) return;
+  if (q.tenants->empty()) {
+    absl::StrAppend(sql, " AND FALSE");
+    return;
+  }
+  std::vector<std::string> refs;
+  for (const std::string& t : *q.tenants) refs.push_back(p->Add(t));
+  absl::StrAppend(sql, " AND tenant_id IN (", absl::StrJoin(refs, ", "), ")");
+}
+
+// --- Row mapping ---------------------------------------------------------
+
+constexpr char kTenantCols[] = "id, display_name, create_time";
+v1::Tenant ToTenant(const pqxx::row& r) {
+  v1::Tenant t;
+  t.set_name(TenantName(r[0].as<std::string>()));
+  t.set_display_name(r[1].as<std::string>());
+  *t.mutable_create_time() = Ts(r[2]);
+  return t;
+}
+
+constexpr char kPolicyCols[] =
+    "tenant_id, enabled, request_ttl_us, access_duration_us, "
+    "notification_emails, allow_revocation, update_time, version";
+v1::LockboxPolicy ToPolicy(const pqxx::row& r) {
+  v1::LockboxPolicy p;
+  p.set_name(absl::StrCat("tenants/", r[0].as<std::string>(), "/lockboxPolicy"));
+  p.set_enabled(r[1].as<bool>());
+  *p.mutable_request_ttl() = Dur(r[2]);
+  *p.mutable_access_duration() = Dur(r[3]);
+  SetList(r[4], p.mutable_notification_emails());
+  p.set_allow_revocation(r[5].as<bool>());
+  *p.mutable_update_time() = Ts(r[6]);
+  p.set_etag(EtagOf(r[7].as<int64_t>()));
+  return p;
+}
+
+constexpr char kEnvCols[] =
+    "tenant_id, id, display_name, managed, data_sources::text, create_time, "
+    "update_time, version";
+v1::Environment ToEnvironment(const pqxx::row& r) {
+  v1::Environment e = FromJson<v1::Environment>(r[4].as<std::string>());
+  e.set_name(ChildName(r[0].as<std::string>(), "environments", r[1].as<std::string>()));
+  e.set_display_name(r[2].as<std::string>());
+  e.set_managed(r[3].as<bool>());
+  *e.mutable_create_time() = Ts(r[5]);
+  *e.mutable_update_time() = Ts(r[6]);
+  e.set_etag(EtagOf(r[7].as<int64_t>()));
+  return e;
+}
+std::string DataSourcesJson(const v1::Environment& env) {
+  v1::Environment only;
+  *only.mutable_data_sources() = env.data_sources();
+  return Json(only);
+}
+
+constexpr char kBindingCols[] = "id, principal, role, tenant_id, email, create_time";
+v1::RoleBinding ToBinding(const pqxx::row& r) {
+  v1::RoleBinding b;
+  b.set_name(absl::StrCat("roleBindings/", r[0].as<std::string>()));
+  b.set_principal(r[1].as<std::string>());
+  b.set_role(r[2].as<std::string>());
+  std::string tenant = r[3].as<std::string>();
+  if (!tenant.empty()) b.set_tenant(TenantName(tenant));
+  b.set_email(r[4].as<std::string>());
+  *b.mutable_create_time() = Ts(r[5]);
+  return b;
+}
+
+constexpr char kRequestCols[] =
+    "tenant_id, id, environment_id, data_sources, reason, support_ticket_id, "
+    "justification, requester, create_time, expire_time, access_duration_us, "
+    "state, stage, decisions::text, grant_id, update_time, version";
+v1::AccessRequest ToRequest(const pqxx::row& r) {
+  v1::AccessRequest a = FromJson<v1::AccessRequest>(r[13].as<std::string>());
+  std::string tenant = r[0].as<std::string>();
+  a.set_name(ChildName(tenant, "accessRequests", r[1].as<std::string>()));
+  a.set_environment(ChildName(tenant, "environments", r[2].as<std::string>()));
+  SetList(r[3], a.mutable_data_sources());
+  a.set_reason(static_cast<v1::AccessRequest::Reason>(r[4].as<int>()));
+  a.set_support_ticket_id(r[5].as<std::string>());
+  a.set_justification(r[6].as<std::string>());
+  a.set_requester(r[7].as<std::string>());
+  *a.mutable_create_time() = Ts(r[8]);
+  *a.mutable_expire_time() = Ts(r[9]);
+  *a.mutable_access_duration() = Dur(r[10]);
+  a.set_state(static_cast<v1::AccessRequest::State>(r[11].as<int>()));
+  a.set_stage(static_cast<v1::AccessRequest::Stage>(r[12].as<int>()));
+  std::string grant = r[14].as<std::string>();
+  if (!grant.empty()) a.set_grant(ChildName(tenant, "grants", grant));
+  *a.mutable_update_time() = Ts(r[15]);
+  a.set_etag(EtagOf(r[16].as<int64_t>()));
+  a.set_display_status(DisplayStatus(a.state(), a.stage()));
+  return a;
+}
+std::string DecisionsJson(const v1::AccessRequest& a) {
+  v1::AccessRequest only;
+  *only.mutable_decisions() = a.decisions();
+  return Json(only);
+}
+std::string IdOf(const std::string& name) { return name.substr(name.rfind('/') + 1); }
+
+constexpr char kGrantCols[] =
+    "tenant_id, id, request_id, principal, environment_id, data_sources, "
+    "start_time, expire_time, state, end_time, version";
+v1::Grant ToGrant(const pqxx::row& r) {
+  v1::Grant g;
+  std::string tenant = r[0].as<std::string>();
+  g.set_name(ChildName(tenant, "grants", r[1].as<std::string>()));
+  g.set_access_request(ChildName(tenant, "accessRequests", r[2].as<std::string>()));
+  g.set_principal(r[3].as<std::string>());
+  g.set_environment(ChildName(tenant, "environments", r[4].as<std::string>()));
+  SetList(r[5], g.mutable_data_sources());
+  *g.mutable_start_time() = Ts(r[6]);
+  *g.mutable_expire_time() = Ts(r[7]);
+  g.set_state(static_cast<v1::Grant::State>(r[8].as<int>()));
+  if (r[9].as<int64_t>() != 0) *g.mutable_end_time() = Ts(r[9]);
+  g.set_etag(EtagOf(r[10].as<int64_t>()));
+  return g;
+}
+
+constexpr char kAuditCols[] =
+    "tenant_id, sequence, event_time, actor, via, action, resource, access_request, "
+    "request_create_time, operator_user_id, request_state, support_ticket_id, "
+    "request_expire_time, access_expire_time, environment, justification, "
+    "details::text, previous_hash, hash";
+std::string AuditName(const std::string& tenant, int64_t sequence) {
+  return tenant.empty() ? absl::StrCat("auditEvents/", sequence)
+                        : absl::StrCat("tenants/", tenant, "/auditEvents/", sequence);
+}
+v1::AuditEvent ToAudit(const pqxx::row& r) {
+  v1::AuditEvent e = FromJson<v1::AuditEvent>(r[16].as<std::string>());
+  e.set_tenant(r[0].as<std::string>());
+  e.set_sequence(r[1].as<int64_t>());
+  e.set_name(AuditName(e.tenant(), e.sequence()));
+  *e.mutable_event_time() = Ts(r[2]);
+  e.set_actor(r[3].as<std::string>());
+  e.set_via(r[4].as<std::string>());
+  e.set_action(r[5].as<std::string>());
+  e.set_resource(r[6].as<std::string>());
+  e.set_access_request(r[7].as<std::string>());
+  if (r[8].as<int64_t>() != 0) *e.mutable_request_create_time() = Ts(r[8]);
+  e.set_operator_user_id(r[9].as<std::string>());
+  e.set_request_state(static_cast<v1::AccessRequest::State>(r[10].as<int>()));
+  e.set_support_ticket_id(r[11].as<std::string>());
+  if (r[12].as<int64_t>() != 0) *e.mutable_request_expire_time() = Ts(r[12]);
+  if (r[13].as<int64_t>() != 0) *e.mutable_access_expire_time() = Ts(r[13]);
+  e.set_environment(r[14].as<std::string>());
+  e.set_justification(r[15].as<std::string>());
+  e.set_previous_hash(r[17].as<std::string>());
+  e.set_hash(r[18].as<std::string>());
+  return e;
+}
+std::string OptionalUs(const v1::AuditEvent& e, bool has,
+                       const google::protobuf::Timestamp& t) {
+  return has ? Us(t) : "0";
+}
+
+template <typename T, typename F>
+std::vector<T> MapRows(const pqxx::result& rows, F f) {
+  std::vector<T> out;
+  out.reserve(rows.size());
+  for (const auto& row : rows) out.push_back(f(row));
+  return out;
+}
+
+std::string KeysetDesc(const ListQuery& q, const char* key, const char* id,
+                       const char* id_type, Params* p) {
+  if (!q.after) return "";
+  return absl::StrCat(" AND (", key, ", ", id, ") < (", p->Add(q.after->key),
+                      "::bigint, ", p->Add(q.after->id), "::", id_type, ")");
+}
+
+// --- The transaction ---------------------------------------------------------
+
+class PgTransaction final : public Transaction {
+ public:
+  explicit PgTransaction(pqxx::work& w) : w_(w) {}
+
+  absl::Status InsertTenant(const v1::Tenant& t) override {
+    w_.exec_params("INSERT INTO tenants (id, display_name, create_time) VALUES ($1, $2, $3)",
+                   IdOf(t.name()), t.display_name(), Us(t.create_time()));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<v1::Tenant> GetTenant(const std::string& id) override {
+    auto r = w_.exec_params(absl::StrCat("SELECT ", kTenantCols, " FROM tenants WHERE id = $1"), id);
+    if (r.empty()) return NotFound(TenantName(id));
+    return ToTenant(r[0]);
+  }
+
+  absl::StatusOr<std::vector<v1::Tenant>> ListTenants(const ListQuery& q) override {
+    Params p;
+    std::string sql = absl::StrCat("SELECT ", kTenantCols, " FROM tenants WHERE TRUE");
+    if (q.tenants) {
+      std::vector<std::string> refs;
+      for (const std::string& t : *q.tenants) refs.push_back(p.Add(t));
+      absl::StrAppend(&sql, refs.empty() ? " AND FALSE"
+                                         : absl::StrCat(" AND id IN (", absl::StrJoin(refs, ", "), ")"));
+    }
+    if (q.after) absl::StrAppend(&sql, " AND id > ", p.Add(q.after->id));
+    absl::StrAppend(&sql, " ORDER BY id LIMIT ", q.limit);
+    return MapRows<v1::Tenant>(Exec(w_, sql, p), ToTenant);
+  }
+
+  absl::Status InsertPolicy(const std::string& tenant, v1::LockboxPolicy* p) override {
+    w_.exec_params(
+        "INSERT INTO lockbox_policies (tenant_id, enabled, request_ttl_us, access_duration_us, "
+        "notification_emails, allow_revocation, update_time, version) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, 1)",
+        tenant, p->enabled(), Us(p->request_ttl()), Us(p->access_duration()),
+        List(p->notification_emails()), p->allow_revocation(), Us(p->update_time()));
+    p->set_etag(EtagOf(1));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<v1::LockboxPolicy> GetPolicy(const std::string& tenant, bool for_update) override {
+    auto r = w_.exec_params(absl::StrCat("SELECT ", kPolicyCols,
+                                         " FROM lockbox_policies WHERE tenant_id = $1",
+                                         for_update ? " FOR UPDATE" : ""),
+                            tenant);
+    if (r.empty()) return NotFound(TenantName(tenant));
+    return ToPolicy(r[0]);
+  }
+
+  absl::Status UpdatePolicy(const std::string& tenant, v1::LockboxPolicy* p) override {
+    auto r = w_.exec_params1(
+        "UPDATE lockbox_policies SET enabled = $2, request_ttl_us = $3, access_duration_us = $4, "
+        "notification_emails = $5, allow_revocation = $6, update_time = $7, version = version + 1 "
+        "WHERE tenant_id = $1 RETURNING version",
+        tenant, p->enabled(), Us(p->request_ttl()), Us(p->access_duration()),
+        List(p->notification_emails()), p->allow_revocation(), Us(p->update_time()));
+    p->set_etag(EtagOf(r[0].as<int64_t>()));
+    return absl::OkStatus();
+  }
+
+  absl::Status InsertEnvironment(const std::string& tenant, const std::string& id,
+                                 v1::Environment* e) override {
+    w_.exec_params(
+        "INSERT INTO environments (tenant_id, id, display_name, managed, data_sources, "
+        "create_time, update_time, version) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, 1)",
+        tenant, id, e->display_name(), e->managed(), DataSourcesJson(*e), Us(e->create_time()),
+        Us(e->update_time()));
+    e->set_etag(EtagOf(1));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<v1::Environment> GetEnvironment(const std::string& tenant, const std::string& id,
+                                                 bool for_update) override {
+    auto r = w_.exec_params(absl::StrCat("SELECT ", kEnvCols,
+                                         " FROM environments WHERE tenant_id = $1 AND id = $2",
+                                         for_update ? " FOR UPDATE" : ""),
+                            tenant, id);
+    if (r.empty()) return NotFound(ChildName(tenant, "environments", id));
+    return ToEnvironment(r[0]);
+  }
+
+  absl::Status UpdateEnvironment(const std::string& tenant, const std::string& id,
+                                 v1::Environment* e) override {
+    auto r = w_.exec_params1(
+        "UPDATE environments SET display_name = $3, managed = $4, data_sources = $5::jsonb, "
+        "update_time = $6, version = version + 1 WHERE tenant_id = $1 AND id = $2 "
+        "RETURNING version",
+        tenant, id, e->display_name(), e->managed(), DataSourcesJson(*e), Us(e->update_time()));
+    e->set_etag(EtagOf(r[0].as<int64_t>()));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<v1::Environment>> ListEnvironments(const ListQuery& q) override {
+    Params p;
+    std::string sql = absl::StrCat("SELECT ", kEnvCols, " FROM environments WHERE TRUE");
+    AppendTenantScope(q, &p, &sql);
+    if (q.after) absl::StrAppend(&sql, " AND id > ", p.Add(q.after->id));
+    absl::StrAppend(&sql, " ORDER BY tenant_id, id LIMIT ", q.limit);
+    return MapRows<v1::Environment>(Exec(w_, sql, p), ToEnvironment);
+  }
+
+  absl::Status InsertRoleBinding(const std::string& id, const v1::RoleBinding& b) override {
+    std::string tenant = b.tenant().empty() ? "" : IdOf(b.tenant());
+    w_.exec_params(
+        "INSERT INTO role_bindings (id, principal, role, tenant_id, email, create_time) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        id, b.principal(), b.role(), tenant, b.email(), Us(b.create_time()));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<v1::RoleBinding> GetRoleBinding(const std::string& id, bool for_update) override {
+    auto r = w_.exec_params(absl::StrCat("SELECT ", kBindingCols,
+                                         " FROM role_bindings WHERE id = $1",
+                                         for_update ? " FOR UPDATE" : ""),
+                            id);
+    if (r.empty()) return NotFound(absl::StrCat("roleBindings/", id));
+    return ToBinding(r[0]);
+  }
+
+  absl::Status DeleteRoleBinding(const std::string& id) override {
+    w_.exec_params("DELETE FROM role_bindings WHERE id = $1", id);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<v1::RoleBinding>> ListRoleBindings(const ListQuery& q) override {
+    Params p;
+    std::string sql = absl::StrCat("SELECT ", kBindingCols, " FROM role_bindings WHERE TRUE");
+    AppendTenantScope(q, &p, &sql);
+    static const std::map<std::string, Column> kColumns = {
+        {"principal", {"principal", Column::Kind::kText}},
+        {"role", {"role", Column::Kind::kText}}};
+    RETURN_IF_ERROR(AppendConditions(q, kColumns, &p, &sql));
+    if (q.after) {
+      absl::StrAppend(&sql, " AND (create_time, id) > (", p.Add(q.after->key), "::bigint, ",
+                      p.Add(q.after->id), "::uuid)");
+    }
+    absl::StrAppend(&sql, " ORDER BY create_time, id LIMIT ", q.limit);
+    return MapRows<v1::RoleBinding>(Exec(w_, sql, p), ToBinding);
+  }
+
+  absl::StatusOr<std::vector<Binding>> BindingsOf(const std::string& principal) override {
+    auto r = w_.exec_params("SELECT role, tenant_id FROM role_bindings WHERE principal = $1",
+                            principal);
+    std::vector<Binding> out;
+    for (const auto& row : r) {
+      std::optional<Role> role = ParseRole(row[0].as<std::string>());
+      if (role) out.push_back(Binding{*role, row[1].as<std::string>()});
+    }
+    return out;
+  }
+
+  absl::Status InsertAccessRequest(const std::string& tenant, const std::string& id,
+                                   v1::AccessRequest* a) override {
+    w_.exec_params(
+        "INSERT INTO access_requests (tenant_id, id, environment_id, data_sources, reason, "
+        "support_ticket_id, justification, requester, create_time, expire_time, "
+        "access_duration_us, state, stage, decisions, grant_id, update_time, version) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb, $15, $16, 1)",
+        tenant, id, IdOf(a->environment()), List(a->data_sources()), static_cast<int>(a->reason()),
+        a->support_ticket_id(), a->justification(), a->requester(), Us(a->create_time()),
+        Us(a->expire_time()), Us(a->access_duration()), static_cast<int>(a->state()),
+        static_cast<int>(a->stage()), DecisionsJson(*a), a->grant().empty() ? "" : IdOf(a->grant()),
+        Us(a->update_time()));
+    a->set_etag(EtagOf(1));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<v1::AccessRequest> GetAccessRequest(const std::string& tenant,
+                                                     const std::string& id,
+                                                     bool for_update) override {
+    auto r = w_.exec_params(absl::StrCat("SELECT ", kRequestCols,
+                                         " FROM access_requests WHERE tenant_id = $1 AND id = $2",
+                                         for_update ? " FOR UPDATE" : ""),
+                            tenant, id);
+    if (r.empty()) return NotFound(ChildName(tenant, "accessRequests", id));
+    return ToRequest(r[0]);
+  }
+
+  absl::Status UpdateAccessRequest(const std::string& tenant, const std::string& id,
+                                   v1::AccessRequest* a) override {
+    auto r = w_.exec_params1(
+        "UPDATE access_requests SET state = $3, stage = $4, decisions = $5::jsonb, "
+        "grant_id = $6, update_time = $7, version = version + 1 "
+        "WHERE tenant_id = $1 AND id = $2 RETURNING version",
+        tenant, id, static_cast<int>(a->state()), static_cast<int>(a->stage()),
+        DecisionsJson(*a), a->grant().empty() ? "" : IdOf(a->grant()), Us(a->update_time()));
+    a->set_etag(EtagOf(r[0].as<int64_t>()));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<v1::AccessRequest>> ListAccessRequests(const ListQuery& q) override {
+    Params p;
+    std::string now = p.Add(Us(q.now));
+    std::string sql = absl::StrCat("SELECT ", kRequestCols, " FROM access_requests WHERE TRUE");
+    AppendTenantScope(q, &p, &sql);
+    if (!q.principal.empty()) absl::StrAppend(&sql, " AND requester = ", p.Add(q.principal));
+    const std::map<std::string, Column> columns = {
+        {"state", {absl::StrCat("(CASE WHEN state = 1 AND expire_time <= ", now,
+                                "::bigint THEN 4 ELSE state END)"),
+                   Column::Kind::kRequestState}},
+        {"stage", {"stage", Column::Kind::kStage}},
+        {"environment", {"environment_id", Column::Kind::kEnvironment}},
+        {"requester", {"requester", Column::Kind::kText}},
+        {"support_ticket_id", {"support_ticket_id", Column::Kind::kText}},
+        {"create_time", {"create_time", Column::Kind::kTime}}};
+    RETURN_IF_ERROR(AppendConditions(q, columns, &p, &sql));
+    absl::StrAppend(&sql, KeysetDesc(q, "create_time", "id", "uuid", &p),
+                    " ORDER BY create_time DESC, id DESC LIMIT ", q.limit);
+    return MapRows<v1::AccessRequest>(Exec(w_, sql, p), ToRequest);
+  }
+
+  absl::Status InsertGrant(const std::string& tenant, const std::string& id,
+                           v1::Grant* g) override {
+    w_.exec_params(
+        "INSERT INTO grants (tenant_id, id, request_id, principal, environment_id, data_sources, "
+        "start_time, expire_time, state, end_time, version) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 1)",
+        tenant, id, IdOf(g->access_request()), g->principal(), IdOf(g->environment()),
+        List(g->data_sources()), Us(g->start_time()), Us(g->expire_time()),
+        static_cast<int>(g->state()));
+    g->set_etag(EtagOf(1));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<v1::Grant> GetGrant(const std::string& tenant, const std::string& id,
+                                     bool for_update) override {
+    auto r = w_.exec_params(absl::StrCat("SELECT ", kGrantCols,
+                                         " FROM grants WHERE tenant_id = $1 AND id = $2",
+                                         for_update ? " FOR UPDATE" : ""),
+                            tenant, id);
+    if (r.empty()) return NotFound(ChildName(tenant, "grants", id));
+    return ToGrant(r[0]);
+  }
+
+  absl::Status UpdateGrant(const std::string& tenant, const std::string& id,
+                           v1::Grant* g) override {
+    auto r = w_.exec_params1(
+        "UPDATE grants SET state = $3, end_time = $4, version = version + 1 "
+        "WHERE tenant_id = $1 AND id = $2 RETURNING version",
+        tenant, id, static_cast<int>(g->state()), g->has_end_time() ? Us(g->end_time()) : "0");
+    g->set_etag(EtagOf(r[0].as<int64_t>()));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<v1::Grant>> ListGrants(const ListQuery& q) override {
+    Params p;
+    std::string now = p.Add(Us(q.now));
+    std::string sql = absl::StrCat("SELECT ", kGrantCols, " FROM grants WHERE TRUE");
+    AppendTenantScope(q, &p, &sql);
+    if (!q.principal.empty()) absl::StrAppend(&sql, " AND principal = ", p.Add(q.principal));
+    const std::map<std::string, Column> columns = {
+        {"state", {absl::StrCat("(CASE WHEN state = 1 AND expire_time <= ", now,
+                                "::bigint THEN 2 ELSE state END)"),
+                   Column::Kind::kGrantState}},
+        {"environment", {"environment_id", Column::Kind::kEnvironment}},
+        {"principal", {"principal", Column::Kind::kText}}};
+    RETURN_IF_ERROR(AppendConditions(q, columns, &p, &sql));
+    absl::StrAppend(&sql, KeysetDesc(q, "start_time", "id", "uuid", &p),
+                    " ORDER BY start_time DESC, id DESC LIMIT ", q.limit);
+    return MapRows<v1::Grant>(Exec(w_, sql, p), ToGrant);
+  }
+
+  absl::StatusOr<std::vector<v1::Grant>> ActiveGrants(const std::string& principal,
+                                                      const std::string& tenant,
+                                                      const std::string& environment_id) override {
+    auto r = w_.exec_params(absl::StrCat("SELECT ", kGrantCols,
+                                         " FROM grants WHERE principal = $1 AND tenant_id = $2 "
+                                         "AND environment_id = $3 AND state = 1"),
+                            principal, tenant, environment_id);
+    return MapRows<v1::Grant>(r, ToGrant);
+  }
+
+  absl::Status AppendAuditEvent(v1::AuditEvent* e) override {
+    // Lock (or create) the chain head: appends to one tenant queue here.
+    w_.exec_params(
+        "INSERT INTO audit_heads (tenant_id, sequence, hash) VALUES ($1, 0, '') "
+        "ON CONFLICT (tenant_id) DO NOTHING",
+        e->tenant());
+    auto head = w_.exec_params1(
+        "SELECT sequence, hash FROM audit_heads WHERE tenant_id = $1 FOR UPDATE", e->tenant());
+    e->set_sequence(head[0].as<int64_t>() + 1);
+    e->set_previous_hash(head[1].as<std::string>());
+    e->set_name(AuditName(e->tenant(), e->sequence()));
+    e->set_hash(ChainHash(e->previous_hash(), *e));
+    v1::AuditEvent details_only;
+    *details_only.mutable_details() = e->details();
+    w_.exec_params(
+        "INSERT INTO audit_events (tenant_id, sequence, event_time, actor, via, action, resource, "
+        "access_request, request_create_time, operator_user_id, request_state, "
+        "support_ticket_id, request_expire_time, access_expire_time, environment, "
+        "justification, details, previous_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+        "$9, $10, $11, $12, $13, $14, $15, $16, $17::jsonb, $18, $19)",
+        e->tenant(), e->sequence(), Us(e->event_time()), e->actor(), e->via(), e->action(),
+        e->resource(), e->access_request(),
+        OptionalUs(*e, e->has_request_create_time(), e->request_create_time()),
+        e->operator_user_id(), static_cast<int>(e->request_state()), e->support_ticket_id(),
+        OptionalUs(*e, e->has_request_expire_time(), e->request_expire_time()),
+        OptionalUs(*e, e->has_access_expire_time(), e->access_expire_time()), e->environment(),
+        e->justification(), Json(details_only), e->previous_hash(), e->hash());
+    w_.exec_params("UPDATE audit_heads SET sequence = $2, hash = $3 WHERE tenant_id = $1",
+                   e->tenant(), e->sequence(), e->hash());
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<v1::AuditEvent>> ListAuditEvents(const std::string& tenant,
+                                                              const ListQuery& q) override {
+    Params p;
+    std::string sql =
+        absl::StrCat("SELECT ", kAuditCols, " FROM audit_events WHERE tenant_id = ", p.Add(tenant));
+    static const std::map<std::string, Column> kColumns = {
+        {"action", {"action", Column::Kind::kText}},
+        {"actor", {"actor", Column::Kind::kText}},
+        {"access_request", {"access_request", Column::Kind::kText}},
+        {"environment", {"environment", Column::Kind::kText}},
+        {"support_ticket_id", {"support_ticket_id", Column::Kind::kText}},
+        {"event_time", {"event_time", Column::Kind::kTime}}};
+    RETURN_IF_ERROR(AppendConditions(q, kColumns, &p, &sql));
+    if (q.after) absl::StrAppend(&sql, " AND sequence > ", p.Add(q.after->key), "::bigint");
+    absl::StrAppend(&sql, " ORDER BY sequence LIMIT ", q.limit);
+    return MapRows<v1::AuditEvent>(Exec(w_, sql, p), ToAudit);
+  }
+
+  absl::StatusOr<std::vector<v1::AuditEvent>> ReadAuditLog(const std::string& tenant,
+                                                           int64_t after, int limit) override {
+    auto r = w_.exec_params(absl::StrCat("SELECT ", kAuditCols,
+                                         " FROM audit_events WHERE tenant_id = $1 AND sequence > $2 "
+                                         "ORDER BY sequence LIMIT $3"),
+                            tenant, after, limit);
+    return MapRows<v1::AuditEvent>(r, ToAudit);
+  }
+
+  absl::StatusOr<std::optional<IdempotencyRecord>> GetIdempotencyRecord(
+      const std::string& caller, const std::string& request_id) override {
+    auto r = w_.exec_params(
+        "SELECT method, request_hash, encode(response, 'base64') FROM idempotency_keys "
+        "WHERE caller = $1 AND request_id = $2",
+        caller, request_id);
+    if (r.empty()) return std::optional<IdempotencyRecord>();
+    IdempotencyRecord rec{r[0][0].as<std::string>(), r[0][1].as<std::string>(), ""};
+    std::string b64 = r[0][2].as<std::string>();
+    b64.erase(std::remove(b64.begin(), b64.end(), '\n'), b64.end());
+    absl::Base64Unescape(b64, &rec.response);
+    return std::optional<IdempotencyRecord>(std::move(rec));
+  }
+
+  absl::Status PutIdempotencyRecord(const std::string& caller, const std::string& request_id,
+                                    const IdempotencyRecord& rec, absl::Time now) override {
+    auto r = w_.exec_params(
+        "INSERT INTO idempotency_keys (caller, request_id, method, request_hash, response, "
+        "create_time) VALUES ($1, $2, $3, $4, decode($5, 'base64'), $6) "
+        "ON CONFLICT DO NOTHING",
+        caller, request_id, rec.method, rec.request_hash, absl::Base64Escape(rec.response),
+        Us(now));
+    if (r.affected_rows() == 0) {
+      // A concurrent call with the same request_id committed first: run
+      // again, and the retry returns that call's response.
+      return Error(absl::StatusCode::kAborted, kRetryReason, "request_id race");
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  pqxx::work& w_;
+};
+
+}  // namespace
+
+// --- Migrations and the pool ---------------------------------------------------
+
+namespace {
+absl::Status Migrate(pqxx::connection& c) {
+  pqxx::nontransaction lock(c);
+  lock.exec_params("SELECT pg_advisory_lock($1)", kMigrationLockKey);
+  absl::Status result = absl::OkStatus();
+  try {
+    {
+      pqxx::work w(c);
+      w.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, "
+             "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())");
+      w.commit();
+    }
+    for (const Migration& m : EmbeddedMigrations()) {
+      pqxx::work w(c);
+      auto done = w.exec_params("SELECT 1 FROM schema_migrations WHERE version = $1", m.version);
+      if (!done.empty()) continue;
+      w.exec(m.sql);
+      w.exec_params("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version,
+                    m.name);
+      w.commit();
+    }
+  } catch (const pqxx::sql_error& e) {
+    result = Error(absl::StatusCode::kInternal, reason::kInternal,
+                   absl::StrCat("migration failed: ", e.what()));
+  }
+  pqxx::nontransaction unlock(c);
+  unlock.exec_params("SELECT pg_advisory_unlock($1)", kMigrationLockKey);
+  return result;
+}
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PgStore>> PgStore::Create(PgStoreOptions options) {
+  if (options.pool_size < 1) {
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidField,
+                 "pool size must be at least 1");
+  }
+  std::unique_ptr<PgStore> store(new PgStore(std::move(options)));
+  try {
+    auto conn = std::make_unique<pqxx::connection>(store->options_.database_url);
+    RETURN_IF_ERROR(Migrate(*conn));
+    std::lock_guard<std::mutex> lock(store->mu_);
+    store->idle_.push_back(std::move(conn));
+    store->open_ = 1;
+  } catch (const std::exception& e) {
+    return Error(absl::StatusCode::kUnavailable, reason::kDatabaseUnavailable,
+                 absl::StrCat("cannot connect to the database: ", e.what()));
+  }
+  return store;
+}
+
+PgStore::~PgStore() = default;
+
+absl::StatusOr<std::unique_ptr<pqxx::connection>> PgStore::Acquire() {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto deadline = std::chrono::steady_clock::now() +
+                  absl::ToChronoMilliseconds(options_.acquire_timeout);
+  while (idle_.empty() && open_ >= options_.pool_size) {
+    if (available_.wait_until(lock, deadline) == std::cv_status::timeout &&
+        idle_.empty() && open_ >= options_.pool_size) {
+      return Error(absl::StatusCode::kUnavailable, reason::kDatabaseUnavailable,
+                   "no database connection became free in time");
+    }
+  }
+  if (!idle_.empty()) {
+    auto conn = std::move(idle_.back());
+    idle_.pop_back();
+    return conn;
+  }
+  ++open_;
+  lock.unlock();
+  try {
+    return std::make_unique<pqxx::connection>(options_.database_url);
+  } catch (const std::exception& e) {
+    std::lock_guard<std::mutex> relock(mu_);
+    --open_;
+    available_.notify_one();
+    return Error(absl::StatusCode::kUnavailable, reason::kDatabaseUnavailable,
+                 "the database is unavailable");
+  }
+}
+
+void PgStore::Release(std::unique_ptr<pqxx::connection> conn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (conn && conn->is_open()) {
+    idle_.push_back(std::move(conn));
+  } else {
+    --open_;
+  }
+  available_.notify_one();
+}
+
+absl::Status PgStore::RunInTransaction(const std::function<absl::Status(Transaction&)>& fn) {
+  absl::Status status;
+  for (int attempt = 1; attempt <= kMaxAttempts; ++attempt) {
+    ASSIGN_OR_RETURN(std::unique_ptr<pqxx::connection> conn, Acquire());
+    bool retry_safe = false;
+    try {
+      pqxx::work w(*conn);
+      PgTransaction tx(w);
+      status = fn(tx);
+      if (status.ok()) {
+        w.commit();
+      } else {
+        w.abort();
+      }
+    } catch (const pqxx::in_doubt_error& e) {
+      status = ToStatus(e);  // Never retried blindly.
+      conn.reset();
+    } catch (const pqxx::broken_connection& e) {
+      status = ToStatus(e);
+      retry_safe = true;  // Lost before the commit: nothing was written.
+      conn.reset();
+    } catch (const std::exception& e) {
+      status = ToStatus(e);
+    }
+    Release(std::move(conn));
+    if (status.ok() || !(Retryable(status) || retry_safe) || attempt == kMaxAttempts) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5 * attempt));
+  }
+  if (ReasonOf(status) == kRetryReason) {
+    return Error(absl::StatusCode::kAborted, reason::kConflict,
+                 "a concurrent call with the same request_id is in progress; try again");
+  }
+  return status;
+}
+
+absl::StatusOr<std::string> PgStore::SharedSecret(const std::string& name) {
+  unsigned char fresh[32];
+  if (RAND_bytes(fresh, sizeof fresh) != 1) {
+    return Error(absl::StatusCode::kInternal, reason::kInternal, "no randomness");
+  }
+  std::string value;
+  ASSIGN_OR_RETURN(std::unique_ptr<pqxx::connection> conn, Acquire());
+  absl::Status status;
+  try {
+    pqxx::work w(*conn);
+    w.exec_params(
+        "INSERT INTO server_secrets (name, value) VALUES ($1, decode($2, 'base64')) "
+        "ON CONFLICT (name) DO NOTHING",
+        name, absl::Base64Escape(absl::string_view(reinterpret_cast<char*>(fresh), sizeof fresh)));
+    auto r = w.exec_params1("SELECT encode(value, 'hex') FROM server_secrets WHERE name = $1",
+                            name);
+    value = absl::HexStringToBytes(r[0].as<std::string>());
+    w.commit();
+  } catch (const std::exception& e) {
+    status = ToStatus(e);
+    conn.reset();
+  }
+  Release(std::move(conn));
+  if (!status.ok()) return status;
+  return value;
+}
+
+bool PgStore::Ping() {
+  auto conn = Acquire();
+  if (!conn.ok()) return false;
+  bool ok = true;
+  try {
+    pqxx::nontransaction n(**conn);
+    n.exec("SELECT 1");
+  } catch (const std::exception&) {
+    ok = false;
+    conn->reset();
+  }
+  Release(std::move(*conn));
+  return ok;
+}
+
+}  // namespace lockbox

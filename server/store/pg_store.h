@@ -1,0 +1,70 @@
+// The PostgreSQL store. libpqxx exceptions stop here and become statuses in
+// one function (ToStatus); SQL lives only in this file and the migrations,
+// always with parameters.
+#ifndef LOCKBOX_SERVER_STORE_PG_STORE_H_
+#define LOCKBOX_SERVER_STORE_PG_STORE_H_
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <pqxx/connection>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/store/store.h"
+
+
+namespace lockbox {
+
+struct PgStoreOptions {
+  // libpq connection URL; may name several hosts.
+  std::string database_url;
+  // Connections kept open for calls.
+  int pool_size = 8;
+  // How long a call waits for a free connection before UNAVAILABLE.
+  absl::Duration acquire_timeout = absl::Seconds(5);
+};
+
+// The numbered migrations compiled into the binary, in order.
+struct Migration {
+  int version;
+  const char* name;
+  const char* sql;
+};
+const std::vector<Migration>& EmbeddedMigrations();
+
+class PgStore final : public Store {
+ public:
+  // Connects, and applies any migration not yet applied. Safe when several
+  // replicas start at once: migrations run under an advisory lock, each in
+  // its own transaction.
+  static absl::StatusOr<std::unique_ptr<PgStore>> Create(PgStoreOptions options);
+  ~PgStore() override;
+
+  absl::Status RunInTransaction(
+      const std::function<absl::Status(Transaction&)>& fn) override;
+  absl::StatusOr<std::string> SharedSecret(const std::string& name) override;
+  bool Ping() override;
+
+ private:
+  explicit PgStore(PgStoreOptions options) : options_(std::move(options)) {}
+
+  // A pooled connection; returned to the pool when released, or dropped if
+  // it broke.
+  class Lease;
+  absl::StatusOr<std::unique_ptr<pqxx::connection>> Acquire();
+  void Release(std::unique_ptr<pqxx::connection> conn);
+
+  PgStoreOptions options_;
+  std::mutex mu_;
+  std::condition_variable available_;
+  std::vector<std::unique_ptr<pqxx::connection>> idle_;
+  int open_ = 0;  // Connections handed out or idle.
+};
+
+}  // namespace lockbox
+
+#endif  // LOCKBOX_SERVER_STORE_PG_STORE_H_

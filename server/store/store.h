@@ -1,0 +1,144 @@
+// The store: everything Lockbox keeps, behind an interface so the domain and
+// application layers never see SQL. A Transaction is one database
+// transaction; every state change and its audit event go through one.
+//
+// Errors: NOT_FOUND, ALREADY_EXISTS (unique violation), ABORTED (conflict,
+// retried by RunInTransaction), UNAVAILABLE (database unreachable or the
+// commit's outcome unknown). Never exceptions.
+#ifndef LOCKBOX_SERVER_STORE_STORE_H_
+#define LOCKBOX_SERVER_STORE_STORE_H_
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "lockbox/v1/resources.pb.h"
+#include "server/domain/filter.h"
+#include "server/domain/identity.h"
+#include "server/domain/page_token.h"
+
+namespace lockbox {
+
+struct ListQuery {
+  // Tenants to look in; nullopt means all.
+  std::optional<std::vector<std::string>> tenants;
+  // When set, only rows whose principal column (requester, grant principal,
+  // binding principal) is this one.
+  std::string principal;
+  std::vector<Condition> conditions;
+  std::optional<Cursor> after;
+  int limit = 50;
+  // For conditions on state, which is read as of this time.
+  absl::Time now;
+};
+
+struct IdempotencyRecord {
+  std::string method;
+  std::string request_hash;
+  std::string response;  // The serialized response message.
+};
+
+// Not thread-safe: one transaction belongs to one call.
+class Transaction {
+ public:
+  virtual ~Transaction() = default;
+
+  virtual absl::Status InsertTenant(const v1::Tenant& tenant) = 0;
+  virtual absl::StatusOr<v1::Tenant> GetTenant(const std::string& id) = 0;
+  virtual absl::StatusOr<std::vector<v1::Tenant>> ListTenants(
+      const ListQuery& query) = 0;
+
+  // Sets the policy's etag.
+  virtual absl::Status InsertPolicy(const std::string& tenant,
+                                    v1::LockboxPolicy* policy) = 0;
+  virtual absl::StatusOr<v1::LockboxPolicy> GetPolicy(const std::string& tenant,
+                                                      bool for_update) = 0;
+  virtual absl::Status UpdatePolicy(const std::string& tenant,
+                                    v1::LockboxPolicy* policy) = 0;
+
+  virtual absl::Status InsertEnvironment(const std::string& tenant,
+                                         const std::string& id,
+                                         v1::Environment* env) = 0;
+  virtual absl::StatusOr<v1::Environment> GetEnvironment(
+      const std::string& tenant, const std::string& id, bool for_update) = 0;
+  virtual absl::Status UpdateEnvironment(const std::string& tenant,
+                                         const std::string& id,
+                                         v1::Environment* env) = 0;
+  virtual absl::StatusOr<std::vector<v1::Environment>> ListEnvironments(
+      const ListQuery& query) = 0;
+
+  virtual absl::Status InsertRoleBinding(const std::string& id,
+                                         const v1::RoleBinding& binding) = 0;
+  virtual absl::StatusOr<v1::RoleBinding> GetRoleBinding(const std::string& id,
+                                                         bool for_update) = 0;
+  virtual absl::Status DeleteRoleBinding(const std::string& id) = 0;
+  virtual absl::StatusOr<std::vector<v1::RoleBinding>> ListRoleBindings(
+      const ListQuery& query) = 0;
+  virtual absl::StatusOr<std::vector<Binding>> BindingsOf(
+      const std::string& principal) = 0;
+
+  virtual absl::Status InsertAccessRequest(const std::string& tenant,
+                                           const std::string& id,
+                                           v1::AccessRequest* request) = 0;
+  virtual absl::StatusOr<v1::AccessRequest> GetAccessRequest(
+      const std::string& tenant, const std::string& id, bool for_update) = 0;
+  virtual absl::Status UpdateAccessRequest(const std::string& tenant,
+                                           const std::string& id,
+                                           v1::AccessRequest* request) = 0;
+  virtual absl::StatusOr<std::vector<v1::AccessRequest>> ListAccessRequests(
+      const ListQuery& query) = 0;
+
+  virtual absl::Status InsertGrant(const std::string& tenant,
+                                   const std::string& id, v1::Grant* grant) = 0;
+  virtual absl::StatusOr<v1::Grant> GetGrant(const std::string& tenant,
+                                             const std::string& id,
+                                             bool for_update) = 0;
+  virtual absl::Status UpdateGrant(const std::string& tenant,
+                                   const std::string& id, v1::Grant* grant) = 0;
+  virtual absl::StatusOr<std::vector<v1::Grant>> ListGrants(
+      const ListQuery& query) = 0;
+  // Grants of `principal` on the environment still ACTIVE as recorded.
+  virtual absl::StatusOr<std::vector<v1::Grant>> ActiveGrants(
+      const std::string& principal, const std::string& tenant,
+      const std::string& environment_id) = 0;
+
+  // Appends to the event's tenant chain: sets sequence, name, previous_hash
+  // and hash.
+  virtual absl::Status AppendAuditEvent(v1::AuditEvent* event) = 0;
+  virtual absl::StatusOr<std::vector<v1::AuditEvent>> ListAuditEvents(
+      const std::string& tenant, const ListQuery& query) = 0;
+  // Events of the tenant's log with sequence > after, in order.
+  virtual absl::StatusOr<std::vector<v1::AuditEvent>> ReadAuditLog(
+      const std::string& tenant, int64_t after, int limit) = 0;
+
+  virtual absl::StatusOr<std::optional<IdempotencyRecord>> GetIdempotencyRecord(
+      const std::string& caller, const std::string& request_id) = 0;
+  // ABORTED (retried by RunInTransaction) if another call stored one first.
+  virtual absl::Status PutIdempotencyRecord(const std::string& caller,
+                                            const std::string& request_id,
+                                            const IdempotencyRecord& record,
+                                            absl::Time now) = 0;
+};
+
+// Thread-safe.
+class Store {
+ public:
+  virtual ~Store() = default;
+  // Runs fn in a new transaction and commits if it returns OK. Conflicts
+  // (serialization failures, deadlocks, idempotency races) and connections
+  // lost before the commit are retried a few times with fn run again, so fn
+  // must do nothing outside the transaction.
+  virtual absl::Status RunInTransaction(
+      const std::function<absl::Status(Transaction&)>& fn) = 0;
+  // A random secret shared by all replicas, made the first time it is asked.
+  virtual absl::StatusOr<std::string> SharedSecret(const std::string& name) = 0;
+  // Whether the database answers now.
+  virtual bool Ping() = 0;
+};
+
+}  // namespace lockbox
+
+#endif  // LOCKBOX_SERVER_STORE_STORE_H_
