@@ -718,8 +718,11 @@ class PgTransaction final : public Transaction {
 
 namespace {
 absl::Status Migrate(pqxx::connection& c) {
-  pqxx::nontransaction lock(c);
-  lock.exec_params("SELECT pg_advisory_lock($1)", kMigrationLockKey);
+  {
+    // A session-level lock: it outlives this statement's nontransaction.
+    pqxx::nontransaction lock(c);
+    lock.exec_params("SELECT pg_advisory_lock($1)", kMigrationLockKey);
+  }
   absl::Status result = absl::OkStatus();
   try {
     {
@@ -741,8 +744,10 @@ absl::Status Migrate(pqxx::connection& c) {
     result = Error(absl::StatusCode::kInternal, reason::kInternal,
                    absl::StrCat("migration failed: ", e.what()));
   }
-  pqxx::nontransaction unlock(c);
-  unlock.exec_params("SELECT pg_advisory_unlock($1)", kMigrationLockKey);
+  {
+    pqxx::nontransaction unlock(c);
+    unlock.exec_params("SELECT pg_advisory_unlock($1)", kMigrationLockKey);
+  }
   return result;
 }
 }  // namespace

@@ -1,0 +1,71 @@
+# Shared by scripts/test and scripts/run-local. Source it; do not run it.
+
+LOCKBOX_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PG_BIN="/usr/lib/postgresql/15/bin"
+
+# Debian packages the build, the tests and run-local need.
+LOCKBOX_PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
+  libpqxx-dev libssl-dev libcli11-dev libgtest-dev libgmock-dev
+  postgresql-15 openssl nodejs npm
+)
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_deps() {
+  local missing=()
+  for p in "${LOCKBOX_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null
+  fi
+  if [ ! -x "$LOCKBOX_ROOT/tools/node_modules/.bin/buf" ]; then
+    log "installing buf from npm (pinned in tools/package.json)"
+    (cd "$LOCKBOX_ROOT/tools" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
+
+BUF="$LOCKBOX_ROOT/tools/node_modules/.bin/buf"
+
+# build DIR BUILD_TYPE [extra cmake args...]
+build() {
+  local dir="$1" type="$2"; shift 2
+  log "building ($type) in $dir"
+  cmake -S "$LOCKBOX_ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE="$type" "$@" >/dev/null
+  cmake --build "$dir"
+}
+
+# The user PostgreSQL runs as: it refuses to run as root.
+pg_user() { if [ "$(id -u)" = 0 ]; then echo postgres; else id -un; fi; }
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+# pg_start DIR: a private cluster in DIR, reachable only through a Unix
+# socket in DIR/run (no TCP port to collide with). Prints its URL.
+pg_start() {
+  local dir="$1" fast="${2:-}"
+  mkdir -p "$dir"
+  chmod 755 "$dir"
+  if [ "$(id -u)" = 0 ]; then chown "$(pg_user)" "$dir"; fi
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >/dev/null
+  fi
+  as_pg mkdir -p "$dir/run"
+  local opts="-c listen_addresses='' -k $dir/run -c max_connections=300"
+  if [ -n "$fast" ]; then opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"; fi
+  as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -o "$opts" -w start >/dev/null
+  echo "postgresql:///postgres?host=$dir/run&user=postgres"
+}
+
+pg_stop() {
+  local dir="$1"
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+}

@@ -1,0 +1,310 @@
+// The request's life and grants, driven directly with an injected clock.
+#include "server/domain/lifecycle.h"
+
+#include <gtest/gtest.h>
+
+#include "server/domain/clock.h"
+#include "server/domain/status.h"
+
+namespace lockbox {
+namespace {
+
+using v1::AccessRequest;
+using v1::Decision;
+using v1::Grant;
+
+constexpr char kTd[] = "example.org";
+
+Actor MakeActor(const std::string& path, std::vector<Binding> bindings) {
+  auto p = ParseSpiffeId(absl::StrCat("spiffe://", kTd, "/", path), kTd);
+  EXPECT_TRUE(p.ok()) << p.status();
+  return Actor{*p, std::nullopt, Permissions(std::move(bindings))};
+}
+
+class LifecycleTest : public ::testing::Test {
+ protected:
+  LifecycleTest()
+      : clock_(absl::FromUnixSeconds(1'800'000'000)),
+        engineer_(MakeActor("operator/alice", {{Role::kEngineer, ""}})),
+        reviewer_(MakeActor("operator/bob", {{Role::kReviewer, ""}})),
+        engineer_reviewer_(
+            MakeActor("operator/alice", {{Role::kEngineer, ""}, {Role::kReviewer, ""}})),
+        tenant_admin_(MakeActor("tenant/contoso/user/dana", {{Role::kTenantAdmin, "contoso"}})),
+        other_admin_(MakeActor("tenant/fabrikam/user/erin", {{Role::kTenantAdmin, "fabrikam"}})) {
+    policy_ = DefaultPolicy("contoso");
+    policy_.set_enabled(true);
+    env_.set_name("tenants/contoso/environments/prod");
+    env_.set_managed(true);
+    auto* sql = env_.add_data_sources();
+    sql->set_id("sql");
+    sql->set_kind("sql_database");
+    sql->set_lockbox_supported(true);
+    auto* rcs = env_.add_data_sources();
+    rcs->set_id("rcs");
+    rcs->set_kind("storage_account");
+    rcs->set_lockbox_supported(false);
+  }
+
+  AccessRequest Asked() {
+    AccessRequest a;
+    a.set_environment(env_.name());
+    a.set_reason(AccessRequest::CUSTOMER_INITIATED_SUPPORT);
+    a.set_support_ticket_id("TKT-1");
+    a.set_justification("customer reports failing invoices");
+    return a;
+  }
+
+  AccessRequest NewRequest() {
+    auto r = NewAccessRequest(Asked(), "contoso", "0b8f6a2e-1111-4222-8333-444455556666", env_,
+                              policy_, engineer_, clock_.Now());
+    EXPECT_TRUE(r.ok()) << r.status();
+    return *r;
+  }
+
+  bool Customer(const AccessRequest& r) {
+    return NeedsCustomerReview(policy_, env_, r.data_sources());
+  }
+
+  FakeClock clock_;
+  Actor engineer_, reviewer_, engineer_reviewer_, tenant_admin_, other_admin_;
+  v1::LockboxPolicy policy_;
+  v1::Environment env_;
+};
+
+TEST_F(LifecycleTest, NewRequestStartsInInternalReviewWithPolicyTimes) {
+  AccessRequest r = NewRequest();
+  EXPECT_EQ(r.state(), AccessRequest::PENDING);
+  EXPECT_EQ(r.stage(), AccessRequest::INTERNAL_REVIEW);
+  EXPECT_EQ(r.requester(), "spiffe://example.org/operator/alice");
+  EXPECT_EQ(FromProto(r.expire_time()) - FromProto(r.create_time()), absl::Hours(96));
+  EXPECT_EQ(FromProto(r.access_duration()), absl::Hours(8));
+  EXPECT_EQ(r.display_status(), "Pending internal review");
+}
+
+TEST_F(LifecycleTest, RequestExpiresToTheSecond) {
+  AccessRequest r = NewRequest();
+  clock_.Advance(absl::Hours(96) - absl::Seconds(1));
+  EXPECT_EQ(EffectiveState(r, clock_.Now()), AccessRequest::PENDING);
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_EQ(EffectiveState(r, clock_.Now()), AccessRequest::EXPIRED);
+  ApplyReadTimeState(clock_.Now(), &r);
+  EXPECT_EQ(r.display_status(), "Expired");
+}
+
+TEST_F(LifecycleTest, ExpiredRequestCannotBeDecidedOrCancelled) {
+  AccessRequest r = NewRequest();
+  clock_.Advance(absl::Hours(96));
+  absl::Status s = Decide(reviewer_, Decision::APPROVE, "", Customer(r), clock_.Now(), &r);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReasonOf(s), reason::kTransitionNotAllowed);
+  EXPECT_EQ(Cancel(engineer_, clock_.Now(), &r).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(LifecycleTest, ProtectedRequestNeedsBothStages) {
+  AccessRequest r = NewRequest();
+  ASSERT_TRUE(Decide(reviewer_, Decision::APPROVE, "ok", Customer(r), clock_.Now(), &r).ok());
+  EXPECT_EQ(r.state(), AccessRequest::PENDING);
+  EXPECT_EQ(r.stage(), AccessRequest::CUSTOMER_REVIEW);
+  EXPECT_EQ(r.display_status(), "Action needed");
+  ASSERT_TRUE(Decide(tenant_admin_, Decision::APPROVE, "", Customer(r), clock_.Now(), &r).ok());
+  EXPECT_EQ(r.state(), AccessRequest::APPROVED);
+  ASSERT_EQ(r.decisions_size(), 2);
+  EXPECT_EQ(r.decisions(0).stage(), AccessRequest::INTERNAL_REVIEW);
+  EXPECT_EQ(r.decisions(1).reviewer(), "spiffe://example.org/tenant/contoso/user/dana");
+}
+
+TEST_F(LifecycleTest, UnprotectedRequestSkipsCustomer) {
+  policy_.set_enabled(false);
+  AccessRequest r = NewRequest();
+  ASSERT_TRUE(Decide(reviewer_, Decision::APPROVE, "", Customer(r), clock_.Now(), &r).ok());
+  EXPECT_EQ(r.state(), AccessRequest::APPROVED);
+}
+
+TEST_F(LifecycleTest, UnmanagedEnvironmentIsNotProtected) {
+  env_.set_managed(false);
+  EXPECT_FALSE(IsProtected(policy_, env_));
+  EXPECT_FALSE(Customer(NewRequest()));
+}
+
+TEST_F(LifecycleTest, UnsupportedDataSourceSkipsCustomer) {
+  AccessRequest asked = Asked();
+  asked.add_data_sources("rcs");
+  auto r = NewAccessRequest(asked, "contoso", "0b8f6a2e-1111-4222-8333-444455556667", env_,
+                            policy_, engineer_, clock_.Now());
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(Customer(*r));
+  r->add_data_sources("sql");
+  EXPECT_TRUE(Customer(*r));
+}
+
+TEST_F(LifecycleTest, ReviewerCanNeverDecideOwnRequest) {
+  auto r = NewAccessRequest(Asked(), "contoso", "0b8f6a2e-1111-4222-8333-444455556668", env_,
+                            policy_, engineer_reviewer_, clock_.Now());
+  ASSERT_TRUE(r.ok());
+  for (auto verdict : {Decision::APPROVE, Decision::DENY}) {
+    absl::Status s = Decide(engineer_reviewer_, verdict, "", true, clock_.Now(), &*r);
+    EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
+    EXPECT_EQ(ReasonOf(s), reason::kSelfReview);
+  }
+}
+
+TEST_F(LifecycleTest, StagesBelongToTheirReviewers) {
+  AccessRequest r = NewRequest();
+  // A tenant admin cannot decide the internal stage.
+  EXPECT_EQ(Decide(tenant_admin_, Decision::APPROVE, "", true, clock_.Now(), &r).code(),
+            absl::StatusCode::kFailedPrecondition);
+  // An engineer cannot decide at all; another tenant's admin neither.
+  EXPECT_EQ(Decide(engineer_, Decision::APPROVE, "", true, clock_.Now(), &r).code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(Decide(other_admin_, Decision::APPROVE, "", true, clock_.Now(), &r).code(),
+            absl::StatusCode::kPermissionDenied);
+  ASSERT_TRUE(Decide(reviewer_, Decision::APPROVE, "", true, clock_.Now(), &r).ok());
+  // The internal reviewer cannot decide the customer stage.
+  EXPECT_EQ(Decide(reviewer_, Decision::APPROVE, "", true, clock_.Now(), &r).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Decide(other_admin_, Decision::DENY, "", true, clock_.Now(), &r).code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(LifecycleTest, DenyInEitherStageIsFinal) {
+  for (bool at_customer : {false, true}) {
+    AccessRequest r = NewRequest();
+    if (at_customer) {
+      ASSERT_TRUE(Decide(reviewer_, Decision::APPROVE, "", true, clock_.Now(), &r).ok());
+    }
+    const Actor& who = at_customer ? tenant_admin_ : reviewer_;
+    ASSERT_TRUE(Decide(who, Decision::DENY, "no", true, clock_.Now(), &r).ok());
+    EXPECT_EQ(r.state(), AccessRequest::DENIED);
+    // Terminal: nothing changes it again.
+    EXPECT_EQ(Decide(who, Decision::APPROVE, "", true, clock_.Now(), &r).code(),
+              absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(Cancel(engineer_, clock_.Now(), &r).code(), absl::StatusCode::kFailedPrecondition);
+  }
+}
+
+TEST_F(LifecycleTest, OnlyTheRequesterCancels) {
+  AccessRequest r = NewRequest();
+  Actor other = MakeActor("operator/zed", {{Role::kEngineer, ""}});
+  EXPECT_EQ(Cancel(other, clock_.Now(), &r).code(), absl::StatusCode::kPermissionDenied);
+  ASSERT_TRUE(Cancel(engineer_, clock_.Now(), &r).ok());
+  EXPECT_EQ(r.state(), AccessRequest::CANCELLED);
+  EXPECT_EQ(Cancel(engineer_, clock_.Now(), &r).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Decide(reviewer_, Decision::APPROVE, "", true, clock_.Now(), &r).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(LifecycleTest, ApprovedRequestNeverExpires) {
+  policy_.set_enabled(false);
+  AccessRequest r = NewRequest();
+  ASSERT_TRUE(Decide(reviewer_, Decision::APPROVE, "", false, clock_.Now(), &r).ok());
+  clock_.Advance(absl::Hours(200));
+  EXPECT_EQ(EffectiveState(r, clock_.Now()), AccessRequest::APPROVED);
+}
+
+TEST_F(LifecycleTest, ValidationRefusesBadRequests) {
+  auto check = [&](AccessRequest asked, const std::string& field) {
+    auto r = NewAccessRequest(asked, "contoso", "0b8f6a2e-1111-4222-8333-444455556669", env_,
+                              policy_, engineer_, clock_.Now());
+    ASSERT_FALSE(r.ok()) << field;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(FieldOf(r.status()), field);
+  };
+  AccessRequest a = Asked();
+  a.set_justification("");
+  check(a, "access_request.justification");
+  a = Asked();
+  a.set_justification(std::string(4097, 'x'));
+  check(a, "access_request.justification");
+  a = Asked();
+  a.set_support_ticket_id("");
+  check(a, "access_request.support_ticket_id");
+  a = Asked();
+  a.set_reason(AccessRequest::REASON_UNSPECIFIED);
+  check(a, "access_request.reason");
+  a = Asked();
+  a.add_data_sources("nope");
+  check(a, "access_request.data_sources");
+  a = Asked();
+  *a.mutable_access_duration() = ToProto(absl::Hours(9));
+  check(a, "access_request.access_duration");
+  // Exactly 4 KiB and a shorter access are fine.
+  a = Asked();
+  a.set_justification(std::string(4096, 'x'));
+  *a.mutable_access_duration() = ToProto(absl::Hours(1));
+  auto ok = NewAccessRequest(a, "contoso", "0b8f6a2e-1111-4222-8333-44445555666a", env_, policy_,
+                             engineer_, clock_.Now());
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(FromProto(ok->access_duration()), absl::Hours(1));
+}
+
+TEST_F(LifecycleTest, PolicyMayShortenButNeverLengthen) {
+  v1::LockboxPolicy update;
+  *update.mutable_access_duration() = ToProto(absl::Hours(2));
+  google::protobuf::FieldMask mask;
+  mask.add_paths("access_duration");
+  ASSERT_TRUE(ApplyPolicyUpdate(update, mask, &policy_).ok());
+  EXPECT_EQ(FromProto(policy_.access_duration()), absl::Hours(2));
+  *update.mutable_access_duration() = ToProto(absl::Hours(9));
+  EXPECT_EQ(ApplyPolicyUpdate(update, mask, &policy_).code(), absl::StatusCode::kInvalidArgument);
+  mask.set_paths(0, "request_ttl");
+  *update.mutable_request_ttl() = ToProto(absl::Hours(97));
+  EXPECT_EQ(ApplyPolicyUpdate(update, mask, &policy_).code(), absl::StatusCode::kInvalidArgument);
+  mask.set_paths(0, "name");
+  EXPECT_EQ(ApplyPolicyUpdate(update, mask, &policy_).code(), absl::StatusCode::kInvalidArgument);
+  update.add_notification_emails("not an email");
+  mask.set_paths(0, "notification_emails");
+  EXPECT_EQ(ApplyPolicyUpdate(update, mask, &policy_).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(LifecycleTest, GrantAllowsOnlyItsPrincipalEnvironmentSourcesAndWindow) {
+  AccessRequest asked = Asked();
+  asked.add_data_sources("sql");
+  auto r = NewAccessRequest(asked, "contoso", "0b8f6a2e-1111-4222-8333-44445555666b", env_,
+                            policy_, engineer_, clock_.Now());
+  ASSERT_TRUE(r.ok());
+  Grant g = NewGrant(*r, "contoso", "0b8f6a2e-1111-4222-8333-44445555666c", clock_.Now());
+  const std::string alice = "spiffe://example.org/operator/alice";
+  absl::Time t = clock_.Now();
+  EXPECT_TRUE(GrantAllows(g, alice, env_.name(), "sql", t));
+  EXPECT_FALSE(GrantAllows(g, alice, env_.name(), "rcs", t));
+  EXPECT_FALSE(GrantAllows(g, alice, env_.name(), "", t));
+  EXPECT_FALSE(GrantAllows(g, "spiffe://example.org/operator/bob", env_.name(), "sql", t));
+  EXPECT_FALSE(GrantAllows(g, alice, "tenants/contoso/environments/test", "sql", t));
+  EXPECT_TRUE(GrantAllows(g, alice, env_.name(), "sql", t + absl::Hours(8) - absl::Seconds(1)));
+  EXPECT_FALSE(GrantAllows(g, alice, env_.name(), "sql", t + absl::Hours(8)));
+  EXPECT_EQ(EffectiveState(g, t + absl::Hours(8)), Grant::EXPIRED);
+}
+
+TEST_F(LifecycleTest, GrantEndsEarlyOnlyByItsRules) {
+  AccessRequest r = NewRequest();
+  Grant g = NewGrant(r, "contoso", "0b8f6a2e-1111-4222-8333-44445555666d", clock_.Now());
+  EXPECT_EQ(Release(reviewer_, clock_.Now(), &g).code(), absl::StatusCode::kPermissionDenied);
+  // Revocation is off by default, as in the source product.
+  EXPECT_EQ(Revoke(tenant_admin_, policy_, "contoso", clock_.Now(), &g).code(),
+            absl::StatusCode::kFailedPrecondition);
+  policy_.set_allow_revocation(true);
+  EXPECT_EQ(Revoke(other_admin_, policy_, "contoso", clock_.Now(), &g).code(),
+            absl::StatusCode::kPermissionDenied);
+  Grant g2 = g;
+  ASSERT_TRUE(Revoke(tenant_admin_, policy_, "contoso", clock_.Now(), &g2).ok());
+  EXPECT_EQ(g2.state(), Grant::REVOKED);
+  ASSERT_TRUE(Release(engineer_, clock_.Now(), &g).ok());
+  EXPECT_EQ(g.state(), Grant::RELEASED);
+  EXPECT_EQ(Release(engineer_, clock_.Now(), &g).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(GrantAllows(g, r.requester(), env_.name(), "", clock_.Now()));
+  // An expired grant cannot be released either.
+  Grant g3 = NewGrant(r, "contoso", "0b8f6a2e-1111-4222-8333-44445555666e", clock_.Now());
+  EXPECT_EQ(Release(engineer_, clock_.Now() + absl::Hours(8), &g3).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(EtagTest, StaleEtagIsAborted) {
+  EXPECT_TRUE(CheckEtag("", EtagOf(3)).ok());
+  EXPECT_TRUE(CheckEtag(EtagOf(3), EtagOf(3)).ok());
+  absl::Status s = CheckEtag(EtagOf(2), EtagOf(3));
+  EXPECT_EQ(s.code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(ReasonOf(s), reason::kStaleEtag);
+}
+
+}  // namespace
+}  // namespace lockbox
