@@ -48,7 +48,7 @@ absl::Status Lockbox::EnsureBootstrapAdmin(const std::string& spiffe_id) {
     return InvalidField("--bootstrap-admin", "NOT_ALLOWED",
                         "must be an operator: spiffe://<trust-domain>/operator/<user>");
   }
-  return options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
+  absl::Status status = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
     ASSIGN_OR_RETURN(std::vector<Binding> bindings, tx.BindingsOf(spiffe_id));
     for (const Binding& b : bindings) {
       if (b.role == Role::kAdmin) return absl::OkStatus();
@@ -68,6 +68,9 @@ absl::Status Lockbox::EnsureBootstrapAdmin(const std::string& spiffe_id) {
     (*event.mutable_details())["role"] = binding.role();
     return tx.AppendAuditEvent(&event);
   });
+  // Another replica starting at the same moment made the same binding.
+  if (absl::IsAlreadyExists(status)) return absl::OkStatus();
+  return status;
 }
 
 v1::AuditEvent NewAuditEvent(const Actor& actor, absl::string_view action,

@@ -51,8 +51,9 @@ absl::Status ToStatus(const std::exception& e) {
     return Error(absl::StatusCode::kFailedPrecondition, reason::kNotFound,
                  "a resource it refers to does not exist");
   }
+  // The text reaches the server's log only; callers see "internal error".
   return Error(absl::StatusCode::kInternal, reason::kInternal,
-               "internal database error");
+               absl::StrCat("internal database error: ", e.what()));
 }
 
 bool Retryable(const absl::Status& s) {
@@ -168,6 +169,13 @@ absl::Status AppendConditions(const ListQuery& q,
     absl::StrAppend(sql, " AND ", col.expr, " ", OpSql(c.op), " ", p->Add(value));
   }
   return absl::OkStatus();
+}
+
+bool HasField(const ListQuery& q, absl::string_view field) {
+  for (const Condition& c : q.conditions) {
+    if (c.field == field) return true;
+  }
+  return false;
 }
 
 void AppendTenantScope(const ListQuery& q, Params* p, std::string* sql) {
@@ -539,7 +547,8 @@ class PgTransaction final : public Transaction {
 
   absl::StatusOr<std::vector<v1::AccessRequest>> ListAccessRequests(const ListQuery& q) override {
     Params p;
-    std::string now = p.Add(Us(q.now));
+    // Typed in place: an unused untyped parameter would be an error.
+    std::string now = HasField(q, "state") ? p.Add(Us(q.now)) : "0";
     std::string sql = absl::StrCat("SELECT ", kRequestCols, " FROM access_requests WHERE TRUE");
     AppendTenantScope(q, &p, &sql);
     if (!q.principal.empty()) absl::StrAppend(&sql, " AND requester = ", p.Add(q.principal));
@@ -593,7 +602,8 @@ class PgTransaction final : public Transaction {
 
   absl::StatusOr<std::vector<v1::Grant>> ListGrants(const ListQuery& q) override {
     Params p;
-    std::string now = p.Add(Us(q.now));
+    // Typed in place: an unused untyped parameter would be an error.
+    std::string now = HasField(q, "state") ? p.Add(Us(q.now)) : "0";
     std::string sql = absl::StrCat("SELECT ", kGrantCols, " FROM grants WHERE TRUE");
     AppendTenantScope(q, &p, &sql);
     if (!q.principal.empty()) absl::StrAppend(&sql, " AND principal = ", p.Add(q.principal));

@@ -1,0 +1,217 @@
+#include "tests/support/harness.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <pqxx/pqxx>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace lockbox::testing {
+
+std::string RequiredEnv(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') {
+    std::fprintf(stderr, "%s is not set: run the tests through scripts/test\n", name);
+    std::abort();
+  }
+  return v;
+}
+
+namespace {
+std::string RandomSuffix() {
+  std::random_device rd;
+  std::mt19937_64 gen(rd());
+  std::ostringstream out;
+  out << std::hex << gen();
+  return out.str();
+}
+
+std::string WithDatabase(const std::string& url, const std::string& db) {
+  // postgresql:///postgres?host=... -> postgresql:///<db>?host=...
+  auto slash = url.find("///");
+  auto query = url.find('?');
+  return url.substr(0, slash + 3) + db + url.substr(query);
+}
+}  // namespace
+
+TestDatabase::TestDatabase() : name_("lockbox_test_" + RandomSuffix()) {
+  pqxx::connection admin(RequiredEnv("LOCKBOX_TEST_PG_URL"));
+  pqxx::nontransaction n(admin);
+  n.exec("CREATE DATABASE " + name_);
+  url_ = WithDatabase(RequiredEnv("LOCKBOX_TEST_PG_URL"), name_);
+}
+
+TestDatabase::~TestDatabase() {
+  try {
+    pqxx::connection admin(RequiredEnv("LOCKBOX_TEST_PG_URL"));
+    pqxx::nontransaction n(admin);
+    n.exec("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dropping %s: %s\n", name_.c_str(), e.what());
+  }
+}
+
+void TestDatabase::Exec(const std::string& sql) const {
+  pqxx::connection c(url_);
+  pqxx::nontransaction n(c);
+  n.exec(sql);
+}
+
+Certificates::Certificates(std::string trust_domain) : trust_domain_(std::move(trust_domain)) {
+  char tmpl[] = "/tmp/lockbox-certs.XXXXXX";
+  dir_ = mkdtemp(tmpl);
+  Make("admin", "operator/admin");
+}
+
+void Certificates::Make(const std::string& name, const std::string& path) const {
+  std::string cmd = RequiredEnv("LOCKBOX_TEST_MAKE_CERTS") + " " + dir_ + " " + trust_domain_ +
+                    " " + name + "=" + path;
+  if (std::system(cmd.c_str()) != 0) {
+    std::fprintf(stderr, "make-certs failed: %s\n", cmd.c_str());
+    std::abort();
+  }
+}
+
+std::string Certificates::Read(const std::string& file) const {
+  std::ifstream in(Path(file));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
+}
+
+ServerProcess::ServerProcess(const Certificates& certs, const std::string& database_url,
+                             const std::string& bootstrap_admin,
+                             std::vector<std::string> extra_flags)
+    : certs_(certs), port_(FreePort()), health_port_(FreePort()) {
+  std::vector<std::string> args = {
+      RequiredEnv("LOCKBOX_TEST_LOCKBOXD"),
+      "--listen=127.0.0.1:" + std::to_string(port_),
+      "--health-listen=127.0.0.1:" + std::to_string(health_port_),
+      "--tls-cert=" + certs.Path("server.crt"),
+      "--tls-key=" + certs.Path("server.key"),
+      "--tls-client-ca=" + certs.Path("ca.crt"),
+      "--trust-domain=" + certs.trust_domain(),
+      "--database-url=" + database_url,
+      "--bootstrap-admin=" + bootstrap_admin,
+      "--drain-seconds=2",
+  };
+  for (auto& f : extra_flags) args.push_back(std::move(f));
+  pid_ = fork();
+  if (pid_ == 0) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    // Quiet the per-call log unless asked for.
+    if (std::getenv("LOCKBOX_TEST_SERVER_LOG") == nullptr) {
+      FILE* devnull = std::fopen("/dev/null", "w");
+      dup2(fileno(devnull), STDERR_FILENO);
+    }
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+}
+
+ServerProcess::~ServerProcess() { Stop(); }
+
+void ServerProcess::Stop() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGTERM);
+  int status = 0;
+  for (int i = 0; i < 100; ++i) {
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  kill(pid_, SIGKILL);
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+bool ServerProcess::WaitReady(const std::string& probe_cert, int seconds) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return false;
+    }
+    auto channel = MtlsChannel(certs_, probe_cert, target());
+    auto stub = grpc::health::v1::Health::NewStub(channel);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+    grpc::health::v1::HealthCheckRequest req;
+    grpc::health::v1::HealthCheckResponse resp;
+    if (stub->Check(&ctx, req, &resp).ok() &&
+        resp.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+std::shared_ptr<grpc::Channel> MtlsChannel(const Certificates& certs, const std::string& name,
+                                           const std::string& target,
+                                           const std::string& ca_file) {
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = certs.Read(ca_file);
+  if (!name.empty()) {
+    options.pem_private_key = certs.Read(name + ".key");
+    options.pem_cert_chain = certs.Read(name + ".crt");
+  }
+  grpc::ChannelArguments args;
+  // A fresh connection per channel, so each test's certificate is the one used.
+  args.SetInt("grpc.use_local_subchannel_pool", 1);
+  return grpc::CreateCustomChannel(target, grpc::SslCredentials(options), args);
+}
+
+Client::Client(std::shared_ptr<grpc::Channel> ch)
+    : channel(ch),
+      policy(v1::PolicyService::NewStub(ch)),
+      requests(v1::AccessRequestService::NewStub(ch)),
+      grants(v1::GrantService::NewStub(ch)),
+      audit(v1::AuditService::NewStub(ch)) {}
+
+std::unique_ptr<grpc::ClientContext> Context(const std::string& on_behalf_of) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  if (!on_behalf_of.empty()) ctx->AddMetadata("x-lockbox-on-behalf-of", on_behalf_of);
+  return ctx;
+}
+
+v1::ErrorInfo ErrorInfoOf(const grpc::Status& status) {
+  v1::RpcStatus rpc;
+  v1::ErrorInfo info;
+  if (rpc.ParseFromString(status.error_details()) && rpc.details_size() > 0) {
+    rpc.details(0).UnpackTo(&info);
+  }
+  return info;
+}
+
+}  // namespace lockbox::testing

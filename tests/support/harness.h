@@ -1,0 +1,101 @@
+// Real parts for integration tests: a fresh PostgreSQL database in the
+// cluster scripts/test started, certificates made by scripts/make-certs, and
+// lockboxd running as a child process over mTLS.
+#ifndef LOCKBOX_TESTS_SUPPORT_HARNESS_H_
+#define LOCKBOX_TESTS_SUPPORT_HARNESS_H_
+
+#include <grpcpp/grpcpp.h>
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lockbox/v1/access_request_service.grpc.pb.h"
+#include "lockbox/v1/audit_service.grpc.pb.h"
+#include "lockbox/v1/errors.pb.h"
+#include "lockbox/v1/grant_service.grpc.pb.h"
+#include "lockbox/v1/policy_service.grpc.pb.h"
+
+namespace lockbox::testing {
+
+// The value of a variable scripts/test sets; aborts the test run without it.
+std::string RequiredEnv(const char* name);
+
+// A database of its own, dropped at the end.
+class TestDatabase {
+ public:
+  TestDatabase();
+  ~TestDatabase();
+  const std::string& url() const { return url_; }
+  // Runs SQL as the cluster's superuser in this database.
+  void Exec(const std::string& sql) const;
+
+ private:
+  std::string name_;
+  std::string url_;
+};
+
+// A CA and certificates in a temporary directory.
+class Certificates {
+ public:
+  Certificates(std::string trust_domain);
+  // Makes NAME.crt/key with URI SAN spiffe://<trust domain>/<path> ("-": no SAN).
+  void Make(const std::string& name, const std::string& path) const;
+  std::string Path(const std::string& file) const { return dir_ + "/" + file; }
+  std::string Read(const std::string& file) const;
+  const std::string& trust_domain() const { return trust_domain_; }
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+  std::string trust_domain_;
+};
+
+int FreePort();
+
+// lockboxd as a child process.
+class ServerProcess {
+ public:
+  ServerProcess(const Certificates& certs, const std::string& database_url,
+                const std::string& bootstrap_admin, std::vector<std::string> extra_flags = {});
+  ~ServerProcess();
+  // Waits until health answers SERVING over mTLS (as `probe_cert`); false on
+  // timeout or if the process died.
+  bool WaitReady(const std::string& probe_cert, int seconds = 30);
+  void Stop();
+  int port() const { return port_; }
+  int health_port() const { return health_port_; }
+  std::string target() const { return "localhost:" + std::to_string(port_); }
+
+ private:
+  const Certificates& certs_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  int health_port_ = 0;
+};
+
+// An mTLS channel presenting NAME.crt/key (NAME empty: no client certificate).
+std::shared_ptr<grpc::Channel> MtlsChannel(const Certificates& certs, const std::string& name,
+                                           const std::string& target,
+                                           const std::string& ca_file = "ca.crt");
+
+// Stubs of every service on one channel.
+struct Client {
+  explicit Client(std::shared_ptr<grpc::Channel> channel);
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::PolicyService::Stub> policy;
+  std::unique_ptr<v1::AccessRequestService::Stub> requests;
+  std::unique_ptr<v1::GrantService::Stub> grants;
+  std::unique_ptr<v1::AuditService::Stub> audit;
+};
+
+// A client context with a deadline, and optionally the on-behalf-of header.
+std::unique_ptr<grpc::ClientContext> Context(const std::string& on_behalf_of = "");
+
+// The ErrorInfo carried by a failed call (empty if none).
+v1::ErrorInfo ErrorInfoOf(const grpc::Status& status);
+
+}  // namespace lockbox::testing
+
+#endif  // LOCKBOX_TESTS_SUPPORT_HARNESS_H_
