@@ -8,7 +8,7 @@ LOCKBOX_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libpqxx-dev libssl-dev libcli11-dev libgtest-dev libgmock-dev
-  postgresql-15 openssl nodejs npm
+  postgresql-15 openssl
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -20,6 +20,8 @@ install_deps() {
   for p in "${LOCKBOX_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
+  # buf comes from npm; take Debian's node only where none is installed.
+  command -v npm >/dev/null || missing+=(nodejs npm)
   if [ "${#missing[@]}" -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq

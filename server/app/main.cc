@@ -1,9 +1,11 @@
 // lockboxd: the only place that wires the layers together.
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/server_builder_option.h>
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <thread>
@@ -32,6 +34,21 @@ struct Settings {
   std::string health_listen;
   int db_pool_size = 8;
   int drain_seconds = 20;
+};
+
+// Linking gRPC's reflection library adds reflection to every server it
+// builds; the health port must serve health alone, so it drops it there.
+class WithoutReflection final : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    plugins->erase(std::remove_if(plugins->begin(), plugins->end(),
+                                  [](const std::unique_ptr<grpc::ServerBuilderPlugin>& p) {
+                                    return dynamic_cast<grpc::reflection::ProtoServerReflectionPlugin*>(
+                                               p.get()) != nullptr;
+                                  }),
+                   plugins->end());
+  }
 };
 
 int Fail(const std::string& message) {
@@ -137,6 +154,7 @@ int main(int argc, char** argv) {
   int health_port = 0;
   if (!s.health_listen.empty()) {
     grpc::ServerBuilder hb;
+    hb.SetOption(std::make_unique<WithoutReflection>());
     hb.AddListeningPort(s.health_listen, grpc::InsecureServerCredentials(), &health_port);
     hb.RegisterService(&health);
     health_server = hb.BuildAndStart();
