@@ -645,6 +645,167 @@ TEST_F(LifecycleTest, HealthOnBothPortsAndNothingElseOnTheHealthPort) {
             grpc::StatusCode::UNIMPLEMENTED);
 }
 
+TEST_F(LifecycleTest, ConfigurationChangesAreOwnedAndAudited) {
+  MakeTenant("configured", true);
+  Client admin = As("admin");
+  Client customer = As("configured-admin");
+
+  v1::GetEnvironmentRequest ge;
+  ge.set_name("tenants/configured/environments/prod");
+  v1::Environment env;
+  ASSERT_TRUE(customer.policy->GetEnvironment(Context().get(), ge, &env).ok());
+  EXPECT_TRUE(env.protected_());
+
+  // The customer unmanages the environment; a stale etag is refused first.
+  v1::UpdateEnvironmentRequest ue;
+  ue.mutable_environment()->set_name(env.name());
+  ue.mutable_environment()->set_managed(false);
+  ue.mutable_environment()->set_etag("\"0\"");
+  ue.mutable_update_mask()->add_paths("managed");
+  v1::Environment updated;
+  EXPECT_EQ(customer.policy->UpdateEnvironment(Context().get(), ue, &updated).error_code(),
+            grpc::StatusCode::ABORTED);
+  ue.mutable_environment()->set_etag(env.etag());
+  ASSERT_TRUE(customer.policy->UpdateEnvironment(Context().get(), ue, &updated).ok());
+  EXPECT_FALSE(updated.managed());
+  EXPECT_FALSE(updated.protected_());
+  EXPECT_NE(updated.etag(), env.etag());
+  // The provider describes it; the customer cannot.
+  ue = v1::UpdateEnvironmentRequest();
+  ue.mutable_environment()->set_name(env.name());
+  ue.mutable_environment()->set_display_name("Production (EU)");
+  ue.mutable_update_mask()->add_paths("display_name");
+  EXPECT_EQ(customer.policy->UpdateEnvironment(Context().get(), ue, &updated).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  ASSERT_TRUE(admin.policy->UpdateEnvironment(Context().get(), ue, &updated).ok());
+  EXPECT_EQ(updated.display_name(), "Production (EU)");
+  EXPECT_FALSE(updated.managed());
+
+  v1::GetLockboxPolicyRequest gp;
+  gp.set_name("tenants/configured/lockboxPolicy");
+  v1::LockboxPolicy policy;
+  ASSERT_TRUE(As("configured-auditor").policy->GetLockboxPolicy(Context().get(), gp, &policy).ok());
+  EXPECT_TRUE(policy.enabled());
+  EXPECT_EQ(policy.access_duration().seconds(), 8 * 3600);
+  EXPECT_EQ(policy.request_ttl().seconds(), 96 * 3600);
+
+  // A tenant admin sees only their own tenant.
+  v1::ListTenantsRequest lt;
+  v1::ListTenantsResponse tenants;
+  ASSERT_TRUE(customer.policy->ListTenants(Context().get(), lt, &tenants).ok());
+  ASSERT_EQ(tenants.tenants_size(), 1);
+  EXPECT_EQ(tenants.tenants(0).name(), "tenants/configured");
+  v1::GetTenantRequest gt;
+  gt.set_name("tenants/contoso");
+  v1::Tenant t;
+  EXPECT_EQ(customer.policy->GetTenant(Context().get(), gt, &t).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+
+  // Role bindings: the tenant admin manages their own tenant's.
+  world->certs->Make("configured-second", "tenant/configured/user/second");
+  v1::CreateRoleBindingRequest rb;
+  rb.mutable_role_binding()->set_principal(Id("tenant/configured/user/second"));
+  rb.mutable_role_binding()->set_role("tenant.auditor");
+  rb.mutable_role_binding()->set_tenant("tenants/configured");
+  v1::RoleBinding binding;
+  ASSERT_TRUE(customer.policy->CreateRoleBinding(Context().get(), rb, &binding).ok());
+  EXPECT_EQ(customer.policy->CreateRoleBinding(Context().get(), rb, &binding).error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
+  rb.mutable_role_binding()->set_role("operator.reviewer");
+  rb.mutable_role_binding()->clear_tenant();
+  EXPECT_NE(customer.policy->CreateRoleBinding(Context().get(), rb, &binding).error_code(),
+            grpc::StatusCode::OK);
+  v1::ListRoleBindingsRequest lr;
+  lr.set_parent("tenants/configured");
+  lr.set_filter("role = tenant.auditor");
+  v1::ListRoleBindingsResponse bindings;
+  ASSERT_TRUE(customer.policy->ListRoleBindings(Context().get(), lr, &bindings).ok());
+  ASSERT_EQ(bindings.role_bindings_size(), 2);
+  lr.set_parent("tenants/contoso");
+  EXPECT_EQ(customer.policy->ListRoleBindings(Context().get(), lr, &bindings).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  v1::DeleteRoleBindingRequest del;
+  del.set_name(binding.name());
+  google::protobuf::Empty empty;
+  EXPECT_EQ(As("contoso-admin").policy->DeleteRoleBinding(Context().get(), del, &empty)
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  ASSERT_TRUE(customer.policy->DeleteRoleBinding(Context().get(), del, &empty).ok());
+  EXPECT_EQ(admin.policy->DeleteRoleBinding(Context().get(), del, &empty).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+
+  // One audit event for every change of every resource kind, in order.
+  std::vector<std::string> actions;
+  for (const auto& e : Audit("configured")) actions.push_back(e.action());
+  std::vector<std::string> expected = {
+      "tenant.create",          "environment.create",    "role_binding.create",
+      "role_binding.create",    "lockbox_policy.update", "environment.update",
+      "environment.update",     "role_binding.create",   "role_binding.delete"};
+  EXPECT_EQ(actions, expected);
+  v1::VerifyAuditLogRequest vr;
+  vr.set_parent("tenants/configured");
+  v1::VerifyAuditLogResponse verified;
+  ASSERT_TRUE(customer.audit->VerifyAuditLog(Context().get(), vr, &verified).ok());
+  EXPECT_TRUE(verified.ok());
+  EXPECT_EQ(verified.verified_events(), 9);
+}
+
+TEST_F(LifecycleTest, CancelIsTheRequestersAndAudited) {
+  MakeTenant("cancellers", true);
+  v1::AccessRequest r = Create("alice", Ask("cancellers"));
+  v1::CancelAccessRequestRequest cancel;
+  cancel.set_name(r.name());
+  cancel.set_etag(r.etag());
+  v1::AccessRequest out;
+  ASSERT_TRUE(As("alice").requests->CancelAccessRequest(Context().get(), cancel, &out).ok());
+  EXPECT_EQ(out.state(), v1::AccessRequest::CANCELLED);
+  EXPECT_EQ(out.display_status(), "Cancelled");
+  EXPECT_EQ(Approve("bob", r.name(), &out).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  auto events = Audit("cancellers", "action = access_request.cancel");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].request_state(), v1::AccessRequest::CANCELLED);
+}
+
+TEST(StartupTest, BadSettingsAreRefusedByName) {
+  Certificates certs(kTd);
+  TestDatabase db;
+  // Runs lockboxd with good settings except those in `changed`; returns its
+  // exit status and what it printed.
+  auto run = [&](std::map<std::string, std::string> changed) {
+    std::map<std::string, std::string> flags = {
+        {"--listen", "127.0.0.1:0"},
+        {"--tls-cert", certs.Path("server.crt")},
+        {"--tls-key", certs.Path("server.key")},
+        {"--tls-client-ca", certs.Path("ca.crt")},
+        {"--trust-domain", kTd},
+        {"--database-url", db.url()}};
+    for (auto& [k, v] : changed) flags[k] = v;
+    std::string cmd = RequiredEnv("LOCKBOX_TEST_LOCKBOXD");
+    for (auto& [k, v] : flags) {
+      if (v != "<unset>") cmd += " '" + k + "=" + v + "'";
+    }
+    FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+    std::string out;
+    char buf[512];
+    while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
+    int rc = pclose(p);
+    return std::make_pair(rc, out);
+  };
+  for (auto& [flag, value] : std::vector<std::pair<std::string, std::string>>{
+           {"--database-url", "postgresql:///nope?host=/nonexistent"},
+           {"--database-url", "<unset>"},
+           {"--tls-cert", "/nonexistent.crt"},
+           {"--tls-key", certs.Path("ca.crt")},
+           {"--tls-client-ca", "<unset>"},
+           {"--trust-domain", "spiffe://bad/"},
+           {"--bootstrap-admin", std::string("spiffe://") + kTd + "/service/x"},
+           {"--listen", "256.0.0.1:99999"}}) {
+    auto [rc, out] = run({{flag, value}});
+    EXPECT_NE(rc, 0) << flag << "=" << value;
+    EXPECT_NE(out.find(flag), std::string::npos) << flag << "=" << value << ": " << out;
+  }
+}
+
 TEST(ReplicaStartTest, TwoReplicasMigrateOneDatabaseAtOnce) {
   TestDatabase db;
   Certificates certs(kTd);
