@@ -128,13 +128,10 @@ absl::StatusOr<v1::ListAccessRequestsResponse> Lockbox::ListAccessRequests(
         q.limit = limit + 1;
         ASSIGN_OR_RETURN(std::vector<v1::AccessRequest> requests, tx.ListAccessRequests(q));
         v1::ListAccessRequestsResponse out;
-        if (static_cast<int>(requests.size()) > limit) {
-          requests.resize(limit);
-          const v1::AccessRequest& last = requests.back();
-          out.set_next_page_token(page_tokens_.Encode(
-              key, Cursor{absl::StrCat(absl::ToUnixMicros(FromProto(last.create_time()))),
-                          last.name().substr(last.name().rfind('/') + 1)}));
-        }
+        out.set_next_page_token(NextPageToken(page_tokens_, key, limit, &requests,
+                                              [](const v1::AccessRequest& last) {
+          return Cursor{MicrosKey(last.create_time()), IdOfName(last.name())};
+        }));
         for (auto& request : requests) {
           ApplyReadTimeState(now, &request);
           *out.add_access_requests() = std::move(request);
@@ -146,10 +143,8 @@ absl::StatusOr<v1::ListAccessRequestsResponse> Lockbox::ListAccessRequests(
 namespace {
 
 struct DecideArgs {
-  std::string name;
   std::string etag;
   std::string comment;
-  std::string request_id;
 };
 
 }  // namespace
@@ -200,7 +195,7 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(Transaction& tx, const Actor& 
 absl::StatusOr<v1::AccessRequest> Lockbox::ApproveAccessRequest(
     const C& c, const v1::ApproveAccessRequestRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "accessRequests", "name"));
-  DecideArgs args{r.name(), r.etag(), r.comment(), r.request_id()};
+  DecideArgs args{r.etag(), r.comment()};
   return Change<v1::AccessRequest>(c, "ApproveAccessRequest", r, r.request_id(),
                                    [&](Transaction& tx, const Actor& a, absl::Time now) {
     return DecideIn(tx, a, now, name, args, v1::Decision::APPROVE);
@@ -210,7 +205,7 @@ absl::StatusOr<v1::AccessRequest> Lockbox::ApproveAccessRequest(
 absl::StatusOr<v1::AccessRequest> Lockbox::DenyAccessRequest(
     const C& c, const v1::DenyAccessRequestRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "accessRequests", "name"));
-  DecideArgs args{r.name(), r.etag(), r.comment(), r.request_id()};
+  DecideArgs args{r.etag(), r.comment()};
   return Change<v1::AccessRequest>(c, "DenyAccessRequest", r, r.request_id(),
                                    [&](Transaction& tx, const Actor& a, absl::Time now) {
     return DecideIn(tx, a, now, name, args, v1::Decision::DENY);

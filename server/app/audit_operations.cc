@@ -43,11 +43,10 @@ absl::StatusOr<v1::ListAuditEventsResponse> Lockbox::ListAuditEvents(
     q.limit = limit + 1;
     ASSIGN_OR_RETURN(std::vector<v1::AuditEvent> events, tx.ListAuditEvents(tenant, q));
     v1::ListAuditEventsResponse out;
-    if (static_cast<int>(events.size()) > limit) {
-      events.resize(limit);
-      out.set_next_page_token(
-          page_tokens_.Encode(key, Cursor{absl::StrCat(events.back().sequence()), ""}));
-    }
+    out.set_next_page_token(NextPageToken(page_tokens_, key, limit, &events,
+                                          [](const v1::AuditEvent& last) {
+      return Cursor{absl::StrCat(last.sequence()), ""};
+    }));
     for (auto& e : events) *out.add_audit_events() = std::move(e);
     return out;
   });

@@ -13,6 +13,25 @@
 
 namespace lockbox {
 
+// The last segment of a resource name.
+inline std::string IdOfName(const std::string& name) {
+  return name.substr(name.rfind('/') + 1);
+}
+
+inline std::string MicrosKey(const google::protobuf::Timestamp& t) {
+  return absl::StrCat(t.seconds() * 1000000 + t.nanos() / 1000);
+}
+
+// Lists fetch one item more than the page: if it came, the page is cut to
+// `limit` and the token points after its last item.
+template <typename Item, typename KeyOf>
+std::string NextPageToken(const PageTokenCodec& codec, absl::string_view query_key, int limit,
+                          std::vector<Item>* items, KeyOf key_of) {
+  if (static_cast<int>(items->size()) <= limit) return "";
+  items->resize(limit);
+  return codec.Encode(query_key, key_of(items->back()));
+}
+
 template <typename R>
 absl::StatusOr<R> Lockbox::Read(
     const CallerIdentity& c,

@@ -82,13 +82,10 @@ absl::StatusOr<v1::ListGrantsResponse> Lockbox::ListGrants(const C& c,
     q.limit = limit + 1;
     ASSIGN_OR_RETURN(std::vector<v1::Grant> grants, tx.ListGrants(q));
     v1::ListGrantsResponse out;
-    if (static_cast<int>(grants.size()) > limit) {
-      grants.resize(limit);
-      const v1::Grant& last = grants.back();
-      out.set_next_page_token(page_tokens_.Encode(
-          key, Cursor{absl::StrCat(absl::ToUnixMicros(FromProto(last.start_time()))),
-                      last.name().substr(last.name().rfind('/') + 1)}));
-    }
+    out.set_next_page_token(NextPageToken(page_tokens_, key, limit, &grants,
+                                          [](const v1::Grant& last) {
+      return Cursor{MicrosKey(last.start_time()), IdOfName(last.name())};
+    }));
     for (auto& g : grants) {
       ApplyReadTimeState(now, &g);
       *out.add_grants() = std::move(g);

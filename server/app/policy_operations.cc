@@ -53,14 +53,6 @@ void EnvironmentDetails(const v1::Environment& env, v1::AuditEvent* e) {
   e->set_environment(env.name());
 }
 
-template <typename Item, typename Key>
-std::string NextToken(const PageTokenCodec& codec, absl::string_view query_key,
-                      std::vector<Item>* items, int limit, Key key_of) {
-  if (static_cast<int>(items->size()) <= limit) return "";
-  items->resize(limit);
-  return codec.Encode(query_key, key_of(items->back()));
-}
-
 }  // namespace
 
 absl::StatusOr<v1::Tenant> Lockbox::CreateTenant(const C& c, const v1::CreateTenantRequest& r) {
@@ -120,10 +112,10 @@ absl::StatusOr<v1::ListTenantsResponse> Lockbox::ListTenants(const C& c,
     q.limit = limit + 1;
     ASSIGN_OR_RETURN(std::vector<v1::Tenant> tenants, tx.ListTenants(q));
     v1::ListTenantsResponse out;
-    out.set_next_page_token(NextToken(page_tokens_, absl::StrCat("ListTenants|", c.spiffe_id),
-                                      &tenants, limit, [](const v1::Tenant& t) {
-                                        return Cursor{"", t.name().substr(8)};
-                                      }));
+    out.set_next_page_token(NextPageToken(page_tokens_, absl::StrCat("ListTenants|", c.spiffe_id),
+                                          limit, &tenants, [](const v1::Tenant& t) {
+      return Cursor{"", IdOfName(t.name())};
+    }));
     for (auto& t : tenants) *out.add_tenants() = std::move(t);
     return out;
   });
@@ -227,8 +219,9 @@ absl::StatusOr<v1::ListEnvironmentsResponse> Lockbox::ListEnvironments(
     q.limit = limit + 1;
     ASSIGN_OR_RETURN(std::vector<v1::Environment> envs, tx.ListEnvironments(q));
     v1::ListEnvironmentsResponse out;
-    out.set_next_page_token(NextToken(page_tokens_, key, &envs, limit, [](const v1::Environment& e) {
-      return Cursor{"", e.name().substr(e.name().rfind('/') + 1)};
+    out.set_next_page_token(NextPageToken(page_tokens_, key, limit, &envs,
+                                          [](const v1::Environment& e) {
+      return Cursor{"", IdOfName(e.name())};
     }));
     for (auto& e : envs) {
       e.set_protected_(IsProtected(policy, e));
@@ -371,10 +364,9 @@ absl::StatusOr<v1::ListRoleBindingsResponse> Lockbox::ListRoleBindings(
     q.limit = limit + 1;
     ASSIGN_OR_RETURN(std::vector<v1::RoleBinding> bindings, tx.ListRoleBindings(q));
     v1::ListRoleBindingsResponse out;
-    out.set_next_page_token(NextToken(page_tokens_, key, &bindings, limit,
-                                      [](const v1::RoleBinding& b) {
-      return Cursor{absl::StrCat(absl::ToUnixMicros(FromProto(b.create_time()))),
-                    b.name().substr(13)};
+    out.set_next_page_token(NextPageToken(page_tokens_, key, limit, &bindings,
+                                          [](const v1::RoleBinding& b) {
+      return Cursor{MicrosKey(b.create_time()), IdOfName(b.name())};
     }));
     for (auto& b : bindings) *out.add_role_bindings() = std::move(b);
     return out;

@@ -193,16 +193,14 @@ absl::Status ValidateDataSources(const v1::Environment& env,
       return InvalidField(absl::StrCat(field, ".id"), "NOT_ALLOWED",
                           absl::StrCat("duplicate data source \"", ds.id(), "\""));
     }
-    if (ds.kind().empty() || !IsValidId(ds.kind().substr(0, 1)) ||
-        ds.kind().size() > 63) {
-      return InvalidField(absl::StrCat(field, ".kind"), "BAD_FORMAT",
-                          "kind is required, e.g. sql_database");
+    const std::string& kind = ds.kind();
+    bool kind_ok = !kind.empty() && kind.size() <= 63 && kind[0] >= 'a' && kind[0] <= 'z';
+    for (char c : kind) {
+      kind_ok = kind_ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
     }
-    for (char c : ds.kind()) {
-      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) {
-        return InvalidField(absl::StrCat(field, ".kind"), "BAD_FORMAT",
-                            "kind must match [a-z][a-z0-9_]*");
-      }
+    if (!kind_ok) {
+      return InvalidField(absl::StrCat(field, ".kind"), kind.empty() ? "REQUIRED" : "BAD_FORMAT",
+                          "kind must match [a-z][a-z0-9_]{0,62}, e.g. sql_database");
     }
   }
   return absl::OkStatus();

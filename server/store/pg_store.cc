@@ -332,8 +332,7 @@ v1::AuditEvent ToAudit(const pqxx::row& r) {
   e.set_hash(r[18].as<std::string>());
   return e;
 }
-std::string OptionalUs(const v1::AuditEvent& e, bool has,
-                       const google::protobuf::Timestamp& t) {
+std::string OptionalUs(bool has, const google::protobuf::Timestamp& t) {
   return has ? Us(t) : "0";
 }
 
@@ -651,10 +650,10 @@ class PgTransaction final : public Transaction {
         "$9, $10, $11, $12, $13, $14, $15, $16, $17::jsonb, $18, $19)",
         e->tenant(), e->sequence(), Us(e->event_time()), e->actor(), e->via(), e->action(),
         e->resource(), e->access_request(),
-        OptionalUs(*e, e->has_request_create_time(), e->request_create_time()),
+        OptionalUs(e->has_request_create_time(), e->request_create_time()),
         e->operator_user_id(), static_cast<int>(e->request_state()), e->support_ticket_id(),
-        OptionalUs(*e, e->has_request_expire_time(), e->request_expire_time()),
-        OptionalUs(*e, e->has_access_expire_time(), e->access_expire_time()), e->environment(),
+        OptionalUs(e->has_request_expire_time(), e->request_expire_time()),
+        OptionalUs(e->has_access_expire_time(), e->access_expire_time()), e->environment(),
         e->justification(), Json(details_only), e->previous_hash(), e->hash());
     w_.exec_params("UPDATE audit_heads SET sequence = $2, hash = $3 WHERE tenant_id = $1",
                    e->tenant(), e->sequence(), e->hash());

@@ -178,7 +178,11 @@ class LifecycleTest : public ::testing::Test {
 
 TEST_F(LifecycleTest, ProtectedEnvironmentWholeLife) {
   MakeTenant("contoso", true);
-  v1::AccessRequest r = Create("alice", Ask("contoso", {"sql"}));
+  auto ask = Ask("contoso", {"sql"});
+  // The requester comes from the certificate, never from the message.
+  ask.mutable_access_request()->set_requester(Id("operator/bob"));
+  ask.mutable_access_request()->set_state(v1::AccessRequest::APPROVED);
+  v1::AccessRequest r = Create("alice", ask);
   EXPECT_EQ(r.state(), v1::AccessRequest::PENDING);
   EXPECT_EQ(r.stage(), v1::AccessRequest::INTERNAL_REVIEW);
   EXPECT_EQ(r.requester(), Id("operator/alice"));
