@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/app/lockbox.h"
+#include "server/app/watch_hub.h"
 #include "server/domain/clock.h"
 #include "server/domain/identity.h"
 #include "server/domain/names.h"
@@ -34,6 +35,7 @@ struct Settings {
   std::string health_listen;
   int db_pool_size = 8;
   int drain_seconds = 20;
+  int watch_recheck_seconds = 10;
 };
 
 // Linking gRPC's reflection library adds reflection to every server it
@@ -97,6 +99,9 @@ int main(int argc, char** argv) {
   app.add_option("--drain-seconds", s.drain_seconds,
                  "On SIGTERM, how long in-flight calls may take before they are cut")
       ->envname("LOCKBOX_DRAIN_SECONDS")->check(CLI::Range(0, 3600))->capture_default_str();
+  app.add_option("--watch-recheck-seconds", s.watch_recheck_seconds,
+                 "How often watched requests are re-read even without a notification")
+      ->envname("LOCKBOX_WATCH_RECHECK_SECONDS")->check(CLI::Range(1, 3600))->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   if (!lockbox::IsValidId(s.trust_domain.substr(0, 1)) ||
@@ -128,8 +133,13 @@ int main(int argc, char** argv) {
     if (!st.ok()) return Fail(Describe(st));
   }
 
+  lockbox::PgChangeFeed feed(s.database_url);
+  lockbox::WatchHub hub(lockbox::WatchHub::Options{store->get(), &clock, &feed,
+                                                   absl::Seconds(s.watch_recheck_seconds)});
+  hub.Start();
+
   lockbox::PolicyService policy_service(&lockbox);
-  lockbox::AccessRequestService request_service(&lockbox);
+  lockbox::AccessRequestService request_service(&lockbox, &hub);
   lockbox::GrantService grant_service(&lockbox);
   lockbox::AuditService audit_service(&lockbox);
   lockbox::PgStore* pg = store->get();
@@ -177,6 +187,7 @@ int main(int argc, char** argv) {
   sigwait(&signals, &sig);
   std::fprintf(stderr, "{\"level\":\"info\",\"msg\":\"draining\",\"signal\":%d}\n", sig);
   health.Shutdown();
+  hub.Stop();  // Watchers are told to reconnect.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(s.drain_seconds));
   if (health_server) health_server->Shutdown(std::chrono::system_clock::now());
   return 0;

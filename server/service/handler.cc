@@ -61,7 +61,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
                       rpc_status.SerializeAsString());
 }
 
-CallerIdentity CallerOf(const grpc::ServerContext& context) {
+CallerIdentity CallerOf(const grpc::ServerContextBase& context) {
   CallerIdentity caller;
   std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
   if (auth) {

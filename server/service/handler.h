@@ -21,7 +21,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // The caller as the transport saw it (peer_spiffe_id of the verified client
 // certificate, and the on-behalf-of header).
-CallerIdentity CallerOf(const grpc::ServerContext& context);
+CallerIdentity CallerOf(const grpc::ServerContextBase& context);
 
 // One structured line per call on stderr.
 void LogCall(const char* method, const CallerIdentity& caller, const grpc::Status& status,

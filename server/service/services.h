@@ -9,6 +9,7 @@
 #include "lockbox/v1/grant_service.grpc.pb.h"
 #include "lockbox/v1/policy_service.grpc.pb.h"
 #include "server/app/lockbox.h"
+#include "server/app/watch_hub.h"
 #include "server/service/handler.h"
 
 namespace lockbox {
@@ -33,9 +34,13 @@ class PolicyService final : public v1::PolicyService::Service {
   Lockbox* lockbox_;
 };
 
-class AccessRequestService final : public v1::AccessRequestService::Service {
+// WatchAccessRequest runs on the callback API (a waiting client holds no
+// thread); the unary methods on the synchronous one.
+class AccessRequestService final
+    : public v1::AccessRequestService::WithCallbackMethod_WatchAccessRequest<
+          v1::AccessRequestService::Service> {
  public:
-  explicit AccessRequestService(Lockbox* lockbox) : lockbox_(lockbox) {}
+  AccessRequestService(Lockbox* lockbox, WatchHub* hub) : lockbox_(lockbox), hub_(hub) {}
   LOCKBOX_UNARY(CreateAccessRequest, v1::CreateAccessRequestRequest, v1::AccessRequest)
   LOCKBOX_UNARY(GetAccessRequest, v1::GetAccessRequestRequest, v1::AccessRequest)
   LOCKBOX_UNARY(ListAccessRequests, v1::ListAccessRequestsRequest,
@@ -43,13 +48,13 @@ class AccessRequestService final : public v1::AccessRequestService::Service {
   LOCKBOX_UNARY(ApproveAccessRequest, v1::ApproveAccessRequestRequest, v1::AccessRequest)
   LOCKBOX_UNARY(DenyAccessRequest, v1::DenyAccessRequestRequest, v1::AccessRequest)
   LOCKBOX_UNARY(CancelAccessRequest, v1::CancelAccessRequestRequest, v1::AccessRequest)
-  // Comes with the client issue (#3): streaming watch across replicas.
-  grpc::Status WatchAccessRequest(grpc::ServerContext* context,
-                                  const v1::WatchAccessRequestRequest* request,
-                                  grpc::ServerWriter<v1::AccessRequest>* writer) override;
+  grpc::ServerWriteReactor<v1::AccessRequest>* WatchAccessRequest(
+      grpc::CallbackServerContext* context,
+      const v1::WatchAccessRequestRequest* request) override;
 
  private:
   Lockbox* lockbox_;
+  WatchHub* hub_;
 };
 
 class GrantService final : public v1::GrantService::Service {

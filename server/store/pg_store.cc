@@ -22,6 +22,8 @@ namespace lockbox {
 namespace {
 
 constexpr int kMaxAttempts = 4;
+// The NOTIFY channel that carries the IDs of changed access requests.
+constexpr char kRequestChannel[] = "lockbox_access_requests";
 // Any constant works; it only has to be the same for every replica.
 constexpr int64_t kMigrationLockKey = 0x6c6f636b626f78;  // "lockbox"
 
@@ -541,6 +543,8 @@ class PgTransaction final : public Transaction {
         tenant, id, static_cast<int>(a->state()), static_cast<int>(a->stage()),
         DecisionsJson(*a), a->grant().empty() ? "" : IdOf(a->grant()), Us(a->update_time()));
     a->set_etag(EtagOf(r[0].as<int64_t>()));
+    // Delivered to every replica's watchers when this transaction commits.
+    w_.exec_params("SELECT pg_notify($1, $2)", kRequestChannel, id);
     return absl::OkStatus();
   }
 
@@ -564,6 +568,15 @@ class PgTransaction final : public Transaction {
     absl::StrAppend(&sql, KeysetDesc(q, "create_time", "id", "uuid", &p),
                     " ORDER BY create_time DESC, id DESC LIMIT ", q.limit);
     return MapRows<v1::AccessRequest>(Exec(w_, sql, p), ToRequest);
+  }
+
+  absl::StatusOr<std::vector<v1::AccessRequest>> GetAccessRequestsById(
+      const std::vector<std::string>& ids) override {
+    if (ids.empty()) return std::vector<v1::AccessRequest>();
+    auto r = w_.exec_params(absl::StrCat("SELECT ", kRequestCols,
+                                         " FROM access_requests WHERE id = ANY($1::uuid[])"),
+                            absl::StrCat("{", absl::StrJoin(ids, ","), "}"));
+    return MapRows<v1::AccessRequest>(r, ToRequest);
   }
 
   absl::Status InsertGrant(const std::string& tenant, const std::string& id,
@@ -881,6 +894,46 @@ absl::StatusOr<std::string> PgStore::SharedSecret(const std::string& name) {
   Release(std::move(conn));
   if (!status.ok()) return status;
   return value;
+}
+
+namespace {
+
+class RequestNotifications final : public pqxx::notification_receiver {
+ public:
+  RequestNotifications(pqxx::connection_base& c,
+                       const std::function<void(const std::string&)>& on_change)
+      : pqxx::notification_receiver(c, kRequestChannel), on_change_(on_change) {}
+  void operator()(const std::string& payload, int) override { on_change_(payload); }
+
+ private:
+  const std::function<void(const std::string&)>& on_change_;
+};
+
+}  // namespace
+
+void PgChangeFeed::Run(const std::function<void(const std::string&)>& on_change,
+                       const std::function<void()>& on_gap) {
+  bool first = true;
+  int backoff_ms = 100;
+  while (!stopped_) {
+    try {
+      pqxx::connection conn(database_url_);
+      RequestNotifications receiver(conn, on_change);
+      // LISTEN is active now; anything before it may have been missed.
+      if (!first) on_gap();
+      first = false;
+      backoff_ms = 100;
+      while (!stopped_) {
+        conn.await_notification(0, 200000);  // Wakes every 200 ms to see Stop().
+      }
+      return;
+    } catch (const std::exception& e) {
+      if (!first) on_gap();  // Watchers re-read while we reconnect.
+      first = false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+      backoff_ms = std::min(backoff_ms * 2, 2000);
+    }
+  }
 }
 
 bool PgStore::Ping() {

@@ -4,6 +4,7 @@
 #ifndef LOCKBOX_SERVER_STORE_PG_STORE_H_
 #define LOCKBOX_SERVER_STORE_PG_STORE_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -35,6 +36,20 @@ struct Migration {
   const char* sql;
 };
 const std::vector<Migration>& EmbeddedMigrations();
+
+// LISTEN/NOTIFY on a dedicated connection (never through a pooler in
+// transaction mode), made again with backoff whenever it is lost.
+class PgChangeFeed final : public ChangeFeed {
+ public:
+  explicit PgChangeFeed(std::string database_url) : database_url_(std::move(database_url)) {}
+  void Run(const std::function<void(const std::string&)>& on_change,
+           const std::function<void()>& on_gap) override;
+  void Stop() override { stopped_ = true; }
+
+ private:
+  std::string database_url_;
+  std::atomic<bool> stopped_{false};
+};
 
 class PgStore final : public Store {
  public:

@@ -90,6 +90,9 @@ class Transaction {
                                            v1::AccessRequest* request) = 0;
   virtual absl::StatusOr<std::vector<v1::AccessRequest>> ListAccessRequests(
       const ListQuery& query) = 0;
+  // The requests with these IDs (any tenant); missing ones are left out.
+  virtual absl::StatusOr<std::vector<v1::AccessRequest>> GetAccessRequestsById(
+      const std::vector<std::string>& ids) = 0;
 
   virtual absl::Status InsertGrant(const std::string& tenant,
                                    const std::string& id, v1::Grant* grant) = 0;
@@ -121,6 +124,20 @@ class Transaction {
                                             const std::string& request_id,
                                             const IdempotencyRecord& record,
                                             absl::Time now) = 0;
+};
+
+// Tells which access requests changed, across every replica. Changes are
+// published by the transaction that makes them, when it commits.
+// Thread-safe.
+class ChangeFeed {
+ public:
+  virtual ~ChangeFeed() = default;
+  // Runs until Stop(): calls on_change(request_id) for each committed change
+  // of an access request, and on_gap() whenever changes may have been missed
+  // (after the feed's connection was lost and made again).
+  virtual void Run(const std::function<void(const std::string&)>& on_change,
+                   const std::function<void()>& on_gap) = 0;
+  virtual void Stop() = 0;
 };
 
 // Thread-safe.

@@ -1,0 +1,154 @@
+#include "server/app/watch_hub.h"
+
+#include <chrono>
+
+#include "server/domain/lifecycle.h"
+
+namespace lockbox {
+namespace {
+constexpr size_t kReadBatch = 500;
+constexpr auto kRetryAfterError = std::chrono::seconds(1);
+}  // namespace
+
+WatchHub::WatchHub(Options options) : options_(std::move(options)) {}
+
+WatchHub::~WatchHub() { Stop(); }
+
+void WatchHub::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (started_) return;
+  started_ = true;
+  feed_thread_ = std::thread([this] {
+    options_.feed->Run(
+        [this](const std::string& id) {
+          std::lock_guard<std::mutex> lock(mu_);
+          if (watchers_.count(id) > 0) {
+            dirty_.insert(id);
+            cv_.notify_one();
+          }
+        },
+        [this] {
+          std::lock_guard<std::mutex> lock(mu_);
+          for (const auto& [id, set] : watchers_) dirty_.insert(id);
+          cv_.notify_one();
+        });
+  });
+  hub_thread_ = std::thread([this] { Loop(); });
+}
+
+void WatchHub::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    grpc::Status closing(grpc::StatusCode::UNAVAILABLE,
+                         "the server is shutting down: watch again to reconnect");
+    for (auto& [id, set] : watchers_) {
+      for (Watcher* w : set) w->Close(closing);
+    }
+    cv_.notify_all();
+  }
+  if (options_.feed != nullptr) options_.feed->Stop();
+  if (feed_thread_.joinable()) feed_thread_.join();
+  if (hub_thread_.joinable()) hub_thread_.join();
+}
+
+void WatchHub::Add(const std::string& request_id, Watcher* watcher) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) {
+    watcher->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                "the server is shutting down: watch again to reconnect"));
+    return;
+  }
+  watchers_[request_id].insert(watcher);
+  // A read after registering closes the gap between the caller's first read
+  // and the moment notifications reach this watcher.
+  dirty_.insert(request_id);
+  cv_.notify_one();
+}
+
+void WatchHub::Remove(const std::string& request_id, Watcher* watcher) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = watchers_.find(request_id);
+  if (it == watchers_.end()) return;
+  it->second.erase(watcher);
+  if (it->second.empty()) {
+    watchers_.erase(it);
+    expiries_.erase(request_id);
+  }
+}
+
+size_t WatchHub::size() {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  for (const auto& [id, set] : watchers_) n += set.size();
+  return n;
+}
+
+void WatchHub::Loop() {
+  auto next_recheck = std::chrono::steady_clock::now() + absl::ToChronoMilliseconds(options_.recheck);
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    auto now_steady = std::chrono::steady_clock::now();
+    absl::Time now = options_.clock->Now();
+    // Expiry decides by time alone: wake exactly when the first one is due.
+    auto wake = next_recheck;
+    for (const auto& [id, expire] : expiries_) {
+      if (expire <= now) {
+        dirty_.insert(id);
+      } else {
+        wake = std::min(wake, now_steady + absl::ToChronoMilliseconds(expire - now) +
+                                  std::chrono::milliseconds(1));
+      }
+    }
+    if (now_steady >= next_recheck) {
+      for (const auto& [id, set] : watchers_) dirty_.insert(id);
+      next_recheck = now_steady + absl::ToChronoMilliseconds(options_.recheck);
+    }
+    if (dirty_.empty()) {
+      cv_.wait_until(lock, wake);
+      continue;
+    }
+    std::vector<std::string> ids(dirty_.begin(), dirty_.end());
+    dirty_.clear();
+    lock.unlock();
+    for (size_t i = 0; i < ids.size(); i += kReadBatch) {
+      std::vector<std::string> batch(ids.begin() + i,
+                                     ids.begin() + std::min(ids.size(), i + kReadBatch));
+      Refresh(batch);
+    }
+    lock.lock();
+  }
+}
+
+void WatchHub::Refresh(const std::vector<std::string>& ids) {
+  std::vector<v1::AccessRequest> requests;
+  absl::Status status = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
+    auto got = tx.GetAccessRequestsById(ids);
+    if (!got.ok()) return got.status();
+    requests = std::move(*got);
+    return absl::OkStatus();
+  });
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!status.ok()) {
+    // The database is away: try these again shortly.
+    dirty_.insert(ids.begin(), ids.end());
+    cv_.wait_for(lock, kRetryAfterError, [this] { return stopping_; });
+    return;
+  }
+  absl::Time now = options_.clock->Now();
+  for (v1::AccessRequest& r : requests) {
+    ApplyReadTimeState(now, &r);
+    std::string id = r.name().substr(r.name().rfind('/') + 1);
+    auto it = watchers_.find(id);
+    if (it == watchers_.end()) continue;
+    if (r.state() == v1::AccessRequest::PENDING) {
+      expiries_[id] = FromProto(r.expire_time());
+    } else {
+      expiries_.erase(id);
+    }
+    for (Watcher* w : it->second) w->Update(r);
+  }
+}
+
+}  // namespace lockbox
