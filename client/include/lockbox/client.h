@@ -1,0 +1,194 @@
+// liblockbox: the C++ client of Lockbox.
+//
+//   lockbox::Options options;
+//   options.target = "lockbox.internal:8443";
+//   options.ca_file = "ca.crt";
+//   options.cert_file = "me.crt";
+//   options.key_file = "me.key";
+//   auto client = lockbox::Client::Create(options);
+//   if (!client.ok()) ...
+//   lockbox::v1::CreateAccessRequestRequest ask;  // parent, environment, ...
+//   auto grant = (*client)->RequestAccess(ask, std::chrono::hours(4));
+//   if (grant.ok()) { use grant->expire_time() } else if (grant.reason() == "REQUEST_DENIED") ...
+//
+// Every method returns a Result (a value or a grpc::Status); nothing throws.
+// The library owns deadlines and retries: each call gets
+// Options::default_deadline, and calls that failed with UNAVAILABLE are
+// retried with exponential backoff. State-changing calls get a fresh
+// request_id when the caller set none, so a retry never acts twice.
+//
+// Thread-safety: a Client may be used from any number of threads at once.
+#ifndef LOCKBOX_CLIENT_INCLUDE_LOCKBOX_CLIENT_H_
+#define LOCKBOX_CLIENT_INCLUDE_LOCKBOX_CLIENT_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "lockbox/v1/access_request_service.grpc.pb.h"
+#include "lockbox/v1/audit_service.grpc.pb.h"
+#include "lockbox/v1/grant_service.grpc.pb.h"
+#include "lockbox/v1/policy_service.grpc.pb.h"
+
+namespace lockbox {
+
+// Reasons RequestAccess gives when the request ended without a grant (all
+// with FAILED_PRECONDITION), besides the server's own reasons.
+inline constexpr char kRequestDenied[] = "REQUEST_DENIED";
+inline constexpr char kRequestCancelled[] = "REQUEST_CANCELLED";
+inline constexpr char kRequestExpired[] = "REQUEST_EXPIRED";
+
+struct RetryPolicy {
+  // Attempts of one call, the first included (RequestAccess's waiting is
+  // bounded by its own deadline instead).
+  int max_attempts = 4;
+  std::chrono::milliseconds initial_backoff{100};
+  std::chrono::milliseconds max_backoff{5000};
+  double multiplier = 2.0;
+};
+
+struct Options {
+  // host:port, or any gRPC target ("ipv4:10.0.0.1:8443,10.0.0.2:8443",
+  // "dns:///lockbox.internal:8443").
+  std::string target;
+  // PEM files: the CA that signed the server's certificate, and this
+  // caller's certificate (with its SPIFFE ID) and key.
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  // The name to expect in the server's certificate when the target does not
+  // say it (e.g. "localhost" with an ipv4: target list).
+  std::string server_name;
+  std::chrono::milliseconds default_deadline{10000};
+  RetryPolicy retry;
+  // For a service.portal: the tenant user every call acts for.
+  std::string on_behalf_of;
+};
+
+// A value or the status that explains why there is none.
+template <typename T>
+class Result {
+ public:
+  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design.
+  Result(grpc::Status status) : status_(std::move(status)) {}  // NOLINT
+  bool ok() const { return status_.ok() && value_.has_value(); }
+  const grpc::Status& status() const { return status_; }
+  // The machine-readable reason from the error's ErrorInfo ("" if none).
+  std::string reason() const;
+  T& value() { return *value_; }
+  const T& value() const { return *value_; }
+  T& operator*() { return *value_; }
+  const T& operator*() const { return *value_; }
+  T* operator->() { return &*value_; }
+  const T* operator->() const { return &*value_; }
+
+ private:
+  grpc::Status status_;
+  std::optional<T> value_;
+};
+
+// The machine-readable reason carried by a Lockbox error ("" if none).
+std::string ReasonOf(const grpc::Status& status);
+
+class Client {
+ public:
+  // Reads the certificate files; INVALID_ARGUMENT names the one that is bad.
+  static Result<std::unique_ptr<Client>> Create(Options options);
+
+  // --- RequestAccess: ask and wait for the decision ---------------------
+  // Called with every state the request passes through while waiting.
+  using Progress = std::function<void(const v1::AccessRequest&)>;
+  // Creates the request (with a request_id, so a retry never makes a second
+  // one) and blocks until it is decided or `timeout` passes. Returns the
+  // grant when approved; otherwise FAILED_PRECONDITION with reason
+  // REQUEST_DENIED, REQUEST_CANCELLED or REQUEST_EXPIRED, or
+  // DEADLINE_EXCEEDED. Survives a server restart or a move to another
+  // replica while it waits.
+  Result<v1::Grant> RequestAccess(v1::CreateAccessRequestRequest request,
+                                  std::chrono::milliseconds timeout,
+                                  const Progress& progress = nullptr);
+  // The same for a request that already exists.
+  Result<v1::Grant> WaitForDecision(const std::string& name, std::chrono::milliseconds timeout,
+                                    const Progress& progress = nullptr);
+  // RequestAccess without blocking the calling thread: the wait runs on a
+  // library thread and the future becomes ready with the outcome.
+  std::future<Result<v1::Grant>> RequestAccessAsync(v1::CreateAccessRequestRequest request,
+                                                    std::chrono::milliseconds timeout,
+                                                    Progress progress = nullptr);
+
+  // --- PolicyService ----------------------------------------------------
+  Result<v1::Tenant> CreateTenant(v1::CreateTenantRequest request);
+  Result<v1::Tenant> GetTenant(const v1::GetTenantRequest& request);
+  Result<v1::ListTenantsResponse> ListTenants(const v1::ListTenantsRequest& request);
+  Result<v1::LockboxPolicy> GetLockboxPolicy(const v1::GetLockboxPolicyRequest& request);
+  Result<v1::LockboxPolicy> UpdateLockboxPolicy(v1::UpdateLockboxPolicyRequest request);
+  Result<v1::Environment> CreateEnvironment(v1::CreateEnvironmentRequest request);
+  Result<v1::Environment> GetEnvironment(const v1::GetEnvironmentRequest& request);
+  Result<v1::ListEnvironmentsResponse> ListEnvironments(
+      const v1::ListEnvironmentsRequest& request);
+  Result<v1::Environment> UpdateEnvironment(v1::UpdateEnvironmentRequest request);
+  Result<v1::RoleBinding> CreateRoleBinding(v1::CreateRoleBindingRequest request);
+  Result<v1::ListRoleBindingsResponse> ListRoleBindings(
+      const v1::ListRoleBindingsRequest& request);
+  Result<google::protobuf::Empty> DeleteRoleBinding(v1::DeleteRoleBindingRequest request);
+
+  // --- AccessRequestService ---------------------------------------------
+  Result<v1::AccessRequest> CreateAccessRequest(v1::CreateAccessRequestRequest request);
+  Result<v1::AccessRequest> GetAccessRequest(const v1::GetAccessRequestRequest& request);
+  Result<v1::ListAccessRequestsResponse> ListAccessRequests(
+      const v1::ListAccessRequestsRequest& request);
+  Result<v1::AccessRequest> ApproveAccessRequest(v1::ApproveAccessRequestRequest request);
+  Result<v1::AccessRequest> DenyAccessRequest(v1::DenyAccessRequestRequest request);
+  Result<v1::AccessRequest> CancelAccessRequest(v1::CancelAccessRequestRequest request);
+  // Streams the request's states to `on_update` until it is terminal (the
+  // last state is returned) or `timeout` passes. Reconnects if the stream
+  // breaks.
+  Result<v1::AccessRequest> WatchAccessRequest(const v1::WatchAccessRequestRequest& request,
+                                               std::chrono::milliseconds timeout,
+                                               const Progress& on_update = nullptr);
+
+  // --- GrantService -----------------------------------------------------
+  Result<v1::Grant> GetGrant(const v1::GetGrantRequest& request);
+  Result<v1::ListGrantsResponse> ListGrants(const v1::ListGrantsRequest& request);
+  Result<v1::CheckAccessResponse> CheckAccess(const v1::CheckAccessRequest& request);
+  Result<v1::Grant> ReleaseGrant(v1::ReleaseGrantRequest request);
+  Result<v1::Grant> RevokeGrant(v1::RevokeGrantRequest request);
+
+  // --- AuditService -----------------------------------------------------
+  Result<v1::ListAuditEventsResponse> ListAuditEvents(const v1::ListAuditEventsRequest& request);
+  Result<v1::VerifyAuditLogResponse> VerifyAuditLog(const v1::VerifyAuditLogRequest& request);
+
+  const Options& options() const { return options_; }
+
+ private:
+  Client(Options options, std::shared_ptr<grpc::Channel> channel);
+
+  // Runs `call` with the default deadline, retrying UNAVAILABLE (and
+  // conflicts the server marks retryable) with backoff.
+  template <typename Response, typename Call>
+  Result<Response> Invoke(Call call);
+  std::unique_ptr<grpc::ClientContext> NewContext(
+      std::chrono::system_clock::time_point deadline) const;
+
+  Options options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::PolicyService::Stub> policy_;
+  std::unique_ptr<v1::AccessRequestService::Stub> requests_;
+  std::unique_ptr<v1::GrantService::Stub> grants_;
+  std::unique_ptr<v1::AuditService::Stub> audit_;
+};
+
+template <typename T>
+std::string Result<T>::reason() const {
+  return ReasonOf(status_);
+}
+
+}  // namespace lockbox
+
+#endif  // LOCKBOX_CLIENT_INCLUDE_LOCKBOX_CLIENT_H_

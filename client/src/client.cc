@@ -1,0 +1,321 @@
+#include "lockbox/client.h"
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "lockbox/v1/errors.pb.h"
+
+namespace lockbox {
+namespace {
+
+using Clock = std::chrono::system_clock;
+
+std::optional<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string NewRequestId() {
+  unsigned char b[16];
+  if (RAND_bytes(b, sizeof b) != 1) {
+    std::random_device rd;
+    for (auto& x : b) x = static_cast<unsigned char>(rd());
+  }
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
+    out.push_back(kHex[b[i] >> 4]);
+    out.push_back(kHex[b[i] & 0xf]);
+  }
+  return out;
+}
+
+// A status with an ErrorInfo, as the server makes them.
+grpc::Status MakeError(grpc::StatusCode code, const std::string& reason,
+                       const std::string& message) {
+  v1::ErrorInfo info;
+  info.set_reason(reason);
+  info.set_domain("lockbox.v1");
+  v1::RpcStatus rpc;
+  rpc.set_code(code);
+  rpc.set_message(message);
+  rpc.add_details()->PackFrom(info);
+  return grpc::Status(code, message, rpc.SerializeAsString());
+}
+
+bool Retryable(const grpc::Status& s) {
+  return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+         (s.error_code() == grpc::StatusCode::ABORTED &&
+          ReasonOf(s) == "CONCURRENT_UPDATE");
+}
+
+bool IsTerminal(v1::AccessRequest::State s) {
+  return s != v1::AccessRequest::PENDING && s != v1::AccessRequest::STATE_UNSPECIFIED;
+}
+
+std::chrono::milliseconds Jitter(std::chrono::milliseconds d) {
+  thread_local std::mt19937 gen{std::random_device{}()};
+  std::uniform_real_distribution<double> dist(0.8, 1.2);
+  return std::chrono::milliseconds(static_cast<int64_t>(d.count() * dist(gen)));
+}
+
+}  // namespace
+
+std::string ReasonOf(const grpc::Status& status) {
+  v1::RpcStatus rpc;
+  v1::ErrorInfo info;
+  if (status.ok() || !rpc.ParseFromString(status.error_details())) return "";
+  for (const auto& detail : rpc.details()) {
+    if (detail.UnpackTo(&info)) return info.reason();
+  }
+  return "";
+}
+
+Result<std::unique_ptr<Client>> Client::Create(Options options) {
+  if (options.target.empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "target is required");
+  }
+  grpc::SslCredentialsOptions tls;
+  struct File {
+    const std::string& path;
+    const char* what;
+    std::string* into;
+  };
+  for (const File& f : {File{options.ca_file, "CA file", &tls.pem_root_certs},
+                        File{options.cert_file, "certificate file", &tls.pem_cert_chain},
+                        File{options.key_file, "key file", &tls.pem_private_key}}) {
+    if (f.path.empty()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          std::string(f.what) + " is required (mutual TLS)");
+    }
+    auto content = ReadFile(f.path);
+    if (!content || content->empty()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          std::string("cannot read ") + f.what + " " + f.path);
+    }
+    *f.into = std::move(*content);
+  }
+  grpc::ChannelArguments args;
+  if (!options.server_name.empty()) {
+    args.SetSslTargetNameOverride(options.server_name);
+  }
+  // Find a restarted or other replica quickly while waiting.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  auto channel = grpc::CreateCustomChannel(options.target, grpc::SslCredentials(tls), args);
+  return std::unique_ptr<Client>(new Client(std::move(options), std::move(channel)));
+}
+
+Client::Client(Options options, std::shared_ptr<grpc::Channel> channel)
+    : options_(std::move(options)),
+      channel_(channel),
+      policy_(v1::PolicyService::NewStub(channel)),
+      requests_(v1::AccessRequestService::NewStub(channel)),
+      grants_(v1::GrantService::NewStub(channel)),
+      audit_(v1::AuditService::NewStub(channel)) {}
+
+std::unique_ptr<grpc::ClientContext> Client::NewContext(Clock::time_point deadline) const {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(deadline);
+  if (!options_.on_behalf_of.empty()) {
+    ctx->AddMetadata("x-lockbox-on-behalf-of", options_.on_behalf_of);
+  }
+  return ctx;
+}
+
+template <typename Response, typename Call>
+Result<Response> Client::Invoke(Call call) {
+  auto backoff = options_.retry.initial_backoff;
+  grpc::Status status;
+  for (int attempt = 1;; ++attempt) {
+    Response response;
+    auto ctx = NewContext(Clock::now() + options_.default_deadline);
+    status = call(ctx.get(), &response);
+    if (status.ok()) return response;
+    if (!Retryable(status) || attempt >= options_.retry.max_attempts) break;
+    std::this_thread::sleep_for(Jitter(backoff));
+    backoff = std::min(options_.retry.max_backoff,
+                       std::chrono::milliseconds(static_cast<int64_t>(
+                           backoff.count() * options_.retry.multiplier)));
+  }
+  return status;
+}
+
+// Reads take the request as it is; state-changing calls get a request_id
+// first, so that the retries Invoke makes are safe.
+#define LOCKBOX_READ(Stub, Method, Request, Response)                                  \
+  Result<Response> Client::Method(const Request& request) {                           \
+    return Invoke<Response>([&](grpc::ClientContext* ctx, Response* out) {            \
+      return Stub->Method(ctx, request, out);                                         \
+    });                                                                                \
+  }
+#define LOCKBOX_CHANGE(Stub, Method, Request, Response)                                \
+  Result<Response> Client::Method(Request request) {                                  \
+    if (request.request_id().empty()) request.set_request_id(NewRequestId());         \
+    return Invoke<Response>([&](grpc::ClientContext* ctx, Response* out) {            \
+      return Stub->Method(ctx, request, out);                                         \
+    });                                                                                \
+  }
+
+LOCKBOX_CHANGE(policy_, CreateTenant, v1::CreateTenantRequest, v1::Tenant)
+LOCKBOX_READ(policy_, GetTenant, v1::GetTenantRequest, v1::Tenant)
+LOCKBOX_READ(policy_, ListTenants, v1::ListTenantsRequest, v1::ListTenantsResponse)
+LOCKBOX_READ(policy_, GetLockboxPolicy, v1::GetLockboxPolicyRequest, v1::LockboxPolicy)
+LOCKBOX_CHANGE(policy_, UpdateLockboxPolicy, v1::UpdateLockboxPolicyRequest, v1::LockboxPolicy)
+LOCKBOX_CHANGE(policy_, CreateEnvironment, v1::CreateEnvironmentRequest, v1::Environment)
+LOCKBOX_READ(policy_, GetEnvironment, v1::GetEnvironmentRequest, v1::Environment)
+LOCKBOX_READ(policy_, ListEnvironments, v1::ListEnvironmentsRequest,
+             v1::ListEnvironmentsResponse)
+LOCKBOX_CHANGE(policy_, UpdateEnvironment, v1::UpdateEnvironmentRequest, v1::Environment)
+LOCKBOX_CHANGE(policy_, CreateRoleBinding, v1::CreateRoleBindingRequest, v1::RoleBinding)
+LOCKBOX_READ(policy_, ListRoleBindings, v1::ListRoleBindingsRequest,
+             v1::ListRoleBindingsResponse)
+LOCKBOX_CHANGE(policy_, DeleteRoleBinding, v1::DeleteRoleBindingRequest,
+               google::protobuf::Empty)
+LOCKBOX_CHANGE(requests_, CreateAccessRequest, v1::CreateAccessRequestRequest,
+               v1::AccessRequest)
+LOCKBOX_READ(requests_, GetAccessRequest, v1::GetAccessRequestRequest, v1::AccessRequest)
+LOCKBOX_READ(requests_, ListAccessRequests, v1::ListAccessRequestsRequest,
+             v1::ListAccessRequestsResponse)
+LOCKBOX_CHANGE(requests_, ApproveAccessRequest, v1::ApproveAccessRequestRequest,
+               v1::AccessRequest)
+LOCKBOX_CHANGE(requests_, DenyAccessRequest, v1::DenyAccessRequestRequest, v1::AccessRequest)
+LOCKBOX_CHANGE(requests_, CancelAccessRequest, v1::CancelAccessRequestRequest,
+               v1::AccessRequest)
+LOCKBOX_READ(grants_, GetGrant, v1::GetGrantRequest, v1::Grant)
+LOCKBOX_READ(grants_, ListGrants, v1::ListGrantsRequest, v1::ListGrantsResponse)
+LOCKBOX_READ(grants_, CheckAccess, v1::CheckAccessRequest, v1::CheckAccessResponse)
+LOCKBOX_CHANGE(grants_, ReleaseGrant, v1::ReleaseGrantRequest, v1::Grant)
+LOCKBOX_CHANGE(grants_, RevokeGrant, v1::RevokeGrantRequest, v1::Grant)
+LOCKBOX_READ(audit_, ListAuditEvents, v1::ListAuditEventsRequest, v1::ListAuditEventsResponse)
+LOCKBOX_READ(audit_, VerifyAuditLog, v1::VerifyAuditLogRequest, v1::VerifyAuditLogResponse)
+
+#undef LOCKBOX_READ
+#undef LOCKBOX_CHANGE
+
+Result<v1::AccessRequest> Client::WatchAccessRequest(const v1::WatchAccessRequestRequest& request,
+                                                     std::chrono::milliseconds timeout,
+                                                     const Progress& on_update) {
+  const auto deadline = Clock::now() + timeout;
+  auto backoff = options_.retry.initial_backoff;
+  std::optional<v1::AccessRequest> last;
+  grpc::Status status;
+  while (Clock::now() < deadline) {
+    auto ctx = NewContext(deadline);
+    auto reader = requests_->WatchAccessRequest(ctx.get(), request);
+    v1::AccessRequest update;
+    while (reader->Read(&update)) {
+      backoff = options_.retry.initial_backoff;
+      if (on_update) on_update(update);
+      last = update;
+      if (IsTerminal(update.state())) break;
+    }
+    if (last && IsTerminal(last->state())) {
+      ctx->TryCancel();
+      reader->Finish();
+      return *last;
+    }
+    status = reader->Finish();
+    // A stream that broke (server restarted, shut down, replica gone) is
+    // opened again; anything else is the answer.
+    bool reconnect = status.ok() || status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                     status.error_code() == grpc::StatusCode::CANCELLED ||
+                     status.error_code() == grpc::StatusCode::INTERNAL ||
+                     status.error_code() == grpc::StatusCode::UNKNOWN;
+    if (!reconnect) break;
+    auto pause = std::min(Jitter(backoff), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                               deadline - Clock::now()));
+    if (pause.count() > 0) std::this_thread::sleep_for(pause);
+    backoff = std::min(options_.retry.max_backoff,
+                       std::chrono::milliseconds(static_cast<int64_t>(
+                           backoff.count() * options_.retry.multiplier)));
+  }
+  if (status.ok() || status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+      Clock::now() >= deadline) {
+    std::string where = last ? " (still " + v1::AccessRequest::State_Name(last->state()) +
+                                   " in " + v1::AccessRequest::Stage_Name(last->stage()) + ")"
+                             : "";
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                        "no decision on " + request.name() + " in time" + where);
+  }
+  return status;
+}
+
+Result<v1::Grant> Client::WaitForDecision(const std::string& name,
+                                          std::chrono::milliseconds timeout,
+                                          const Progress& progress) {
+  v1::WatchAccessRequestRequest watch;
+  watch.set_name(name);
+  Result<v1::AccessRequest> final_state = WatchAccessRequest(watch, timeout, progress);
+  if (!final_state.ok()) return final_state.status();
+  const v1::AccessRequest& r = *final_state;
+  std::string who;
+  for (const auto& d : r.decisions()) {
+    if (d.verdict() == v1::Decision::DENY) {
+      who = " by " + d.reviewer() + (d.comment().empty() ? "" : ": " + d.comment());
+    }
+  }
+  switch (r.state()) {
+    case v1::AccessRequest::APPROVED: {
+      v1::GetGrantRequest get;
+      get.set_name(r.grant());
+      return GetGrant(get);
+    }
+    case v1::AccessRequest::DENIED:
+      return MakeError(grpc::StatusCode::FAILED_PRECONDITION, kRequestDenied,
+                       r.name() + " was denied" + who);
+    case v1::AccessRequest::CANCELLED:
+      return MakeError(grpc::StatusCode::FAILED_PRECONDITION, kRequestCancelled,
+                       r.name() + " was cancelled");
+    case v1::AccessRequest::EXPIRED:
+      return MakeError(grpc::StatusCode::FAILED_PRECONDITION, kRequestExpired,
+                       r.name() + " expired before anyone decided");
+    default:
+      return grpc::Status(grpc::StatusCode::INTERNAL, "unexpected final state");
+  }
+}
+
+Result<v1::Grant> Client::RequestAccess(v1::CreateAccessRequestRequest request,
+                                        std::chrono::milliseconds timeout,
+                                        const Progress& progress) {
+  const auto deadline = Clock::now() + timeout;
+  if (request.request_id().empty()) request.set_request_id(NewRequestId());
+  // Creating is retried with the same request_id until the deadline, so a
+  // server restart in between makes exactly one request.
+  auto backoff = options_.retry.initial_backoff;
+  Result<v1::AccessRequest> created = grpc::Status(grpc::StatusCode::UNAVAILABLE, "not tried");
+  while (true) {
+    created = CreateAccessRequest(request);
+    if (created.ok() || !Retryable(created.status()) || Clock::now() + backoff >= deadline) break;
+    std::this_thread::sleep_for(Jitter(backoff));
+    backoff = std::min(options_.retry.max_backoff, backoff * 2);
+  }
+  if (!created.ok()) return created.status();
+  if (progress) progress(*created);
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  return WaitForDecision(created->name(), std::max(left, std::chrono::milliseconds(0)),
+                         progress);
+}
+
+std::future<Result<v1::Grant>> Client::RequestAccessAsync(v1::CreateAccessRequestRequest request,
+                                                          std::chrono::milliseconds timeout,
+                                                          Progress progress) {
+  return std::async(std::launch::async,
+                    [this, request = std::move(request), timeout, progress = std::move(progress)] {
+                      return RequestAccess(request, timeout, progress);
+                    });
+}
+
+}  // namespace lockbox
