@@ -105,8 +105,8 @@ int FreePort() {
 
 ServerProcess::ServerProcess(const Certificates& certs, const std::string& database_url,
                              const std::string& bootstrap_admin,
-                             std::vector<std::string> extra_flags)
-    : certs_(certs), port_(FreePort()), health_port_(FreePort()) {
+                             std::vector<std::string> extra_flags, int port)
+    : certs_(certs), port_(port == 0 ? FreePort() : port), health_port_(FreePort()) {
   std::vector<std::string> args = {
       RequiredEnv("LOCKBOX_TEST_LOCKBOXD"),
       "--listen=127.0.0.1:" + std::to_string(port_),
@@ -136,6 +136,14 @@ ServerProcess::ServerProcess(const Certificates& certs, const std::string& datab
 }
 
 ServerProcess::~ServerProcess() { Stop(); }
+
+void ServerProcess::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
 
 void ServerProcess::Stop() {
   if (pid_ <= 0) return;

@@ -57,13 +57,17 @@ int FreePort();
 // lockboxd as a child process.
 class ServerProcess {
  public:
+  // port 0: a free one. A given port lets a test restart a replica in place.
   ServerProcess(const Certificates& certs, const std::string& database_url,
-                const std::string& bootstrap_admin, std::vector<std::string> extra_flags = {});
+                const std::string& bootstrap_admin, std::vector<std::string> extra_flags = {},
+                int port = 0);
   ~ServerProcess();
   // Waits until health answers SERVING over mTLS (as `probe_cert`); false on
   // timeout or if the process died.
   bool WaitReady(const std::string& probe_cert, int seconds = 30);
   void Stop();
+  // SIGKILL: no drain, no goodbye.
+  void Kill();
   int port() const { return port_; }
   int health_port() const { return health_port_; }
   std::string target() const { return "localhost:" + std::to_string(port_); }

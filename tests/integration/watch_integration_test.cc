@@ -1,0 +1,288 @@
+// Blocking access across replicas: liblockbox's RequestAccess waiting on one
+// lockboxd while the decision lands on another, through restarts.
+#include <gtest/gtest.h>
+#include <lockbox/client.h>
+
+#include <future>
+#include <thread>
+
+#include "tests/support/harness.h"
+
+namespace lockbox::testing {
+namespace {
+
+constexpr char kTd[] = "lockbox.test";
+std::string Id(const std::string& path) { return std::string("spiffe://") + kTd + "/" + path; }
+
+class WatchTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    db_ = new TestDatabase();
+    certs_ = new Certificates(kTd);
+    for (const char* who : {"alice", "bob", "mallory"}) certs_->Make(who, std::string("operator/") + who);
+    certs_->Make("dana", "tenant/watched/user/dana");
+    a_ = new ServerProcess(*certs_, db_->url(), Id("operator/admin"));
+    b_ = new ServerProcess(*certs_, db_->url(), Id("operator/admin"));
+    ASSERT_TRUE(a_->WaitReady("admin"));
+    ASSERT_TRUE(b_->WaitReady("admin"));
+    auto admin = Connect("admin", b_->target());
+    auto bind = [&](const std::string& who, const std::string& role, const std::string& tenant) {
+      v1::CreateRoleBindingRequest r;
+      r.mutable_role_binding()->set_principal(who);
+      r.mutable_role_binding()->set_role(role);
+      r.mutable_role_binding()->set_tenant(tenant);
+      ASSERT_TRUE(admin->CreateRoleBinding(r).ok()) << who;
+    };
+    v1::CreateTenantRequest t;
+    t.set_tenant_id("watched");
+    ASSERT_TRUE(admin->CreateTenant(t).ok());
+    v1::CreateEnvironmentRequest e;
+    e.set_parent("tenants/watched");
+    e.set_environment_id("prod");
+    ASSERT_TRUE(admin->CreateEnvironment(e).ok());
+    bind(Id("operator/alice"), "operator.engineer", "");
+    bind(Id("operator/mallory"), "operator.engineer", "");
+    bind(Id("operator/bob"), "operator.reviewer", "");
+    bind(Id("tenant/watched/user/dana"), "tenant.admin", "tenants/watched");
+    v1::UpdateLockboxPolicyRequest p;
+    p.mutable_lockbox_policy()->set_name("tenants/watched/lockboxPolicy");
+    p.mutable_lockbox_policy()->set_enabled(true);
+    p.mutable_update_mask()->add_paths("enabled");
+    ASSERT_TRUE(Connect("dana", b_->target())->UpdateLockboxPolicy(p).ok());
+  }
+  static void TearDownTestSuite() {
+    delete a_;
+    delete b_;
+    delete certs_;
+    delete db_;
+  }
+
+  static std::unique_ptr<lockbox::Client> Connect(const std::string& who, const std::string& target) {
+    Options o;
+    o.target = target;
+    o.ca_file = certs_->Path("ca.crt");
+    o.cert_file = certs_->Path(who + ".crt");
+    o.key_file = certs_->Path(who + ".key");
+    o.server_name = "localhost";
+    auto c = lockbox::Client::Create(o);
+    EXPECT_TRUE(c.ok()) << c.status().error_message();
+    return std::move(*c);
+  }
+
+  static v1::CreateAccessRequestRequest Ask() {
+    v1::CreateAccessRequestRequest r;
+    r.set_parent("tenants/watched");
+    r.mutable_access_request()->set_environment("tenants/watched/environments/prod");
+    r.mutable_access_request()->set_reason(v1::AccessRequest::OPERATOR_INITIATED);
+    r.mutable_access_request()->set_justification("investigating a failed migration");
+    return r;
+  }
+
+  // Waits until alice's newest pending request exists, and returns its name.
+  static std::string NewestPending(lockbox::Client& reviewer, v1::AccessRequest::Stage stage) {
+    for (int i = 0; i < 200; ++i) {
+      v1::ListAccessRequestsRequest l;
+      l.set_parent("tenants/watched");
+      l.set_filter(std::string("state = PENDING AND stage = ") +
+                   v1::AccessRequest::Stage_Name(stage));
+      auto got = reviewer.ListAccessRequests(l);
+      if (got.ok() && got->access_requests_size() > 0) return got->access_requests(0).name();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return "";
+  }
+
+  static void Decide(lockbox::Client& c, const std::string& name, bool approve) {
+    if (approve) {
+      v1::ApproveAccessRequestRequest r;
+      r.set_name(name);
+      auto res = c.ApproveAccessRequest(r);
+      ASSERT_TRUE(res.ok()) << res.status().error_message();
+    } else {
+      v1::DenyAccessRequestRequest r;
+      r.set_name(name);
+      r.set_comment("not today");
+      auto res = c.DenyAccessRequest(r);
+      ASSERT_TRUE(res.ok()) << res.status().error_message();
+    }
+  }
+
+  static TestDatabase* db_;
+  static Certificates* certs_;
+  static ServerProcess* a_;
+  static ServerProcess* b_;
+};
+
+TestDatabase* WatchTest::db_ = nullptr;
+Certificates* WatchTest::certs_ = nullptr;
+ServerProcess* WatchTest::a_ = nullptr;
+ServerProcess* WatchTest::b_ = nullptr;
+
+TEST_F(WatchTest, ApprovalOnReplicaBReleasesTheWaiterOnReplicaA) {
+  auto alice = Connect("alice", a_->target());
+  std::vector<v1::AccessRequest> seen;
+  std::mutex mu;
+  auto waiting = alice->RequestAccessAsync(Ask(), std::chrono::seconds(60),
+                                           [&](const v1::AccessRequest& r) {
+                                             std::lock_guard<std::mutex> l(mu);
+                                             seen.push_back(r);
+                                           });
+  auto bob = Connect("bob", b_->target());
+  auto dana = Connect("dana", b_->target());
+  std::string name = NewestPending(*bob, v1::AccessRequest::INTERNAL_REVIEW);
+  ASSERT_FALSE(name.empty());
+  Decide(*bob, name, true);
+  ASSERT_EQ(NewestPending(*dana, v1::AccessRequest::CUSTOMER_REVIEW), name);
+  Decide(*dana, name, true);
+  Result<v1::Grant> grant = waiting.get();
+  ASSERT_TRUE(grant.ok()) << grant.status().error_message();
+  EXPECT_EQ(grant->access_request(), name);
+  EXPECT_EQ(grant->state(), v1::Grant::ACTIVE);
+  std::lock_guard<std::mutex> l(mu);
+  ASSERT_GE(seen.size(), 2u);
+  EXPECT_EQ(seen.front().state(), v1::AccessRequest::PENDING);
+  EXPECT_EQ(seen.back().state(), v1::AccessRequest::APPROVED);
+}
+
+TEST_F(WatchTest, DenialOnReplicaBEndsTheWaitWithReason) {
+  auto alice = Connect("alice", a_->target());
+  auto waiting = alice->RequestAccessAsync(Ask(), std::chrono::seconds(60));
+  auto bob = Connect("bob", b_->target());
+  std::string name = NewestPending(*bob, v1::AccessRequest::INTERNAL_REVIEW);
+  ASSERT_FALSE(name.empty());
+  Decide(*bob, name, false);
+  Result<v1::Grant> grant = waiting.get();
+  ASSERT_FALSE(grant.ok());
+  EXPECT_EQ(grant.status().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(grant.reason(), kRequestDenied);
+  EXPECT_NE(grant.status().error_message().find("not today"), std::string::npos);
+}
+
+TEST_F(WatchTest, WaiterSurvivesItsReplicaRestartingAndMissingTheDecision) {
+  auto alice = Connect("alice", a_->target());
+  auto waiting = alice->RequestAccessAsync(Ask(), std::chrono::seconds(90));
+  auto bob = Connect("bob", b_->target());
+  auto dana = Connect("dana", b_->target());
+  std::string name = NewestPending(*bob, v1::AccessRequest::INTERNAL_REVIEW);
+  ASSERT_FALSE(name.empty());
+  int port = a_->port();
+  a_->Kill();  // Replica A dies while alice waits on it.
+  Decide(*bob, name, true);
+  Decide(*dana, name, true);  // Decided while A is down: nobody tells A.
+  EXPECT_EQ(waiting.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
+  delete a_;
+  a_ = new ServerProcess(*certs_, db_->url(), Id("operator/admin"), {}, port);
+  ASSERT_TRUE(a_->WaitReady("admin"));
+  Result<v1::Grant> grant = waiting.get();
+  ASSERT_TRUE(grant.ok()) << grant.status().error_message();
+  EXPECT_EQ(grant->access_request(), name);
+}
+
+TEST_F(WatchTest, WaiterMovesToAnotherReplica) {
+  // One client, both replicas as its target: when A goes away for good the
+  // wait carries on through B.
+  ServerProcess c(*certs_, db_->url(), Id("operator/admin"));
+  ASSERT_TRUE(c.WaitReady("admin"));
+  auto alice = Connect("alice", "ipv4:127.0.0.1:" + std::to_string(c.port()) + ",127.0.0.1:" +
+                                    std::to_string(b_->port()));
+  auto waiting = alice->RequestAccessAsync(Ask(), std::chrono::seconds(60));
+  auto bob = Connect("bob", b_->target());
+  auto dana = Connect("dana", b_->target());
+  std::string name = NewestPending(*bob, v1::AccessRequest::INTERNAL_REVIEW);
+  ASSERT_FALSE(name.empty());
+  c.Stop();  // Drains: the watch is told to reconnect.
+  Decide(*bob, name, true);
+  Decide(*dana, name, true);
+  Result<v1::Grant> grant = waiting.get();
+  ASSERT_TRUE(grant.ok()) << grant.status().error_message();
+}
+
+TEST_F(WatchTest, WatchIsReadAuthorised) {
+  auto alice = Connect("alice", a_->target());
+  auto created = alice->CreateAccessRequest(Ask());
+  ASSERT_TRUE(created.ok());
+  auto mallory = Connect("mallory", a_->target());
+  v1::WatchAccessRequestRequest w;
+  w.set_name(created->name());
+  auto r = mallory->WatchAccessRequest(w, std::chrono::seconds(5));
+  EXPECT_EQ(r.status().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  // The requester's own watch ends at its deadline while nothing happens.
+  auto mine = alice->WatchAccessRequest(w, std::chrono::seconds(1));
+  EXPECT_EQ(mine.status().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  v1::CancelAccessRequestRequest cancel;
+  cancel.set_name(created->name());
+  ASSERT_TRUE(alice->CancelAccessRequest(cancel).ok());
+  auto waited = alice->WaitForDecision(created->name(), std::chrono::seconds(5));
+  EXPECT_EQ(waited.reason(), kRequestCancelled);
+}
+
+TEST_F(WatchTest, ExpiryEndsTheWatchWithoutAnyWrite) {
+  // The shortest TTL a policy allows is one minute; the watch must end then
+  // by itself, with no writer involved.
+  auto dana = Connect("dana", b_->target());
+  v1::CreateTenantRequest t;
+  t.set_tenant_id("shortlived");
+  ASSERT_TRUE(Connect("admin", b_->target())->CreateTenant(t).ok());
+  v1::CreateEnvironmentRequest e;
+  e.set_parent("tenants/shortlived");
+  e.set_environment_id("prod");
+  ASSERT_TRUE(Connect("admin", b_->target())->CreateEnvironment(e).ok());
+  certs_->Make("sam", "tenant/shortlived/user/sam");
+  v1::CreateRoleBindingRequest rb;
+  rb.mutable_role_binding()->set_principal(Id("tenant/shortlived/user/sam"));
+  rb.mutable_role_binding()->set_role("tenant.admin");
+  rb.mutable_role_binding()->set_tenant("tenants/shortlived");
+  ASSERT_TRUE(Connect("admin", b_->target())->CreateRoleBinding(rb).ok());
+  v1::UpdateLockboxPolicyRequest p;
+  p.mutable_lockbox_policy()->set_name("tenants/shortlived/lockboxPolicy");
+  p.mutable_lockbox_policy()->mutable_request_ttl()->set_seconds(60);
+  p.mutable_update_mask()->add_paths("request_ttl");
+  ASSERT_TRUE(Connect("sam", b_->target())->UpdateLockboxPolicy(p).ok());
+  auto ask = Ask();
+  ask.set_parent("tenants/shortlived");
+  ask.mutable_access_request()->set_environment("tenants/shortlived/environments/prod");
+  auto start = std::chrono::steady_clock::now();
+  auto grant = Connect("alice", a_->target())->RequestAccess(ask, std::chrono::seconds(120));
+  EXPECT_EQ(grant.reason(), kRequestExpired) << grant.status().error_message();
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::seconds(59));
+}
+
+TEST_F(WatchTest, AThousandWatchersAreAllReleased) {
+  constexpr int kWatchers = 1000;
+  // Internal review only: an unprotected tenant.
+  auto admin = Connect("admin", b_->target());
+  v1::CreateTenantRequest t;
+  t.set_tenant_id("crowd");
+  ASSERT_TRUE(admin->CreateTenant(t).ok());
+  v1::CreateEnvironmentRequest e;
+  e.set_parent("tenants/crowd");
+  e.set_environment_id("prod");
+  ASSERT_TRUE(admin->CreateEnvironment(e).ok());
+  auto alice = Connect("alice", a_->target());
+  auto bob = Connect("bob", b_->target());
+  std::vector<std::string> names;
+  for (int i = 0; i < kWatchers; ++i) {
+    auto ask = Ask();
+    ask.set_parent("tenants/crowd");
+    ask.mutable_access_request()->set_environment("tenants/crowd/environments/prod");
+    auto r = alice->CreateAccessRequest(ask);
+    ASSERT_TRUE(r.ok()) << r.status().error_message();
+    names.push_back(r->name());
+  }
+  std::vector<std::future<Result<v1::Grant>>> waiting;
+  for (const auto& n : names) {
+    waiting.push_back(std::async(std::launch::async, [&alice, n] {
+      return alice->WaitForDecision(n, std::chrono::seconds(240));
+    }));
+  }
+  for (const auto& n : names) Decide(*bob, n, true);
+  int granted = 0;
+  for (auto& w : waiting) {
+    auto g = w.get();
+    if (g.ok()) ++granted;
+  }
+  EXPECT_EQ(granted, kWatchers);
+}
+
+}  // namespace
+}  // namespace lockbox::testing
