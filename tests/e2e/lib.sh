@@ -1,0 +1,71 @@
+# For end-to-end shell tests: one lockboxd on a fresh database with the
+# demo people, stopped when the test exits. Source it with the build
+# directory as $1.
+set -eu  # no pipefail: "| grep -q" may close a pipe early on purpose
+: "${LOCKBOX_TEST_PG_URL:?run the tests through scripts/test}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BUILD="$(cd "$1" && pwd)"
+BUF="$ROOT/tools/node_modules/.bin/buf"
+WORK="$(mktemp -d /tmp/lockbox-e2e.XXXXXX)"
+TD=lockbox.test
+DB="lockbox_e2e_${RANDOM}${RANDOM}"
+PID=""
+
+cleanup() {
+  [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+  psql "$LOCKBOX_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; echo "--- lockboxd log (tail)" >&2; tail -20 "$WORK/lockboxd.log" >&2 || true; exit 1; }
+
+start_server() {
+  psql "$LOCKBOX_TEST_PG_URL" -qc "CREATE DATABASE $DB" >/dev/null
+  DB_URL="${LOCKBOX_TEST_PG_URL/\/\/\/postgres/\/\/\/$DB}"
+  "$ROOT/scripts/make-certs" "$WORK/certs" "$TD" admin=operator/admin alice=operator/alice \
+    bob=operator/bob dana=tenant/contoso/user/dana enforcer=service/enforcer >/dev/null
+  "$BUILD/server/lockboxd" --listen 127.0.0.1:0 --health-listen 127.0.0.1:0 \
+    --tls-cert "$WORK/certs/server.crt" --tls-key "$WORK/certs/server.key" \
+    --tls-client-ca "$WORK/certs/ca.crt" --trust-domain "$TD" --database-url "$DB_URL" \
+    --bootstrap-admin "spiffe://$TD/operator/admin" 2>"$WORK/lockboxd.log" &
+  PID=$!
+  for _ in $(seq 1 100); do
+    PORT="$(sed -n 's/.*"lockboxd serving","port":\([0-9]*\),"health_port":\([0-9]*\).*/\1/p' "$WORK/lockboxd.log")"
+    HEALTH_PORT="$(sed -n 's/.*"health_port":\([0-9]*\).*/\1/p' "$WORK/lockboxd.log")"
+    [ -n "$PORT" ] && break
+    kill -0 "$PID" 2>/dev/null || fail "lockboxd exited"
+    sleep 0.1
+  done
+  [ -n "$PORT" ] || fail "lockboxd did not start"
+  export LOCKBOX_TARGET="localhost:$PORT" LOCKBOX_CA="$WORK/certs/ca.crt"
+}
+
+# ctl WHO ARGS...: lockboxctl as WHO.
+ctl() {
+  local who="$1"; shift
+  LOCKBOX_CERT="$WORK/certs/$who.crt" LOCKBOX_KEY="$WORK/certs/$who.key" "$BUILD/client/lockboxctl" "$@"
+}
+
+# The demo tenant: contoso with a protected environment prod.
+seed() {
+  ctl admin tenants create contoso --display-name "Contoso Ltd" >/dev/null
+  ctl admin environments create contoso prod --data-source sql:sql_database \
+    --data-source rcs:storage_account:unsupported >/dev/null
+  ctl admin bindings create "spiffe://$TD/operator/alice" operator.engineer >/dev/null
+  ctl admin bindings create "spiffe://$TD/operator/bob" operator.reviewer >/dev/null
+  ctl admin bindings create "spiffe://$TD/service/enforcer" service.enforcer >/dev/null
+  ctl admin bindings create "spiffe://$TD/tenant/contoso/user/dana" tenant.admin --tenant contoso >/dev/null
+  ctl dana policy set contoso --enabled true >/dev/null
+}
+
+# pending STAGE: the newest pending request of contoso in STAGE, waiting for it.
+pending() {
+  for _ in $(seq 1 100); do
+    local n
+    n="$(ctl bob --json requests list contoso --filter "state = PENDING AND stage = $1" |
+      sed -n 's/^ *"name": "\(tenants[^"]*accessRequests[^"]*\)",$/\1/p' | head -n 1)"
+    [ -n "$n" ] && { echo "$n"; return; }
+    sleep 0.1
+  done
+}
