@@ -197,6 +197,27 @@ TEST_F(WatchTest, WaiterMovesToAnotherReplica) {
   ASSERT_TRUE(grant.ok()) << grant.status().error_message();
 }
 
+TEST_F(WatchTest, LostNotificationConnectionIsReReadAfterReconnect) {
+  // No periodic re-check to fall back on: only the re-read after the
+  // listener reconnects can deliver a decision made while it was away.
+  ServerProcess d(*certs_, db_->url(), Id("operator/admin"), {"--watch-recheck-seconds=3600"});
+  ASSERT_TRUE(d.WaitReady("admin"));
+  auto alice = Connect("alice", d.target());
+  auto waiting = alice->RequestAccessAsync(Ask(), std::chrono::seconds(60));
+  auto bob = Connect("bob", b_->target());
+  auto dana = Connect("dana", b_->target());
+  std::string name = NewestPending(*bob, v1::AccessRequest::INTERNAL_REVIEW);
+  ASSERT_FALSE(name.empty());
+  // Kill every listening connection in the cluster's database: B's and D's.
+  db_->Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query LIKE 'LISTEN%'");
+  Decide(*bob, name, true);
+  Decide(*dana, name, true);
+  Result<v1::Grant> grant = waiting.get();
+  ASSERT_TRUE(grant.ok()) << grant.status().error_message();
+  EXPECT_EQ(grant->access_request(), name);
+}
+
 TEST_F(WatchTest, WatchIsReadAuthorised) {
   auto alice = Connect("alice", a_->target());
   auto created = alice->CreateAccessRequest(Ask());
