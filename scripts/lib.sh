@@ -7,9 +7,9 @@ PG_BIN="/usr/lib/postgresql/15/bin"
 LOCKBOX_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
-  libpqxx-dev libssl-dev libcli11-dev libgtest-dev libgmock-dev
+  libpqxx-dev libssl-dev libcli11-dev libgtest-dev libgmock-dev libcurl4-openssl-dev
   postgresql-15 postgresql-client-15 openssl
-  python3 python3-grpcio python3-protobuf
+  python3 python3-grpcio python3-protobuf python3-aiosmtpd
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -776,6 +776,35 @@ int main(int argc, char** argv) {
     });
   }
 
+  // --- notifications --------------------------------------------------------------
+  auto* notes = app.add_subcommand("notifications", "What Lockbox sent, and what it could not");
+  notes->require_subcommand(1);
+  {
+    static std::string tenant, filter;
+    static bool failed = false;
+    auto* l = notes->add_subcommand("list", "List notifications, newest first");
+    l->add_option("TENANT", tenant, "Tenant ID, or - for every tenant (lockbox.admin)")->required();
+    l->add_option("--filter", filter, "e.g. channel = WEBHOOK AND state = PENDING");
+    l->add_flag("--failed", failed, "Only those that could not be delivered");
+    on(l, [&](Client& cl) {
+      v1::ListNotificationsRequest r;
+      if (tenant != "-") r.set_parent(TenantName(tenant));
+      std::string f = filter;
+      if (failed) f = (f.empty() ? "" : f + " AND ") + "state = FAILED";
+      r.set_filter(f);
+      r.set_page_size(1000);
+      return Show(g, cl.ListNotifications(r), [](const v1::ListNotificationsResponse& resp) {
+        Table t({"CREATED", "CHANNEL", "RECIPIENT", "EVENT", "STATE", "ATTEMPTS", "LAST ERROR"});
+        for (const auto& n : resp.notifications()) {
+          t.Add({Time(n.create_time()), v1::Notification::Channel_Name(n.channel()), n.recipient(),
+                 n.event(), v1::Notification::State_Name(n.state()), std::to_string(n.attempts()),
+                 n.last_error().empty() ? "-" : n.last_error()});
+        }
+        t.Print();
+      });
+    });
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

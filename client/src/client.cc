@@ -124,7 +124,8 @@ Client::Client(Options options, std::shared_ptr<grpc::Channel> channel)
       policy_(v1::PolicyService::NewStub(channel)),
       requests_(v1::AccessRequestService::NewStub(channel)),
       grants_(v1::GrantService::NewStub(channel)),
-      audit_(v1::AuditService::NewStub(channel)) {}
+      audit_(v1::AuditService::NewStub(channel)),
+      notifications_(v1::NotificationService::NewStub(channel)) {}
 
 std::unique_ptr<grpc::ClientContext> Client::NewContext(Clock::time_point deadline) const {
   auto ctx = std::make_unique<grpc::ClientContext>();
@@ -201,6 +202,8 @@ LOCKBOX_CHANGE(grants_, ReleaseGrant, v1::ReleaseGrantRequest, v1::Grant)
 LOCKBOX_CHANGE(grants_, RevokeGrant, v1::RevokeGrantRequest, v1::Grant)
 LOCKBOX_READ(audit_, ListAuditEvents, v1::ListAuditEventsRequest, v1::ListAuditEventsResponse)
 LOCKBOX_READ(audit_, VerifyAuditLog, v1::VerifyAuditLogRequest, v1::VerifyAuditLogResponse)
+LOCKBOX_READ(notifications_, ListNotifications, v1::ListNotificationsRequest,
+             v1::ListNotificationsResponse)
 
 #undef LOCKBOX_READ
 #undef LOCKBOX_CHANGE

@@ -64,6 +64,7 @@ absl::StatusOr<v1::AccessRequest> Lockbox::CreateAccessRequest(
     v1::AuditEvent e = NewAuditEvent(a, "access_request.create", tenant, request.name(), now);
     SetRequestFields(request, &e);
     RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    RETURN_IF_ERROR(Notify(tx, RequestEvent::kCreated, request, nullptr, now));
     return request;
   });
 }
@@ -153,7 +154,8 @@ struct DecideArgs {
 static absl::StatusOr<v1::AccessRequest> DecideIn(Transaction& tx, const Actor& a, absl::Time now,
                                                   const TenantChildName& name,
                                                   const DecideArgs& args,
-                                                  v1::Decision::Verdict verdict) {
+                                                  v1::Decision::Verdict verdict,
+                                                  v1::Grant* grant_out) {
   // Permission before existence: only reviewers of some stage get further.
   if (!a.permissions.Has(Role::kReviewer) &&
       !a.permissions.HasInTenant(Role::kTenantAdmin, name.tenant)) {
@@ -183,6 +185,7 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(Transaction& tx, const Actor& 
     v1::Grant grant = NewGrant(request, name.tenant, grant_id, now);
     RETURN_IF_ERROR(tx.InsertGrant(name.tenant, grant_id, &grant));
     request.set_grant(grant.name());
+    if (grant_out != nullptr) *grant_out = grant;
     *e.mutable_access_expire_time() = grant.expire_time();
     (*e.mutable_details())["grant"] = grant.name();
   }
@@ -192,13 +195,30 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(Transaction& tx, const Actor& 
   return request;
 }
 
+absl::Status Lockbox::NotifyDecision(Transaction& tx, const v1::AccessRequest& request,
+                                     const v1::Grant& grant, absl::Time now) {
+  // The requester hears of every decision; the customer, when it is theirs.
+  const v1::Grant* made = request.state() == v1::AccessRequest::APPROVED ? &grant : nullptr;
+  RETURN_IF_ERROR(Notify(tx, RequestEvent::kDecided, request, made, now));
+  if (request.state() == v1::AccessRequest::PENDING &&
+      request.stage() == v1::AccessRequest::CUSTOMER_REVIEW) {
+    RETURN_IF_ERROR(Notify(tx, RequestEvent::kCustomerReview, request, nullptr, now));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::AccessRequest> Lockbox::ApproveAccessRequest(
     const C& c, const v1::ApproveAccessRequestRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "accessRequests", "name"));
   DecideArgs args{r.etag(), r.comment()};
   return Change<v1::AccessRequest>(c, "ApproveAccessRequest", r, r.request_id(),
-                                   [&](Transaction& tx, const Actor& a, absl::Time now) {
-    return DecideIn(tx, a, now, name, args, v1::Decision::APPROVE);
+                                   [&](Transaction& tx, const Actor& a, absl::Time now)
+                                       -> absl::StatusOr<v1::AccessRequest> {
+    v1::Grant grant;
+    ASSIGN_OR_RETURN(v1::AccessRequest request,
+                     DecideIn(tx, a, now, name, args, v1::Decision::APPROVE, &grant));
+    RETURN_IF_ERROR(NotifyDecision(tx, request, grant, now));
+    return request;
   });
 }
 
@@ -207,8 +227,13 @@ absl::StatusOr<v1::AccessRequest> Lockbox::DenyAccessRequest(
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "accessRequests", "name"));
   DecideArgs args{r.etag(), r.comment()};
   return Change<v1::AccessRequest>(c, "DenyAccessRequest", r, r.request_id(),
-                                   [&](Transaction& tx, const Actor& a, absl::Time now) {
-    return DecideIn(tx, a, now, name, args, v1::Decision::DENY);
+                                   [&](Transaction& tx, const Actor& a, absl::Time now)
+                                       -> absl::StatusOr<v1::AccessRequest> {
+    v1::Grant grant;
+    ASSIGN_OR_RETURN(v1::AccessRequest request,
+                     DecideIn(tx, a, now, name, args, v1::Decision::DENY, &grant));
+    RETURN_IF_ERROR(NotifyDecision(tx, request, grant, now));
+    return request;
   });
 }
 

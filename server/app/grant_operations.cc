@@ -14,7 +14,8 @@ bool MayReadAllGrantsOf(const Actor& a, const std::string& tenant) {
 // The audit record of a grant's end carries its request's fields.
 absl::Status AuditGrantEnd(Transaction& tx, const Actor& a, absl::Time now,
                            absl::string_view action, const std::string& tenant,
-                           const v1::Grant& grant, const std::string& why) {
+                           const v1::Grant& grant, const std::string& why,
+                           v1::AccessRequest* request_out) {
   std::string request_id = grant.access_request().substr(grant.access_request().rfind('/') + 1);
   ASSIGN_OR_RETURN(v1::AccessRequest request, tx.GetAccessRequest(tenant, request_id, false));
   v1::AuditEvent e = NewAuditEvent(a, action, tenant, grant.name(), now);
@@ -22,6 +23,7 @@ absl::Status AuditGrantEnd(Transaction& tx, const Actor& a, absl::Time now,
   *e.mutable_access_expire_time() = grant.expire_time();
   (*e.mutable_details())["grant_state"] = v1::Grant::State_Name(grant.state());
   if (!why.empty()) (*e.mutable_details())["reason"] = why;
+  *request_out = request;
   return tx.AppendAuditEvent(&e);
 }
 
@@ -135,7 +137,10 @@ absl::StatusOr<v1::Grant> Lockbox::ReleaseGrant(const C& c, const v1::ReleaseGra
     RETURN_IF_ERROR(CheckEtag(r.etag(), grant.etag()));
     RETURN_IF_ERROR(Release(a, now, &grant));
     RETURN_IF_ERROR(tx.UpdateGrant(name.tenant, name.id, &grant));
-    RETURN_IF_ERROR(AuditGrantEnd(tx, a, now, "grant.release", name.tenant, grant, ""));
+    v1::AccessRequest request;
+    RETURN_IF_ERROR(AuditGrantEnd(tx, a, now, "grant.release", name.tenant, grant, "", &request));
+    ASSIGN_OR_RETURN(Contacts contacts, ContactsFor(tx, request));
+    RETURN_IF_ERROR(tx.EnqueueMessages(GrantEndedMessages(grant, request, contacts, now), now));
     return grant;
   });
 }
@@ -156,7 +161,11 @@ absl::StatusOr<v1::Grant> Lockbox::RevokeGrant(const C& c, const v1::RevokeGrant
     ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(name.tenant, false));
     RETURN_IF_ERROR(Revoke(a, policy, name.tenant, now, &grant));
     RETURN_IF_ERROR(tx.UpdateGrant(name.tenant, name.id, &grant));
-    RETURN_IF_ERROR(AuditGrantEnd(tx, a, now, "grant.revoke", name.tenant, grant, r.reason()));
+    v1::AccessRequest request;
+    RETURN_IF_ERROR(
+        AuditGrantEnd(tx, a, now, "grant.revoke", name.tenant, grant, r.reason(), &request));
+    ASSIGN_OR_RETURN(Contacts contacts, ContactsFor(tx, request));
+    RETURN_IF_ERROR(tx.EnqueueMessages(GrantEndedMessages(grant, request, contacts, now), now));
     return grant;
   });
 }

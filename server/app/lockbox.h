@@ -17,9 +17,11 @@
 #include "lockbox/v1/access_request_service.pb.h"
 #include "lockbox/v1/audit_service.pb.h"
 #include "lockbox/v1/grant_service.pb.h"
+#include "lockbox/v1/notification_service.pb.h"
 #include "lockbox/v1/policy_service.pb.h"
 #include "server/domain/clock.h"
 #include "server/domain/identity.h"
+#include "server/domain/notifications.h"
 #include "server/domain/page_token.h"
 #include "server/store/store.h"
 
@@ -97,6 +99,18 @@ class Lockbox {
   absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditLog(const C& c,
                                                             const v1::VerifyAuditLogRequest& r);
 
+  // NotificationService
+  absl::StatusOr<v1::ListNotificationsResponse> ListNotifications(
+      const C& c, const v1::ListNotificationsRequest& r);
+
+  // What time decides, recorded by the sweep of every replica. Each call
+  // handles one due item in one transaction (state, audit event and
+  // messages) and says whether there was one; replicas never take the same.
+  absl::StatusOr<bool> ExpireOneRequest();
+  absl::StatusOr<bool> ExpireOneGrant();
+  // Reminds the approvers of one request expiring within 24 hours, once.
+  absl::StatusOr<bool> RemindOne();
+
  private:
   // Resolves the caller into an Actor: parses the SPIFFE ID, loads the
   // bindings, and applies the on-behalf-of header (service.portal only).
@@ -117,6 +131,15 @@ class Lockbox {
                            const std::function<absl::StatusOr<R>(Transaction&, const Actor&,
                                                                  absl::Time)>& fn);
 
+  // Everyone who may be told about `request`.
+  absl::StatusOr<Contacts> ContactsFor(Transaction& tx, const v1::AccessRequest& request);
+  // Puts the messages for `event` in the outbox of this transaction.
+  absl::Status Notify(Transaction& tx, RequestEvent event, const v1::AccessRequest& request,
+                      const v1::Grant* grant, absl::Time now);
+
+  absl::Status NotifyDecision(Transaction& tx, const v1::AccessRequest& request,
+                              const v1::Grant& grant, absl::Time now);
+
   // Fills the ListQuery's cursor from a page token bound to `query_key`.
   absl::Status StartPage(absl::string_view query_key, const std::string& page_token,
                          int page_size, ListQuery* query);
@@ -129,6 +152,9 @@ class Lockbox {
 v1::AuditEvent NewAuditEvent(const Actor& actor, absl::string_view action,
                              absl::string_view tenant, absl::string_view resource,
                              absl::Time now);
+// The actor of what time decides.
+Actor SystemActor();
+
 // Copies the source product's request fields into an audit event.
 void SetRequestFields(const v1::AccessRequest& request, v1::AuditEvent* event);
 

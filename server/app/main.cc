@@ -4,7 +4,10 @@
 #include <grpcpp/impl/server_builder_option.h>
 #include <signal.h>
 
+#include <curl/curl.h>
+
 #include <CLI/CLI.hpp>
+#include <fstream>
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -12,7 +15,11 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "server/app/background.h"
 #include "server/app/lockbox.h"
+#include "server/app/testing_clock.h"
+#include "server/domain/lifecycle.h"
+#include "server/notify/senders.h"
 #include "server/app/watch_hub.h"
 #include "server/domain/clock.h"
 #include "server/domain/identity.h"
@@ -36,7 +43,35 @@ struct Settings {
   int db_pool_size = 8;
   int drain_seconds = 20;
   int watch_recheck_seconds = 10;
+  std::string smtp_url;
+  std::string smtp_from = "lockbox@localhost.localdomain";
+  std::string smtp_credentials_file;
+  int sweep_interval_ms = 1000;
+  int delivery_interval_ms = 1000;
+  int delivery_max_attempts = 10;
+  int delivery_backoff_ms = 2000;
+  std::string testing_clock_offset_file;
 };
+
+// SMTP credentials come from a file ("user:password" on its first line) or
+// from LOCKBOX_SMTP_USERNAME / LOCKBOX_SMTP_PASSWORD, never from a flag value
+// (which would show in the process list).
+bool LoadSmtpCredentials(const std::string& file, lockbox::SmtpOptions* smtp, std::string* error) {
+  if (!file.empty()) {
+    std::ifstream in(file);
+    std::string line;
+    if (!in || !std::getline(in, line) || line.find(':') == std::string::npos) {
+      *error = "--smtp-credentials-file: cannot read \"user:password\" from " + file;
+      return false;
+    }
+    smtp->username = line.substr(0, line.find(':'));
+    smtp->password = line.substr(line.find(':') + 1);
+    return true;
+  }
+  if (const char* u = std::getenv("LOCKBOX_SMTP_USERNAME")) smtp->username = u;
+  if (const char* p = std::getenv("LOCKBOX_SMTP_PASSWORD")) smtp->password = p;
+  return true;
+}
 
 // Linking gRPC's reflection library adds reflection to every server it
 // builds; the health port must serve health alone, so it drops it there.
@@ -102,7 +137,43 @@ int main(int argc, char** argv) {
   app.add_option("--watch-recheck-seconds", s.watch_recheck_seconds,
                  "How often watched requests are re-read even without a notification")
       ->envname("LOCKBOX_WATCH_RECHECK_SECONDS")->check(CLI::Range(1, 3600))->capture_default_str();
+  app.add_option("--smtp-url", s.smtp_url,
+                 "SMTP server for e-mail, smtp://host:port (STARTTLS when offered) or "
+                 "smtps://host:port; empty: e-mails fail visibly")
+      ->envname("LOCKBOX_SMTP_URL");
+  app.add_option("--smtp-from", s.smtp_from, "Sender address of e-mails")
+      ->envname("LOCKBOX_SMTP_FROM")->capture_default_str();
+  app.add_option("--smtp-credentials-file", s.smtp_credentials_file,
+                 "File whose first line is user:password (else LOCKBOX_SMTP_USERNAME and "
+                 "LOCKBOX_SMTP_PASSWORD)")
+      ->envname("LOCKBOX_SMTP_CREDENTIALS_FILE");
+  app.add_option("--sweep-interval-ms", s.sweep_interval_ms,
+                 "How often this replica records expiries and sends reminders")
+      ->envname("LOCKBOX_SWEEP_INTERVAL_MS")->check(CLI::Range(10, 3600000))->capture_default_str();
+  app.add_option("--delivery-interval-ms", s.delivery_interval_ms,
+                 "How often this replica looks for messages to send")
+      ->envname("LOCKBOX_DELIVERY_INTERVAL_MS")->check(CLI::Range(10, 3600000))->capture_default_str();
+  app.add_option("--delivery-max-attempts", s.delivery_max_attempts,
+                 "Attempts before a message is marked FAILED")
+      ->envname("LOCKBOX_DELIVERY_MAX_ATTEMPTS")->check(CLI::Range(1, 100))->capture_default_str();
+  app.add_option("--delivery-backoff-ms", s.delivery_backoff_ms,
+                 "Wait before the first retry; doubles each time, at most 30 minutes")
+      ->envname("LOCKBOX_DELIVERY_BACKOFF_MS")->check(CLI::Range(1, 3600000))->capture_default_str();
+  app.add_option("--testing-clock-offset-file", s.testing_clock_offset_file,
+                 "TESTS ONLY: add the number of seconds in this file to the clock");
   CLI11_PARSE(app, argc, argv);
+  lockbox::SmtpOptions smtp;
+  smtp.url = s.smtp_url;
+  smtp.from = s.smtp_from;
+  {
+    std::string error;
+    if (!LoadSmtpCredentials(s.smtp_credentials_file, &smtp, &error)) return Fail(error);
+  }
+  if (!smtp.url.empty() && !absl::StartsWith(smtp.url, "smtp://") &&
+      !absl::StartsWith(smtp.url, "smtps://")) {
+    return Fail("--smtp-url: must be smtp://host:port or smtps://host:port");
+  }
+  if (!lockbox::IsValidEmail(s.smtp_from)) return Fail("--smtp-from: not an e-mail address");
 
   if (!lockbox::IsValidId(s.trust_domain.substr(0, 1)) ||
       s.trust_domain.find_first_of("/:@ ") != std::string::npos) {
@@ -126,7 +197,16 @@ int main(int argc, char** argv) {
   auto page_key = (*store)->SharedSecret("page_token_key");
   if (!page_key.ok()) return Fail(Describe(page_key.status()));
 
-  lockbox::SystemClock clock;
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  std::unique_ptr<lockbox::Clock> clock_holder;
+  if (!s.testing_clock_offset_file.empty()) {
+    std::fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"TESTING CLOCK: time is moved by %s\"}\n",
+                 s.testing_clock_offset_file.c_str());
+    clock_holder = std::make_unique<lockbox::FileOffsetClock>(s.testing_clock_offset_file);
+  } else {
+    clock_holder = std::make_unique<lockbox::SystemClock>();
+  }
+  const lockbox::Clock& clock = *clock_holder;
   lockbox::Lockbox lockbox(lockbox::LockboxOptions{store->get(), &clock, s.trust_domain, *page_key});
   if (!s.bootstrap_admin.empty()) {
     absl::Status st = lockbox.EnsureBootstrapAdmin(s.bootstrap_admin);
@@ -142,6 +222,28 @@ int main(int argc, char** argv) {
   lockbox::AccessRequestService request_service(&lockbox, &hub);
   lockbox::GrantService grant_service(&lockbox);
   lockbox::AuditService audit_service(&lockbox);
+  lockbox::NotificationService notification_service(&lockbox);
+
+  // What time decides, and the outbox: in every replica.
+  lockbox::Sweeper sweeper(&lockbox);
+  lockbox::Periodic sweeping(absl::Milliseconds(s.sweep_interval_ms), [&] { sweeper.RunOnce(); });
+  lockbox::SmtpSender email(smtp, &clock);
+  lockbox::WebhookSender webhook(&clock);
+  lockbox::DeliveryOptions delivery_options;
+  delivery_options.store = store->get();
+  delivery_options.clock = &clock;
+  delivery_options.email = &email;
+  delivery_options.webhook = &webhook;
+  delivery_options.max_attempts = s.delivery_max_attempts;
+  delivery_options.initial_backoff = absl::Milliseconds(s.delivery_backoff_ms);
+  lockbox::DeliveryWorker deliverer(delivery_options);
+  lockbox::Periodic delivering(absl::Milliseconds(s.delivery_interval_ms), [&] {
+    // Keep going while there is a backlog; rest when it is empty.
+    while (deliverer.RunOnce() > 0) {
+    }
+  });
+  sweeping.Start();
+  delivering.Start();
   lockbox::PgStore* pg = store->get();
   lockbox::HealthService health([pg] { return pg->Ping(); });
 
@@ -153,6 +255,7 @@ int main(int argc, char** argv) {
   builder.RegisterService(&request_service);
   builder.RegisterService(&grant_service);
   builder.RegisterService(&audit_service);
+  builder.RegisterService(&notification_service);
   builder.RegisterService(&health);
   builder.SetMaxReceiveMessageSize(1 << 20);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -187,6 +290,8 @@ int main(int argc, char** argv) {
   sigwait(&signals, &sig);
   std::fprintf(stderr, "{\"level\":\"info\",\"msg\":\"draining\",\"signal\":%d}\n", sig);
   health.Shutdown();
+  sweeping.Stop();
+  delivering.Stop();
   hub.Stop();  // Watchers are told to reconnect.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(s.drain_seconds));
   if (health_server) health_server->Shutdown(std::chrono::system_clock::now());

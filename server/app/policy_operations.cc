@@ -38,6 +38,8 @@ void PolicyDetails(const v1::LockboxPolicy& p, v1::AuditEvent* e) {
   d["access_duration"] = absl::FormatDuration(FromProto(p.access_duration()));
   d["notification_emails"] = absl::StrJoin(p.notification_emails(), ",");
   d["allow_revocation"] = Bool(p.allow_revocation());
+  d["webhook_url"] = p.webhook_url();
+  d["webhook_secret_set"] = Bool(p.webhook_secret_set());
 }
 
 void EnvironmentDetails(const v1::Environment& env, v1::AuditEvent* e) {
@@ -143,9 +145,18 @@ absl::StatusOr<v1::LockboxPolicy> Lockbox::UpdateLockboxPolicy(
     RETURN_IF_ERROR(RequireTenantAdmin(a, tenant));
     ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(tenant, true));
     RETURN_IF_ERROR(CheckEtag(r.lockbox_policy().etag(), policy.etag()));
+    std::string url_before = policy.webhook_url();
     RETURN_IF_ERROR(ApplyPolicyUpdate(r.lockbox_policy(), r.update_mask(), &policy));
     *policy.mutable_update_time() = ToProto(now);
     RETURN_IF_ERROR(tx.UpdatePolicy(tenant, &policy));
+    bool secret_changed = !policy.webhook_secret().empty();
+    if (secret_changed || policy.webhook_url() != url_before) {
+      ASSIGN_OR_RETURN(auto current, tx.Webhook(tenant));
+      std::string secret = secret_changed ? policy.webhook_secret() : current.second;
+      RETURN_IF_ERROR(tx.SetWebhook(tenant, policy.webhook_url(), secret));
+    }
+    // The secret is write-only: never returned, never audited.
+    policy.clear_webhook_secret();
     v1::AuditEvent e = NewAuditEvent(a, "lockbox_policy.update", tenant, policy.name(), now);
     PolicyDetails(policy, &e);
     RETURN_IF_ERROR(tx.AppendAuditEvent(&e));

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/domain/names.h"
 #include "server/domain/status.h"
@@ -136,7 +137,7 @@ absl::Status ApplyPolicyUpdate(const v1::LockboxPolicy& update,
                                v1::LockboxPolicy* policy) {
   RETURN_IF_ERROR(CheckMaskPaths(
       mask, {"enabled", "request_ttl", "access_duration", "notification_emails",
-             "allow_revocation"}));
+             "allow_revocation", "webhook_url", "webhook_secret"}));
   if (MaskHas(mask, "enabled")) policy->set_enabled(update.enabled());
   if (MaskHas(mask, "allow_revocation")) {
     policy->set_allow_revocation(update.allow_revocation());
@@ -173,6 +174,33 @@ absl::Status ApplyPolicyUpdate(const v1::LockboxPolicy& update,
       }
     }
     *policy->mutable_notification_emails() = update.notification_emails();
+  }
+  if (MaskHas(mask, "webhook_url")) {
+    const std::string& url = update.webhook_url();
+    bool https = absl::StartsWith(url, "https://") && url.size() > 8;
+    bool loopback = absl::StartsWith(url, "http://127.0.0.1:") ||
+                    absl::StartsWith(url, "http://localhost:") ||
+                    absl::StartsWith(url, "http://[::1]:");
+    if (!url.empty() && (!(https || loopback) || url.size() > 2048 ||
+                         url.find_first_of(" \r\n\"") != std::string::npos)) {
+      return InvalidField("lockbox_policy.webhook_url", "BAD_FORMAT",
+                          "must be an https:// URL (http:// only to a loopback address)");
+    }
+    policy->set_webhook_url(url);
+  }
+  if (MaskHas(mask, "webhook_secret") &&
+      !(update.webhook_secret().empty() && mask.paths_size() == 0)) {
+    size_t n = update.webhook_secret().size();
+    if (n != 0 && (n < 16 || n > 256)) {
+      return InvalidField("lockbox_policy.webhook_secret", "OUT_OF_RANGE",
+                          "must be 16 to 256 bytes");
+    }
+    policy->set_webhook_secret(update.webhook_secret());
+    policy->set_webhook_secret_set(n != 0);
+  }
+  if (!policy->webhook_url().empty() && !policy->webhook_secret_set()) {
+    return InvalidField("lockbox_policy.webhook_secret", "REQUIRED",
+                        "a webhook needs a secret to sign its messages");
   }
   return absl::OkStatus();
 }
@@ -398,6 +426,18 @@ absl::Status Decide(const Actor& actor, Decision::Verdict verdict,
   return absl::OkStatus();
 }
 
+absl::Status RecordExpiry(absl::Time now, AccessRequest* request) {
+  if (request->state() != AccessRequest::PENDING ||
+      EffectiveState(*request, now) != AccessRequest::EXPIRED) {
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kTransitionNotAllowed,
+                 "only a PENDING request past its expire_time expires");
+  }
+  request->set_state(AccessRequest::EXPIRED);
+  *request->mutable_update_time() = ToProto(now);
+  request->set_display_status(DisplayStatus(request->state(), request->stage()));
+  return absl::OkStatus();
+}
+
 absl::Status Cancel(const Actor& actor, absl::Time now, AccessRequest* request) {
   if (actor.principal.spiffe_id != request->requester()) {
     return PermissionDenied("only the requester can cancel a request");
@@ -464,6 +504,16 @@ absl::Status EndGrant(Grant::State end_state, absl::Time now, Grant* grant) {
   return absl::OkStatus();
 }
 }  // namespace
+
+absl::Status RecordExpiry(absl::Time now, Grant* grant) {
+  if (grant->state() != Grant::ACTIVE || EffectiveState(*grant, now) != Grant::EXPIRED) {
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kTransitionNotAllowed,
+                 "only an ACTIVE grant past its expire_time expires");
+  }
+  grant->set_state(Grant::EXPIRED);
+  *grant->mutable_end_time() = grant->expire_time();
+  return absl::OkStatus();
+}
 
 absl::Status Release(const Actor& actor, absl::Time now, Grant* grant) {
   if (actor.principal.spiffe_id != grant->principal()) {

@@ -96,6 +96,10 @@ absl::Status Decide(const Actor& actor, v1::Decision::Verdict verdict,
                     absl::string_view comment, bool needs_customer_review,
                     absl::Time now, v1::AccessRequest* request);
 
+// Records what time decided: a PENDING request past its expire_time becomes
+// EXPIRED. FAILED_PRECONDITION if it is not (yet) expired.
+absl::Status RecordExpiry(absl::Time now, v1::AccessRequest* request);
+
 // The requester withdraws a PENDING request.
 absl::Status Cancel(const Actor& actor, absl::Time now,
                     v1::AccessRequest* request);
@@ -112,6 +116,10 @@ void ApplyReadTimeState(absl::Time now, v1::Grant* grant);
 bool GrantAllows(const v1::Grant& grant, absl::string_view principal,
                  absl::string_view environment, absl::string_view data_source,
                  absl::Time now);
+// Records that an ACTIVE grant's time is up: EXPIRED, ending at its
+// expire_time. FAILED_PRECONDITION if it is not.
+absl::Status RecordExpiry(absl::Time now, v1::Grant* grant);
+
 // The grant's principal ends it early.
 absl::Status Release(const Actor& actor, absl::Time now, v1::Grant* grant);
 // A tenant.admin of the grant's tenant ends it, if the policy allows.

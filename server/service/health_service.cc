@@ -9,7 +9,7 @@ using grpc::health::v1::HealthCheckResponse;
 bool KnownService(const std::string& name) {
   return name.empty() || name == "lockbox.v1.PolicyService" ||
          name == "lockbox.v1.AccessRequestService" || name == "lockbox.v1.GrantService" ||
-         name == "lockbox.v1.AuditService";
+         name == "lockbox.v1.AuditService" || name == "lockbox.v1.NotificationService";
 }
 }  // namespace
 

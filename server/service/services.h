@@ -7,6 +7,7 @@
 #include "lockbox/v1/access_request_service.grpc.pb.h"
 #include "lockbox/v1/audit_service.grpc.pb.h"
 #include "lockbox/v1/grant_service.grpc.pb.h"
+#include "lockbox/v1/notification_service.grpc.pb.h"
 #include "lockbox/v1/policy_service.grpc.pb.h"
 #include "server/app/lockbox.h"
 #include "server/app/watch_hub.h"
@@ -79,6 +80,15 @@ class AuditService final : public v1::AuditService::Service {
   grpc::Status ExportAuditEvents(grpc::ServerContext* context,
                                  const v1::ExportAuditEventsRequest* request,
                                  grpc::ServerWriter<v1::ExportAuditEventsResponse>* writer) override;
+
+ private:
+  Lockbox* lockbox_;
+};
+
+class NotificationService final : public v1::NotificationService::Service {
+ public:
+  explicit NotificationService(Lockbox* lockbox) : lockbox_(lockbox) {}
+  LOCKBOX_UNARY(ListNotifications, v1::ListNotificationsRequest, v1::ListNotificationsResponse)
 
  private:
   Lockbox* lockbox_;

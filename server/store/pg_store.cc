@@ -117,7 +117,9 @@ pqxx::result Exec(pqxx::work& w, const std::string& sql, const Params& p) {
 
 // How a filter field maps to SQL.
 struct Column {
-  enum class Kind { kText, kTime, kRequestState, kGrantState, kStage, kEnvironment };
+  enum class Kind {
+    kText, kTime, kRequestState, kGrantState, kStage, kEnvironment, kNotificationState, kChannel
+  };
   std::string expr;
   Kind kind;
 };
@@ -153,6 +155,18 @@ absl::Status AppendConditions(const ListQuery& q,
         v1::AccessRequest::Stage s;
         v1::AccessRequest::Stage_Parse(c.value, &s);
         value = absl::StrCat(static_cast<int>(s));
+        break;
+      }
+      case Column::Kind::kNotificationState: {
+        v1::Notification::State s;
+        v1::Notification::State_Parse(c.value, &s);
+        value = absl::StrCat(static_cast<int>(s));
+        break;
+      }
+      case Column::Kind::kChannel: {
+        v1::Notification::Channel ch;
+        v1::Notification::Channel_Parse(c.value, &ch);
+        value = absl::StrCat(static_cast<int>(ch));
         break;
       }
       case Column::Kind::kEnvironment:
@@ -204,7 +218,8 @@ v1::Tenant ToTenant(const pqxx::row& r) {
 
 constexpr char kPolicyCols[] =
     "tenant_id, enabled, request_ttl_us, access_duration_us, "
-    "notification_emails, allow_revocation, update_time, version";
+    "notification_emails, allow_revocation, update_time, version, webhook_url, "
+    "webhook_secret <> ''";
 v1::LockboxPolicy ToPolicy(const pqxx::row& r) {
   v1::LockboxPolicy p;
   p.set_name(absl::StrCat("tenants/", r[0].as<std::string>(), "/lockboxPolicy"));
@@ -215,6 +230,8 @@ v1::LockboxPolicy ToPolicy(const pqxx::row& r) {
   p.set_allow_revocation(r[5].as<bool>());
   *p.mutable_update_time() = Ts(r[6]);
   p.set_etag(EtagOf(r[7].as<int64_t>()));
+  p.set_webhook_url(r[8].as<std::string>());
+  p.set_webhook_secret_set(r[9].as<bool>());
   return p;
 }
 
@@ -358,6 +375,12 @@ std::string KeysetDesc(const ListQuery& q, const char* key, const char* id,
 class PgTransaction final : public Transaction {
  public:
   explicit PgTransaction(pqxx::work& w) : w_(w) {}
+
+  absl::StatusOr<std::optional<ClaimedRow>> Claim(const std::string& sql, const std::string& now) {
+    auto r = w_.exec_params(sql, now);
+    if (r.empty()) return std::optional<ClaimedRow>();
+    return std::optional<ClaimedRow>(ClaimedRow{r[0][0].as<std::string>(), r[0][1].as<std::string>()});
+  }
 
   absl::Status InsertTenant(const v1::Tenant& t) override {
     w_.exec_params("INSERT INTO tenants (id, display_name, create_time) VALUES ($1, $2, $3)",
@@ -698,6 +721,165 @@ class PgTransaction final : public Transaction {
                                          "ORDER BY sequence LIMIT $3"),
                             tenant, after, limit);
     return MapRows<v1::AuditEvent>(r, ToAudit);
+  }
+
+  absl::StatusOr<std::vector<std::string>> ContactEmails(
+      Role role, const std::string& tenant, const std::string& except_principal) override {
+    auto r = w_.exec_params(
+        "SELECT DISTINCT email FROM role_bindings WHERE role = $1 AND tenant_id = $2 "
+        "AND email <> '' AND principal <> $3 ORDER BY email",
+        std::string(RoleName(role)), tenant, except_principal);
+    std::vector<std::string> out;
+    for (const auto& row : r) out.push_back(row[0].as<std::string>());
+    return out;
+  }
+
+  absl::StatusOr<std::vector<std::string>> EmailsOf(const std::string& principal) override {
+    auto r = w_.exec_params(
+        "SELECT DISTINCT email FROM role_bindings WHERE principal = $1 AND email <> '' "
+        "ORDER BY email",
+        principal);
+    std::vector<std::string> out;
+    for (const auto& row : r) out.push_back(row[0].as<std::string>());
+    return out;
+  }
+
+  absl::StatusOr<std::pair<std::string, std::string>> Webhook(const std::string& tenant) override {
+    auto r = w_.exec_params(
+        "SELECT webhook_url, webhook_secret FROM lockbox_policies WHERE tenant_id = $1", tenant);
+    if (r.empty()) return std::make_pair(std::string(), std::string());
+    return std::make_pair(r[0][0].as<std::string>(), r[0][1].as<std::string>());
+  }
+
+  absl::Status SetWebhook(const std::string& tenant, const std::string& url,
+                          const std::string& secret) override {
+    w_.exec_params(
+        "UPDATE lockbox_policies SET webhook_url = $2, webhook_secret = $3 WHERE tenant_id = $1",
+        tenant, url, secret);
+    return absl::OkStatus();
+  }
+
+  absl::Status EnqueueMessages(const std::vector<OutboundMessage>& messages,
+                               absl::Time now) override {
+    for (const OutboundMessage& m : messages) {
+      w_.exec_params(
+          "INSERT INTO outbox (id, tenant_id, channel, recipient, event, resource, subject, body, "
+          "state, attempts, next_attempt_time, claimed_until, last_error, create_time, "
+          "deliver_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, 0, $9, 0, '', $9, 0)",
+          m.id, m.tenant, static_cast<int>(m.channel), m.recipient, m.event, m.resource,
+          m.subject, m.body, Us(now));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<v1::Notification>> ListNotifications(const ListQuery& q) override {
+    Params p;
+    std::string sql = absl::StrCat(
+        "SELECT id, tenant_id, channel, recipient, event, resource, subject, state, attempts, "
+        "last_error, create_time, next_attempt_time, deliver_time FROM outbox WHERE TRUE");
+    AppendTenantScope(q, &p, &sql);
+    static const std::map<std::string, Column> kColumns = {
+        {"state", {"state", Column::Kind::kNotificationState}},
+        {"channel", {"channel", Column::Kind::kChannel}},
+        {"event", {"event", Column::Kind::kText}},
+        {"resource", {"resource", Column::Kind::kText}}};
+    RETURN_IF_ERROR(AppendConditions(q, kColumns, &p, &sql));
+    absl::StrAppend(&sql, KeysetDesc(q, "create_time", "id", "uuid", &p),
+                    " ORDER BY create_time DESC, id DESC LIMIT ", q.limit);
+    return MapRows<v1::Notification>(Exec(w_, sql, p), [](const pqxx::row& r) {
+      v1::Notification n;
+      std::string tenant = r[1].as<std::string>();
+      n.set_name(tenant.empty() ? absl::StrCat("notifications/", r[0].as<std::string>())
+                                : ChildName(tenant, "notifications", r[0].as<std::string>()));
+      n.set_idempotency_key(r[0].as<std::string>());
+      n.set_channel(static_cast<v1::Notification::Channel>(r[2].as<int>()));
+      n.set_recipient(r[3].as<std::string>());
+      n.set_event(r[4].as<std::string>());
+      n.set_resource(r[5].as<std::string>());
+      n.set_subject(r[6].as<std::string>());
+      n.set_state(static_cast<v1::Notification::State>(r[7].as<int>()));
+      n.set_attempts(r[8].as<int>());
+      n.set_last_error(r[9].as<std::string>());
+      *n.mutable_create_time() = Ts(r[10]);
+      if (n.state() == v1::Notification::PENDING) *n.mutable_next_attempt_time() = Ts(r[11]);
+      if (r[12].as<int64_t>() != 0) *n.mutable_deliver_time() = Ts(r[12]);
+      return n;
+    });
+  }
+
+  absl::StatusOr<std::vector<Delivery>> ClaimDeliveries(absl::Time now, absl::Duration lease,
+                                                        int limit) override {
+    auto r = w_.exec_params(
+        "UPDATE outbox o SET claimed_until = $2, attempts = o.attempts + 1 "
+        "FROM (SELECT id FROM outbox WHERE state = 1 AND next_attempt_time <= $1 "
+        "      AND claimed_until <= $1 ORDER BY next_attempt_time LIMIT $3 "
+        "      FOR UPDATE SKIP LOCKED) due "
+        "WHERE o.id = due.id "
+        "RETURNING o.id, o.tenant_id, o.channel, o.recipient, o.event, o.resource, o.subject, "
+        "o.body, o.attempts, COALESCE((SELECT webhook_secret FROM lockbox_policies p "
+        "WHERE p.tenant_id = o.tenant_id), '')",
+        Us(now), Us(now + lease), limit);
+    std::vector<Delivery> out;
+    for (const auto& row : r) {
+      Delivery d;
+      d.message = OutboundMessage{row[0].as<std::string>(), row[1].as<std::string>(),
+                                  static_cast<v1::Notification::Channel>(row[2].as<int>()),
+                                  row[3].as<std::string>(), row[4].as<std::string>(),
+                                  row[5].as<std::string>(), row[6].as<std::string>(),
+                                  row[7].as<std::string>()};
+      d.attempts = row[8].as<int>();
+      d.webhook_secret = row[9].as<std::string>();
+      out.push_back(std::move(d));
+    }
+    return out;
+  }
+
+  absl::Status RecordAttempt(const std::string& id, bool delivered, const std::string& error,
+                             bool give_up, absl::Time next_attempt, absl::Time now) override {
+    if (delivered) {
+      w_.exec_params(
+          "UPDATE outbox SET state = 2, deliver_time = $2, claimed_until = 0, last_error = '' "
+          "WHERE id = $1",
+          id, Us(now));
+    } else {
+      w_.exec_params(
+          "UPDATE outbox SET state = $2, next_attempt_time = $3, claimed_until = 0, "
+          "last_error = $4 WHERE id = $1",
+          id, give_up ? 3 : 1, Us(next_attempt), error.substr(0, 1000));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::optional<ClaimedRow>> ClaimExpiredRequest(absl::Time now) override {
+    return Claim(
+        "SELECT tenant_id, id FROM access_requests WHERE state = 1 AND expire_time <= $1 "
+        "ORDER BY expire_time LIMIT 1 FOR UPDATE SKIP LOCKED",
+        Us(now));
+  }
+
+  absl::StatusOr<std::optional<ClaimedRow>> ClaimExpiredGrant(absl::Time now) override {
+    return Claim(
+        "SELECT tenant_id, id FROM grants WHERE state = 1 AND expire_time <= $1 "
+        "ORDER BY expire_time LIMIT 1 FOR UPDATE SKIP LOCKED",
+        Us(now));
+  }
+
+  absl::StatusOr<std::optional<ClaimedRow>> ClaimReminder(absl::Time now,
+                                                          absl::Time expiring_before) override {
+    auto r = w_.exec_params(
+        "SELECT tenant_id, id FROM access_requests WHERE state = 1 AND NOT reminder_sent "
+        "AND expire_time <= $2 AND expire_time > $1 "
+        "ORDER BY expire_time LIMIT 1 FOR UPDATE SKIP LOCKED",
+        Us(now), Us(expiring_before));
+    if (r.empty()) return std::optional<ClaimedRow>();
+    return std::optional<ClaimedRow>(ClaimedRow{r[0][0].as<std::string>(), r[0][1].as<std::string>()});
+  }
+
+  absl::Status MarkReminded(const std::string& tenant, const std::string& id) override {
+    w_.exec_params(
+        "UPDATE access_requests SET reminder_sent = true WHERE tenant_id = $1 AND id = $2",
+        tenant, id);
+    return absl::OkStatus();
   }
 
   absl::StatusOr<std::optional<IdempotencyRecord>> GetIdempotencyRecord(

@@ -18,6 +18,7 @@
 #include "lockbox/v1/resources.pb.h"
 #include "server/domain/filter.h"
 #include "server/domain/identity.h"
+#include "server/domain/notifications.h"
 #include "server/domain/page_token.h"
 
 namespace lockbox {
@@ -33,6 +34,20 @@ struct ListQuery {
   int limit = 50;
   // For conditions on state, which is read as of this time.
   absl::Time now;
+};
+
+// A tenant-scoped row a sweep claimed: locked for this transaction, skipped
+// by every other replica's sweep until it commits.
+struct ClaimedRow {
+  std::string tenant;
+  std::string id;
+};
+
+// An outbox message claimed for sending.
+struct Delivery {
+  OutboundMessage message;
+  int attempts = 0;            // Including this one.
+  std::string webhook_secret;  // The tenant's, for webhooks.
 };
 
 struct IdempotencyRecord {
@@ -116,6 +131,42 @@ class Transaction {
   // Events of the tenant's log with sequence > after, in order.
   virtual absl::StatusOr<std::vector<v1::AuditEvent>> ReadAuditLog(
       const std::string& tenant, int64_t after, int limit) = 0;
+
+  // E-mail addresses of the bindings of `role` (in `tenant` for tenant
+  // roles), leaving out `except_principal`'s.
+  virtual absl::StatusOr<std::vector<std::string>> ContactEmails(
+      Role role, const std::string& tenant, const std::string& except_principal) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> EmailsOf(const std::string& principal) = 0;
+  // The tenant's webhook URL and secret ("" when none).
+  virtual absl::StatusOr<std::pair<std::string, std::string>> Webhook(
+      const std::string& tenant) = 0;
+  virtual absl::Status SetWebhook(const std::string& tenant, const std::string& url,
+                                  const std::string& secret) = 0;
+
+  // The outbox.
+  virtual absl::Status EnqueueMessages(const std::vector<OutboundMessage>& messages,
+                                       absl::Time now) = 0;
+  virtual absl::StatusOr<std::vector<v1::Notification>> ListNotifications(
+      const ListQuery& query) = 0;
+  // Claims up to `limit` messages due at `now` that no replica is sending,
+  // for `lease`; counts the attempt.
+  virtual absl::StatusOr<std::vector<Delivery>> ClaimDeliveries(absl::Time now,
+                                                                absl::Duration lease,
+                                                                int limit) = 0;
+  // After an attempt: delivered, or failed and either retried at
+  // `next_attempt` or, when `give_up`, FAILED for good.
+  virtual absl::Status RecordAttempt(const std::string& id, bool delivered,
+                                     const std::string& error, bool give_up,
+                                     absl::Time next_attempt, absl::Time now) = 0;
+
+  // Time-driven work: one due row, locked, or nullopt when none is left
+  // that another replica does not hold.
+  virtual absl::StatusOr<std::optional<ClaimedRow>> ClaimExpiredRequest(absl::Time now) = 0;
+  virtual absl::StatusOr<std::optional<ClaimedRow>> ClaimExpiredGrant(absl::Time now) = 0;
+  // A PENDING request expiring before `expiring_before` not yet reminded.
+  virtual absl::StatusOr<std::optional<ClaimedRow>> ClaimReminder(absl::Time now,
+                                                                  absl::Time expiring_before) = 0;
+  virtual absl::Status MarkReminded(const std::string& tenant, const std::string& id) = 0;
 
   virtual absl::StatusOr<std::optional<IdempotencyRecord>> GetIdempotencyRecord(
       const std::string& caller, const std::string& request_id) = 0;

@@ -15,6 +15,8 @@
 #include <sstream>
 #include <thread>
 
+#include <google/protobuf/util/json_util.h>
+
 #include "grpc/health/v1/health.grpc.pb.h"
 
 namespace lockbox::testing {
@@ -182,6 +184,70 @@ bool ServerProcess::WaitReady(const std::string& probe_cert, int seconds) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return false;
+}
+
+Receivers::Receivers(int smtp_port, int http_port, std::string webhook_secret)
+    : smtp_port_(smtp_port), http_port_(http_port), secret_(std::move(webhook_secret)) {
+  char tmpl[] = "/tmp/lockbox-receivers.XXXXXX";
+  dir_ = mkdtemp(tmpl);
+  Start();
+}
+
+Receivers::~Receivers() { Stop(); }
+
+void Receivers::Start() {
+  std::remove((dir_ + "/ready").c_str());
+  pid_ = fork();
+  if (pid_ == 0) {
+    std::string script = std::string(LOCKBOX_SOURCE_DIR) + "/tests/support/receivers.py";
+    std::string smtp = std::to_string(smtp_port_), http = std::to_string(http_port_);
+    execl("/usr/bin/python3", "python3", script.c_str(), "--smtp-port", smtp.c_str(),
+          "--http-port", http.c_str(), "--out", dir_.c_str(), "--secret", secret_.c_str(),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  Eventually([&] { return access((dir_ + "/ready").c_str(), F_OK) == 0; }, 20);
+}
+
+void Receivers::Stop() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+std::vector<google::protobuf::Struct> Receivers::Read(const std::string& file) const {
+  std::vector<google::protobuf::Struct> out;
+  std::ifstream in(dir_ + "/" + file);
+  std::string line;
+  while (std::getline(in, line)) {
+    google::protobuf::Struct s;
+    if (google::protobuf::util::JsonStringToMessage(line, &s).ok()) out.push_back(s);
+  }
+  return out;
+}
+
+std::vector<google::protobuf::Struct> Receivers::Mails() const { return Read("mail.jsonl"); }
+std::vector<google::protobuf::Struct> Receivers::Hooks() const { return Read("hooks.jsonl"); }
+
+std::string Str(const google::protobuf::Struct& s, const std::string& field) {
+  auto it = s.fields().find(field);
+  if (it == s.fields().end()) return "";
+  if (it->second.has_list_value() && it->second.list_value().values_size() > 0) {
+    return it->second.list_value().values(0).string_value();
+  }
+  if (it->second.has_bool_value()) return it->second.bool_value() ? "true" : "false";
+  return it->second.string_value();
+}
+
+bool Eventually(const std::function<bool()>& done, int seconds) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return done();
 }
 
 std::shared_ptr<grpc::Channel> MtlsChannel(const Certificates& certs, const std::string& name,

@@ -11,6 +11,10 @@
 #include <string>
 #include <vector>
 
+#include <google/protobuf/struct.pb.h>
+
+#include <functional>
+
 #include "lockbox/v1/access_request_service.grpc.pb.h"
 #include "lockbox/v1/audit_service.grpc.pb.h"
 #include "lockbox/v1/errors.pb.h"
@@ -78,6 +82,33 @@ class ServerProcess {
   int port_ = 0;
   int health_port_ = 0;
 };
+
+// The SMTP server and webhook endpoint of tests/support/receivers.py, as a
+// child process. What they received is read back as JSON objects.
+class Receivers {
+ public:
+  Receivers(int smtp_port, int http_port, std::string webhook_secret);
+  ~Receivers();
+  void Start();
+  void Stop();  // SIGKILL: the "SMTP server is down" case.
+  std::vector<google::protobuf::Struct> Mails() const;
+  std::vector<google::protobuf::Struct> Hooks() const;
+  int smtp_port() const { return smtp_port_; }
+  int http_port() const { return http_port_; }
+
+ private:
+  std::vector<google::protobuf::Struct> Read(const std::string& file) const;
+  int smtp_port_, http_port_;
+  std::string secret_;
+  std::string dir_;
+  pid_t pid_ = -1;
+};
+
+// Field of a JSON object as text ("" if missing).
+std::string Str(const google::protobuf::Struct& s, const std::string& field);
+
+// Waits up to `seconds` for `done()`; returns its last value.
+bool Eventually(const std::function<bool()>& done, int seconds = 30);
 
 // An mTLS channel presenting NAME.crt/key (NAME empty: no client certificate).
 std::shared_ptr<grpc::Channel> MtlsChannel(const Certificates& certs, const std::string& name,

@@ -34,6 +34,7 @@
 #include "lockbox/v1/access_request_service.grpc.pb.h"
 #include "lockbox/v1/audit_service.grpc.pb.h"
 #include "lockbox/v1/grant_service.grpc.pb.h"
+#include "lockbox/v1/notification_service.grpc.pb.h"
 #include "lockbox/v1/policy_service.grpc.pb.h"
 
 namespace lockbox {
@@ -164,6 +165,10 @@ class Client {
   Result<v1::ListAuditEventsResponse> ListAuditEvents(const v1::ListAuditEventsRequest& request);
   Result<v1::VerifyAuditLogResponse> VerifyAuditLog(const v1::VerifyAuditLogRequest& request);
 
+  // --- NotificationService ----------------------------------------------
+  Result<v1::ListNotificationsResponse> ListNotifications(
+      const v1::ListNotificationsRequest& request);
+
   const Options& options() const { return options_; }
 
  private:
@@ -182,6 +187,7 @@ class Client {
   std::unique_ptr<v1::AccessRequestService::Stub> requests_;
   std::unique_ptr<v1::GrantService::Stub> grants_;
   std::unique_ptr<v1::AuditService::Stub> audit_;
+  std::unique_ptr<v1::NotificationService::Stub> notifications_;
 };
 
 template <typename T>

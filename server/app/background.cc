@@ -1,0 +1,92 @@
+#include "server/app/background.h"
+
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+
+namespace lockbox {
+namespace {
+constexpr int kMaxPerRound = 1000;
+
+void LogError(const char* what, const absl::Status& s) {
+  std::fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"%s: %s\"}\n", what,
+               std::string(s.message()).c_str());
+}
+}  // namespace
+
+void Periodic::Start() {
+  thread_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopping_) {
+      lock.unlock();
+      tick_();
+      lock.lock();
+      cv_.wait_for(lock, absl::ToChronoMilliseconds(interval_), [this] { return stopping_; });
+    }
+  });
+}
+
+void Periodic::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+int Sweeper::RunOnce() {
+  int done = 0;
+  for (auto step : {&Lockbox::ExpireOneRequest, &Lockbox::ExpireOneGrant, &Lockbox::RemindOne}) {
+    for (int i = 0; i < kMaxPerRound; ++i) {
+      absl::StatusOr<bool> did = (lockbox_->*step)();
+      if (!did.ok()) {
+        LogError("sweep", did.status());
+        break;
+      }
+      if (!*did) break;
+      ++done;
+    }
+  }
+  return done;
+}
+
+int DeliveryWorker::RunOnce() {
+  std::vector<Delivery> claimed;
+  absl::Status status = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
+    auto got = tx.ClaimDeliveries(options_.clock->Now(), options_.lease, options_.batch);
+    if (!got.ok()) return got.status();
+    claimed = std::move(*got);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) {
+    LogError("claiming deliveries", status);
+    return 0;
+  }
+  for (const Delivery& d : claimed) {
+    MessageSender* sender =
+        d.message.channel == v1::Notification::WEBHOOK ? options_.webhook : options_.email;
+    absl::Status sent = sender->Send(d);
+    absl::Time now = options_.clock->Now();
+    bool give_up = !sent.ok() && (absl::IsFailedPrecondition(sent) ||
+                                  d.attempts >= options_.max_attempts);
+    absl::Duration backoff = options_.initial_backoff;
+    for (int i = 1; i < d.attempts && backoff < options_.max_backoff; ++i) backoff *= 2;
+    backoff = std::min(backoff, options_.max_backoff);
+    std::string error(sent.message());
+    absl::Status recorded =
+        options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
+          return tx.RecordAttempt(d.message.id, sent.ok(), error, give_up, now + backoff, now);
+        });
+    if (!recorded.ok()) LogError("recording a delivery", recorded);
+    if (!sent.ok()) {
+      std::fprintf(stderr,
+                   "{\"level\":\"warn\",\"msg\":\"delivery failed\",\"notification\":\"%s\","
+                   "\"attempt\":%d,\"final\":%s}\n",
+                   d.message.id.c_str(), d.attempts, give_up ? "true" : "false");
+    }
+  }
+  return static_cast<int>(claimed.size());
+}
+
+}  // namespace lockbox

@@ -1,0 +1,85 @@
+// The work every replica does in the background: the sweep records what
+// time decided, and the delivery worker sends the outbox. Both are safe with
+// any number of replicas doing the same at once.
+#ifndef LOCKBOX_SERVER_APP_BACKGROUND_H_
+#define LOCKBOX_SERVER_APP_BACKGROUND_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "server/app/lockbox.h"
+#include "server/store/store.h"
+
+namespace lockbox {
+
+// Sends one message over one channel. Thread-compatible: one worker calls it.
+class MessageSender {
+ public:
+  virtual ~MessageSender() = default;
+  // OK when the receiver took it. FAILED_PRECONDITION for a message that can
+  // never be sent (no point retrying); anything else is retried.
+  virtual absl::Status Send(const Delivery& delivery) = 0;
+};
+
+// A thread that calls `tick` every `interval` until stopped.
+class Periodic {
+ public:
+  Periodic(absl::Duration interval, std::function<void()> tick)
+      : interval_(interval), tick_(std::move(tick)) {}
+  ~Periodic() { Stop(); }
+  void Start();
+  void Stop();
+
+ private:
+  absl::Duration interval_;
+  std::function<void()> tick_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// Records expiries and reminders until none is due. Thread-safe.
+class Sweeper {
+ public:
+  explicit Sweeper(Lockbox* lockbox) : lockbox_(lockbox) {}
+  // One round; returns how many transitions it recorded.
+  int RunOnce();
+
+ private:
+  Lockbox* lockbox_;
+};
+
+struct DeliveryOptions {
+  Store* store = nullptr;           // Not owned.
+  const Clock* clock = nullptr;     // Not owned.
+  MessageSender* email = nullptr;   // Not owned.
+  MessageSender* webhook = nullptr; // Not owned.
+  int max_attempts = 10;
+  absl::Duration initial_backoff = absl::Seconds(2);
+  absl::Duration max_backoff = absl::Minutes(30);
+  // How long a claimed message is this replica's alone; longer than a send.
+  absl::Duration lease = absl::Minutes(2);
+  int batch = 20;
+};
+
+// Claims due messages, sends them, and records the outcome; a failure is
+// retried after initial_backoff * 2^(attempt-1) (at most max_backoff), and
+// after max_attempts the message is FAILED and listed as such.
+class DeliveryWorker {
+ public:
+  explicit DeliveryWorker(DeliveryOptions options) : options_(std::move(options)) {}
+  // One round; returns how many messages it attempted.
+  int RunOnce();
+
+ private:
+  DeliveryOptions options_;
+};
+
+}  // namespace lockbox
+
+#endif  // LOCKBOX_SERVER_APP_BACKGROUND_H_

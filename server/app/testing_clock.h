@@ -1,0 +1,50 @@
+// For tests only (lockboxd --testing-clock-offset-file): real time plus an
+// offset in seconds that a test writes to a file, so tests move time for
+// every replica without sleeping. Never use it in production.
+#ifndef LOCKBOX_SERVER_APP_TESTING_CLOCK_H_
+#define LOCKBOX_SERVER_APP_TESTING_CLOCK_H_
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "server/domain/clock.h"
+
+namespace lockbox {
+
+class FileOffsetClock final : public Clock {
+ public:
+  explicit FileOffsetClock(std::string path) : path_(std::move(path)) {
+    Reload();
+    thread_ = std::thread([this] {
+      while (!stopping_) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        Reload();
+      }
+    });
+  }
+  ~FileOffsetClock() override {
+    stopping_ = true;
+    thread_.join();
+  }
+  absl::Time Now() const override {
+    return absl::Now() + absl::Microseconds(offset_micros_.load());
+  }
+
+ private:
+  void Reload() {
+    std::ifstream in(path_);
+    double seconds = 0;
+    if (in >> seconds) offset_micros_ = static_cast<int64_t>(seconds * 1e6);
+  }
+  std::string path_;
+  std::atomic<int64_t> offset_micros_{0};
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+};
+
+}  // namespace lockbox
+
+#endif  // LOCKBOX_SERVER_APP_TESTING_CLOCK_H_

@@ -1,0 +1,234 @@
+#include "server/domain/notifications.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/domain/lifecycle.h"
+#include "server/domain/names.h"
+
+namespace lockbox {
+namespace {
+
+using v1::AccessRequest;
+
+std::string When(const google::protobuf::Timestamp& t) {
+  return absl::FormatTime("%Y-%m-%d %H:%M UTC", FromProto(t), absl::UTCTimeZone());
+}
+
+std::string Ticket(const AccessRequest& r) {
+  return r.reason() == AccessRequest::OPERATOR_INITIATED ? "Operator initiated"
+                                                         : r.support_ticket_id();
+}
+
+std::string TenantOf(const std::string& name) {
+  std::string rest = name.substr(name.find('/') + 1);
+  return rest.substr(0, rest.find('/'));
+}
+
+std::string Hours(const google::protobuf::Duration& d) {
+  return absl::FormatDuration(FromProto(d));
+}
+
+// The facts a person needs to decide, in every e-mail about a request.
+std::string Facts(const AccessRequest& r) {
+  std::string sources =
+      r.data_sources().empty() ? "all" : absl::StrJoin(r.data_sources(), ", ");
+  std::string out = absl::StrCat(
+      "Requested by:    ", r.requester(), "\n",
+      "Environment:     ", r.environment(), "\n",
+      "Data sources:    ", sources, "\n",
+      "Support ticket:  ", Ticket(r), "\n",
+      "Justification:   ", r.justification(), "\n",
+      "Requested at:    ", When(r.create_time()), "\n");
+  if (r.state() == AccessRequest::PENDING) {
+    absl::StrAppend(&out, "Decide before:   ", When(r.expire_time()), "\n");
+  }
+  absl::StrAppend(&out, "Access period:   ", Hours(r.access_duration()), "\n",
+                  "Status:          ", r.display_status(), "\n",
+                  "Request:         ", r.name(), "\n");
+  return out;
+}
+
+std::string LastDecision(const AccessRequest& r) {
+  if (r.decisions().empty()) return "";
+  const v1::Decision& d = *r.decisions().rbegin();
+  return absl::StrCat(d.verdict() == v1::Decision::APPROVE ? "Approved" : "Denied", " by ",
+                      d.reviewer(), d.via().empty() ? "" : absl::StrCat(" (via ", d.via(), ")"),
+                      " at the ",
+                      d.stage() == AccessRequest::CUSTOMER_REVIEW ? "customer" : "internal",
+                      " review", d.comment().empty() ? "" : absl::StrCat(": ", d.comment()));
+}
+
+std::string Json(const google::protobuf::Message& m) {
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(m, &out);
+  return out;
+}
+
+std::string Quote(const std::string& s) {
+  return absl::StrCat("\"", absl::CEscape(s), "\"");
+}
+
+std::vector<std::string> Unique(std::vector<std::string> a, const std::vector<std::string>& b = {}) {
+  a.insert(a.end(), b.begin(), b.end());
+  std::set<std::string> seen;
+  std::vector<std::string> out;
+  for (auto& x : a) {
+    if (!x.empty() && seen.insert(x).second) out.push_back(x);
+  }
+  return out;
+}
+
+void AddEmails(const std::vector<std::string>& to, const std::string& tenant,
+               const std::string& event, const std::string& resource, const std::string& subject,
+               const std::string& body, std::vector<OutboundMessage>* out) {
+  for (const std::string& address : Unique(to)) {
+    out->push_back(OutboundMessage{NewUuid(), tenant, v1::Notification::EMAIL, address, event,
+                                   resource, subject, body});
+  }
+}
+
+void AddWebhook(const Contacts& c, const std::string& tenant, const std::string& event,
+                const std::string& resource, const std::string& subject, absl::Time now,
+                const AccessRequest& r, const v1::Grant* grant,
+                std::vector<OutboundMessage>* out) {
+  if (c.webhook_url.empty()) return;
+  std::string id = NewUuid();
+  // JSON that the usual chat and ticketing integrations can take apart.
+  std::string body = absl::StrCat(
+      "{\"id\":", Quote(id), ",\"event\":", Quote(event), ",\"time\":",
+      Quote(absl::FormatTime(absl::RFC3339_full, now, absl::UTCTimeZone())),
+      ",\"tenant\":", Quote(tenant), ",\"text\":", Quote(subject),
+      ",\"access_request\":", Json(r), grant ? absl::StrCat(",\"grant\":", Json(*grant)) : "",
+      "}");
+  out->push_back(OutboundMessage{id, tenant, v1::Notification::WEBHOOK, c.webhook_url, event,
+                                 resource, subject, body});
+}
+
+}  // namespace
+
+std::vector<OutboundMessage> RequestMessages(RequestEvent event, const AccessRequest& r,
+                                             const v1::Grant* grant, const Contacts& c,
+                                             absl::Time now) {
+  std::vector<OutboundMessage> out;
+  const std::string tenant = TenantOf(r.name());
+  const std::string about = absl::StrCat(r.environment(), " (", Ticket(r), ")");
+  std::string name, subject, body;
+  std::vector<std::string> to;
+  switch (event) {
+    case RequestEvent::kCreated:
+      name = "access_request.created";
+      subject = absl::StrCat("[Lockbox] Review needed: access to ", about);
+      body = absl::StrCat(
+          "An engineer asks for access to customer data. Every request is reviewed by the "
+          "provider first.\n\n",
+          Facts(r),
+          "\nWhat to do: check the ticket and the justification, then approve or deny:\n"
+          "  lockboxctl approve ", r.name(), "\n  lockboxctl deny ", r.name(),
+          " --comment \"why\"\nYou cannot decide a request of your own.\n");
+      to = c.reviewers;
+      break;
+    case RequestEvent::kCustomerReview:
+      name = "access_request.customer_review";
+      subject = absl::StrCat("[Lockbox] Action needed: access request for ", about);
+      body = absl::StrCat(
+          "A provider engineer asks to access your organisation's data. The provider's "
+          "internal review approved it; nothing is accessed until you approve.\n\n",
+          Facts(r),
+          "\nWhat to do: approve or deny before ", When(r.expire_time()),
+          ". If nobody decides, the request expires and no access is given.\n"
+          "  lockboxctl approve ", r.name(), "\n  lockboxctl deny ", r.name(),
+          " --comment \"why\"\nor use your admin portal (Lockbox requests, \"Action needed\").\n");
+      to = Unique(c.tenant_admins, c.policy_emails);
+      break;
+    case RequestEvent::kDecided: {
+      name = "access_request.decided";
+      bool approved = r.state() == AccessRequest::APPROVED;
+      bool waiting = r.state() == AccessRequest::PENDING;
+      subject = absl::StrCat("[Lockbox] Your access request was ",
+                             approved ? "approved" : waiting ? "approved internally" : "denied",
+                             ": ", about);
+      std::string what;
+      if (approved) {
+        what = absl::StrCat("You have access",
+                            grant ? absl::StrCat(" until ", When(grant->expire_time()),
+                                                 " (grant ", grant->name(), ")")
+                                  : "",
+                            ". Release it when you are done:\n  lockboxctl release ",
+                            grant ? grant->name() : r.grant(), "\n");
+      } else if (waiting) {
+        what = absl::StrCat("It now waits for the customer, until ", When(r.expire_time()),
+                            ". You will be told when they decide.\n");
+      } else {
+        what = "No access is given. Create a new request if the reason changes.\n";
+      }
+      body = absl::StrCat(LastDecision(r), ".\n\n", Facts(r), "\n", what);
+      to = c.requester;
+      break;
+    }
+    case RequestEvent::kExpired:
+      name = "access_request.expired";
+      subject = absl::StrCat("[Lockbox] Your access request expired: ", about);
+      body = absl::StrCat("Nobody decided before ", When(r.expire_time()),
+                          ", so the request expired and no access is given.\n\n", Facts(r),
+                          "\nWhat to do: create a new request if you still need access, and "
+                          "ask the approvers to watch for it.\n");
+      to = c.requester;
+      break;
+    case RequestEvent::kReminder: {
+      name = "access_request.reminder";
+      bool customer = r.stage() == AccessRequest::CUSTOMER_REVIEW;
+      subject = absl::StrCat("[Lockbox] Reminder: decide by ", When(r.expire_time()), " on ",
+                             about);
+      body = absl::StrCat("This access request expires in less than 24 hours and still waits ",
+                          customer ? "for your organisation" : "for the provider's review",
+                          ".\n\n", Facts(r), "\nWhat to do: approve or deny it now:\n"
+                          "  lockboxctl approve ", r.name(), "\n  lockboxctl deny ", r.name(),
+                          " --comment \"why\"\n");
+      to = customer ? Unique(c.tenant_admins, c.policy_emails) : c.reviewers;
+      break;
+    }
+  }
+  AddEmails(to, tenant, name, r.name(), subject, body, &out);
+  AddWebhook(c, tenant, name, r.name(), subject, now, r, grant, &out);
+  return out;
+}
+
+std::vector<OutboundMessage> GrantEndedMessages(const v1::Grant& g, const AccessRequest& r,
+                                                const Contacts& c, absl::Time now) {
+  std::vector<OutboundMessage> out;
+  const std::string tenant = TenantOf(g.name());
+  std::string how = g.state() == v1::Grant::EXPIRED    ? "expired"
+                    : g.state() == v1::Grant::RELEASED ? "was released"
+                                                       : "was revoked";
+  std::string subject =
+      absl::StrCat("[Lockbox] Your access to ", g.environment(), " ", how, " (", Ticket(r), ")");
+  std::string body = absl::StrCat(
+      "Your grant ", g.name(), " ", how, " at ",
+      When(g.has_end_time() ? g.end_time() : g.expire_time()),
+      ". Data-plane services no longer let you in.\n\n", Facts(r),
+      "\nWhat to do: nothing, unless you still need access: then create a new request.\n");
+  AddEmails(c.requester, tenant, "grant.ended", g.name(), subject, body, &out);
+  AddWebhook(c, tenant, "grant.ended", g.name(), subject, now, r, &g, &out);
+  return out;
+}
+
+std::string WebhookSignature(const std::string& secret, int64_t unix_seconds,
+                             const std::string& body) {
+  std::string signed_text = absl::StrCat(unix_seconds, ".", body);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(signed_text.data()), signed_text.size(), mac, &len);
+  return absl::StrCat("t=", unix_seconds, ",v1=",
+                      absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(mac), len)));
+}
+
+}  // namespace lockbox

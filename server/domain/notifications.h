@@ -1,0 +1,64 @@
+// Who is told what, and what the message says (SPEC section 4). Pure: the
+// application layer puts the messages in the outbox in the same transaction
+// as the change they tell of; a delivery worker sends them later.
+#ifndef LOCKBOX_SERVER_DOMAIN_NOTIFICATIONS_H_
+#define LOCKBOX_SERVER_DOMAIN_NOTIFICATIONS_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "lockbox/v1/resources.pb.h"
+
+namespace lockbox {
+
+struct OutboundMessage {
+  std::string id;  // Idempotency key: Message-ID / X-Lockbox-Idempotency-Key.
+  std::string tenant;
+  v1::Notification::Channel channel = v1::Notification::EMAIL;
+  std::string recipient;  // E-mail address or webhook URL.
+  std::string event;
+  std::string resource;
+  std::string subject;
+  std::string body;  // Plain text for e-mail, JSON for webhooks.
+};
+
+// Everyone who may need telling about one request, from role bindings and
+// the tenant's policy.
+struct Contacts {
+  std::vector<std::string> reviewers;      // operator.reviewer, not the requester.
+  std::vector<std::string> tenant_admins;  // tenant.admin of the request's tenant.
+  std::vector<std::string> requester;      // The requester's own addresses.
+  std::vector<std::string> policy_emails;  // The policy's notification_emails.
+  std::string webhook_url;                 // The tenant's webhook, if any.
+};
+
+enum class RequestEvent {
+  kCreated,         // To reviewers.
+  kCustomerReview,  // To tenant admins and the policy's addresses.
+  kDecided,         // To the requester, after any approval or denial.
+  kExpired,         // To the requester.
+  kReminder,        // To whoever must decide now, 24 hours before expiry.
+};
+
+// The messages for one event of `request` (its state after the event).
+// `grant` is the grant an approval made, if any. Every event also goes to
+// the tenant's webhook when one is set.
+std::vector<OutboundMessage> RequestMessages(RequestEvent event, const v1::AccessRequest& request,
+                                             const v1::Grant* grant, const Contacts& contacts,
+                                             absl::Time now);
+
+// The requester's grant ended (expired, released or revoked).
+std::vector<OutboundMessage> GrantEndedMessages(const v1::Grant& grant,
+                                                const v1::AccessRequest& request,
+                                                const Contacts& contacts, absl::Time now);
+
+// "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>", the value
+// of the X-Lockbox-Signature header. Receivers recompute it and reject old
+// timestamps to stop replays.
+std::string WebhookSignature(const std::string& secret, int64_t unix_seconds,
+                             const std::string& body);
+
+}  // namespace lockbox
+
+#endif  // LOCKBOX_SERVER_DOMAIN_NOTIFICATIONS_H_

@@ -1,0 +1,136 @@
+#include "server/notify/senders.h"
+
+#include <curl/curl.h>
+
+#include <memory>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "server/domain/notifications.h"
+#include "server/domain/status.h"
+
+namespace lockbox {
+namespace {
+
+struct CurlDeleter {
+  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+};
+struct SlistDeleter {
+  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+};
+
+struct Upload {
+  const std::string* data;
+  size_t offset = 0;
+};
+
+size_t ReadUpload(char* buffer, size_t size, size_t n, void* user) {
+  auto* up = static_cast<Upload*>(user);
+  size_t room = size * n;
+  size_t left = up->data->size() - up->offset;
+  size_t take = std::min(room, left);
+  std::memcpy(buffer, up->data->data() + up->offset, take);
+  up->offset += take;
+  return take;
+}
+
+size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
+
+absl::Status Transient(const std::string& what) {
+  return Error(absl::StatusCode::kUnavailable, "DELIVERY_FAILED", what);
+}
+
+// RFC 2047, so any UTF-8 in a subject survives every mail system.
+std::string EncodedWord(const std::string& text) {
+  return absl::StrCat("=?UTF-8?B?", absl::Base64Escape(text), "?=");
+}
+
+}  // namespace
+
+std::string FormatEmail(const std::string& from, const Delivery& d, absl::Time now) {
+  const OutboundMessage& m = d.message;
+  std::string body = absl::StrReplaceAll(m.body, {{"\r\n", "\n"}});
+  body = absl::StrReplaceAll(body, {{"\n", "\r\n"}});
+  return absl::StrCat(
+      "From: Lockbox <", from, ">\r\n", "To: <", m.recipient, ">\r\n",
+      "Subject: ", EncodedWord(m.subject), "\r\n",
+      "Date: ", absl::FormatTime("%a, %d %b %Y %H:%M:%S +0000", now, absl::UTCTimeZone()), "\r\n",
+      "Message-ID: <", m.id, "@lockbox>\r\n", "X-Lockbox-Idempotency-Key: ", m.id, "\r\n",
+      "X-Lockbox-Event: ", m.event, "\r\n", "X-Lockbox-Resource: ", m.resource, "\r\n",
+      "MIME-Version: 1.0\r\n",
+      "Content-Type: text/plain; charset=utf-8\r\n", "Content-Transfer-Encoding: 8bit\r\n",
+      "\r\n", body);
+}
+
+absl::Status SmtpSender::Send(const Delivery& d) {
+  if (options_.url.empty()) {
+    return Error(absl::StatusCode::kFailedPrecondition, "EMAIL_NOT_CONFIGURED",
+                 "no --smtp-url is configured, so e-mail cannot be sent");
+  }
+  std::string message = FormatEmail(options_.from, d, clock_->Now());
+  std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
+  if (!curl) return Transient("curl_easy_init failed");
+  std::unique_ptr<curl_slist, SlistDeleter> rcpt(
+      curl_slist_append(nullptr, absl::StrCat("<", d.message.recipient, ">").c_str()));
+  std::string from = absl::StrCat("<", options_.from, ">");
+  Upload up{&message};
+  CURL* c = curl.get();
+  curl_easy_setopt(c, CURLOPT_URL, options_.url.c_str());
+  curl_easy_setopt(c, CURLOPT_MAIL_FROM, from.c_str());
+  curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt.get());
+  curl_easy_setopt(c, CURLOPT_READFUNCTION, ReadUpload);
+  curl_easy_setopt(c, CURLOPT_READDATA, &up);
+  curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+  // STARTTLS whenever the server offers it (smtps:// is TLS from the start).
+  curl_easy_setopt(c, CURLOPT_USE_SSL, static_cast<long>(CURLUSESSL_TRY));
+  if (!options_.username.empty()) {
+    curl_easy_setopt(c, CURLOPT_USERNAME, options_.username.c_str());
+    curl_easy_setopt(c, CURLOPT_PASSWORD, options_.password.c_str());
+  }
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(options_.timeout)));
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  CURLcode res = curl_easy_perform(c);
+  if (res != CURLE_OK) return Transient(absl::StrCat("SMTP: ", curl_easy_strerror(res)));
+  return absl::OkStatus();
+}
+
+absl::Status WebhookSender::Send(const Delivery& d) {
+  if (d.webhook_secret.empty()) {
+    return Error(absl::StatusCode::kFailedPrecondition, "WEBHOOK_NOT_CONFIGURED",
+                 "the tenant's webhook has no secret to sign with");
+  }
+  const std::string& body = d.message.body;
+  std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
+  if (!curl) return Transient("curl_easy_init failed");
+  curl_slist* raw = nullptr;
+  for (const std::string& h :
+       {std::string("Content-Type: application/json"),
+        absl::StrCat("X-Lockbox-Signature: ",
+                     WebhookSignature(d.webhook_secret, absl::ToUnixSeconds(clock_->Now()), body)),
+        absl::StrCat("X-Lockbox-Idempotency-Key: ", d.message.id),
+        absl::StrCat("X-Lockbox-Event: ", d.message.event), std::string("Expect:")}) {
+    raw = curl_slist_append(raw, h.c_str());
+  }
+  std::unique_ptr<curl_slist, SlistDeleter> headers(raw);
+  CURL* c = curl.get();
+  curl_easy_setopt(c, CURLOPT_URL, d.message.recipient.c_str());
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
+  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+  curl_easy_setopt(c, CURLOPT_USERAGENT, "lockbox-webhook/1");
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Discard);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(absl::ToInt64Milliseconds(timeout_)));
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  CURLcode res = curl_easy_perform(c);
+  if (res != CURLE_OK) return Transient(absl::StrCat("webhook: ", curl_easy_strerror(res)));
+  long code = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  if (code < 200 || code >= 300) return Transient(absl::StrCat("webhook: HTTP ", code));
+  return absl::OkStatus();
+}
+
+}  // namespace lockbox
