@@ -54,7 +54,7 @@ int Sweeper::RunOnce() {
 int DeliveryWorker::RunOnce() {
   std::vector<Delivery> claimed;
   absl::Status status = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
-    auto got = tx.ClaimDeliveries(options_.clock->Now(), options_.lease, options_.batch);
+    auto got = tx.ClaimDeliveries(options_.lease, options_.batch);
     if (!got.ok()) return got.status();
     claimed = std::move(*got);
     return absl::OkStatus();
@@ -76,7 +76,7 @@ int DeliveryWorker::RunOnce() {
     std::string error(sent.message());
     absl::Status recorded =
         options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
-          return tx.RecordAttempt(d.message.id, sent.ok(), error, give_up, now + backoff, now);
+          return tx.RecordAttempt(d.message.id, sent.ok(), error, give_up, backoff, now);
         });
     if (!recorded.ok()) LogError("recording a delivery", recorded);
     if (!sent.ok()) {

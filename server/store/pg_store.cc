@@ -22,6 +22,9 @@ namespace lockbox {
 namespace {
 
 constexpr int kMaxAttempts = 4;
+// The database's clock in microseconds: what outbox scheduling runs on.
+#define LOCKBOX_DB_NOW_US "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
+
 // The NOTIFY channel that carries the IDs of changed access requests.
 constexpr char kRequestChannel[] = "lockbox_access_requests";
 // Any constant works; it only has to be the same for every replica.
@@ -765,7 +768,8 @@ class PgTransaction final : public Transaction {
       w_.exec_params(
           "INSERT INTO outbox (id, tenant_id, channel, recipient, event, resource, subject, body, "
           "state, attempts, next_attempt_time, claimed_until, last_error, create_time, "
-          "deliver_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, 0, $9, 0, '', $9, 0)",
+          "deliver_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, 0, " LOCKBOX_DB_NOW_US
+          ", 0, '', $9, 0)",
           m.id, m.tenant, static_cast<int>(m.channel), m.recipient, m.event, m.resource,
           m.subject, m.body, Us(now));
     }
@@ -807,18 +811,19 @@ class PgTransaction final : public Transaction {
     });
   }
 
-  absl::StatusOr<std::vector<Delivery>> ClaimDeliveries(absl::Time now, absl::Duration lease,
+  absl::StatusOr<std::vector<Delivery>> ClaimDeliveries(absl::Duration lease,
                                                         int limit) override {
     auto r = w_.exec_params(
-        "UPDATE outbox o SET claimed_until = $2, attempts = o.attempts + 1 "
-        "FROM (SELECT id FROM outbox WHERE state = 1 AND next_attempt_time <= $1 "
-        "      AND claimed_until <= $1 ORDER BY next_attempt_time LIMIT $3 "
+        "UPDATE outbox o SET claimed_until = " LOCKBOX_DB_NOW_US " + $1, "
+        "attempts = o.attempts + 1 "
+        "FROM (SELECT id FROM outbox WHERE state = 1 AND next_attempt_time <= " LOCKBOX_DB_NOW_US
+        "      AND claimed_until <= " LOCKBOX_DB_NOW_US " ORDER BY next_attempt_time LIMIT $2 "
         "      FOR UPDATE SKIP LOCKED) due "
         "WHERE o.id = due.id "
         "RETURNING o.id, o.tenant_id, o.channel, o.recipient, o.event, o.resource, o.subject, "
         "o.body, o.attempts, COALESCE((SELECT webhook_secret FROM lockbox_policies p "
         "WHERE p.tenant_id = o.tenant_id), '')",
-        Us(now), Us(now + lease), limit);
+        absl::ToInt64Microseconds(lease), limit);
     std::vector<Delivery> out;
     for (const auto& row : r) {
       Delivery d;
@@ -835,7 +840,7 @@ class PgTransaction final : public Transaction {
   }
 
   absl::Status RecordAttempt(const std::string& id, bool delivered, const std::string& error,
-                             bool give_up, absl::Time next_attempt, absl::Time now) override {
+                             bool give_up, absl::Duration retry_after, absl::Time now) override {
     if (delivered) {
       w_.exec_params(
           "UPDATE outbox SET state = 2, deliver_time = $2, claimed_until = 0, last_error = '' "
@@ -843,9 +848,9 @@ class PgTransaction final : public Transaction {
           id, Us(now));
     } else {
       w_.exec_params(
-          "UPDATE outbox SET state = $2, next_attempt_time = $3, claimed_until = 0, "
-          "last_error = $4 WHERE id = $1",
-          id, give_up ? 3 : 1, Us(next_attempt), error.substr(0, 1000));
+          "UPDATE outbox SET state = $2, next_attempt_time = " LOCKBOX_DB_NOW_US " + $3, "
+          "claimed_until = 0, last_error = $4 WHERE id = $1",
+          id, give_up ? 3 : 1, absl::ToInt64Microseconds(retry_after), error.substr(0, 1000));
     }
     return absl::OkStatus();
   }

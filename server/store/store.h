@@ -148,16 +148,17 @@ class Transaction {
                                        absl::Time now) = 0;
   virtual absl::StatusOr<std::vector<v1::Notification>> ListNotifications(
       const ListQuery& query) = 0;
-  // Claims up to `limit` messages due at `now` that no replica is sending,
-  // for `lease`; counts the attempt.
-  virtual absl::StatusOr<std::vector<Delivery>> ClaimDeliveries(absl::Time now,
-                                                                absl::Duration lease,
+  // Claims up to `limit` due messages that no replica is sending, for
+  // `lease`, and counts the attempt. Scheduling (due times, leases) runs on
+  // the database's clock, the one clock every replica shares, so clock skew
+  // between replicas can never make two of them send the same message.
+  virtual absl::StatusOr<std::vector<Delivery>> ClaimDeliveries(absl::Duration lease,
                                                                 int limit) = 0;
-  // After an attempt: delivered, or failed and either retried at
-  // `next_attempt` or, when `give_up`, FAILED for good.
+  // After an attempt: delivered (at `now`), or failed and either retried
+  // `retry_after` from now or, when `give_up`, FAILED for good.
   virtual absl::Status RecordAttempt(const std::string& id, bool delivered,
                                      const std::string& error, bool give_up,
-                                     absl::Time next_attempt, absl::Time now) = 0;
+                                     absl::Duration retry_after, absl::Time now) = 0;
 
   // Time-driven work: one due row, locked, or nullopt when none is left
   // that another replica does not hold.

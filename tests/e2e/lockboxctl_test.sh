@@ -45,8 +45,11 @@ set -e
 ctl dana audit verify contoso | grep -q "^OK: verified" || fail "audit verify"
 ctl dana audit list contoso --filter "action = access_request.deny" | grep -q access_request.deny ||
   fail "audit list"
+ctl dana notifications list contoso >/dev/null || fail "notifications list"
+ctl dana --json notifications list contoso --failed >/dev/null || fail "notifications list --failed"
 for cmd in "" tenants policy environments bindings request requests approve deny cancel grants \
-           grant release revoke check audit "audit list" "audit verify" "request create"; do
+           grant release revoke check audit "audit list" "audit verify" "request create" \
+           notifications "notifications list"; do
   ctl alice $cmd --help >/dev/null || fail "lockboxctl $cmd --help"
 done
 echo "1 passed, 0 failed"

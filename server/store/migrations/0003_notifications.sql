@@ -11,7 +11,10 @@ CREATE INDEX access_requests_due_reminder ON access_requests (expire_time)
 CREATE INDEX grants_due ON grants (expire_time) WHERE state = 1;
 
 -- Messages written in the same transaction as the change they tell of, and
--- sent afterwards by a delivery worker in any replica.
+-- sent afterwards by a delivery worker in any replica. next_attempt_time and
+-- claimed_until are on the database's clock (shared by every replica, so
+-- clock skew cannot make two replicas send one message); create_time and
+-- deliver_time are the server's clock, like every other time.
 CREATE TABLE outbox (
   id                 uuid PRIMARY KEY,  -- also the receivers' idempotency key
   tenant_id          text NOT NULL,
