@@ -46,6 +46,7 @@ struct Settings {
   std::string smtp_url;
   std::string smtp_from = "lockbox@localhost.localdomain";
   std::string smtp_credentials_file;
+  std::string smtp_ca_file;
   int sweep_interval_ms = 1000;
   int delivery_interval_ms = 1000;
   int delivery_max_attempts = 10;
@@ -147,6 +148,9 @@ int main(int argc, char** argv) {
                  "File whose first line is user:password (else LOCKBOX_SMTP_USERNAME and "
                  "LOCKBOX_SMTP_PASSWORD)")
       ->envname("LOCKBOX_SMTP_CREDENTIALS_FILE");
+  app.add_option("--smtp-ca-file", s.smtp_ca_file,
+                 "PEM CA bundle for the SMTP server's certificate (default: the system's)")
+      ->envname("LOCKBOX_SMTP_CA_FILE");
   app.add_option("--sweep-interval-ms", s.sweep_interval_ms,
                  "How often this replica records expiries and sends reminders")
       ->envname("LOCKBOX_SWEEP_INTERVAL_MS")->check(CLI::Range(10, 3600000))->capture_default_str();
@@ -165,6 +169,7 @@ int main(int argc, char** argv) {
   lockbox::SmtpOptions smtp;
   smtp.url = s.smtp_url;
   smtp.from = s.smtp_from;
+  smtp.ca_file = s.smtp_ca_file;
   {
     std::string error;
     if (!LoadSmtpCredentials(s.smtp_credentials_file, &smtp, &error)) return Fail(error);

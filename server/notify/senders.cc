@@ -84,6 +84,7 @@ absl::Status SmtpSender::Send(const Delivery& d) {
   curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
   // STARTTLS whenever the server offers it (smtps:// is TLS from the start).
   curl_easy_setopt(c, CURLOPT_USE_SSL, static_cast<long>(CURLUSESSL_TRY));
+  if (!options_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, options_.ca_file.c_str());
   if (!options_.username.empty()) {
     curl_easy_setopt(c, CURLOPT_USERNAME, options_.username.c_str());
     curl_easy_setopt(c, CURLOPT_PASSWORD, options_.password.c_str());

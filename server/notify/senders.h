@@ -17,6 +17,8 @@ struct SmtpOptions {
   std::string from = "lockbox@localhost.localdomain";
   std::string username;  // From a file or the environment, never a flag value.
   std::string password;
+  // PEM CA bundle for the SMTP server's certificate; empty: the system's.
+  std::string ca_file;
   absl::Duration timeout = absl::Seconds(30);
 };
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <lockbox/client.h>
 
+#include <algorithm>
 #include <fstream>
 #include <thread>
 #include <map>
@@ -29,10 +30,15 @@ class Stack {
     SetOffset(0);
     for (const char* who : {"alice", "bob", "carol"}) certs.Make(who, std::string("operator/") + who);
     std::vector<std::string> flags = {
-        "--smtp-url=smtp://127.0.0.1:" + std::to_string(receivers.smtp_port()),
         "--smtp-from=lockbox@provider.example", "--sweep-interval-ms=100",
         "--delivery-interval-ms=100", "--delivery-backoff-ms=300",
         "--testing-clock-offset-file=" + clock_file};
+    bool own_smtp = std::any_of(extra.begin(), extra.end(), [](const std::string& f) {
+      return f.rfind("--smtp-url=", 0) == 0;
+    });
+    if (!own_smtp) {
+      flags.push_back("--smtp-url=smtp://127.0.0.1:" + std::to_string(receivers.smtp_port()));
+    }
     flags.insert(flags.end(), extra.begin(), extra.end());
     for (int i = 0; i < replicas; ++i) {
       servers.push_back(std::make_unique<ServerProcess>(certs, db.url(), Id("operator/admin"), flags));
@@ -225,6 +231,21 @@ TEST(NotificationTest, EveryoneIsToldExactlyWhatTheyNeed) {
   ASSERT_TRUE(s.As("alice")->ReleaseGrant(rel).ok());
   ASSERT_TRUE(Eventually([&] {
     return s.MailsAbout(rel.name()).count({"alice@provider.example", "grant.ended"}) == 1;
+  }));
+}
+
+TEST(NotificationTest, EmailUsesStartTlsWhenTheServerOffersIt) {
+  // This SMTP server refuses mail until STARTTLS: a delivery proves TLS.
+  Certificates tls_certs(kTd);
+  Receivers tls(FreePort(), 0, "", tls_certs.Path("server.crt"), tls_certs.Path("server.key"));
+  Stack s(1, {"--smtp-url=smtp://127.0.0.1:" + std::to_string(tls.smtp_port()),
+              "--smtp-ca-file=" + tls_certs.Path("ca.crt")});
+  s.Tenant("tlsco", false);
+  v1::AccessRequest r = s.Create("tlsco");
+  ASSERT_TRUE(Eventually([&] {
+    int n = 0;
+    for (const auto& m : tls.Mails()) n += Str(m, "resource") == r.name();
+    return n == 2;
   }));
 }
 

@@ -186,8 +186,13 @@ bool ServerProcess::WaitReady(const std::string& probe_cert, int seconds) {
   return false;
 }
 
-Receivers::Receivers(int smtp_port, int http_port, std::string webhook_secret)
-    : smtp_port_(smtp_port), http_port_(http_port), secret_(std::move(webhook_secret)) {
+Receivers::Receivers(int smtp_port, int http_port, std::string webhook_secret,
+                     std::string tls_cert, std::string tls_key)
+    : smtp_port_(smtp_port),
+      http_port_(http_port),
+      secret_(std::move(webhook_secret)),
+      tls_cert_(std::move(tls_cert)),
+      tls_key_(std::move(tls_key)) {
   char tmpl[] = "/tmp/lockbox-receivers.XXXXXX";
   dir_ = mkdtemp(tmpl);
   Start();
@@ -203,6 +208,7 @@ void Receivers::Start() {
     std::string smtp = std::to_string(smtp_port_), http = std::to_string(http_port_);
     execl("/usr/bin/python3", "python3", script.c_str(), "--smtp-port", smtp.c_str(),
           "--http-port", http.c_str(), "--out", dir_.c_str(), "--secret", secret_.c_str(),
+          "--smtp-tls-cert", tls_cert_.c_str(), "--smtp-tls-key", tls_key_.c_str(),
           static_cast<char*>(nullptr));
     _exit(127);
   }

@@ -87,7 +87,9 @@ class ServerProcess {
 // child process. What they received is read back as JSON objects.
 class Receivers {
  public:
-  Receivers(int smtp_port, int http_port, std::string webhook_secret);
+  // With `tls_cert`/`tls_key`, the SMTP server requires STARTTLS.
+  Receivers(int smtp_port, int http_port, std::string webhook_secret, std::string tls_cert = "",
+            std::string tls_key = "");
   ~Receivers();
   void Start();
   void Stop();  // SIGKILL: the "SMTP server is down" case.
@@ -100,6 +102,7 @@ class Receivers {
   std::vector<google::protobuf::Struct> Read(const std::string& file) const;
   int smtp_port_, http_port_;
   std::string secret_;
+  std::string tls_cert_, tls_key_;
   std::string dir_;
   pid_t pid_ = -1;
 };

@@ -20,6 +20,8 @@ parser.add_argument("--smtp-port", type=int, default=0)
 parser.add_argument("--http-port", type=int, default=0)
 parser.add_argument("--out", required=True)
 parser.add_argument("--secret", default="")
+parser.add_argument("--smtp-tls-cert", default="", help="require STARTTLS with this certificate")
+parser.add_argument("--smtp-tls-key", default="")
 args = parser.parse_args()
 lock = threading.Lock()
 
@@ -61,7 +63,13 @@ class Hook(BaseHTTPRequestHandler):
 
 
 if args.smtp_port:
-    Controller(Mail(), hostname="127.0.0.1", port=args.smtp_port).start()
+    tls = {}
+    if args.smtp_tls_cert:
+        import ssl
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.smtp_tls_cert, args.smtp_tls_key)
+        tls = {"tls_context": context, "require_starttls": True}
+    Controller(Mail(), hostname="127.0.0.1", port=args.smtp_port, **tls).start()
 if args.http_port:
     server = ThreadingHTTPServer(("127.0.0.1", args.http_port), Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
