@@ -3,6 +3,12 @@
 #include <lockbox/client.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <sstream>
+
+#include "server/domain/audit_signing.h"
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <condition_variable>
@@ -15,6 +21,7 @@
 namespace {
 
 using namespace lockbox;  // NOLINT: a small program.
+using lockbox::Client;
 
 // Exit codes scripts can rely on.
 enum Exit {
@@ -757,22 +764,114 @@ int main(int argc, char** argv) {
         t.Print();
       });
     });
-    static std::string vt;
-    auto* v = audit->add_subcommand("verify", "Recompute the hash chain");
-    v->add_option("TENANT", vt, "Tenant ID, or - for the global log")->required();
-    on(v, [&](Client& cl) -> int {
+    static std::string vt, vfile, vkey;
+    auto* v = audit->add_subcommand(
+        "verify", "Recompute the hash chain and check the signed checkpoints, on the server or "
+                  "offline against an export (--file) and the public key (--public-key)");
+    v->add_option("TENANT", vt, "Tenant ID, or - for the global log (online)");
+    v->add_option("--file", vfile, "A JSON Lines export to verify offline");
+    v->add_option("--public-key", vkey, "PEM public key (lockboxctl audit public-key)");
+    auto print_verify = [](const v1::VerifyAuditLogResponse& resp) {
+      if (resp.ok()) {
+        std::cout << "OK: " << resp.detail() << "\n";
+      } else {
+        std::cout << "TAMPERED: first bad event " << resp.first_bad_event() << ": " << resp.detail() << "\n";
+      }
+    };
+    on(v, [&, print_verify](Client& cl) -> int {
+      if (!vfile.empty()) {
+        // Offline: nothing but the file and the key.
+        std::ifstream in(vfile);
+        if (!in) return Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "cannot read " + vfile));
+        std::string pem;
+        if (!vkey.empty()) {
+          std::ifstream k(vkey);
+          std::stringstream ss;
+          ss << k.rdbuf();
+          pem = ss.str();
+          if (pem.empty()) return Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "cannot read " + vkey));
+        }
+        std::vector<v1::AuditCheckpoint> checkpoints;
+        std::string line;
+        std::streampos events_start = in.tellg();
+        // Checkpoints come first in an export.
+        while (std::getline(in, line)) {
+          if (line.rfind("{\"checkpoint\":", 0) != 0) break;
+          v1::AuditEvent e;
+          v1::AuditCheckpoint c;
+          bool is_checkpoint = false;
+          if (!ParseExportLine(line, &e, &c, &is_checkpoint).ok()) break;
+          checkpoints.push_back(c);
+          events_start = in.tellg();
+        }
+        auto verifier = ChainVerifier::Create(pem, std::move(checkpoints));
+        if (!verifier.ok()) return Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(verifier.status().message())));
+        in.clear();
+        in.seekg(events_start);
+        while (std::getline(in, line)) {
+          if (line.empty()) continue;
+          v1::AuditEvent e;
+          v1::AuditCheckpoint c;
+          bool is_checkpoint = false;
+          if (!ParseExportLine(line, &e, &c, &is_checkpoint).ok() || is_checkpoint) {
+            return Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "not a JSON Lines audit export: " + line.substr(0, 80)));
+          }
+          if (!verifier->Add(e)) break;
+        }
+        v1::VerifyAuditLogResponse resp = verifier->Finish();
+        if (pem.empty()) resp.set_detail(resp.detail() + " (signatures not checked: no --public-key)");
+        if (g.json) {
+          std::cout << Json(resp);
+        } else {
+          print_verify(resp);
+        }
+        return resp.ok() ? kOk : kFailed;
+      }
+      if (vt.empty()) return Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "give TENANT or --file"));
       v1::VerifyAuditLogRequest r;
       if (vt != "-") r.set_parent(TenantName(vt));
       auto res = cl.VerifyAuditLog(r);
-      int rc = Show(g, res, [](const v1::VerifyAuditLogResponse& resp) {
-        if (resp.ok()) {
-          std::cout << "OK: " << resp.detail() << "\n";
-        } else {
-          std::cout << "TAMPERED: first bad event " << resp.first_bad_event() << ": " << resp.detail() << "\n";
-        }
-      });
+      int rc = Show(g, res, print_verify);
       if (rc == kOk && !res->ok()) return kFailed;
       return rc;
+    });
+    static std::string et, efilter, eformat = "jsonl", eout;
+    auto* e = audit->add_subcommand("export", "Write the log (or a filtered part) to a file");
+    e->add_option("TENANT", et, "Tenant ID, or - for the global log")->required();
+    e->add_option("--filter", efilter, "A filtered export cannot be verified offline");
+    e->add_option("--format", eformat, "jsonl or csv")->check(CLI::IsMember({"jsonl", "csv"}))->capture_default_str();
+    e->add_option("--output", eout, "File to write")->required();
+    on(e, [&](Client& cl) -> int {
+      v1::ExportAuditEventsRequest r;
+      if (et != "-") r.set_parent(TenantName(et));
+      r.set_filter(efilter);
+      r.set_format(eformat == "csv" ? v1::ExportAuditEventsRequest::CSV
+                                    : v1::ExportAuditEventsRequest::JSON_LINES);
+      std::ofstream out(eout, std::ios::binary | std::ios::trunc);
+      if (!out) return Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "cannot write " + eout));
+      auto bytes = cl.ExportAuditEvents(r, [&](const std::string& chunk) {
+        out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+        return static_cast<bool>(out);
+      }, std::chrono::hours(24));
+      if (!bytes.ok()) return Fail(bytes.status());
+      out.close();
+      std::fprintf(stderr, "wrote %lld bytes to %s\n", static_cast<long long>(*bytes), eout.c_str());
+      return kOk;
+    });
+    auto* pk = audit->add_subcommand("public-key", "Print the PEM key that verifies checkpoints");
+    on(pk, [&](Client& cl) {
+      return Show(g, cl.GetAuditPublicKey(v1::GetAuditPublicKeyRequest()),
+                  [](const v1::AuditPublicKey& k) { std::cout << k.public_key_pem(); });
+    });
+    static std::string ct;
+    auto* cp = audit->add_subcommand("checkpoint", "Sign the log's head now");
+    cp->add_option("TENANT", ct, "Tenant ID, or - for the global log")->required();
+    on(cp, [&](Client& cl) {
+      v1::CreateAuditCheckpointRequest r;
+      if (ct != "-") r.set_parent(TenantName(ct));
+      return Show(g, cl.CreateAuditCheckpoint(r), [](const v1::AuditCheckpoint& c) {
+        std::cout << c.name() << "  head " << c.head_hash() << "  key " << c.key_id() << "\n";
+      });
     });
   }
 

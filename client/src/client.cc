@@ -202,11 +202,36 @@ LOCKBOX_CHANGE(grants_, ReleaseGrant, v1::ReleaseGrantRequest, v1::Grant)
 LOCKBOX_CHANGE(grants_, RevokeGrant, v1::RevokeGrantRequest, v1::Grant)
 LOCKBOX_READ(audit_, ListAuditEvents, v1::ListAuditEventsRequest, v1::ListAuditEventsResponse)
 LOCKBOX_READ(audit_, VerifyAuditLog, v1::VerifyAuditLogRequest, v1::VerifyAuditLogResponse)
+LOCKBOX_READ(audit_, CreateAuditCheckpoint, v1::CreateAuditCheckpointRequest,
+             v1::AuditCheckpoint)
+LOCKBOX_READ(audit_, ListAuditCheckpoints, v1::ListAuditCheckpointsRequest,
+             v1::ListAuditCheckpointsResponse)
+LOCKBOX_READ(audit_, GetAuditPublicKey, v1::GetAuditPublicKeyRequest, v1::AuditPublicKey)
 LOCKBOX_READ(notifications_, ListNotifications, v1::ListNotificationsRequest,
              v1::ListNotificationsResponse)
 
 #undef LOCKBOX_READ
 #undef LOCKBOX_CHANGE
+
+Result<int64_t> Client::ExportAuditEvents(const v1::ExportAuditEventsRequest& request,
+                                          const std::function<bool(const std::string&)>& sink,
+                                          std::chrono::milliseconds timeout) {
+  auto ctx = NewContext(Clock::now() + timeout);
+  auto reader = audit_->ExportAuditEvents(ctx.get(), request);
+  v1::ExportAuditEventsResponse chunk;
+  int64_t bytes = 0;
+  while (reader->Read(&chunk)) {
+    bytes += static_cast<int64_t>(chunk.data().size());
+    if (!sink(chunk.data())) {
+      ctx->TryCancel();
+      reader->Finish();
+      return grpc::Status(grpc::StatusCode::CANCELLED, "stopped by the caller");
+    }
+  }
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) return status;
+  return bytes;
+}
 
 Result<v1::AccessRequest> Client::WatchAccessRequest(const v1::WatchAccessRequestRequest& request,
                                                      std::chrono::milliseconds timeout,

@@ -48,6 +48,14 @@ int Sweeper::RunOnce() {
       ++done;
     }
   }
+  if (checkpoint_age_ > absl::ZeroDuration()) {
+    absl::StatusOr<int> signed_now = lockbox_->CheckpointIdleLogs(checkpoint_age_);
+    if (!signed_now.ok()) {
+      LogError("checkpoint", signed_now.status());
+    } else {
+      done += *signed_now;
+    }
+  }
   return done;
 }
 

@@ -46,12 +46,16 @@ class Periodic {
 // Records expiries and reminders until none is due. Thread-safe.
 class Sweeper {
  public:
-  explicit Sweeper(Lockbox* lockbox) : lockbox_(lockbox) {}
+  // With `checkpoint_age` > 0, also signs the head of every log whose last
+  // checkpoint is older than that.
+  explicit Sweeper(Lockbox* lockbox, absl::Duration checkpoint_age = absl::ZeroDuration())
+      : lockbox_(lockbox), checkpoint_age_(checkpoint_age) {}
   // One round; returns how many transitions it recorded.
   int RunOnce();
 
  private:
   Lockbox* lockbox_;
+  absl::Duration checkpoint_age_;
 };
 
 struct DeliveryOptions {

@@ -20,6 +20,7 @@
 #include "lockbox/v1/notification_service.pb.h"
 #include "lockbox/v1/policy_service.pb.h"
 #include "server/domain/clock.h"
+#include "server/domain/audit_signing.h"
 #include "server/domain/identity.h"
 #include "server/domain/notifications.h"
 #include "server/domain/page_token.h"
@@ -39,6 +40,7 @@ struct LockboxOptions {
   const Clock* clock = nullptr;   // Not owned; outlives the Lockbox.
   std::string trust_domain;
   std::string page_token_key;     // Shared by all replicas.
+  const AuditSigner* audit_signer = nullptr;  // Not owned; signs checkpoints.
 };
 
 class Lockbox {
@@ -99,6 +101,21 @@ class Lockbox {
   absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditLog(const C& c,
                                                             const v1::VerifyAuditLogRequest& r);
 
+  absl::StatusOr<v1::AuditCheckpoint> CreateAuditCheckpoint(
+      const C& c, const v1::CreateAuditCheckpointRequest& r);
+  absl::StatusOr<v1::ListAuditCheckpointsResponse> ListAuditCheckpoints(
+      const C& c, const v1::ListAuditCheckpointsRequest& r);
+  absl::StatusOr<v1::AuditPublicKey> GetAuditPublicKey(const C& c,
+                                                       const v1::GetAuditPublicKeyRequest& r);
+  // Streams the filtered log in `r.format()` to `write` in chunks, reading a
+  // page at a time so memory stays flat however large the log. `write`
+  // returns false when the client has gone.
+  absl::Status ExportAuditEvents(const C& c, const v1::ExportAuditEventsRequest& r,
+                                 const std::function<bool(const std::string&)>& write);
+  // Signs the head of every log idle past `max_age` since its last
+  // checkpoint. Returns how many it signed.
+  absl::StatusOr<int> CheckpointIdleLogs(absl::Duration max_age);
+
   // NotificationService
   absl::StatusOr<v1::ListNotificationsResponse> ListNotifications(
       const C& c, const v1::ListNotificationsRequest& r);
@@ -130,6 +147,10 @@ class Lockbox {
                            const std::string& request_id,
                            const std::function<absl::StatusOr<R>(Transaction&, const Actor&,
                                                                  absl::Time)>& fn);
+
+  // Signs `tenant`'s head now, unless its last checkpoint already covers it.
+  absl::StatusOr<v1::AuditCheckpoint> Checkpoint(Transaction& tx, const std::string& tenant,
+                                                 absl::Time now);
 
   // Everyone who may be told about `request`.
   absl::StatusOr<Contacts> ContactsFor(Transaction& tx, const v1::AccessRequest& request);

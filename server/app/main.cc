@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 #include <fstream>
+#include <sstream>
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -52,6 +53,9 @@ struct Settings {
   int delivery_max_attempts = 10;
   int delivery_backoff_ms = 2000;
   std::string testing_clock_offset_file;
+  std::string audit_signing_key;
+  int audit_checkpoint_events = 1000;
+  int audit_checkpoint_minutes = 10;
 };
 
 // SMTP credentials come from a file ("user:password" on its first line) or
@@ -163,6 +167,16 @@ int main(int argc, char** argv) {
   app.add_option("--delivery-backoff-ms", s.delivery_backoff_ms,
                  "Wait before the first retry; doubles each time, at most 30 minutes")
       ->envname("LOCKBOX_DELIVERY_BACKOFF_MS")->check(CLI::Range(1, 3600000))->capture_default_str();
+  app.add_option("--audit-signing-key", s.audit_signing_key,
+                 "PEM Ed25519 private key that signs audit checkpoints (same on every replica); "
+                 "without it a key is generated once and kept in the database")
+      ->envname("LOCKBOX_AUDIT_SIGNING_KEY");
+  app.add_option("--audit-checkpoint-events", s.audit_checkpoint_events,
+                 "Sign a checkpoint at least every this many events of a log")
+      ->envname("LOCKBOX_AUDIT_CHECKPOINT_EVENTS")->check(CLI::Range(1, 1000000))->capture_default_str();
+  app.add_option("--audit-checkpoint-minutes", s.audit_checkpoint_minutes,
+                 "...and at least every this many minutes while a log grows")
+      ->envname("LOCKBOX_AUDIT_CHECKPOINT_MINUTES")->check(CLI::Range(1, 10080))->capture_default_str();
   app.add_option("--testing-clock-offset-file", s.testing_clock_offset_file,
                  "TESTS ONLY: add the number of seconds in this file to the clock");
   CLI11_PARSE(app, argc, argv);
@@ -201,6 +215,28 @@ int main(int argc, char** argv) {
   if (!store.ok()) return Fail(absl::StrCat("--database-url: ", Describe(store.status())));
   auto page_key = (*store)->SharedSecret("page_token_key");
   if (!page_key.ok()) return Fail(Describe(page_key.status()));
+  std::string signing_pem;
+  if (!s.audit_signing_key.empty()) {
+    std::ifstream in(s.audit_signing_key);
+    std::stringstream pem;
+    pem << in.rdbuf();
+    if (!in) return Fail("--audit-signing-key: cannot read " + s.audit_signing_key);
+    signing_pem = pem.str();
+  } else {
+    // Convenient, but whoever can read the database could sign: production
+    // deployments give every replica the same key file instead.
+    auto generated = lockbox::AuditSigner::GeneratePem();
+    if (!generated.ok()) return Fail(Describe(generated.status()));
+    auto shared = (*store)->SharedSecret("audit_signing_key", *generated);
+    if (!shared.ok()) return Fail(Describe(shared.status()));
+    signing_pem = *shared;
+    std::fprintf(stderr,
+                 "{\"level\":\"warn\",\"msg\":\"no --audit-signing-key: using the key kept in "
+                 "the database\"}\n");
+  }
+  auto signer = lockbox::AuditSigner::FromPem(signing_pem);
+  if (!signer.ok()) return Fail(Describe(signer.status()));
+  (*store)->SetAuditSigner(signer->get(), s.audit_checkpoint_events);
 
   curl_global_init(CURL_GLOBAL_DEFAULT);
   std::unique_ptr<lockbox::Clock> clock_holder;
@@ -212,7 +248,8 @@ int main(int argc, char** argv) {
     clock_holder = std::make_unique<lockbox::SystemClock>();
   }
   const lockbox::Clock& clock = *clock_holder;
-  lockbox::Lockbox lockbox(lockbox::LockboxOptions{store->get(), &clock, s.trust_domain, *page_key});
+  lockbox::Lockbox lockbox(
+      lockbox::LockboxOptions{store->get(), &clock, s.trust_domain, *page_key, signer->get()});
   if (!s.bootstrap_admin.empty()) {
     absl::Status st = lockbox.EnsureBootstrapAdmin(s.bootstrap_admin);
     if (!st.ok()) return Fail(Describe(st));
@@ -230,7 +267,7 @@ int main(int argc, char** argv) {
   lockbox::NotificationService notification_service(&lockbox);
 
   // What time decides, and the outbox: in every replica.
-  lockbox::Sweeper sweeper(&lockbox);
+  lockbox::Sweeper sweeper(&lockbox, absl::Minutes(s.audit_checkpoint_minutes));
   lockbox::Periodic sweeping(absl::Milliseconds(s.sweep_interval_ms), [&] { sweeper.RunOnce(); });
   lockbox::SmtpSender email(smtp, &clock);
   lockbox::WebhookSender webhook(&clock);

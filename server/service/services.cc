@@ -27,10 +27,21 @@ grpc::ServerWriteReactor<v1::AccessRequest>* AccessRequestService::WatchAccessRe
 }
 
 grpc::Status AuditService::ExportAuditEvents(
-    grpc::ServerContext*, const v1::ExportAuditEventsRequest*,
-    grpc::ServerWriter<v1::ExportAuditEventsResponse>*) {
-  return ToGrpcStatus(Error(absl::StatusCode::kUnimplemented, reason::kUnimplemented,
-                            "ExportAuditEvents is not available in this version"));
+    grpc::ServerContext* context, const v1::ExportAuditEventsRequest* request,
+    grpc::ServerWriter<v1::ExportAuditEventsResponse>* writer) {
+  google::protobuf::Empty done;
+  return Handle("ExportAuditEvents", context, &done,
+                [&](const CallerIdentity& caller) -> absl::StatusOr<google::protobuf::Empty> {
+                  v1::ExportAuditEventsResponse chunk;
+                  absl::Status st = lockbox_->ExportAuditEvents(
+                      caller, *request, [&](const std::string& data) {
+                        if (context->IsCancelled()) return false;
+                        chunk.set_data(data);
+                        return writer->Write(chunk);
+                      });
+                  if (!st.ok()) return st;
+                  return google::protobuf::Empty();
+                });
 }
 
 }  // namespace lockbox

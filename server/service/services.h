@@ -76,7 +76,12 @@ class AuditService final : public v1::AuditService::Service {
   explicit AuditService(Lockbox* lockbox) : lockbox_(lockbox) {}
   LOCKBOX_UNARY(ListAuditEvents, v1::ListAuditEventsRequest, v1::ListAuditEventsResponse)
   LOCKBOX_UNARY(VerifyAuditLog, v1::VerifyAuditLogRequest, v1::VerifyAuditLogResponse)
-  // Comes with the audit issue (#5): streaming export.
+  LOCKBOX_UNARY(CreateAuditCheckpoint, v1::CreateAuditCheckpointRequest, v1::AuditCheckpoint)
+  LOCKBOX_UNARY(ListAuditCheckpoints, v1::ListAuditCheckpointsRequest,
+                v1::ListAuditCheckpointsResponse)
+  LOCKBOX_UNARY(GetAuditPublicKey, v1::GetAuditPublicKeyRequest, v1::AuditPublicKey)
+  // Streams chunk by chunk; gRPC's flow control keeps the server's memory
+  // flat when the client reads slowly.
   grpc::Status ExportAuditEvents(grpc::ServerContext* context,
                                  const v1::ExportAuditEventsRequest* request,
                                  grpc::ServerWriter<v1::ExportAuditEventsResponse>* writer) override;

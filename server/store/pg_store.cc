@@ -377,7 +377,8 @@ std::string KeysetDesc(const ListQuery& q, const char* key, const char* id,
 
 class PgTransaction final : public Transaction {
  public:
-  explicit PgTransaction(pqxx::work& w) : w_(w) {}
+  PgTransaction(pqxx::work& w, const AuditSigner* signer, int checkpoint_every)
+      : w_(w), signer_(signer), checkpoint_every_(checkpoint_every) {}
 
   absl::StatusOr<std::optional<ClaimedRow>> Claim(const std::string& sql, const std::string& now) {
     auto r = w_.exec_params(sql, now);
@@ -696,7 +697,69 @@ class PgTransaction final : public Transaction {
         e->justification(), Json(details_only), e->previous_hash(), e->hash());
     w_.exec_params("UPDATE audit_heads SET sequence = $2, hash = $3 WHERE tenant_id = $1",
                    e->tenant(), e->sequence(), e->hash());
+    if (signer_ != nullptr && checkpoint_every_ > 0 && e->sequence() % checkpoint_every_ == 0) {
+      v1::AuditCheckpoint c;
+      c.set_tenant(e->tenant());
+      c.set_sequence(e->sequence());
+      c.set_head_hash(e->hash());
+      *c.mutable_sign_time() = e->event_time();
+      RETURN_IF_ERROR(signer_->Sign(&c));
+      RETURN_IF_ERROR(InsertCheckpoint(c));
+    }
     return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::pair<int64_t, std::string>> LockAuditHead(const std::string& tenant) override {
+    auto r = w_.exec_params(
+        "SELECT sequence, hash FROM audit_heads WHERE tenant_id = $1 FOR UPDATE", tenant);
+    if (r.empty()) return std::make_pair(int64_t{0}, std::string());
+    return std::make_pair(r[0][0].as<int64_t>(), r[0][1].as<std::string>());
+  }
+
+  absl::Status InsertCheckpoint(const v1::AuditCheckpoint& c) override {
+    w_.exec_params(
+        "INSERT INTO audit_checkpoints (tenant_id, sequence, head_hash, sign_time, key_id, "
+        "signature) VALUES ($1, $2, $3, $4, $5, $6)",
+        c.tenant(), c.sequence(), c.head_hash(), Us(c.sign_time()), c.key_id(),
+        absl::Base64Escape(c.signature()));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<v1::AuditCheckpoint>> ListCheckpoints(const std::string& tenant,
+                                                                   int64_t after,
+                                                                   int limit) override {
+    auto r = w_.exec_params(
+        "SELECT tenant_id, sequence, head_hash, sign_time, key_id, signature FROM "
+        "audit_checkpoints WHERE tenant_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
+        tenant, after, limit);
+    return MapRows<v1::AuditCheckpoint>(r, [](const pqxx::row& row) {
+      v1::AuditCheckpoint c;
+      c.set_tenant(row[0].as<std::string>());
+      c.set_sequence(row[1].as<int64_t>());
+      c.set_name(c.tenant().empty()
+                     ? absl::StrCat("auditCheckpoints/", c.sequence())
+                     : absl::StrCat("tenants/", c.tenant(), "/auditCheckpoints/", c.sequence()));
+      c.set_head_hash(row[2].as<std::string>());
+      *c.mutable_sign_time() = Ts(row[3]);
+      c.set_key_id(row[4].as<std::string>());
+      std::string sig;
+      absl::Base64Unescape(row[5].as<std::string>(), &sig);
+      c.set_signature(sig);
+      return c;
+    });
+  }
+
+  absl::StatusOr<std::vector<std::string>> LogsDueForCheckpoint(absl::Time signed_before,
+                                                              int limit) override {
+    auto r = w_.exec_params(
+        "SELECT h.tenant_id FROM audit_heads h LEFT JOIN LATERAL (SELECT sequence, sign_time "
+        "FROM audit_checkpoints c WHERE c.tenant_id = h.tenant_id ORDER BY sequence DESC "
+        "LIMIT 1) last ON true WHERE h.sequence > COALESCE(last.sequence, 0) "
+        "AND COALESCE(last.sign_time, 0) < $1 LIMIT $2",
+        Us(signed_before), limit);
+    std::vector<std::string> out;
+    for (const auto& row : r) out.push_back(row[0].as<std::string>());
+    return out;
   }
 
   absl::StatusOr<std::vector<v1::AuditEvent>> ListAuditEvents(const std::string& tenant,
@@ -919,6 +982,8 @@ class PgTransaction final : public Transaction {
 
  private:
   pqxx::work& w_;
+  const AuditSigner* signer_;
+  int checkpoint_every_;
 };
 
 }  // namespace
@@ -1028,7 +1093,7 @@ absl::Status PgStore::RunInTransaction(const std::function<absl::Status(Transact
     bool retry_safe = false;
     try {
       pqxx::work w(*conn);
-      PgTransaction tx(w);
+      PgTransaction tx(w, signer_, checkpoint_every_);
       status = fn(tx);
       if (status.ok()) {
         w.commit();
@@ -1056,10 +1121,15 @@ absl::Status PgStore::RunInTransaction(const std::function<absl::Status(Transact
   return status;
 }
 
-absl::StatusOr<std::string> PgStore::SharedSecret(const std::string& name) {
-  unsigned char fresh[32];
-  if (RAND_bytes(fresh, sizeof fresh) != 1) {
-    return Error(absl::StatusCode::kInternal, reason::kInternal, "no randomness");
+absl::StatusOr<std::string> PgStore::SharedSecret(const std::string& name,
+                                                  const std::string& initial) {
+  std::string fresh = initial;
+  if (fresh.empty()) {
+    unsigned char bytes[32];
+    if (RAND_bytes(bytes, sizeof bytes) != 1) {
+      return Error(absl::StatusCode::kInternal, reason::kInternal, "no randomness");
+    }
+    fresh.assign(reinterpret_cast<char*>(bytes), sizeof bytes);
   }
   std::string value;
   ASSIGN_OR_RETURN(std::unique_ptr<pqxx::connection> conn, Acquire());
@@ -1069,7 +1139,7 @@ absl::StatusOr<std::string> PgStore::SharedSecret(const std::string& name) {
     w.exec_params(
         "INSERT INTO server_secrets (name, value) VALUES ($1, decode($2, 'base64')) "
         "ON CONFLICT (name) DO NOTHING",
-        name, absl::Base64Escape(absl::string_view(reinterpret_cast<char*>(fresh), sizeof fresh)));
+        name, absl::Base64Escape(fresh));
     auto r = w.exec_params1("SELECT encode(value, 'hex') FROM server_secrets WHERE name = $1",
                             name);
     value = absl::HexStringToBytes(r[0].as<std::string>());

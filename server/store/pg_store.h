@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/domain/audit_signing.h"
 #include "server/store/store.h"
 
 
@@ -61,7 +62,14 @@ class PgStore final : public Store {
 
   absl::Status RunInTransaction(
       const std::function<absl::Status(Transaction&)>& fn) override;
-  absl::StatusOr<std::string> SharedSecret(const std::string& name) override;
+  absl::StatusOr<std::string> SharedSecret(const std::string& name,
+                                           const std::string& initial = "") override;
+  // Every `every` events of a log, the append also writes a checkpoint
+  // signed by `signer` (not owned; outlives the store).
+  void SetAuditSigner(const AuditSigner* signer, int every) {
+    signer_ = signer;
+    checkpoint_every_ = every;
+  }
   bool Ping() override;
 
  private:
@@ -74,6 +82,8 @@ class PgStore final : public Store {
   void Release(std::unique_ptr<pqxx::connection> conn);
 
   PgStoreOptions options_;
+  const AuditSigner* signer_ = nullptr;
+  int checkpoint_every_ = 0;
   std::mutex mu_;
   std::condition_variable available_;
   std::vector<std::unique_ptr<pqxx::connection>> idle_;

@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "lockbox/v1/audit_service.pb.h"
 #include "lockbox/v1/resources.pb.h"
 #include "server/domain/filter.h"
 #include "server/domain/identity.h"
@@ -128,6 +129,18 @@ class Transaction {
   virtual absl::Status AppendAuditEvent(v1::AuditEvent* event) = 0;
   virtual absl::StatusOr<std::vector<v1::AuditEvent>> ListAuditEvents(
       const std::string& tenant, const ListQuery& query) = 0;
+  // The log's head (sequence 0 and "" when empty), locked until commit so
+  // that no event is appended meanwhile.
+  virtual absl::StatusOr<std::pair<int64_t, std::string>> LockAuditHead(
+      const std::string& tenant) = 0;
+  virtual absl::Status InsertCheckpoint(const v1::AuditCheckpoint& checkpoint) = 0;
+  // Checkpoints with sequence > after, in order.
+  virtual absl::StatusOr<std::vector<v1::AuditCheckpoint>> ListCheckpoints(
+      const std::string& tenant, int64_t after, int limit) = 0;
+  // Logs whose head is past their last checkpoint, and whose last
+  // checkpoint (if any) was signed before `signed_before`.
+  virtual absl::StatusOr<std::vector<std::string>> LogsDueForCheckpoint(absl::Time signed_before,
+                                                                      int limit) = 0;
   // Events of the tenant's log with sequence > after, in order.
   virtual absl::StatusOr<std::vector<v1::AuditEvent>> ReadAuditLog(
       const std::string& tenant, int64_t after, int limit) = 0;
@@ -202,8 +215,10 @@ class Store {
   // must do nothing outside the transaction.
   virtual absl::Status RunInTransaction(
       const std::function<absl::Status(Transaction&)>& fn) = 0;
-  // A random secret shared by all replicas, made the first time it is asked.
-  virtual absl::StatusOr<std::string> SharedSecret(const std::string& name) = 0;
+  // A secret shared by all replicas, made the first time it is asked:
+  // `initial` if given, else 32 random bytes.
+  virtual absl::StatusOr<std::string> SharedSecret(const std::string& name,
+                                                   const std::string& initial = "") = 0;
   // Whether the database answers now.
   virtual bool Ping() = 0;
 };

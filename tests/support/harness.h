@@ -73,6 +73,7 @@ class ServerProcess {
   // SIGKILL: no drain, no goodbye.
   void Kill();
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
   int health_port() const { return health_port_; }
   std::string target() const { return "localhost:" + std::to_string(port_); }
 

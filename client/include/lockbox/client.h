@@ -164,6 +164,15 @@ class Client {
   // --- AuditService -----------------------------------------------------
   Result<v1::ListAuditEventsResponse> ListAuditEvents(const v1::ListAuditEventsRequest& request);
   Result<v1::VerifyAuditLogResponse> VerifyAuditLog(const v1::VerifyAuditLogRequest& request);
+  Result<v1::AuditCheckpoint> CreateAuditCheckpoint(const v1::CreateAuditCheckpointRequest& request);
+  Result<v1::ListAuditCheckpointsResponse> ListAuditCheckpoints(
+      const v1::ListAuditCheckpointsRequest& request);
+  Result<v1::AuditPublicKey> GetAuditPublicKey(const v1::GetAuditPublicKeyRequest& request);
+  // Streams the export to `sink` chunk by chunk (returns false to stop).
+  // Returns the number of bytes received.
+  Result<int64_t> ExportAuditEvents(const v1::ExportAuditEventsRequest& request,
+                                    const std::function<bool(const std::string&)>& sink,
+                                    std::chrono::milliseconds timeout);
 
   // --- NotificationService ----------------------------------------------
   Result<v1::ListNotificationsResponse> ListNotifications(

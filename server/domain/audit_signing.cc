@@ -1,0 +1,280 @@
+#include "server/domain/audit_signing.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/domain/audit_chain.h"
+#include "server/domain/lifecycle.h"
+#include "server/domain/status.h"
+
+namespace lockbox {
+namespace {
+
+void Put(absl::string_view value, std::string* out) {
+  uint32_t n = static_cast<uint32_t>(value.size());
+  for (int shift = 24; shift >= 0; shift -= 8) out->push_back(static_cast<char>((n >> shift) & 0xff));
+  out->append(value.data(), value.size());
+}
+
+absl::Status CryptoError(absl::string_view what) {
+  return Error(absl::StatusCode::kInternal, reason::kInternal, absl::StrCat("crypto: ", what));
+}
+
+std::string CheckpointName(const v1::AuditCheckpoint& c) {
+  return c.tenant().empty() ? absl::StrCat("auditCheckpoints/", c.sequence())
+                            : absl::StrCat("tenants/", c.tenant(), "/auditCheckpoints/", c.sequence());
+}
+
+EVP_PKEY* ReadPublicKey(const std::string& pem) {
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  EVP_PKEY* key = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  return key;
+}
+
+bool VerifySignature(EVP_PKEY* key, const v1::AuditCheckpoint& c) {
+  std::string data = CheckpointBytes(c);
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  bool ok = EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, key) == 1 &&
+            EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(c.signature().data()),
+                             c.signature().size(),
+                             reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1;
+  EVP_MD_CTX_free(ctx);
+  return ok;
+}
+
+std::string Json(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
+  return out;
+}
+
+std::string Csv(const std::string& field) {
+  if (field.find_first_of(",\"\r\n") == std::string::npos) return field;
+  std::string out = "\"";
+  for (char c : field) {
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  return out + "\"";
+}
+
+std::string CsvTime(const v1::AuditEvent& e, bool has, const google::protobuf::Timestamp& t) {
+  return has ? absl::FormatTime(absl::RFC3339_full, FromProto(t), absl::UTCTimeZone()) : "";
+}
+
+}  // namespace
+
+std::string CheckpointBytes(const v1::AuditCheckpoint& c) {
+  std::string out = "lockbox.checkpoint.v1";
+  Put(c.tenant(), &out);
+  Put(absl::StrCat(c.sequence()), &out);
+  Put(c.head_hash(), &out);
+  Put(absl::StrCat(absl::ToUnixMicros(FromProto(c.sign_time()))), &out);
+  return out;
+}
+
+absl::StatusOr<std::string> AuditSigner::GeneratePem() {
+  EVP_PKEY* key = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
+  if (key == nullptr) return CryptoError("cannot generate an Ed25519 key");
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  std::string pem(data, len);
+  BIO_free(bio);
+  EVP_PKEY_free(key);
+  return pem;
+}
+
+absl::StatusOr<std::unique_ptr<AuditSigner>> AuditSigner::FromPem(const std::string& pem) {
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  if (key == nullptr || EVP_PKEY_get_id(key) != EVP_PKEY_ED25519) {
+    EVP_PKEY_free(key);
+    return InvalidField("--audit-signing-key", "BAD_FORMAT", "not an Ed25519 private key in PEM");
+  }
+  std::unique_ptr<AuditSigner> signer(new AuditSigner(key));
+  BIO* out = BIO_new(BIO_s_mem());
+  PEM_write_bio_PUBKEY(out, key);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(out, &data);
+  signer->public_key_.set_public_key_pem(std::string(data, len));
+  BIO_free(out);
+  unsigned char raw[32];
+  size_t raw_len = sizeof raw;
+  EVP_PKEY_get_raw_public_key(key, raw, &raw_len);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(raw, raw_len, digest);
+  signer->public_key_.set_key_id(absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<char*>(digest), 8)));
+  signer->public_key_.set_algorithm("Ed25519");
+  return signer;
+}
+
+AuditSigner::~AuditSigner() { EVP_PKEY_free(key_); }
+
+absl::Status AuditSigner::Sign(v1::AuditCheckpoint* c) const {
+  c->set_name(CheckpointName(*c));
+  c->set_key_id(public_key_.key_id());
+  std::string data = CheckpointBytes(*c);
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  unsigned char sig[64];
+  size_t sig_len = sizeof sig;
+  bool ok = EVP_DigestSignInit(ctx, nullptr, nullptr, nullptr, key_) == 1 &&
+            EVP_DigestSign(ctx, sig, &sig_len, reinterpret_cast<const unsigned char*>(data.data()),
+                           data.size()) == 1;
+  EVP_MD_CTX_free(ctx);
+  if (!ok) return CryptoError("signing failed");
+  c->set_signature(std::string(reinterpret_cast<char*>(sig), sig_len));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ChainVerifier> ChainVerifier::Create(const std::string& public_key_pem,
+                                                    std::vector<v1::AuditCheckpoint> checkpoints) {
+  ChainVerifier v;
+  v.result_.set_ok(true);
+  EVP_PKEY* key = nullptr;
+  if (!public_key_pem.empty()) {
+    key = ReadPublicKey(public_key_pem);
+    if (key == nullptr) {
+      return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidField,
+                   "the public key is not a PEM Ed25519 public key");
+    }
+  }
+  for (const auto& c : checkpoints) {
+    if (key != nullptr && !VerifySignature(key, c)) {
+      EVP_PKEY_free(key);
+      v.Fail(c.name(), "the checkpoint's signature does not verify");
+      return v;
+    }
+  }
+  EVP_PKEY_free(key);
+  v.checkpoints_ = std::move(checkpoints);
+  return v;
+}
+
+ChainVerifier::~ChainVerifier() = default;
+
+bool ChainVerifier::Fail(const std::string& name, const std::string& why) {
+  if (!failed_) {
+    failed_ = true;
+    result_.set_ok(false);
+    result_.set_first_bad_event(name);
+    result_.set_detail(why);
+  }
+  return false;
+}
+
+bool ChainVerifier::Add(const v1::AuditEvent& e) {
+  if (failed_) return false;
+  if (e.sequence() != expected_) {
+    return Fail(e.name(), absl::StrCat("expected sequence ", expected_, ", found ", e.sequence(),
+                                       ": events are missing or out of order"));
+  }
+  if (e.previous_hash() != previous_) {
+    return Fail(e.name(), "previous_hash does not match the previous event's hash");
+  }
+  if (ChainHash(previous_, e) != e.hash()) {
+    return Fail(e.name(), "hash does not match the event's contents");
+  }
+  while (next_checkpoint_ < checkpoints_.size() &&
+         checkpoints_[next_checkpoint_].sequence() == e.sequence()) {
+    if (checkpoints_[next_checkpoint_].head_hash() != e.hash()) {
+      return Fail(e.name(), absl::StrCat("the chain up to here differs from signed checkpoint ",
+                                         checkpoints_[next_checkpoint_].name(),
+                                         ": history was rewritten"));
+    }
+    result_.set_verified_checkpoints(result_.verified_checkpoints() + 1);
+    ++next_checkpoint_;
+  }
+  previous_ = e.hash();
+  ++expected_;
+  result_.set_verified_events(result_.verified_events() + 1);
+  return true;
+}
+
+v1::VerifyAuditLogResponse ChainVerifier::Finish() {
+  if (!failed_ && next_checkpoint_ < checkpoints_.size()) {
+    const auto& c = checkpoints_[next_checkpoint_];
+    Fail(c.name(), absl::StrCat("signed checkpoint at sequence ", c.sequence(),
+                                " is beyond the log's last event ", expected_ - 1,
+                                ": events were removed from the end"));
+  }
+  result_.set_head_hash(previous_);
+  if (!failed_) {
+    result_.set_detail(absl::StrCat("verified ", result_.verified_events(), " events and ",
+                                    result_.verified_checkpoints(),
+                                    " signed checkpoints up to head ",
+                                    previous_.empty() ? "(empty log)" : previous_));
+  }
+  return result_;
+}
+
+std::string ExportJsonLine(const v1::AuditEvent& e) {
+  return absl::StrCat("{\"event\":", Json(e), "}\n");
+}
+
+std::string ExportJsonLine(const v1::AuditCheckpoint& c) {
+  return absl::StrCat("{\"checkpoint\":", Json(c), "}\n");
+}
+
+std::string ExportCsvHeader() {
+  return "sequence,event_time,tenant,actor,via,action,resource,access_request,"
+         "request_create_time,operator_user_id,request_state,support_ticket_id,"
+         "request_expire_time,access_expire_time,environment,justification,details,"
+         "previous_hash,hash\r\n";
+}
+
+std::string ExportCsvRow(const v1::AuditEvent& e) {
+  v1::AuditEvent details;
+  *details.mutable_details() = e.details();
+  std::vector<std::string> f = {
+      absl::StrCat(e.sequence()),
+      CsvTime(e, true, e.event_time()),
+      e.tenant(), e.actor(), e.via(), e.action(), e.resource(), e.access_request(),
+      CsvTime(e, e.has_request_create_time(), e.request_create_time()),
+      e.operator_user_id(),
+      e.request_state() == v1::AccessRequest::STATE_UNSPECIFIED
+          ? ""
+          : v1::AccessRequest::State_Name(e.request_state()),
+      e.support_ticket_id(),
+      CsvTime(e, e.has_request_expire_time(), e.request_expire_time()),
+      CsvTime(e, e.has_access_expire_time(), e.access_expire_time()),
+      e.environment(), e.justification(), e.details().empty() ? "" : Json(details),
+      e.previous_hash(), e.hash()};
+  std::vector<std::string> quoted;
+  for (const auto& x : f) quoted.push_back(Csv(x));
+  return absl::StrCat(absl::StrJoin(quoted, ","), "\r\n");
+}
+
+absl::Status ParseExportLine(const std::string& line, v1::AuditEvent* event,
+                             v1::AuditCheckpoint* checkpoint, bool* is_checkpoint) {
+  // {"checkpoint":{...}} or {"event":{...}}: peel the wrapper by its key.
+  static const std::string kCheckpoint = "{\"checkpoint\":", kEvent = "{\"event\":";
+  google::protobuf::util::JsonParseOptions o;
+  if (line.rfind(kCheckpoint, 0) == 0 && line.back() == '}') {
+    *is_checkpoint = true;
+    std::string inner = line.substr(kCheckpoint.size(), line.size() - kCheckpoint.size() - 1);
+    auto s = google::protobuf::util::JsonStringToMessage(inner, checkpoint, o);
+    if (s.ok()) return absl::OkStatus();
+  } else if (line.rfind(kEvent, 0) == 0 && line.back() == '}') {
+    *is_checkpoint = false;
+    std::string inner = line.substr(kEvent.size(), line.size() - kEvent.size() - 1);
+    auto s = google::protobuf::util::JsonStringToMessage(inner, event, o);
+    if (s.ok()) return absl::OkStatus();
+  }
+  return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidField,
+               "not a line of a JSON Lines audit export");
+}
+
+}  // namespace lockbox

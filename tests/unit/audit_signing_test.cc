@@ -1,0 +1,126 @@
+// Signed checkpoints and the chain verifier, without a server.
+#include "server/domain/audit_signing.h"
+
+#include <gtest/gtest.h>
+
+#include "server/domain/audit_chain.h"
+#include "server/domain/lifecycle.h"
+
+namespace lockbox {
+namespace {
+
+std::vector<v1::AuditEvent> Chain(int n) {
+  std::vector<v1::AuditEvent> out;
+  std::string previous;
+  for (int i = 1; i <= n; ++i) {
+    v1::AuditEvent e;
+    e.set_name("tenants/t/auditEvents/" + std::to_string(i));
+    e.set_tenant("t");
+    e.set_sequence(i);
+    e.set_action("access_request.create");
+    e.set_justification("reason " + std::to_string(i));
+    *e.mutable_event_time() = ToProto(absl::FromUnixSeconds(1'800'000'000 + i));
+    e.set_previous_hash(previous);
+    e.set_hash(ChainHash(previous, e));
+    previous = e.hash();
+    out.push_back(e);
+  }
+  return out;
+}
+
+class AuditSigningTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto pem = AuditSigner::GeneratePem();
+    ASSERT_TRUE(pem.ok());
+    auto signer = AuditSigner::FromPem(*pem);
+    ASSERT_TRUE(signer.ok());
+    signer_ = std::move(*signer);
+    events_ = Chain(10);
+  }
+  v1::AuditCheckpoint At(int sequence) {
+    v1::AuditCheckpoint c;
+    c.set_tenant("t");
+    c.set_sequence(sequence);
+    c.set_head_hash(events_[sequence - 1].hash());
+    *c.mutable_sign_time() = ToProto(absl::FromUnixSeconds(1'900'000'000));
+    EXPECT_TRUE(signer_->Sign(&c).ok());
+    return c;
+  }
+  v1::VerifyAuditLogResponse Verify(std::vector<v1::AuditCheckpoint> cps,
+                                    const std::vector<v1::AuditEvent>& events) {
+    auto v = ChainVerifier::Create(signer_->public_key().public_key_pem(), std::move(cps));
+    EXPECT_TRUE(v.ok());
+    for (const auto& e : events) {
+      if (!v->Add(e)) break;
+    }
+    return v->Finish();
+  }
+  std::unique_ptr<AuditSigner> signer_;
+  std::vector<v1::AuditEvent> events_;
+};
+
+TEST_F(AuditSigningTest, AnUntouchedLogVerifies) {
+  auto r = Verify({At(5), At(10)}, events_);
+  EXPECT_TRUE(r.ok()) << r.detail();
+  EXPECT_EQ(r.verified_events(), 10);
+  EXPECT_EQ(r.verified_checkpoints(), 2);
+  EXPECT_EQ(r.head_hash(), events_.back().hash());
+  EXPECT_EQ(signer_->public_key().algorithm(), "Ed25519");
+  EXPECT_EQ(signer_->public_key().key_id().size(), 16u);
+}
+
+TEST_F(AuditSigningTest, AForgedSignatureIsRefused) {
+  auto c = At(5);
+  c.set_head_hash(std::string(64, '0'));
+  auto r = Verify({c}, events_);
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.first_bad_event(), "tenants/t/auditCheckpoints/5");
+}
+
+TEST_F(AuditSigningTest, AFullyRecomputedRewriteIsCaughtByTheCheckpoint) {
+  auto rewritten = events_;
+  rewritten[2].set_justification("nothing happened");
+  std::string previous = rewritten[1].hash();
+  for (size_t i = 2; i < rewritten.size(); ++i) {
+    rewritten[i].set_previous_hash(previous);
+    rewritten[i].set_hash(ChainHash(previous, rewritten[i]));
+    previous = rewritten[i].hash();
+  }
+  EXPECT_TRUE(Verify({}, rewritten).ok());  // The chain alone is fooled...
+  auto r = Verify({At(5)}, rewritten);      // ...the signed checkpoint is not.
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.first_bad_event(), "tenants/t/auditEvents/5");
+}
+
+TEST_F(AuditSigningTest, EventsRemovedFromTheEndAreCaught) {
+  auto cut = events_;
+  cut.resize(7);
+  auto r = Verify({At(10)}, cut);
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(r.first_bad_event(), "tenants/t/auditCheckpoints/10");
+}
+
+TEST_F(AuditSigningTest, ExportLinesRoundTrip) {
+  v1::AuditEvent e;
+  v1::AuditCheckpoint c;
+  bool is_checkpoint = true;
+  ASSERT_TRUE(ParseExportLine(ExportJsonLine(events_[3]).substr(0, ExportJsonLine(events_[3]).size() - 1),
+                              &e, &c, &is_checkpoint).ok());
+  EXPECT_FALSE(is_checkpoint);
+  EXPECT_EQ(ChainHash(e.previous_hash(), e), events_[3].hash());
+  auto cp = At(4);
+  std::string line = ExportJsonLine(cp);
+  line.pop_back();
+  ASSERT_TRUE(ParseExportLine(line, &e, &c, &is_checkpoint).ok());
+  EXPECT_TRUE(is_checkpoint);
+  EXPECT_EQ(c.signature(), cp.signature());
+  EXPECT_FALSE(ParseExportLine("{\"x\":1}", &e, &c, &is_checkpoint).ok());
+  EXPECT_EQ(ExportCsvHeader().substr(0, 9), "sequence,");
+  v1::AuditEvent quoted = events_[0];
+  quoted.set_justification("says \"hi\", twice");
+  EXPECT_NE(ExportCsvRow(quoted).find(",\"says \"\"hi\"\", twice\","), std::string::npos);
+}
+
+}  // namespace
+}  // namespace lockbox
