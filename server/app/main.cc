@@ -37,6 +37,7 @@ struct Settings {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_client_ca;
+  std::string tls_crl_dir;
   std::string trust_domain;
   std::string database_url;
   std::string bootstrap_admin;
@@ -120,6 +121,10 @@ int main(int argc, char** argv) {
   app.add_option("--tls-client-ca", s.tls_client_ca,
                  "PEM CA bundle client certificates must chain to (reloaded when it changes)")
       ->envname("LOCKBOX_TLS_CLIENT_CA")->required();
+  app.add_option("--tls-crl-dir", s.tls_crl_dir,
+                 "Directory of hashed CRL files (<issuer hash>.r0) checked for every client "
+                 "certificate")
+      ->envname("LOCKBOX_TLS_CRL_DIR");
   app.add_option("--trust-domain", s.trust_domain,
                  "SPIFFE trust domain of every caller, e.g. example.org")
       ->envname("LOCKBOX_TRUST_DOMAIN")->required();
@@ -205,7 +210,7 @@ int main(int argc, char** argv) {
   }
 
   auto creds = lockbox::MutualTlsCredentials(
-      lockbox::TlsFiles{s.tls_cert, s.tls_key, s.tls_client_ca}, s.trust_domain);
+      lockbox::TlsFiles{s.tls_cert, s.tls_key, s.tls_client_ca, s.tls_crl_dir}, s.trust_domain);
   if (!creds.ok()) return Fail(Describe(creds.status()));
 
   lockbox::PgStoreOptions store_options;

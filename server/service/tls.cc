@@ -6,6 +6,7 @@
 #include <openssl/bio.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <sys/stat.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -79,6 +80,14 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MutualTlsCredentials(
   options.watch_root_certs();
   options.watch_identity_key_cert_pairs();
   options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  if (!files.crl_dir.empty()) {
+    struct stat st {};
+    if (stat(files.crl_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return InvalidField("--tls-crl-dir", "BAD_FORMAT",
+                          absl::StrCat(files.crl_dir, " is not a directory"));
+    }
+    options.set_crl_directory(files.crl_dir);
+  }
   options.set_certificate_verifier(
       grpc::experimental::ExternalCertificateVerifier::Create<SpiffeVerifier>(trust_domain));
   return grpc::experimental::TlsServerCredentials(options);

@@ -18,6 +18,8 @@ struct TlsFiles {
   std::string cert;       // PEM server certificate chain.
   std::string key;        // PEM private key.
   std::string client_ca;  // PEM CA bundle that client certificates must chain to.
+  // Directory of hashed CRL files (<issuer hash>.r<N>); empty: no CRL check.
+  std::string crl_dir;
 };
 
 // Checks the files are readable PEM (clear errors at start) and builds the

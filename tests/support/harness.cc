@@ -147,6 +147,24 @@ void ServerProcess::Kill() {
   pid_ = -1;
 }
 
+void ServerProcess::Signal(int sig) {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
+bool ServerProcess::WaitExit(double seconds) {
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+  while (pid_ > 0 && std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return pid_ <= 0;
+}
+
 void ServerProcess::Stop() {
   if (pid_ <= 0) return;
   kill(pid_, SIGTERM);
@@ -168,6 +186,9 @@ bool ServerProcess::WaitReady(const std::string& probe_cert, int seconds) {
   while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
     if (pid_ > 0 && waitpid(pid_, &status, WNOHANG) == pid_) {
+      std::fprintf(stderr, "lockboxd exited during start: %s %d (LOCKBOX_TEST_SERVER_LOG=1 shows its log)\n",
+                   WIFEXITED(status) ? "exit" : "signal",
+                   WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
       pid_ = -1;
       return false;
     }

@@ -72,6 +72,9 @@ class ServerProcess {
   void Stop();
   // SIGKILL: no drain, no goodbye.
   void Kill();
+  void Signal(int sig);
+  // Waits for the process to exit; false if it is still running after `seconds`.
+  bool WaitExit(double seconds);
   int port() const { return port_; }
   pid_t pid() const { return pid_; }
   int health_port() const { return health_port_; }

@@ -1,0 +1,232 @@
+// Hostile certificates, rotation without a restart, and a server that is
+// stopped or killed while clients are busy.
+#include <gtest/gtest.h>
+#include <lockbox/client.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/support/harness.h"
+
+namespace lockbox::testing {
+namespace {
+
+constexpr char kTd[] = "lockbox.test";
+std::string Id(const std::string& path) { return std::string("spiffe://") + kTd + "/" + path; }
+
+grpc::StatusCode CallAs(const Certificates& certs, const std::string& who, const std::string& target,
+                        const std::string& ca = "ca.crt") {
+  Client c(MtlsChannel(certs, who, target, ca));
+  v1::ListTenantsRequest req;
+  v1::ListTenantsResponse out;
+  auto ctx = Context();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+  return c.policy->ListTenants(ctx.get(), req, &out).error_code();
+}
+
+TEST(CertificateTest, EveryBadClientCertificateIsRefusedAtTheHandshake) {
+  TestDatabase db;
+  Certificates certs(kTd);
+  certs.Make("good", "operator/admin");
+  certs.Make("expired", "operator/admin:expired");
+  certs.Make("future", "operator/admin:future");
+  certs.Make("twosans", "operator/admin:twosans");
+  certs.Make("nosan", "-");
+  certs.Make("revoked", "operator/admin");
+  std::string revoke = RequiredEnv("LOCKBOX_TEST_MAKE_CERTS") + " " + certs.dir() + " " + kTd +
+                       " --revoke revoked";
+  ASSERT_EQ(std::system(revoke.c_str()), 0);
+  std::string other = RequiredEnv("LOCKBOX_TEST_MAKE_CERTS") + " " + certs.dir() +
+                      " other.test otherdomain=operator/admin";
+  ASSERT_EQ(std::system(other.c_str()), 0);
+  Certificates foreign(kTd);
+  foreign.Make("foreign", "operator/admin");
+
+  ServerProcess server(certs, db.url(), Id("operator/admin"),
+                       {"--tls-crl-dir=" + certs.Path("crl")});
+  ASSERT_TRUE(server.WaitReady("good"));
+  EXPECT_EQ(CallAs(certs, "good", server.target()), grpc::StatusCode::OK);
+  for (const char* who : {"expired", "future", "twosans", "nosan", "revoked", "otherdomain", ""}) {
+    EXPECT_EQ(CallAs(certs, who, server.target()), grpc::StatusCode::UNAVAILABLE) << who;
+  }
+  // Our server's CA, but a client certificate from another CA.
+  std::ifstream ca(certs.Path("ca.crt"));
+  std::ofstream(foreign.Path("their-server-ca.crt")) << ca.rdbuf();
+  EXPECT_EQ(CallAs(foreign, "foreign", server.target(), "their-server-ca.crt"),
+            grpc::StatusCode::UNAVAILABLE);
+}
+
+void Replace(const std::string& from, const std::string& to) {
+  // Written beside, then renamed: the watcher never reads half a file.
+  std::ifstream in(from, std::ios::binary);
+  std::ofstream(to + ".tmp", std::ios::binary) << in.rdbuf();
+  std::rename((to + ".tmp").c_str(), to.c_str());
+}
+
+TEST(CertificateTest, RotatedFilesArePickedUpWithoutARestart) {
+  TestDatabase db;
+  Certificates old_ca(kTd), new_ca(kTd);
+  // The server reads its files from a directory of its own, so they can
+  // be replaced underneath it.
+  Certificates live(kTd);
+  for (const char* f : {"server.crt", "server.key", "ca.crt", "admin.crt", "admin.key"}) {
+    Replace(old_ca.Path(f), live.Path(f));
+  }
+  ServerProcess server(live, db.url(), Id("operator/admin"));
+  ASSERT_TRUE(server.WaitReady("admin"));
+  EXPECT_EQ(CallAs(old_ca, "admin", server.target()), grpc::StatusCode::OK);
+  EXPECT_NE(CallAs(new_ca, "admin", server.target()), grpc::StatusCode::OK);
+
+  for (const char* f : {"server.key", "server.crt", "ca.crt"}) Replace(new_ca.Path(f), live.Path(f));
+  EXPECT_TRUE(Eventually([&] { return CallAs(new_ca, "admin", server.target()) == grpc::StatusCode::OK; }, 20));
+  EXPECT_NE(CallAs(old_ca, "admin", server.target()), grpc::StatusCode::OK);
+}
+
+class ServerLifeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    certs_.Make("alice", "operator/alice");
+    certs_.Make("bob", "operator/bob");
+    // The harness runs every server with --drain-seconds=2.
+    server_ = std::make_unique<ServerProcess>(certs_, db_.url(), Id("operator/admin"));
+    ASSERT_TRUE(server_->WaitReady("admin"));
+    auto admin = Connect("admin");
+    auto bind = [&](const std::string& who, const std::string& role) {
+      v1::CreateRoleBindingRequest r;
+      r.mutable_role_binding()->set_principal(Id("operator/" + who));
+      r.mutable_role_binding()->set_role(role);
+      ASSERT_TRUE(admin->CreateRoleBinding(r).ok());
+    };
+    bind("alice", "operator.engineer");
+    bind("bob", "operator.reviewer");
+    v1::CreateTenantRequest t;
+    t.set_tenant_id("busy");
+    ASSERT_TRUE(admin->CreateTenant(t).ok());
+    v1::CreateEnvironmentRequest e;
+    e.set_parent("tenants/busy");
+    e.set_environment_id("prod");
+    ASSERT_TRUE(admin->CreateEnvironment(e).ok());
+  }
+
+  std::unique_ptr<lockbox::Client> Connect(const std::string& who) {
+    Options o;
+    o.target = "localhost:" + std::to_string(port_ ? port_ : server_->port());
+    o.ca_file = certs_.Path("ca.crt");
+    o.cert_file = certs_.Path(who + ".crt");
+    o.key_file = certs_.Path(who + ".key");
+    o.default_deadline = std::chrono::seconds(3);
+    o.retry.max_attempts = 1;  // These tests see every failure.
+    return std::move(*lockbox::Client::Create(o));
+  }
+
+  static v1::CreateAccessRequestRequest Ask(const std::string& request_id) {
+    v1::CreateAccessRequestRequest r;
+    r.set_parent("tenants/busy");
+    r.set_request_id(request_id);
+    r.mutable_access_request()->set_environment("tenants/busy/environments/prod");
+    r.mutable_access_request()->set_reason(v1::AccessRequest::OPERATOR_INITIATED);
+    r.mutable_access_request()->set_justification("load");
+    return r;
+  }
+
+  TestDatabase db_;
+  Certificates certs_{kTd};
+  std::unique_ptr<ServerProcess> server_;
+  int port_ = 0;
+};
+
+TEST_F(ServerLifeTest, SigtermTellsWatchersToReconnectAndExitsWithinTheDrain) {
+  auto alice = Connect("alice");
+  auto created = alice->CreateAccessRequest(Ask(""));
+  ASSERT_TRUE(created.ok());
+  // A raw watch, to see exactly how it ends.
+  Client raw(MtlsChannel(certs_, "alice", server_->target()));
+  auto ctx = Context();
+  v1::WatchAccessRequestRequest w;
+  w.set_name(created->name());
+  auto reader = raw.requests->WatchAccessRequest(ctx.get(), w);
+  v1::AccessRequest first;
+  ASSERT_TRUE(reader->Read(&first));
+  auto start = std::chrono::steady_clock::now();
+  server_->Signal(SIGTERM);
+  v1::AccessRequest more;
+  while (reader->Read(&more)) {
+  }
+  grpc::Status ended = reader->Finish();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAVAILABLE) << ended.error_message();
+  EXPECT_TRUE(server_->WaitExit(5.0)) << "did not exit within its 2 s drain (+3 s)";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST_F(ServerLifeTest, SigkillUnderLoadLosesNothingAcknowledgedAndHalfWritesNothing) {
+  port_ = server_->port();
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::vector<std::string> acknowledged, attempted;
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 4; ++t) {
+    workers.emplace_back([&, t] {
+      auto alice = Connect("alice");
+      for (int i = 0; !stop; ++i) {
+        char id[40];
+        std::snprintf(id, sizeof id, "%08x-0000-4000-8000-%012x", t, i);
+        {
+          std::lock_guard<std::mutex> l(mu);
+          attempted.push_back(id);
+        }
+        if (alice->CreateAccessRequest(Ask(id)).ok()) {
+          std::lock_guard<std::mutex> l(mu);
+          acknowledged.push_back(id);
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  server_->Kill();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  stop = true;
+  for (auto& w : workers) w.join();
+  ASSERT_GT(acknowledged.size(), 10u);
+
+  server_ = std::make_unique<ServerProcess>(certs_, db_.url(), Id("operator/admin"),
+                                            std::vector<std::string>{}, port_);
+  ASSERT_TRUE(server_->WaitReady("admin"));
+  // Clients retry what they did not see succeed, with the same request_id:
+  // each change exists exactly once.
+  auto alice = Connect("alice");
+  std::set<std::string> names;
+  for (const auto& id : attempted) {
+    auto r = alice->CreateAccessRequest(Ask(id));
+    ASSERT_TRUE(r.ok()) << r.status().error_message();
+    names.insert(r->name());
+  }
+  EXPECT_EQ(names.size(), attempted.size());
+  pqxx::connection c(db_.url());
+  pqxx::nontransaction n(c);
+  int requests = n.exec("SELECT count(*) FROM access_requests")[0][0].as<int>();
+  int creates = n.exec("SELECT count(*) FROM audit_events WHERE action = 'access_request.create'")[0][0].as<int>();
+  int keys = n.exec("SELECT count(*) FROM idempotency_keys WHERE method = 'CreateAccessRequest'")[0][0].as<int>();
+  EXPECT_EQ(requests, static_cast<int>(attempted.size()));
+  EXPECT_EQ(creates, requests) << "a request without its audit event, or the reverse";
+  EXPECT_EQ(keys, requests);
+  v1::VerifyAuditLogRequest v;
+  v.set_parent("tenants/busy");
+  certs_.Make("auditor", "tenant/busy/user/auditor");
+  v1::CreateRoleBindingRequest b;
+  b.mutable_role_binding()->set_principal(Id("tenant/busy/user/auditor"));
+  b.mutable_role_binding()->set_role("tenant.auditor");
+  b.mutable_role_binding()->set_tenant("tenants/busy");
+  ASSERT_TRUE(Connect("admin")->CreateRoleBinding(b).ok());
+  auto verified = Connect("auditor")->VerifyAuditLog(v);
+  ASSERT_TRUE(verified.ok());
+  EXPECT_TRUE(verified->ok()) << verified->detail();
+}
+
+}  // namespace
+}  // namespace lockbox::testing
