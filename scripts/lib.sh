@@ -10,6 +10,7 @@ LOCKBOX_PACKAGES=(
   libpqxx-dev libssl-dev libcli11-dev libgtest-dev libgmock-dev libcurl4-openssl-dev
   postgresql-15 postgresql-client-15 openssl
   python3 python3-grpcio python3-protobuf python3-aiosmtpd
+  clang-14 libclang-rt-14-dev
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -71,4 +72,16 @@ pg_stop() {
   if [ -f "$dir/data/postmaster.pid" ]; then
     as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
   fi
+}
+
+LOCKBOX_FUZZERS="filter page_token names request export_line"
+
+# The libFuzzer targets, in their own clang tree.
+build_fuzzers() {
+  log "building the fuzz targets (clang-14, ASan+UBSan)"
+  CC=clang-14 CXX=clang++-14 cmake -S "$LOCKBOX_ROOT" -B "$LOCKBOX_ROOT/build-fuzz" -G Ninja \
+    -DLOCKBOX_FUZZ=ON -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  local targets=()
+  for t in $LOCKBOX_FUZZERS; do targets+=("${t}_fuzzer"); done
+  cmake --build "$LOCKBOX_ROOT/build-fuzz" --target "${targets[@]}"
 }
