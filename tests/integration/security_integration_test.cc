@@ -228,5 +228,117 @@ TEST_F(ServerLifeTest, SigkillUnderLoadLosesNothingAcknowledgedAndHalfWritesNoth
   EXPECT_TRUE(verified->ok()) << verified->detail();
 }
 
+TEST(DatabaseOutageTest, CallsFailFastHealthSaysNotServingAndTheServerRecovers) {
+  PrivateCluster pg;
+  ASSERT_FALSE(pg.url().empty());
+  Certificates certs(kTd);
+  certs.Make("alice", "operator/alice");
+  ServerProcess server(certs, pg.url(), Id("operator/admin"));
+  ASSERT_TRUE(server.WaitReady("admin"));
+  auto connect = [&](const std::string& who) {
+    Options o;
+    o.target = server.target();
+    o.ca_file = certs.Path("ca.crt");
+    o.cert_file = certs.Path(who + ".crt");
+    o.key_file = certs.Path(who + ".key");
+    o.default_deadline = std::chrono::seconds(3);
+    o.retry.max_attempts = 1;
+    return std::move(*lockbox::Client::Create(o));
+  };
+  auto admin = connect("admin");
+  v1::CreateRoleBindingRequest b;
+  b.mutable_role_binding()->set_principal(Id("operator/alice"));
+  b.mutable_role_binding()->set_role("operator.engineer");
+  ASSERT_TRUE(admin->CreateRoleBinding(b).ok());
+  v1::CreateTenantRequest t;
+  t.set_tenant_id("outage");
+  ASSERT_TRUE(admin->CreateTenant(t).ok());
+  v1::CreateEnvironmentRequest e;
+  e.set_parent("tenants/outage");
+  e.set_environment_id("prod");
+  ASSERT_TRUE(admin->CreateEnvironment(e).ok());
+
+  auto health = [&] {
+    auto stub = grpc::health::v1::Health::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(server.health_port()), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+    grpc::health::v1::HealthCheckResponse r;
+    stub->Check(&ctx, grpc::health::v1::HealthCheckRequest(), &r);
+    return r.status();
+  };
+  EXPECT_EQ(health(), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> unavailable{0}, slow{0};
+  std::mutex mu;
+  std::vector<std::string> attempted;
+  std::vector<std::thread> workers;
+  for (int w = 0; w < 3; ++w) {
+    workers.emplace_back([&, w] {
+      auto alice = connect("alice");
+      for (int i = 0; !stop; ++i) {
+        char id[40];
+        std::snprintf(id, sizeof id, "%08x-1111-4000-8000-%012x", w, i);
+        {
+          std::lock_guard<std::mutex> l(mu);
+          attempted.push_back(id);
+        }
+        v1::CreateAccessRequestRequest r;
+        r.set_parent("tenants/outage");
+        r.set_request_id(id);
+        r.mutable_access_request()->set_environment("tenants/outage/environments/prod");
+        r.mutable_access_request()->set_reason(v1::AccessRequest::OPERATOR_INITIATED);
+        r.mutable_access_request()->set_justification("outage");
+        auto start = std::chrono::steady_clock::now();
+        auto res = alice->CreateAccessRequest(r);
+        if (std::chrono::steady_clock::now() - start > std::chrono::milliseconds(3500)) ++slow;
+        if (res.status().error_code() == grpc::StatusCode::UNAVAILABLE) {
+          ++unavailable;
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  pg.Stop();
+  EXPECT_TRUE(Eventually([&] {
+    return health() == grpc::health::v1::HealthCheckResponse::NOT_SERVING;
+  }, 10));
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  pg.Start();
+  EXPECT_TRUE(Eventually([&] {
+    return health() == grpc::health::v1::HealthCheckResponse::SERVING;
+  }, 20)) << "did not recover by itself";
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  stop = true;
+  for (auto& w : workers) w.join();
+  EXPECT_GT(unavailable.load(), 0) << "the outage was not seen";
+  EXPECT_EQ(slow.load(), 0) << "a call hung past its deadline";
+
+  // Clients retry with their request_id: every change once, none half-done.
+  auto alice = connect("alice");
+  for (const auto& id : attempted) {
+    v1::CreateAccessRequestRequest r;
+    r.set_parent("tenants/outage");
+    r.set_request_id(id);
+    r.mutable_access_request()->set_environment("tenants/outage/environments/prod");
+    r.mutable_access_request()->set_reason(v1::AccessRequest::OPERATOR_INITIATED);
+    r.mutable_access_request()->set_justification("outage");
+    ASSERT_TRUE(alice->CreateAccessRequest(r).ok());
+  }
+  pqxx::connection c(pg.url());
+  pqxx::nontransaction n(c);
+  int requests = n.exec("SELECT count(*) FROM access_requests")[0][0].as<int>();
+  int creates = n.exec("SELECT count(*) FROM audit_events WHERE action = 'access_request.create'")[0][0].as<int>();
+  EXPECT_EQ(requests, static_cast<int>(attempted.size()));
+  EXPECT_EQ(creates, requests);
+  v1::VerifyAuditLogRequest v;
+  v.set_parent("tenants/outage");
+  auto verified = admin->VerifyAuditLog(v);
+  ASSERT_TRUE(verified.ok()) << verified.status().error_message();
+  EXPECT_TRUE(verified->ok()) << verified->detail();
+}
+
 }  // namespace
 }  // namespace lockbox::testing

@@ -70,6 +70,35 @@ void TestDatabase::Exec(const std::string& sql) const {
   n.exec(sql);
 }
 
+namespace {
+std::string RunLib(const std::string& command) {
+  std::string cmd = std::string("bash -c 'source ") + LOCKBOX_SOURCE_DIR + "/scripts/lib.sh && " +
+                    command + "'";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p) != nullptr) out += buf;
+  pclose(p);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+}  // namespace
+
+PrivateCluster::PrivateCluster() {
+  char tmpl[] = "/tmp/lockbox-private-pg.XXXXXX";
+  dir_ = mkdtemp(tmpl);
+  Start();
+}
+
+PrivateCluster::~PrivateCluster() {
+  Stop();
+  RunLib("rm -rf " + dir_);
+}
+
+void PrivateCluster::Start() { url_ = RunLib("pg_start " + dir_ + " fast"); }
+
+void PrivateCluster::Stop() { RunLib("pg_stop " + dir_); }
+
 Certificates::Certificates(std::string trust_domain) : trust_domain_(std::move(trust_domain)) {
   char tmpl[] = "/tmp/lockbox-certs.XXXXXX";
   dir_ = mkdtemp(tmpl);

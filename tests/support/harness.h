@@ -40,6 +40,21 @@ class TestDatabase {
   std::string url_;
 };
 
+// A PostgreSQL cluster of the test's own (scripts/lib.sh pg_start), for
+// tests that stop and start the database under the server.
+class PrivateCluster {
+ public:
+  PrivateCluster();
+  ~PrivateCluster();
+  void Start();
+  void Stop();
+  const std::string& url() const { return url_; }
+
+ private:
+  std::string dir_;
+  std::string url_;
+};
+
 // A CA and certificates in a temporary directory.
 class Certificates {
  public:
