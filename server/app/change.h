@@ -42,6 +42,7 @@ absl::StatusOr<R> Lockbox::Read(
     result = fn(tx, actor, options_.clock->Now());
     return result.status();
   });
+  if (ReasonOf(status) == reason::kOnBehalfOfRefused) AuditRefusal(c, status);
   if (!status.ok()) return status;
   return result;
 }
@@ -95,6 +96,7 @@ absl::StatusOr<R> Lockbox::Change(
     }
     return absl::OkStatus();
   });
+  if (ReasonOf(status) == reason::kOnBehalfOfRefused) AuditRefusal(c, status);
   if (!status.ok()) return status;
   return result;
 }

@@ -1,5 +1,7 @@
 #include "server/app/lockbox.h"
 
+#include <cstdio>
+
 #include "server/app/change.h"
 #include "server/domain/lifecycle.h"
 
@@ -29,6 +31,28 @@ absl::StatusOr<Actor> Lockbox::Authenticate(Transaction& tx, const CallerIdentit
   }
   ASSIGN_OR_RETURN(std::vector<Binding> user_bindings, tx.BindingsOf(user->spiffe_id));
   return Actor{*user, caller, Permissions(std::move(user_bindings))};
+}
+
+void Lockbox::AuditRefusal(const CallerIdentity& c, const absl::Status& refusal) {
+  absl::Status recorded = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
+    std::string tenant;
+    auto claimed = ParseSpiffeId(c.on_behalf_of, options_.trust_domain, "on_behalf_of");
+    if (claimed.ok() && !claimed->tenant.empty() && tx.GetTenant(claimed->tenant).ok()) {
+      tenant = claimed->tenant;
+    }
+    Actor caller{Principal{c.spiffe_id, Principal::Kind::kService, "", ""}, std::nullopt,
+                 Permissions()};
+    absl::Time now = options_.clock->Now();
+    v1::AuditEvent e = NewAuditEvent(caller, "security.on_behalf_of_refused", tenant,
+                                     tenant.empty() ? "" : TenantName(tenant), now);
+    (*e.mutable_details())["claimed_user"] = c.on_behalf_of.substr(0, 512);
+    (*e.mutable_details())["reason"] = std::string(refusal.message());
+    return tx.AppendAuditEvent(&e);
+  });
+  if (!recorded.ok()) {
+    std::fprintf(stderr, "{\"level\":\"error\",\"msg\":\"auditing a refusal: %s\"}\n",
+                 std::string(recorded.message()).c_str());
+  }
 }
 
 absl::Status Lockbox::StartPage(absl::string_view query_key, const std::string& page_token,

@@ -133,6 +133,11 @@ class Lockbox {
   // bindings, and applies the on-behalf-of header (service.portal only).
   absl::StatusOr<Actor> Authenticate(Transaction& tx, const CallerIdentity& c);
 
+  // Records a refused on-behalf-of attempt in its own transaction (the
+  // call's transaction rolled back): in the claimed user's tenant log when
+  // that tenant exists, else in the global log.
+  void AuditRefusal(const CallerIdentity& c, const absl::Status& refusal);
+
   // Runs a read in a transaction with the authenticated actor.
   template <typename R>
   absl::StatusOr<R> Read(const CallerIdentity& c,

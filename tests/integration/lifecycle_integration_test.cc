@@ -524,6 +524,18 @@ TEST_F(LifecycleTest, PortalActsOnBehalfOfTenantUsersOnly) {
   auto events = Audit("portaled", "action = access_request.approve AND actor = \"" + user + "\"");
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].via(), Id("service/portal"));
+  // The refusals are audited too: bob's in the claimed user's tenant, the
+  // portal's claim of an operator in the global log.
+  auto refusals = Audit("portaled", "action = security.on_behalf_of_refused");
+  ASSERT_EQ(refusals.size(), 1u);
+  EXPECT_EQ(refusals[0].actor(), Id("operator/bob"));
+  EXPECT_EQ(refusals[0].details().at("claimed_user"), user);
+  v1::ListAuditEventsRequest global;
+  global.set_filter("action = security.on_behalf_of_refused AND actor = \"" + Id("service/portal") + "\"");
+  v1::ListAuditEventsResponse got;
+  ASSERT_TRUE(As("admin").audit->ListAuditEvents(Context().get(), global, &got).ok());
+  ASSERT_EQ(got.audit_events_size(), 1);
+  EXPECT_EQ(got.audit_events(0).details().at("claimed_user"), Id("operator/carol"));
 }
 
 TEST_F(LifecycleTest, ListsPageFilterAndRefuseTamperedTokens) {
