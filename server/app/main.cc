@@ -44,6 +44,8 @@ struct Settings {
   std::string health_listen;
   int db_pool_size = 8;
   int drain_seconds = 20;
+  int max_streams_per_connection = 1000;
+  int max_threads = 64;
   int watch_recheck_seconds = 10;
   std::string smtp_url;
   std::string smtp_from = "lockbox@localhost.localdomain";
@@ -144,6 +146,14 @@ int main(int argc, char** argv) {
   app.add_option("--drain-seconds", s.drain_seconds,
                  "On SIGTERM, how long in-flight calls may take before they are cut")
       ->envname("LOCKBOX_DRAIN_SECONDS")->check(CLI::Range(0, 3600))->capture_default_str();
+  app.add_option("--max-streams-per-connection", s.max_streams_per_connection,
+                 "Concurrent calls one client connection may hold; more wait their turn "
+                 "(a flooding client cannot take every handler)")
+      ->envname("LOCKBOX_MAX_STREAMS_PER_CONNECTION")->check(CLI::Range(1, 100000))->capture_default_str();
+  app.add_option("--max-threads", s.max_threads,
+                 "Threads for unary calls; beyond them calls get RESOURCE_EXHAUSTED (waiting "
+                 "watchers use no thread)")
+      ->envname("LOCKBOX_MAX_THREADS")->check(CLI::Range(4, 4096))->capture_default_str();
   app.add_option("--watch-recheck-seconds", s.watch_recheck_seconds,
                  "How often watched requests are re-read even without a notification")
       ->envname("LOCKBOX_WATCH_RECHECK_SECONDS")->check(CLI::Range(1, 3600))->capture_default_str();
@@ -305,6 +315,10 @@ int main(int argc, char** argv) {
   builder.RegisterService(&notification_service);
   builder.RegisterService(&health);
   builder.SetMaxReceiveMessageSize(1 << 20);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, s.max_streams_per_connection);
+  grpc::ResourceQuota quota("lockboxd");
+  quota.SetMaxThreads(s.max_threads);
+  builder.SetResourceQuota(quota);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) return Fail(absl::StrCat("--listen: cannot listen on ", s.listen));
 

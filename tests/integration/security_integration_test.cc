@@ -228,6 +228,55 @@ TEST_F(ServerLifeTest, SigkillUnderLoadLosesNothingAcknowledgedAndHalfWritesNoth
   EXPECT_TRUE(verified->ok()) << verified->detail();
 }
 
+TEST(FloodTest, AFloodingConnectionDoesNotStarveOthers) {
+  TestDatabase db;
+  Certificates certs(kTd);
+  certs.Make("flooder", "operator/flooder");
+  certs.Make("enforcer", "service/enforcer");
+  ServerProcess server(certs, db.url(), Id("operator/admin"),
+                       {"--max-streams-per-connection=8", "--max-threads=16"});
+  ASSERT_TRUE(server.WaitReady("admin"));
+  Client admin(MtlsChannel(certs, "admin", server.target()));
+  for (auto [who, role] : {std::pair<std::string, std::string>{"flooder", "lockbox.admin"},
+                           {"enforcer", "service.enforcer"}}) {
+    v1::CreateRoleBindingRequest b;
+    b.mutable_role_binding()->set_principal(Id((who == "flooder" ? "operator/" : "service/") + who));
+    b.mutable_role_binding()->set_role(role);
+    v1::RoleBinding out;
+    ASSERT_TRUE(admin.policy->CreateRoleBinding(Context().get(), b, &out).ok());
+  }
+  // One connection fires 400 concurrent calls that each scan the log.
+  Client flooder(MtlsChannel(certs, "flooder", server.target()));
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> flood;
+  for (int i = 0; i < 40; ++i) {
+    flood.emplace_back([&] {
+      while (!stop) {
+        v1::VerifyAuditLogRequest r;
+        v1::VerifyAuditLogResponse out;
+        flooder.audit->VerifyAuditLog(Context().get(), r, &out);
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Meanwhile the data plane, on its own connection, is served every time.
+  Client enforcer(MtlsChannel(certs, "enforcer", server.target()));
+  int served = 0;
+  for (int i = 0; i < 20; ++i) {
+    v1::CheckAccessRequest r;
+    r.set_principal(Id("operator/flooder"));
+    r.set_environment("tenants/none/environments/prod");
+    v1::CheckAccessResponse out;
+    auto ctx = Context();
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    if (enforcer.grants->CheckAccess(ctx.get(), r, &out).ok()) ++served;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  stop = true;
+  for (auto& t : flood) t.join();
+  EXPECT_EQ(served, 20);
+}
+
 TEST(DatabaseOutageTest, CallsFailFastHealthSaysNotServingAndTheServerRecovers) {
   PrivateCluster pg;
   ASSERT_FALSE(pg.url().empty());
