@@ -226,39 +226,7 @@ TEST_F(AuditTest, ThreeReplicasAppendingToOneTenantLeaveOneChain) {
 TEST_F(AuditTest, TwoHundredThousandEventsExportInFlatMemoryAndVerifyOffline) {
   constexpr int kEvents = 200000;
   // Load a valid chain with PostgreSQL's own bulk path (COPY), not the API.
-  std::string csv = certs_->dir() + "/bulk.csv";
-  {
-    std::ofstream out(csv);
-    std::string previous;
-    for (int i = 1; i <= kEvents; ++i) {
-      v1::AuditEvent e;
-      e.set_tenant("bulk");
-      e.set_sequence(i);
-      *e.mutable_event_time() = ToProto(absl::FromUnixSeconds(1'800'000'000) + absl::Seconds(i));
-      e.set_actor(Id("operator/alice"));
-      e.set_action("access_request.create");
-      e.set_resource("tenants/bulk/accessRequests/00000000-0000-4000-8000-" + std::string(12 - std::to_string(i).size(), '0') + std::to_string(i));
-      e.set_access_request(e.resource());
-      e.set_operator_user_id(e.actor());
-      e.set_request_state(v1::AccessRequest::PENDING);
-      e.set_support_ticket_id("TKT-" + std::to_string(i % 977));
-      e.set_environment("tenants/bulk/environments/prod");
-      e.set_justification("customer reports failures in nightly export batch " + std::to_string(i) +
-                          "; engineer needs read access to the posting queue tables to investigate.");
-      e.set_previous_hash(previous);
-      e.set_hash(ChainHash(previous, e));
-      previous = e.hash();
-      out << "bulk," << i << "," << absl::ToUnixMicros(FromProto(e.event_time())) << ","
-          << e.actor() << ",," << e.action() << "," << e.resource() << "," << e.access_request()
-          << ",0," << e.operator_user_id() << ",1," << e.support_ticket_id() << ",0,0,"
-          << e.environment() << ",\"" << e.justification() << "\",{},"
-          << e.previous_hash() << "," << e.hash() << "\n";
-    }
-    db_->Exec("INSERT INTO audit_heads VALUES ('bulk', " + std::to_string(kEvents) + ", '" + previous + "')");
-  }
-  chmod(certs_->dir().c_str(), 0755);
-  chmod(csv.c_str(), 0644);
-  db_->Exec("COPY audit_events FROM '" + csv + "' (FORMAT csv, FORCE_NOT_NULL (via, previous_hash))");
+  LoadAuditChain(*db_, certs_->dir(), "bulk", kEvents);
   v1::CreateAuditCheckpointRequest cp;
   cp.set_parent("tenants/bulk");
   ASSERT_TRUE(Admin()->CreateAuditCheckpoint(cp).ok());

@@ -164,6 +164,43 @@ TEST_F(ServerLifeTest, SigtermTellsWatchersToReconnectAndExitsWithinTheDrain) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
+TEST_F(ServerLifeTest, SigtermLetsInFlightCallsFinishWhileHealthSaysNotServing) {
+  // A call that takes a few seconds (verifying a log of 60,000 events) on a
+  // server whose drain is longer than that.
+  server_->Stop();
+  server_ = std::make_unique<ServerProcess>(certs_, db_.url(), Id("operator/admin"),
+                                            std::vector<std::string>{"--drain-seconds=60"});
+  ASSERT_TRUE(server_->WaitReady("admin"));
+  LoadAuditChain(db_, certs_.dir(), "longlog", 60000);
+  Client raw(MtlsChannel(certs_, "admin", server_->target()));
+  std::atomic<bool> done{false};
+  grpc::Status verify_status;
+  v1::VerifyAuditLogResponse verified;
+  std::thread call([&] {
+    v1::VerifyAuditLogRequest r;
+    r.set_parent("tenants/longlog");
+    verify_status = raw.audit->VerifyAuditLog(Context().get(), r, &verified);
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  ASSERT_FALSE(done) << "the call ended before the test could stop the server";
+  server_->Signal(SIGTERM);
+  auto health = grpc::health::v1::Health::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(server_->health_port()), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext hc;
+  hc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  grpc::health::v1::HealthCheckResponse hr;
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  grpc::Status hs = health->Check(&hc, grpc::health::v1::HealthCheckRequest(), &hr);
+  call.join();
+  EXPECT_TRUE(hs.ok()) << hs.error_message();
+  EXPECT_EQ(hr.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_TRUE(verify_status.ok()) << "an in-flight call was cut: " << verify_status.error_message();
+  EXPECT_TRUE(verified.ok());
+  EXPECT_EQ(verified.verified_events(), 60000);
+  EXPECT_TRUE(server_->WaitExit(10.0)) << "did not exit once its calls were done";
+}
+
 TEST_F(ServerLifeTest, SigkillUnderLoadLosesNothingAcknowledgedAndHalfWritesNothing) {
   port_ = server_->port();
   std::atomic<bool> stop{false};

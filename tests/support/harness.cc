@@ -17,7 +17,11 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <sys/stat.h>
+
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "server/domain/audit_chain.h"
+#include "server/domain/lifecycle.h"
 
 namespace lockbox::testing {
 
@@ -148,8 +152,10 @@ ServerProcess::ServerProcess(const Certificates& certs, const std::string& datab
       "--trust-domain=" + certs.trust_domain(),
       "--database-url=" + database_url,
       "--bootstrap-admin=" + bootstrap_admin,
-      "--drain-seconds=2",
   };
+  bool own_drain = false;
+  for (const auto& f : extra_flags) own_drain = own_drain || f.rfind("--drain-seconds=", 0) == 0;
+  if (!own_drain) args.push_back("--drain-seconds=2");
   for (auto& f : extra_flags) args.push_back(std::move(f));
   pid_ = fork();
   if (pid_ == 0) {
@@ -286,6 +292,47 @@ std::vector<google::protobuf::Struct> Receivers::Read(const std::string& file) c
 
 std::vector<google::protobuf::Struct> Receivers::Mails() const { return Read("mail.jsonl"); }
 std::vector<google::protobuf::Struct> Receivers::Hooks() const { return Read("hooks.jsonl"); }
+
+void LoadAuditChain(const TestDatabase& db, const std::string& scratch_dir,
+                    const std::string& tenant, int events) {
+  std::string csv = scratch_dir + "/" + tenant + "-chain.csv";
+  std::string previous;
+  {
+    std::ofstream out(csv);
+    for (int i = 1; i <= events; ++i) {
+      v1::AuditEvent e;
+      e.set_tenant(tenant);
+      e.set_sequence(i);
+      *e.mutable_event_time() = ToProto(absl::FromUnixSeconds(1'800'000'000) + absl::Seconds(i));
+      e.set_actor("spiffe://lockbox.test/operator/alice");
+      e.set_action("access_request.create");
+      char id[64];
+      std::snprintf(id, sizeof id, "tenants/%s/accessRequests/00000000-0000-4000-8000-%012d",
+                    tenant.c_str(), i);
+      e.set_resource(id);
+      e.set_access_request(id);
+      e.set_operator_user_id(e.actor());
+      e.set_request_state(v1::AccessRequest::PENDING);
+      e.set_support_ticket_id("TKT-" + std::to_string(i % 977));
+      e.set_environment("tenants/" + tenant + "/environments/prod");
+      e.set_justification("customer reports failures in nightly export batch " + std::to_string(i) +
+                          "; engineer needs read access to the posting queue tables to investigate.");
+      e.set_previous_hash(previous);
+      e.set_hash(ChainHash(previous, e));
+      previous = e.hash();
+      out << tenant << "," << i << "," << absl::ToUnixMicros(FromProto(e.event_time())) << ","
+          << e.actor() << ",," << e.action() << "," << e.resource() << "," << e.access_request()
+          << ",0," << e.operator_user_id() << ",1," << e.support_ticket_id() << ",0,0,"
+          << e.environment() << ",\"" << e.justification() << "\",{}," << e.previous_hash() << ","
+          << e.hash() << "\n";
+    }
+  }
+  chmod(scratch_dir.c_str(), 0755);
+  chmod(csv.c_str(), 0644);
+  db.Exec("COPY audit_events FROM '" + csv + "' (FORMAT csv, FORCE_NOT_NULL (via, previous_hash))");
+  db.Exec("INSERT INTO audit_heads VALUES ('" + tenant + "', " + std::to_string(events) + ", '" +
+          previous + "')");
+}
 
 std::string Str(const google::protobuf::Struct& s, const std::string& field) {
   auto it = s.fields().find(field);

@@ -126,6 +126,11 @@ class Receivers {
   pid_t pid_ = -1;
 };
 
+// Appends `events` valid, hash-chained audit events to `tenant`'s log with
+// COPY (PostgreSQL's bulk path), using `scratch_dir` for the CSV file.
+void LoadAuditChain(const TestDatabase& db, const std::string& scratch_dir,
+                    const std::string& tenant, int events);
+
 // Field of a JSON object as text ("" if missing).
 std::string Str(const google::protobuf::Struct& s, const std::string& field);
 
