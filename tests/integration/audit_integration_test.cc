@@ -243,7 +243,11 @@ TEST_F(AuditTest, TwoHundredThousandEventsExportInFlatMemoryAndVerifyOffline) {
   double file_mb = st.st_size / 1048576.0;
   std::printf("export: %.1f MiB written; server peak RSS %.1f -> %.1f MiB\n", file_mb, before, after);
   EXPECT_GT(file_mb, 100.0);
+#if !defined(__SANITIZE_ADDRESS__)
+  // (Under AddressSanitizer, its quarantine of freed memory makes RSS
+  // meaningless; the figure is checked in the normal build.)
   EXPECT_LT(after - before, 48.0) << "the export should not hold the log in memory";
+#endif
 
   ASSERT_EQ(std::system((env + lockboxctl + " audit public-key > " + certs_->dir() + "/key.pem").c_str()), 0);
   std::string verify = env + lockboxctl + " audit verify --file " + file + " --public-key " +
