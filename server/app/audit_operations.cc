@@ -18,6 +18,15 @@ absl::StatusOr<std::string> AuditTenant(const std::string& parent) {
   return ParseTenantName(parent, "parent");
 }
 
+// What ListAuditEvents and ExportAuditEvents filter on.
+const std::vector<FilterField>& AuditFilterFields() {
+  static const std::vector<FilterField> kFields = {
+      {"action"},      {"actor"},
+      {"access_request"}, {"environment"},
+      {"support_ticket_id"}, {"event_time", FilterField::Type::kTime}};
+  return kFields;
+}
+
 absl::Status MayReadAudit(const Actor& a, const std::string& tenant) {
   if (a.permissions.Has(Role::kAdmin)) return absl::OkStatus();
   if (!tenant.empty() && a.permissions.IsTenantMember(tenant)) return absl::OkStatus();
@@ -32,12 +41,7 @@ absl::StatusOr<v1::ListAuditEventsResponse> Lockbox::ListAuditEvents(
     const C& c, const v1::ListAuditEventsRequest& r) {
   ASSIGN_OR_RETURN(std::string tenant, AuditTenant(r.parent()));
   ListQuery q;
-  ASSIGN_OR_RETURN(q.conditions, ParseFilter(r.filter(), {{"action"},
-                                                          {"actor"},
-                                                          {"access_request"},
-                                                          {"environment"},
-                                                          {"support_ticket_id"},
-                                                          {"event_time", FilterField::Type::kTime}}));
+  ASSIGN_OR_RETURN(q.conditions, ParseFilter(r.filter(), AuditFilterFields()));
   std::string key = absl::StrCat("ListAuditEvents|", r.parent(), "|", r.filter());
   RETURN_IF_ERROR(StartPage(key, r.page_token(), r.page_size(), &q));
   return Read<v1::ListAuditEventsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
@@ -175,12 +179,7 @@ absl::Status Lockbox::ExportAuditEvents(const C& c, const v1::ExportAuditEventsR
                                         const std::function<bool(const std::string&)>& write) {
   ASSIGN_OR_RETURN(std::string tenant, AuditTenant(r.parent()));
   ListQuery q;
-  ASSIGN_OR_RETURN(q.conditions, ParseFilter(r.filter(), {{"action"},
-                                                          {"actor"},
-                                                          {"access_request"},
-                                                          {"environment"},
-                                                          {"support_ticket_id"},
-                                                          {"event_time", FilterField::Type::kTime}}));
+  ASSIGN_OR_RETURN(q.conditions, ParseFilter(r.filter(), AuditFilterFields()));
   bool csv = r.format() == v1::ExportAuditEventsRequest::CSV;
   std::string chunk = csv ? ExportCsvHeader() : "";
   // Authorise, and put the checkpoints first: with the events after them, a
