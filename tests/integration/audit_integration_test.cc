@@ -21,14 +21,7 @@ std::string Id(const std::string& path) { return std::string("spiffe://") + kTd 
 
 std::unique_ptr<lockbox::Client> Connect(const Certificates& certs, const std::string& who,
                                          const ServerProcess& server) {
-  Options o;
-  o.target = server.target();
-  o.ca_file = certs.Path("ca.crt");
-  o.cert_file = certs.Path(who + ".crt");
-  o.key_file = certs.Path(who + ".key");
-  auto c = lockbox::Client::Create(o);
-  EXPECT_TRUE(c.ok());
-  return std::move(*c);
+  return LibraryClient(certs, who, server.target());
 }
 
 // Peak resident memory of a process, in MiB.

@@ -69,12 +69,7 @@ class AuthorizationMatrixTest : public ::testing::Test {
   static lockbox::Client& As(const std::string& who) {
     auto it = clients_.find(who);
     if (it != clients_.end()) return *it->second;
-    Options o;
-    o.target = server_->target();
-    o.ca_file = certs_->Path("ca.crt");
-    o.cert_file = certs_->Path(who + ".crt");
-    o.key_file = certs_->Path(who + ".key");
-    return *(clients_[who] = std::move(*lockbox::Client::Create(o)));
+    return *(clients_[who] = LibraryClient(*certs_, who, server_->target()));
   }
   static void Bind(const std::string& principal, const std::string& role, const std::string& tenant) {
     v1::CreateRoleBindingRequest r;

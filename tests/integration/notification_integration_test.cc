@@ -60,14 +60,7 @@ class Stack {
   }
 
   std::unique_ptr<lockbox::Client> As(const std::string& who, size_t replica = 0) {
-    Options o;
-    o.target = servers[replica % servers.size()]->target();
-    o.ca_file = certs.Path("ca.crt");
-    o.cert_file = certs.Path(who + ".crt");
-    o.key_file = certs.Path(who + ".key");
-    auto c = lockbox::Client::Create(o);
-    EXPECT_TRUE(c.ok());
-    return std::move(*c);
+    return LibraryClient(certs, who, servers[replica % servers.size()]->target());
   }
 
   static void Bind(lockbox::Client& admin, const std::string& principal, const std::string& role,

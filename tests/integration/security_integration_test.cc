@@ -20,6 +20,12 @@ namespace {
 constexpr char kTd[] = "lockbox.test";
 std::string Id(const std::string& path) { return std::string("spiffe://") + kTd + "/" + path; }
 
+// These tests must see every failure, quickly.
+void FailFast(Options* o) {
+  o->default_deadline = std::chrono::seconds(3);
+  o->retry.max_attempts = 1;
+}
+
 grpc::StatusCode CallAs(const Certificates& certs, const std::string& who, const std::string& target,
                         const std::string& ca = "ca.crt") {
   Client c(MtlsChannel(certs, who, target, ca));
@@ -115,14 +121,8 @@ class ServerLifeTest : public ::testing::Test {
   }
 
   std::unique_ptr<lockbox::Client> Connect(const std::string& who) {
-    Options o;
-    o.target = "localhost:" + std::to_string(port_ ? port_ : server_->port());
-    o.ca_file = certs_.Path("ca.crt");
-    o.cert_file = certs_.Path(who + ".crt");
-    o.key_file = certs_.Path(who + ".key");
-    o.default_deadline = std::chrono::seconds(3);
-    o.retry.max_attempts = 1;  // These tests see every failure.
-    return std::move(*lockbox::Client::Create(o));
+    return LibraryClient(certs_, who, "localhost:" + std::to_string(port_ ? port_ : server_->port()),
+                         FailFast);
   }
 
   static v1::CreateAccessRequestRequest Ask(const std::string& request_id) {
@@ -322,14 +322,7 @@ TEST(DatabaseOutageTest, CallsFailFastHealthSaysNotServingAndTheServerRecovers) 
   ServerProcess server(certs, pg.url(), Id("operator/admin"));
   ASSERT_TRUE(server.WaitReady("admin"));
   auto connect = [&](const std::string& who) {
-    Options o;
-    o.target = server.target();
-    o.ca_file = certs.Path("ca.crt");
-    o.cert_file = certs.Path(who + ".crt");
-    o.key_file = certs.Path(who + ".key");
-    o.default_deadline = std::chrono::seconds(3);
-    o.retry.max_attempts = 1;
-    return std::move(*lockbox::Client::Create(o));
+    return LibraryClient(certs, who, server.target(), FailFast);
   };
   auto admin = connect("admin");
   v1::CreateRoleBindingRequest b;

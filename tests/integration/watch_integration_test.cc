@@ -58,15 +58,7 @@ class WatchTest : public ::testing::Test {
   }
 
   static std::unique_ptr<lockbox::Client> Connect(const std::string& who, const std::string& target) {
-    Options o;
-    o.target = target;
-    o.ca_file = certs_->Path("ca.crt");
-    o.cert_file = certs_->Path(who + ".crt");
-    o.key_file = certs_->Path(who + ".key");
-    o.server_name = "localhost";
-    auto c = lockbox::Client::Create(o);
-    EXPECT_TRUE(c.ok()) << c.status().error_message();
-    return std::move(*c);
+    return LibraryClient(*certs_, who, target);
   }
 
   static v1::CreateAccessRequestRequest Ask() {

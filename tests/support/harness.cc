@@ -368,6 +368,24 @@ std::shared_ptr<grpc::Channel> MtlsChannel(const Certificates& certs, const std:
   return grpc::CreateCustomChannel(target, grpc::SslCredentials(options), args);
 }
 
+std::unique_ptr<lockbox::Client> LibraryClient(const Certificates& certs, const std::string& name,
+                                               const std::string& target,
+                                               const std::function<void(Options*)>& tweak) {
+  Options o;
+  o.target = target;
+  o.ca_file = certs.Path("ca.crt");
+  o.cert_file = certs.Path(name + ".crt");
+  o.key_file = certs.Path(name + ".key");
+  o.server_name = "localhost";
+  if (tweak) tweak(&o);
+  auto c = lockbox::Client::Create(o);
+  if (!c.ok()) {
+    std::fprintf(stderr, "client for %s: %s\n", name.c_str(), c.status().error_message().c_str());
+    std::abort();
+  }
+  return std::move(*c);
+}
+
 Client::Client(std::shared_ptr<grpc::Channel> ch)
     : channel(ch),
       policy(v1::PolicyService::NewStub(ch)),

@@ -15,6 +15,8 @@
 
 #include <functional>
 
+#include <lockbox/client.h>
+
 #include "lockbox/v1/access_request_service.grpc.pb.h"
 #include "lockbox/v1/audit_service.grpc.pb.h"
 #include "lockbox/v1/errors.pb.h"
@@ -141,6 +143,13 @@ bool Eventually(const std::function<bool()>& done, int seconds = 30);
 std::shared_ptr<grpc::Channel> MtlsChannel(const Certificates& certs, const std::string& name,
                                            const std::string& target,
                                            const std::string& ca_file = "ca.crt");
+
+// A liblockbox client presenting NAME.crt/key, expecting "localhost" in the
+// server's certificate (so that ipv4: target lists work); `tweak` may
+// change the options, e.g. deadlines and retries.
+std::unique_ptr<lockbox::Client> LibraryClient(const Certificates& certs, const std::string& name,
+                                               const std::string& target,
+                                               const std::function<void(Options*)>& tweak = nullptr);
 
 // Stubs of every service on one channel.
 struct Client {
