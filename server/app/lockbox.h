@@ -19,6 +19,7 @@
 #include "lockbox/v1/grant_service.pb.h"
 #include "lockbox/v1/notification_service.pb.h"
 #include "lockbox/v1/policy_service.pb.h"
+#include "server/app/grant_view.h"
 #include "server/domain/clock.h"
 #include "server/domain/audit_signing.h"
 #include "server/domain/identity.h"
@@ -41,6 +42,8 @@ struct LockboxOptions {
   std::string trust_domain;
   std::string page_token_key;     // Shared by all replicas.
   const AuditSigner* audit_signer = nullptr;  // Not owned; signs checkpoints.
+  // Not owned. When set, CheckAccess answers "allowed" from it.
+  GrantView* grant_view = nullptr;
 };
 
 class Lockbox {
@@ -165,6 +168,10 @@ class Lockbox {
 
   absl::Status NotifyDecision(Transaction& tx, const v1::AccessRequest& request,
                               const v1::Grant& grant, absl::Time now);
+
+  // Drops the grant from this replica's view after a call that may have
+  // ended it.
+  void ForgetGrant(const std::string& tenant, const std::string& id);
 
   // Fills the ListQuery's cursor from a page token bound to `query_key`.
   absl::Status StartPage(absl::string_view query_key, const std::string& page_token,

@@ -59,6 +59,7 @@ struct Settings {
   std::string audit_signing_key;
   int audit_checkpoint_events = 1000;
   int audit_checkpoint_minutes = 10;
+  bool grant_view = true;
 };
 
 // SMTP credentials come from a file ("user:password" on its first line) or
@@ -192,6 +193,10 @@ int main(int argc, char** argv) {
   app.add_option("--audit-checkpoint-minutes", s.audit_checkpoint_minutes,
                  "...and at least every this many minutes while a log grows")
       ->envname("LOCKBOX_AUDIT_CHECKPOINT_MINUTES")->check(CLI::Range(1, 10080))->capture_default_str();
+  app.add_option("--grant-view", s.grant_view,
+                 "Answer CheckAccess from this replica's in-memory view of active grants, "
+                 "kept current by LISTEN/NOTIFY (false: every check reads the database)")
+      ->envname("LOCKBOX_GRANT_VIEW")->capture_default_str();
   app.add_option("--testing-clock-offset-file", s.testing_clock_offset_file,
                  "TESTS ONLY: add the number of seconds in this file to the clock");
   CLI11_PARSE(app, argc, argv);
@@ -263,14 +268,18 @@ int main(int argc, char** argv) {
     clock_holder = std::make_unique<lockbox::SystemClock>();
   }
   const lockbox::Clock& clock = *clock_holder;
-  lockbox::Lockbox lockbox(
-      lockbox::LockboxOptions{store->get(), &clock, s.trust_domain, *page_key, signer->get()});
+  lockbox::PgChangeFeed access_feed(s.database_url, lockbox::ChangeTopic::kAccess);
+  lockbox::GrantView grant_view(lockbox::GrantView::Options{store->get(), &clock, &access_feed});
+  if (s.grant_view) grant_view.Start();
+  lockbox::Lockbox lockbox(lockbox::LockboxOptions{store->get(), &clock, s.trust_domain,
+                                                   *page_key, signer->get(),
+                                                   s.grant_view ? &grant_view : nullptr});
   if (!s.bootstrap_admin.empty()) {
     absl::Status st = lockbox.EnsureBootstrapAdmin(s.bootstrap_admin);
     if (!st.ok()) return Fail(Describe(st));
   }
 
-  lockbox::PgChangeFeed feed(s.database_url);
+  lockbox::PgChangeFeed feed(s.database_url, lockbox::ChangeTopic::kAccessRequests);
   lockbox::WatchHub hub(lockbox::WatchHub::Options{store->get(), &clock, &feed,
                                                    absl::Seconds(s.watch_recheck_seconds)});
   hub.Start();
@@ -354,6 +363,7 @@ int main(int argc, char** argv) {
   sweeping.Stop();
   delivering.Stop();
   hub.Stop();  // Watchers are told to reconnect.
+  grant_view.Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(s.drain_seconds));
   if (health_server) health_server->Shutdown(std::chrono::system_clock::now());
   return 0;

@@ -27,6 +27,12 @@ constexpr int kMaxAttempts = 4;
 
 // The NOTIFY channel that carries the IDs of changed access requests.
 constexpr char kRequestChannel[] = "lockbox_access_requests";
+// The NOTIFY channel that carries changed grants and role bindings.
+constexpr char kAccessChannel[] = "lockbox_access";
+
+const char* ChannelOf(ChangeTopic topic) {
+  return topic == ChangeTopic::kAccessRequests ? kRequestChannel : kAccessChannel;
+}
 // Any constant works; it only has to be the same for every replica.
 constexpr int64_t kMigrationLockKey = 0x6c6f636b626f78;  // "lockbox"
 
@@ -490,6 +496,7 @@ class PgTransaction final : public Transaction {
         "INSERT INTO role_bindings (id, principal, role, tenant_id, email, create_time) "
         "VALUES ($1, $2, $3, $4, $5, $6)",
         id, b.principal(), b.role(), tenant, b.email(), Us(b.create_time()));
+    w_.exec_params("SELECT pg_notify($1, 'bindings')", kAccessChannel);
     return absl::OkStatus();
   }
 
@@ -504,6 +511,7 @@ class PgTransaction final : public Transaction {
 
   absl::Status DeleteRoleBinding(const std::string& id) override {
     w_.exec_params("DELETE FROM role_bindings WHERE id = $1", id);
+    w_.exec_params("SELECT pg_notify($1, 'bindings')", kAccessChannel);
     return absl::OkStatus();
   }
 
@@ -531,6 +539,15 @@ class PgTransaction final : public Transaction {
       std::optional<Role> role = ParseRole(row[0].as<std::string>());
       if (role) out.push_back(Binding{*role, row[1].as<std::string>()});
     }
+    return out;
+  }
+
+  absl::StatusOr<std::vector<std::string>> PrincipalsWithRole(Role role) override {
+    auto r = w_.exec_params(
+        "SELECT principal FROM role_bindings WHERE role = $1 AND tenant_id = ''",
+        std::string(RoleName(role)));
+    std::vector<std::string> out;
+    for (const auto& row : r) out.push_back(row[0].as<std::string>());
     return out;
   }
 
@@ -616,6 +633,7 @@ class PgTransaction final : public Transaction {
         List(g->data_sources()), Us(g->start_time()), Us(g->expire_time()),
         static_cast<int>(g->state()));
     g->set_etag(EtagOf(1));
+    w_.exec_params("SELECT pg_notify($1, $2)", kAccessChannel, absl::StrCat(tenant, "/", id));
     return absl::OkStatus();
   }
 
@@ -636,6 +654,7 @@ class PgTransaction final : public Transaction {
         "WHERE tenant_id = $1 AND id = $2 RETURNING version",
         tenant, id, static_cast<int>(g->state()), g->has_end_time() ? Us(g->end_time()) : "0");
     g->set_etag(EtagOf(r[0].as<int64_t>()));
+    w_.exec_params("SELECT pg_notify($1, $2)", kAccessChannel, absl::StrCat(tenant, "/", id));
     return absl::OkStatus();
   }
 
@@ -666,6 +685,27 @@ class PgTransaction final : public Transaction {
                                          "AND environment_id = $3 AND state = 1"),
                             principal, tenant, environment_id);
     return MapRows<v1::Grant>(r, ToGrant);
+  }
+
+  absl::StatusOr<std::vector<v1::Grant>> AllActiveGrants(absl::Time now) override {
+    auto r = w_.exec_params(absl::StrCat("SELECT ", kGrantCols,
+                                         " FROM grants WHERE state = 1 AND expire_time > $1"),
+                            Us(now));
+    return MapRows<v1::Grant>(r, ToGrant);
+  }
+
+  absl::StatusOr<std::vector<v1::Grant>> GetGrantsByKey(
+      const std::vector<std::string>& keys) override {
+    std::vector<v1::Grant> out;
+    for (const std::string& key : keys) {
+      size_t slash = key.find('/');
+      if (slash == std::string::npos) continue;
+      auto r = w_.exec_params(absl::StrCat("SELECT ", kGrantCols,
+                                           " FROM grants WHERE tenant_id = $1 AND id = $2"),
+                              key.substr(0, slash), key.substr(slash + 1));
+      if (!r.empty()) out.push_back(ToGrant(r[0]));
+    }
+    return out;
   }
 
   absl::Status AppendAuditEvent(v1::AuditEvent* e) override {
@@ -1155,11 +1195,17 @@ absl::StatusOr<std::string> PgStore::SharedSecret(const std::string& name,
 
 namespace {
 
-class RequestNotifications final : public pqxx::notification_receiver {
+int64_t SteadyNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+class Notifications final : public pqxx::notification_receiver {
  public:
-  RequestNotifications(pqxx::connection_base& c,
-                       const std::function<void(const std::string&)>& on_change)
-      : pqxx::notification_receiver(c, kRequestChannel), on_change_(on_change) {}
+  Notifications(pqxx::connection_base& c, const char* channel,
+                const std::function<void(const std::string&)>& on_change)
+      : pqxx::notification_receiver(c, channel), on_change_(on_change) {}
   void operator()(const std::string& payload, int) override { on_change_(payload); }
 
  private:
@@ -1170,27 +1216,43 @@ class RequestNotifications final : public pqxx::notification_receiver {
 
 void PgChangeFeed::Run(const std::function<void(const std::string&)>& on_change,
                        const std::function<void()>& on_gap) {
-  bool first = true;
   int backoff_ms = 100;
   while (!stopped_) {
     try {
       pqxx::connection conn(database_url_);
-      RequestNotifications receiver(conn, on_change);
-      // LISTEN is active now; anything before it may have been missed.
-      if (!first) on_gap();
-      first = false;
+      Notifications receiver(conn, ChannelOf(topic_), on_change);
+      // LISTEN is active now; anything before it may have been missed
+      // (on the first connection too: readers load what exists after this).
+      on_gap();
+      alive_ns_ = SteadyNowNs();
       backoff_ms = 100;
+      int64_t probe_ns = absl::ToInt64Nanoseconds(probe_);
       while (!stopped_) {
-        conn.await_notification(0, 200000);  // Wakes every 200 ms to see Stop().
+        conn.await_notification(0, 100000);  // Wakes every 100 ms to see Stop().
+        if (SteadyNowNs() - alive_ns_ >= probe_ns) {
+          // A lost connection that nobody closed shows itself only when
+          // used. LISTEN again is a no-op that keeps the connection's
+          // last query recognisable in pg_stat_activity.
+          pqxx::nontransaction probe(conn);
+          probe.exec(absl::StrCat("LISTEN ", ChannelOf(topic_)));
+          probe.commit();
+          alive_ns_ = SteadyNowNs();
+        }
       }
+      alive_ns_ = 0;
       return;
     } catch (const std::exception& e) {
-      if (!first) on_gap();  // Watchers re-read while we reconnect.
-      first = false;
+      alive_ns_ = 0;
+      on_gap();  // Readers stop trusting what they hold while we reconnect.
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
       backoff_ms = std::min(backoff_ms * 2, 2000);
     }
   }
+}
+
+bool PgChangeFeed::AliveWithin(absl::Duration within) const {
+  int64_t alive = alive_ns_.load();
+  return alive != 0 && SteadyNowNs() - alive <= absl::ToInt64Nanoseconds(within);
 }
 
 bool PgStore::Ping() {

@@ -39,17 +39,26 @@ struct Migration {
 const std::vector<Migration>& EmbeddedMigrations();
 
 // LISTEN/NOTIFY on a dedicated connection (never through a pooler in
-// transaction mode), made again with backoff whenever it is lost.
+// transaction mode), made again with backoff whenever it is lost. The
+// connection is probed every `probe` so that a silent loss is noticed.
 class PgChangeFeed final : public ChangeFeed {
  public:
-  explicit PgChangeFeed(std::string database_url) : database_url_(std::move(database_url)) {}
+  PgChangeFeed(std::string database_url, ChangeTopic topic,
+               absl::Duration probe = absl::Milliseconds(500))
+      : database_url_(std::move(database_url)), topic_(topic), probe_(probe) {}
   void Run(const std::function<void(const std::string&)>& on_change,
            const std::function<void()>& on_gap) override;
   void Stop() override { stopped_ = true; }
+  bool AliveWithin(absl::Duration within) const override;
 
  private:
   std::string database_url_;
+  ChangeTopic topic_;
+  absl::Duration probe_;
   std::atomic<bool> stopped_{false};
+  // Steady-clock nanoseconds of the last proof the connection worked; 0
+  // while it is not listening.
+  std::atomic<int64_t> alive_ns_{0};
 };
 
 class PgStore final : public Store {

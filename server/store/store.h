@@ -95,6 +95,8 @@ class Transaction {
       const ListQuery& query) = 0;
   virtual absl::StatusOr<std::vector<Binding>> BindingsOf(
       const std::string& principal) = 0;
+  // Every principal bound to the global `role`.
+  virtual absl::StatusOr<std::vector<std::string>> PrincipalsWithRole(Role role) = 0;
 
   virtual absl::Status InsertAccessRequest(const std::string& tenant,
                                            const std::string& id,
@@ -123,6 +125,11 @@ class Transaction {
   virtual absl::StatusOr<std::vector<v1::Grant>> ActiveGrants(
       const std::string& principal, const std::string& tenant,
       const std::string& environment_id) = 0;
+  // Every grant ACTIVE as recorded whose expire_time is after `now`.
+  virtual absl::StatusOr<std::vector<v1::Grant>> AllActiveGrants(absl::Time now) = 0;
+  // The grants with these "tenant/id" keys; missing ones are left out.
+  virtual absl::StatusOr<std::vector<v1::Grant>> GetGrantsByKey(
+      const std::vector<std::string>& keys) = 0;
 
   // Appends to the event's tenant chain: sets sequence, name, previous_hash
   // and hash.
@@ -191,18 +198,31 @@ class Transaction {
                                             absl::Time now) = 0;
 };
 
-// Tells which access requests changed, across every replica. Changes are
-// published by the transaction that makes them, when it commits.
-// Thread-safe.
+// What a ChangeFeed tells about.
+enum class ChangeTopic {
+  // Payload: the access request's UUID.
+  kAccessRequests,
+  // Payload: "<tenant>/<grant id>" for a grant, "bindings" when any role
+  // binding was made or deleted.
+  kAccess,
+};
+
+// Tells what changed, across every replica. Changes are published by the
+// transaction that makes them, when it commits. Thread-safe.
 class ChangeFeed {
  public:
   virtual ~ChangeFeed() = default;
-  // Runs until Stop(): calls on_change(request_id) for each committed change
-  // of an access request, and on_gap() whenever changes may have been missed
-  // (after the feed's connection was lost and made again).
+  // Runs until Stop(): calls on_change(payload) for each committed change,
+  // and on_gap() whenever changes may have been missed: each time it starts
+  // listening (the first time included), and as soon as the connection is
+  // found lost. What a reader loads after an on_gap() is complete: every
+  // later change is notified.
   virtual void Run(const std::function<void(const std::string&)>& on_change,
                    const std::function<void()>& on_gap) = 0;
   virtual void Stop() = 0;
+  // Whether the feed has seen its connection working within `within`: a
+  // feed that cannot say so may have missed changes without knowing.
+  virtual bool AliveWithin(absl::Duration within) const = 0;
 };
 
 // Thread-safe.
