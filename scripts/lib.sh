@@ -1,4 +1,4 @@
-# Shared by scripts/test and scripts/run-local. Source it; do not run it.
+# Shared by scripts/test, scripts/run-local and scripts/bench. Source it; do not run it.
 
 LOCKBOX_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PG_BIN="/usr/lib/postgresql/15/bin"
@@ -14,6 +14,7 @@ LOCKBOX_PACKAGES=(
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -63,6 +64,7 @@ pg_start() {
   as_pg mkdir -p "$dir/run"
   local opts="-c listen_addresses='' -k $dir/run -c max_connections=300"
   if [ -n "$fast" ]; then opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"; fi
+  opts="$opts ${LOCKBOX_PG_OPTS:-}"
   as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -o "$opts" -w start >/dev/null
   echo "postgresql:///postgres?host=$dir/run&user=postgres"
 }

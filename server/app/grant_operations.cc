@@ -103,32 +103,43 @@ absl::StatusOr<v1::ListGrantsResponse> Lockbox::ListGrants(const C& c,
   });
 }
 
-absl::StatusOr<v1::CheckAccessResponse> Lockbox::CheckAccess(const C& c,
-                                                             const v1::CheckAccessRequest& r) {
-  ASSIGN_OR_RETURN(Principal principal,
-                   ParseSpiffeId(r.principal(), options_.trust_domain, "principal"));
-  ASSIGN_OR_RETURN(TenantChildName env, ParseChildName(r.environment(), "environments",
-                                                       "environment"));
+std::optional<absl::StatusOr<v1::CheckAccessResponse>> Lockbox::CheckAccessFromMemory(
+    const C& c, const v1::CheckAccessRequest& r) {
+  auto principal = ParseSpiffeId(r.principal(), options_.trust_domain, "principal");
+  if (!principal.ok()) return absl::StatusOr<v1::CheckAccessResponse>(principal.status());
+  auto env = ParseChildName(r.environment(), "environments", "environment");
+  if (!env.ok()) return absl::StatusOr<v1::CheckAccessResponse>(env.status());
   if (!r.data_source().empty() && !IsValidId(r.data_source())) {
-    return InvalidField("data_source", "BAD_FORMAT", "must match [a-z][a-z0-9-]{0,62}");
+    return absl::StatusOr<v1::CheckAccessResponse>(
+        InvalidField("data_source", "BAD_FORMAT", "must match [a-z][a-z0-9-]{0,62}"));
   }
   // The hot path: an enforcer asking about an active grant, answered from
   // memory. Everything else (no grant, another caller) asks the database,
   // so the view can only ever be late to deny, never to allow.
   const GrantView* view = options_.grant_view;
-  if (view != nullptr && c.on_behalf_of.empty() && view->Ready() &&
-      view->IsEnforcer(c.spiffe_id)) {
-    std::optional<v1::Grant> grant =
-        view->Allowing(principal.spiffe_id, env.tenant, env.id, r.environment(), r.data_source(),
-                       options_.clock->Now());
-    if (grant) {
-      v1::CheckAccessResponse out;
-      out.set_allowed(true);
-      *out.mutable_expire_time() = grant->expire_time();
-      *out.mutable_grant() = std::move(*grant);
-      return out;
-    }
+  if (view == nullptr || !c.on_behalf_of.empty() || !view->Ready() ||
+      !view->IsEnforcer(c.spiffe_id)) {
+    return std::nullopt;
   }
+  std::optional<v1::Grant> grant = view->Allowing(principal->spiffe_id, env->tenant, env->id,
+                                                  r.environment(), r.data_source(),
+                                                  options_.clock->Now());
+  if (!grant) return std::nullopt;
+  v1::CheckAccessResponse out;
+  out.set_allowed(true);
+  *out.mutable_expire_time() = grant->expire_time();
+  *out.mutable_grant() = std::move(*grant);
+  return absl::StatusOr<v1::CheckAccessResponse>(std::move(out));
+}
+
+absl::StatusOr<v1::CheckAccessResponse> Lockbox::CheckAccess(const C& c,
+                                                             const v1::CheckAccessRequest& r) {
+  std::optional<absl::StatusOr<v1::CheckAccessResponse>> answered = CheckAccessFromMemory(c, r);
+  if (answered) return std::move(*answered);
+  ASSIGN_OR_RETURN(Principal principal,
+                   ParseSpiffeId(r.principal(), options_.trust_domain, "principal"));
+  ASSIGN_OR_RETURN(TenantChildName env, ParseChildName(r.environment(), "environments",
+                                                       "environment"));
   return Read<v1::CheckAccessResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time now)
                                               -> absl::StatusOr<v1::CheckAccessResponse> {
     if (!a.permissions.Has(Role::kEnforcer)) {

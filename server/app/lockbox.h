@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -95,6 +96,11 @@ class Lockbox {
   absl::StatusOr<v1::ListGrantsResponse> ListGrants(const C& c, const v1::ListGrantsRequest& r);
   absl::StatusOr<v1::CheckAccessResponse> CheckAccess(const C& c,
                                                       const v1::CheckAccessRequest& r);
+  // CheckAccess's answer when it needs no database (a bad argument, or an
+  // active grant in this replica's view); nullopt when CheckAccess must
+  // read the database. Never blocks.
+  std::optional<absl::StatusOr<v1::CheckAccessResponse>> CheckAccessFromMemory(
+      const C& c, const v1::CheckAccessRequest& r);
   absl::StatusOr<v1::Grant> ReleaseGrant(const C& c, const v1::ReleaseGrantRequest& r);
   absl::StatusOr<v1::Grant> RevokeGrant(const C& c, const v1::RevokeGrantRequest& r);
 

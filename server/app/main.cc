@@ -286,7 +286,10 @@ int main(int argc, char** argv) {
 
   lockbox::PolicyService policy_service(&lockbox);
   lockbox::AccessRequestService request_service(&lockbox, &hub);
-  lockbox::GrantService grant_service(&lockbox);
+  // CheckAccess's database path, off gRPC's event threads; destroyed after
+  // the server, so every check it holds is answered.
+  lockbox::Executor check_slow_path(s.db_pool_size);
+  lockbox::GrantService grant_service(&lockbox, &check_slow_path);
   lockbox::AuditService audit_service(&lockbox);
   lockbox::NotificationService notification_service(&lockbox);
 

@@ -44,4 +44,42 @@ grpc::Status AuditService::ExportAuditEvents(
                 });
 }
 
+grpc::ServerUnaryReactor* GrantService::CheckAccess(grpc::CallbackServerContext* context,
+                                                    const v1::CheckAccessRequest* request,
+                                                    v1::CheckAccessResponse* response) {
+  auto start = std::chrono::steady_clock::now();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  CallerIdentity caller = CallerOf(*context);
+  auto finish = [reactor, response, start](const CallerIdentity& caller,
+                                           absl::StatusOr<v1::CheckAccessResponse> result) {
+    grpc::Status status = grpc::Status::OK;
+    if (result.ok()) {
+      *response = std::move(*result);
+    } else {
+      status = ToGrpcStatus(result.status());
+    }
+    LogCall("CheckAccess", caller, status, std::chrono::steady_clock::now() - start);
+    reactor->Finish(status);
+  };
+  try {
+    auto answered = lockbox_->CheckAccessFromMemory(caller, *request);
+    if (answered) {
+      finish(caller, std::move(*answered));
+      return reactor;
+    }
+  } catch (const std::exception&) {
+    finish(caller, absl::InternalError("internal error"));
+    return reactor;
+  }
+  // The request and response live until Finish.
+  slow_path_->Submit([this, request, caller, finish] {
+    try {
+      finish(caller, lockbox_->CheckAccess(caller, *request));
+    } catch (const std::exception&) {
+      finish(caller, absl::InternalError("internal error"));
+    }
+  });
+  return reactor;
+}
+
 }  // namespace lockbox

@@ -11,6 +11,7 @@
 #include "lockbox/v1/policy_service.grpc.pb.h"
 #include "server/app/lockbox.h"
 #include "server/app/watch_hub.h"
+#include "server/service/executor.h"
 #include "server/service/handler.h"
 
 namespace lockbox {
@@ -58,17 +59,24 @@ class AccessRequestService final
   WatchHub* hub_;
 };
 
-class GrantService final : public v1::GrantService::Service {
+// CheckAccess, the data plane's hot path, runs on the callback API: an
+// answer from memory is sent from gRPC's own thread with no hand-off; one
+// that needs the database runs on `slow_path` (not owned).
+class GrantService final
+    : public v1::GrantService::WithCallbackMethod_CheckAccess<v1::GrantService::Service> {
  public:
-  explicit GrantService(Lockbox* lockbox) : lockbox_(lockbox) {}
+  GrantService(Lockbox* lockbox, Executor* slow_path) : lockbox_(lockbox), slow_path_(slow_path) {}
   LOCKBOX_UNARY(GetGrant, v1::GetGrantRequest, v1::Grant)
   LOCKBOX_UNARY(ListGrants, v1::ListGrantsRequest, v1::ListGrantsResponse)
-  LOCKBOX_UNARY(CheckAccess, v1::CheckAccessRequest, v1::CheckAccessResponse)
   LOCKBOX_UNARY(ReleaseGrant, v1::ReleaseGrantRequest, v1::Grant)
   LOCKBOX_UNARY(RevokeGrant, v1::RevokeGrantRequest, v1::Grant)
+  grpc::ServerUnaryReactor* CheckAccess(grpc::CallbackServerContext* context,
+                                        const v1::CheckAccessRequest* request,
+                                        v1::CheckAccessResponse* response) override;
 
  private:
   Lockbox* lockbox_;
+  Executor* slow_path_;
 };
 
 class AuditService final : public v1::AuditService::Service {

@@ -152,6 +152,11 @@ absl::Status AppendConditions(const ListQuery& q,
         v1::AccessRequest::State s;
         v1::AccessRequest::State_Parse(c.value, &s);
         value = absl::StrCat(static_cast<int>(s));
+        // Implied by the read-time state, and lets the planner use the
+        // index of open requests however long the tenant's history.
+        if (c.op == Condition::Op::kEq && s == v1::AccessRequest::PENDING) {
+          absl::StrAppend(sql, " AND state = 1");
+        }
         break;
       }
       case Column::Kind::kGrantState: {
