@@ -407,6 +407,8 @@ class Watch final : public grpc::ClientReadReactor<AccessRequest> {
   Watch(std::atomic<int>* started, std::atomic<int>* done) : started_(started), done_(done) {}
   void Begin(lockbox::v1::AccessRequestService::Stub* stub, const std::string& name) {
     req_.set_name(name);
+    // A connection still being set up under load must not fail the stream.
+    ctx_.set_wait_for_ready(true);
     stub->async()->WatchAccessRequest(&ctx_, &req_, this);
     StartRead(&resp_);
     StartCall();
@@ -419,14 +421,23 @@ class Watch final : public grpc::ClientReadReactor<AccessRequest> {
     }
     StartRead(&resp_);
   }
-  void OnDone(const grpc::Status&) override { done_->fetch_add(1); }
+  void OnDone(const grpc::Status& s) override {
+    status_ = s;
+    finished_.store(true, std::memory_order_release);
+    done_->fetch_add(1);
+  }
+  bool finished() const { return finished_.load(std::memory_order_acquire); }
   void Cancel() { ctx_.TryCancel(); }
+  // Valid once OnDone has run (after `done` counted this stream).
+  const grpc::Status& status() const { return status_; }
 
  private:
   grpc::ClientContext ctx_;
   lockbox::v1::WatchAccessRequestRequest req_;
   AccessRequest resp_;
   bool first_ = false;
+  grpc::Status status_;
+  std::atomic<bool> finished_{false};
   std::atomic<int>* started_;
   std::atomic<int>* done_;
 };
@@ -484,6 +495,20 @@ int RunWatchers(const Common& c, int count, int pid) {
   auto after = ProcStatus(pid);
   int held = started.load() - done.load();
   std::printf("watchers_held: %d\nwatchers_setup_s: %.1f\n", held, setup_s);
+  if (done.load() > 0) {
+    // Which streams ended before we cancelled them, and why: the first
+    // error's code and message, and how many ended.
+    int ended = 0;
+    const grpc::Status* first = nullptr;
+    for (auto& w : watches) {
+      if (!w->finished()) continue;
+      ++ended;
+      if (first == nullptr) first = &w->status();
+    }
+    std::fprintf(stderr, "lockbox-bench: %d watchers ended early; first: code %d: %s\n", ended,
+                 first ? static_cast<int>(first->error_code()) : -1,
+                 first ? first->error_message().c_str() : "");
+  }
   std::printf("watchers_rss_before_mb: %.1f\n", std::atof(before["VmRSS"].c_str()) / 1024);
   std::printf("watchers_rss_mb: %.1f\n", std::atof(after["VmRSS"].c_str()) / 1024);
   std::printf("watchers_threads_before: %s\nwatchers_threads: %s\n", before["Threads"].c_str(),
