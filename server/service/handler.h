@@ -11,10 +11,14 @@
 
 #include "absl/status/statusor.h"
 #include "server/app/lockbox.h"
+#include "server/observe/log.h"
 
 namespace lockbox {
 
 inline constexpr char kOnBehalfOfHeader[] = "x-lockbox-on-behalf-of";
+// A caller's correlation ID, echoed back in the response's initial
+// metadata; one is made when the caller sends none.
+inline constexpr char kRequestIdHeader[] = "x-request-id";
 
 // The single mapping from our statuses to gRPC's, with ErrorInfo details.
 grpc::Status ToGrpcStatus(const absl::Status& status);
@@ -23,14 +27,20 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 // certificate, and the on-behalf-of header).
 CallerIdentity CallerOf(const grpc::ServerContextBase& context);
 
-// One structured line per call on stderr.
-void LogCall(const char* method, const CallerIdentity& caller, const grpc::Status& status,
-             std::chrono::steady_clock::duration latency);
+// The call's request ID (the caller's x-request-id when it is a sane token,
+// else a fresh one), already added to the response's initial metadata.
+std::string RequestIdOf(grpc::ServerContextBase* context);
+
+// One structured line per call on stderr, and the call's metrics.
+void LogCall(const char* method, const CallerIdentity& caller, const std::string& request_id,
+             const grpc::Status& status, std::chrono::steady_clock::duration latency);
 
 template <typename Response, typename Fn>
 grpc::Status Handle(const char* method, grpc::ServerContext* context, Response* response,
                     Fn&& fn) {
   auto start = std::chrono::steady_clock::now();
+  const std::string request_id = RequestIdOf(context);
+  ScopedRequestId scope(request_id);
   CallerIdentity caller;
   grpc::Status status;
   try {
@@ -45,7 +55,7 @@ grpc::Status Handle(const char* method, grpc::ServerContext* context, Response* 
   } catch (const std::exception& e) {
     status = grpc::Status(grpc::StatusCode::INTERNAL, "internal error");
   }
-  LogCall(method, caller, status, std::chrono::steady_clock::now() - start);
+  LogCall(method, caller, request_id, status, std::chrono::steady_clock::now() - start);
   return status;
 }
 

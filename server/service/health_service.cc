@@ -6,8 +6,13 @@ namespace lockbox {
 namespace {
 using grpc::health::v1::HealthCheckResponse;
 
+// "liveness": is the process serving at all (the kubelet restarts it when
+// not). Unlike the others it does not depend on the database, so an outage
+// of PostgreSQL takes replicas out of rotation without restarting them all.
+constexpr char kLiveness[] = "liveness";
+
 bool KnownService(const std::string& name) {
-  return name.empty() || name == "lockbox.v1.PolicyService" ||
+  return name.empty() || name == kLiveness || name == "lockbox.v1.PolicyService" ||
          name == "lockbox.v1.AccessRequestService" || name == "lockbox.v1.GrantService" ||
          name == "lockbox.v1.AuditService" || name == "lockbox.v1.NotificationService";
 }
@@ -30,7 +35,7 @@ grpc::Status HealthService::Check(grpc::ServerContext*,
   if (!KnownService(request->service())) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown service");
   }
-  response->set_status(Current());
+  response->set_status(request->service() == kLiveness ? HealthCheckResponse::SERVING : Current());
   return grpc::Status::OK;
 }
 
@@ -45,7 +50,7 @@ grpc::Status HealthService::Watch(grpc::ServerContext* context,
   }
   auto last = HealthCheckResponse::SERVICE_UNKNOWN;
   while (!context->IsCancelled()) {
-    auto status = Current();
+    auto status = request->service() == kLiveness ? HealthCheckResponse::SERVING : Current();
     if (status != last) {
       response.set_status(status);
       if (!writer->Write(response)) break;

@@ -8,6 +8,7 @@ namespace lockbox {
 grpc::ServerWriteReactor<v1::AccessRequest>* AccessRequestService::WatchAccessRequest(
     grpc::CallbackServerContext* context, const v1::WatchAccessRequestRequest* request) {
   auto start = std::chrono::steady_clock::now();
+  const std::string request_id = RequestIdOf(context);
   CallerIdentity caller = CallerOf(*context);
   v1::GetAccessRequestRequest get;
   get.set_name(request->name());
@@ -17,7 +18,8 @@ grpc::ServerWriteReactor<v1::AccessRequest>* AccessRequestService::WatchAccessRe
   auto* reactor = new WatchReactor(
       hub_, initial.ok() ? initial->name().substr(initial->name().rfind('/') + 1) : "");
   grpc::Status status = initial.ok() ? grpc::Status::OK : ToGrpcStatus(initial.status());
-  LogCall("WatchAccessRequest", caller, status, std::chrono::steady_clock::now() - start);
+  LogCall("WatchAccessRequest", caller, request_id, status,
+          std::chrono::steady_clock::now() - start);
   if (!initial.ok()) {
     reactor->Refuse(status);
   } else {
@@ -50,15 +52,16 @@ grpc::ServerUnaryReactor* GrantService::CheckAccess(grpc::CallbackServerContext*
   auto start = std::chrono::steady_clock::now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   CallerIdentity caller = CallerOf(*context);
-  auto finish = [reactor, response, start](const CallerIdentity& caller,
-                                           absl::StatusOr<v1::CheckAccessResponse> result) {
+  std::string request_id = RequestIdOf(context);
+  auto finish = [reactor, response, start, request_id](
+                    const CallerIdentity& caller, absl::StatusOr<v1::CheckAccessResponse> result) {
     grpc::Status status = grpc::Status::OK;
     if (result.ok()) {
       *response = std::move(*result);
     } else {
       status = ToGrpcStatus(result.status());
     }
-    LogCall("CheckAccess", caller, status, std::chrono::steady_clock::now() - start);
+    LogCall("CheckAccess", caller, request_id, status, std::chrono::steady_clock::now() - start);
     reactor->Finish(status);
   };
   try {

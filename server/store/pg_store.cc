@@ -17,6 +17,7 @@
 #include "server/domain/lifecycle.h"
 #include "server/domain/names.h"
 #include "server/domain/status.h"
+#include "server/observe/metrics.h"
 
 namespace lockbox {
 namespace {
@@ -391,6 +392,9 @@ class PgTransaction final : public Transaction {
   PgTransaction(pqxx::work& w, const AuditSigner* signer, int checkpoint_every)
       : w_(w), signer_(signer), checkpoint_every_(checkpoint_every) {}
 
+  // The audit events this transaction appended, for after its commit.
+  const std::vector<v1::AuditEvent>& appended() const { return appended_; }
+
   absl::StatusOr<std::optional<ClaimedRow>> Claim(const std::string& sql, const std::string& now) {
     auto r = w_.exec_params(sql, now);
     if (r.empty()) return std::optional<ClaimedRow>();
@@ -751,7 +755,27 @@ class PgTransaction final : public Transaction {
       RETURN_IF_ERROR(signer_->Sign(&c));
       RETURN_IF_ERROR(InsertCheckpoint(c));
     }
+    appended_.push_back(*e);
     return absl::OkStatus();
+  }
+
+  absl::StatusOr<OperationalCounts> CountOperational(absl::Time now) override {
+    OperationalCounts out;
+    // Each count walks a partial index of the rows in that state only.
+    for (const auto& row :
+         w_.exec("SELECT stage, count(*) FROM access_requests WHERE state = 1 GROUP BY stage")) {
+      out.pending_by_stage[row[0].as<int>()] = row[1].as<int64_t>();
+    }
+    out.active_grants = w_.exec_params1(
+        "SELECT count(*) FROM grants WHERE state = 1 AND expire_time > $1", Us(now))[0]
+                            .as<int64_t>();
+    out.outbox_pending = w_.exec1("SELECT count(*) FROM outbox WHERE state = 1")[0].as<int64_t>();
+    out.outbox_failed = w_.exec1("SELECT count(*) FROM outbox WHERE state = 3")[0].as<int64_t>();
+    auto due = w_.exec1(
+        "SELECT least((SELECT min(expire_time) FROM access_requests WHERE state = 1), "
+        "(SELECT min(expire_time) FROM grants WHERE state = 1))");
+    if (!due[0].is_null()) out.earliest_due = absl::FromUnixMicros(due[0].as<int64_t>());
+    return out;
   }
 
   absl::StatusOr<std::pair<int64_t, std::string>> LockAuditHead(const std::string& tenant) override {
@@ -1029,6 +1053,7 @@ class PgTransaction final : public Transaction {
   pqxx::work& w_;
   const AuditSigner* signer_;
   int checkpoint_every_;
+  std::vector<v1::AuditEvent> appended_;
 };
 
 }  // namespace
@@ -1109,13 +1134,19 @@ absl::StatusOr<std::unique_ptr<pqxx::connection>> PgStore::Acquire() {
     return conn;
   }
   ++open_;
+  bool replacing = lost_ > 0;
+  if (replacing) --lost_;
   lock.unlock();
   try {
-    return std::make_unique<pqxx::connection>(options_.database_url);
+    auto conn = std::make_unique<pqxx::connection>(options_.database_url);
+    if (replacing) Metrics::Get().DatabaseReconnect("pool");
+    return conn;
   } catch (const std::exception& e) {
     std::lock_guard<std::mutex> relock(mu_);
     --open_;
+    if (replacing) ++lost_;
     available_.notify_one();
+    Metrics::Get().DatabaseError("unavailable");
     return Error(absl::StatusCode::kUnavailable, reason::kDatabaseUnavailable,
                  "the database is unavailable");
   }
@@ -1127,6 +1158,7 @@ void PgStore::Release(std::unique_ptr<pqxx::connection> conn) {
     idle_.push_back(std::move(conn));
   } else {
     --open_;
+    ++lost_;  // The next connection opened replaces it.
   }
   available_.notify_one();
 }
@@ -1142,18 +1174,24 @@ absl::Status PgStore::RunInTransaction(const std::function<absl::Status(Transact
       status = fn(tx);
       if (status.ok()) {
         w.commit();
+        if (options_.on_committed_event) {
+          for (const v1::AuditEvent& e : tx.appended()) options_.on_committed_event(e);
+        }
       } else {
         w.abort();
       }
     } catch (const pqxx::in_doubt_error& e) {
       status = ToStatus(e);  // Never retried blindly.
       conn.reset();
+      Metrics::Get().DatabaseError("in_doubt");
     } catch (const pqxx::broken_connection& e) {
       status = ToStatus(e);
       retry_safe = true;  // Lost before the commit: nothing was written.
       conn.reset();
+      Metrics::Get().DatabaseError("unavailable");
     } catch (const std::exception& e) {
       status = ToStatus(e);
+      if (status.code() == absl::StatusCode::kInternal) Metrics::Get().DatabaseError("internal");
     }
     Release(std::move(conn));
     if (status.ok() || !(Retryable(status) || retry_safe) || attempt == kMaxAttempts) break;
@@ -1248,6 +1286,8 @@ void PgChangeFeed::Run(const std::function<void(const std::string&)>& on_change,
       return;
     } catch (const std::exception& e) {
       alive_ns_ = 0;
+      Metrics::Get().DatabaseReconnect(topic_ == ChangeTopic::kAccessRequests ? "listen_requests"
+                                                                              : "listen_access");
       on_gap();  // Readers stop trusting what they hold while we reconnect.
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
       backoff_ms = std::min(backoff_ms * 2, 2000);

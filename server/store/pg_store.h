@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -28,6 +29,9 @@ struct PgStoreOptions {
   int pool_size = 8;
   // How long a call waits for a free connection before UNAVAILABLE.
   absl::Duration acquire_timeout = absl::Seconds(5);
+  // Called after each commit, once per audit event the transaction
+  // appended (the lifecycle events' log lines and counters).
+  std::function<void(const v1::AuditEvent&)> on_committed_event;
 };
 
 // The numbered migrations compiled into the binary, in order.
@@ -97,6 +101,7 @@ class PgStore final : public Store {
   std::condition_variable available_;
   std::vector<std::unique_ptr<pqxx::connection>> idle_;
   int open_ = 0;  // Connections handed out or idle.
+  int lost_ = 0;  // Connections dropped as broken, not yet replaced.
 };
 
 }  // namespace lockbox

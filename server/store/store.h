@@ -9,6 +9,7 @@
 #define LOCKBOX_SERVER_STORE_STORE_H_
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -55,6 +56,18 @@ struct IdempotencyRecord {
   std::string method;
   std::string request_hash;
   std::string response;  // The serialized response message.
+};
+
+// What the metrics read from the database, in one snapshot.
+struct OperationalCounts {
+  // Pending access requests by AccessRequest::Stage value.
+  std::map<int, int64_t> pending_by_stage;
+  int64_t active_grants = 0;
+  int64_t outbox_pending = 0;
+  int64_t outbox_failed = 0;
+  // The earliest end time not yet recorded (a pending request's or an
+  // active grant's), if any.
+  std::optional<absl::Time> earliest_due;
 };
 
 // Not thread-safe: one transaction belongs to one call.
@@ -196,6 +209,9 @@ class Transaction {
                                             const std::string& request_id,
                                             const IdempotencyRecord& record,
                                             absl::Time now) = 0;
+
+  // Counts across every tenant, for the metrics (cheap: partial indexes).
+  virtual absl::StatusOr<OperationalCounts> CountOperational(absl::Time now) = 0;
 };
 
 // What a ChangeFeed tells about.
