@@ -2,16 +2,20 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/impl/server_builder_option.h>
+#include <prometheus/exposer.h>
 #include <signal.h>
 
 #include <curl/curl.h>
 
 #include <CLI/CLI.hpp>
-#include <fstream>
-#include <sstream>
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <memory>
+#include <regex>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -25,6 +29,8 @@
 #include "server/domain/clock.h"
 #include "server/domain/identity.h"
 #include "server/domain/names.h"
+#include "server/observe/log.h"
+#include "server/observe/metrics.h"
 #include "server/service/health_service.h"
 #include "server/service/services.h"
 #include "server/service/tls.h"
@@ -42,6 +48,9 @@ struct Settings {
   std::string database_url;
   std::string bootstrap_admin;
   std::string health_listen;
+  std::string metrics_listen;
+  std::string log_format = "json";
+  bool check_config = false;
   int db_pool_size = 8;
   int drain_seconds = 20;
   int max_streams_per_connection = 1000;
@@ -102,6 +111,47 @@ int Fail(const std::string& message) {
   return 2;
 }
 
+// The environment variable of a config file key: db-pool-size is
+// LOCKBOX_DB_POOL_SIZE.
+std::string EnvNameOf(const std::string& key) {
+  std::string env = "LOCKBOX_";
+  for (char c : key) env.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(c)));
+  return env;
+}
+
+// CLI11 applies a config file before the environment, so a file would beat
+// an environment variable. Our order is flag, then environment, then file:
+// a file key whose variable is set is left out, and the variable applies.
+class EnvironmentFirstConfig final : public CLI::ConfigTOML {
+ public:
+  std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
+    std::vector<CLI::ConfigItem> items = CLI::ConfigTOML::from_config(input);
+    items.erase(std::remove_if(items.begin(), items.end(),
+                               [](const CLI::ConfigItem& item) {
+                                 const char* v = std::getenv(EnvNameOf(item.name).c_str());
+                                 return item.parents.empty() && v != nullptr && *v != '\0';
+                               }),
+                items.end());
+    return items;
+  }
+};
+
+// host:port with a numeric port (the host may be empty, a name, an IPv4
+// address or a bracketed IPv6 address).
+bool IsListenAddress(const std::string& address) {
+  static const std::regex kAddress(R"(^(\[[0-9a-fA-F:.]+\]|[-A-Za-z0-9_.]*):[0-9]{1,5}$)");
+  if (!std::regex_match(address, kAddress)) return false;
+  return std::atoi(address.substr(address.rfind(':') + 1).c_str()) <= 65535;
+}
+
+// The URL with any password replaced, for --check-config's output.
+std::string RedactUrl(const std::string& url) {
+  static const std::regex kUserinfo(R"(://([^:/@]*):[^@/]*@)");
+  static const std::regex kPasswordParam(R"((password=)[^&\s]*)");
+  return std::regex_replace(std::regex_replace(url, kUserinfo, "://$1:REDACTED@"),
+                            kPasswordParam, "$1REDACTED");
+}
+
 std::string Describe(const absl::Status& s) { return std::string(s.message()); }
 
 }  // namespace
@@ -111,10 +161,19 @@ int main(int argc, char** argv) {
   CLI::App app{
       "lockboxd: the Lockbox control plane. Every setting is also read from the environment "
       "variable LOCKBOX_<SETTING> (e.g. LOCKBOX_DATABASE_URL) and from the --config file "
-      "(TOML or INI, keys named like the flags); a flag wins over the environment, which wins "
-      "over the file.",
+      "(TOML, keys named like the flags without dashes, e.g. db-pool-size = 8); a flag wins "
+      "over the environment, which wins over the file, which wins over the default.",
       "lockboxd"};
-  app.set_config("--config", "", "Read settings from this TOML/INI file");
+  app.config_formatter(std::make_shared<EnvironmentFirstConfig>());
+  app.allow_config_extras(CLI::config_extras_mode::error);  // A misspelt key is an error.
+  {
+    // CLI11 reads no variable for the config file itself: LOCKBOX_CONFIG
+    // becomes its default (then required to exist), which --config overrides.
+    const char* from_env = std::getenv("LOCKBOX_CONFIG");
+    bool env_file = from_env != nullptr && *from_env != '\0';
+    app.set_config("--config", env_file ? from_env : "",
+                   "Read settings from this TOML file (Env:LOCKBOX_CONFIG)", env_file);
+  }
   app.add_option("--listen", s.listen, "Address of the mTLS gRPC port")
       ->envname("LOCKBOX_LISTEN")->capture_default_str();
   app.add_option("--tls-cert", s.tls_cert, "PEM server certificate chain (reloaded when it changes)")
@@ -142,6 +201,15 @@ int main(int argc, char** argv) {
                  "Plaintext address serving only grpc.health.v1 (for Kubernetes probes); "
                  "empty to disable")
       ->envname("LOCKBOX_HEALTH_LISTEN");
+  app.add_option("--metrics-listen", s.metrics_listen,
+                 "Plaintext HTTP address serving Prometheus metrics at /metrics; empty to "
+                 "disable")
+      ->envname("LOCKBOX_METRICS_LISTEN");
+  app.add_option("--log-format", s.log_format, "json (one object per line) or text")
+      ->envname("LOCKBOX_LOG_FORMAT")->check(CLI::IsMember({"json", "text"}))->capture_default_str();
+  app.add_flag("--check-config", s.check_config,
+               "Validate the settings, print them as a config file (passwords redacted) and "
+               "exit without connecting to anything");
   app.add_option("--db-pool-size", s.db_pool_size, "Database connections kept for calls")
       ->envname("LOCKBOX_DB_POOL_SIZE")->check(CLI::Range(1, 256))->capture_default_str();
   app.add_option("--drain-seconds", s.drain_seconds,
@@ -200,6 +268,29 @@ int main(int argc, char** argv) {
   app.add_option("--testing-clock-offset-file", s.testing_clock_offset_file,
                  "TESTS ONLY: add the number of seconds in this file to the clock");
   CLI11_PARSE(app, argc, argv);
+  {
+    lockbox::LogFormat format;
+    if (!lockbox::ParseLogFormat(s.log_format, &format)) {
+      return Fail("--log-format: must be json or text");
+    }
+    lockbox::SetLogFormat(format);
+  }
+  if (!IsListenAddress(s.listen)) return Fail("--listen: must be host:port, e.g. 0.0.0.0:8443");
+  if (!s.health_listen.empty() && !IsListenAddress(s.health_listen)) {
+    return Fail("--health-listen: must be host:port (or empty)");
+  }
+  if (!s.metrics_listen.empty() && !IsListenAddress(s.metrics_listen)) {
+    return Fail("--metrics-listen: must be host:port (or empty)");
+  }
+  for (const auto* file : {&s.tls_cert, &s.tls_key, &s.tls_client_ca}) {
+    std::ifstream probe(*file);
+    if (!probe) {
+      const char* name = file == &s.tls_cert  ? "--tls-cert"
+                         : file == &s.tls_key ? "--tls-key"
+                                              : "--tls-client-ca";
+      return Fail(absl::StrCat(name, ": cannot read ", *file));
+    }
+  }
   lockbox::SmtpOptions smtp;
   smtp.url = s.smtp_url;
   smtp.from = s.smtp_from;
@@ -223,6 +314,21 @@ int main(int argc, char** argv) {
       s.database_url.find('=') == std::string::npos) {
     return Fail("--database-url: must be a libpq URL (postgresql://...) or key=value string");
   }
+  if (s.check_config) {
+    // Every option, as the file lockboxd would read; nothing secret.
+    std::string config = app.config_to_str(true, false);
+    std::istringstream lines(config);
+    std::string line;
+    while (std::getline(lines, line)) {
+      if (line.rfind("check-config", 0) == 0 || line.rfind("config=", 0) == 0 ||
+          line.rfind("config =", 0) == 0) {
+        continue;
+      }
+      if (line.rfind("database-url", 0) == 0) line = RedactUrl(line);
+      std::printf("%s\n", line.c_str());
+    }
+    return 0;
+  }
 
   auto creds = lockbox::MutualTlsCredentials(
       lockbox::TlsFiles{s.tls_cert, s.tls_key, s.tls_client_ca, s.tls_crl_dir}, s.trust_domain);
@@ -231,6 +337,21 @@ int main(int argc, char** argv) {
   lockbox::PgStoreOptions store_options;
   store_options.database_url = s.database_url;
   store_options.pool_size = s.db_pool_size;
+  store_options.on_committed_event = [](const lockbox::v1::AuditEvent& e) {
+    lockbox::Metrics::Get().LifecycleEvent(e.action());
+    // Names, times and codes only: never the justification or details.
+    lockbox::LogFields fields = {{"action", e.action()}, {"resource", e.resource()},
+                                 {"tenant", e.tenant()}, {"sequence", e.sequence()},
+                                 {"actor", e.actor()}};
+    if (!e.via().empty()) fields["via"] = e.via();
+    if (!e.access_request().empty()) fields["access_request"] = e.access_request();
+    if (e.request_state() != lockbox::v1::AccessRequest::STATE_UNSPECIFIED) {
+      fields["request_state"] = lockbox::v1::AccessRequest::State_Name(e.request_state());
+    }
+    const std::string& request_id = lockbox::ScopedRequestId::Current();
+    if (!request_id.empty()) fields["request_id"] = request_id;
+    lockbox::Log("info", "event", fields);
+  };
   auto store = lockbox::PgStore::Create(store_options);
   if (!store.ok()) return Fail(absl::StrCat("--database-url: ", Describe(store.status())));
   auto page_key = (*store)->SharedSecret("page_token_key");
@@ -250,9 +371,7 @@ int main(int argc, char** argv) {
     auto shared = (*store)->SharedSecret("audit_signing_key", *generated);
     if (!shared.ok()) return Fail(Describe(shared.status()));
     signing_pem = *shared;
-    std::fprintf(stderr,
-                 "{\"level\":\"warn\",\"msg\":\"no --audit-signing-key: using the key kept in "
-                 "the database\"}\n");
+    lockbox::Log("warn", "no --audit-signing-key: using the key kept in the database");
   }
   auto signer = lockbox::AuditSigner::FromPem(signing_pem);
   if (!signer.ok()) return Fail(Describe(signer.status()));
@@ -261,8 +380,8 @@ int main(int argc, char** argv) {
   curl_global_init(CURL_GLOBAL_DEFAULT);
   std::unique_ptr<lockbox::Clock> clock_holder;
   if (!s.testing_clock_offset_file.empty()) {
-    std::fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"TESTING CLOCK: time is moved by %s\"}\n",
-                 s.testing_clock_offset_file.c_str());
+    lockbox::Log("warn", "TESTING CLOCK: time is moved by the file's offset",
+                 {{"file", s.testing_clock_offset_file}});
     clock_holder = std::make_unique<lockbox::FileOffsetClock>(s.testing_clock_offset_file);
   } else {
     clock_holder = std::make_unique<lockbox::SystemClock>();
@@ -348,10 +467,58 @@ int main(int argc, char** argv) {
       return Fail(absl::StrCat("--health-listen: cannot listen on ", s.health_listen));
     }
   }
-  std::fprintf(stderr,
-               "{\"level\":\"info\",\"msg\":\"lockboxd serving\",\"port\":%d,\"health_port\":%d,"
-               "\"trust_domain\":\"%s\"}\n",
-               port, health_port, s.trust_domain.c_str());
+  // Metrics: plaintext HTTP, on their own port. Gauges that need the
+  // database are read when scraped, at most once a second.
+  std::unique_ptr<prometheus::Exposer> exposer;
+  std::shared_ptr<lockbox::RefreshingCollectable> collectable;
+  int metrics_port = 0;
+  if (!s.metrics_listen.empty()) {
+    lockbox::Metrics& metrics = lockbox::Metrics::Get();
+    const lockbox::Clock* clock_ptr = &clock;
+    lockbox::GrantView* view = s.grant_view ? &grant_view : nullptr;
+    lockbox::WatchHub* hub_ptr = &hub;
+    collectable = std::make_shared<lockbox::RefreshingCollectable>(
+        metrics.registry(),
+        [pg, clock_ptr, view, hub_ptr, &metrics] {
+          metrics.SetWatchers(static_cast<double>(hub_ptr->size()));
+          metrics.SetGrantViewReady(view != nullptr && view->Ready());
+          absl::Time now = clock_ptr->Now();
+          lockbox::OperationalCounts counts;
+          absl::Status st = pg->RunInTransaction([&](lockbox::Transaction& tx) -> absl::Status {
+            auto got = tx.CountOperational(now);
+            if (!got.ok()) return got.status();
+            counts = std::move(*got);
+            return absl::OkStatus();
+          });
+          metrics.SetScrapeError(!st.ok());
+          if (!st.ok()) return;  // The last values stay; the error gauge tells.
+          const auto* stages = lockbox::v1::AccessRequest::Stage_descriptor();
+          for (int i = 0; i < stages->value_count(); ++i) {
+            int number = stages->value(i)->number();
+            if (number == 0) continue;
+            auto it = counts.pending_by_stage.find(number);
+            metrics.SetPending(stages->value(i)->name(),
+                               it == counts.pending_by_stage.end() ? 0 : it->second);
+          }
+          metrics.SetActiveGrants(counts.active_grants);
+          metrics.SetOutbox(counts.outbox_pending, counts.outbox_failed);
+          metrics.SetSweepLag(counts.earliest_due && *counts.earliest_due < now
+                                  ? absl::ToDoubleSeconds(now - *counts.earliest_due)
+                                  : 0);
+        },
+        std::chrono::milliseconds(1000));
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(s.metrics_listen, 1);
+      exposer->RegisterCollectable(collectable);
+      auto ports = exposer->GetListeningPorts();
+      if (!ports.empty()) metrics_port = ports.front();
+    } catch (const std::exception& e) {
+      return Fail(absl::StrCat("--metrics-listen: cannot listen on ", s.metrics_listen));
+    }
+  }
+  lockbox::Log("info", "lockboxd serving",
+               {{"port", port}, {"health_port", health_port}, {"metrics_port", metrics_port},
+                {"trust_domain", s.trust_domain}});
 
   // Wait for SIGTERM or SIGINT, then drain.
   sigset_t signals;
@@ -361,7 +528,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   int sig = 0;
   sigwait(&signals, &sig);
-  std::fprintf(stderr, "{\"level\":\"info\",\"msg\":\"draining\",\"signal\":%d}\n", sig);
+  lockbox::Log("info", "draining", {{"signal", sig}, {"drain_seconds", s.drain_seconds}});
   health.Shutdown();
   sweeping.Stop();
   delivering.Stop();
