@@ -140,12 +140,17 @@ int FreePort() {
 
 ServerProcess::ServerProcess(const Certificates& certs, const std::string& database_url,
                              const std::string& bootstrap_admin,
-                             std::vector<std::string> extra_flags, int port)
-    : certs_(certs), port_(port == 0 ? FreePort() : port), health_port_(FreePort()) {
+                             std::vector<std::string> extra_flags, int port,
+                             const std::string& log_file)
+    : certs_(certs),
+      port_(port == 0 ? FreePort() : port),
+      health_port_(FreePort()),
+      metrics_port_(FreePort()) {
   std::vector<std::string> args = {
       RequiredEnv("LOCKBOX_TEST_LOCKBOXD"),
       "--listen=127.0.0.1:" + std::to_string(port_),
       "--health-listen=127.0.0.1:" + std::to_string(health_port_),
+      "--metrics-listen=127.0.0.1:" + std::to_string(metrics_port_),
       "--tls-cert=" + certs.Path("server.crt"),
       "--tls-key=" + certs.Path("server.key"),
       "--tls-client-ca=" + certs.Path("ca.crt"),
@@ -163,7 +168,10 @@ ServerProcess::ServerProcess(const Certificates& certs, const std::string& datab
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     // Quiet the per-call log unless asked for.
-    if (std::getenv("LOCKBOX_TEST_SERVER_LOG") == nullptr) {
+    if (!log_file.empty()) {
+      FILE* log = std::fopen(log_file.c_str(), "a");
+      if (log != nullptr) dup2(fileno(log), STDERR_FILENO);
+    } else if (std::getenv("LOCKBOX_TEST_SERVER_LOG") == nullptr) {
       FILE* devnull = std::fopen("/dev/null", "w");
       dup2(fileno(devnull), STDERR_FILENO);
     }

@@ -79,9 +79,11 @@ int FreePort();
 class ServerProcess {
  public:
   // port 0: a free one. A given port lets a test restart a replica in place.
+  // `log_file`: where the server's log (stderr) goes; by default nowhere
+  // unless LOCKBOX_TEST_SERVER_LOG is set.
   ServerProcess(const Certificates& certs, const std::string& database_url,
                 const std::string& bootstrap_admin, std::vector<std::string> extra_flags = {},
-                int port = 0);
+                int port = 0, const std::string& log_file = "");
   ~ServerProcess();
   // Waits until health answers SERVING over mTLS (as `probe_cert`); false on
   // timeout or if the process died.
@@ -95,6 +97,8 @@ class ServerProcess {
   int port() const { return port_; }
   pid_t pid() const { return pid_; }
   int health_port() const { return health_port_; }
+  // Prometheus metrics over plain HTTP at /metrics.
+  int metrics_port() const { return metrics_port_; }
   std::string target() const { return "localhost:" + std::to_string(port_); }
 
  private:
@@ -102,6 +106,7 @@ class ServerProcess {
   pid_t pid_ = -1;
   int port_ = 0;
   int health_port_ = 0;
+  int metrics_port_ = 0;
 };
 
 // The SMTP server and webhook endpoint of tests/support/receivers.py, as a

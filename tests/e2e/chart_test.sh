@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The Helm chart: helm lint --strict and helm template over the default
+# values and each variant in charts/lockbox/ci/, every rendered manifest
+# validated against Kubernetes' API schemas; each values file under
+# tests/chart/rejected/ must be refused. helm and the schemas come from npm
+# (scripts/lib.sh install_deps, pinned and checksummed).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+HELM="$ROOT/tools/bin/helm"
+CHART="$ROOT/charts/lockbox"
+[ -x "$HELM" ] || { echo "FAIL: no $HELM; run scripts/test (install_deps)" >&2; exit 1; }
+WORK="$(mktemp -d /tmp/lockbox-chart.XXXXXX)"
+trap 'rm -rf "$WORK"' EXIT
+# helm writes nothing outside the test's own directory.
+export HELM_CACHE_HOME="$WORK/cache" HELM_CONFIG_HOME="$WORK/config" HELM_DATA_HOME="$WORK/data"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# variant name, values file ("" for the defaults), kinds it must add
+variants=(
+  "default||"
+  "cert-manager|$CHART/ci/cert-manager-values.yaml|Certificate"
+  "hpa|$CHART/ci/hpa-values.yaml|HorizontalPodAutoscaler,ServiceMonitor"
+  "external-secrets|$CHART/ci/external-secrets-values.yaml|ExternalSecret"
+)
+for v in "${variants[@]}"; do
+  IFS='|' read -r name values kinds <<< "$v"
+  args=()
+  [ -n "$values" ] && args=(-f "$values")
+  "$HELM" lint --strict "$CHART" "${args[@]}" > "$WORK/lint.$name" 2>&1 \
+    || { cat "$WORK/lint.$name" >&2; fail "helm lint --strict ($name)"; }
+  "$HELM" template lockbox "$CHART" --namespace lockbox "${args[@]}" > "$WORK/$name.yaml" \
+    || fail "helm template ($name)"
+  node "$ROOT/tests/chart/validate.mjs" "$WORK/$name.yaml" "$kinds" || fail "manifests ($name)"
+done
+
+# Variant-specific promises.
+grep -q 'replicas: 2' "$WORK/default.yaml" || fail "two replicas by default"
+grep -q 'replicas:' "$WORK/hpa.yaml" && fail "with the HPA on, the Deployment must not set replicas"
+grep -A1 'uris:' "$WORK/cert-manager.yaml" | grep -q '"spiffe://' || fail "the Certificate has no SPIFFE URI SAN"
+grep -q 'kind: Certificate' "$WORK/default.yaml" && fail "cert-manager off still renders a Certificate"
+grep -q 'kind: ExternalSecret' "$WORK/default.yaml" && fail "externalSecrets off still renders one"
+
+# Bad values are refused, by the schema or by the chart's own checks.
+n=0
+for bad in "$ROOT"/tests/chart/rejected/*.yaml; do
+  n=$((n + 1))
+  if "$HELM" template lockbox "$CHART" -f "$bad" > /dev/null 2> "$WORK/err"; then
+    fail "helm template accepted $(basename "$bad")"
+  fi
+  # helm lint reports a template's own fail() as [INFO] without failing;
+  # schema errors fail it.
+  if "$HELM" lint --strict "$CHART" -f "$bad" > "$WORK/lint-err" 2>&1 &&
+     ! grep -q 'Fail:' "$WORK/lint-err"; then
+    fail "helm lint accepted $(basename "$bad")"
+  fi
+  want="$(sed -n 's/^# expect: //p' "$bad")"
+  grep -q -- "$want" "$WORK/err" || fail "$(basename "$bad"): error does not mention '$want': $(cat "$WORK/err")"
+  echo "rejected $(basename "$bad"): $(grep -m1 -- "$want" "$WORK/err" | cut -c1-150)"
+done
+[ "$n" -ge 5 ] || fail "expected at least 5 rejected values files, found $n"
+echo "chart: ok"

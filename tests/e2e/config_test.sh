@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# lockboxd's settings: every one a flag, a LOCKBOX_<NAME> variable and a
+# config file key; flag over environment over file over default; errors that
+# name the setting; --help with the defaults. Uses --check-config, which
+# validates and prints the settings without connecting to anything.
+set -eu
+BUILD="$(cd "$1" && pwd)"
+LOCKBOXD="$BUILD/server/lockboxd"
+WORK="$(mktemp -d /tmp/lockbox-config.XXXXXX)"
+trap 'rm -rf "$WORK"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# --check-config only reads that the files exist; contents do not matter.
+touch "$WORK/server.crt" "$WORK/server.key" "$WORK/ca.crt"
+base=(--tls-cert "$WORK/server.crt" --tls-key "$WORK/server.key" --tls-client-ca "$WORK/ca.crt"
+      --trust-domain example.org --database-url "postgresql://lockbox:hunter2@db1,db2/lockbox?target_session_attrs=read-write")
+check() { env -i PATH="$PATH" "$@" "$LOCKBOXD" "${base[@]}" --check-config "${extra[@]}"; }
+value() { sed -n "s/^$1=\(.*\)\$/\1/p; s/^$1 = \(.*\)\$/\1/p" | head -1; }
+
+# Precedence: flag > environment > file > default.
+printf 'db-pool-size = 3\nlog-format = "text"\n' > "$WORK/lockboxd.toml"
+extra=(--config "$WORK/lockboxd.toml" --db-pool-size 7)
+[ "$(check LOCKBOX_DB_POOL_SIZE=5 | value db-pool-size)" = 7 ] || fail "a flag must win over the environment and the file"
+extra=(--config "$WORK/lockboxd.toml")
+[ "$(check LOCKBOX_DB_POOL_SIZE=5 | value db-pool-size)" = 5 ] || fail "the environment must win over the file"
+[ "$(check | value db-pool-size)" = 3 ] || fail "the file must win over the default"
+[ "$(check | value log-format)" = '"text"' ] || fail "log-format from the file: $(check | value log-format)"
+extra=()
+[ "$(check | value db-pool-size)" = 8 ] || fail "default db-pool-size is 8"
+# The file itself may come from the environment.
+[ "$(check LOCKBOX_CONFIG="$WORK/lockboxd.toml" | value db-pool-size)" = 3 ] || fail "LOCKBOX_CONFIG"
+
+# Every setting of SPEC section 6 is a flag, and each has its variable.
+help="$("$LOCKBOXD" --help)"
+for flag in listen tls-cert tls-key tls-client-ca trust-domain database-url bootstrap-admin \
+    health-listen metrics-listen smtp-url log-format config; do
+  echo "$help" | grep -q -- "--$flag" || fail "--help does not list --$flag"
+  env="LOCKBOX_$(echo "$flag" | tr 'a-z-' 'A-Z_')"
+  echo "$help" | grep -q "$env" || fail "--help does not name $env"
+done
+echo "$help" | grep -q '0.0.0.0:8443' || fail "--help does not show the default of --listen"
+
+# The database password never appears; the rest of the URL does.
+out="$(check)"
+echo "$out" | grep -q hunter2 && fail "--check-config printed the database password"
+echo "$out" | grep -q 'lockbox:REDACTED@db1,db2' || fail "database-url not shown redacted: $out"
+
+# Errors name the setting and change nothing.
+expect_error() {  # expect_error NAME-IN-MESSAGE COMMAND...
+  local name="$1"; shift
+  if "$@" > "$WORK/out" 2> "$WORK/err"; then fail "accepted: $*"; fi
+  grep -q -- "$name" "$WORK/err" || fail "the error does not name $name: $(cat "$WORK/err")"
+}
+extra=(--db-pool-size 0)
+expect_error db-pool-size check
+extra=()
+expect_error log-format check LOCKBOX_LOG_FORMAT=xml
+extra=(--listen nonsense)
+expect_error listen check
+extra=(--metrics-listen 127.0.0.1:99999)
+expect_error metrics-listen check
+extra=(--smtp-url http://mail)
+expect_error smtp-url check
+printf 'colour = "blue"\n' > "$WORK/bad.toml"
+extra=(--config "$WORK/bad.toml")
+expect_error colour check
+extra=()
+expect_error tls-cert env -i PATH="$PATH" "$LOCKBOXD" --tls-cert "$WORK/missing.crt" \
+  --tls-key "$WORK/server.key" --tls-client-ca "$WORK/ca.crt" --trust-domain example.org \
+  --database-url postgresql:///x --check-config
+expect_error trust-domain env -i PATH="$PATH" "$LOCKBOXD" --tls-cert "$WORK/server.crt" \
+  --tls-key "$WORK/server.key" --tls-client-ca "$WORK/ca.crt" --database-url postgresql:///x --check-config
+echo "config: ok"
