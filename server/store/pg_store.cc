@@ -150,7 +150,7 @@ absl::Status AppendConditions(const ListQuery& q,
         value = Us(c.time);
         break;
       case Column::Kind::kRequestState: {
-        v1::AccessRequest::State s;
+        v1::AccessRequest::State s = v1::AccessRequest::STATE_UNSPECIFIED;
         v1::AccessRequest::State_Parse(c.value, &s);
         value = absl::StrCat(static_cast<int>(s));
         // Implied by the read-time state, and lets the planner use the
@@ -161,25 +161,25 @@ absl::Status AppendConditions(const ListQuery& q,
         break;
       }
       case Column::Kind::kGrantState: {
-        v1::Grant::State s;
+        v1::Grant::State s = v1::Grant::STATE_UNSPECIFIED;
         v1::Grant::State_Parse(c.value, &s);
         value = absl::StrCat(static_cast<int>(s));
         break;
       }
       case Column::Kind::kStage: {
-        v1::AccessRequest::Stage s;
+        v1::AccessRequest::Stage s = v1::AccessRequest::STAGE_UNSPECIFIED;
         v1::AccessRequest::Stage_Parse(c.value, &s);
         value = absl::StrCat(static_cast<int>(s));
         break;
       }
       case Column::Kind::kNotificationState: {
-        v1::Notification::State s;
+        v1::Notification::State s = v1::Notification::STATE_UNSPECIFIED;
         v1::Notification::State_Parse(c.value, &s);
         value = absl::StrCat(static_cast<int>(s));
         break;
       }
       case Column::Kind::kChannel: {
-        v1::Notification::Channel ch;
+        v1::Notification::Channel ch = v1::Notification::CHANNEL_UNSPECIFIED;
         v1::Notification::Channel_Parse(c.value, &ch);
         value = absl::StrCat(static_cast<int>(ch));
         break;
