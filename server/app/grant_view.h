@@ -13,8 +13,8 @@
 // grant approved on any replica allows everywhere as soon as its
 // transaction commits; only the ends of grants (release, revoke) and the
 // removal of bindings travel by notification, within the feed's delay
-// (milliseconds), and never later than `liveness` plus one probe after
-// the feed goes silent. Expiry needs no notification: a grant stops
+// (milliseconds), and never later than `liveness` after the feed last
+// proved its connection, however silently that connection was lost. Expiry needs no notification: a grant stops
 // allowing at its own expire_time.
 #ifndef LOCKBOX_SERVER_APP_GRANT_VIEW_H_
 #define LOCKBOX_SERVER_APP_GRANT_VIEW_H_
@@ -44,8 +44,10 @@ class GrantView {
     Store* store = nullptr;        // Not owned.
     const Clock* clock = nullptr;  // Not owned.
     ChangeFeed* feed = nullptr;    // Not owned; ChangeTopic::kAccess.
-    // How recently the feed must have proved its connection.
-    absl::Duration liveness = absl::Seconds(2);
+    // How recently the feed must have proved its connection: the bound on
+    // a missed release or revoke (under the one second). The feed
+    // must probe several times within it.
+    absl::Duration liveness = absl::Milliseconds(800);
   };
 
   explicit GrantView(Options options);

@@ -165,16 +165,21 @@ void Metrics::SetScrapeError(bool failed) { scrape_error_.Set(failed ? 1 : 0); }
 
 RefreshingCollectable::RefreshingCollectable(std::shared_ptr<prometheus::Registry> registry,
                                              std::function<void()> refresh,
+                                             std::function<void()> refresh_costly,
                                              std::chrono::milliseconds min_interval)
-    : registry_(std::move(registry)), refresh_(std::move(refresh)), min_interval_(min_interval) {}
+    : registry_(std::move(registry)),
+      refresh_(std::move(refresh)),
+      refresh_costly_(std::move(refresh_costly)),
+      min_interval_(min_interval) {}
 
 std::vector<prometheus::MetricFamily> RefreshingCollectable::Collect() const {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    refresh_();
     auto now = std::chrono::steady_clock::now();
     if (refreshed_ == std::chrono::steady_clock::time_point{} ||
         now - refreshed_ >= min_interval_) {
-      refresh_();
+      refresh_costly_();
       refreshed_ = now;
     }
   }

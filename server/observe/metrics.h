@@ -74,17 +74,21 @@ class Metrics {
   prometheus::Gauge& scrape_error_;
 };
 
-// What an exposer serves: runs `refresh` (at most once per `min_interval`,
-// so many scrapers cost one refresh) and then collects the registry.
+// What an exposer serves: on each scrape runs `refresh` (cheap, this
+// replica's own state) and `refresh_costly` (the database's counts; at most
+// once per `min_interval`, so many scrapers cost one query), then collects
+// the registry.
 class RefreshingCollectable final : public prometheus::Collectable {
  public:
   RefreshingCollectable(std::shared_ptr<prometheus::Registry> registry,
-                        std::function<void()> refresh, std::chrono::milliseconds min_interval);
+                        std::function<void()> refresh, std::function<void()> refresh_costly,
+                        std::chrono::milliseconds min_interval);
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
   std::function<void()> refresh_;
+  std::function<void()> refresh_costly_;
   std::chrono::milliseconds min_interval_;
   mutable std::mutex mu_;
   mutable std::chrono::steady_clock::time_point refreshed_{};

@@ -1285,9 +1285,14 @@ void PgChangeFeed::Run(const std::function<void(const std::string&)>& on_change,
       alive_ns_ = 0;
       return;
     } catch (const std::exception& e) {
-      alive_ns_ = 0;
-      Metrics::Get().DatabaseReconnect(topic_ == ChangeTopic::kAccessRequests ? "listen_requests"
-                                                                              : "listen_access");
+      // A listening connection lost is counted once; failed attempts to
+      // connect again are errors.
+      if (alive_ns_.exchange(0) != 0) {
+        Metrics::Get().DatabaseReconnect(
+            topic_ == ChangeTopic::kAccessRequests ? "listen_requests" : "listen_access");
+      } else {
+        Metrics::Get().DatabaseError("unavailable");
+      }
       on_gap();  // Readers stop trusting what they hold while we reconnect.
       std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
       backoff_ms = std::min(backoff_ms * 2, 2000);

@@ -83,6 +83,7 @@ class GrantViewTest : public ::testing::Test {
   }
 
   static ServerProcess& Replica(int i) { return i == 0 ? *a_ : *b_; }
+  static int MetricsPort(int i) { return Replica(i).metrics_port(); }
 
   // Alice asks on replica A and bob approves on replica B; returns the grant.
   static v1::Grant Granted() {
@@ -227,25 +228,65 @@ TEST_F(GrantViewTest, LosingTheEnforcerRoleStopsItsChecksOnBothReplicas) {
 }
 
 TEST_F(GrantViewTest, LostNotificationConnectionRebuildsBeforeAnsweringFromTheView) {
+  // Replica i's count of lost grant-notification connections, and whether
+  // it answers CheckAccess from its view (from its metrics).
+  auto ListenLosses = [](int i) {
+    return MetricValue(HttpGet(MetricsPort(i), "/metrics"), "lockbox_database_reconnects_total",
+                       {{"connection", "listen_access"}});
+  };
+  auto ViewReady = [](int i) {
+    return MetricValue(HttpGet(MetricsPort(i), "/metrics"), "lockbox_grant_view_ready") == 1;
+  };
   v1::Grant kept = Granted();
   v1::Grant ended = Granted();
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  // Cut every listening connection, then end a grant while nobody listens:
-  // its notification reaches no replica.
-  db_->Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND query LIKE 'LISTEN%'");
+  // Every replica's pool holds a few open connections before the database
+  // stops accepting new ones (the checks below read through them).
+  std::vector<std::thread> warm;
+  for (int t = 0; t < 4; ++t) {
+    warm.emplace_back([] {
+      for (int i : {0, 1}) {
+        v1::ListAccessRequestsRequest l;
+        l.set_parent("tenants/viewed");
+        for (int n = 0; n < 5; ++n) {
+          (void)LibraryClient(*certs_, "bob", Replica(i).target())->ListAccessRequests(l);
+        }
+      }
+    });
+  }
+  for (auto& t : warm) t.join();
+  double lost[2] = {ListenLosses(0), ListenLosses(1)};
+  // Cut every listening connection and keep them from coming back, then
+  // end a grant while nobody listens: its notification reaches no replica.
+  db_->AllowConnections(false);
+  db_->ExecFromOutside("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" +
+                       db_->name() + "' AND query LIKE 'LISTEN%'");
+  bool noticed = Eventually([&] { return ListenLosses(0) > lost[0] && ListenLosses(1) > lost[1]; }, 10);
+  if (!noticed) db_->AllowConnections(true);
+  ASSERT_TRUE(noticed) << "the replicas did not notice the lost connections";
   v1::RevokeGrantRequest r;
   r.set_name(ended.name());
-  ASSERT_TRUE(LibraryClient(*certs_, "dana", b_->target())->RevokeGrant(r).ok());
-  // Whatever each replica answers meanwhile comes from the database, and
-  // once it listens again its view is rebuilt without the ended grant.
+  auto revoked = LibraryClient(*certs_, "dana", b_->target())->RevokeGrant(r);
+  // Meanwhile each replica answers from the database.
   for (int i : {0, 1}) {
-    for (int n = 0; n < 20; ++n) {
+    EXPECT_FALSE(ViewReady(i)) << "replica " << i;
+    for (int n = 0; n < 5; ++n) {
+      auto got = Check(i);
+      EXPECT_TRUE(got.ok() && got->allowed() && got->grant().name() == kept.name())
+          << "replica " << i << " check " << n << ": "
+          << (got.ok() ? got->grant().name() : got.status().error_message());
+    }
+  }
+  db_->AllowConnections(true);
+  ASSERT_TRUE(revoked.ok()) << revoked.status().error_message();
+  // Listening again, each view is rebuilt (without the ended grant, whose
+  // notification it never had) before it answers.
+  ASSERT_TRUE(Eventually([&] { return ViewReady(0) && ViewReady(1); }, 10));
+  for (int i : {0, 1}) {
+    for (int n = 0; n < 5; ++n) {
       auto got = Check(i);
       ASSERT_TRUE(got.ok()) << got.status().error_message();
       ASSERT_TRUE(got->allowed());
       EXPECT_EQ(got->grant().name(), kept.name()) << "replica " << i << " check " << n;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
   r.set_name(kept.name());

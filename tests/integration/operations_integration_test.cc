@@ -1,7 +1,6 @@
 // What operators see: the Prometheus metrics after a small life, the
 // structured log lines of calls and lifecycle events, and a health port that
 // serves health and nothing else.
-#include <curl/curl.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
 
@@ -24,64 +23,6 @@ constexpr char kTd[] = "lockbox.test";
 constexpr char kEnv[] = "tenants/metered/environments/prod";
 constexpr char kJustification[] = "secret-justification-text-7f3a";
 std::string Id(const std::string& path) { return std::string("spiffe://") + kTd + "/" + path; }
-
-// One sample of the text format: name, labels, value.
-struct Sample {
-  std::string name;
-  std::map<std::string, std::string> labels;
-  double value = 0;
-};
-
-std::vector<Sample> ParseMetrics(const std::string& text) {
-  std::vector<Sample> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    Sample s;
-    size_t brace = line.find('{');
-    size_t space = line.rfind(' ');
-    if (brace != std::string::npos && brace < space) {
-      s.name = line.substr(0, brace);
-      size_t close = line.rfind('}');
-      std::string labels = line.substr(brace + 1, close - brace - 1);
-      size_t pos = 0;
-      while (pos < labels.size()) {
-        size_t eq = labels.find('=', pos);
-        size_t end = labels.find('"', eq + 2);
-        s.labels[labels.substr(pos, eq - pos)] = labels.substr(eq + 2, end - eq - 2);
-        pos = end + 2;  // past the quote and the comma
-      }
-    } else {
-      s.name = line.substr(0, space);
-    }
-    s.value = std::strtod(line.c_str() + space + 1, nullptr);
-    out.push_back(std::move(s));
-  }
-  return out;
-}
-
-size_t AppendTo(char* data, size_t size, size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
-  return size * n;
-}
-
-// GET http://127.0.0.1:PORT/PATH; the body, or "" with *code set.
-std::string HttpGet(int port, const std::string& path, long* code = nullptr) {
-  std::string body;
-  CURL* curl = curl_easy_init();
-  std::string url = "http://127.0.0.1:" + std::to_string(port) + path;
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, AppendTo);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 10L);
-  CURLcode rc = curl_easy_perform(curl);
-  long status = 0;
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_cleanup(curl);
-  if (code != nullptr) *code = rc == CURLE_OK ? status : -1;
-  return body;
-}
 
 class OperationsTest : public ::testing::Test {
  protected:
@@ -135,27 +76,16 @@ class OperationsTest : public ::testing::Test {
     return created.ok() ? created->name() : "";
   }
 
-  static std::vector<Sample> Scrape() {
+  static std::string Scrape() {
     long code = 0;
     std::string body = HttpGet(server_->metrics_port(), "/metrics", &code);
     EXPECT_EQ(code, 200) << body;
-    return ParseMetrics(body);
+    return body;
   }
 
-  // The value of the one sample with this name and these labels (NaN when
-  // there is none).
-  static double Value(const std::vector<Sample>& samples, const std::string& name,
+  static double Value(const std::string& metrics, const std::string& name,
                       const std::map<std::string, std::string>& labels = {}) {
-    for (const Sample& s : samples) {
-      if (s.name != name) continue;
-      bool match = true;
-      for (const auto& [k, v] : labels) {
-        auto it = s.labels.find(k);
-        match = match && it != s.labels.end() && it->second == v;
-      }
-      if (match) return s.value;
-    }
-    return std::nan("");
+    return MetricValue(metrics, name, labels);
   }
 
   static std::vector<nlohmann::json> LogLines() {
@@ -214,7 +144,7 @@ TEST_F(OperationsTest, MetricsAfterASmallLife) {
   v1::AccessRequest first;
   ASSERT_TRUE(stream->Read(&first));
 
-  std::vector<Sample> m;
+  std::string m;
   // The database gauges are refreshed at most once a second.
   ASSERT_TRUE(Eventually([&] {
     m = Scrape();

@@ -7,7 +7,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <pqxx/pqxx>
@@ -72,6 +75,73 @@ void TestDatabase::Exec(const std::string& sql) const {
   pqxx::connection c(url_);
   pqxx::nontransaction n(c);
   n.exec(sql);
+}
+
+void TestDatabase::ExecFromOutside(const std::string& sql) const {
+  pqxx::connection c(RequiredEnv("LOCKBOX_TEST_PG_URL"));
+  pqxx::nontransaction n(c);
+  n.exec(sql);
+}
+
+void TestDatabase::AllowConnections(bool allow) const {
+  ExecFromOutside("ALTER DATABASE " + name_ + " ALLOW_CONNECTIONS " + (allow ? "true" : "false"));
+}
+
+namespace {
+size_t AppendBody(char* data, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+}  // namespace
+
+std::string HttpGet(int port, const std::string& path, long* status) {
+  std::string body;
+  CURL* curl = curl_easy_init();
+  std::string url = "http://127.0.0.1:" + std::to_string(port) + path;
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, AppendBody);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 10L);
+  CURLcode rc = curl_easy_perform(curl);
+  long code = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_cleanup(curl);
+  if (status != nullptr) *status = rc == CURLE_OK ? code : -1;
+  return body;
+}
+
+double MetricValue(const std::string& text, const std::string& name,
+                   const std::map<std::string, std::string>& labels) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    size_t space = line.rfind(' ');
+    size_t brace = line.find('{');
+    std::map<std::string, std::string> have;
+    std::string sample_name;
+    if (brace != std::string::npos && brace < space) {
+      sample_name = line.substr(0, brace);
+      std::string inner = line.substr(brace + 1, line.rfind('}') - brace - 1);
+      size_t pos = 0;
+      while (pos < inner.size()) {
+        size_t eq = inner.find('=', pos);
+        size_t end = inner.find('"', eq + 2);
+        have[inner.substr(pos, eq - pos)] = inner.substr(eq + 2, end - eq - 2);
+        pos = end + 2;  // past the closing quote and the comma
+      }
+    } else {
+      sample_name = line.substr(0, space);
+    }
+    if (sample_name != name) continue;
+    bool match = true;
+    for (const auto& [k, v] : labels) {
+      auto it = have.find(k);
+      match = match && it != have.end() && it->second == v;
+    }
+    if (match) return std::strtod(line.c_str() + space + 1, nullptr);
+  }
+  return std::nan("");
 }
 
 namespace {

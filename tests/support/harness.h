@@ -14,6 +14,7 @@
 #include <google/protobuf/struct.pb.h>
 
 #include <functional>
+#include <map>
 
 #include <lockbox/client.h>
 
@@ -36,6 +37,12 @@ class TestDatabase {
   const std::string& url() const { return url_; }
   // Runs SQL as the cluster's superuser in this database.
   void Exec(const std::string& sql) const;
+  // Runs SQL as the superuser from the cluster's own database (works while
+  // this one refuses connections).
+  void ExecFromOutside(const std::string& sql) const;
+  // Whether new connections to this database are accepted (open ones stay).
+  void AllowConnections(bool allow) const;
+  const std::string& name() const { return name_; }
 
  private:
   std::string name_;
@@ -137,6 +144,15 @@ class Receivers {
 // COPY (PostgreSQL's bulk path), using `scratch_dir` for the CSV file.
 void LoadAuditChain(const TestDatabase& db, const std::string& scratch_dir,
                     const std::string& tenant, int events);
+
+// GET http://127.0.0.1:PORT/PATH: the body; *status gets the HTTP status
+// (-1 when nothing answered).
+std::string HttpGet(int port, const std::string& path, long* status = nullptr);
+
+// The value of the first sample called `name` with (at least) `labels` in
+// Prometheus text format; NaN when there is none.
+double MetricValue(const std::string& text, const std::string& name,
+                   const std::map<std::string, std::string>& labels = {});
 
 // Field of a JSON object as text ("" if missing).
 std::string Str(const google::protobuf::Struct& s, const std::string& field);
