@@ -1,7 +1,9 @@
 // Validates every manifest `helm template` rendered against Kubernetes' API
 // schemas (the npm package kubernetes-models and its CRD companions), and
 // checks what the chart promises about its Deployment.
-//   node validate.mjs RENDERED.yaml EXPECTED_KINDS(comma-separated, may be empty)
+//   node validate.mjs RENDERED.yaml EXPECTED_KINDS [TOML_OUT]
+// EXPECTED_KINDS is comma-separated (may be empty); TOML_OUT, when given,
+// receives the ConfigMap's lockboxd.toml.
 // The packages are ES modules installed under tools/node_modules; they are
 // loaded by path, as this file lives outside that tree.
 import fs from "node:fs";
@@ -37,7 +39,7 @@ function fail(message) {
   process.exitCode = 1;
 }
 
-const [file, expected = ""] = process.argv.slice(2);
+const [file, expected = "", tomlOut] = process.argv.slice(2);
 const docs = YAML.parseAllDocuments(fs.readFileSync(file, "utf8"))
   .map((d) => d.toJSON())
   .filter((d) => d);
@@ -86,5 +88,6 @@ if (deployment) {
   check(c.env.some((e) => e.name === "LOCKBOX_DATABASE_URL" && e.valueFrom && e.valueFrom.secretKeyRef),
         "database URL from a Secret");
 }
+if (tomlOut && config) fs.writeFileSync(tomlOut, config.data["lockboxd.toml"]);
 if (process.exitCode) process.exit(1);
 console.log(`${file}: ${docs.length} manifests valid (${[...kinds].sort().join(", ")})`);

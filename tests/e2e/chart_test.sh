@@ -3,7 +3,9 @@
 # values and each variant in charts/lockbox/ci/, every rendered manifest
 # validated against Kubernetes' API schemas; each values file under
 # tests/chart/rejected/ must be refused. helm and the schemas come from npm
-# (scripts/lib.sh install_deps, pinned and checksummed).
+# (scripts/lib.sh install_deps, pinned and checksummed). With the build
+# directory as $1, each rendered lockboxd.toml is also read by that build's
+# lockboxd --check-config: every key the chart writes must be one it knows.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HELM="$ROOT/tools/bin/helm"
@@ -14,6 +16,11 @@ trap 'rm -rf "$WORK"' EXIT
 # helm writes nothing outside the test's own directory.
 export HELM_CACHE_HOME="$WORK/cache" HELM_CONFIG_HOME="$WORK/config" HELM_DATA_HOME="$WORK/data"
 fail() { echo "FAIL: $*" >&2; exit 1; }
+LOCKBOXD="${1:+$1/server/lockboxd}"
+# Stand-ins for the files the pods mount (--check-config only needs them to
+# exist; flags win over the config file).
+touch "$WORK/stand-in.pem"
+echo "user:password" > "$WORK/smtp-credentials"
 
 # variant name, values file ("" for the defaults), kinds it must add
 variants=(
@@ -30,8 +37,22 @@ for v in "${variants[@]}"; do
     || { cat "$WORK/lint.$name" >&2; fail "helm lint --strict ($name)"; }
   "$HELM" template lockbox "$CHART" --namespace lockbox "${args[@]}" > "$WORK/$name.yaml" \
     || fail "helm template ($name)"
-  node "$ROOT/tests/chart/validate.mjs" "$WORK/$name.yaml" "$kinds" || fail "manifests ($name)"
+  node "$ROOT/tests/chart/validate.mjs" "$WORK/$name.yaml" "$kinds" "$WORK/$name.toml" ||
+    fail "manifests ($name)"
+  if [ -n "$LOCKBOXD" ]; then
+    env -i PATH="$PATH" LOCKBOX_DATABASE_URL=postgresql:///lockbox "$LOCKBOXD" \
+      --config "$WORK/$name.toml" --tls-cert "$WORK/stand-in.pem" --tls-key "$WORK/stand-in.pem" \
+      --tls-client-ca "$WORK/stand-in.pem" --smtp-credentials-file "$WORK/smtp-credentials" \
+      --check-config > "$WORK/$name.effective" 2>&1 ||
+      { cat "$WORK/$name.effective" >&2; fail "lockboxd refuses the chart's config file ($name)"; }
+    echo "$name: lockboxd accepts the chart's lockboxd.toml"
+  fi
 done
+if [ -n "$LOCKBOXD" ]; then
+  grep -q 'trust-domain="prod.example.com"' "$WORK/cert-manager.effective" || fail "trustDomain did not reach lockboxd"
+  grep -q 'watch-recheck-seconds=5' "$WORK/hpa.effective" || fail "config: did not reach lockboxd"
+  grep -q 'log-format="text"' "$WORK/hpa.effective" || fail "logFormat did not reach lockboxd"
+fi
 
 # Variant-specific promises.
 grep -q 'replicas: 2' "$WORK/default.yaml" || fail "two replicas by default"
