@@ -136,6 +136,11 @@ absl::StatusOr<v1::CheckAccessResponse> Lockbox::CheckAccess(const C& c,
                                                              const v1::CheckAccessRequest& r) {
   std::optional<absl::StatusOr<v1::CheckAccessResponse>> answered = CheckAccessFromMemory(c, r);
   if (answered) return std::move(*answered);
+  return CheckAccessFromDatabase(c, r);
+}
+
+absl::StatusOr<v1::CheckAccessResponse> Lockbox::CheckAccessFromDatabase(
+    const C& c, const v1::CheckAccessRequest& r) {
   ASSIGN_OR_RETURN(Principal principal,
                    ParseSpiffeId(r.principal(), options_.trust_domain, "principal"));
   ASSIGN_OR_RETURN(TenantChildName env, ParseChildName(r.environment(), "environments",

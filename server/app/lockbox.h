@@ -101,6 +101,10 @@ class Lockbox {
   // read the database. Never blocks.
   std::optional<absl::StatusOr<v1::CheckAccessResponse>> CheckAccessFromMemory(
       const C& c, const v1::CheckAccessRequest& r);
+  // CheckAccess's database path alone: for a caller that has already asked
+  // CheckAccessFromMemory and got nullopt.
+  absl::StatusOr<v1::CheckAccessResponse> CheckAccessFromDatabase(const C& c,
+                                                                  const v1::CheckAccessRequest& r);
   absl::StatusOr<v1::Grant> ReleaseGrant(const C& c, const v1::ReleaseGrantRequest& r);
   absl::StatusOr<v1::Grant> RevokeGrant(const C& c, const v1::RevokeGrantRequest& r);
 

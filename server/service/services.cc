@@ -77,7 +77,7 @@ grpc::ServerUnaryReactor* GrantService::CheckAccess(grpc::CallbackServerContext*
   // The request and response live until Finish.
   slow_path_->Submit([this, request, caller, finish] {
     try {
-      finish(caller, lockbox_->CheckAccess(caller, *request));
+      finish(caller, lockbox_->CheckAccessFromDatabase(caller, *request));
     } catch (const std::exception&) {
       finish(caller, absl::InternalError("internal error"));
     }
