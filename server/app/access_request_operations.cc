@@ -168,7 +168,7 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(Transaction& tx, const Actor& 
   if (verdict == v1::Decision::APPROVE && request.stage() == v1::AccessRequest::INTERNAL_REVIEW) {
     // Whether the customer must also approve is decided now, from the
     // current policy and environment: a policy change takes effect at once.
-    std::string env_id = request.environment().substr(request.environment().rfind('/') + 1);
+    std::string env_id = IdOfName(request.environment());
     ASSIGN_OR_RETURN(v1::Environment env, tx.GetEnvironment(name.tenant, env_id, false));
     ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(name.tenant, false));
     needs_customer = NeedsCustomerReview(policy, env, request.data_sources());

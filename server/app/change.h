@@ -13,11 +13,6 @@
 
 namespace lockbox {
 
-// The last segment of a resource name.
-inline std::string IdOfName(const std::string& name) {
-  return name.substr(name.rfind('/') + 1);
-}
-
 inline std::string MicrosKey(const google::protobuf::Timestamp& t) {
   return absl::StrCat(t.seconds() * 1000000 + t.nanos() / 1000);
 }

@@ -17,7 +17,7 @@ absl::Status AuditGrantEnd(Transaction& tx, const Actor& a, absl::Time now,
                            absl::string_view action, const std::string& tenant,
                            const v1::Grant& grant, const std::string& why,
                            v1::AccessRequest* request_out) {
-  std::string request_id = grant.access_request().substr(grant.access_request().rfind('/') + 1);
+  std::string request_id = IdOfName(grant.access_request());
   ASSIGN_OR_RETURN(v1::AccessRequest request, tx.GetAccessRequest(tenant, request_id, false));
   v1::AuditEvent e = NewAuditEvent(a, action, tenant, grant.name(), now);
   SetRequestFields(request, &e);
@@ -33,7 +33,7 @@ absl::Status AuditGrantEnd(Transaction& tx, const Actor& a, absl::Time now,
 void Lockbox::ForgetGrant(const std::string& tenant, const std::string& id) {
   // Whatever the outcome: a grant dropped that is still active is only
   // read again from the database by the next check.
-  if (options_.grant_view != nullptr) options_.grant_view->Forget(absl::StrCat(tenant, "/", id));
+  if (options_.grant_view != nullptr) options_.grant_view->Forget(GrantKey(tenant, id));
 }
 
 absl::StatusOr<v1::Grant> Lockbox::GetGrant(const C& c, const v1::GetGrantRequest& r) {
@@ -153,14 +153,15 @@ absl::StatusOr<v1::CheckAccessResponse> Lockbox::CheckAccessFromDatabase(
     ASSIGN_OR_RETURN(std::vector<v1::Grant> grants,
                      tx.ActiveGrants(principal.spiffe_id, env.tenant, env.id));
     v1::CheckAccessResponse out;
-    for (v1::Grant& g : grants) {
-      if (!GrantAllows(g, principal.spiffe_id, r.environment(), r.data_source(), now)) continue;
-      if (out.allowed() && FromProto(g.expire_time()) <= FromProto(out.expire_time())) continue;
+    const v1::Grant* best =
+        BestAllowingGrant(grants, principal.spiffe_id, r.environment(), r.data_source(), now);
+    if (best != nullptr) {
       out.set_allowed(true);
-      *out.mutable_expire_time() = g.expire_time();
-      *out.mutable_grant() = std::move(g);
+      *out.mutable_expire_time() = best->expire_time();
+      *out.mutable_grant() = *best;
+    } else {
+      out.set_reason("NO_ACTIVE_GRANT");
     }
-    if (!out.allowed()) out.set_reason("NO_ACTIVE_GRANT");
     return out;
   });
 }

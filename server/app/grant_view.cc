@@ -4,6 +4,7 @@
 
 #include "server/domain/identity.h"
 #include "server/domain/lifecycle.h"
+#include "server/domain/names.h"
 
 namespace lockbox {
 namespace {
@@ -23,17 +24,6 @@ std::string KeyOf(const std::string& principal, const std::string& tenant,
   key.append(environment_id);
   return key;
 }
-
-// "tenants/t/grants/g" -> "t/g".
-std::string GrantKey(const v1::Grant& g) {
-  const std::string& n = g.name();
-  size_t tenant_end = n.find('/', 8);
-  size_t id_start = n.rfind('/') + 1;
-  return n.substr(8, tenant_end - 8) + "/" + n.substr(id_start);
-}
-
-// "tenants/t/environments/e" -> "e".
-std::string LastSegment(const std::string& name) { return name.substr(name.rfind('/') + 1); }
 
 }  // namespace
 
@@ -106,12 +96,8 @@ std::optional<v1::Grant> GrantView::Allowing(const std::string& principal,
   std::shared_lock<std::shared_mutex> lock(mu_);
   auto it = grants_.find(KeyOf(principal, tenant, environment_id));
   if (it == grants_.end()) return std::nullopt;
-  const v1::Grant* best = nullptr;
-  for (const v1::Grant& g : it->second) {
-    if (!GrantAllows(g, principal, environment_name, data_source, now)) continue;
-    if (best != nullptr && FromProto(g.expire_time()) <= FromProto(best->expire_time())) continue;
-    best = &g;
-  }
+  const v1::Grant* best =
+      BestAllowingGrant(it->second, principal, environment_name, data_source, now);
   if (best == nullptr) return std::nullopt;
   return *best;
 }
@@ -127,11 +113,11 @@ size_t GrantView::size() const {
 }
 
 void GrantView::PutLocked(v1::Grant grant, absl::Time now) {
-  std::string grant_key = GrantKey(grant);
+  std::string grant_key = GrantKeyOfName(grant.name());
   EraseLocked(grant_key);
   if (grant.state() != v1::Grant::ACTIVE || FromProto(grant.expire_time()) <= now) return;
-  std::string key = KeyOf(grant.principal(), grant_key.substr(0, grant_key.find('/')),
-                          LastSegment(grant.environment()));
+  std::string key =
+      KeyOf(grant.principal(), TenantOfName(grant.name()), IdOfName(grant.environment()));
   index_[grant_key] = key;
   grants_[key].push_back(std::move(grant));
 }
@@ -143,7 +129,7 @@ void GrantView::EraseLocked(const std::string& grant_key) {
   if (it != grants_.end()) {
     auto& list = it->second;
     for (size_t i = 0; i < list.size(); ++i) {
-      if (GrantKey(list[i]) == grant_key) {
+      if (GrantKeyOfName(list[i].name()) == grant_key) {
         list.erase(list.begin() + static_cast<long>(i));
         break;
       }
@@ -218,7 +204,7 @@ void GrantView::Loop() {
         std::vector<std::string> expired;
         for (const auto& [key, list] : grants_) {
           for (const v1::Grant& g : list) {
-            if (FromProto(g.expire_time()) <= now) expired.push_back(GrantKey(g));
+            if (FromProto(g.expire_time()) <= now) expired.push_back(GrantKeyOfName(g.name()));
           }
         }
         for (const std::string& k : expired) EraseLocked(k);

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "server/domain/lifecycle.h"
+#include "server/domain/names.h"
 
 namespace lockbox {
 namespace {
@@ -139,7 +140,7 @@ void WatchHub::Refresh(const std::vector<std::string>& ids) {
   absl::Time now = options_.clock->Now();
   for (v1::AccessRequest& r : requests) {
     ApplyReadTimeState(now, &r);
-    std::string id = r.name().substr(r.name().rfind('/') + 1);
+    std::string id = IdOfName(r.name());
     auto it = watchers_.find(id);
     if (it == watchers_.end()) continue;
     if (r.state() == v1::AccessRequest::PENDING) {

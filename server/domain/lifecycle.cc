@@ -360,12 +360,6 @@ void ApplyReadTimeState(absl::Time now, AccessRequest* request) {
 
 namespace {
 
-std::string TenantOfName(absl::string_view name) {
-  // tenants/{tenant}/...; names here were parsed before they were stored.
-  absl::string_view rest = name.substr(name.find('/') + 1);
-  return std::string(rest.substr(0, rest.find('/')));
-}
-
 absl::Status NotPending(const AccessRequest& request, absl::Time now) {
   AccessRequest::State state = EffectiveState(request, now);
   return Error(absl::StatusCode::kFailedPrecondition,
@@ -488,6 +482,18 @@ bool GrantAllows(const Grant& grant, absl::string_view principal,
   if (data_source.empty()) return false;
   return std::find(grant.data_sources().begin(), grant.data_sources().end(),
                    data_source) != grant.data_sources().end();
+}
+
+const v1::Grant* BestAllowingGrant(const std::vector<v1::Grant>& grants,
+                                   absl::string_view principal, absl::string_view environment,
+                                   absl::string_view data_source, absl::Time now) {
+  const v1::Grant* best = nullptr;
+  for (const v1::Grant& g : grants) {
+    if (!GrantAllows(g, principal, environment, data_source, now)) continue;
+    if (best != nullptr && FromProto(g.expire_time()) <= FromProto(best->expire_time())) continue;
+    best = &g;
+  }
+  return best;
 }
 
 namespace {

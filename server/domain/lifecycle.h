@@ -116,6 +116,11 @@ void ApplyReadTimeState(absl::Time now, v1::Grant* grant);
 bool GrantAllows(const v1::Grant& grant, absl::string_view principal,
                  absl::string_view environment, absl::string_view data_source,
                  absl::Time now);
+// Of `grants`, the one that allows this (as GrantAllows) and lasts longest;
+// nullptr when none does. The pointer is into `grants`.
+const v1::Grant* BestAllowingGrant(const std::vector<v1::Grant>& grants,
+                                   absl::string_view principal, absl::string_view environment,
+                                   absl::string_view data_source, absl::Time now);
 // Records that an ACTIVE grant's time is up: EXPIRED, ending at its
 // expire_time. FAILED_PRECONDITION if it is not.
 absl::Status RecordExpiry(absl::Time now, v1::Grant* grant);

@@ -53,6 +53,25 @@ std::string TenantName(absl::string_view tenant) {
   return absl::StrCat("tenants/", tenant);
 }
 
+std::string IdOfName(absl::string_view name) {
+  return std::string(name.substr(name.rfind('/') + 1));
+}
+
+std::string GrantKey(absl::string_view tenant, absl::string_view grant_id) {
+  return absl::StrCat(tenant, "/", grant_id);
+}
+
+std::string TenantOfName(absl::string_view name) {
+  constexpr absl::string_view kPrefix = "tenants/";
+  if (name.substr(0, kPrefix.size()) != kPrefix) return "";
+  name.remove_prefix(kPrefix.size());
+  return std::string(name.substr(0, name.find('/')));
+}
+
+std::string GrantKeyOfName(absl::string_view grant_name) {
+  return GrantKey(TenantOfName(grant_name), IdOfName(grant_name));
+}
+
 std::string ChildName(absl::string_view tenant, absl::string_view collection,
                       absl::string_view id) {
   return absl::StrCat("tenants/", tenant, "/", collection, "/", id);

@@ -24,6 +24,16 @@ struct TenantChildName {
 };
 
 std::string TenantName(absl::string_view tenant);
+// The last segment of a resource name: its ID ("tenants/t/grants/g" -> "g").
+std::string IdOfName(absl::string_view name);
+// How a grant is keyed across tenants (the change feed's payload, the grant
+// view's index): "<tenant>/<grant id>".
+std::string GrantKey(absl::string_view tenant, absl::string_view grant_id);
+// The key of a grant named "tenants/{tenant}/grants/{id}".
+std::string GrantKeyOfName(absl::string_view grant_name);
+// The tenant of a name inside a tenant ("tenants/t/..." -> "t"; "" for
+// anything else).
+std::string TenantOfName(absl::string_view name);
 std::string ChildName(absl::string_view tenant, absl::string_view collection,
                       absl::string_view id);
 

@@ -1,5 +1,6 @@
 #include "server/service/services.h"
 
+#include "server/domain/names.h"
 #include "server/domain/status.h"
 #include "server/service/watch_reactor.h"
 
@@ -7,19 +8,17 @@ namespace lockbox {
 
 grpc::ServerWriteReactor<v1::AccessRequest>* AccessRequestService::WatchAccessRequest(
     grpc::CallbackServerContext* context, const v1::WatchAccessRequestRequest* request) {
-  auto start = std::chrono::steady_clock::now();
-  const std::string request_id = RequestIdOf(context);
-  CallerIdentity caller = CallerOf(*context);
-  v1::GetAccessRequestRequest get;
-  get.set_name(request->name());
+  CallScope call("WatchAccessRequest", context);
   // The same authorisation as reading the request; the first state comes
-  // from this read.
-  absl::StatusOr<v1::AccessRequest> initial = lockbox_->GetAccessRequest(caller, get);
-  auto* reactor = new WatchReactor(
-      hub_, initial.ok() ? initial->name().substr(initial->name().rfind('/') + 1) : "");
-  grpc::Status status = initial.ok() ? grpc::Status::OK : ToGrpcStatus(initial.status());
-  LogCall("WatchAccessRequest", caller, request_id, status,
-          std::chrono::steady_clock::now() - start);
+  // from this read. The call's line is logged once the watch is accepted or
+  // refused: a stream may then wait for hours.
+  absl::StatusOr<v1::AccessRequest> initial = call.Run([&] {
+    v1::GetAccessRequestRequest get;
+    get.set_name(request->name());
+    return lockbox_->GetAccessRequest(call.caller(), get);
+  });
+  grpc::Status status = call.Finish(initial.status());
+  auto* reactor = new WatchReactor(hub_, initial.ok() ? IdOfName(initial->name()) : "");
   if (!initial.ok()) {
     reactor->Refuse(status);
   } else {
@@ -49,38 +48,27 @@ grpc::Status AuditService::ExportAuditEvents(
 grpc::ServerUnaryReactor* GrantService::CheckAccess(grpc::CallbackServerContext* context,
                                                     const v1::CheckAccessRequest* request,
                                                     v1::CheckAccessResponse* response) {
-  auto start = std::chrono::steady_clock::now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  CallerIdentity caller = CallerOf(*context);
-  std::string request_id = RequestIdOf(context);
-  auto finish = [reactor, response, start, request_id](
-                    const CallerIdentity& caller, absl::StatusOr<v1::CheckAccessResponse> result) {
-    grpc::Status status = grpc::Status::OK;
-    if (result.ok()) {
-      *response = std::move(*result);
-    } else {
-      status = ToGrpcStatus(result.status());
-    }
-    LogCall("CheckAccess", caller, request_id, status, std::chrono::steady_clock::now() - start);
-    reactor->Finish(status);
-  };
-  try {
-    auto answered = lockbox_->CheckAccessFromMemory(caller, *request);
-    if (answered) {
-      finish(caller, std::move(*answered));
-      return reactor;
-    }
-  } catch (const std::exception&) {
-    finish(caller, absl::InternalError("internal error"));
+  CallScope call("CheckAccess", context);
+  std::optional<absl::StatusOr<v1::CheckAccessResponse>> answered;
+  absl::Status guarded = call.Run([&]() -> absl::Status {
+    answered = lockbox_->CheckAccessFromMemory(call.caller(), *request);
+    return absl::OkStatus();
+  });
+  if (!guarded.ok() || answered) {
+    absl::Status status = guarded.ok() ? answered->status() : guarded;
+    if (status.ok()) *response = std::move(**answered);
+    reactor->Finish(call.Finish(status));
     return reactor;
   }
-  // The request and response live until Finish.
-  slow_path_->Submit([this, request, caller, finish] {
-    try {
-      finish(caller, lockbox_->CheckAccessFromDatabase(caller, *request));
-    } catch (const std::exception&) {
-      finish(caller, absl::InternalError("internal error"));
-    }
+  // The request and response live until Finish; the scope travels with the
+  // work to the thread that finishes the call.
+  auto held = std::make_shared<CallScope>(std::move(call));
+  slow_path_->Submit([this, request, response, reactor, held] {
+    absl::StatusOr<v1::CheckAccessResponse> result =
+        held->Run([&] { return lockbox_->CheckAccessFromDatabase(held->caller(), *request); });
+    if (result.ok()) *response = std::move(*result);
+    reactor->Finish(held->Finish(result.status()));
   });
   return reactor;
 }

@@ -1,5 +1,5 @@
 // The four Lockbox gRPC services: adapters only. Each RPC forwards to the
-// Lockbox method of the same name (see handler.h); the logic lives in
+// Lockbox method of the same name (see call_scope.h); the logic lives in
 // server/app and server/domain.
 #ifndef LOCKBOX_SERVER_SERVICE_SERVICES_H_
 #define LOCKBOX_SERVER_SERVICE_SERVICES_H_
@@ -12,7 +12,7 @@
 #include "server/app/lockbox.h"
 #include "server/app/watch_hub.h"
 #include "server/service/executor.h"
-#include "server/service/handler.h"
+#include "server/service/call_scope.h"
 
 namespace lockbox {
 

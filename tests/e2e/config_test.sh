@@ -39,6 +39,10 @@ for flag in listen tls-cert tls-key tls-client-ca trust-domain database-url boot
   echo "$help" | grep -q "$env" || fail "--help does not name $env"
 done
 echo "$help" | grep -q '0.0.0.0:8443' || fail "--help does not show the default of --listen"
+# The moved clock is a test build's switch only: the released lockboxd has none.
+if echo "$help" | grep -qi 'testing'; then fail "the released --help mentions a testing switch"; fi
+"$LOCKBOXD" --testing-clock-offset-file=/tmp/x --help >/dev/null 2>&1 &&
+  fail "the released lockboxd accepts --testing-clock-offset-file"
 
 # The database password never appears; the rest of the URL does.
 out="$(check)"

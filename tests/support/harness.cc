@@ -1,5 +1,6 @@
 #include "tests/support/harness.h"
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -216,8 +217,13 @@ ServerProcess::ServerProcess(const Certificates& certs, const std::string& datab
       port_(port == 0 ? FreePort() : port),
       health_port_(FreePort()),
       metrics_port_(FreePort()) {
+  // A moved clock needs the test build of lockboxd; the released one has no
+  // such switch.
+  bool moved_clock = std::any_of(extra_flags.begin(), extra_flags.end(), [](const std::string& f) {
+    return f.rfind("--testing-clock-offset-file", 0) == 0;
+  });
   std::vector<std::string> args = {
-      RequiredEnv("LOCKBOX_TEST_LOCKBOXD"),
+      RequiredEnv(moved_clock ? "LOCKBOX_TEST_LOCKBOXD_TESTING" : "LOCKBOX_TEST_LOCKBOXD"),
       "--listen=127.0.0.1:" + std::to_string(port_),
       "--health-listen=127.0.0.1:" + std::to_string(health_port_),
       "--metrics-listen=127.0.0.1:" + std::to_string(metrics_port_),

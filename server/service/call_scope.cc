@@ -1,8 +1,9 @@
-#include "server/service/handler.h"
+#include "server/service/call_scope.h"
 
 #include <cmath>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "google/protobuf/any.pb.h"
 #include "lockbox/v1/errors.pb.h"
 #include "server/domain/status.h"
@@ -42,6 +43,10 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
                       rpc_status.SerializeAsString());
 }
 
+namespace {
+
+// The caller as the transport saw it: peer_spiffe_id of the verified client
+// certificate, and the on-behalf-of header.
 CallerIdentity CallerOf(const grpc::ServerContextBase& context) {
   CallerIdentity caller;
   std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
@@ -76,16 +81,35 @@ std::string RequestIdOf(grpc::ServerContextBase* context) {
   return id;
 }
 
-void LogCall(const char* method, const CallerIdentity& caller, const std::string& request_id,
-             const grpc::Status& status, std::chrono::steady_clock::duration latency) {
-  double seconds = std::chrono::duration<double>(latency).count();
-  Metrics::Get().ObserveCall(method, static_cast<int>(status.error_code()), seconds);
-  LogFields fields = {{"method", method}, {"caller", caller.spiffe_id}};
-  if (!caller.on_behalf_of.empty()) fields["on_behalf_of"] = caller.on_behalf_of;
+}  // namespace
+
+CallScope::CallScope(const char* method, grpc::ServerContextBase* context)
+    : method_(method),
+      caller_(CallerOf(*context)),
+      request_id_(RequestIdOf(context)),
+      start_(std::chrono::steady_clock::now()) {}
+
+absl::Status CallScope::Escaped(const char* what) const {
+  return Error(absl::StatusCode::kInternal, reason::kInternal,
+               absl::StrCat("exception escaped ", method_, ": ", what));
+}
+
+grpc::Status CallScope::Finish(const absl::Status& result) {
+  grpc::Status status;
+  {
+    ScopedRequestId in_scope(request_id_);
+    status = ToGrpcStatus(result);
+  }
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  Metrics::Get().ObserveCall(method_, static_cast<int>(status.error_code()), seconds);
+  LogFields fields = {{"method", method_}, {"caller", caller_.spiffe_id}};
+  if (!caller_.on_behalf_of.empty()) fields["on_behalf_of"] = caller_.on_behalf_of;
   fields["code"] = GrpcCodeName(static_cast<int>(status.error_code()));
   fields["latency_ms"] = std::round(seconds * 1e6) / 1e3;
-  fields["request_id"] = request_id;
+  fields["request_id"] = request_id_;
   Log("info", "call", fields);
+  return status;
 }
 
 }  // namespace lockbox

@@ -1,0 +1,89 @@
+// lockboxd: parse the settings, build the server, wait for SIGTERM or
+// SIGINT, drain. No rule lives here.
+#include <signal.h>
+
+#include <curl/curl.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "server/cmd/lockboxd/server.h"
+#include "server/cmd/lockboxd/settings.h"
+#include "server/observe/log.h"
+
+#ifdef LOCKBOX_TESTING_CLOCK
+#include "server/app/testing_clock.h"
+#endif
+
+namespace {
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "lockboxd: %s\n", message.c_str());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Blocked before any thread starts, so that every thread inherits the
+  // mask and the signals reach only the sigwait below.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  lockbox::Settings settings;
+  CLI::App app{
+      "lockboxd: the Lockbox control plane. Every setting is also read from the environment "
+      "variable LOCKBOX_<SETTING> (e.g. LOCKBOX_DATABASE_URL) and from the --config file "
+      "(TOML, keys named like the flags without dashes, e.g. db-pool-size = 8); a flag wins "
+      "over the environment, which wins over the file, which wins over the default.",
+      "lockboxd"};
+  settings.Register(&app);
+#ifdef LOCKBOX_TESTING_CLOCK
+  // Only in the test build (lockboxd-testing): the released lockboxd has no
+  // way to move its clock.
+  std::string clock_offset_file;
+  app.add_option("--testing-clock-offset-file", clock_offset_file,
+                 "TESTS ONLY: add the number of seconds in this file to the clock");
+#endif
+  CLI11_PARSE(app, argc, argv);
+
+  if (absl::Status valid = settings.Validate(); !valid.ok()) {
+    return Fail(std::string(valid.message()));
+  }
+  lockbox::LogFormat format;
+  lockbox::ParseLogFormat(settings.log_format, &format);
+  lockbox::SetLogFormat(format);
+  lockbox::ServerOptions options;
+  if (absl::Status smtp = settings.LoadSmtp(&options.smtp); !smtp.ok()) {
+    return Fail(std::string(smtp.message()));
+  }
+  if (settings.check_config) {
+    std::fputs(lockbox::ConfigForDisplay(app).c_str(), stdout);
+    return 0;
+  }
+
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+#ifdef LOCKBOX_TESTING_CLOCK
+  std::unique_ptr<lockbox::FileOffsetClock> testing_clock;
+  if (!clock_offset_file.empty()) {
+    lockbox::Log("warn", "TESTING CLOCK: time is moved by the file's offset",
+                 {{"file", clock_offset_file}});
+    testing_clock = std::make_unique<lockbox::FileOffsetClock>(clock_offset_file);
+    options.clock = testing_clock.get();
+  }
+#endif
+  options.settings = settings;
+  auto server = lockbox::Server::Create(std::move(options));
+  if (!server.ok()) return Fail(std::string(server.status().message()));
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  lockbox::Log("info", "draining", {{"signal", sig}, {"drain_seconds", settings.drain_seconds}});
+  (*server)->Drain();
+  return 0;
+}

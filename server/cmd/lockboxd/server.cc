@@ -1,0 +1,274 @@
+#include "server/cmd/lockboxd/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/server_builder_option.h>
+#include <prometheus/exposer.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "server/app/background.h"
+#include "server/app/grant_view.h"
+#include "server/app/lifecycle_log.h"
+#include "server/app/lockbox.h"
+#include "server/app/operational_gauges.h"
+#include "server/app/watch_hub.h"
+#include "server/domain/audit_signing.h"
+#include "server/observe/log.h"
+#include "server/observe/metrics.h"
+#include "server/service/executor.h"
+#include "server/service/health_service.h"
+#include "server/service/services.h"
+#include "server/service/tls.h"
+#include "server/store/pg_store.h"
+
+namespace lockbox {
+namespace {
+
+// Linking gRPC's reflection library adds reflection to every server it
+// builds; the health port must serve health alone, so it drops it there.
+class WithoutReflection final : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    plugins->erase(std::remove_if(plugins->begin(), plugins->end(),
+                                  [](const std::unique_ptr<grpc::ServerBuilderPlugin>& p) {
+                                    return dynamic_cast<grpc::reflection::ProtoServerReflectionPlugin*>(
+                                               p.get()) != nullptr;
+                                  }),
+                   plugins->end());
+  }
+};
+
+absl::Status Named(absl::string_view setting, const absl::Status& status) {
+  return absl::Status(status.code(), absl::StrCat(setting, ": ", status.message()));
+}
+
+// The PEM of the checkpoint signing key: the file's, or one generated once
+// and kept in the database.
+absl::StatusOr<std::string> SigningKeyPem(const Settings& s, PgStore& store) {
+  if (!s.audit_signing_key.empty()) {
+    std::ifstream in(s.audit_signing_key);
+    std::stringstream pem;
+    pem << in.rdbuf();
+    if (!in) {
+      return absl::InvalidArgumentError("--audit-signing-key: cannot read " + s.audit_signing_key);
+    }
+    return pem.str();
+  }
+  // Convenient, but whoever can read the database could sign: production
+  // deployments give every replica the same key file instead.
+  ASSIGN_OR_RETURN(std::string generated, AuditSigner::GeneratePem());
+  ASSIGN_OR_RETURN(std::string shared, store.SharedSecret("audit_signing_key", generated));
+  Log("warn", "no --audit-signing-key: using the key kept in the database");
+  return shared;
+}
+
+}  // namespace
+
+// Declared in the order they are made, so that they are destroyed in the
+// reverse: the gRPC servers before the services they call, the services
+// before the use cases, everything before the store.
+struct Server::Parts {
+  ServerOptions options;
+  SystemClock system_clock;
+  const Clock* clock = nullptr;
+  std::unique_ptr<PgStore> store;
+  std::unique_ptr<AuditSigner> signer;
+  std::unique_ptr<PgChangeFeed> access_feed;
+  std::unique_ptr<GrantView> grant_view;
+  std::unique_ptr<Lockbox> lockbox;
+  std::unique_ptr<PgChangeFeed> request_feed;
+  std::unique_ptr<WatchHub> hub;
+  std::unique_ptr<PolicyService> policy_service;
+  std::unique_ptr<AccessRequestService> request_service;
+  // CheckAccess's database path, off gRPC's event threads; destroyed after
+  // the server, so every check it holds is answered.
+  std::unique_ptr<Executor> check_slow_path;
+  std::unique_ptr<GrantService> grant_service;
+  std::unique_ptr<AuditService> audit_service;
+  std::unique_ptr<NotificationService> notification_service;
+  std::unique_ptr<Sweeper> sweeper;
+  std::unique_ptr<Periodic> sweeping;
+  std::unique_ptr<SmtpSender> email;
+  std::unique_ptr<WebhookSender> webhook;
+  std::unique_ptr<DeliveryWorker> deliverer;
+  std::unique_ptr<Periodic> delivering;
+  std::unique_ptr<HealthService> health;
+  std::unique_ptr<grpc::ResourceQuota> quota;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  std::unique_ptr<grpc::Server> health_server;
+  int health_port = 0;
+  std::shared_ptr<RefreshingCollectable> collectable;
+  std::unique_ptr<prometheus::Exposer> exposer;
+  int metrics_port = 0;
+  bool drained = false;
+};
+
+Server::Server(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
+
+Server::~Server() { Drain(); }
+
+int Server::port() const { return parts_->port; }
+int Server::health_port() const { return parts_->health_port; }
+int Server::metrics_port() const { return parts_->metrics_port; }
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
+  auto p = std::make_unique<Parts>();
+  p->options = std::move(options);
+  const Settings& s = p->options.settings;
+  p->clock = p->options.clock != nullptr ? p->options.clock : &p->system_clock;
+  const Clock& clock = *p->clock;
+
+  auto creds = MutualTlsCredentials(
+      TlsFiles{s.tls_cert, s.tls_key, s.tls_client_ca, s.tls_crl_dir}, s.trust_domain);
+  if (!creds.ok()) return creds.status();
+
+  PgStoreOptions store_options;
+  store_options.database_url = s.database_url;
+  store_options.pool_size = s.db_pool_size;
+  store_options.on_committed_event = LogCommittedEvent;
+  auto store = PgStore::Create(store_options);
+  if (!store.ok()) return Named("--database-url", store.status());
+  p->store = std::move(*store);
+  ASSIGN_OR_RETURN(std::string page_key, p->store->SharedSecret("page_token_key"));
+  ASSIGN_OR_RETURN(std::string signing_pem, SigningKeyPem(s, *p->store));
+  ASSIGN_OR_RETURN(p->signer, AuditSigner::FromPem(signing_pem));
+  p->store->SetAuditSigner(p->signer.get(), s.audit_checkpoint_events);
+
+  // Probed every 200 ms: the grant view trusts it for 800 ms after a proof.
+  p->access_feed = std::make_unique<PgChangeFeed>(s.database_url, ChangeTopic::kAccess,
+                                                  absl::Milliseconds(200));
+  p->grant_view =
+      std::make_unique<GrantView>(GrantView::Options{p->store.get(), &clock, p->access_feed.get()});
+  if (s.grant_view) p->grant_view->Start();
+  p->lockbox = std::make_unique<Lockbox>(LockboxOptions{p->store.get(), &clock, s.trust_domain,
+                                                        page_key, p->signer.get(),
+                                                        s.grant_view ? p->grant_view.get() : nullptr});
+  if (!s.bootstrap_admin.empty()) {
+    RETURN_IF_ERROR(p->lockbox->EnsureBootstrapAdmin(s.bootstrap_admin));
+  }
+
+  p->request_feed = std::make_unique<PgChangeFeed>(s.database_url, ChangeTopic::kAccessRequests);
+  p->hub = std::make_unique<WatchHub>(WatchHub::Options{p->store.get(), &clock,
+                                                        p->request_feed.get(),
+                                                        absl::Seconds(s.watch_recheck_seconds)});
+  p->hub->Start();
+
+  Lockbox* lockbox = p->lockbox.get();
+  p->policy_service = std::make_unique<PolicyService>(lockbox);
+  p->request_service = std::make_unique<AccessRequestService>(lockbox, p->hub.get());
+  p->check_slow_path = std::make_unique<Executor>(s.db_pool_size);
+  p->grant_service = std::make_unique<GrantService>(lockbox, p->check_slow_path.get());
+  p->audit_service = std::make_unique<AuditService>(lockbox);
+  p->notification_service = std::make_unique<NotificationService>(lockbox);
+
+  // What time decides, and the outbox: in every replica.
+  p->sweeper = std::make_unique<Sweeper>(lockbox, absl::Minutes(s.audit_checkpoint_minutes));
+  Sweeper* sweeper = p->sweeper.get();
+  p->sweeping = std::make_unique<Periodic>(absl::Milliseconds(s.sweep_interval_ms),
+                                           [sweeper] { sweeper->RunOnce(); });
+  p->email = std::make_unique<SmtpSender>(p->options.smtp, &clock);
+  p->webhook = std::make_unique<WebhookSender>(&clock);
+  DeliveryOptions delivery_options;
+  delivery_options.store = p->store.get();
+  delivery_options.clock = &clock;
+  delivery_options.email = p->email.get();
+  delivery_options.webhook = p->webhook.get();
+  delivery_options.max_attempts = s.delivery_max_attempts;
+  delivery_options.initial_backoff = absl::Milliseconds(s.delivery_backoff_ms);
+  p->deliverer = std::make_unique<DeliveryWorker>(delivery_options);
+  DeliveryWorker* deliverer = p->deliverer.get();
+  p->delivering = std::make_unique<Periodic>(absl::Milliseconds(s.delivery_interval_ms), [deliverer] {
+    // Keep going while there is a backlog; rest when it is empty.
+    while (deliverer->RunOnce() > 0) {
+    }
+  });
+  p->sweeping->Start();
+  p->delivering->Start();
+  PgStore* pg = p->store.get();
+  p->health = std::make_unique<HealthService>([pg] { return pg->Ping(); });
+
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(s.listen, *creds, &p->port);
+  builder.RegisterService(p->policy_service.get());
+  builder.RegisterService(p->request_service.get());
+  builder.RegisterService(p->grant_service.get());
+  builder.RegisterService(p->audit_service.get());
+  builder.RegisterService(p->notification_service.get());
+  builder.RegisterService(p->health.get());
+  builder.SetMaxReceiveMessageSize(1 << 20);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, s.max_streams_per_connection);
+  p->quota = std::make_unique<grpc::ResourceQuota>("lockboxd");
+  p->quota->SetMaxThreads(s.max_threads);
+  builder.SetResourceQuota(*p->quota);
+  p->server = builder.BuildAndStart();
+  if (!p->server || p->port == 0) {
+    return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", s.listen));
+  }
+
+  // The health port serves health alone, in plaintext, for probes that
+  // cannot do mTLS. It has its own server so no Lockbox RPC is reachable.
+  if (!s.health_listen.empty()) {
+    grpc::ServerBuilder hb;
+    hb.SetOption(std::make_unique<WithoutReflection>());
+    hb.AddListeningPort(s.health_listen, grpc::InsecureServerCredentials(), &p->health_port);
+    hb.RegisterService(p->health.get());
+    p->health_server = hb.BuildAndStart();
+    if (!p->health_server || p->health_port == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("--health-listen: cannot listen on ", s.health_listen));
+    }
+  }
+  // Metrics: plaintext HTTP, on their own port. Gauges that need the
+  // database are read when scraped, at most once a second; this replica's
+  // own state on every scrape.
+  if (!s.metrics_listen.empty()) {
+    Metrics& metrics = Metrics::Get();
+    GrantView* view = s.grant_view ? p->grant_view.get() : nullptr;
+    WatchHub* hub = p->hub.get();
+    const Clock* clock_ptr = &clock;
+    p->collectable = std::make_shared<RefreshingCollectable>(
+        metrics.registry(),
+        [view, hub, &metrics] {
+          metrics.SetWatchers(static_cast<double>(hub->size()));
+          metrics.SetGrantViewReady(view != nullptr && view->Ready());
+        },
+        [pg, clock_ptr] { RefreshDatabaseGauges(*pg, *clock_ptr); },
+        std::chrono::milliseconds(1000));
+    try {
+      p->exposer = std::make_unique<prometheus::Exposer>(s.metrics_listen, 1);
+      p->exposer->RegisterCollectable(p->collectable);
+      auto ports = p->exposer->GetListeningPorts();
+      if (!ports.empty()) p->metrics_port = ports.front();
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(
+          absl::StrCat("--metrics-listen: cannot listen on ", s.metrics_listen));
+    }
+  }
+  Log("info", "lockboxd serving",
+      {{"port", p->port}, {"health_port", p->health_port}, {"metrics_port", p->metrics_port},
+       {"trust_domain", s.trust_domain}});
+  return std::unique_ptr<Server>(new Server(std::move(p)));
+}
+
+void Server::Drain() {
+  Parts& p = *parts_;
+  if (p.drained) return;
+  p.drained = true;
+  int drain_seconds = p.options.settings.drain_seconds;
+  p.health->Shutdown();
+  p.sweeping->Stop();
+  p.delivering->Stop();
+  p.hub->Stop();  // Watchers are told to reconnect.
+  p.grant_view->Stop();
+  p.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(drain_seconds));
+  if (p.health_server) p.health_server->Shutdown(std::chrono::system_clock::now());
+}
+
+}  // namespace lockbox

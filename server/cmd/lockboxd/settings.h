@@ -1,0 +1,78 @@
+// lockboxd's settings: every one a flag, a LOCKBOX_<NAME> variable and a
+// key of the TOML config file, in that order of precedence.
+#ifndef LOCKBOX_SERVER_CMD_LOCKBOXD_SETTINGS_H_
+#define LOCKBOX_SERVER_CMD_LOCKBOXD_SETTINGS_H_
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "absl/status/status.h"
+#include "server/notify/senders.h"
+
+namespace lockbox {
+
+struct Settings {
+  std::string listen = "0.0.0.0:8443";
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  std::string tls_crl_dir;
+  std::string trust_domain;
+  std::string database_url;
+  std::string bootstrap_admin;
+  std::string health_listen;
+  std::string metrics_listen;
+  std::string log_format = "json";
+  bool check_config = false;
+  int db_pool_size = 8;
+  int drain_seconds = 20;
+  int max_streams_per_connection = 1000;
+  int max_threads = 64;
+  int watch_recheck_seconds = 10;
+  std::string smtp_url;
+  std::string smtp_from = "lockbox@localhost.localdomain";
+  std::string smtp_credentials_file;
+  std::string smtp_ca_file;
+  int sweep_interval_ms = 1000;
+  int delivery_interval_ms = 1000;
+  int delivery_max_attempts = 10;
+  int delivery_backoff_ms = 2000;
+  std::string audit_signing_key;
+  int audit_checkpoint_events = 1000;
+  int audit_checkpoint_minutes = 10;
+  bool grant_view = true;
+
+  // Declares every setting on `app` (flags, variables, ranges, help), bound
+  // to this object, and makes `app` read the config file with the
+  // environment before the file.
+  void Register(CLI::App* app);
+
+  // What CLI11's own checks cannot see: addresses, readable files, URL
+  // schemes, names. The error's message starts with the setting's flag.
+  absl::Status Validate() const;
+
+  // The SMTP channel's settings. Credentials come from
+  // --smtp-credentials-file ("user:password" on its first line) or from
+  // LOCKBOX_SMTP_USERNAME / LOCKBOX_SMTP_PASSWORD, never from a flag value
+  // (which would show in the process list).
+  absl::Status LoadSmtp(SmtpOptions* smtp) const;
+};
+
+// The environment variable of a setting: db-pool-size is
+// LOCKBOX_DB_POOL_SIZE.
+std::string EnvNameOf(const std::string& key);
+
+// host:port with a numeric port (the host may be empty, a name, an IPv4
+// address or a bracketed IPv6 address).
+bool IsListenAddress(const std::string& address);
+
+// The URL with any password replaced, for --check-config's output.
+std::string RedactUrl(const std::string& url);
+
+// The settings as a config file, for --check-config: every option, nothing
+// secret.
+std::string ConfigForDisplay(const CLI::App& app);
+
+}  // namespace lockbox
+
+#endif  // LOCKBOX_SERVER_CMD_LOCKBOXD_SETTINGS_H_

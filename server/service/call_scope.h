@@ -1,0 +1,101 @@
+// One call as the service layer sees it, the same for every kind of handler
+// (synchronous unary, callback unary, server stream): the caller read from
+// the TLS peer and the on-behalf-of header, the request ID, the timer, the
+// guard that turns an escaped exception into INTERNAL with ErrorInfo after
+// logging its cause, the single status mapping, and the one log line and
+// metrics of the call.
+#ifndef LOCKBOX_SERVER_SERVICE_CALL_SCOPE_H_
+#define LOCKBOX_SERVER_SERVICE_CALL_SCOPE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <exception>
+#include <string>
+#include <type_traits>
+
+#include "absl/status/statusor.h"
+#include "server/app/lockbox.h"
+#include "server/domain/status.h"
+#include "server/observe/log.h"
+
+namespace lockbox {
+
+inline constexpr char kOnBehalfOfHeader[] = "x-lockbox-on-behalf-of";
+// A caller's correlation ID, echoed back in the response's initial
+// metadata; one is made when the caller sends none.
+inline constexpr char kRequestIdHeader[] = "x-request-id";
+
+// The single mapping from our statuses to gRPC's, with ErrorInfo details.
+// INTERNAL and UNKNOWN messages are logged and replaced: internals stay in
+// the server's log.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// Not thread-safe; movable, so that a callback handler can carry it to the
+// thread that finishes the call. Finish() is called exactly once.
+class CallScope {
+ public:
+  // Reads the caller and the request ID (the caller's x-request-id when it
+  // is a plain token, else a fresh one, added to the response's initial
+  // metadata) and starts the timer. `method` is a string literal.
+  CallScope(const char* method, grpc::ServerContextBase* context);
+  CallScope(CallScope&&) = default;
+  CallScope& operator=(CallScope&&) = default;
+
+  const CallerIdentity& caller() const { return caller_; }
+  const std::string& request_id() const { return request_id_; }
+
+  // Runs fn() (returning absl::Status or absl::StatusOr<T>) on this thread
+  // with the call's request ID in scope, so that what it logs or commits
+  // names the call. An exception escaping fn becomes INTERNAL carrying its
+  // cause, which ToGrpcStatus logs before it hides it from the caller.
+  template <typename Fn>
+  auto Run(Fn&& fn) -> decltype(fn()) {
+    ScopedRequestId in_scope(request_id_);
+    try {
+      return fn();
+    } catch (const std::exception& e) {
+      return Escaped(e.what());
+    } catch (...) {
+      return Escaped("an exception that is no std::exception");
+    }
+  }
+
+  // The call's gRPC status: logs its line and counts it in the metrics.
+  grpc::Status Finish(const absl::Status& status);
+
+ private:
+  absl::Status Escaped(const char* what) const;
+
+  const char* method_;
+  CallerIdentity caller_;
+  std::string request_id_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// A synchronous unary (or server-streaming) handler: fn(caller) returns
+// absl::StatusOr<Response>.
+template <typename Response, typename Fn>
+grpc::Status Handle(const char* method, grpc::ServerContext* context, Response* response,
+                    Fn&& fn) {
+  CallScope call(method, context);
+  absl::Status status = call.Run([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(*response, fn(call.caller()));
+    return absl::OkStatus();
+  });
+  return call.Finish(status);
+}
+
+}  // namespace lockbox
+
+// Defines a unary RPC that forwards to the use-case method of the same name.
+#define LOCKBOX_UNARY(Method, Request, Response)                                        \
+  grpc::Status Method(grpc::ServerContext* context, const Request* request,             \
+                      Response* response) override {                                     \
+    return ::lockbox::Handle(#Method, context, response,                                 \
+                             [&](const ::lockbox::CallerIdentity& caller) {              \
+                               return lockbox_->Method(caller, *request);                \
+                             });                                                         \
+  }
+
+#endif  // LOCKBOX_SERVER_SERVICE_CALL_SCOPE_H_

@@ -1,0 +1,152 @@
+// lockboxd's settings: what Validate() refuses, each error naming its
+// setting, and the helpers --check-config and the environment rely on.
+#include "server/cmd/lockboxd/settings.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+namespace lockbox {
+namespace {
+
+class SettingsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char dir[] = "/tmp/lockbox-settings-XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    dir_ = dir;
+    for (const char* name : {"cert.pem", "key.pem", "ca.pem"}) {
+      std::ofstream(dir_ + "/" + name) << "not checked here\n";
+    }
+    good_.tls_cert = dir_ + "/cert.pem";
+    good_.tls_key = dir_ + "/key.pem";
+    good_.tls_client_ca = dir_ + "/ca.pem";
+    good_.trust_domain = "example.org";
+    good_.database_url = "postgresql:///lockbox?host=/tmp";
+  }
+  void TearDown() override {
+    std::string cmd = "rm -rf " + dir_;
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+  }
+
+  // Validate's message for `s`, which must be refused.
+  static std::string Refusal(const Settings& s) {
+    absl::Status st = s.Validate();
+    EXPECT_FALSE(st.ok());
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+    return std::string(st.message());
+  }
+
+  std::string dir_;
+  Settings good_;
+};
+
+TEST_F(SettingsTest, GoodSettingsAreAccepted) {
+  EXPECT_TRUE(good_.Validate().ok()) << good_.Validate();
+  Settings s = good_;
+  s.health_listen = "127.0.0.1:8081";
+  s.metrics_listen = "[::1]:9090";
+  s.smtp_url = "smtps://mail.example.org:465";
+  s.database_url = "host=/tmp dbname=lockbox";
+  EXPECT_TRUE(s.Validate().ok()) << s.Validate();
+}
+
+TEST_F(SettingsTest, EachRefusalNamesItsSetting) {
+  struct Case {
+    const char* flag;
+    void (*spoil)(Settings*);
+  };
+  const Case cases[] = {
+      {"--log-format", [](Settings* s) { s->log_format = "xml"; }},
+      {"--listen", [](Settings* s) { s->listen = "8443"; }},
+      {"--listen", [](Settings* s) { s->listen = "0.0.0.0:99999"; }},
+      {"--health-listen", [](Settings* s) { s->health_listen = "localhost"; }},
+      {"--metrics-listen", [](Settings* s) { s->metrics_listen = "a:b"; }},
+      {"--tls-cert", [](Settings* s) { s->tls_cert = "/nonexistent/cert.pem"; }},
+      {"--tls-key", [](Settings* s) { s->tls_key = "/nonexistent/key.pem"; }},
+      {"--tls-client-ca", [](Settings* s) { s->tls_client_ca = "/nonexistent/ca.pem"; }},
+      {"--smtp-url", [](Settings* s) { s->smtp_url = "http://mail.example.org"; }},
+      {"--smtp-from", [](Settings* s) { s->smtp_from = "not an address"; }},
+      {"--trust-domain", [](Settings* s) { s->trust_domain = "spiffe://example.org"; }},
+      {"--trust-domain", [](Settings* s) { s->trust_domain = ""; }},
+      {"--database-url", [](Settings* s) { s->database_url = "mysql://db"; }},
+  };
+  for (const Case& c : cases) {
+    Settings s = good_;
+    c.spoil(&s);
+    std::string message = Refusal(s);
+    EXPECT_EQ(message.rfind(std::string(c.flag) + ": ", 0), 0u) << message;
+  }
+}
+
+TEST_F(SettingsTest, SmtpCredentialsComeFromTheFileOrTheEnvironment) {
+  Settings s = good_;
+  s.smtp_url = "smtp://127.0.0.1:2525";
+  s.smtp_credentials_file = dir_ + "/smtp";
+  std::ofstream(s.smtp_credentials_file) << "mailer:s3cret:with:colons\n";
+  SmtpOptions smtp;
+  ASSERT_TRUE(s.LoadSmtp(&smtp).ok());
+  EXPECT_EQ(smtp.url, "smtp://127.0.0.1:2525");
+  EXPECT_EQ(smtp.username, "mailer");
+  EXPECT_EQ(smtp.password, "s3cret:with:colons");
+
+  std::ofstream(s.smtp_credentials_file) << "no separator\n";
+  absl::Status bad = s.LoadSmtp(&smtp);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(std::string(bad.message()).rfind("--smtp-credentials-file: ", 0), 0u);
+
+  s.smtp_credentials_file.clear();
+  setenv("LOCKBOX_SMTP_USERNAME", "envuser", 1);
+  setenv("LOCKBOX_SMTP_PASSWORD", "envpass", 1);
+  SmtpOptions from_env;
+  ASSERT_TRUE(s.LoadSmtp(&from_env).ok());
+  EXPECT_EQ(from_env.username, "envuser");
+  EXPECT_EQ(from_env.password, "envpass");
+  unsetenv("LOCKBOX_SMTP_USERNAME");
+  unsetenv("LOCKBOX_SMTP_PASSWORD");
+}
+
+TEST(SettingsHelpersTest, EnvironmentNames) {
+  EXPECT_EQ(EnvNameOf("db-pool-size"), "LOCKBOX_DB_POOL_SIZE");
+  EXPECT_EQ(EnvNameOf("listen"), "LOCKBOX_LISTEN");
+}
+
+TEST(SettingsHelpersTest, ListenAddresses) {
+  EXPECT_TRUE(IsListenAddress("0.0.0.0:8443"));
+  EXPECT_TRUE(IsListenAddress(":8443"));
+  EXPECT_TRUE(IsListenAddress("[::1]:8443"));
+  EXPECT_TRUE(IsListenAddress("lockbox.internal:65535"));
+  EXPECT_FALSE(IsListenAddress("lockbox.internal:65536"));
+  EXPECT_FALSE(IsListenAddress("lockbox.internal"));
+  EXPECT_FALSE(IsListenAddress("host:port"));
+}
+
+TEST(SettingsHelpersTest, PasswordsAreRedacted) {
+  EXPECT_EQ(RedactUrl("postgresql://lockbox:hunter2@db/lockbox"),
+            "postgresql://lockbox:REDACTED@db/lockbox");
+  EXPECT_EQ(RedactUrl("host=db password=hunter2 dbname=lockbox"),
+            "host=db password=REDACTED dbname=lockbox");
+  EXPECT_EQ(RedactUrl("postgresql://db/lockbox?password=hunter2&sslmode=require"),
+            "postgresql://db/lockbox?password=REDACTED&sslmode=require");
+}
+
+TEST(SettingsHelpersTest, CheckConfigOutputHidesTheDatabasePassword) {
+  Settings s;
+  CLI::App app{"test", "lockboxd"};
+  s.Register(&app);
+  const char* argv[] = {"lockboxd", "--tls-cert=c", "--tls-key=k", "--tls-client-ca=a",
+                        "--trust-domain=example.org",
+                        "--database-url=postgresql://u:hunter2@db/lockbox", "--check-config"};
+  app.parse(static_cast<int>(std::size(argv)), const_cast<char**>(argv));
+  std::string shown = ConfigForDisplay(app);
+  EXPECT_EQ(shown.find("hunter2"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("REDACTED"), std::string::npos) << shown;
+  EXPECT_EQ(shown.find("check-config"), std::string::npos) << shown;
+}
+
+}  // namespace
+}  // namespace lockbox
