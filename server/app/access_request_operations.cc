@@ -1,5 +1,6 @@
 // AccessRequestService: the request's life.
 #include "server/app/change.h"
+#include "server/domain/authorization.h"
 #include "server/domain/filter.h"
 #include "server/domain/lifecycle.h"
 
@@ -7,19 +8,6 @@ namespace lockbox {
 namespace {
 
 constexpr absl::Duration kRecent = absl::Hours(24 * 28);
-
-// Whether the actor may read some requests of the tenant. Engineers who are
-// not reviewers see only their own requests (checked on the row).
-bool MayReadRequests(const Actor& a, const std::string& tenant) {
-  const Permissions& p = a.permissions;
-  return p.Has(Role::kAdmin) || p.Has(Role::kReviewer) || p.Has(Role::kEngineer) ||
-         p.IsTenantMember(tenant);
-}
-
-bool MayReadAllOf(const Actor& a, const std::string& tenant) {
-  const Permissions& p = a.permissions;
-  return p.Has(Role::kAdmin) || p.Has(Role::kReviewer) || p.IsTenantMember(tenant);
-}
 
 const std::vector<FilterField>& RequestFilterFields() {
   static const std::vector<FilterField> kFields = {
@@ -47,9 +35,7 @@ absl::StatusOr<v1::AccessRequest> Lockbox::CreateAccessRequest(
   return Change<v1::AccessRequest>(c, "CreateAccessRequest", r, r.request_id(),
                                    [&](Transaction& tx, const Actor& a, absl::Time now)
                                        -> absl::StatusOr<v1::AccessRequest> {
-    if (!a.permissions.Has(Role::kEngineer)) {
-      return PermissionDenied("creating an access request needs operator.engineer");
-    }
+    RETURN_IF_ERROR(authz::CreateAccessRequest(a));
     auto env = tx.GetEnvironment(tenant, env_name.id, false);
     if (absl::IsNotFound(env.status())) {
       return Error(absl::StatusCode::kNotFound, reason::kNotFound,
@@ -74,13 +60,9 @@ absl::StatusOr<v1::AccessRequest> Lockbox::GetAccessRequest(
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "accessRequests", "name"));
   return Read<v1::AccessRequest>(c, [&](Transaction& tx, const Actor& a, absl::Time now)
                                         -> absl::StatusOr<v1::AccessRequest> {
-    if (!MayReadRequests(a, name.tenant)) {
-      return PermissionDenied("reading requests needs a provider role or a role in the tenant");
-    }
+    RETURN_IF_ERROR(authz::ReadAccessRequests(a, name.tenant));
     ASSIGN_OR_RETURN(v1::AccessRequest request, tx.GetAccessRequest(name.tenant, name.id, false));
-    if (!MayReadAllOf(a, name.tenant) && request.requester() != a.principal.spiffe_id) {
-      return PermissionDenied("engineers may read only their own requests");
-    }
+    RETURN_IF_ERROR(authz::ReadAccessRequest(a, name.tenant, request.requester()));
     ApplyReadTimeState(now, &request);
     return request;
   });
@@ -102,23 +84,9 @@ absl::StatusOr<v1::ListAccessRequestsResponse> Lockbox::ListAccessRequests(
   return Read<v1::ListAccessRequestsResponse>(
       c, [&](Transaction& tx, const Actor& a, absl::Time now)
              -> absl::StatusOr<v1::ListAccessRequestsResponse> {
-        const Permissions& p = a.permissions;
-        bool everything = p.Has(Role::kAdmin) || p.Has(Role::kReviewer);
-        if (!tenant.empty()) {
-          if (!MayReadRequests(a, tenant)) {
-            return PermissionDenied("reading requests needs a provider role or a role in the tenant");
-          }
-          q.tenants = std::vector<std::string>{tenant};
-          if (!MayReadAllOf(a, tenant)) q.principal = a.principal.spiffe_id;
-        } else if (!everything) {
-          if (p.Has(Role::kEngineer)) {
-            q.principal = a.principal.spiffe_id;
-          } else if (!p.Tenants().empty()) {
-            q.tenants = p.Tenants();
-          } else {
-            return PermissionDenied("reading requests needs a provider role or a tenant role");
-          }
-        }
+        ASSIGN_OR_RETURN(authz::ListScope scope, authz::ListAccessRequests(a, tenant));
+        q.tenants = std::move(scope.tenants);
+        q.principal = std::move(scope.principal);
         if (!has_time) {
           // "Recent": without a time filter, the last 28 days.
           Condition recent{"create_time", Condition::Op::kGe, "", now - kRecent};
@@ -157,11 +125,7 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(Transaction& tx, const Actor& 
                                                   v1::Decision::Verdict verdict,
                                                   v1::Grant* grant_out) {
   // Permission before existence: only reviewers of some stage get further.
-  if (!a.permissions.Has(Role::kReviewer) &&
-      !a.permissions.HasInTenant(Role::kTenantAdmin, name.tenant)) {
-    return PermissionDenied(
-        "deciding needs operator.reviewer or tenant.admin of the request's tenant");
-  }
+  RETURN_IF_ERROR(authz::DecideAccessRequests(a, name.tenant));
   ASSIGN_OR_RETURN(v1::AccessRequest request, tx.GetAccessRequest(name.tenant, name.id, true));
   RETURN_IF_ERROR(CheckEtag(args.etag, request.etag()));
   bool needs_customer = false;
@@ -243,9 +207,7 @@ absl::StatusOr<v1::AccessRequest> Lockbox::CancelAccessRequest(
   return Change<v1::AccessRequest>(c, "CancelAccessRequest", r, r.request_id(),
                                    [&](Transaction& tx, const Actor& a, absl::Time now)
                                        -> absl::StatusOr<v1::AccessRequest> {
-    if (!a.permissions.Has(Role::kEngineer)) {
-      return PermissionDenied("only the requester (operator.engineer) can cancel");
-    }
+    RETURN_IF_ERROR(authz::CancelAccessRequest(a));
     ASSIGN_OR_RETURN(v1::AccessRequest request, tx.GetAccessRequest(name.tenant, name.id, true));
     RETURN_IF_ERROR(CheckEtag(r.etag(), request.etag()));
     RETURN_IF_ERROR(Cancel(a, now, &request));

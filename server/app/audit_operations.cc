@@ -1,5 +1,6 @@
 // AuditService: reading and verifying the hash-chained log.
 #include "server/app/change.h"
+#include "server/domain/authorization.h"
 #include <limits>
 
 #include "server/domain/audit_chain.h"
@@ -27,14 +28,6 @@ const std::vector<FilterField>& AuditFilterFields() {
   return kFields;
 }
 
-absl::Status MayReadAudit(const Actor& a, const std::string& tenant) {
-  if (a.permissions.Has(Role::kAdmin)) return absl::OkStatus();
-  if (!tenant.empty() && a.permissions.IsTenantMember(tenant)) return absl::OkStatus();
-  return PermissionDenied(tenant.empty()
-                              ? "the global log needs lockbox.admin"
-                              : "needs tenant.admin or tenant.auditor of the tenant");
-}
-
 }  // namespace
 
 absl::StatusOr<v1::ListAuditEventsResponse> Lockbox::ListAuditEvents(
@@ -46,7 +39,7 @@ absl::StatusOr<v1::ListAuditEventsResponse> Lockbox::ListAuditEvents(
   RETURN_IF_ERROR(StartPage(key, r.page_token(), r.page_size(), &q));
   return Read<v1::ListAuditEventsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                                   -> absl::StatusOr<v1::ListAuditEventsResponse> {
-    RETURN_IF_ERROR(MayReadAudit(a, tenant));
+    RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
     int limit = q.limit;
     q.limit = limit + 1;
     ASSIGN_OR_RETURN(std::vector<v1::AuditEvent> events, tx.ListAuditEvents(tenant, q));
@@ -65,7 +58,7 @@ absl::StatusOr<v1::VerifyAuditLogResponse> Lockbox::VerifyAuditLog(
   ASSIGN_OR_RETURN(std::string tenant, AuditTenant(r.parent()));
   return Read<v1::VerifyAuditLogResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                                  -> absl::StatusOr<v1::VerifyAuditLogResponse> {
-    RETURN_IF_ERROR(MayReadAudit(a, tenant));
+    RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
     ASSIGN_OR_RETURN(std::vector<v1::AuditCheckpoint> checkpoints,
                      tx.ListCheckpoints(tenant, 0, std::numeric_limits<int>::max()));
     std::string key = options_.audit_signer ? options_.audit_signer->public_key().public_key_pem()
@@ -113,7 +106,7 @@ absl::StatusOr<v1::AuditCheckpoint> Lockbox::CreateAuditCheckpoint(
   absl::StatusOr<v1::AuditCheckpoint> out;
   absl::Status st = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
     ASSIGN_OR_RETURN(Actor a, Authenticate(tx, c));
-    RETURN_IF_ERROR(MayReadAudit(a, tenant));
+    RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
     out = Checkpoint(tx, tenant, options_.clock->Now());
     return out.status();
   });
@@ -147,7 +140,7 @@ absl::StatusOr<v1::ListAuditCheckpointsResponse> Lockbox::ListAuditCheckpoints(
   return Read<v1::ListAuditCheckpointsResponse>(
       c, [&](Transaction& tx, const Actor& a, absl::Time)
              -> absl::StatusOr<v1::ListAuditCheckpointsResponse> {
-        RETURN_IF_ERROR(MayReadAudit(a, tenant));
+        RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
         int64_t after = 0;
         if (q.after) after = std::strtoll(q.after->key.c_str(), nullptr, 10);
         ASSIGN_OR_RETURN(std::vector<v1::AuditCheckpoint> items,
@@ -166,7 +159,7 @@ absl::StatusOr<v1::AuditPublicKey> Lockbox::GetAuditPublicKey(
     const C& c, const v1::GetAuditPublicKeyRequest&) {
   return Read<v1::AuditPublicKey>(c, [&](Transaction&, const Actor& a, absl::Time)
                                          -> absl::StatusOr<v1::AuditPublicKey> {
-    if (a.permissions.empty()) return PermissionDenied("needs a role binding");
+    RETURN_IF_ERROR(authz::ReadAuditPublicKey(a));
     if (options_.audit_signer == nullptr) {
       return Error(absl::StatusCode::kFailedPrecondition, "NO_SIGNING_KEY",
                    "this server has no audit signing key");
@@ -186,7 +179,7 @@ absl::Status Lockbox::ExportAuditEvents(const C& c, const v1::ExportAuditEventsR
   // whole-log JSON Lines export is all an offline verifier needs.
   RETURN_IF_ERROR(options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
     ASSIGN_OR_RETURN(Actor a, Authenticate(tx, c));
-    RETURN_IF_ERROR(MayReadAudit(a, tenant));
+    RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
     if (!csv && r.filter().empty()) {
       ASSIGN_OR_RETURN(auto checkpoints, tx.ListCheckpoints(tenant, 0, std::numeric_limits<int>::max()));
       for (const auto& cp : checkpoints) chunk += ExportJsonLine(cp);

@@ -1,16 +1,12 @@
 // GrantService: grants and the data plane's check.
 #include "absl/cleanup/cleanup.h"
 #include "server/app/change.h"
+#include "server/domain/authorization.h"
 #include "server/domain/filter.h"
 #include "server/domain/lifecycle.h"
 
 namespace lockbox {
 namespace {
-
-bool MayReadAllGrantsOf(const Actor& a, const std::string& tenant) {
-  const Permissions& p = a.permissions;
-  return p.Has(Role::kAdmin) || p.Has(Role::kReviewer) || p.IsTenantMember(tenant);
-}
 
 // The audit record of a grant's end carries its request's fields.
 absl::Status AuditGrantEnd(Transaction& tx, const Actor& a, absl::Time now,
@@ -40,13 +36,9 @@ absl::StatusOr<v1::Grant> Lockbox::GetGrant(const C& c, const v1::GetGrantReques
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "grants", "name"));
   return Read<v1::Grant>(c, [&](Transaction& tx, const Actor& a, absl::Time now)
                                 -> absl::StatusOr<v1::Grant> {
-    if (!MayReadAllGrantsOf(a, name.tenant) && !a.permissions.Has(Role::kEngineer)) {
-      return PermissionDenied("reading grants needs a provider role or a role in the tenant");
-    }
+    RETURN_IF_ERROR(authz::ReadGrants(a, name.tenant));
     ASSIGN_OR_RETURN(v1::Grant grant, tx.GetGrant(name.tenant, name.id, false));
-    if (!MayReadAllGrantsOf(a, name.tenant) && grant.principal() != a.principal.spiffe_id) {
-      return PermissionDenied("engineers may read only their own grants");
-    }
+    RETURN_IF_ERROR(authz::ReadGrant(a, name.tenant, grant.principal()));
     ApplyReadTimeState(now, &grant);
     return grant;
   });
@@ -68,24 +60,9 @@ absl::StatusOr<v1::ListGrantsResponse> Lockbox::ListGrants(const C& c,
   RETURN_IF_ERROR(StartPage(key, r.page_token(), r.page_size(), &q));
   return Read<v1::ListGrantsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time now)
                                              -> absl::StatusOr<v1::ListGrantsResponse> {
-    const Permissions& p = a.permissions;
-    if (!tenant.empty()) {
-      if (!MayReadAllGrantsOf(a, tenant)) {
-        if (!p.Has(Role::kEngineer)) {
-          return PermissionDenied("reading grants needs a provider role or a role in the tenant");
-        }
-        q.principal = a.principal.spiffe_id;
-      }
-      q.tenants = std::vector<std::string>{tenant};
-    } else if (!p.Has(Role::kAdmin) && !p.Has(Role::kReviewer)) {
-      if (p.Has(Role::kEngineer)) {
-        q.principal = a.principal.spiffe_id;
-      } else if (!p.Tenants().empty()) {
-        q.tenants = p.Tenants();
-      } else {
-        return PermissionDenied("reading grants needs a provider role or a tenant role");
-      }
-    }
+    ASSIGN_OR_RETURN(authz::ListScope scope, authz::ListGrants(a, tenant));
+    q.tenants = std::move(scope.tenants);
+    q.principal = std::move(scope.principal);
     q.now = now;
     int limit = q.limit;
     q.limit = limit + 1;
@@ -147,9 +124,7 @@ absl::StatusOr<v1::CheckAccessResponse> Lockbox::CheckAccessFromDatabase(
                                                        "environment"));
   return Read<v1::CheckAccessResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time now)
                                               -> absl::StatusOr<v1::CheckAccessResponse> {
-    if (!a.permissions.Has(Role::kEnforcer)) {
-      return PermissionDenied("CheckAccess needs service.enforcer");
-    }
+    RETURN_IF_ERROR(authz::CheckAccess(a));
     ASSIGN_OR_RETURN(std::vector<v1::Grant> grants,
                      tx.ActiveGrants(principal.spiffe_id, env.tenant, env.id));
     v1::CheckAccessResponse out;
@@ -172,9 +147,7 @@ absl::StatusOr<v1::Grant> Lockbox::ReleaseGrant(const C& c, const v1::ReleaseGra
   return Change<v1::Grant>(c, "ReleaseGrant", r, r.request_id(),
                            [&](Transaction& tx, const Actor& a, absl::Time now)
                                -> absl::StatusOr<v1::Grant> {
-    if (!a.permissions.Has(Role::kEngineer)) {
-      return PermissionDenied("only the grant's principal (operator.engineer) can release it");
-    }
+    RETURN_IF_ERROR(authz::ReleaseGrant(a));
     ASSIGN_OR_RETURN(v1::Grant grant, tx.GetGrant(name.tenant, name.id, true));
     RETURN_IF_ERROR(CheckEtag(r.etag(), grant.etag()));
     RETURN_IF_ERROR(Release(a, now, &grant));
@@ -196,9 +169,7 @@ absl::StatusOr<v1::Grant> Lockbox::RevokeGrant(const C& c, const v1::RevokeGrant
   return Change<v1::Grant>(c, "RevokeGrant", r, r.request_id(),
                            [&](Transaction& tx, const Actor& a, absl::Time now)
                                -> absl::StatusOr<v1::Grant> {
-    if (!a.permissions.HasInTenant(Role::kTenantAdmin, name.tenant)) {
-      return PermissionDenied("revoking needs tenant.admin of the grant's tenant");
-    }
+    RETURN_IF_ERROR(authz::RevokeGrant(a, name.tenant));
     ASSIGN_OR_RETURN(v1::Grant grant, tx.GetGrant(name.tenant, name.id, true));
     RETURN_IF_ERROR(CheckEtag(r.etag(), grant.etag()));
     ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(name.tenant, false));

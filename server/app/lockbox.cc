@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "server/app/change.h"
+#include "server/domain/authorization.h"
 #include "server/domain/lifecycle.h"
 
 namespace lockbox {
@@ -22,7 +23,7 @@ absl::StatusOr<Actor> Lockbox::Authenticate(Transaction& tx, const CallerIdentit
   Actor actor{caller, std::nullopt, Permissions(std::move(bindings))};
   if (c.on_behalf_of.empty()) return actor;
 
-  if (!actor.permissions.Has(Role::kPortal)) {
+  if (!authz::MayActOnBehalf(actor)) {
     return Error(absl::StatusCode::kPermissionDenied, reason::kOnBehalfOfRefused,
                  "only a service.portal caller may act on behalf of a user");
   }

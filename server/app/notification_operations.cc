@@ -1,5 +1,6 @@
 // NotificationService: what was sent to whom, and what could not be.
 #include "server/app/change.h"
+#include "server/domain/authorization.h"
 #include "server/domain/filter.h"
 #include "server/domain/lifecycle.h"
 
@@ -24,15 +25,8 @@ absl::StatusOr<v1::ListNotificationsResponse> Lockbox::ListNotifications(
   return Read<v1::ListNotificationsResponse>(
       c, [&](Transaction& tx, const Actor& a, absl::Time)
              -> absl::StatusOr<v1::ListNotificationsResponse> {
-        bool admin = a.permissions.Has(Role::kAdmin);
-        if (tenant.empty()) {
-          if (!admin) return PermissionDenied("every tenant's notifications need lockbox.admin");
-        } else {
-          if (!admin && !a.permissions.IsTenantMember(tenant)) {
-            return PermissionDenied("needs tenant.admin or tenant.auditor of the tenant");
-          }
-          q.tenants = std::vector<std::string>{tenant};
-        }
+        RETURN_IF_ERROR(authz::ListNotifications(a, tenant));
+        if (!tenant.empty()) q.tenants = std::vector<std::string>{tenant};
         int limit = q.limit;
         q.limit = limit + 1;
         ASSIGN_OR_RETURN(std::vector<v1::Notification> items, tx.ListNotifications(q));

@@ -1,33 +1,12 @@
 // PolicyService: tenants, lockbox policy, environments and role bindings.
 #include "absl/strings/str_join.h"
 #include "server/app/change.h"
+#include "server/domain/authorization.h"
 #include "server/domain/filter.h"
 #include "server/domain/lifecycle.h"
 
 namespace lockbox {
 namespace {
-
-bool IsOperatorStaff(const Permissions& p) {
-  return p.Has(Role::kAdmin) || p.Has(Role::kEngineer) || p.Has(Role::kReviewer);
-}
-
-// Who may read a tenant's configuration (tenant, policy, environments).
-absl::Status CanReadTenantConfig(const Actor& a, const std::string& tenant) {
-  if (IsOperatorStaff(a.permissions) || a.permissions.IsTenantMember(tenant)) {
-    return absl::OkStatus();
-  }
-  return PermissionDenied("reading a tenant needs a provider role or a role in that tenant");
-}
-
-absl::Status RequireAdmin(const Actor& a) {
-  if (a.permissions.Has(Role::kAdmin)) return absl::OkStatus();
-  return PermissionDenied("needs lockbox.admin");
-}
-
-absl::Status RequireTenantAdmin(const Actor& a, const std::string& tenant) {
-  if (a.permissions.HasInTenant(Role::kTenantAdmin, tenant)) return absl::OkStatus();
-  return PermissionDenied("needs tenant.admin of the tenant");
-}
 
 std::string Bool(bool b) { return b ? "true" : "false"; }
 
@@ -66,7 +45,7 @@ absl::StatusOr<v1::Tenant> Lockbox::CreateTenant(const C& c, const v1::CreateTen
   return Change<v1::Tenant>(c, "CreateTenant", r, r.request_id(),
                             [&](Transaction& tx, const Actor& a, absl::Time now)
                                 -> absl::StatusOr<v1::Tenant> {
-    RETURN_IF_ERROR(RequireAdmin(a));
+    RETURN_IF_ERROR(authz::ManageTenants(a));
     if (tx.GetTenant(r.tenant_id()).ok()) {
       return Error(absl::StatusCode::kAlreadyExists, reason::kAlreadyExists,
                    absl::StrCat(TenantName(r.tenant_id()), " already exists"));
@@ -92,7 +71,7 @@ absl::StatusOr<v1::Tenant> Lockbox::GetTenant(const C& c, const v1::GetTenantReq
   ASSIGN_OR_RETURN(std::string tenant, ParseTenantName(r.name(), "name"));
   return Read<v1::Tenant>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                  -> absl::StatusOr<v1::Tenant> {
-    RETURN_IF_ERROR(CanReadTenantConfig(a, tenant));
+    RETURN_IF_ERROR(authz::ReadTenantConfig(a, tenant));
     return tx.GetTenant(tenant);
   });
 }
@@ -104,12 +83,8 @@ absl::StatusOr<v1::ListTenantsResponse> Lockbox::ListTenants(const C& c,
                             r.page_size(), &q));
   return Read<v1::ListTenantsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                               -> absl::StatusOr<v1::ListTenantsResponse> {
-    if (!IsOperatorStaff(a.permissions)) {
-      if (a.permissions.Tenants().empty()) {
-        return PermissionDenied("listing tenants needs a provider role or a tenant role");
-      }
-      q.tenants = a.permissions.Tenants();
-    }
+    ASSIGN_OR_RETURN(authz::ListScope scope, authz::ListTenants(a));
+    q.tenants = std::move(scope.tenants);
     int limit = q.limit;
     q.limit = limit + 1;
     ASSIGN_OR_RETURN(std::vector<v1::Tenant> tenants, tx.ListTenants(q));
@@ -128,7 +103,7 @@ absl::StatusOr<v1::LockboxPolicy> Lockbox::GetLockboxPolicy(
   ASSIGN_OR_RETURN(std::string tenant, ParsePolicyName(r.name(), "name"));
   return Read<v1::LockboxPolicy>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                         -> absl::StatusOr<v1::LockboxPolicy> {
-    RETURN_IF_ERROR(CanReadTenantConfig(a, tenant));
+    RETURN_IF_ERROR(authz::ReadTenantConfig(a, tenant));
     return tx.GetPolicy(tenant, false);
   });
 }
@@ -142,7 +117,7 @@ absl::StatusOr<v1::LockboxPolicy> Lockbox::UpdateLockboxPolicy(
                                        -> absl::StatusOr<v1::LockboxPolicy> {
     // The customer's policy is the customer's: not even lockbox.admin may
     // change it.
-    RETURN_IF_ERROR(RequireTenantAdmin(a, tenant));
+    RETURN_IF_ERROR(authz::ManageTenantPolicy(a, tenant));
     ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(tenant, true));
     RETURN_IF_ERROR(CheckEtag(r.lockbox_policy().etag(), policy.etag()));
     std::string url_before = policy.webhook_url();
@@ -177,7 +152,7 @@ absl::StatusOr<v1::Environment> Lockbox::CreateEnvironment(
   return Change<v1::Environment>(c, "CreateEnvironment", r, r.request_id(),
                                  [&](Transaction& tx, const Actor& a, absl::Time now)
                                      -> absl::StatusOr<v1::Environment> {
-    RETURN_IF_ERROR(RequireAdmin(a));
+    RETURN_IF_ERROR(authz::ManageTenants(a));
     ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(tenant, false));
     v1::Environment env;
     env.set_name(ChildName(tenant, "environments", r.environment_id()));
@@ -207,7 +182,7 @@ absl::StatusOr<v1::Environment> Lockbox::GetEnvironment(const C& c,
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "environments", "name"));
   return Read<v1::Environment>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                       -> absl::StatusOr<v1::Environment> {
-    RETURN_IF_ERROR(CanReadTenantConfig(a, name.tenant));
+    RETURN_IF_ERROR(authz::ReadTenantConfig(a, name.tenant));
     ASSIGN_OR_RETURN(v1::Environment env, tx.GetEnvironment(name.tenant, name.id, false));
     ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(name.tenant, false));
     env.set_protected_(IsProtected(policy, env));
@@ -224,7 +199,7 @@ absl::StatusOr<v1::ListEnvironmentsResponse> Lockbox::ListEnvironments(
   q.tenants = std::vector<std::string>{tenant};
   return Read<v1::ListEnvironmentsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                                    -> absl::StatusOr<v1::ListEnvironmentsResponse> {
-    RETURN_IF_ERROR(CanReadTenantConfig(a, tenant));
+    RETURN_IF_ERROR(authz::ReadTenantConfig(a, tenant));
     ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(tenant, false));
     int limit = q.limit;
     q.limit = limit + 1;
@@ -269,8 +244,8 @@ absl::StatusOr<v1::Environment> Lockbox::UpdateEnvironment(
                                      -> absl::StatusOr<v1::Environment> {
     // The provider describes environments; only the customer decides whether
     // one is managed (protected).
-    if (provider_fields) RETURN_IF_ERROR(RequireAdmin(a));
-    if (tenant_fields) RETURN_IF_ERROR(RequireTenantAdmin(a, name.tenant));
+    if (provider_fields) RETURN_IF_ERROR(authz::ManageTenants(a));
+    if (tenant_fields) RETURN_IF_ERROR(authz::ManageTenantPolicy(a, name.tenant));
     ASSIGN_OR_RETURN(v1::Environment env, tx.GetEnvironment(name.tenant, name.id, true));
     RETURN_IF_ERROR(CheckEtag(r.environment().etag(), env.etag()));
     for (const std::string& path : r.update_mask().paths()) {
@@ -317,12 +292,7 @@ absl::StatusOr<v1::RoleBinding> Lockbox::CreateRoleBinding(
   return Change<v1::RoleBinding>(c, "CreateRoleBinding", r, r.request_id(),
                                  [&](Transaction& tx, const Actor& a, absl::Time now)
                                      -> absl::StatusOr<v1::RoleBinding> {
-    bool allowed = a.permissions.Has(Role::kAdmin) ||
-                   (IsTenantRole(*role) && a.permissions.HasInTenant(Role::kTenantAdmin, tenant));
-    if (!allowed) {
-      return PermissionDenied(
-          "needs lockbox.admin, or tenant.admin of the tenant for tenant roles");
-    }
+    RETURN_IF_ERROR(authz::CreateRoleBinding(a, *role, tenant));
     if (!tenant.empty()) RETURN_IF_ERROR(tx.GetTenant(tenant).status());
     ASSIGN_OR_RETURN(std::vector<Binding> existing, tx.BindingsOf(principal.spiffe_id));
     for (const Binding& b : existing) {
@@ -361,16 +331,8 @@ absl::StatusOr<v1::ListRoleBindingsResponse> Lockbox::ListRoleBindings(
   RETURN_IF_ERROR(StartPage(key, r.page_token(), r.page_size(), &q));
   return Read<v1::ListRoleBindingsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                                    -> absl::StatusOr<v1::ListRoleBindingsResponse> {
-    bool admin = a.permissions.Has(Role::kAdmin);
-    if (!tenant.empty()) {
-      if (!admin && !a.permissions.IsTenantMember(tenant)) {
-        return PermissionDenied("needs lockbox.admin or a role in the tenant");
-      }
-      q.tenants = std::vector<std::string>{tenant};
-    } else if (!admin) {
-      if (a.permissions.Tenants().empty()) return PermissionDenied("needs lockbox.admin");
-      q.tenants = a.permissions.Tenants();
-    }
+    ASSIGN_OR_RETURN(authz::ListScope scope, authz::ListRoleBindings(a, tenant));
+    q.tenants = std::move(scope.tenants);
     int limit = q.limit;
     q.limit = limit + 1;
     ASSIGN_OR_RETURN(std::vector<v1::RoleBinding> bindings, tx.ListRoleBindings(q));
@@ -390,16 +352,10 @@ absl::StatusOr<google::protobuf::Empty> Lockbox::DeleteRoleBinding(
   return Change<google::protobuf::Empty>(c, "DeleteRoleBinding", r, r.request_id(),
                                          [&](Transaction& tx, const Actor& a, absl::Time now)
                                              -> absl::StatusOr<google::protobuf::Empty> {
-    bool admin = a.permissions.Has(Role::kAdmin);
     auto binding = tx.GetRoleBinding(id, true);
-    if (!admin) {
-      // A tenant admin learns nothing of bindings outside their tenant.
-      std::string tenant =
-          binding.ok() && !binding->tenant().empty() ? binding->tenant().substr(8) : "";
-      if (tenant.empty() || !a.permissions.HasInTenant(Role::kTenantAdmin, tenant)) {
-        return PermissionDenied("needs lockbox.admin, or tenant.admin of the binding's tenant");
-      }
-    }
+    // A tenant admin learns nothing of bindings outside their tenant.
+    RETURN_IF_ERROR(authz::DeleteRoleBinding(
+        a, binding.ok() && !binding->tenant().empty() ? binding->tenant().substr(8) : ""));
     if (!binding.ok()) return binding.status();
     RETURN_IF_ERROR(tx.DeleteRoleBinding(id));
     std::string tenant = binding->tenant().empty() ? "" : binding->tenant().substr(8);
