@@ -28,9 +28,9 @@ class WireIdentityTest : public ::testing::Test {
     db_ = new TestDatabase();
     certs_ = new Certificates(kTd);
     const std::map<std::string, std::string> paths = {
-        {"alice", "operator/alice"},        {"bob", "operator/bob"},
-        {"dana", "tenant/ma/user/dana"},    {"enforcer", "service/enforcer"},
-        {"portal", "service/portal"},       {"zed", "operator/zed"}};
+        {"alice", "operator/alice"},     {"bob", "operator/bob"},
+        {"dana", "tenant/ma/user/dana"}, {"enforcer", "service/enforcer"},
+        {"portal", "service/portal"},    {"zed", "operator/zed"}};
     for (const auto& [who, path] : paths) certs_->Make(who, path);
     server_ = new ServerProcess(*certs_, db_->url(), Id("operator/admin"));
     ASSERT_TRUE(server_->WaitReady("admin"));
@@ -65,11 +65,11 @@ class WireIdentityTest : public ::testing::Test {
     std::string key = who + "|" + on_behalf_of;
     auto it = clients_.find(key);
     if (it != clients_.end()) return *it->second;
-    return *(clients_[key] = LibraryClient(*certs_, who, server_->target(), [&](Options* o) {
-      o->on_behalf_of = on_behalf_of;
-    }));
+    return *(clients_[key] = LibraryClient(*certs_, who, server_->target(),
+                                           [&](Options* o) { o->on_behalf_of = on_behalf_of; }));
   }
-  static void Bind(const std::string& principal, const std::string& role, const std::string& tenant) {
+  static void Bind(const std::string& principal, const std::string& role,
+                   const std::string& tenant) {
     v1::CreateRoleBindingRequest r;
     r.mutable_role_binding()->set_principal(principal);
     r.mutable_role_binding()->set_role(role);
@@ -123,15 +123,15 @@ TEST_F(WireIdentityTest, EveryServiceAnswersTheCertificatesHolder) {
   v1::WatchAccessRequestRequest watch;
   watch.set_name(created->name());
   std::vector<v1::AccessRequest::State> seen;
-  auto watched = As("dana").WatchAccessRequest(watch, kWatchTimeout,
-                                               [&](const v1::AccessRequest& r) {
-    seen.push_back(r.state());
-    if (seen.size() == 1) {
-      v1::CancelAccessRequestRequest cancel;
-      cancel.set_name(created->name());
-      EXPECT_TRUE(As("alice").CancelAccessRequest(cancel).ok());
-    }
-  });
+  auto watched =
+      As("dana").WatchAccessRequest(watch, kWatchTimeout, [&](const v1::AccessRequest& r) {
+        seen.push_back(r.state());
+        if (seen.size() == 1) {
+          v1::CancelAccessRequestRequest cancel;
+          cancel.set_name(created->name());
+          EXPECT_TRUE(As("alice").CancelAccessRequest(cancel).ok());
+        }
+      });
   ASSERT_TRUE(watched.ok()) << watched.status().error_message();
   EXPECT_EQ(watched->state(), v1::AccessRequest::CANCELLED);
   ASSERT_FALSE(seen.empty());
@@ -164,10 +164,13 @@ TEST_F(WireIdentityTest, EveryServiceAnswersTheCertificatesHolder) {
   ex.set_parent("tenants/ma");
   ex.set_filter("access_request = \"" + asked->name() + "\"");
   std::string exported;
-  auto bytes = As("dana").ExportAuditEvents(ex, [&](const std::string& chunk) {
-    exported += chunk;
-    return true;
-  }, std::chrono::seconds(30));
+  auto bytes = As("dana").ExportAuditEvents(
+      ex,
+      [&](const std::string& chunk) {
+        exported += chunk;
+        return true;
+      },
+      std::chrono::seconds(30));
   ASSERT_TRUE(bytes.ok()) << bytes.status().error_message();
   EXPECT_EQ(*bytes, static_cast<int64_t>(exported.size()));
   for (const auto& e : events) EXPECT_NE(exported.find(e.hash()), std::string::npos);
@@ -192,8 +195,8 @@ TEST_F(WireIdentityTest, ACertificateWithNoBindingIsRefusedEverywhere) {
   v1::WatchAccessRequestRequest watch;
   watch.set_name(existing->name());
   int updates = 0;
-  auto watched = zed.WatchAccessRequest(watch, kWatchTimeout,
-                                        [&](const v1::AccessRequest&) { ++updates; });
+  auto watched =
+      zed.WatchAccessRequest(watch, kWatchTimeout, [&](const v1::AccessRequest&) { ++updates; });
   EXPECT_EQ(watched.status().error_code(), Code::PERMISSION_DENIED);
   EXPECT_EQ(updates, 0);
 
@@ -208,10 +211,13 @@ TEST_F(WireIdentityTest, ACertificateWithNoBindingIsRefusedEverywhere) {
   v1::ExportAuditEventsRequest ex;
   ex.set_parent("tenants/ma");
   std::string exported;
-  auto bytes = zed.ExportAuditEvents(ex, [&](const std::string& chunk) {
-    exported += chunk;
-    return true;
-  }, std::chrono::seconds(30));
+  auto bytes = zed.ExportAuditEvents(
+      ex,
+      [&](const std::string& chunk) {
+        exported += chunk;
+        return true;
+      },
+      std::chrono::seconds(30));
   EXPECT_EQ(bytes.status().error_code(), Code::PERMISSION_DENIED);
   EXPECT_EQ(exported, "");
 

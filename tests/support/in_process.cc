@@ -3,12 +3,15 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/domain/status.h"
 
 namespace lockbox::testing {
 
 std::string SpiffeId(absl::string_view path) {
   return absl::StrCat("spiffe://", kTrustDomain, "/", path);
 }
+
+std::string ErrorReason(const absl::Status& status) { return ReasonOf(status); }
 
 CallerIdentity Caller(absl::string_view path, absl::string_view on_behalf_of) {
   return CallerIdentity{SpiffeId(path), on_behalf_of.empty() ? "" : SpiffeId(on_behalf_of)};
@@ -74,8 +77,7 @@ absl::StatusOr<v1::Tenant> InProcessLockbox::CreateTenant(const std::string& ten
 }
 
 absl::StatusOr<v1::Environment> InProcessLockbox::CreateEnvironment(
-    const std::string& tenant_id, const std::string& environment_id,
-    const v1::Environment& spec) {
+    const std::string& tenant_id, const std::string& environment_id, const v1::Environment& spec) {
   v1::CreateEnvironmentRequest r;
   r.set_parent("tenants/" + tenant_id);
   r.set_environment_id(environment_id);
@@ -137,8 +139,8 @@ absl::StatusOr<DemoWorld> DemoWorld::Create(InProcessLockbox* app) {
       {&w.portal, "service.portal", ""},
   };
   for (const auto& b : kBindings) {
-    absl::Status bound = Check(app->Bind(b.who->spiffe_id, b.role, b.tenant).status(),
-                               b.who->spiffe_id);
+    absl::Status bound =
+        Check(app->Bind(b.who->spiffe_id, b.role, b.tenant).status(), b.who->spiffe_id);
     if (!bound.ok()) return bound;
   }
 
@@ -184,8 +186,7 @@ absl::StatusOr<v1::Grant> DemoWorld::ActiveGrant(const std::string& environment)
     if (!decided.ok()) return decided.status();
   }
   if (decided->state() != v1::AccessRequest::APPROVED) {
-    return absl::FailedPreconditionError("the request was not approved: " +
-                                         decided->DebugString());
+    return absl::FailedPreconditionError("the request was not approved: " + decided->DebugString());
   }
   v1::GetGrantRequest get;
   get.set_name(decided->grant());

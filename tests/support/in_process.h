@@ -28,6 +28,10 @@ inline constexpr char kTrustDomain[] = "lockbox.test";
 // spiffe://lockbox.test/<path>
 std::string SpiffeId(absl::string_view path);
 
+// The machine-readable reason an error of the use cases carries (what the
+// wire sends as ErrorInfo.reason); "" for none.
+std::string ErrorReason(const absl::Status& status);
+
 // The caller whose certificate carries spiffe://lockbox.test/<path>, acting
 // on behalf of spiffe://lockbox.test/<on_behalf_of> when that is not empty.
 CallerIdentity Caller(absl::string_view path, absl::string_view on_behalf_of = "");
@@ -97,17 +101,17 @@ class DemoWorld {
   static constexpr char kEnvironmentA[] = "tenants/ma/environments/prod";
   static constexpr char kEnvironmentB[] = "tenants/mb/environments/prod";
 
-  CallerIdentity admin;             // lockbox.admin (bootstrap)
-  CallerIdentity engineer;          // operator.engineer
-  CallerIdentity reviewer;          // operator.reviewer
-  CallerIdentity second_reviewer;   // operator.reviewer
-  CallerIdentity tenant_a_admin;    // tenant.admin of tenants/ma
-  CallerIdentity tenant_a_auditor;  // tenant.auditor of tenants/ma
-  CallerIdentity tenant_b_admin;    // tenant.admin of tenants/mb
-  CallerIdentity enforcer;          // service.enforcer
-  CallerIdentity portal;            // service.portal, for no user
+  CallerIdentity admin;                      // lockbox.admin (bootstrap)
+  CallerIdentity engineer;                   // operator.engineer
+  CallerIdentity reviewer;                   // operator.reviewer
+  CallerIdentity second_reviewer;            // operator.reviewer
+  CallerIdentity tenant_a_admin;             // tenant.admin of tenants/ma
+  CallerIdentity tenant_a_auditor;           // tenant.auditor of tenants/ma
+  CallerIdentity tenant_b_admin;             // tenant.admin of tenants/mb
+  CallerIdentity enforcer;                   // service.enforcer
+  CallerIdentity portal;                     // service.portal, for no user
   CallerIdentity portal_for_tenant_a_admin;  // service.portal, on behalf of tenant A's admin
-  CallerIdentity unbound;           // a valid operator ID with no binding at all
+  CallerIdentity unbound;                    // a valid operator ID with no binding at all
 
   // A request by `engineer` for `environment` (kEnvironmentA by default),
   // as CreateAccessRequest would receive it.

@@ -6,6 +6,7 @@
 //
 // What only the wire shows (that the caller is the certificate) is in
 // tests/integration/wire_identity_test.cc.
+#include <google/protobuf/descriptor.h>
 #include <gtest/gtest.h>
 
 #include <functional>
@@ -14,8 +15,7 @@
 #include <string>
 #include <vector>
 
-#include <google/protobuf/descriptor.h>
-
+#include "absl/strings/str_cat.h"
 #include "tests/support/in_process.h"
 
 namespace lockbox::testing {
@@ -26,17 +26,17 @@ constexpr Code OK = Code::kOk, DENIED = Code::kPermissionDenied,
                NOT_YET = Code::kFailedPrecondition;
 
 // Caller labels, in the order they are tried.
-constexpr char kAdmin[] = "admin";                  // lockbox.admin
-constexpr char kEngineer[] = "engineer";            // operator.engineer
-constexpr char kReviewer[] = "reviewer";            // operator.reviewer
-constexpr char kAAdmin[] = "a-admin";               // tenant.admin of tenants/ma
-constexpr char kAAuditor[] = "a-auditor";           // tenant.auditor of tenants/ma
-constexpr char kBAdmin[] = "b-admin";               // tenant.admin of tenants/mb
-constexpr char kEnforcer[] = "enforcer";            // service.enforcer
-constexpr char kPortal[] = "portal";                // service.portal, for no user
-constexpr char kPortalForAAdmin[] = "portal-for-a-admin";  // on behalf of a-admin
+constexpr char kAdmin[] = "admin";                               // lockbox.admin
+constexpr char kEngineer[] = "engineer";                         // operator.engineer
+constexpr char kReviewer[] = "reviewer";                         // operator.reviewer
+constexpr char kAAdmin[] = "a-admin";                            // tenant.admin of tenants/ma
+constexpr char kAAuditor[] = "a-auditor";                        // tenant.auditor of tenants/ma
+constexpr char kBAdmin[] = "b-admin";                            // tenant.admin of tenants/mb
+constexpr char kEnforcer[] = "enforcer";                         // service.enforcer
+constexpr char kPortal[] = "portal";                             // service.portal, for no user
+constexpr char kPortalForAAdmin[] = "portal-for-a-admin";        // on behalf of a-admin
 constexpr char kClaimingAAdmin[] = "engineer-claiming-a-admin";  // not a portal
-constexpr char kUnbound[] = "unbound";              // no binding at all
+constexpr char kUnbound[] = "unbound";                           // no binding at all
 
 using Expected = std::map<std::string, Code>;
 
@@ -74,263 +74,278 @@ const Expected kReaders = {{kAdmin, OK},  {kEngineer, OK}, {kReviewer, OK},
 // The tenant's audit log: lockbox.admin and the tenant's own roles.
 const Expected kAuditReaders = {
     {kAdmin, OK}, {kAAdmin, OK}, {kAAuditor, OK}, {kPortalForAAdmin, OK}};
+// Every person with a binding, in any tenant; and every binding at all.
+const Expected kEveryPerson = {{kAdmin, OK},          {kEngineer, OK}, {kReviewer, OK},
+                               {kAAdmin, OK},         {kAAuditor, OK}, {kBAdmin, OK},
+                               {kPortalForAAdmin, OK}};
+const Expected kEveryBinding = [] {
+  Expected e = kEveryPerson;
+  e[kEnforcer] = OK;
+  e[kPortal] = OK;
+  return e;
+}();
 const Expected kTenantAAdminOnly = {{kAAdmin, OK}, {kPortalForAAdmin, OK}};
 
 v1::CreateAccessRequestRequest AskA() { return DemoWorld::Ask(DemoWorld::kEnvironmentA); }
 
 std::vector<Row> Matrix() {
   std::vector<Row> rows;
-  auto add = [&rows](std::string label, std::string service, std::string method,
-                     std::function<absl::Status(Scene&, const CallerIdentity&)> call,
-                     Expected expected) {
+  auto add = [&rows](std::string label, std::string service, std::string method, Expected expected,
+                     std::function<absl::Status(Scene&, const CallerIdentity&)> call) {
     std::string rpc = Rpc(service, method);
     rows.push_back({std::move(label), std::move(rpc), std::move(call), std::move(expected)});
   };
-  const std::string kA = DemoWorld::kTenantA;
 
   // PolicyService
-  add("CreateTenant", "PolicyService", "CreateTenant", [](Scene& s, const CallerIdentity& c) {
-    v1::CreateTenantRequest r;
-    r.set_tenant_id(s.Unique("new"));
-    return s.lockbox.CreateTenant(c, r).status();
-  }, {{kAdmin, OK}});
-  add("GetTenant", "PolicyService", "GetTenant", [kA](Scene& s, const CallerIdentity& c) {
+  add("CreateTenant", "PolicyService", "CreateTenant", {{kAdmin, OK}},
+      [](Scene& s, const CallerIdentity& c) {
+        v1::CreateTenantRequest r;
+        r.set_tenant_id(s.Unique("new"));
+        return s.lockbox.CreateTenant(c, r).status();
+      });
+  add("GetTenant", "PolicyService", "GetTenant", kReaders, [](Scene& s, const CallerIdentity& c) {
     v1::GetTenantRequest r;
-    r.set_name(kA);
+    r.set_name(DemoWorld::kTenantA);
     return s.lockbox.GetTenant(c, r).status();
-  }, kReaders);
-  add("ListTenants", "PolicyService", "ListTenants", [](Scene& s, const CallerIdentity& c) {
-    return s.lockbox.ListTenants(c, v1::ListTenantsRequest()).status();
-  }, {{kAdmin, OK}, {kEngineer, OK}, {kReviewer, OK}, {kAAdmin, OK}, {kAAuditor, OK},
-      {kBAdmin, OK}, {kPortalForAAdmin, OK}});
-  add("GetLockboxPolicy", "PolicyService", "GetLockboxPolicy",
-      [kA](Scene& s, const CallerIdentity& c) {
-    v1::GetLockboxPolicyRequest r;
-    r.set_name(kA + "/lockboxPolicy");
-    return s.lockbox.GetLockboxPolicy(c, r).status();
-  }, kReaders);
-  add("UpdateLockboxPolicy", "PolicyService", "UpdateLockboxPolicy",
-      [kA](Scene& s, const CallerIdentity& c) {
-    v1::UpdateLockboxPolicyRequest r;
-    r.mutable_lockbox_policy()->set_name(kA + "/lockboxPolicy");
-    r.mutable_lockbox_policy()->set_enabled(true);
-    r.mutable_update_mask()->add_paths("enabled");
-    return s.lockbox.UpdateLockboxPolicy(c, r).status();
-  }, kTenantAAdminOnly);
-  add("CreateEnvironment", "PolicyService", "CreateEnvironment",
-      [kA](Scene& s, const CallerIdentity& c) {
-    v1::CreateEnvironmentRequest r;
-    r.set_parent(kA);
-    r.set_environment_id(s.Unique("env"));
-    return s.lockbox.CreateEnvironment(c, r).status();
-  }, {{kAdmin, OK}});
-  add("GetEnvironment", "PolicyService", "GetEnvironment", [](Scene& s, const CallerIdentity& c) {
-    v1::GetEnvironmentRequest r;
-    r.set_name(DemoWorld::kEnvironmentA);
-    return s.lockbox.GetEnvironment(c, r).status();
-  }, kReaders);
-  add("ListEnvironments", "PolicyService", "ListEnvironments",
-      [kA](Scene& s, const CallerIdentity& c) {
-    v1::ListEnvironmentsRequest r;
-    r.set_parent(kA);
-    return s.lockbox.ListEnvironments(c, r).status();
-  }, kReaders);
+  });
+  add("ListTenants", "PolicyService", "ListTenants", kEveryPerson,
+      [](Scene& s, const CallerIdentity& c) {
+        return s.lockbox.ListTenants(c, v1::ListTenantsRequest()).status();
+      });
+  add("GetLockboxPolicy", "PolicyService", "GetLockboxPolicy", kReaders,
+      [](Scene& s, const CallerIdentity& c) {
+        v1::GetLockboxPolicyRequest r;
+        r.set_name(absl::StrCat(DemoWorld::kTenantA, "/lockboxPolicy"));
+        return s.lockbox.GetLockboxPolicy(c, r).status();
+      });
+  add("UpdateLockboxPolicy", "PolicyService", "UpdateLockboxPolicy", kTenantAAdminOnly,
+      [](Scene& s, const CallerIdentity& c) {
+        v1::UpdateLockboxPolicyRequest r;
+        r.mutable_lockbox_policy()->set_name(absl::StrCat(DemoWorld::kTenantA, "/lockboxPolicy"));
+        r.mutable_lockbox_policy()->set_enabled(true);
+        r.mutable_update_mask()->add_paths("enabled");
+        return s.lockbox.UpdateLockboxPolicy(c, r).status();
+      });
+  add("CreateEnvironment", "PolicyService", "CreateEnvironment", {{kAdmin, OK}},
+      [](Scene& s, const CallerIdentity& c) {
+        v1::CreateEnvironmentRequest r;
+        r.set_parent(DemoWorld::kTenantA);
+        r.set_environment_id(s.Unique("env"));
+        return s.lockbox.CreateEnvironment(c, r).status();
+      });
+  add("GetEnvironment", "PolicyService", "GetEnvironment", kReaders,
+      [](Scene& s, const CallerIdentity& c) {
+        v1::GetEnvironmentRequest r;
+        r.set_name(DemoWorld::kEnvironmentA);
+        return s.lockbox.GetEnvironment(c, r).status();
+      });
+  add("ListEnvironments", "PolicyService", "ListEnvironments", kReaders,
+      [](Scene& s, const CallerIdentity& c) {
+        v1::ListEnvironmentsRequest r;
+        r.set_parent(DemoWorld::kTenantA);
+        return s.lockbox.ListEnvironments(c, r).status();
+      });
   // The provider names environments; only the customer may change whether
   // one is managed.
-  add("UpdateEnvironment(display_name)", "PolicyService", "UpdateEnvironment",
+  add("UpdateEnvironment(display_name)", "PolicyService", "UpdateEnvironment", {{kAdmin, OK}},
       [](Scene& s, const CallerIdentity& c) {
-    v1::UpdateEnvironmentRequest r;
-    r.mutable_environment()->set_name(DemoWorld::kEnvironmentA);
-    r.mutable_environment()->set_display_name("Production");
-    r.mutable_update_mask()->add_paths("display_name");
-    return s.lockbox.UpdateEnvironment(c, r).status();
-  }, {{kAdmin, OK}});
-  add("UpdateEnvironment(managed)", "PolicyService", "UpdateEnvironment",
+        v1::UpdateEnvironmentRequest r;
+        r.mutable_environment()->set_name(DemoWorld::kEnvironmentA);
+        r.mutable_environment()->set_display_name("Production");
+        r.mutable_update_mask()->add_paths("display_name");
+        return s.lockbox.UpdateEnvironment(c, r).status();
+      });
+  add("UpdateEnvironment(managed)", "PolicyService", "UpdateEnvironment", kTenantAAdminOnly,
       [](Scene& s, const CallerIdentity& c) {
-    v1::UpdateEnvironmentRequest r;
-    r.mutable_environment()->set_name(DemoWorld::kEnvironmentA);
-    r.mutable_environment()->set_managed(true);
-    r.mutable_update_mask()->add_paths("managed");
-    return s.lockbox.UpdateEnvironment(c, r).status();
-  }, kTenantAAdminOnly);
+        v1::UpdateEnvironmentRequest r;
+        r.mutable_environment()->set_name(DemoWorld::kEnvironmentA);
+        r.mutable_environment()->set_managed(true);
+        r.mutable_update_mask()->add_paths("managed");
+        return s.lockbox.UpdateEnvironment(c, r).status();
+      });
   add("CreateRoleBinding", "PolicyService", "CreateRoleBinding",
-      [kA](Scene& s, const CallerIdentity& c) {
-    v1::CreateRoleBindingRequest r;
-    r.mutable_role_binding()->set_principal(SpiffeId(s.Unique("tenant/ma/user/new")));
-    r.mutable_role_binding()->set_role("tenant.auditor");
-    r.mutable_role_binding()->set_tenant(kA);
-    return s.lockbox.CreateRoleBinding(c, r).status();
-  }, {{kAdmin, OK}, {kAAdmin, OK}, {kPortalForAAdmin, OK}});
-  add("ListRoleBindings", "PolicyService", "ListRoleBindings",
-      [kA](Scene& s, const CallerIdentity& c) {
-    v1::ListRoleBindingsRequest r;
-    r.set_parent(kA);
-    return s.lockbox.ListRoleBindings(c, r).status();
-  }, kAuditReaders);
+      {{kAdmin, OK}, {kAAdmin, OK}, {kPortalForAAdmin, OK}}, [](Scene& s, const CallerIdentity& c) {
+        v1::CreateRoleBindingRequest r;
+        r.mutable_role_binding()->set_principal(SpiffeId(s.Unique("tenant/ma/user/new")));
+        r.mutable_role_binding()->set_role("tenant.auditor");
+        r.mutable_role_binding()->set_tenant(DemoWorld::kTenantA);
+        return s.lockbox.CreateRoleBinding(c, r).status();
+      });
+  add("ListRoleBindings", "PolicyService", "ListRoleBindings", kAuditReaders,
+      [](Scene& s, const CallerIdentity& c) {
+        v1::ListRoleBindingsRequest r;
+        r.set_parent(DemoWorld::kTenantA);
+        return s.lockbox.ListRoleBindings(c, r).status();
+      });
   add("DeleteRoleBinding", "PolicyService", "DeleteRoleBinding",
-      [kA](Scene& s, const CallerIdentity& c) {
-    v1::CreateRoleBindingRequest make;
-    make.mutable_role_binding()->set_principal(SpiffeId(s.Unique("tenant/ma/user/temp")));
-    make.mutable_role_binding()->set_role("tenant.auditor");
-    make.mutable_role_binding()->set_tenant(kA);
-    absl::StatusOr<v1::RoleBinding> made = s.lockbox.CreateRoleBinding(s.world.admin, make);
-    if (!made.ok()) return SetupFailed(made.status());
-    v1::DeleteRoleBindingRequest r;
-    r.set_name(made->name());
-    return s.lockbox.DeleteRoleBinding(c, r).status();
-  }, {{kAdmin, OK}, {kAAdmin, OK}, {kPortalForAAdmin, OK}});
+      {{kAdmin, OK}, {kAAdmin, OK}, {kPortalForAAdmin, OK}}, [](Scene& s, const CallerIdentity& c) {
+        v1::CreateRoleBindingRequest make;
+        make.mutable_role_binding()->set_principal(SpiffeId(s.Unique("tenant/ma/user/temp")));
+        make.mutable_role_binding()->set_role("tenant.auditor");
+        make.mutable_role_binding()->set_tenant(DemoWorld::kTenantA);
+        absl::StatusOr<v1::RoleBinding> made = s.lockbox.CreateRoleBinding(s.world.admin, make);
+        if (!made.ok()) return SetupFailed(made.status());
+        v1::DeleteRoleBindingRequest r;
+        r.set_name(made->name());
+        return s.lockbox.DeleteRoleBinding(c, r).status();
+      });
 
   // AccessRequestService
-  add("CreateAccessRequest", "AccessRequestService", "CreateAccessRequest",
+  add("CreateAccessRequest", "AccessRequestService", "CreateAccessRequest", {{kEngineer, OK}},
       [](Scene& s, const CallerIdentity& c) {
-    return s.lockbox.CreateAccessRequest(c, AskA()).status();
-  }, {{kEngineer, OK}});
-  add("GetAccessRequest", "AccessRequestService", "GetAccessRequest",
+        return s.lockbox.CreateAccessRequest(c, AskA()).status();
+      });
+  add("GetAccessRequest", "AccessRequestService", "GetAccessRequest", kReaders,
       [](Scene& s, const CallerIdentity& c) {
-    v1::GetAccessRequestRequest r;
-    r.set_name(s.pending.name());
-    return s.lockbox.GetAccessRequest(c, r).status();
-  }, kReaders);
-  add("ListAccessRequests", "AccessRequestService", "ListAccessRequests",
-      [kA](Scene& s, const CallerIdentity& c) {
-    v1::ListAccessRequestsRequest r;
-    r.set_parent(kA);
-    return s.lockbox.ListAccessRequests(c, r).status();
-  }, kReaders);
+        v1::GetAccessRequestRequest r;
+        r.set_name(s.pending.name());
+        return s.lockbox.GetAccessRequest(c, r).status();
+      });
+  add("ListAccessRequests", "AccessRequestService", "ListAccessRequests", kReaders,
+      [](Scene& s, const CallerIdentity& c) {
+        v1::ListAccessRequestsRequest r;
+        r.set_parent(DemoWorld::kTenantA);
+        return s.lockbox.ListAccessRequests(c, r).status();
+      });
   // The internal stage first: only the reviewer; the customer's admin must
   // wait for it.
   add("ApproveAccessRequest", "AccessRequestService", "ApproveAccessRequest",
+      {{kReviewer, OK}, {kAAdmin, NOT_YET}, {kPortalForAAdmin, NOT_YET}},
       [](Scene& s, const CallerIdentity& c) {
-    absl::StatusOr<v1::AccessRequest> fresh = s.world.PendingRequest();
-    if (!fresh.ok()) return SetupFailed(fresh.status());
-    v1::ApproveAccessRequestRequest r;
-    r.set_name(fresh->name());
-    return s.lockbox.ApproveAccessRequest(c, r).status();
-  }, {{kReviewer, OK}, {kAAdmin, NOT_YET}, {kPortalForAAdmin, NOT_YET}});
+        absl::StatusOr<v1::AccessRequest> fresh = s.world.PendingRequest();
+        if (!fresh.ok()) return SetupFailed(fresh.status());
+        v1::ApproveAccessRequestRequest r;
+        r.set_name(fresh->name());
+        return s.lockbox.ApproveAccessRequest(c, r).status();
+      });
   add("DenyAccessRequest", "AccessRequestService", "DenyAccessRequest",
+      {{kReviewer, OK}, {kAAdmin, NOT_YET}, {kPortalForAAdmin, NOT_YET}},
       [](Scene& s, const CallerIdentity& c) {
-    absl::StatusOr<v1::AccessRequest> fresh = s.world.PendingRequest();
-    if (!fresh.ok()) return SetupFailed(fresh.status());
-    v1::DenyAccessRequestRequest r;
-    r.set_name(fresh->name());
-    return s.lockbox.DenyAccessRequest(c, r).status();
-  }, {{kReviewer, OK}, {kAAdmin, NOT_YET}, {kPortalForAAdmin, NOT_YET}});
-  add("CancelAccessRequest", "AccessRequestService", "CancelAccessRequest",
+        absl::StatusOr<v1::AccessRequest> fresh = s.world.PendingRequest();
+        if (!fresh.ok()) return SetupFailed(fresh.status());
+        v1::DenyAccessRequestRequest r;
+        r.set_name(fresh->name());
+        return s.lockbox.DenyAccessRequest(c, r).status();
+      });
+  add("CancelAccessRequest", "AccessRequestService", "CancelAccessRequest", {{kEngineer, OK}},
       [](Scene& s, const CallerIdentity& c) {
-    absl::StatusOr<v1::AccessRequest> fresh = s.world.PendingRequest();
-    if (!fresh.ok()) return SetupFailed(fresh.status());
-    v1::CancelAccessRequestRequest r;
-    r.set_name(fresh->name());
-    return s.lockbox.CancelAccessRequest(c, r).status();
-  }, {{kEngineer, OK}});
+        absl::StatusOr<v1::AccessRequest> fresh = s.world.PendingRequest();
+        if (!fresh.ok()) return SetupFailed(fresh.status());
+        v1::CancelAccessRequestRequest r;
+        r.set_name(fresh->name());
+        return s.lockbox.CancelAccessRequest(c, r).status();
+      });
   // A watch is authorised by its first read, GetAccessRequest of the
   // watched request: that read's code is the watch's.
-  add("WatchAccessRequest(first read)", "AccessRequestService", "WatchAccessRequest",
+  add("WatchAccessRequest(first read)", "AccessRequestService", "WatchAccessRequest", kReaders,
       [](Scene& s, const CallerIdentity& c) {
-    v1::GetAccessRequestRequest r;
-    r.set_name(s.pending.name());
-    absl::StatusOr<v1::AccessRequest> first = s.lockbox.GetAccessRequest(c, r);
-    if (first.ok() && first->state() != v1::AccessRequest::PENDING) {
-      return absl::InternalError("the watched request is not pending: " + first->DebugString());
-    }
-    return first.status();
-  }, kReaders);
+        v1::GetAccessRequestRequest r;
+        r.set_name(s.pending.name());
+        absl::StatusOr<v1::AccessRequest> first = s.lockbox.GetAccessRequest(c, r);
+        if (first.ok() && first->state() != v1::AccessRequest::PENDING) {
+          return absl::InternalError("the watched request is not pending: " + first->DebugString());
+        }
+        return first.status();
+      });
 
   // GrantService
-  add("GetGrant", "GrantService", "GetGrant", [](Scene& s, const CallerIdentity& c) {
+  add("GetGrant", "GrantService", "GetGrant", kReaders, [](Scene& s, const CallerIdentity& c) {
     v1::GetGrantRequest r;
     r.set_name(s.grant.name());
     return s.lockbox.GetGrant(c, r).status();
-  }, kReaders);
-  add("ListGrants", "GrantService", "ListGrants", [kA](Scene& s, const CallerIdentity& c) {
+  });
+  add("ListGrants", "GrantService", "ListGrants", kReaders, [](Scene& s, const CallerIdentity& c) {
     v1::ListGrantsRequest r;
-    r.set_parent(kA);
+    r.set_parent(DemoWorld::kTenantA);
     return s.lockbox.ListGrants(c, r).status();
-  }, kReaders);
-  add("CheckAccess", "GrantService", "CheckAccess", [](Scene& s, const CallerIdentity& c) {
-    v1::CheckAccessRequest r;
-    r.set_principal(s.world.engineer.spiffe_id);
-    r.set_environment(DemoWorld::kEnvironmentA);
-    absl::StatusOr<v1::CheckAccessResponse> got = s.lockbox.CheckAccess(c, r);
-    if (got.ok() && !got->allowed()) {
-      return absl::InternalError("the active grant does not allow: " + got->DebugString());
-    }
-    return got.status();
-  }, {{kEnforcer, OK}});
-  add("ReleaseGrant", "GrantService", "ReleaseGrant", [](Scene& s, const CallerIdentity& c) {
-    absl::StatusOr<v1::Grant> fresh = s.world.ActiveGrant();
-    if (!fresh.ok()) return SetupFailed(fresh.status());
-    v1::ReleaseGrantRequest r;
-    r.set_name(fresh->name());
-    return s.lockbox.ReleaseGrant(c, r).status();
-  }, {{kEngineer, OK}});
-  add("RevokeGrant", "GrantService", "RevokeGrant", [](Scene& s, const CallerIdentity& c) {
-    absl::StatusOr<v1::Grant> fresh = s.world.ActiveGrant();
-    if (!fresh.ok()) return SetupFailed(fresh.status());
-    v1::RevokeGrantRequest r;
-    r.set_name(fresh->name());
-    return s.lockbox.RevokeGrant(c, r).status();
-  }, kTenantAAdminOnly);
+  });
+  add("CheckAccess", "GrantService", "CheckAccess", {{kEnforcer, OK}},
+      [](Scene& s, const CallerIdentity& c) {
+        v1::CheckAccessRequest r;
+        r.set_principal(s.world.engineer.spiffe_id);
+        r.set_environment(DemoWorld::kEnvironmentA);
+        absl::StatusOr<v1::CheckAccessResponse> got = s.lockbox.CheckAccess(c, r);
+        if (got.ok() && !got->allowed()) {
+          return absl::InternalError("the active grant does not allow: " + got->DebugString());
+        }
+        return got.status();
+      });
+  add("ReleaseGrant", "GrantService", "ReleaseGrant", {{kEngineer, OK}},
+      [](Scene& s, const CallerIdentity& c) {
+        absl::StatusOr<v1::Grant> fresh = s.world.ActiveGrant();
+        if (!fresh.ok()) return SetupFailed(fresh.status());
+        v1::ReleaseGrantRequest r;
+        r.set_name(fresh->name());
+        return s.lockbox.ReleaseGrant(c, r).status();
+      });
+  add("RevokeGrant", "GrantService", "RevokeGrant", kTenantAAdminOnly,
+      [](Scene& s, const CallerIdentity& c) {
+        absl::StatusOr<v1::Grant> fresh = s.world.ActiveGrant();
+        if (!fresh.ok()) return SetupFailed(fresh.status());
+        v1::RevokeGrantRequest r;
+        r.set_name(fresh->name());
+        return s.lockbox.RevokeGrant(c, r).status();
+      });
 
   // AuditService
-  add("ListAuditEvents", "AuditService", "ListAuditEvents",
-      [kA](Scene& s, const CallerIdentity& c) {
-    v1::ListAuditEventsRequest r;
-    r.set_parent(kA);
-    return s.lockbox.ListAuditEvents(c, r).status();
-  }, kAuditReaders);
-  add("ListAuditEvents(global)", "AuditService", "ListAuditEvents",
+  add("ListAuditEvents", "AuditService", "ListAuditEvents", kAuditReaders,
       [](Scene& s, const CallerIdentity& c) {
-    return s.lockbox.ListAuditEvents(c, v1::ListAuditEventsRequest()).status();
-  }, {{kAdmin, OK}});
-  add("VerifyAuditLog", "AuditService", "VerifyAuditLog", [kA](Scene& s, const CallerIdentity& c) {
-    v1::VerifyAuditLogRequest r;
-    r.set_parent(kA);
-    return s.lockbox.VerifyAuditLog(c, r).status();
-  }, kAuditReaders);
+        v1::ListAuditEventsRequest r;
+        r.set_parent(DemoWorld::kTenantA);
+        return s.lockbox.ListAuditEvents(c, r).status();
+      });
+  add("ListAuditEvents(global)", "AuditService", "ListAuditEvents", {{kAdmin, OK}},
+      [](Scene& s, const CallerIdentity& c) {
+        return s.lockbox.ListAuditEvents(c, v1::ListAuditEventsRequest()).status();
+      });
+  add("VerifyAuditLog", "AuditService", "VerifyAuditLog", kAuditReaders,
+      [](Scene& s, const CallerIdentity& c) {
+        v1::VerifyAuditLogRequest r;
+        r.set_parent(DemoWorld::kTenantA);
+        return s.lockbox.VerifyAuditLog(c, r).status();
+      });
   // A stream: what the adapter calls, with a writer that keeps the chunks.
-  add("ExportAuditEvents", "AuditService", "ExportAuditEvents",
-      [kA](Scene& s, const CallerIdentity& c) {
-    v1::ExportAuditEventsRequest r;
-    r.set_parent(kA);
-    std::string written;
-    absl::Status st = s.lockbox.ExportAuditEvents(c, r, [&written](const std::string& chunk) {
-      written += chunk;
-      return true;
-    });
-    if (st.ok() && written.find("\"event\"") == std::string::npos) {
-      return absl::InternalError("an allowed export wrote no event: " + written);
-    }
-    if (!st.ok() && !written.empty()) {
-      return absl::InternalError("a refused export wrote " + written);
-    }
-    return st;
-  }, kAuditReaders);
-  add("CreateAuditCheckpoint", "AuditService", "CreateAuditCheckpoint",
-      [kA](Scene& s, const CallerIdentity& c) {
-    v1::CreateAuditCheckpointRequest r;
-    r.set_parent(kA);
-    return s.lockbox.CreateAuditCheckpoint(c, r).status();
-  }, kAuditReaders);
-  add("ListAuditCheckpoints", "AuditService", "ListAuditCheckpoints",
-      [kA](Scene& s, const CallerIdentity& c) {
-    v1::ListAuditCheckpointsRequest r;
-    r.set_parent(kA);
-    return s.lockbox.ListAuditCheckpoints(c, r).status();
-  }, kAuditReaders);
-  add("GetAuditPublicKey", "AuditService", "GetAuditPublicKey",
+  add("ExportAuditEvents", "AuditService", "ExportAuditEvents", kAuditReaders,
       [](Scene& s, const CallerIdentity& c) {
-    return s.lockbox.GetAuditPublicKey(c, v1::GetAuditPublicKeyRequest()).status();
-  }, {{kAdmin, OK}, {kEngineer, OK}, {kReviewer, OK}, {kAAdmin, OK}, {kAAuditor, OK},
-      {kBAdmin, OK}, {kEnforcer, OK}, {kPortal, OK}, {kPortalForAAdmin, OK}});
+        v1::ExportAuditEventsRequest r;
+        r.set_parent(DemoWorld::kTenantA);
+        std::string written;
+        absl::Status st = s.lockbox.ExportAuditEvents(c, r, [&written](const std::string& chunk) {
+          written += chunk;
+          return true;
+        });
+        if (st.ok() && written.find("\"event\"") == std::string::npos) {
+          return absl::InternalError("an allowed export wrote no event: " + written);
+        }
+        if (!st.ok() && !written.empty()) {
+          return absl::InternalError("a refused export wrote " + written);
+        }
+        return st;
+      });
+  add("CreateAuditCheckpoint", "AuditService", "CreateAuditCheckpoint", kAuditReaders,
+      [](Scene& s, const CallerIdentity& c) {
+        v1::CreateAuditCheckpointRequest r;
+        r.set_parent(DemoWorld::kTenantA);
+        return s.lockbox.CreateAuditCheckpoint(c, r).status();
+      });
+  add("ListAuditCheckpoints", "AuditService", "ListAuditCheckpoints", kAuditReaders,
+      [](Scene& s, const CallerIdentity& c) {
+        v1::ListAuditCheckpointsRequest r;
+        r.set_parent(DemoWorld::kTenantA);
+        return s.lockbox.ListAuditCheckpoints(c, r).status();
+      });
+  add("GetAuditPublicKey", "AuditService", "GetAuditPublicKey", kEveryBinding,
+      [](Scene& s, const CallerIdentity& c) {
+        return s.lockbox.GetAuditPublicKey(c, v1::GetAuditPublicKeyRequest()).status();
+      });
 
   // NotificationService
-  add("ListNotifications", "NotificationService", "ListNotifications",
-      [kA](Scene& s, const CallerIdentity& c) {
-    v1::ListNotificationsRequest r;
-    r.set_parent(kA);
-    return s.lockbox.ListNotifications(c, r).status();
-  }, kAuditReaders);
+  add("ListNotifications", "NotificationService", "ListNotifications", kAuditReaders,
+      [](Scene& s, const CallerIdentity& c) {
+        v1::ListNotificationsRequest r;
+        r.set_parent(DemoWorld::kTenantA);
+        return s.lockbox.ListNotifications(c, r).status();
+      });
   return rows;
 }
 
