@@ -354,22 +354,26 @@ const std::vector<Row>& Table() {
   return *rows;
 }
 
-class AuthorizationMatrixTest : public ::testing::TestWithParam<size_t> {
- protected:
-  static void SetUpTestSuite() {
+using Callers = std::vector<std::pair<std::string, CallerIdentity>>;
+
+// One database and demo world for the whole table, made once for every
+// suite of this binary.
+class MatrixWorld : public ::testing::Environment {
+ public:
+  void SetUp() override {
     auto app = InProcessLockbox::Create();
     ASSERT_TRUE(app.ok()) << app.status();
-    app_ = app->release();
-    auto world = DemoWorld::Create(app_);
+    app_ = std::move(*app);
+    auto world = DemoWorld::Create(app_.get());
     ASSERT_TRUE(world.ok()) << world.status();
-    world_ = new DemoWorld(*world);
+    world_ = std::make_unique<DemoWorld>(*world);
     auto pending = world_->PendingRequest();
     ASSERT_TRUE(pending.ok()) << pending.status();
     auto grant = world_->ActiveGrant();
     ASSERT_TRUE(grant.ok()) << grant.status();
-    scene_ = new Scene{app_->lockbox(), *world_, *pending, *grant};
+    scene_ = std::make_unique<Scene>(Scene{app_->lockbox(), *world_, *pending, *grant});
     const DemoWorld& w = *world_;
-    callers_ = new std::vector<std::pair<std::string, CallerIdentity>>{
+    callers_ = {
         {kAdmin, w.admin},
         {kEngineer, w.engineer},
         {kReviewer, w.reviewer},
@@ -383,26 +387,39 @@ class AuthorizationMatrixTest : public ::testing::TestWithParam<size_t> {
         {kUnbound, w.unbound},
     };
   }
-  static void TearDownTestSuite() {
-    delete callers_;
-    delete scene_;
-    delete world_;
-    delete app_;
-    callers_ = nullptr;
-    scene_ = nullptr;
-    world_ = nullptr;
-    app_ = nullptr;
+  void TearDown() override {
+    scene_.reset();
+    world_.reset();
+    app_.reset();
   }
-  void SetUp() override { ASSERT_NE(callers_, nullptr) << "the demo world was not made"; }
+  bool ready() const { return scene_ != nullptr && !callers_.empty(); }
+  Scene& scene() { return *scene_; }
+  const Callers& callers() const { return callers_; }
+
+ private:
+  std::unique_ptr<InProcessLockbox> app_;
+  std::unique_ptr<DemoWorld> world_;
+  std::unique_ptr<Scene> scene_;
+  Callers callers_;
+};
+
+MatrixWorld* const matrix_world =
+    static_cast<MatrixWorld*>(::testing::AddGlobalTestEnvironment(new MatrixWorld));
+
+class AuthorizationMatrixTest : public ::testing::TestWithParam<size_t> {
+ protected:
+  void SetUp() override { ASSERT_TRUE(matrix_world->ready()) << "the demo world was not made"; }
+
+  static Scene& scene() { return matrix_world->scene(); }
 
   // Runs `row` as every caller; one line per caller whose code differs from
   // `expected` (callers it does not name: PERMISSION_DENIED).
   static std::vector<std::string> Mismatches(const Row& row, const Expected& expected) {
     std::vector<std::string> out;
-    for (const auto& [who, caller] : *callers_) {
+    for (const auto& [who, caller] : matrix_world->callers()) {
       auto it = expected.find(who);
       Code want = it == expected.end() ? DENIED : it->second;
-      absl::Status got = row.call(*scene_, caller);
+      absl::Status got = row.call(scene(), caller);
       if (got.code() != want) {
         out.push_back(row.label + " as " + who + ": want " + absl::StatusCodeToString(want) +
                       ", got " + got.ToString());
@@ -410,16 +427,7 @@ class AuthorizationMatrixTest : public ::testing::TestWithParam<size_t> {
     }
     return out;
   }
-
-  static InProcessLockbox* app_;
-  static DemoWorld* world_;
-  static Scene* scene_;
-  static std::vector<std::pair<std::string, CallerIdentity>>* callers_;
 };
-InProcessLockbox* AuthorizationMatrixTest::app_ = nullptr;
-DemoWorld* AuthorizationMatrixTest::world_ = nullptr;
-Scene* AuthorizationMatrixTest::scene_ = nullptr;
-std::vector<std::pair<std::string, CallerIdentity>>* AuthorizationMatrixTest::callers_ = nullptr;
 
 TEST_P(AuthorizationMatrixTest, ExactCodeForEveryCaller) {
   const Row& row = Table()[GetParam()];
@@ -483,7 +491,7 @@ TEST_F(AuthorizationMatrixTest, NoIdentityOrAnotherTrustDomainIsUnauthenticated)
   };
   for (const Row& row : Table()) {
     for (const CallerIdentity& stranger : strangers) {
-      absl::Status got = row.call(*scene_, stranger);
+      absl::Status got = row.call(scene(), stranger);
       EXPECT_EQ(got.code(), Code::kUnauthenticated)
           << row.label << " as '" << stranger.spiffe_id << "': " << got;
     }
