@@ -20,12 +20,7 @@ CallerIdentity Caller(absl::string_view path, absl::string_view on_behalf_of) {
 InProcessLockbox::InProcessLockbox(const InProcessOptions& options)
     : clock_(options.start), admin_(Caller(options.bootstrap_admin)) {}
 
-InProcessLockbox::~InProcessLockbox() {
-  // The application, then the store's connections, before the database is
-  // dropped (members go in reverse order; this only makes it explicit).
-  lockbox_.reset();
-  store_.reset();
-}
+InProcessLockbox::~InProcessLockbox() = default;
 
 absl::StatusOr<std::unique_ptr<InProcessLockbox>> InProcessLockbox::Create(
     InProcessOptions options) {

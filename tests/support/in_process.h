@@ -77,6 +77,8 @@ class InProcessLockbox {
  private:
   explicit InProcessLockbox(const InProcessOptions& options);
 
+  // In the order each needs the one before: destroyed in reverse, so the
+  // store's connections close before the database is dropped.
   TestDatabase database_;
   FakeClock clock_;
   CallerIdentity admin_;
