@@ -1,0 +1,191 @@
+#include "tests/support/in_process.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/domain/status.h"
+
+namespace lockbox::testing {
+
+std::string SpiffeId(absl::string_view path) {
+  return absl::StrCat("spiffe://", kTrustDomain, "/", path);
+}
+
+std::string ErrorReason(const absl::Status& status) { return ReasonOf(status); }
+
+CallerIdentity Caller(absl::string_view path, absl::string_view on_behalf_of) {
+  return CallerIdentity{SpiffeId(path), on_behalf_of.empty() ? "" : SpiffeId(on_behalf_of)};
+}
+
+InProcessLockbox::InProcessLockbox(const InProcessOptions& options)
+    : clock_(options.start), admin_(Caller(options.bootstrap_admin)) {}
+
+InProcessLockbox::~InProcessLockbox() = default;
+
+absl::StatusOr<std::unique_ptr<InProcessLockbox>> InProcessLockbox::Create(
+    InProcessOptions options) {
+  std::unique_ptr<InProcessLockbox> app(new InProcessLockbox(options));
+  PgStoreOptions store_options;
+  store_options.database_url = app->database_.url();
+  // Enough for the racing tests' threads to meet in the database.
+  store_options.pool_size = 8;
+  absl::StatusOr<std::unique_ptr<PgStore>> store = PgStore::Create(std::move(store_options));
+  if (!store.ok()) return store.status();
+  app->store_ = std::move(*store);
+
+  absl::StatusOr<std::string> pem = AuditSigner::GeneratePem();
+  if (!pem.ok()) return pem.status();
+  absl::StatusOr<std::unique_ptr<AuditSigner>> signer = AuditSigner::FromPem(*pem);
+  if (!signer.ok()) return signer.status();
+  app->signer_ = std::move(*signer);
+
+  LockboxOptions lockbox_options;
+  lockbox_options.store = app->store_.get();
+  lockbox_options.clock = &app->clock_;
+  lockbox_options.trust_domain = kTrustDomain;
+  // A fixed key: the tests never compare tokens across processes.
+  lockbox_options.page_token_key = "in-process-test-page-token-key";
+  lockbox_options.audit_signer = app->signer_.get();
+  // No grant view: CheckAccess reads the database, which is what decides.
+  lockbox_options.grant_view = nullptr;
+  app->lockbox_ = std::make_unique<Lockbox>(std::move(lockbox_options));
+
+  absl::Status bootstrap = app->lockbox_->EnsureBootstrapAdmin(app->admin_.spiffe_id);
+  if (!bootstrap.ok()) return bootstrap;
+  return app;
+}
+
+absl::StatusOr<v1::RoleBinding> InProcessLockbox::Bind(const std::string& principal,
+                                                       const std::string& role,
+                                                       const std::string& tenant) {
+  v1::CreateRoleBindingRequest r;
+  r.mutable_role_binding()->set_principal(principal);
+  r.mutable_role_binding()->set_role(role);
+  r.mutable_role_binding()->set_tenant(tenant);
+  return lockbox_->CreateRoleBinding(admin_, r);
+}
+
+absl::StatusOr<v1::Tenant> InProcessLockbox::CreateTenant(const std::string& tenant_id) {
+  v1::CreateTenantRequest r;
+  r.set_tenant_id(tenant_id);
+  return lockbox_->CreateTenant(admin_, r);
+}
+
+absl::StatusOr<v1::Environment> InProcessLockbox::CreateEnvironment(
+    const std::string& tenant_id, const std::string& environment_id, const v1::Environment& spec) {
+  v1::CreateEnvironmentRequest r;
+  r.set_parent("tenants/" + tenant_id);
+  r.set_environment_id(environment_id);
+  *r.mutable_environment() = spec;
+  return lockbox_->CreateEnvironment(admin_, r);
+}
+
+namespace {
+
+absl::Status Check(const absl::Status& status, absl::string_view what) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), absl::StrCat(what, ": ", status.message()));
+}
+
+}  // namespace
+
+absl::StatusOr<DemoWorld> DemoWorld::Create(InProcessLockbox* app) {
+  DemoWorld w(app);
+  w.admin = app->admin();
+  w.engineer = Caller("operator/alice");
+  w.reviewer = Caller("operator/bob");
+  w.second_reviewer = Caller("operator/carol");
+  w.tenant_a_admin = Caller("tenant/ma/user/dana");
+  w.tenant_a_auditor = Caller("tenant/ma/user/audrey");
+  w.tenant_b_admin = Caller("tenant/mb/user/erin");
+  w.enforcer = Caller("service/enforcer");
+  w.portal = Caller("service/portal");
+  w.portal_for_tenant_a_admin = Caller("service/portal", "tenant/ma/user/dana");
+  w.unbound = Caller("operator/zed");
+
+  v1::Environment with_sources;
+  auto* sql = with_sources.add_data_sources();
+  sql->set_id("sql");
+  sql->set_kind("sql_database");
+  sql->set_lockbox_supported(true);
+  auto* rcs = with_sources.add_data_sources();
+  rcs->set_id("rcs");
+  rcs->set_kind("storage_account");
+  rcs->set_lockbox_supported(false);
+  for (const char* tenant : {"ma", "mb"}) {
+    absl::Status made = Check(app->CreateTenant(tenant).status(), tenant);
+    if (!made.ok()) return made;
+    made = Check(app->CreateEnvironment(tenant, "prod", with_sources).status(), tenant);
+    if (!made.ok()) return made;
+  }
+
+  const struct {
+    const CallerIdentity* who;
+    const char* role;
+    const char* tenant;
+  } kBindings[] = {
+      {&w.engineer, "operator.engineer", ""},
+      {&w.reviewer, "operator.reviewer", ""},
+      {&w.second_reviewer, "operator.reviewer", ""},
+      {&w.tenant_a_admin, "tenant.admin", kTenantA},
+      {&w.tenant_a_auditor, "tenant.auditor", kTenantA},
+      {&w.tenant_b_admin, "tenant.admin", kTenantB},
+      {&w.enforcer, "service.enforcer", ""},
+      {&w.portal, "service.portal", ""},
+  };
+  for (const auto& b : kBindings) {
+    absl::Status bound =
+        Check(app->Bind(b.who->spiffe_id, b.role, b.tenant).status(), b.who->spiffe_id);
+    if (!bound.ok()) return bound;
+  }
+
+  // The customer's policy is the customer's to change.
+  v1::UpdateLockboxPolicyRequest up;
+  up.mutable_lockbox_policy()->set_name(std::string(kTenantA) + "/lockboxPolicy");
+  up.mutable_lockbox_policy()->set_enabled(true);
+  up.mutable_lockbox_policy()->set_allow_revocation(true);
+  up.mutable_update_mask()->add_paths("enabled");
+  up.mutable_update_mask()->add_paths("allow_revocation");
+  absl::Status policy =
+      Check(app->lockbox().UpdateLockboxPolicy(w.tenant_a_admin, up).status(), "policy");
+  if (!policy.ok()) return policy;
+  return w;
+}
+
+v1::CreateAccessRequestRequest DemoWorld::Ask(const std::string& environment) {
+  v1::CreateAccessRequestRequest r;
+  r.set_parent(environment.substr(0, environment.find("/environments/")));
+  r.mutable_access_request()->set_environment(environment);
+  r.mutable_access_request()->set_reason(v1::AccessRequest::CUSTOMER_INITIATED_SUPPORT);
+  r.mutable_access_request()->set_support_ticket_id("TKT-42");
+  r.mutable_access_request()->set_justification("invoices fail to post since Tuesday");
+  return r;
+}
+
+absl::StatusOr<v1::AccessRequest> DemoWorld::PendingRequest(const std::string& environment) const {
+  return app_->lockbox().CreateAccessRequest(engineer, Ask(environment));
+}
+
+absl::StatusOr<v1::Grant> DemoWorld::ActiveGrant(const std::string& environment) const {
+  absl::StatusOr<v1::AccessRequest> request = PendingRequest(environment);
+  if (!request.ok()) return request.status();
+  v1::ApproveAccessRequestRequest approve;
+  approve.set_name(request->name());
+  absl::StatusOr<v1::AccessRequest> decided =
+      app_->lockbox().ApproveAccessRequest(reviewer, approve);
+  if (!decided.ok()) return decided.status();
+  if (decided->state() == v1::AccessRequest::PENDING) {
+    // Protected: the customer's stage follows.
+    decided = app_->lockbox().ApproveAccessRequest(
+        environment.rfind(kTenantA, 0) == 0 ? tenant_a_admin : tenant_b_admin, approve);
+    if (!decided.ok()) return decided.status();
+  }
+  if (decided->state() != v1::AccessRequest::APPROVED) {
+    return absl::FailedPreconditionError("the request was not approved: " + decided->DebugString());
+  }
+  v1::GetGrantRequest get;
+  get.set_name(decided->grant());
+  return app_->lockbox().GetGrant(engineer, get);
+}
+
+}  // namespace lockbox::testing

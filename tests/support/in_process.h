@@ -1,0 +1,134 @@
+// The application in the test's own process: a fresh PostgreSQL database,
+// the PostgreSQL store on it, a fake clock and Lockbox, called with a
+// CallerIdentity as the transport would make it from a verified
+// certificate. No TLS, no lockboxd, no sleeping: use-case tests move the
+// clock instead.
+//
+// Only Lockbox's public API is used here, so that tests written against it
+// keep compiling however the layers beneath change.
+#ifndef LOCKBOX_TESTS_SUPPORT_IN_PROCESS_H_
+#define LOCKBOX_TESTS_SUPPORT_IN_PROCESS_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "server/app/lockbox.h"
+#include "server/domain/audit_signing.h"
+#include "server/domain/clock.h"
+#include "server/store/pg_store.h"
+#include "tests/support/harness.h"
+
+namespace lockbox::testing {
+
+inline constexpr char kTrustDomain[] = "lockbox.test";
+
+// spiffe://lockbox.test/<path>
+std::string SpiffeId(absl::string_view path);
+
+// The machine-readable reason an error of the use cases carries (what the
+// wire sends as ErrorInfo.reason); "" for none.
+std::string ErrorReason(const absl::Status& status);
+
+// The caller whose certificate carries spiffe://lockbox.test/<path>, acting
+// on behalf of spiffe://lockbox.test/<on_behalf_of> when that is not empty.
+CallerIdentity Caller(absl::string_view path, absl::string_view on_behalf_of = "");
+
+struct InProcessOptions {
+  // Where the fake clock starts. The default, the current time cut to the
+  // whole second, lets a test reason to the second.
+  absl::Time start = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
+  // The bootstrap admin, bound as lockbox.admin as lockboxd does at start.
+  std::string bootstrap_admin = "operator/admin";
+};
+
+// One database, store and application. Thread-safe as Lockbox is: tests
+// may call it from many threads at once.
+class InProcessLockbox {
+ public:
+  // Makes a fresh database, applies the migrations, and binds the bootstrap
+  // admin. Needs LOCKBOX_TEST_PG_URL (scripts/test sets it).
+  static absl::StatusOr<std::unique_ptr<InProcessLockbox>> Create(
+      InProcessOptions options = InProcessOptions());
+  ~InProcessLockbox();
+  InProcessLockbox(const InProcessLockbox&) = delete;
+  InProcessLockbox& operator=(const InProcessLockbox&) = delete;
+
+  Lockbox& lockbox() { return *lockbox_; }
+  FakeClock& clock() { return clock_; }
+  const TestDatabase& database() const { return database_; }
+  const CallerIdentity& admin() const { return admin_; }
+
+  // Binds `role` to `principal` (a full SPIFFE ID), in `tenant`
+  // ("tenants/<id>", empty for global roles), through CreateRoleBinding as
+  // the bootstrap admin: the path every binding takes in production.
+  absl::StatusOr<v1::RoleBinding> Bind(const std::string& principal, const std::string& role,
+                                       const std::string& tenant = "");
+  // Creates tenants/<tenant_id> as the bootstrap admin.
+  absl::StatusOr<v1::Tenant> CreateTenant(const std::string& tenant_id);
+  // Creates tenants/<tenant_id>/environments/<environment_id> from `spec`
+  // (data sources, display name) as the bootstrap admin.
+  absl::StatusOr<v1::Environment> CreateEnvironment(const std::string& tenant_id,
+                                                    const std::string& environment_id,
+                                                    const v1::Environment& spec = {});
+
+ private:
+  explicit InProcessLockbox(const InProcessOptions& options);
+
+  // In the order each needs the one before: destroyed in reverse, so the
+  // store's connections close before the database is dropped.
+  TestDatabase database_;
+  FakeClock clock_;
+  CallerIdentity admin_;
+  std::unique_ptr<AuditSigner> signer_;
+  std::unique_ptr<PgStore> store_;
+  std::unique_ptr<Lockbox> lockbox_;
+};
+
+// The people and places most use-case tests need, made through the use
+// cases:
+//   tenants/ma  policy enabled, revocation allowed; environment prod is
+//               managed, so protected: requests wait for the customer. Its
+//               data sources are "sql" (lockbox-supported) and "rcs" (not).
+//   tenants/mb  the default policy (disabled); environment prod, so
+//               unprotected: the internal review decides alone.
+class DemoWorld {
+ public:
+  static absl::StatusOr<DemoWorld> Create(InProcessLockbox* app);
+
+  static constexpr char kTenantA[] = "tenants/ma";
+  static constexpr char kTenantB[] = "tenants/mb";
+  static constexpr char kEnvironmentA[] = "tenants/ma/environments/prod";
+  static constexpr char kEnvironmentB[] = "tenants/mb/environments/prod";
+
+  CallerIdentity admin;                      // lockbox.admin (bootstrap)
+  CallerIdentity engineer;                   // operator.engineer
+  CallerIdentity reviewer;                   // operator.reviewer
+  CallerIdentity second_reviewer;            // operator.reviewer
+  CallerIdentity tenant_a_admin;             // tenant.admin of tenants/ma
+  CallerIdentity tenant_a_auditor;           // tenant.auditor of tenants/ma
+  CallerIdentity tenant_b_admin;             // tenant.admin of tenants/mb
+  CallerIdentity enforcer;                   // service.enforcer
+  CallerIdentity portal;                     // service.portal, for no user
+  CallerIdentity portal_for_tenant_a_admin;  // service.portal, on behalf of tenant A's admin
+  CallerIdentity unbound;                    // a valid operator ID with no binding at all
+
+  // A request by `engineer` for `environment` (kEnvironmentA by default),
+  // as CreateAccessRequest would receive it.
+  static v1::CreateAccessRequestRequest Ask(const std::string& environment = kEnvironmentA);
+  // A new PENDING request by `engineer`, in its internal review.
+  absl::StatusOr<v1::AccessRequest> PendingRequest(
+      const std::string& environment = kEnvironmentA) const;
+  // A new ACTIVE grant of `engineer`, approved by every stage it needed.
+  absl::StatusOr<v1::Grant> ActiveGrant(const std::string& environment = kEnvironmentA) const;
+
+ private:
+  explicit DemoWorld(InProcessLockbox* app) : app_(app) {}
+  InProcessLockbox* app_;
+};
+
+}  // namespace lockbox::testing
+
+#endif  // LOCKBOX_TESTS_SUPPORT_IN_PROCESS_H_
