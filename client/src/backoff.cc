@@ -16,10 +16,9 @@ Backoff::Backoff(std::chrono::milliseconds initial, std::chrono::milliseconds ma
       current_(initial) {}
 
 std::chrono::milliseconds Backoff::Next() {
-  auto pause =
-      std::chrono::milliseconds(static_cast<int64_t>(current_.count() * jitter_()));
-  current_ = std::min(max_, std::chrono::milliseconds(
-                                static_cast<int64_t>(current_.count() * multiplier_)));
+  auto pause = std::chrono::milliseconds(static_cast<int64_t>(current_.count() * jitter_()));
+  current_ = std::min(
+      max_, std::chrono::milliseconds(static_cast<int64_t>(current_.count() * multiplier_)));
   return pause;
 }
 
