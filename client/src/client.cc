@@ -259,8 +259,9 @@ Result<v1::AccessRequest> Client::WatchAccessRequest(const v1::WatchAccessReques
                      status.error_code() == grpc::StatusCode::INTERNAL ||
                      status.error_code() == grpc::StatusCode::UNKNOWN;
     if (!reconnect) break;
-    auto pause = std::min(backoff.Next(), std::chrono::duration_cast<std::chrono::milliseconds>(
-                                              deadline - Clock::now()));
+    auto pause =
+        std::min(backoff.Next(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
     if (pause.count() > 0) std::this_thread::sleep_for(pause);
   }
   if (status.ok() || status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
