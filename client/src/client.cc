@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "backoff.h"
 #include "lockbox/v1/errors.pb.h"
 
 namespace lockbox {
@@ -64,10 +65,8 @@ bool IsTerminal(v1::AccessRequest::State s) {
   return s != v1::AccessRequest::PENDING && s != v1::AccessRequest::STATE_UNSPECIFIED;
 }
 
-std::chrono::milliseconds Jitter(std::chrono::milliseconds d) {
-  thread_local std::mt19937 gen{std::random_device{}()};
-  std::uniform_real_distribution<double> dist(0.8, 1.2);
-  return std::chrono::milliseconds(static_cast<int64_t>(d.count() * dist(gen)));
+Backoff BackoffOf(const RetryPolicy& retry) {
+  return Backoff(retry.initial_backoff, retry.max_backoff, retry.multiplier);
 }
 
 }  // namespace
@@ -138,7 +137,7 @@ std::unique_ptr<grpc::ClientContext> Client::NewContext(Clock::time_point deadli
 
 template <typename Response, typename Call>
 Result<Response> Client::Invoke(Call call) {
-  auto backoff = options_.retry.initial_backoff;
+  Backoff backoff = BackoffOf(options_.retry);
   grpc::Status status;
   for (int attempt = 1;; ++attempt) {
     Response response;
@@ -146,10 +145,7 @@ Result<Response> Client::Invoke(Call call) {
     status = call(ctx.get(), &response);
     if (status.ok()) return response;
     if (!Retryable(status) || attempt >= options_.retry.max_attempts) break;
-    std::this_thread::sleep_for(Jitter(backoff));
-    backoff = std::min(options_.retry.max_backoff,
-                       std::chrono::milliseconds(static_cast<int64_t>(
-                           backoff.count() * options_.retry.multiplier)));
+    std::this_thread::sleep_for(backoff.Next());
   }
   return status;
 }
@@ -237,7 +233,7 @@ Result<v1::AccessRequest> Client::WatchAccessRequest(const v1::WatchAccessReques
                                                      std::chrono::milliseconds timeout,
                                                      const Progress& on_update) {
   const auto deadline = Clock::now() + timeout;
-  auto backoff = options_.retry.initial_backoff;
+  Backoff backoff = BackoffOf(options_.retry);
   std::optional<v1::AccessRequest> last;
   grpc::Status status;
   while (Clock::now() < deadline) {
@@ -245,7 +241,7 @@ Result<v1::AccessRequest> Client::WatchAccessRequest(const v1::WatchAccessReques
     auto reader = requests_->WatchAccessRequest(ctx.get(), request);
     v1::AccessRequest update;
     while (reader->Read(&update)) {
-      backoff = options_.retry.initial_backoff;
+      backoff.Reset();
       if (on_update) on_update(update);
       last = update;
       if (IsTerminal(update.state())) break;
@@ -263,12 +259,10 @@ Result<v1::AccessRequest> Client::WatchAccessRequest(const v1::WatchAccessReques
                      status.error_code() == grpc::StatusCode::INTERNAL ||
                      status.error_code() == grpc::StatusCode::UNKNOWN;
     if (!reconnect) break;
-    auto pause = std::min(Jitter(backoff), std::chrono::duration_cast<std::chrono::milliseconds>(
-                                               deadline - Clock::now()));
+    auto pause =
+        std::min(backoff.Next(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
     if (pause.count() > 0) std::this_thread::sleep_for(pause);
-    backoff = std::min(options_.retry.max_backoff,
-                       std::chrono::milliseconds(static_cast<int64_t>(
-                           backoff.count() * options_.retry.multiplier)));
   }
   if (status.ok() || status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
       Clock::now() >= deadline) {
@@ -322,13 +316,15 @@ Result<v1::Grant> Client::RequestAccess(v1::CreateAccessRequestRequest request,
   if (request.request_id().empty()) request.set_request_id(NewRequestId());
   // Creating is retried with the same request_id until the deadline, so a
   // server restart in between makes exactly one request.
-  auto backoff = options_.retry.initial_backoff;
+  Backoff backoff = BackoffOf(options_.retry);
   Result<v1::AccessRequest> created = grpc::Status(grpc::StatusCode::UNAVAILABLE, "not tried");
   while (true) {
     created = CreateAccessRequest(request);
-    if (created.ok() || !Retryable(created.status()) || Clock::now() + backoff >= deadline) break;
-    std::this_thread::sleep_for(Jitter(backoff));
-    backoff = std::min(options_.retry.max_backoff, backoff * 2);
+    if (created.ok() || !Retryable(created.status())) break;
+    auto pause = backoff.Next();
+    // No pause that would end past the deadline: the last answer stands.
+    if (Clock::now() + pause >= deadline) break;
+    std::this_thread::sleep_for(pause);
   }
   if (!created.ok()) return created.status();
   if (progress) progress(*created);

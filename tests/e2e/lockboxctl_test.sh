@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # lockboxctl end to end: an engineer waits, a reviewer and the customer
 # approve, the engineer's command returns 0 with the grant; a denial returns 3.
+# Requests and grants are named as the lists print them: the ID alone, or
+# TENANT/ID, or the full name.
 source "$(dirname "$0")/lib.sh" "$1"
 start_server
 seed
@@ -10,16 +12,27 @@ ctl alice request create contoso prod --ticket TKT-7 --justification "invoices s
 WAITER=$!
 name="$(pending INTERNAL_REVIEW)"
 [ -n "$name" ] || fail "the request never appeared"
-ctl bob approve "$name" --comment "ticket checked" >/dev/null
+# The ID as the table prints it, in its first column.
+id="$(ctl bob requests list contoso --filter "state = PENDING AND stage = INTERNAL_REVIEW" |
+  awk 'NR == 2 { print $1 }')"
+[ "tenants/contoso/accessRequests/$id" = "$name" ] || fail "requests list printed '$id' for $name"
+ctl bob approve "$id" --comment "ticket checked" >/dev/null || fail "approve by the listed ID"
+ctl bob request get "$id" | grep -q "^Decision:       APPROVE at INTERNAL_REVIEW by " ||
+  fail "request get by the listed ID"
 ctl dana requests list contoso | grep -q "Action needed" || fail "no Action needed for the customer"
-ctl dana approve "$name" >/dev/null
+ctl dana approve "contoso/$id" >/dev/null || fail "approve by TENANT/ID"
 wait "$WAITER" || fail "request create --wait exited $?"
 grep -q "Access granted until" "$WORK/wait.out" || fail "no grant printed: $(cat "$WORK/wait.out")"
 grep -q "waiting for a decision on $name" "$WORK/wait.err" || fail "--wait did not say what it waits for"
+# Not a terminal: whole lines, nothing to rewrite in place.
+if grep -q $'[\r\033]' "$WORK/wait.err"; then fail "--wait wrote terminal controls to a file"; fi
 grant="$(grep -o 'tenants/contoso/grants/[0-9a-f-]*' "$WORK/wait.out" | head -n 1)"
 ctl enforcer check "spiffe://$TD/operator/alice" tenants/contoso/environments/prod --data-source sql |
   grep -q "^allowed" || fail "check did not allow"
 ctl alice --json grants contoso | grep -q '"state": "ACTIVE"' || fail "grants --json"
+ctl alice grants contoso | awk 'NR == 2 { print $1 }' | grep -qx "${grant##*/}" ||
+  fail "grants did not print the grant's ID"
+ctl alice grant "${grant##*/}" | grep -q "^$grant\$" || fail "grant by the listed ID"
 ctl alice release "$grant" >/dev/null
 set +e
 ctl enforcer check "spiffe://$TD/operator/alice" tenants/contoso/environments/prod >/dev/null
@@ -39,6 +52,10 @@ set -e
 
 set +e
 ctl alice approve "$grant" >/dev/null 2>&1; [ $? -eq 9 ] || fail "a bad name should exit 9"
+ctl bob approve 00000000-0000-4000-8000-000000000000 2>"$WORK/nf.err" >/dev/null
+[ $? -eq 8 ] || fail "an ID nobody has should exit 8"
+grep -q "no access request with ID 00000000-0000-4000-8000-000000000000" "$WORK/nf.err" ||
+  fail "an unknown ID should say so: $(cat "$WORK/nf.err")"
 ctl alice tenants create nope >/dev/null 2>&1; [ $? -eq 7 ] || fail "permission denied should exit 7"
 ctl alice --no-such-flag >/dev/null 2>&1; [ $? -eq 1 ] || fail "a usage error should exit 1"
 set -e

@@ -1,0 +1,201 @@
+#include "audit.h"
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "server/domain/audit_signing.h"
+
+namespace lockbox::ctl {
+namespace {
+
+void PrintEvents(const v1::ListAuditEventsResponse& resp) {
+  Table t({"SEQ", "TIME", "ACTION", "ACTOR", "RESOURCE", "STATUS", "TICKET"});
+  for (const auto& e : resp.audit_events()) {
+    t.Add({std::to_string(e.sequence()), Time(e.event_time()), e.action(),
+           e.actor() + (e.via().empty() ? "" : " via " + Short(e.via())), e.resource(),
+           e.access_request().empty() ? "-" : v1::AccessRequest::State_Name(e.request_state()),
+           e.support_ticket_id().empty() ? "-" : e.support_ticket_id()});
+  }
+  t.Print();
+}
+
+void AddList(CLI::App* audit, Context& ctx) {
+  struct Flags {
+    std::string tenant, filter;
+    int page_size = 100;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* l = audit->add_subcommand("list", "List events");
+  l->add_option("TENANT", f->tenant, "Tenant ID, or - for the provider's global log")->required();
+  l->add_option("--filter", f->filter, "e.g. action = access_request.approve");
+  l->add_option("--page-size", f->page_size)->capture_default_str();
+  OnRun(ctx, l, [&ctx, f](Client& cl) {
+    v1::ListAuditEventsRequest r;
+    if (f->tenant != "-") r.set_parent(TenantName(f->tenant));
+    r.set_filter(f->filter);
+    r.set_page_size(f->page_size);
+    return Show(ctx, cl.ListAuditEvents(r), PrintEvents);
+  });
+}
+
+void PrintVerify(const v1::VerifyAuditLogResponse& resp) {
+  if (resp.ok()) {
+    std::cout << "OK: " << resp.detail() << "\n";
+  } else {
+    std::cout << "TAMPERED: first bad event " << resp.first_bad_event() << ": " << resp.detail()
+              << "\n";
+  }
+}
+
+// Reads the checkpoints that open an export, leaving `in` at the first event.
+std::vector<v1::AuditCheckpoint> ReadCheckpoints(std::ifstream& in) {
+  std::vector<v1::AuditCheckpoint> checkpoints;
+  std::string line;
+  std::streampos events_start = in.tellg();
+  while (std::getline(in, line)) {
+    if (line.rfind("{\"checkpoint\":", 0) != 0) break;
+    v1::AuditEvent e;
+    v1::AuditCheckpoint c;
+    bool is_checkpoint = false;
+    if (!ParseExportLine(line, &e, &c, &is_checkpoint).ok()) break;
+    checkpoints.push_back(c);
+    events_start = in.tellg();
+  }
+  in.clear();
+  in.seekg(events_start);
+  return checkpoints;
+}
+
+// Offline: nothing but the export and, if given, the public key.
+int VerifyOffline(const Context& ctx, const std::string& file, const std::string& key_file) {
+  std::ifstream in(file);
+  if (!in) return FailInvalid("cannot read " + file);
+  std::string pem;
+  if (!key_file.empty()) {
+    std::ifstream k(key_file);
+    std::stringstream ss;
+    ss << k.rdbuf();
+    pem = ss.str();
+    if (pem.empty()) return FailInvalid("cannot read " + key_file);
+  }
+  auto verifier = ChainVerifier::Create(pem, ReadCheckpoints(in));
+  if (!verifier.ok()) return FailInvalid(std::string(verifier.status().message()));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    v1::AuditEvent e;
+    v1::AuditCheckpoint c;
+    bool is_checkpoint = false;
+    if (!ParseExportLine(line, &e, &c, &is_checkpoint).ok() || is_checkpoint) {
+      return FailInvalid("not a JSON Lines audit export: " + line.substr(0, 80));
+    }
+    if (!verifier->Add(e)) break;
+  }
+  v1::VerifyAuditLogResponse resp = verifier->Finish();
+  if (pem.empty()) resp.set_detail(resp.detail() + " (signatures not checked: no --public-key)");
+  if (ctx.json) {
+    std::cout << Json(resp);
+  } else {
+    PrintVerify(resp);
+  }
+  return resp.ok() ? kOk : kFailed;
+}
+
+void AddVerify(CLI::App* audit, Context& ctx) {
+  struct Flags {
+    std::string tenant, file, key;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* v = audit->add_subcommand(
+      "verify",
+      "Recompute the hash chain and check the signed checkpoints, on the server or "
+      "offline against an export (--file) and the public key (--public-key)");
+  v->add_option("TENANT", f->tenant, "Tenant ID, or - for the global log (online)");
+  v->add_option("--file", f->file, "A JSON Lines export to verify offline");
+  v->add_option("--public-key", f->key, "PEM public key (lockboxctl audit public-key)");
+  OnRun(ctx, v, [&ctx, f](Client& cl) -> int {
+    if (!f->file.empty()) return VerifyOffline(ctx, f->file, f->key);
+    if (f->tenant.empty()) return FailInvalid("give TENANT or --file");
+    v1::VerifyAuditLogRequest r;
+    if (f->tenant != "-") r.set_parent(TenantName(f->tenant));
+    auto res = cl.VerifyAuditLog(r);
+    int rc = Show(ctx, res, PrintVerify);
+    if (rc == kOk && !res->ok()) return kFailed;
+    return rc;
+  });
+}
+
+struct ExportFlags {
+  std::string tenant, filter, format = "jsonl", output;
+};
+
+int Export(const ExportFlags& f, Client& cl) {
+  v1::ExportAuditEventsRequest r;
+  if (f.tenant != "-") r.set_parent(TenantName(f.tenant));
+  r.set_filter(f.filter);
+  r.set_format(f.format == "csv" ? v1::ExportAuditEventsRequest::CSV
+                                 : v1::ExportAuditEventsRequest::JSON_LINES);
+  std::ofstream out(f.output, std::ios::binary | std::ios::trunc);
+  if (!out) return FailInvalid("cannot write " + f.output);
+  auto bytes = cl.ExportAuditEvents(
+      r,
+      [&](const std::string& chunk) {
+        out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+        return static_cast<bool>(out);
+      },
+      std::chrono::hours(24));
+  if (!bytes.ok()) return Fail(bytes.status());
+  out.close();
+  std::fprintf(stderr, "wrote %lld bytes to %s\n", static_cast<long long>(*bytes),
+               f.output.c_str());
+  return kOk;
+}
+
+void AddExport(CLI::App* audit, Context& ctx) {
+  auto f = std::make_shared<ExportFlags>();
+  auto* e = audit->add_subcommand("export", "Write the log (or a filtered part) to a file");
+  e->add_option("TENANT", f->tenant, "Tenant ID, or - for the global log")->required();
+  e->add_option("--filter", f->filter, "A filtered export cannot be verified offline");
+  e->add_option("--format", f->format, "jsonl or csv")
+      ->check(CLI::IsMember({"jsonl", "csv"}))
+      ->capture_default_str();
+  e->add_option("--output", f->output, "File to write")->required();
+  OnRun(ctx, e, [f](Client& cl) { return Export(*f, cl); });
+}
+
+void AddKeys(CLI::App* audit, Context& ctx) {
+  auto* pk = audit->add_subcommand("public-key", "Print the PEM key that verifies checkpoints");
+  OnRun(ctx, pk, [&ctx](Client& cl) {
+    return Show(ctx, cl.GetAuditPublicKey(v1::GetAuditPublicKeyRequest()),
+                [](const v1::AuditPublicKey& k) { std::cout << k.public_key_pem(); });
+  });
+  auto tenant = std::make_shared<std::string>();
+  auto* cp = audit->add_subcommand("checkpoint", "Sign the log's head now");
+  cp->add_option("TENANT", *tenant, "Tenant ID, or - for the global log")->required();
+  OnRun(ctx, cp, [&ctx, tenant](Client& cl) {
+    v1::CreateAuditCheckpointRequest r;
+    if (*tenant != "-") r.set_parent(TenantName(*tenant));
+    return Show(ctx, cl.CreateAuditCheckpoint(r), [](const v1::AuditCheckpoint& c) {
+      std::cout << c.name() << "  head " << c.head_hash() << "  key " << c.key_id() << "\n";
+    });
+  });
+}
+
+}  // namespace
+
+void AddAuditCommands(CLI::App& app, Context& ctx) {
+  auto* audit =
+      app.add_subcommand("audit", "The tenant's audit log (tenant.admin, tenant.auditor)");
+  audit->require_subcommand(1);
+  AddList(audit, ctx);
+  AddVerify(audit, ctx);
+  AddExport(audit, ctx);
+  AddKeys(audit, ctx);
+}
+
+}  // namespace lockbox::ctl

@@ -1,0 +1,120 @@
+#include "grants.h"
+
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "names.h"
+
+namespace lockbox::ctl {
+namespace {
+
+void PrintGrants(const google::protobuf::RepeatedPtrField<v1::Grant>& grants) {
+  Table t({"GRANT", "PRINCIPAL", "ENVIRONMENT", "DATA SOURCES", "STATE", "STARTS", "EXPIRES"});
+  for (const auto& g : grants) {
+    std::string ds;
+    for (const auto& d : g.data_sources()) ds += (ds.empty() ? "" : ",") + d;
+    t.Add({Short(g.name()), Short(g.principal()), g.environment(), ds.empty() ? "all" : ds,
+           v1::Grant::State_Name(g.state()), Time(g.start_time()), Time(g.expire_time())});
+  }
+  t.Print();
+}
+
+void AddGrantList(CLI::App& app, Context& ctx) {
+  struct Flags {
+    std::string tenant = "-", filter;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* l = app.add_subcommand("grants", "List grants (yours, as an engineer)");
+  l->add_option("TENANT", f->tenant, "Tenant ID, or - for all you may see")->capture_default_str();
+  l->add_option("--filter", f->filter, "e.g. state = ACTIVE");
+  OnRun(ctx, l, [&ctx, f](Client& cl) {
+    v1::ListGrantsRequest r;
+    r.set_parent(f->tenant == "-" ? "tenants/-" : TenantName(f->tenant));
+    r.set_filter(f->filter);
+    r.set_page_size(1000);
+    return Show(ctx, cl.ListGrants(r),
+                [](const v1::ListGrantsResponse& resp) { PrintGrants(resp.grants()); });
+  });
+}
+
+// A command on one grant: `call` gets the grant's full name, resolved from
+// what was given, and returns the call's result.
+template <typename Call>
+CLI::App* AddOneGrantCommand(CLI::App& app, Context& ctx, const std::string& command,
+                             const std::string& description, Call call) {
+  auto name = std::make_shared<std::string>();
+  auto* cmd = app.add_subcommand(command, description);
+  cmd->add_option("NAME", *name)->required();
+  DescribeGrantName(cmd);
+  OnRun(ctx, cmd, [&ctx, name, call](Client& cl) {
+    auto full = ResolveGrantName(cl, *name);
+    if (!full.ok()) return Fail(full.status());
+    return Show(ctx, call(cl, *full), PrintGrant);
+  });
+  return cmd;
+}
+
+void AddCheck(CLI::App& app, Context& ctx) {
+  struct Flags {
+    std::string principal, env, source;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* chk =
+      app.add_subcommand("check", "May PRINCIPAL access ENVIRONMENT now? (service.enforcer)");
+  chk->add_option("PRINCIPAL", f->principal, "SPIFFE ID")->required();
+  chk->add_option("ENVIRONMENT", f->env, "tenants/{t}/environments/{e}")->required();
+  chk->add_option("--data-source", f->source);
+  OnRun(ctx, chk, [&ctx, f](Client& cl) -> int {
+    v1::CheckAccessRequest r;
+    r.set_principal(f->principal);
+    r.set_environment(f->env);
+    r.set_data_source(f->source);
+    auto res = cl.CheckAccess(r);
+    int rc = Show(ctx, res, [](const v1::CheckAccessResponse& c) {
+      std::cout << (c.allowed()
+                        ? "allowed until " + Time(c.expire_time()) + " by " + c.grant().name()
+                        : "not allowed: " + c.reason())
+                << "\n";
+    });
+    if (rc == kOk && !res->allowed()) return kNotAllowed;
+    return rc;
+  });
+}
+
+}  // namespace
+
+void PrintGrant(const v1::Grant& g) {
+  google::protobuf::RepeatedPtrField<v1::Grant> one;
+  *one.Add() = g;
+  PrintGrants(one);
+  std::cout << "\n" << g.name() << "\n";
+}
+
+void AddGrantCommands(CLI::App& app, Context& ctx) {
+  AddGrantList(app, ctx);
+  AddOneGrantCommand(app, ctx, "grant", "Show one grant", [](Client& cl, const std::string& name) {
+    v1::GetGrantRequest r;
+    r.set_name(name);
+    return cl.GetGrant(r);
+  });
+  AddOneGrantCommand(app, ctx, "release", "End your grant early",
+                     [](Client& cl, const std::string& name) {
+                       v1::ReleaseGrantRequest r;
+                       r.set_name(name);
+                       return cl.ReleaseGrant(r);
+                     });
+  auto reason = std::make_shared<std::string>();
+  auto* revoke =
+      AddOneGrantCommand(app, ctx, "revoke", "Revoke a grant (tenant.admin, if the policy allows)",
+                         [reason](Client& cl, const std::string& name) {
+                           v1::RevokeGrantRequest r;
+                           r.set_name(name);
+                           r.set_reason(*reason);
+                           return cl.RevokeGrant(r);
+                         });
+  revoke->add_option("--reason", *reason);
+  AddCheck(app, ctx);
+}
+
+}  // namespace lockbox::ctl

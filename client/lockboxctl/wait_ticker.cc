@@ -1,0 +1,62 @@
+#include "wait_ticker.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace lockbox::ctl {
+
+// Erases from the cursor to the end of the line (ANSI "erase in line").
+constexpr char kClearToEndOfLine[] = "\033[K";
+
+std::string WaitLine(const std::string& name, const std::string& status,
+                     std::chrono::seconds waited) {
+  long long secs = waited.count();
+  char elapsed[32];
+  std::snprintf(elapsed, sizeof elapsed, " (%lldm%02llds)", secs / 60, secs % 60);
+  return "waiting for a decision on " + name + ": " + status + elapsed;
+}
+
+WaitTicker::WaitTicker()
+    : terminal_(isatty(2) != 0),
+      start_(std::chrono::steady_clock::now()),
+      thread_([this] { Run(); }) {}
+
+WaitTicker::~WaitTicker() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    done_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void WaitTicker::Update(const v1::AccessRequest& r) {
+  std::lock_guard<std::mutex> l(mu_);
+  name_ = r.name();
+  status_ = r.display_status();
+  PrintLocked();
+}
+
+void WaitTicker::Run() {
+  std::unique_lock<std::mutex> l(mu_);
+  while (!cv_.wait_for(l, std::chrono::seconds(terminal_ ? 1 : 10), [this] { return done_; })) {
+    PrintLocked();
+  }
+  if (terminal_ && !name_.empty()) std::fputs("\n", stderr);
+}
+
+void WaitTicker::PrintLocked() {
+  if (name_.empty()) return;
+  auto waited =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start_);
+  std::string line = WaitLine(name_, status_, waited);
+  if (terminal_) {
+    std::fprintf(stderr, "\r%s%s", line.c_str(), kClearToEndOfLine);
+  } else {
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
+  std::fflush(stderr);
+}
+
+}  // namespace lockbox::ctl
