@@ -37,9 +37,14 @@ void Periodic::Stop() {
 
 int Sweeper::RunOnce() {
   int done = 0;
-  for (auto step : {&Lockbox::ExpireOneRequest, &Lockbox::ExpireOneGrant, &Lockbox::RemindOne}) {
+  const std::function<absl::StatusOr<bool>()> steps[] = {
+      [this] { return use_cases_->requests().ExpireOneRequest(); },
+      [this] { return use_cases_->grants().ExpireOneGrant(); },
+      [this] { return use_cases_->requests().RemindOne(); },
+  };
+  for (const auto& step : steps) {
     for (int i = 0; i < kMaxPerRound; ++i) {
-      absl::StatusOr<bool> did = (lockbox_->*step)();
+      absl::StatusOr<bool> did = step();
       if (!did.ok()) {
         LogError("sweep", did.status());
         break;
@@ -49,7 +54,7 @@ int Sweeper::RunOnce() {
     }
   }
   if (checkpoint_age_ > absl::ZeroDuration()) {
-    absl::StatusOr<int> signed_now = lockbox_->CheckpointIdleLogs(checkpoint_age_);
+    absl::StatusOr<int> signed_now = use_cases_->audit().CheckpointIdleLogs(checkpoint_age_);
     if (!signed_now.ok()) {
       LogError("checkpoint", signed_now.status());
     } else {

@@ -11,7 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "server/app/lockbox.h"
+#include "server/app/use_cases.h"
 #include "server/store/store.h"
 
 namespace lockbox {
@@ -48,13 +48,14 @@ class Sweeper {
  public:
   // With `checkpoint_age` > 0, also signs the head of every log whose last
   // checkpoint is older than that.
-  explicit Sweeper(Lockbox* lockbox, absl::Duration checkpoint_age = absl::ZeroDuration())
-      : lockbox_(lockbox), checkpoint_age_(checkpoint_age) {}
+  // `use_cases` is not owned and outlives the sweeper.
+  explicit Sweeper(UseCases* use_cases, absl::Duration checkpoint_age = absl::ZeroDuration())
+      : use_cases_(use_cases), checkpoint_age_(checkpoint_age) {}
   // One round; returns how many transitions it recorded.
   int RunOnce();
 
  private:
-  Lockbox* lockbox_;
+  UseCases* use_cases_;
   absl::Duration checkpoint_age_;
 };
 

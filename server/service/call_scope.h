@@ -15,7 +15,7 @@
 #include <type_traits>
 
 #include "absl/status/statusor.h"
-#include "server/app/lockbox.h"
+#include "server/app/use_case_runner.h"
 #include "server/domain/status.h"
 #include "server/observe/log.h"
 
@@ -94,7 +94,7 @@ grpc::Status Handle(const char* method, grpc::ServerContext* context, Response* 
                       Response* response) override {                                     \
     return ::lockbox::Handle(#Method, context, response,                                 \
                              [&](const ::lockbox::CallerIdentity& caller) {              \
-                               return lockbox_->Method(caller, *request);                \
+                               return use_cases_->Method(caller, *request);                \
                              });                                                         \
   }
 

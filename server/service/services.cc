@@ -15,7 +15,7 @@ grpc::ServerWriteReactor<v1::AccessRequest>* AccessRequestService::WatchAccessRe
   absl::StatusOr<v1::AccessRequest> initial = call.Run([&] {
     v1::GetAccessRequestRequest get;
     get.set_name(request->name());
-    return lockbox_->GetAccessRequest(call.caller(), get);
+    return use_cases_->GetAccessRequest(call.caller(), get);
   });
   grpc::Status status = call.Finish(initial.status());
   auto* reactor = new WatchReactor(hub_, initial.ok() ? IdOfName(initial->name()) : "");
@@ -34,7 +34,7 @@ grpc::Status AuditService::ExportAuditEvents(
   return Handle("ExportAuditEvents", context, &done,
                 [&](const CallerIdentity& caller) -> absl::StatusOr<google::protobuf::Empty> {
                   v1::ExportAuditEventsResponse chunk;
-                  absl::Status st = lockbox_->ExportAuditEvents(
+                  absl::Status st = use_cases_->ExportAuditEvents(
                       caller, *request, [&](const std::string& data) {
                         if (context->IsCancelled()) return false;
                         chunk.set_data(data);
@@ -52,7 +52,7 @@ grpc::ServerUnaryReactor* GrantService::CheckAccess(grpc::CallbackServerContext*
   CallScope call("CheckAccess", context);
   std::optional<absl::StatusOr<v1::CheckAccessResponse>> answered;
   absl::Status guarded = call.Run([&]() -> absl::Status {
-    answered = lockbox_->CheckAccessFromMemory(call.caller(), *request);
+    answered = use_cases_->CheckAccessFromMemory(call.caller(), *request);
     return absl::OkStatus();
   });
   if (!guarded.ok() || answered) {
@@ -66,7 +66,7 @@ grpc::ServerUnaryReactor* GrantService::CheckAccess(grpc::CallbackServerContext*
   auto held = std::make_shared<CallScope>(std::move(call));
   slow_path_->Submit([this, request, response, reactor, held] {
     absl::StatusOr<v1::CheckAccessResponse> result =
-        held->Run([&] { return lockbox_->CheckAccessFromDatabase(held->caller(), *request); });
+        held->Run([&] { return use_cases_->CheckAccessFromDatabase(held->caller(), *request); });
     if (result.ok()) *response = std::move(*result);
     reactor->Finish(held->Finish(result.status()));
   });

@@ -1,5 +1,5 @@
-// The four Lockbox gRPC services: adapters only. Each RPC forwards to the
-// Lockbox method of the same name (see call_scope.h); the logic lives in
+// The five Lockbox gRPC services: adapters only. Each RPC forwards to the
+// use-case method of the same name (see call_scope.h); the logic lives in
 // server/app and server/domain.
 #ifndef LOCKBOX_SERVER_SERVICE_SERVICES_H_
 #define LOCKBOX_SERVER_SERVICE_SERVICES_H_
@@ -9,7 +9,7 @@
 #include "lockbox/v1/grant_service.grpc.pb.h"
 #include "lockbox/v1/notification_service.grpc.pb.h"
 #include "lockbox/v1/policy_service.grpc.pb.h"
-#include "server/app/lockbox.h"
+#include "server/app/use_cases.h"
 #include "server/app/watch_hub.h"
 #include "server/service/executor.h"
 #include "server/service/call_scope.h"
@@ -18,7 +18,7 @@ namespace lockbox {
 
 class PolicyService final : public v1::PolicyService::Service {
  public:
-  explicit PolicyService(Lockbox* lockbox) : lockbox_(lockbox) {}
+  explicit PolicyService(PolicyUseCases* use_cases) : use_cases_(use_cases) {}
   LOCKBOX_UNARY(CreateTenant, v1::CreateTenantRequest, v1::Tenant)
   LOCKBOX_UNARY(GetTenant, v1::GetTenantRequest, v1::Tenant)
   LOCKBOX_UNARY(ListTenants, v1::ListTenantsRequest, v1::ListTenantsResponse)
@@ -33,7 +33,7 @@ class PolicyService final : public v1::PolicyService::Service {
   LOCKBOX_UNARY(DeleteRoleBinding, v1::DeleteRoleBindingRequest, google::protobuf::Empty)
 
  private:
-  Lockbox* lockbox_;
+  PolicyUseCases* use_cases_;
 };
 
 // WatchAccessRequest runs on the callback API (a waiting client holds no
@@ -42,7 +42,8 @@ class AccessRequestService final
     : public v1::AccessRequestService::WithCallbackMethod_WatchAccessRequest<
           v1::AccessRequestService::Service> {
  public:
-  AccessRequestService(Lockbox* lockbox, WatchHub* hub) : lockbox_(lockbox), hub_(hub) {}
+  AccessRequestService(AccessRequestUseCases* use_cases, WatchHub* hub)
+      : use_cases_(use_cases), hub_(hub) {}
   LOCKBOX_UNARY(CreateAccessRequest, v1::CreateAccessRequestRequest, v1::AccessRequest)
   LOCKBOX_UNARY(GetAccessRequest, v1::GetAccessRequestRequest, v1::AccessRequest)
   LOCKBOX_UNARY(ListAccessRequests, v1::ListAccessRequestsRequest,
@@ -55,7 +56,7 @@ class AccessRequestService final
       const v1::WatchAccessRequestRequest* request) override;
 
  private:
-  Lockbox* lockbox_;
+  AccessRequestUseCases* use_cases_;
   WatchHub* hub_;
 };
 
@@ -65,7 +66,8 @@ class AccessRequestService final
 class GrantService final
     : public v1::GrantService::WithCallbackMethod_CheckAccess<v1::GrantService::Service> {
  public:
-  GrantService(Lockbox* lockbox, Executor* slow_path) : lockbox_(lockbox), slow_path_(slow_path) {}
+  GrantService(GrantUseCases* use_cases, Executor* slow_path)
+      : use_cases_(use_cases), slow_path_(slow_path) {}
   LOCKBOX_UNARY(GetGrant, v1::GetGrantRequest, v1::Grant)
   LOCKBOX_UNARY(ListGrants, v1::ListGrantsRequest, v1::ListGrantsResponse)
   LOCKBOX_UNARY(ReleaseGrant, v1::ReleaseGrantRequest, v1::Grant)
@@ -75,13 +77,13 @@ class GrantService final
                                         v1::CheckAccessResponse* response) override;
 
  private:
-  Lockbox* lockbox_;
+  GrantUseCases* use_cases_;
   Executor* slow_path_;
 };
 
 class AuditService final : public v1::AuditService::Service {
  public:
-  explicit AuditService(Lockbox* lockbox) : lockbox_(lockbox) {}
+  explicit AuditService(AuditUseCases* use_cases) : use_cases_(use_cases) {}
   LOCKBOX_UNARY(ListAuditEvents, v1::ListAuditEventsRequest, v1::ListAuditEventsResponse)
   LOCKBOX_UNARY(VerifyAuditLog, v1::VerifyAuditLogRequest, v1::VerifyAuditLogResponse)
   LOCKBOX_UNARY(CreateAuditCheckpoint, v1::CreateAuditCheckpointRequest, v1::AuditCheckpoint)
@@ -95,16 +97,16 @@ class AuditService final : public v1::AuditService::Service {
                                  grpc::ServerWriter<v1::ExportAuditEventsResponse>* writer) override;
 
  private:
-  Lockbox* lockbox_;
+  AuditUseCases* use_cases_;
 };
 
 class NotificationService final : public v1::NotificationService::Service {
  public:
-  explicit NotificationService(Lockbox* lockbox) : lockbox_(lockbox) {}
+  explicit NotificationService(NotificationUseCases* use_cases) : use_cases_(use_cases) {}
   LOCKBOX_UNARY(ListNotifications, v1::ListNotificationsRequest, v1::ListNotificationsResponse)
 
  private:
-  Lockbox* lockbox_;
+  NotificationUseCases* use_cases_;
 };
 
 }  // namespace lockbox

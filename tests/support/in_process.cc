@@ -39,7 +39,7 @@ absl::StatusOr<std::unique_ptr<InProcessLockbox>> InProcessLockbox::Create(
   if (!signer.ok()) return signer.status();
   app->signer_ = std::move(*signer);
 
-  LockboxOptions lockbox_options;
+  UseCasesOptions lockbox_options;
   lockbox_options.store = app->store_.get();
   lockbox_options.clock = &app->clock_;
   lockbox_options.trust_domain = kTrustDomain;
@@ -48,9 +48,9 @@ absl::StatusOr<std::unique_ptr<InProcessLockbox>> InProcessLockbox::Create(
   lockbox_options.audit_signer = app->signer_.get();
   // No grant view: CheckAccess reads the database, which is what decides.
   lockbox_options.grant_view = nullptr;
-  app->lockbox_ = std::make_unique<Lockbox>(std::move(lockbox_options));
+  app->use_cases_ = std::make_unique<UseCases>(std::move(lockbox_options));
 
-  absl::Status bootstrap = app->lockbox_->EnsureBootstrapAdmin(app->admin_.spiffe_id);
+  absl::Status bootstrap = app->use_cases_->policy().EnsureBootstrapAdmin(app->admin_.spiffe_id);
   if (!bootstrap.ok()) return bootstrap;
   return app;
 }
@@ -62,13 +62,13 @@ absl::StatusOr<v1::RoleBinding> InProcessLockbox::Bind(const std::string& princi
   r.mutable_role_binding()->set_principal(principal);
   r.mutable_role_binding()->set_role(role);
   r.mutable_role_binding()->set_tenant(tenant);
-  return lockbox_->CreateRoleBinding(admin_, r);
+  return use_cases_->policy().CreateRoleBinding(admin_, r);
 }
 
 absl::StatusOr<v1::Tenant> InProcessLockbox::CreateTenant(const std::string& tenant_id) {
   v1::CreateTenantRequest r;
   r.set_tenant_id(tenant_id);
-  return lockbox_->CreateTenant(admin_, r);
+  return use_cases_->policy().CreateTenant(admin_, r);
 }
 
 absl::StatusOr<v1::Environment> InProcessLockbox::CreateEnvironment(
@@ -77,7 +77,7 @@ absl::StatusOr<v1::Environment> InProcessLockbox::CreateEnvironment(
   r.set_parent("tenants/" + tenant_id);
   r.set_environment_id(environment_id);
   *r.mutable_environment() = spec;
-  return lockbox_->CreateEnvironment(admin_, r);
+  return use_cases_->policy().CreateEnvironment(admin_, r);
 }
 
 namespace {
@@ -147,7 +147,7 @@ absl::StatusOr<DemoWorld> DemoWorld::Create(InProcessLockbox* app) {
   up.mutable_update_mask()->add_paths("enabled");
   up.mutable_update_mask()->add_paths("allow_revocation");
   absl::Status policy =
-      Check(app->lockbox().UpdateLockboxPolicy(w.tenant_a_admin, up).status(), "policy");
+      Check(app->use_cases().policy().UpdateLockboxPolicy(w.tenant_a_admin, up).status(), "policy");
   if (!policy.ok()) return policy;
   return w;
 }
@@ -163,7 +163,7 @@ v1::CreateAccessRequestRequest DemoWorld::Ask(const std::string& environment) {
 }
 
 absl::StatusOr<v1::AccessRequest> DemoWorld::PendingRequest(const std::string& environment) const {
-  return app_->lockbox().CreateAccessRequest(engineer, Ask(environment));
+  return app_->use_cases().requests().CreateAccessRequest(engineer, Ask(environment));
 }
 
 absl::StatusOr<v1::Grant> DemoWorld::ActiveGrant(const std::string& environment) const {
@@ -172,11 +172,11 @@ absl::StatusOr<v1::Grant> DemoWorld::ActiveGrant(const std::string& environment)
   v1::ApproveAccessRequestRequest approve;
   approve.set_name(request->name());
   absl::StatusOr<v1::AccessRequest> decided =
-      app_->lockbox().ApproveAccessRequest(reviewer, approve);
+      app_->use_cases().requests().ApproveAccessRequest(reviewer, approve);
   if (!decided.ok()) return decided.status();
   if (decided->state() == v1::AccessRequest::PENDING) {
     // Protected: the customer's stage follows.
-    decided = app_->lockbox().ApproveAccessRequest(
+    decided = app_->use_cases().requests().ApproveAccessRequest(
         environment.rfind(kTenantA, 0) == 0 ? tenant_a_admin : tenant_b_admin, approve);
     if (!decided.ok()) return decided.status();
   }
@@ -185,7 +185,7 @@ absl::StatusOr<v1::Grant> DemoWorld::ActiveGrant(const std::string& environment)
   }
   v1::GetGrantRequest get;
   get.set_name(decided->grant());
-  return app_->lockbox().GetGrant(engineer, get);
+  return app_->use_cases().grants().GetGrant(engineer, get);
 }
 
 }  // namespace lockbox::testing

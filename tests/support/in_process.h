@@ -15,7 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "server/app/lockbox.h"
+#include "server/app/use_cases.h"
 #include "server/domain/audit_signing.h"
 #include "server/domain/clock.h"
 #include "server/store/pg_store.h"
@@ -56,7 +56,7 @@ class InProcessLockbox {
   InProcessLockbox(const InProcessLockbox&) = delete;
   InProcessLockbox& operator=(const InProcessLockbox&) = delete;
 
-  Lockbox& lockbox() { return *lockbox_; }
+  UseCases& use_cases() { return *use_cases_; }
   FakeClock& clock() { return clock_; }
   const TestDatabase& database() const { return database_; }
   const CallerIdentity& admin() const { return admin_; }
@@ -84,7 +84,7 @@ class InProcessLockbox {
   CallerIdentity admin_;
   std::unique_ptr<AuditSigner> signer_;
   std::unique_ptr<PgStore> store_;
-  std::unique_ptr<Lockbox> lockbox_;
+  std::unique_ptr<UseCases> use_cases_;
 };
 
 // The people and places most use-case tests need, made through the use

@@ -42,7 +42,7 @@ using Expected = std::map<std::string, Code>;
 
 // The calls need these; they are made once for the whole table.
 struct Scene {
-  Lockbox& lockbox;
+  UseCases& use_cases;
   const DemoWorld& world;
   v1::AccessRequest pending;  // Stays PENDING: nothing in the table decides it.
   v1::Grant grant;            // Stays ACTIVE: the table ends only fresh grants.
@@ -101,22 +101,22 @@ std::vector<Row> Matrix() {
       [](Scene& s, const CallerIdentity& c) {
         v1::CreateTenantRequest r;
         r.set_tenant_id(s.Unique("new"));
-        return s.lockbox.CreateTenant(c, r).status();
+        return s.use_cases.policy().CreateTenant(c, r).status();
       });
   add("GetTenant", "PolicyService", "GetTenant", kReaders, [](Scene& s, const CallerIdentity& c) {
     v1::GetTenantRequest r;
     r.set_name(DemoWorld::kTenantA);
-    return s.lockbox.GetTenant(c, r).status();
+    return s.use_cases.policy().GetTenant(c, r).status();
   });
   add("ListTenants", "PolicyService", "ListTenants", kEveryPerson,
       [](Scene& s, const CallerIdentity& c) {
-        return s.lockbox.ListTenants(c, v1::ListTenantsRequest()).status();
+        return s.use_cases.policy().ListTenants(c, v1::ListTenantsRequest()).status();
       });
   add("GetLockboxPolicy", "PolicyService", "GetLockboxPolicy", kReaders,
       [](Scene& s, const CallerIdentity& c) {
         v1::GetLockboxPolicyRequest r;
         r.set_name(absl::StrCat(DemoWorld::kTenantA, "/lockboxPolicy"));
-        return s.lockbox.GetLockboxPolicy(c, r).status();
+        return s.use_cases.policy().GetLockboxPolicy(c, r).status();
       });
   add("UpdateLockboxPolicy", "PolicyService", "UpdateLockboxPolicy", kTenantAAdminOnly,
       [](Scene& s, const CallerIdentity& c) {
@@ -124,26 +124,26 @@ std::vector<Row> Matrix() {
         r.mutable_lockbox_policy()->set_name(absl::StrCat(DemoWorld::kTenantA, "/lockboxPolicy"));
         r.mutable_lockbox_policy()->set_enabled(true);
         r.mutable_update_mask()->add_paths("enabled");
-        return s.lockbox.UpdateLockboxPolicy(c, r).status();
+        return s.use_cases.policy().UpdateLockboxPolicy(c, r).status();
       });
   add("CreateEnvironment", "PolicyService", "CreateEnvironment", {{kAdmin, OK}},
       [](Scene& s, const CallerIdentity& c) {
         v1::CreateEnvironmentRequest r;
         r.set_parent(DemoWorld::kTenantA);
         r.set_environment_id(s.Unique("env"));
-        return s.lockbox.CreateEnvironment(c, r).status();
+        return s.use_cases.policy().CreateEnvironment(c, r).status();
       });
   add("GetEnvironment", "PolicyService", "GetEnvironment", kReaders,
       [](Scene& s, const CallerIdentity& c) {
         v1::GetEnvironmentRequest r;
         r.set_name(DemoWorld::kEnvironmentA);
-        return s.lockbox.GetEnvironment(c, r).status();
+        return s.use_cases.policy().GetEnvironment(c, r).status();
       });
   add("ListEnvironments", "PolicyService", "ListEnvironments", kReaders,
       [](Scene& s, const CallerIdentity& c) {
         v1::ListEnvironmentsRequest r;
         r.set_parent(DemoWorld::kTenantA);
-        return s.lockbox.ListEnvironments(c, r).status();
+        return s.use_cases.policy().ListEnvironments(c, r).status();
       });
   // The provider names environments; only the customer may change whether
   // one is managed.
@@ -153,7 +153,7 @@ std::vector<Row> Matrix() {
         r.mutable_environment()->set_name(DemoWorld::kEnvironmentA);
         r.mutable_environment()->set_display_name("Production");
         r.mutable_update_mask()->add_paths("display_name");
-        return s.lockbox.UpdateEnvironment(c, r).status();
+        return s.use_cases.policy().UpdateEnvironment(c, r).status();
       });
   add("UpdateEnvironment(managed)", "PolicyService", "UpdateEnvironment", kTenantAAdminOnly,
       [](Scene& s, const CallerIdentity& c) {
@@ -161,7 +161,7 @@ std::vector<Row> Matrix() {
         r.mutable_environment()->set_name(DemoWorld::kEnvironmentA);
         r.mutable_environment()->set_managed(true);
         r.mutable_update_mask()->add_paths("managed");
-        return s.lockbox.UpdateEnvironment(c, r).status();
+        return s.use_cases.policy().UpdateEnvironment(c, r).status();
       });
   add("CreateRoleBinding", "PolicyService", "CreateRoleBinding",
       {{kAdmin, OK}, {kAAdmin, OK}, {kPortalForAAdmin, OK}}, [](Scene& s, const CallerIdentity& c) {
@@ -169,13 +169,13 @@ std::vector<Row> Matrix() {
         r.mutable_role_binding()->set_principal(SpiffeId(s.Unique("tenant/ma/user/new")));
         r.mutable_role_binding()->set_role("tenant.auditor");
         r.mutable_role_binding()->set_tenant(DemoWorld::kTenantA);
-        return s.lockbox.CreateRoleBinding(c, r).status();
+        return s.use_cases.policy().CreateRoleBinding(c, r).status();
       });
   add("ListRoleBindings", "PolicyService", "ListRoleBindings", kAuditReaders,
       [](Scene& s, const CallerIdentity& c) {
         v1::ListRoleBindingsRequest r;
         r.set_parent(DemoWorld::kTenantA);
-        return s.lockbox.ListRoleBindings(c, r).status();
+        return s.use_cases.policy().ListRoleBindings(c, r).status();
       });
   add("DeleteRoleBinding", "PolicyService", "DeleteRoleBinding",
       {{kAdmin, OK}, {kAAdmin, OK}, {kPortalForAAdmin, OK}}, [](Scene& s, const CallerIdentity& c) {
@@ -183,29 +183,29 @@ std::vector<Row> Matrix() {
         make.mutable_role_binding()->set_principal(SpiffeId(s.Unique("tenant/ma/user/temp")));
         make.mutable_role_binding()->set_role("tenant.auditor");
         make.mutable_role_binding()->set_tenant(DemoWorld::kTenantA);
-        absl::StatusOr<v1::RoleBinding> made = s.lockbox.CreateRoleBinding(s.world.admin, make);
+        absl::StatusOr<v1::RoleBinding> made = s.use_cases.policy().CreateRoleBinding(s.world.admin, make);
         if (!made.ok()) return SetupFailed(made.status());
         v1::DeleteRoleBindingRequest r;
         r.set_name(made->name());
-        return s.lockbox.DeleteRoleBinding(c, r).status();
+        return s.use_cases.policy().DeleteRoleBinding(c, r).status();
       });
 
   // AccessRequestService
   add("CreateAccessRequest", "AccessRequestService", "CreateAccessRequest", {{kEngineer, OK}},
       [](Scene& s, const CallerIdentity& c) {
-        return s.lockbox.CreateAccessRequest(c, AskA()).status();
+        return s.use_cases.requests().CreateAccessRequest(c, AskA()).status();
       });
   add("GetAccessRequest", "AccessRequestService", "GetAccessRequest", kReaders,
       [](Scene& s, const CallerIdentity& c) {
         v1::GetAccessRequestRequest r;
         r.set_name(s.pending.name());
-        return s.lockbox.GetAccessRequest(c, r).status();
+        return s.use_cases.requests().GetAccessRequest(c, r).status();
       });
   add("ListAccessRequests", "AccessRequestService", "ListAccessRequests", kReaders,
       [](Scene& s, const CallerIdentity& c) {
         v1::ListAccessRequestsRequest r;
         r.set_parent(DemoWorld::kTenantA);
-        return s.lockbox.ListAccessRequests(c, r).status();
+        return s.use_cases.requests().ListAccessRequests(c, r).status();
       });
   // The internal stage first: only the reviewer; the customer's admin must
   // wait for it.
@@ -216,7 +216,7 @@ std::vector<Row> Matrix() {
         if (!fresh.ok()) return SetupFailed(fresh.status());
         v1::ApproveAccessRequestRequest r;
         r.set_name(fresh->name());
-        return s.lockbox.ApproveAccessRequest(c, r).status();
+        return s.use_cases.requests().ApproveAccessRequest(c, r).status();
       });
   add("DenyAccessRequest", "AccessRequestService", "DenyAccessRequest",
       {{kReviewer, OK}, {kAAdmin, NOT_YET}, {kPortalForAAdmin, NOT_YET}},
@@ -225,7 +225,7 @@ std::vector<Row> Matrix() {
         if (!fresh.ok()) return SetupFailed(fresh.status());
         v1::DenyAccessRequestRequest r;
         r.set_name(fresh->name());
-        return s.lockbox.DenyAccessRequest(c, r).status();
+        return s.use_cases.requests().DenyAccessRequest(c, r).status();
       });
   add("CancelAccessRequest", "AccessRequestService", "CancelAccessRequest", {{kEngineer, OK}},
       [](Scene& s, const CallerIdentity& c) {
@@ -233,7 +233,7 @@ std::vector<Row> Matrix() {
         if (!fresh.ok()) return SetupFailed(fresh.status());
         v1::CancelAccessRequestRequest r;
         r.set_name(fresh->name());
-        return s.lockbox.CancelAccessRequest(c, r).status();
+        return s.use_cases.requests().CancelAccessRequest(c, r).status();
       });
   // A watch is authorised by its first read, GetAccessRequest of the
   // watched request: that read's code is the watch's.
@@ -241,7 +241,7 @@ std::vector<Row> Matrix() {
       [](Scene& s, const CallerIdentity& c) {
         v1::GetAccessRequestRequest r;
         r.set_name(s.pending.name());
-        absl::StatusOr<v1::AccessRequest> first = s.lockbox.GetAccessRequest(c, r);
+        absl::StatusOr<v1::AccessRequest> first = s.use_cases.requests().GetAccessRequest(c, r);
         if (first.ok() && first->state() != v1::AccessRequest::PENDING) {
           return absl::InternalError("the watched request is not pending: " + first->DebugString());
         }
@@ -252,19 +252,19 @@ std::vector<Row> Matrix() {
   add("GetGrant", "GrantService", "GetGrant", kReaders, [](Scene& s, const CallerIdentity& c) {
     v1::GetGrantRequest r;
     r.set_name(s.grant.name());
-    return s.lockbox.GetGrant(c, r).status();
+    return s.use_cases.grants().GetGrant(c, r).status();
   });
   add("ListGrants", "GrantService", "ListGrants", kReaders, [](Scene& s, const CallerIdentity& c) {
     v1::ListGrantsRequest r;
     r.set_parent(DemoWorld::kTenantA);
-    return s.lockbox.ListGrants(c, r).status();
+    return s.use_cases.grants().ListGrants(c, r).status();
   });
   add("CheckAccess", "GrantService", "CheckAccess", {{kEnforcer, OK}},
       [](Scene& s, const CallerIdentity& c) {
         v1::CheckAccessRequest r;
         r.set_principal(s.world.engineer.spiffe_id);
         r.set_environment(DemoWorld::kEnvironmentA);
-        absl::StatusOr<v1::CheckAccessResponse> got = s.lockbox.CheckAccess(c, r);
+        absl::StatusOr<v1::CheckAccessResponse> got = s.use_cases.grants().CheckAccess(c, r);
         if (got.ok() && !got->allowed()) {
           return absl::InternalError("the active grant does not allow: " + got->DebugString());
         }
@@ -276,7 +276,7 @@ std::vector<Row> Matrix() {
         if (!fresh.ok()) return SetupFailed(fresh.status());
         v1::ReleaseGrantRequest r;
         r.set_name(fresh->name());
-        return s.lockbox.ReleaseGrant(c, r).status();
+        return s.use_cases.grants().ReleaseGrant(c, r).status();
       });
   add("RevokeGrant", "GrantService", "RevokeGrant", kTenantAAdminOnly,
       [](Scene& s, const CallerIdentity& c) {
@@ -284,7 +284,7 @@ std::vector<Row> Matrix() {
         if (!fresh.ok()) return SetupFailed(fresh.status());
         v1::RevokeGrantRequest r;
         r.set_name(fresh->name());
-        return s.lockbox.RevokeGrant(c, r).status();
+        return s.use_cases.grants().RevokeGrant(c, r).status();
       });
 
   // AuditService
@@ -292,17 +292,17 @@ std::vector<Row> Matrix() {
       [](Scene& s, const CallerIdentity& c) {
         v1::ListAuditEventsRequest r;
         r.set_parent(DemoWorld::kTenantA);
-        return s.lockbox.ListAuditEvents(c, r).status();
+        return s.use_cases.audit().ListAuditEvents(c, r).status();
       });
   add("ListAuditEvents(global)", "AuditService", "ListAuditEvents", {{kAdmin, OK}},
       [](Scene& s, const CallerIdentity& c) {
-        return s.lockbox.ListAuditEvents(c, v1::ListAuditEventsRequest()).status();
+        return s.use_cases.audit().ListAuditEvents(c, v1::ListAuditEventsRequest()).status();
       });
   add("VerifyAuditLog", "AuditService", "VerifyAuditLog", kAuditReaders,
       [](Scene& s, const CallerIdentity& c) {
         v1::VerifyAuditLogRequest r;
         r.set_parent(DemoWorld::kTenantA);
-        return s.lockbox.VerifyAuditLog(c, r).status();
+        return s.use_cases.audit().VerifyAuditLog(c, r).status();
       });
   // A stream: what the adapter calls, with a writer that keeps the chunks.
   add("ExportAuditEvents", "AuditService", "ExportAuditEvents", kAuditReaders,
@@ -310,7 +310,7 @@ std::vector<Row> Matrix() {
         v1::ExportAuditEventsRequest r;
         r.set_parent(DemoWorld::kTenantA);
         std::string written;
-        absl::Status st = s.lockbox.ExportAuditEvents(c, r, [&written](const std::string& chunk) {
+        absl::Status st = s.use_cases.audit().ExportAuditEvents(c, r, [&written](const std::string& chunk) {
           written += chunk;
           return true;
         });
@@ -326,17 +326,17 @@ std::vector<Row> Matrix() {
       [](Scene& s, const CallerIdentity& c) {
         v1::CreateAuditCheckpointRequest r;
         r.set_parent(DemoWorld::kTenantA);
-        return s.lockbox.CreateAuditCheckpoint(c, r).status();
+        return s.use_cases.audit().CreateAuditCheckpoint(c, r).status();
       });
   add("ListAuditCheckpoints", "AuditService", "ListAuditCheckpoints", kAuditReaders,
       [](Scene& s, const CallerIdentity& c) {
         v1::ListAuditCheckpointsRequest r;
         r.set_parent(DemoWorld::kTenantA);
-        return s.lockbox.ListAuditCheckpoints(c, r).status();
+        return s.use_cases.audit().ListAuditCheckpoints(c, r).status();
       });
   add("GetAuditPublicKey", "AuditService", "GetAuditPublicKey", kEveryBinding,
       [](Scene& s, const CallerIdentity& c) {
-        return s.lockbox.GetAuditPublicKey(c, v1::GetAuditPublicKeyRequest()).status();
+        return s.use_cases.audit().GetAuditPublicKey(c, v1::GetAuditPublicKeyRequest()).status();
       });
 
   // NotificationService
@@ -344,7 +344,7 @@ std::vector<Row> Matrix() {
       [](Scene& s, const CallerIdentity& c) {
         v1::ListNotificationsRequest r;
         r.set_parent(DemoWorld::kTenantA);
-        return s.lockbox.ListNotifications(c, r).status();
+        return s.use_cases.notifications().ListNotifications(c, r).status();
       });
   return rows;
 }
@@ -371,7 +371,7 @@ class MatrixWorld : public ::testing::Environment {
     ASSERT_TRUE(pending.ok()) << pending.status();
     auto grant = world_->ActiveGrant();
     ASSERT_TRUE(grant.ok()) << grant.status();
-    scene_ = std::make_unique<Scene>(Scene{app_->lockbox(), *world_, *pending, *grant});
+    scene_ = std::make_unique<Scene>(Scene{app_->use_cases(), *world_, *pending, *grant});
     const DemoWorld& w = *world_;
     callers_ = {
         {kAdmin, w.admin},

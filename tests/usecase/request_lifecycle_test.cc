@@ -31,11 +31,11 @@ class RequestLifecycleTest : public ::testing::Test {
     world_ = std::make_unique<DemoWorld>(*world);
   }
 
-  Lockbox& lockbox() { return app_->lockbox(); }
+  UseCases& use_cases() { return app_->use_cases(); }
   const DemoWorld& w() const { return *world_; }
 
   v1::AccessRequest Create(const CallerIdentity& who, const v1::CreateAccessRequestRequest& r) {
-    auto got = lockbox().CreateAccessRequest(who, r);
+    auto got = use_cases().requests().CreateAccessRequest(who, r);
     EXPECT_TRUE(got.ok()) << got.status();
     return got.ok() ? *got : v1::AccessRequest();
   }
@@ -44,18 +44,18 @@ class RequestLifecycleTest : public ::testing::Test {
     v1::ApproveAccessRequestRequest r;
     r.set_name(name);
     r.set_request_id(request_id);
-    return lockbox().ApproveAccessRequest(who, r);
+    return use_cases().requests().ApproveAccessRequest(who, r);
   }
   absl::StatusOr<v1::AccessRequest> Deny(const CallerIdentity& who, const std::string& name) {
     v1::DenyAccessRequestRequest r;
     r.set_name(name);
     r.set_comment("not now");
-    return lockbox().DenyAccessRequest(who, r);
+    return use_cases().requests().DenyAccessRequest(who, r);
   }
   v1::AccessRequest Get(const std::string& name) {
     v1::GetAccessRequestRequest r;
     r.set_name(name);
-    auto got = lockbox().GetAccessRequest(w().tenant_a_admin, r);
+    auto got = use_cases().requests().GetAccessRequest(w().tenant_a_admin, r);
     EXPECT_TRUE(got.ok()) << got.status();
     return got.ok() ? *got : v1::AccessRequest();
   }
@@ -65,7 +65,7 @@ class RequestLifecycleTest : public ::testing::Test {
     r.set_parent(DemoWorld::kTenantA);
     r.set_filter(filter);
     r.set_page_size(1000);
-    auto got = lockbox().ListAccessRequests(w().reviewer, r);
+    auto got = use_cases().requests().ListAccessRequests(w().reviewer, r);
     EXPECT_TRUE(got.ok()) << got.status();
     std::vector<std::string> names;
     if (got.ok()) {
@@ -78,7 +78,7 @@ class RequestLifecycleTest : public ::testing::Test {
     r.set_parent(tenant);
     r.set_filter(filter);
     r.set_page_size(1000);
-    auto got = lockbox().ListGrants(w().reviewer, r);
+    auto got = use_cases().grants().ListGrants(w().reviewer, r);
     EXPECT_TRUE(got.ok()) << got.status();
     std::vector<std::string> names;
     if (got.ok()) {
@@ -91,7 +91,7 @@ class RequestLifecycleTest : public ::testing::Test {
     r.set_principal(w().engineer.spiffe_id);
     r.set_environment(environment);
     r.set_data_source(source);
-    auto got = lockbox().CheckAccess(w().enforcer, r);
+    auto got = use_cases().grants().CheckAccess(w().enforcer, r);
     EXPECT_TRUE(got.ok()) << got.status();
     return got.ok() ? *got : v1::CheckAccessResponse();
   }
@@ -100,7 +100,7 @@ class RequestLifecycleTest : public ::testing::Test {
     r.set_parent(tenant);
     r.set_filter(filter);
     r.set_page_size(1000);
-    auto got = lockbox().ListAuditEvents(w().admin, r);
+    auto got = use_cases().audit().ListAuditEvents(w().admin, r);
     EXPECT_TRUE(got.ok()) << got.status();
     if (!got.ok()) return {};
     return {got->audit_events().begin(), got->audit_events().end()};
@@ -138,7 +138,7 @@ TEST_F(RequestLifecycleTest, ARequestExpiresAtReadTimeToTheSecond) {
   EXPECT_EQ(ErrorReason(late.status()), "STATE_TRANSITION_NOT_ALLOWED");
   v1::CancelAccessRequestRequest cancel;
   cancel.set_name(r.name());
-  EXPECT_EQ(lockbox().CancelAccessRequest(w().engineer, cancel).status().code(),
+  EXPECT_EQ(use_cases().requests().CancelAccessRequest(w().engineer, cancel).status().code(),
             Code::kFailedPrecondition);
   // Reading decided it; nothing was written.
   std::vector<v1::AuditEvent> events = Audit(DemoWorld::kTenantA, Of(r.name()));
@@ -156,7 +156,7 @@ TEST_F(RequestLifecycleTest, AGrantExpiresAtReadTimeToTheSecond) {
   get.set_name(grant.name());
 
   app_->clock().Set(expires - absl::Seconds(1));
-  auto before = lockbox().GetGrant(w().engineer, get);
+  auto before = use_cases().grants().GetGrant(w().engineer, get);
   ASSERT_TRUE(before.ok()) << before.status();
   EXPECT_EQ(before->state(), v1::Grant::ACTIVE);
   v1::CheckAccessResponse allowed = Check(DemoWorld::kEnvironmentB);
@@ -166,7 +166,7 @@ TEST_F(RequestLifecycleTest, AGrantExpiresAtReadTimeToTheSecond) {
   EXPECT_FALSE(Contains(ListedGrants(DemoWorld::kTenantB, "state = EXPIRED"), grant.name()));
 
   app_->clock().Set(expires);
-  auto after = lockbox().GetGrant(w().engineer, get);
+  auto after = use_cases().grants().GetGrant(w().engineer, get);
   ASSERT_TRUE(after.ok()) << after.status();
   EXPECT_EQ(after->state(), v1::Grant::EXPIRED);
   v1::CheckAccessResponse refused = Check(DemoWorld::kEnvironmentB);
@@ -176,7 +176,7 @@ TEST_F(RequestLifecycleTest, AGrantExpiresAtReadTimeToTheSecond) {
   EXPECT_TRUE(Contains(ListedGrants(DemoWorld::kTenantB, "state = EXPIRED"), grant.name()));
   v1::ReleaseGrantRequest release;
   release.set_name(grant.name());
-  EXPECT_EQ(lockbox().ReleaseGrant(w().engineer, release).status().code(),
+  EXPECT_EQ(use_cases().grants().ReleaseGrant(w().engineer, release).status().code(),
             Code::kFailedPrecondition);
   EXPECT_TRUE(Audit(DemoWorld::kTenantB, "action = grant.expire").empty());
 }
@@ -227,7 +227,7 @@ TEST_F(RequestLifecycleTest, TheCustomerDecidesOnlyWhenTheEnvironmentIsProtected
   unmanage.mutable_environment()->set_name(DemoWorld::kEnvironmentA);
   unmanage.mutable_environment()->set_managed(false);
   unmanage.mutable_update_mask()->add_paths("managed");
-  ASSERT_TRUE(lockbox().UpdateEnvironment(w().tenant_a_admin, unmanage).ok());
+  ASSERT_TRUE(use_cases().policy().UpdateEnvironment(w().tenant_a_admin, unmanage).ok());
   auto now_unprotected = Approve(w().reviewer, later.name());
   ASSERT_TRUE(now_unprotected.ok()) << now_unprotected.status();
   EXPECT_EQ(now_unprotected->state(), v1::AccessRequest::APPROVED);
@@ -297,7 +297,7 @@ TEST_F(RequestLifecycleTest, RetriesWithARequestIdChangeNothingMore) {
   for (int i = 0; i < 5; ++i) {
     threads.emplace_back([&, i] {
       try {
-        auto again = lockbox().CreateAccessRequest(w().engineer, ask);
+        auto again = use_cases().requests().CreateAccessRequest(w().engineer, ask);
         names[i] = again.ok() ? again->name() : again.status().ToString();
       } catch (const std::exception& e) {
         names[i] = std::string("escaped: ") + e.what();
@@ -307,7 +307,7 @@ TEST_F(RequestLifecycleTest, RetriesWithARequestIdChangeNothingMore) {
   for (auto& t : threads) t.join();
   for (const std::string& name : names) EXPECT_EQ(name, first.name());
   app_->clock().Advance(absl::Minutes(5));
-  auto later = lockbox().CreateAccessRequest(w().engineer, ask);
+  auto later = use_cases().requests().CreateAccessRequest(w().engineer, ask);
   ASSERT_TRUE(later.ok()) << later.status();
   EXPECT_EQ(later->name(), first.name());
   EXPECT_EQ(later->create_time().seconds(), first.create_time().seconds());
@@ -317,7 +317,7 @@ TEST_F(RequestLifecycleTest, RetriesWithARequestIdChangeNothingMore) {
   // The same request_id for a different request is refused.
   v1::CreateAccessRequestRequest other = ask;
   other.mutable_access_request()->set_justification("something else");
-  absl::StatusOr<v1::AccessRequest> reused = lockbox().CreateAccessRequest(w().engineer, other);
+  absl::StatusOr<v1::AccessRequest> reused = use_cases().requests().CreateAccessRequest(w().engineer, other);
   EXPECT_EQ(reused.status().code(), Code::kInvalidArgument);
   EXPECT_EQ(ErrorReason(reused.status()), "INVALID_FIELD");
 

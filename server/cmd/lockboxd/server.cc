@@ -13,8 +13,8 @@
 #include "server/app/background.h"
 #include "server/app/grant_view.h"
 #include "server/app/lifecycle_log.h"
-#include "server/app/lockbox.h"
 #include "server/app/operational_gauges.h"
+#include "server/app/use_cases.h"
 #include "server/app/watch_hub.h"
 #include "server/domain/audit_signing.h"
 #include "server/observe/log.h"
@@ -80,7 +80,7 @@ struct Server::Parts {
   std::unique_ptr<AuditSigner> signer;
   std::unique_ptr<PgChangeFeed> access_feed;
   std::unique_ptr<GrantView> grant_view;
-  std::unique_ptr<Lockbox> lockbox;
+  std::unique_ptr<UseCases> use_cases;
   std::unique_ptr<PgChangeFeed> request_feed;
   std::unique_ptr<WatchHub> hub;
   std::unique_ptr<PolicyService> policy_service;
@@ -146,11 +146,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   p->grant_view =
       std::make_unique<GrantView>(GrantView::Options{p->store.get(), &clock, p->access_feed.get()});
   if (s.grant_view) p->grant_view->Start();
-  p->lockbox = std::make_unique<Lockbox>(LockboxOptions{p->store.get(), &clock, s.trust_domain,
-                                                        page_key, p->signer.get(),
-                                                        s.grant_view ? p->grant_view.get() : nullptr});
+  p->use_cases = std::make_unique<UseCases>(UseCasesOptions{
+      p->store.get(), &clock, s.trust_domain, page_key, p->signer.get(),
+      s.grant_view ? p->grant_view.get() : nullptr});
   if (!s.bootstrap_admin.empty()) {
-    RETURN_IF_ERROR(p->lockbox->EnsureBootstrapAdmin(s.bootstrap_admin));
+    RETURN_IF_ERROR(p->use_cases->policy().EnsureBootstrapAdmin(s.bootstrap_admin));
   }
 
   p->request_feed = std::make_unique<PgChangeFeed>(s.database_url, ChangeTopic::kAccessRequests);
@@ -159,16 +159,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
                                                         absl::Seconds(s.watch_recheck_seconds)});
   p->hub->Start();
 
-  Lockbox* lockbox = p->lockbox.get();
-  p->policy_service = std::make_unique<PolicyService>(lockbox);
-  p->request_service = std::make_unique<AccessRequestService>(lockbox, p->hub.get());
+  UseCases& use_cases = *p->use_cases;
+  p->policy_service = std::make_unique<PolicyService>(&use_cases.policy());
+  p->request_service = std::make_unique<AccessRequestService>(&use_cases.requests(), p->hub.get());
   p->check_slow_path = std::make_unique<Executor>(s.db_pool_size);
-  p->grant_service = std::make_unique<GrantService>(lockbox, p->check_slow_path.get());
-  p->audit_service = std::make_unique<AuditService>(lockbox);
-  p->notification_service = std::make_unique<NotificationService>(lockbox);
+  p->grant_service = std::make_unique<GrantService>(&use_cases.grants(), p->check_slow_path.get());
+  p->audit_service = std::make_unique<AuditService>(&use_cases.audit());
+  p->notification_service = std::make_unique<NotificationService>(&use_cases.notifications());
 
   // What time decides, and the outbox: in every replica.
-  p->sweeper = std::make_unique<Sweeper>(lockbox, absl::Minutes(s.audit_checkpoint_minutes));
+  p->sweeper = std::make_unique<Sweeper>(&use_cases, absl::Minutes(s.audit_checkpoint_minutes));
   Sweeper* sweeper = p->sweeper.get();
   p->sweeping = std::make_unique<Periodic>(absl::Milliseconds(s.sweep_interval_ms),
                                            [sweeper] { sweeper->RunOnce(); });

@@ -1,6 +1,12 @@
 // PolicyService: tenants, lockbox policy, environments and role bindings.
 #include "absl/strings/str_join.h"
-#include "server/app/change.h"
+#include "server/app/policy_use_cases.h"
+
+#include "server/app/audit_events.h"
+#include "server/app/list_page.h"
+#include "server/app/request_messages.h"
+#include "server/domain/names.h"
+#include "server/domain/status.h"
 #include "server/domain/authorization.h"
 #include "server/domain/filter.h"
 #include "server/domain/lifecycle.h"
@@ -36,13 +42,13 @@ void EnvironmentDetails(const v1::Environment& env, v1::AuditEvent* e) {
 
 }  // namespace
 
-absl::StatusOr<v1::Tenant> Lockbox::CreateTenant(const C& c, const v1::CreateTenantRequest& r) {
+absl::StatusOr<v1::Tenant> PolicyUseCases::CreateTenant(const C& c, const v1::CreateTenantRequest& r) {
   if (!IsValidId(r.tenant_id())) {
     return InvalidField("tenant_id", r.tenant_id().empty() ? "REQUIRED" : "BAD_FORMAT",
                         "must match [a-z][a-z0-9-]{0,62}");
   }
   RETURN_IF_ERROR(ValidateDisplayName(r.tenant().display_name(), "tenant.display_name"));
-  return Change<v1::Tenant>(c, "CreateTenant", r, r.request_id(),
+  return runner().Change<v1::Tenant>(c, "CreateTenant", r, r.request_id(),
                             [&](Transaction& tx, const Actor& a, absl::Time now)
                                 -> absl::StatusOr<v1::Tenant> {
     RETURN_IF_ERROR(authz::ManageTenants(a));
@@ -67,30 +73,28 @@ absl::StatusOr<v1::Tenant> Lockbox::CreateTenant(const C& c, const v1::CreateTen
   });
 }
 
-absl::StatusOr<v1::Tenant> Lockbox::GetTenant(const C& c, const v1::GetTenantRequest& r) {
+absl::StatusOr<v1::Tenant> PolicyUseCases::GetTenant(const C& c, const v1::GetTenantRequest& r) {
   ASSIGN_OR_RETURN(std::string tenant, ParseTenantName(r.name(), "name"));
-  return Read<v1::Tenant>(c, [&](Transaction& tx, const Actor& a, absl::Time)
+  return runner().Read<v1::Tenant>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                  -> absl::StatusOr<v1::Tenant> {
     RETURN_IF_ERROR(authz::ReadTenantConfig(a, tenant));
     return tx.GetTenant(tenant);
   });
 }
 
-absl::StatusOr<v1::ListTenantsResponse> Lockbox::ListTenants(const C& c,
+absl::StatusOr<v1::ListTenantsResponse> PolicyUseCases::ListTenants(const C& c,
                                                               const v1::ListTenantsRequest& r) {
   ListQuery q;
-  RETURN_IF_ERROR(StartPage(absl::StrCat("ListTenants|", c.spiffe_id), r.page_token(),
-                            r.page_size(), &q));
-  return Read<v1::ListTenantsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
+  ASSIGN_OR_RETURN(ListPage page,
+                   ListPage::Start(*options_.page_tokens, "ListTenants", c, "", "",
+                                   r.page_token(), r.page_size(), &q));
+  return runner().Read<v1::ListTenantsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                               -> absl::StatusOr<v1::ListTenantsResponse> {
     ASSIGN_OR_RETURN(authz::ListScope scope, authz::ListTenants(a));
     q.tenants = std::move(scope.tenants);
-    int limit = q.limit;
-    q.limit = limit + 1;
     ASSIGN_OR_RETURN(std::vector<v1::Tenant> tenants, tx.ListTenants(q));
     v1::ListTenantsResponse out;
-    out.set_next_page_token(NextPageToken(page_tokens_, absl::StrCat("ListTenants|", c.spiffe_id),
-                                          limit, &tenants, [](const v1::Tenant& t) {
+    out.set_next_page_token(page.Finish(&tenants, [](const v1::Tenant& t) {
       return Cursor{"", IdOfName(t.name())};
     }));
     for (auto& t : tenants) *out.add_tenants() = std::move(t);
@@ -98,21 +102,21 @@ absl::StatusOr<v1::ListTenantsResponse> Lockbox::ListTenants(const C& c,
   });
 }
 
-absl::StatusOr<v1::LockboxPolicy> Lockbox::GetLockboxPolicy(
+absl::StatusOr<v1::LockboxPolicy> PolicyUseCases::GetLockboxPolicy(
     const C& c, const v1::GetLockboxPolicyRequest& r) {
   ASSIGN_OR_RETURN(std::string tenant, ParsePolicyName(r.name(), "name"));
-  return Read<v1::LockboxPolicy>(c, [&](Transaction& tx, const Actor& a, absl::Time)
+  return runner().Read<v1::LockboxPolicy>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                         -> absl::StatusOr<v1::LockboxPolicy> {
     RETURN_IF_ERROR(authz::ReadTenantConfig(a, tenant));
     return tx.GetPolicy(tenant, false);
   });
 }
 
-absl::StatusOr<v1::LockboxPolicy> Lockbox::UpdateLockboxPolicy(
+absl::StatusOr<v1::LockboxPolicy> PolicyUseCases::UpdateLockboxPolicy(
     const C& c, const v1::UpdateLockboxPolicyRequest& r) {
   ASSIGN_OR_RETURN(std::string tenant,
                    ParsePolicyName(r.lockbox_policy().name(), "lockbox_policy.name"));
-  return Change<v1::LockboxPolicy>(c, "UpdateLockboxPolicy", r, r.request_id(),
+  return runner().Change<v1::LockboxPolicy>(c, "UpdateLockboxPolicy", r, r.request_id(),
                                    [&](Transaction& tx, const Actor& a, absl::Time now)
                                        -> absl::StatusOr<v1::LockboxPolicy> {
     // The customer's policy is the customer's: not even lockbox.admin may
@@ -139,7 +143,7 @@ absl::StatusOr<v1::LockboxPolicy> Lockbox::UpdateLockboxPolicy(
   });
 }
 
-absl::StatusOr<v1::Environment> Lockbox::CreateEnvironment(
+absl::StatusOr<v1::Environment> PolicyUseCases::CreateEnvironment(
     const C& c, const v1::CreateEnvironmentRequest& r) {
   ASSIGN_OR_RETURN(std::string tenant, ParseTenantName(r.parent(), "parent"));
   if (!IsValidId(r.environment_id())) {
@@ -149,7 +153,7 @@ absl::StatusOr<v1::Environment> Lockbox::CreateEnvironment(
   RETURN_IF_ERROR(
       ValidateDisplayName(r.environment().display_name(), "environment.display_name"));
   RETURN_IF_ERROR(ValidateDataSources(r.environment(), "environment.data_sources"));
-  return Change<v1::Environment>(c, "CreateEnvironment", r, r.request_id(),
+  return runner().Change<v1::Environment>(c, "CreateEnvironment", r, r.request_id(),
                                  [&](Transaction& tx, const Actor& a, absl::Time now)
                                      -> absl::StatusOr<v1::Environment> {
     RETURN_IF_ERROR(authz::ManageTenants(a));
@@ -177,10 +181,10 @@ absl::StatusOr<v1::Environment> Lockbox::CreateEnvironment(
   });
 }
 
-absl::StatusOr<v1::Environment> Lockbox::GetEnvironment(const C& c,
+absl::StatusOr<v1::Environment> PolicyUseCases::GetEnvironment(const C& c,
                                                         const v1::GetEnvironmentRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "environments", "name"));
-  return Read<v1::Environment>(c, [&](Transaction& tx, const Actor& a, absl::Time)
+  return runner().Read<v1::Environment>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                       -> absl::StatusOr<v1::Environment> {
     RETURN_IF_ERROR(authz::ReadTenantConfig(a, name.tenant));
     ASSIGN_OR_RETURN(v1::Environment env, tx.GetEnvironment(name.tenant, name.id, false));
@@ -190,22 +194,21 @@ absl::StatusOr<v1::Environment> Lockbox::GetEnvironment(const C& c,
   });
 }
 
-absl::StatusOr<v1::ListEnvironmentsResponse> Lockbox::ListEnvironments(
+absl::StatusOr<v1::ListEnvironmentsResponse> PolicyUseCases::ListEnvironments(
     const C& c, const v1::ListEnvironmentsRequest& r) {
   ASSIGN_OR_RETURN(std::string tenant, ParseTenantName(r.parent(), "parent"));
-  std::string key = absl::StrCat("ListEnvironments|", r.parent());
   ListQuery q;
-  RETURN_IF_ERROR(StartPage(key, r.page_token(), r.page_size(), &q));
+  ASSIGN_OR_RETURN(ListPage page,
+                   ListPage::Start(*options_.page_tokens, "ListEnvironments", c, r.parent(), "",
+                                   r.page_token(), r.page_size(), &q));
   q.tenants = std::vector<std::string>{tenant};
-  return Read<v1::ListEnvironmentsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
+  return runner().Read<v1::ListEnvironmentsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                                    -> absl::StatusOr<v1::ListEnvironmentsResponse> {
     RETURN_IF_ERROR(authz::ReadTenantConfig(a, tenant));
     ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(tenant, false));
-    int limit = q.limit;
-    q.limit = limit + 1;
     ASSIGN_OR_RETURN(std::vector<v1::Environment> envs, tx.ListEnvironments(q));
     v1::ListEnvironmentsResponse out;
-    out.set_next_page_token(NextPageToken(page_tokens_, key, limit, &envs,
+    out.set_next_page_token(page.Finish(&envs,
                                           [](const v1::Environment& e) {
       return Cursor{"", IdOfName(e.name())};
     }));
@@ -217,7 +220,7 @@ absl::StatusOr<v1::ListEnvironmentsResponse> Lockbox::ListEnvironments(
   });
 }
 
-absl::StatusOr<v1::Environment> Lockbox::UpdateEnvironment(
+absl::StatusOr<v1::Environment> PolicyUseCases::UpdateEnvironment(
     const C& c, const v1::UpdateEnvironmentRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name,
                    ParseChildName(r.environment().name(), "environments", "environment.name"));
@@ -239,7 +242,7 @@ absl::StatusOr<v1::Environment> Lockbox::UpdateEnvironment(
   RETURN_IF_ERROR(
       ValidateDisplayName(r.environment().display_name(), "environment.display_name"));
   RETURN_IF_ERROR(ValidateDataSources(r.environment(), "environment.data_sources"));
-  return Change<v1::Environment>(c, "UpdateEnvironment", r, r.request_id(),
+  return runner().Change<v1::Environment>(c, "UpdateEnvironment", r, r.request_id(),
                                  [&](Transaction& tx, const Actor& a, absl::Time now)
                                      -> absl::StatusOr<v1::Environment> {
     // The provider describes environments; only the customer decides whether
@@ -270,11 +273,11 @@ absl::StatusOr<v1::Environment> Lockbox::UpdateEnvironment(
   });
 }
 
-absl::StatusOr<v1::RoleBinding> Lockbox::CreateRoleBinding(
+absl::StatusOr<v1::RoleBinding> PolicyUseCases::CreateRoleBinding(
     const C& c, const v1::CreateRoleBindingRequest& r) {
   const v1::RoleBinding& in = r.role_binding();
   ASSIGN_OR_RETURN(Principal principal,
-                   ParseSpiffeId(in.principal(), options_.trust_domain, "role_binding.principal"));
+                   ParseSpiffeId(in.principal(), runner().trust_domain(), "role_binding.principal"));
   std::optional<Role> role = ParseRole(in.role());
   if (!role) {
     return InvalidField("role_binding.role", in.role().empty() ? "REQUIRED" : "UNKNOWN_VALUE",
@@ -289,7 +292,7 @@ absl::StatusOr<v1::RoleBinding> Lockbox::CreateRoleBinding(
   if (!in.email().empty() && !IsValidEmail(in.email())) {
     return InvalidField("role_binding.email", "BAD_FORMAT", "is not an e-mail address");
   }
-  return Change<v1::RoleBinding>(c, "CreateRoleBinding", r, r.request_id(),
+  return runner().Change<v1::RoleBinding>(c, "CreateRoleBinding", r, r.request_id(),
                                  [&](Transaction& tx, const Actor& a, absl::Time now)
                                      -> absl::StatusOr<v1::RoleBinding> {
     RETURN_IF_ERROR(authz::CreateRoleBinding(a, *role, tenant));
@@ -319,7 +322,7 @@ absl::StatusOr<v1::RoleBinding> Lockbox::CreateRoleBinding(
   });
 }
 
-absl::StatusOr<v1::ListRoleBindingsResponse> Lockbox::ListRoleBindings(
+absl::StatusOr<v1::ListRoleBindingsResponse> PolicyUseCases::ListRoleBindings(
     const C& c, const v1::ListRoleBindingsRequest& r) {
   std::string tenant;
   if (!r.parent().empty()) {
@@ -327,17 +330,16 @@ absl::StatusOr<v1::ListRoleBindingsResponse> Lockbox::ListRoleBindings(
   }
   ListQuery q;
   ASSIGN_OR_RETURN(q.conditions, ParseFilter(r.filter(), {{"principal"}, {"role"}}));
-  std::string key = absl::StrCat("ListRoleBindings|", r.parent(), "|", r.filter(), "|", c.spiffe_id);
-  RETURN_IF_ERROR(StartPage(key, r.page_token(), r.page_size(), &q));
-  return Read<v1::ListRoleBindingsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
+  ASSIGN_OR_RETURN(ListPage page,
+                   ListPage::Start(*options_.page_tokens, "ListRoleBindings", c, r.parent(), r.filter(),
+                                   r.page_token(), r.page_size(), &q));
+  return runner().Read<v1::ListRoleBindingsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                                    -> absl::StatusOr<v1::ListRoleBindingsResponse> {
     ASSIGN_OR_RETURN(authz::ListScope scope, authz::ListRoleBindings(a, tenant));
     q.tenants = std::move(scope.tenants);
-    int limit = q.limit;
-    q.limit = limit + 1;
     ASSIGN_OR_RETURN(std::vector<v1::RoleBinding> bindings, tx.ListRoleBindings(q));
     v1::ListRoleBindingsResponse out;
-    out.set_next_page_token(NextPageToken(page_tokens_, key, limit, &bindings,
+    out.set_next_page_token(page.Finish(&bindings,
                                           [](const v1::RoleBinding& b) {
       return Cursor{MicrosKey(b.create_time()), IdOfName(b.name())};
     }));
@@ -346,10 +348,10 @@ absl::StatusOr<v1::ListRoleBindingsResponse> Lockbox::ListRoleBindings(
   });
 }
 
-absl::StatusOr<google::protobuf::Empty> Lockbox::DeleteRoleBinding(
+absl::StatusOr<google::protobuf::Empty> PolicyUseCases::DeleteRoleBinding(
     const C& c, const v1::DeleteRoleBindingRequest& r) {
   ASSIGN_OR_RETURN(std::string id, ParseRoleBindingName(r.name(), "name"));
-  return Change<google::protobuf::Empty>(c, "DeleteRoleBinding", r, r.request_id(),
+  return runner().Change<google::protobuf::Empty>(c, "DeleteRoleBinding", r, r.request_id(),
                                          [&](Transaction& tx, const Actor& a, absl::Time now)
                                              -> absl::StatusOr<google::protobuf::Empty> {
     auto binding = tx.GetRoleBinding(id, true);
@@ -365,6 +367,38 @@ absl::StatusOr<google::protobuf::Empty> Lockbox::DeleteRoleBinding(
     RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
     return google::protobuf::Empty();
   });
+}
+
+absl::Status PolicyUseCases::EnsureBootstrapAdmin(const std::string& spiffe_id) {
+  ASSIGN_OR_RETURN(Principal admin,
+                   ParseSpiffeId(spiffe_id, runner().trust_domain(), "--bootstrap-admin"));
+  if (admin.kind != Principal::Kind::kOperator) {
+    return InvalidField("--bootstrap-admin", "NOT_ALLOWED",
+                        "must be an operator: spiffe://<trust-domain>/operator/<user>");
+  }
+  absl::Status status = runner().store().RunInTransaction([&](Transaction& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(std::vector<Binding> bindings, tx.BindingsOf(spiffe_id));
+    for (const Binding& b : bindings) {
+      if (b.role == Role::kAdmin) return absl::OkStatus();
+    }
+    absl::Time now = runner().clock().Now();
+    std::string id = NewUuid();
+    v1::RoleBinding binding;
+    binding.set_name(absl::StrCat("roleBindings/", id));
+    binding.set_principal(spiffe_id);
+    binding.set_role(std::string(RoleName(Role::kAdmin)));
+    *binding.mutable_create_time() = ToProto(now);
+    RETURN_IF_ERROR(tx.InsertRoleBinding(id, binding));
+    Actor system{Principal{"lockboxd:bootstrap", Principal::Kind::kService, "", "lockboxd"},
+                 std::nullopt, Permissions()};
+    v1::AuditEvent event = NewAuditEvent(system, "role_binding.create", "", binding.name(), now);
+    (*event.mutable_details())["principal"] = spiffe_id;
+    (*event.mutable_details())["role"] = binding.role();
+    return tx.AppendAuditEvent(&event);
+  });
+  // Another replica starting at the same moment made the same binding.
+  if (absl::IsAlreadyExists(status)) return absl::OkStatus();
+  return status;
 }
 
 }  // namespace lockbox

@@ -1,6 +1,12 @@
 // GrantService: grants and the data plane's check.
 #include "absl/cleanup/cleanup.h"
-#include "server/app/change.h"
+#include "server/app/grant_use_cases.h"
+
+#include "server/app/audit_events.h"
+#include "server/app/list_page.h"
+#include "server/app/request_messages.h"
+#include "server/domain/names.h"
+#include "server/domain/status.h"
 #include "server/domain/authorization.h"
 #include "server/domain/filter.h"
 #include "server/domain/lifecycle.h"
@@ -26,15 +32,15 @@ absl::Status AuditGrantEnd(Transaction& tx, const Actor& a, absl::Time now,
 
 }  // namespace
 
-void Lockbox::ForgetGrant(const std::string& tenant, const std::string& id) {
+void GrantUseCases::ForgetGrant(const std::string& tenant, const std::string& id) {
   // Whatever the outcome: a grant dropped that is still active is only
   // read again from the database by the next check.
   if (options_.grant_view != nullptr) options_.grant_view->Forget(GrantKey(tenant, id));
 }
 
-absl::StatusOr<v1::Grant> Lockbox::GetGrant(const C& c, const v1::GetGrantRequest& r) {
+absl::StatusOr<v1::Grant> GrantUseCases::GetGrant(const C& c, const v1::GetGrantRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "grants", "name"));
-  return Read<v1::Grant>(c, [&](Transaction& tx, const Actor& a, absl::Time now)
+  return runner().Read<v1::Grant>(c, [&](Transaction& tx, const Actor& a, absl::Time now)
                                 -> absl::StatusOr<v1::Grant> {
     RETURN_IF_ERROR(authz::ReadGrants(a, name.tenant));
     ASSIGN_OR_RETURN(v1::Grant grant, tx.GetGrant(name.tenant, name.id, false));
@@ -44,7 +50,7 @@ absl::StatusOr<v1::Grant> Lockbox::GetGrant(const C& c, const v1::GetGrantReques
   });
 }
 
-absl::StatusOr<v1::ListGrantsResponse> Lockbox::ListGrants(const C& c,
+absl::StatusOr<v1::ListGrantsResponse> GrantUseCases::ListGrants(const C& c,
                                                            const v1::ListGrantsRequest& r) {
   std::string tenant;
   if (r.parent() != "tenants/-") {
@@ -56,19 +62,18 @@ absl::StatusOr<v1::ListGrantsResponse> Lockbox::ListGrants(const C& c,
                                              {"ACTIVE", "EXPIRED", "RELEASED", "REVOKED"}},
                                             {"environment"},
                                             {"principal"}}));
-  std::string key = absl::StrCat("ListGrants|", r.parent(), "|", r.filter(), "|", c.spiffe_id);
-  RETURN_IF_ERROR(StartPage(key, r.page_token(), r.page_size(), &q));
-  return Read<v1::ListGrantsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time now)
+  ASSIGN_OR_RETURN(ListPage page,
+                   ListPage::Start(*options_.page_tokens, "ListGrants", c, r.parent(), r.filter(),
+                                   r.page_token(), r.page_size(), &q));
+  return runner().Read<v1::ListGrantsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time now)
                                              -> absl::StatusOr<v1::ListGrantsResponse> {
     ASSIGN_OR_RETURN(authz::ListScope scope, authz::ListGrants(a, tenant));
     q.tenants = std::move(scope.tenants);
     q.principal = std::move(scope.principal);
     q.now = now;
-    int limit = q.limit;
-    q.limit = limit + 1;
     ASSIGN_OR_RETURN(std::vector<v1::Grant> grants, tx.ListGrants(q));
     v1::ListGrantsResponse out;
-    out.set_next_page_token(NextPageToken(page_tokens_, key, limit, &grants,
+    out.set_next_page_token(page.Finish(&grants,
                                           [](const v1::Grant& last) {
       return Cursor{MicrosKey(last.start_time()), IdOfName(last.name())};
     }));
@@ -80,9 +85,9 @@ absl::StatusOr<v1::ListGrantsResponse> Lockbox::ListGrants(const C& c,
   });
 }
 
-std::optional<absl::StatusOr<v1::CheckAccessResponse>> Lockbox::CheckAccessFromMemory(
+std::optional<absl::StatusOr<v1::CheckAccessResponse>> GrantUseCases::CheckAccessFromMemory(
     const C& c, const v1::CheckAccessRequest& r) {
-  auto principal = ParseSpiffeId(r.principal(), options_.trust_domain, "principal");
+  auto principal = ParseSpiffeId(r.principal(), runner().trust_domain(), "principal");
   if (!principal.ok()) return absl::StatusOr<v1::CheckAccessResponse>(principal.status());
   auto env = ParseChildName(r.environment(), "environments", "environment");
   if (!env.ok()) return absl::StatusOr<v1::CheckAccessResponse>(env.status());
@@ -100,7 +105,7 @@ std::optional<absl::StatusOr<v1::CheckAccessResponse>> Lockbox::CheckAccessFromM
   }
   std::optional<v1::Grant> grant = view->Allowing(principal->spiffe_id, env->tenant, env->id,
                                                   r.environment(), r.data_source(),
-                                                  options_.clock->Now());
+                                                  runner().clock().Now());
   if (!grant) return std::nullopt;
   v1::CheckAccessResponse out;
   out.set_allowed(true);
@@ -109,20 +114,20 @@ std::optional<absl::StatusOr<v1::CheckAccessResponse>> Lockbox::CheckAccessFromM
   return absl::StatusOr<v1::CheckAccessResponse>(std::move(out));
 }
 
-absl::StatusOr<v1::CheckAccessResponse> Lockbox::CheckAccess(const C& c,
+absl::StatusOr<v1::CheckAccessResponse> GrantUseCases::CheckAccess(const C& c,
                                                              const v1::CheckAccessRequest& r) {
   std::optional<absl::StatusOr<v1::CheckAccessResponse>> answered = CheckAccessFromMemory(c, r);
   if (answered) return std::move(*answered);
   return CheckAccessFromDatabase(c, r);
 }
 
-absl::StatusOr<v1::CheckAccessResponse> Lockbox::CheckAccessFromDatabase(
+absl::StatusOr<v1::CheckAccessResponse> GrantUseCases::CheckAccessFromDatabase(
     const C& c, const v1::CheckAccessRequest& r) {
   ASSIGN_OR_RETURN(Principal principal,
-                   ParseSpiffeId(r.principal(), options_.trust_domain, "principal"));
+                   ParseSpiffeId(r.principal(), runner().trust_domain(), "principal"));
   ASSIGN_OR_RETURN(TenantChildName env, ParseChildName(r.environment(), "environments",
                                                        "environment"));
-  return Read<v1::CheckAccessResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time now)
+  return runner().Read<v1::CheckAccessResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time now)
                                               -> absl::StatusOr<v1::CheckAccessResponse> {
     RETURN_IF_ERROR(authz::CheckAccess(a));
     ASSIGN_OR_RETURN(std::vector<v1::Grant> grants,
@@ -141,10 +146,10 @@ absl::StatusOr<v1::CheckAccessResponse> Lockbox::CheckAccessFromDatabase(
   });
 }
 
-absl::StatusOr<v1::Grant> Lockbox::ReleaseGrant(const C& c, const v1::ReleaseGrantRequest& r) {
+absl::StatusOr<v1::Grant> GrantUseCases::ReleaseGrant(const C& c, const v1::ReleaseGrantRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "grants", "name"));
   absl::Cleanup forget = [&] { ForgetGrant(name.tenant, name.id); };
-  return Change<v1::Grant>(c, "ReleaseGrant", r, r.request_id(),
+  return runner().Change<v1::Grant>(c, "ReleaseGrant", r, r.request_id(),
                            [&](Transaction& tx, const Actor& a, absl::Time now)
                                -> absl::StatusOr<v1::Grant> {
     RETURN_IF_ERROR(authz::ReleaseGrant(a));
@@ -154,19 +159,18 @@ absl::StatusOr<v1::Grant> Lockbox::ReleaseGrant(const C& c, const v1::ReleaseGra
     RETURN_IF_ERROR(tx.UpdateGrant(name.tenant, name.id, &grant));
     v1::AccessRequest request;
     RETURN_IF_ERROR(AuditGrantEnd(tx, a, now, "grant.release", name.tenant, grant, "", &request));
-    ASSIGN_OR_RETURN(Contacts contacts, ContactsFor(tx, request));
-    RETURN_IF_ERROR(tx.EnqueueMessages(GrantEndedMessages(grant, request, contacts, now), now));
+    RETURN_IF_ERROR(NotifyGrantEnded(tx, grant, request, now));
     return grant;
   });
 }
 
-absl::StatusOr<v1::Grant> Lockbox::RevokeGrant(const C& c, const v1::RevokeGrantRequest& r) {
+absl::StatusOr<v1::Grant> GrantUseCases::RevokeGrant(const C& c, const v1::RevokeGrantRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "grants", "name"));
   if (r.reason().size() > kMaxCommentBytes) {
     return InvalidField("reason", "TOO_LONG", "at most 4096 bytes");
   }
   absl::Cleanup forget = [&] { ForgetGrant(name.tenant, name.id); };
-  return Change<v1::Grant>(c, "RevokeGrant", r, r.request_id(),
+  return runner().Change<v1::Grant>(c, "RevokeGrant", r, r.request_id(),
                            [&](Transaction& tx, const Actor& a, absl::Time now)
                                -> absl::StatusOr<v1::Grant> {
     RETURN_IF_ERROR(authz::RevokeGrant(a, name.tenant));
@@ -178,10 +182,34 @@ absl::StatusOr<v1::Grant> Lockbox::RevokeGrant(const C& c, const v1::RevokeGrant
     v1::AccessRequest request;
     RETURN_IF_ERROR(
         AuditGrantEnd(tx, a, now, "grant.revoke", name.tenant, grant, r.reason(), &request));
-    ASSIGN_OR_RETURN(Contacts contacts, ContactsFor(tx, request));
-    RETURN_IF_ERROR(tx.EnqueueMessages(GrantEndedMessages(grant, request, contacts, now), now));
+    RETURN_IF_ERROR(NotifyGrantEnded(tx, grant, request, now));
     return grant;
   });
+}
+
+// The sweep's part: row claims (FOR UPDATE SKIP LOCKED) make each expiry
+// happen exactly once however many replicas sweep.
+absl::StatusOr<bool> GrantUseCases::ExpireOneGrant() {
+  bool found = false;
+  absl::Status status = runner().store().RunInTransaction([&](Transaction& tx) -> absl::Status {
+    absl::Time now = runner().clock().Now();
+    ASSIGN_OR_RETURN(std::optional<ClaimedRow> row, tx.ClaimExpiredGrant(now));
+    found = row.has_value();
+    if (!found) return absl::OkStatus();
+    ASSIGN_OR_RETURN(v1::Grant g, tx.GetGrant(row->tenant, row->id, true));
+    RETURN_IF_ERROR(RecordExpiry(now, &g));
+    RETURN_IF_ERROR(tx.UpdateGrant(row->tenant, row->id, &g));
+    ASSIGN_OR_RETURN(v1::AccessRequest r,
+                     tx.GetAccessRequest(row->tenant, IdOfName(g.access_request()), false));
+    v1::AuditEvent e = NewAuditEvent(SystemActor(), "grant.expire", row->tenant, g.name(), now);
+    SetRequestFields(r, &e);
+    *e.mutable_access_expire_time() = g.expire_time();
+    (*e.mutable_details())["grant_state"] = v1::Grant::State_Name(g.state());
+    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    return NotifyGrantEnded(tx, g, r, now);
+  });
+  if (!status.ok()) return status;
+  return found;
 }
 
 }  // namespace lockbox

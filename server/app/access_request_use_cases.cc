@@ -1,5 +1,11 @@
 // AccessRequestService: the request's life.
-#include "server/app/change.h"
+#include "server/app/access_request_use_cases.h"
+
+#include "server/app/audit_events.h"
+#include "server/app/list_page.h"
+#include "server/app/request_messages.h"
+#include "server/domain/names.h"
+#include "server/domain/status.h"
 #include "server/domain/authorization.h"
 #include "server/domain/filter.h"
 #include "server/domain/lifecycle.h"
@@ -8,6 +14,7 @@ namespace lockbox {
 namespace {
 
 constexpr absl::Duration kRecent = absl::Hours(24 * 28);
+constexpr absl::Duration kReminderBefore = absl::Hours(24);
 
 const std::vector<FilterField>& RequestFilterFields() {
   static const std::vector<FilterField> kFields = {
@@ -22,7 +29,7 @@ const std::vector<FilterField>& RequestFilterFields() {
 
 }  // namespace
 
-absl::StatusOr<v1::AccessRequest> Lockbox::CreateAccessRequest(
+absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::CreateAccessRequest(
     const C& c, const v1::CreateAccessRequestRequest& r) {
   ASSIGN_OR_RETURN(std::string tenant, ParseTenantName(r.parent(), "parent"));
   ASSIGN_OR_RETURN(TenantChildName env_name,
@@ -32,7 +39,7 @@ absl::StatusOr<v1::AccessRequest> Lockbox::CreateAccessRequest(
     return InvalidField("access_request.environment", "NOT_ALLOWED",
                         "must be an environment of the parent tenant");
   }
-  return Change<v1::AccessRequest>(c, "CreateAccessRequest", r, r.request_id(),
+  return runner().Change<v1::AccessRequest>(c, "CreateAccessRequest", r, r.request_id(),
                                    [&](Transaction& tx, const Actor& a, absl::Time now)
                                        -> absl::StatusOr<v1::AccessRequest> {
     RETURN_IF_ERROR(authz::CreateAccessRequest(a));
@@ -50,15 +57,15 @@ absl::StatusOr<v1::AccessRequest> Lockbox::CreateAccessRequest(
     v1::AuditEvent e = NewAuditEvent(a, "access_request.create", tenant, request.name(), now);
     SetRequestFields(request, &e);
     RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
-    RETURN_IF_ERROR(Notify(tx, RequestEvent::kCreated, request, nullptr, now));
+    RETURN_IF_ERROR(NotifyRequest(tx, RequestEvent::kCreated, request, nullptr, now));
     return request;
   });
 }
 
-absl::StatusOr<v1::AccessRequest> Lockbox::GetAccessRequest(
+absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::GetAccessRequest(
     const C& c, const v1::GetAccessRequestRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "accessRequests", "name"));
-  return Read<v1::AccessRequest>(c, [&](Transaction& tx, const Actor& a, absl::Time now)
+  return runner().Read<v1::AccessRequest>(c, [&](Transaction& tx, const Actor& a, absl::Time now)
                                         -> absl::StatusOr<v1::AccessRequest> {
     RETURN_IF_ERROR(authz::ReadAccessRequests(a, name.tenant));
     ASSIGN_OR_RETURN(v1::AccessRequest request, tx.GetAccessRequest(name.tenant, name.id, false));
@@ -68,7 +75,7 @@ absl::StatusOr<v1::AccessRequest> Lockbox::GetAccessRequest(
   });
 }
 
-absl::StatusOr<v1::ListAccessRequestsResponse> Lockbox::ListAccessRequests(
+absl::StatusOr<v1::ListAccessRequestsResponse> AccessRequestUseCases::ListAccessRequests(
     const C& c, const v1::ListAccessRequestsRequest& r) {
   std::string tenant;
   if (r.parent() != "tenants/-") {
@@ -76,12 +83,12 @@ absl::StatusOr<v1::ListAccessRequestsResponse> Lockbox::ListAccessRequests(
   }
   ListQuery q;
   ASSIGN_OR_RETURN(q.conditions, ParseFilter(r.filter(), RequestFilterFields()));
-  std::string key =
-      absl::StrCat("ListAccessRequests|", r.parent(), "|", r.filter(), "|", c.spiffe_id);
-  RETURN_IF_ERROR(StartPage(key, r.page_token(), r.page_size(), &q));
+  ASSIGN_OR_RETURN(ListPage page,
+                   ListPage::Start(*options_.page_tokens, "ListAccessRequests", c, r.parent(), r.filter(),
+                                   r.page_token(), r.page_size(), &q));
   bool has_time = std::any_of(q.conditions.begin(), q.conditions.end(),
                               [](const Condition& cond) { return cond.field == "create_time"; });
-  return Read<v1::ListAccessRequestsResponse>(
+  return runner().Read<v1::ListAccessRequestsResponse>(
       c, [&](Transaction& tx, const Actor& a, absl::Time now)
              -> absl::StatusOr<v1::ListAccessRequestsResponse> {
         ASSIGN_OR_RETURN(authz::ListScope scope, authz::ListAccessRequests(a, tenant));
@@ -93,11 +100,9 @@ absl::StatusOr<v1::ListAccessRequestsResponse> Lockbox::ListAccessRequests(
           q.conditions.push_back(recent);
         }
         q.now = now;
-        int limit = q.limit;
-        q.limit = limit + 1;
         ASSIGN_OR_RETURN(std::vector<v1::AccessRequest> requests, tx.ListAccessRequests(q));
         v1::ListAccessRequestsResponse out;
-        out.set_next_page_token(NextPageToken(page_tokens_, key, limit, &requests,
+        out.set_next_page_token(page.Finish(&requests,
                                               [](const v1::AccessRequest& last) {
           return Cursor{MicrosKey(last.create_time()), IdOfName(last.name())};
         }));
@@ -159,23 +164,23 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(Transaction& tx, const Actor& 
   return request;
 }
 
-absl::Status Lockbox::NotifyDecision(Transaction& tx, const v1::AccessRequest& request,
-                                     const v1::Grant& grant, absl::Time now) {
-  // The requester hears of every decision; the customer, when it is theirs.
+// The requester hears of every decision; the customer, when it is theirs.
+static absl::Status NotifyDecision(Transaction& tx, const v1::AccessRequest& request,
+                                   const v1::Grant& grant, absl::Time now) {
   const v1::Grant* made = request.state() == v1::AccessRequest::APPROVED ? &grant : nullptr;
-  RETURN_IF_ERROR(Notify(tx, RequestEvent::kDecided, request, made, now));
+  RETURN_IF_ERROR(NotifyRequest(tx, RequestEvent::kDecided, request, made, now));
   if (request.state() == v1::AccessRequest::PENDING &&
       request.stage() == v1::AccessRequest::CUSTOMER_REVIEW) {
-    RETURN_IF_ERROR(Notify(tx, RequestEvent::kCustomerReview, request, nullptr, now));
+    RETURN_IF_ERROR(NotifyRequest(tx, RequestEvent::kCustomerReview, request, nullptr, now));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::AccessRequest> Lockbox::ApproveAccessRequest(
+absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::ApproveAccessRequest(
     const C& c, const v1::ApproveAccessRequestRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "accessRequests", "name"));
   DecideArgs args{r.etag(), r.comment()};
-  return Change<v1::AccessRequest>(c, "ApproveAccessRequest", r, r.request_id(),
+  return runner().Change<v1::AccessRequest>(c, "ApproveAccessRequest", r, r.request_id(),
                                    [&](Transaction& tx, const Actor& a, absl::Time now)
                                        -> absl::StatusOr<v1::AccessRequest> {
     v1::Grant grant;
@@ -186,11 +191,11 @@ absl::StatusOr<v1::AccessRequest> Lockbox::ApproveAccessRequest(
   });
 }
 
-absl::StatusOr<v1::AccessRequest> Lockbox::DenyAccessRequest(
+absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::DenyAccessRequest(
     const C& c, const v1::DenyAccessRequestRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "accessRequests", "name"));
   DecideArgs args{r.etag(), r.comment()};
-  return Change<v1::AccessRequest>(c, "DenyAccessRequest", r, r.request_id(),
+  return runner().Change<v1::AccessRequest>(c, "DenyAccessRequest", r, r.request_id(),
                                    [&](Transaction& tx, const Actor& a, absl::Time now)
                                        -> absl::StatusOr<v1::AccessRequest> {
     v1::Grant grant;
@@ -201,10 +206,10 @@ absl::StatusOr<v1::AccessRequest> Lockbox::DenyAccessRequest(
   });
 }
 
-absl::StatusOr<v1::AccessRequest> Lockbox::CancelAccessRequest(
+absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::CancelAccessRequest(
     const C& c, const v1::CancelAccessRequestRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "accessRequests", "name"));
-  return Change<v1::AccessRequest>(c, "CancelAccessRequest", r, r.request_id(),
+  return runner().Change<v1::AccessRequest>(c, "CancelAccessRequest", r, r.request_id(),
                                    [&](Transaction& tx, const Actor& a, absl::Time now)
                                        -> absl::StatusOr<v1::AccessRequest> {
     RETURN_IF_ERROR(authz::CancelAccessRequest(a));
@@ -217,6 +222,44 @@ absl::StatusOr<v1::AccessRequest> Lockbox::CancelAccessRequest(
     RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
     return request;
   });
+}
+
+// What time decides. Row claims (FOR UPDATE SKIP LOCKED) make each
+// transition happen exactly once however many replicas sweep.
+absl::StatusOr<bool> AccessRequestUseCases::ExpireOneRequest() {
+  bool found = false;
+  absl::Status status = runner().store().RunInTransaction([&](Transaction& tx) -> absl::Status {
+    absl::Time now = runner().clock().Now();
+    ASSIGN_OR_RETURN(std::optional<ClaimedRow> row, tx.ClaimExpiredRequest(now));
+    found = row.has_value();
+    if (!found) return absl::OkStatus();
+    ASSIGN_OR_RETURN(v1::AccessRequest r, tx.GetAccessRequest(row->tenant, row->id, true));
+    RETURN_IF_ERROR(RecordExpiry(now, &r));
+    RETURN_IF_ERROR(tx.UpdateAccessRequest(row->tenant, row->id, &r));
+    v1::AuditEvent e = NewAuditEvent(SystemActor(), "access_request.expire", row->tenant,
+                                     r.name(), now);
+    SetRequestFields(r, &e);
+    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    return NotifyRequest(tx, RequestEvent::kExpired, r, nullptr, now);
+  });
+  if (!status.ok()) return status;
+  return found;
+}
+
+absl::StatusOr<bool> AccessRequestUseCases::RemindOne() {
+  bool found = false;
+  absl::Status status = runner().store().RunInTransaction([&](Transaction& tx) -> absl::Status {
+    absl::Time now = runner().clock().Now();
+    ASSIGN_OR_RETURN(std::optional<ClaimedRow> row, tx.ClaimReminder(now, now + kReminderBefore));
+    found = row.has_value();
+    if (!found) return absl::OkStatus();
+    ASSIGN_OR_RETURN(v1::AccessRequest r, tx.GetAccessRequest(row->tenant, row->id, true));
+    RETURN_IF_ERROR(tx.MarkReminded(row->tenant, row->id));
+    ApplyReadTimeState(now, &r);
+    return NotifyRequest(tx, RequestEvent::kReminder, r, nullptr, now);
+  });
+  if (!status.ok()) return status;
+  return found;
 }
 
 }  // namespace lockbox

@@ -1,5 +1,11 @@
 // AuditService: reading and verifying the hash-chained log.
-#include "server/app/change.h"
+#include "server/app/audit_use_cases.h"
+
+#include "server/app/audit_events.h"
+#include "server/app/list_page.h"
+#include "server/app/request_messages.h"
+#include "server/domain/names.h"
+#include "server/domain/status.h"
 #include "server/domain/authorization.h"
 #include <limits>
 
@@ -30,21 +36,20 @@ const std::vector<FilterField>& AuditFilterFields() {
 
 }  // namespace
 
-absl::StatusOr<v1::ListAuditEventsResponse> Lockbox::ListAuditEvents(
+absl::StatusOr<v1::ListAuditEventsResponse> AuditUseCases::ListAuditEvents(
     const C& c, const v1::ListAuditEventsRequest& r) {
   ASSIGN_OR_RETURN(std::string tenant, AuditTenant(r.parent()));
   ListQuery q;
   ASSIGN_OR_RETURN(q.conditions, ParseFilter(r.filter(), AuditFilterFields()));
-  std::string key = absl::StrCat("ListAuditEvents|", r.parent(), "|", r.filter());
-  RETURN_IF_ERROR(StartPage(key, r.page_token(), r.page_size(), &q));
-  return Read<v1::ListAuditEventsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
+  ASSIGN_OR_RETURN(ListPage page,
+                   ListPage::Start(*options_.page_tokens, "ListAuditEvents", c, r.parent(), r.filter(),
+                                   r.page_token(), r.page_size(), &q));
+  return runner().Read<v1::ListAuditEventsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                                   -> absl::StatusOr<v1::ListAuditEventsResponse> {
     RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
-    int limit = q.limit;
-    q.limit = limit + 1;
     ASSIGN_OR_RETURN(std::vector<v1::AuditEvent> events, tx.ListAuditEvents(tenant, q));
     v1::ListAuditEventsResponse out;
-    out.set_next_page_token(NextPageToken(page_tokens_, key, limit, &events,
+    out.set_next_page_token(page.Finish(&events,
                                           [](const v1::AuditEvent& last) {
       return Cursor{absl::StrCat(last.sequence()), ""};
     }));
@@ -53,10 +58,10 @@ absl::StatusOr<v1::ListAuditEventsResponse> Lockbox::ListAuditEvents(
   });
 }
 
-absl::StatusOr<v1::VerifyAuditLogResponse> Lockbox::VerifyAuditLog(
+absl::StatusOr<v1::VerifyAuditLogResponse> AuditUseCases::VerifyAuditLog(
     const C& c, const v1::VerifyAuditLogRequest& r) {
   ASSIGN_OR_RETURN(std::string tenant, AuditTenant(r.parent()));
-  return Read<v1::VerifyAuditLogResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
+  return runner().Read<v1::VerifyAuditLogResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                                  -> absl::StatusOr<v1::VerifyAuditLogResponse> {
     RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
     ASSIGN_OR_RETURN(std::vector<v1::AuditCheckpoint> checkpoints,
@@ -78,7 +83,7 @@ absl::StatusOr<v1::VerifyAuditLogResponse> Lockbox::VerifyAuditLog(
   });
 }
 
-absl::StatusOr<v1::AuditCheckpoint> Lockbox::Checkpoint(Transaction& tx, const std::string& tenant,
+absl::StatusOr<v1::AuditCheckpoint> AuditUseCases::Checkpoint(Transaction& tx, const std::string& tenant,
                                                         absl::Time now) {
   if (options_.audit_signer == nullptr) {
     return Error(absl::StatusCode::kFailedPrecondition, "NO_SIGNING_KEY",
@@ -100,30 +105,26 @@ absl::StatusOr<v1::AuditCheckpoint> Lockbox::Checkpoint(Transaction& tx, const s
   return c;
 }
 
-absl::StatusOr<v1::AuditCheckpoint> Lockbox::CreateAuditCheckpoint(
+absl::StatusOr<v1::AuditCheckpoint> AuditUseCases::CreateAuditCheckpoint(
     const C& c, const v1::CreateAuditCheckpointRequest& r) {
   ASSIGN_OR_RETURN(std::string tenant, AuditTenant(r.parent()));
-  absl::StatusOr<v1::AuditCheckpoint> out;
-  absl::Status st = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
-    ASSIGN_OR_RETURN(Actor a, Authenticate(tx, c));
-    RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
-    out = Checkpoint(tx, tenant, options_.clock->Now());
-    return out.status();
-  });
-  if (!st.ok()) return st;
-  return out;
+  return runner().Read<v1::AuditCheckpoint>(
+      c, [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::AuditCheckpoint> {
+        RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
+        return Checkpoint(tx, tenant, now);
+      });
 }
 
-absl::StatusOr<int> Lockbox::CheckpointIdleLogs(absl::Duration max_age) {
-  absl::Time now = options_.clock->Now();
+absl::StatusOr<int> AuditUseCases::CheckpointIdleLogs(absl::Duration max_age) {
+  absl::Time now = runner().clock().Now();
   std::vector<std::string> due;
-  RETURN_IF_ERROR(options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
+  RETURN_IF_ERROR(runner().store().RunInTransaction([&](Transaction& tx) -> absl::Status {
     ASSIGN_OR_RETURN(due, tx.LogsDueForCheckpoint(now - max_age, 100));
     return absl::OkStatus();
   }));
   int signed_now = 0;
   for (const std::string& tenant : due) {
-    RETURN_IF_ERROR(options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
+    RETURN_IF_ERROR(runner().store().RunInTransaction([&](Transaction& tx) -> absl::Status {
       return Checkpoint(tx, tenant, now).status();
     }));
     ++signed_now;
@@ -131,22 +132,23 @@ absl::StatusOr<int> Lockbox::CheckpointIdleLogs(absl::Duration max_age) {
   return signed_now;
 }
 
-absl::StatusOr<v1::ListAuditCheckpointsResponse> Lockbox::ListAuditCheckpoints(
+absl::StatusOr<v1::ListAuditCheckpointsResponse> AuditUseCases::ListAuditCheckpoints(
     const C& c, const v1::ListAuditCheckpointsRequest& r) {
   ASSIGN_OR_RETURN(std::string tenant, AuditTenant(r.parent()));
-  std::string key = absl::StrCat("ListAuditCheckpoints|", r.parent());
   ListQuery q;
-  RETURN_IF_ERROR(StartPage(key, r.page_token(), r.page_size(), &q));
-  return Read<v1::ListAuditCheckpointsResponse>(
+  ASSIGN_OR_RETURN(ListPage page,
+                   ListPage::Start(*options_.page_tokens, "ListAuditCheckpoints", c, r.parent(), "",
+                                   r.page_token(), r.page_size(), &q));
+  return runner().Read<v1::ListAuditCheckpointsResponse>(
       c, [&](Transaction& tx, const Actor& a, absl::Time)
              -> absl::StatusOr<v1::ListAuditCheckpointsResponse> {
         RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
         int64_t after = 0;
         if (q.after) after = std::strtoll(q.after->key.c_str(), nullptr, 10);
         ASSIGN_OR_RETURN(std::vector<v1::AuditCheckpoint> items,
-                         tx.ListCheckpoints(tenant, after, q.limit + 1));
+                         tx.ListCheckpoints(tenant, after, q.limit));
         v1::ListAuditCheckpointsResponse out;
-        out.set_next_page_token(NextPageToken(page_tokens_, key, q.limit, &items,
+        out.set_next_page_token(page.Finish(&items,
                                               [](const v1::AuditCheckpoint& last) {
           return Cursor{absl::StrCat(last.sequence()), ""};
         }));
@@ -155,9 +157,9 @@ absl::StatusOr<v1::ListAuditCheckpointsResponse> Lockbox::ListAuditCheckpoints(
       });
 }
 
-absl::StatusOr<v1::AuditPublicKey> Lockbox::GetAuditPublicKey(
+absl::StatusOr<v1::AuditPublicKey> AuditUseCases::GetAuditPublicKey(
     const C& c, const v1::GetAuditPublicKeyRequest&) {
-  return Read<v1::AuditPublicKey>(c, [&](Transaction&, const Actor& a, absl::Time)
+  return runner().Read<v1::AuditPublicKey>(c, [&](Transaction&, const Actor& a, absl::Time)
                                          -> absl::StatusOr<v1::AuditPublicKey> {
     RETURN_IF_ERROR(authz::ReadAuditPublicKey(a));
     if (options_.audit_signer == nullptr) {
@@ -168,7 +170,7 @@ absl::StatusOr<v1::AuditPublicKey> Lockbox::GetAuditPublicKey(
   });
 }
 
-absl::Status Lockbox::ExportAuditEvents(const C& c, const v1::ExportAuditEventsRequest& r,
+absl::Status AuditUseCases::ExportAuditEvents(const C& c, const v1::ExportAuditEventsRequest& r,
                                         const std::function<bool(const std::string&)>& write) {
   ASSIGN_OR_RETURN(std::string tenant, AuditTenant(r.parent()));
   ListQuery q;
@@ -177,21 +179,29 @@ absl::Status Lockbox::ExportAuditEvents(const C& c, const v1::ExportAuditEventsR
   std::string chunk = csv ? ExportCsvHeader() : "";
   // Authorise, and put the checkpoints first: with the events after them, a
   // whole-log JSON Lines export is all an offline verifier needs.
-  RETURN_IF_ERROR(options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
-    ASSIGN_OR_RETURN(Actor a, Authenticate(tx, c));
-    RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
-    if (!csv && r.filter().empty()) {
-      ASSIGN_OR_RETURN(auto checkpoints, tx.ListCheckpoints(tenant, 0, std::numeric_limits<int>::max()));
-      for (const auto& cp : checkpoints) chunk += ExportJsonLine(cp);
-    }
-    return absl::OkStatus();
-  }));
+  RETURN_IF_ERROR(runner()
+                      .Read<bool>(c,
+                                  [&](Transaction& tx, const Actor& a,
+                                      absl::Time) -> absl::StatusOr<bool> {
+                                    RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
+                                    if (!csv && r.filter().empty()) {
+                                      ASSIGN_OR_RETURN(auto checkpoints,
+                                                       tx.ListCheckpoints(
+                                                           tenant, 0,
+                                                           std::numeric_limits<int>::max()));
+                                      for (const auto& cp : checkpoints) {
+                                        chunk += ExportJsonLine(cp);
+                                      }
+                                    }
+                                    return true;
+                                  })
+                      .status());
   // Then a page of events per short transaction, each page written out
   // before the next is read.
   q.limit = kVerifyBatch;
   while (true) {
     std::vector<v1::AuditEvent> page;
-    RETURN_IF_ERROR(options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
+    RETURN_IF_ERROR(runner().store().RunInTransaction([&](Transaction& tx) -> absl::Status {
       ASSIGN_OR_RETURN(page, tx.ListAuditEvents(tenant, q));
       return absl::OkStatus();
     }));

@@ -1,0 +1,36 @@
+#include "server/app/audit_events.h"
+
+#include "server/domain/lifecycle.h"
+
+namespace lockbox {
+
+v1::AuditEvent NewAuditEvent(const Actor& actor, absl::string_view action,
+                             absl::string_view tenant, absl::string_view resource,
+                             absl::Time now) {
+  v1::AuditEvent e;
+  *e.mutable_event_time() = ToProto(now);
+  e.set_tenant(std::string(tenant));
+  e.set_actor(actor.principal.spiffe_id);
+  if (actor.via) e.set_via(actor.via->spiffe_id);
+  e.set_action(std::string(action));
+  e.set_resource(std::string(resource));
+  return e;
+}
+
+Actor SystemActor() {
+  return Actor{Principal{"lockboxd", Principal::Kind::kService, "", "lockboxd"}, std::nullopt,
+               Permissions()};
+}
+
+void SetRequestFields(const v1::AccessRequest& r, v1::AuditEvent* e) {
+  e->set_access_request(r.name());
+  *e->mutable_request_create_time() = r.create_time();
+  e->set_operator_user_id(r.requester());
+  e->set_request_state(r.state());
+  e->set_support_ticket_id(r.support_ticket_id());
+  *e->mutable_request_expire_time() = r.expire_time();
+  e->set_environment(r.environment());
+  e->set_justification(r.justification());
+}
+
+}  // namespace lockbox

@@ -1,0 +1,55 @@
+// PolicyService's use cases: tenants, the lockbox policy, environments and
+// role bindings. Each change is one transaction with its audit event.
+// Thread-safe: one instance serves every call.
+#ifndef LOCKBOX_SERVER_APP_POLICY_USE_CASES_H_
+#define LOCKBOX_SERVER_APP_POLICY_USE_CASES_H_
+
+#include "absl/status/statusor.h"
+#include "google/protobuf/empty.pb.h"
+#include "lockbox/v1/policy_service.pb.h"
+#include "server/app/use_case_runner.h"
+#include "server/domain/page_token.h"
+
+namespace lockbox {
+
+class PolicyUseCases {
+ public:
+  struct Options {
+    const UseCaseRunner* runner = nullptr;  // Not owned; outlives this.
+    const PageTokenCodec* page_tokens = nullptr;  // Not owned; outlives this.
+  };
+  explicit PolicyUseCases(Options options) : options_(options) {}
+
+  // Makes sure `spiffe_id` (an operator) holds lockbox.admin.
+  absl::Status EnsureBootstrapAdmin(const std::string& spiffe_id);
+
+  using C = CallerIdentity;
+  absl::StatusOr<v1::Tenant> CreateTenant(const C& c, const v1::CreateTenantRequest& r);
+  absl::StatusOr<v1::Tenant> GetTenant(const C& c, const v1::GetTenantRequest& r);
+  absl::StatusOr<v1::ListTenantsResponse> ListTenants(const C& c, const v1::ListTenantsRequest& r);
+  absl::StatusOr<v1::LockboxPolicy> GetLockboxPolicy(const C& c,
+                                                     const v1::GetLockboxPolicyRequest& r);
+  absl::StatusOr<v1::LockboxPolicy> UpdateLockboxPolicy(
+      const C& c, const v1::UpdateLockboxPolicyRequest& r);
+  absl::StatusOr<v1::Environment> CreateEnvironment(const C& c,
+                                                    const v1::CreateEnvironmentRequest& r);
+  absl::StatusOr<v1::Environment> GetEnvironment(const C& c, const v1::GetEnvironmentRequest& r);
+  absl::StatusOr<v1::ListEnvironmentsResponse> ListEnvironments(
+      const C& c, const v1::ListEnvironmentsRequest& r);
+  absl::StatusOr<v1::Environment> UpdateEnvironment(const C& c,
+                                                    const v1::UpdateEnvironmentRequest& r);
+  absl::StatusOr<v1::RoleBinding> CreateRoleBinding(const C& c,
+                                                    const v1::CreateRoleBindingRequest& r);
+  absl::StatusOr<v1::ListRoleBindingsResponse> ListRoleBindings(
+      const C& c, const v1::ListRoleBindingsRequest& r);
+  absl::StatusOr<google::protobuf::Empty> DeleteRoleBinding(
+      const C& c, const v1::DeleteRoleBindingRequest& r);
+
+ private:
+  const UseCaseRunner& runner() const { return *options_.runner; }
+  Options options_;
+};
+
+}  // namespace lockbox
+
+#endif  // LOCKBOX_SERVER_APP_POLICY_USE_CASES_H_

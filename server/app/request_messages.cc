@@ -1,0 +1,32 @@
+#include "server/app/request_messages.h"
+
+#include "server/domain/names.h"
+#include "server/domain/status.h"
+
+namespace lockbox {
+
+absl::StatusOr<Contacts> ContactsFor(Transaction& tx, const v1::AccessRequest& r) {
+  std::string tenant = TenantOfName(r.name());
+  Contacts c;
+  ASSIGN_OR_RETURN(c.reviewers, tx.ContactEmails(Role::kReviewer, "", r.requester()));
+  ASSIGN_OR_RETURN(c.tenant_admins, tx.ContactEmails(Role::kTenantAdmin, tenant, ""));
+  ASSIGN_OR_RETURN(c.requester, tx.EmailsOf(r.requester()));
+  ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(tenant, false));
+  c.policy_emails.assign(policy.notification_emails().begin(), policy.notification_emails().end());
+  c.webhook_url = policy.webhook_url();
+  return c;
+}
+
+absl::Status NotifyRequest(Transaction& tx, RequestEvent event, const v1::AccessRequest& r,
+                           const v1::Grant* grant, absl::Time now) {
+  ASSIGN_OR_RETURN(Contacts contacts, ContactsFor(tx, r));
+  return tx.EnqueueMessages(RequestMessages(event, r, grant, contacts, now), now);
+}
+
+absl::Status NotifyGrantEnded(Transaction& tx, const v1::Grant& grant,
+                              const v1::AccessRequest& request, absl::Time now) {
+  ASSIGN_OR_RETURN(Contacts contacts, ContactsFor(tx, request));
+  return tx.EnqueueMessages(GrantEndedMessages(grant, request, contacts, now), now);
+}
+
+}  // namespace lockbox

@@ -1,0 +1,28 @@
+// Who is told about a request, and the messages put in the outbox of the
+// transaction that changes it.
+#ifndef LOCKBOX_SERVER_APP_REQUEST_MESSAGES_H_
+#define LOCKBOX_SERVER_APP_REQUEST_MESSAGES_H_
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "lockbox/v1/resources.pb.h"
+#include "server/domain/notifications.h"
+#include "server/store/store.h"
+
+namespace lockbox {
+
+// Everyone who may be told about `request`: reviewers (not the requester),
+// the tenant's admins, the requester, the policy's addresses and webhook.
+absl::StatusOr<Contacts> ContactsFor(Transaction& tx, const v1::AccessRequest& request);
+
+// Puts the messages for `event` in this transaction's outbox.
+absl::Status NotifyRequest(Transaction& tx, RequestEvent event, const v1::AccessRequest& request,
+                           const v1::Grant* grant, absl::Time now);
+
+// Puts the messages for a grant's end in this transaction's outbox.
+absl::Status NotifyGrantEnded(Transaction& tx, const v1::Grant& grant,
+                              const v1::AccessRequest& request, absl::Time now);
+
+}  // namespace lockbox
+
+#endif  // LOCKBOX_SERVER_APP_REQUEST_MESSAGES_H_

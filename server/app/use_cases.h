@@ -1,0 +1,58 @@
+// Every service's use cases, built from one set of dependencies: what
+// lockboxd and the in-process tests construct. Thread-safe.
+#ifndef LOCKBOX_SERVER_APP_USE_CASES_H_
+#define LOCKBOX_SERVER_APP_USE_CASES_H_
+
+#include <string>
+
+#include "server/app/access_request_use_cases.h"
+#include "server/app/audit_use_cases.h"
+#include "server/app/grant_use_cases.h"
+#include "server/app/notification_use_cases.h"
+#include "server/app/policy_use_cases.h"
+#include "server/app/use_case_runner.h"
+
+namespace lockbox {
+
+struct UseCasesOptions {
+  Store* store = nullptr;        // Not owned; outlives the use cases.
+  const Clock* clock = nullptr;  // Not owned; outlives the use cases.
+  std::string trust_domain;
+  std::string page_token_key;    // Shared by all replicas.
+  const AuditSigner* audit_signer = nullptr;  // Not owned; signs checkpoints.
+  // Not owned. When set, CheckAccess answers "allowed" from it.
+  GrantView* grant_view = nullptr;
+};
+
+class UseCases {
+ public:
+  explicit UseCases(UseCasesOptions options)
+      : runner_({options.store, options.clock, options.trust_domain}),
+        page_tokens_(options.page_token_key),
+        policy_({&runner_, &page_tokens_}),
+        requests_({&runner_, &page_tokens_}),
+        grants_({&runner_, &page_tokens_, options.grant_view}),
+        audit_({&runner_, &page_tokens_, options.audit_signer}),
+        notifications_({&runner_, &page_tokens_}) {}
+  UseCases(const UseCases&) = delete;
+  UseCases& operator=(const UseCases&) = delete;
+
+  PolicyUseCases& policy() { return policy_; }
+  AccessRequestUseCases& requests() { return requests_; }
+  GrantUseCases& grants() { return grants_; }
+  AuditUseCases& audit() { return audit_; }
+  NotificationUseCases& notifications() { return notifications_; }
+
+ private:
+  UseCaseRunner runner_;
+  PageTokenCodec page_tokens_;
+  PolicyUseCases policy_;
+  AccessRequestUseCases requests_;
+  GrantUseCases grants_;
+  AuditUseCases audit_;
+  NotificationUseCases notifications_;
+};
+
+}  // namespace lockbox
+
+#endif  // LOCKBOX_SERVER_APP_USE_CASES_H_
