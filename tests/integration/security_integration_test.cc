@@ -436,6 +436,8 @@ TEST(DatabaseOutageTest, CallsFailFastHealthSaysNotServingAndTheServerRecovers) 
         if (res.ok()) ++created;
         if (res.status().error_code() == grpc::StatusCode::UNAVAILABLE) {
           ++unavailable;
+          // Pacing, not a wait for something: a refused call comes back at
+          // once, and the workers must not spin through the outage.
           std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
       }

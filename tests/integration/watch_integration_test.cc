@@ -75,16 +75,17 @@ class WatchTest : public ::testing::Test {
 
   // Waits until alice's newest pending request exists, and returns its name.
   static std::string NewestPending(lockbox::Client& reviewer, v1::AccessRequest::Stage stage) {
-    for (int i = 0; i < 200; ++i) {
+    std::string name;
+    Eventually([&] {
       v1::ListAccessRequestsRequest l;
       l.set_parent("tenants/watched");
       l.set_filter(std::string("state = PENDING AND stage = ") +
                    v1::AccessRequest::Stage_Name(stage));
       auto got = reviewer.ListAccessRequests(l);
-      if (got.ok() && got->access_requests_size() > 0) return got->access_requests(0).name();
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return "";
+      if (got.ok() && got->access_requests_size() > 0) name = got->access_requests(0).name();
+      return !name.empty();
+    }, 10);
+    return name;
   }
 
   static void Decide(lockbox::Client& c, const std::string& name, bool approve) {
@@ -164,6 +165,8 @@ TEST_F(WatchTest, WaiterSurvivesItsReplicaRestartingAndMissingTheDecision) {
   a_->Kill();  // Replica A dies while alice waits on it.
   Decide(*bob, name, true);
   Decide(*dana, name, true);  // Decided while A is down: nobody tells A.
+  // A grace period, not a wait for something: with A down nothing can
+  // release the waiter.
   EXPECT_EQ(waiting.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
   delete a_;
   a_ = new ServerProcess(*certs_, db_->url(), Id("operator/admin"), {}, port);
