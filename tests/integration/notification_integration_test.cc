@@ -5,9 +5,9 @@
 #include <lockbox/client.h>
 
 #include <algorithm>
-#include <thread>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "tests/support/harness.h"
 
@@ -73,7 +73,9 @@ class Stack {
     for (size_t i = 0; i < servers.size(); ++i) {
       for (int pass = 0; pass < 2; ++pass) {
         double last = Metric(i, "lockbox_sweep_last_pass_timestamp_seconds");
-        if (!Eventually([&] { return Metric(i, "lockbox_sweep_last_pass_timestamp_seconds") > last; }, 10)) {
+        if (!Eventually(
+                [&] { return Metric(i, "lockbox_sweep_last_pass_timestamp_seconds") > last; },
+                10)) {
           return false;
         }
       }
@@ -272,9 +274,13 @@ TEST(NotificationTest, MessagesSurviveAKilledServerAndAnSmtpOutage) {
   v1::AccessRequest r = s.Create("outage");
   // The server tries both messages, fails, and is killed before any
   // delivery succeeds.
-  ASSERT_TRUE(Eventually([&] {
-    return s.Metric(0, "lockbox_delivery_attempts_total", {{"channel", "email"}, {"result", "failed"}}) >= 2;
-  }, 20)) << "no failed delivery";
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return s.Metric(0, "lockbox_delivery_attempts_total",
+                        {{"channel", "email"}, {"result", "failed"}}) >= 2;
+      },
+      20))
+      << "no failed delivery";
   int port = s.servers[0]->port();
   s.servers[0]->Kill();
   s.receivers.Start();  // The SMTP server is back.

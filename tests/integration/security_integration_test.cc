@@ -37,8 +37,8 @@ grpc::Status Call(const Certificates& certs, const std::string& who, const std::
   return c.policy->ListTenants(ctx.get(), req, &out);
 }
 
-grpc::StatusCode CallAs(const Certificates& certs, const std::string& who, const std::string& target,
-                        const std::string& ca = "ca.crt") {
+grpc::StatusCode CallAs(const Certificates& certs, const std::string& who,
+                        const std::string& target, const std::string& ca = "ca.crt") {
   return Call(certs, who, target, ca).error_code();
 }
 
@@ -215,10 +215,13 @@ TEST_F(ServerLifeTest, SigtermLetsInFlightCallsFinishWhileHealthSaysNotServing) 
     done = true;
   });
   // In flight: the server's read of the log waits for the test's lock.
-  bool waiting = Eventually([&] {
-    return db_.Query("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = "
-                     "'audit_events'::regclass") != "0";
-  }, 20);
+  bool waiting = Eventually(
+      [&] {
+        return db_.Query(
+                   "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = "
+                   "'audit_events'::regclass") != "0";
+      },
+      20);
   if (!waiting) {
     lock.reset();
     call.join();
@@ -229,12 +232,14 @@ TEST_F(ServerLifeTest, SigtermLetsInFlightCallsFinishWhileHealthSaysNotServing) 
       "127.0.0.1:" + std::to_string(server_->health_port()), grpc::InsecureChannelCredentials()));
   grpc::Status hs;
   grpc::health::v1::HealthCheckResponse hr;
-  bool not_serving = Eventually([&] {
-    grpc::ClientContext hc;
-    hc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    hs = health->Check(&hc, grpc::health::v1::HealthCheckRequest(), &hr);
-    return hs.ok() && hr.status() == grpc::health::v1::HealthCheckResponse::NOT_SERVING;
-  }, 20);
+  bool not_serving = Eventually(
+      [&] {
+        grpc::ClientContext hc;
+        hc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+        hs = health->Check(&hc, grpc::health::v1::HealthCheckRequest(), &hr);
+        return hs.ok() && hr.status() == grpc::health::v1::HealthCheckResponse::NOT_SERVING;
+      },
+      20);
   EXPECT_FALSE(done) << "the in-flight call ended while the log was still locked";
   lock->commit();
   call.join();

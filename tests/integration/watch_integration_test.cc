@@ -76,15 +76,17 @@ class WatchTest : public ::testing::Test {
   // Waits until alice's newest pending request exists, and returns its name.
   static std::string NewestPending(lockbox::Client& reviewer, v1::AccessRequest::Stage stage) {
     std::string name;
-    Eventually([&] {
-      v1::ListAccessRequestsRequest l;
-      l.set_parent("tenants/watched");
-      l.set_filter(std::string("state = PENDING AND stage = ") +
-                   v1::AccessRequest::Stage_Name(stage));
-      auto got = reviewer.ListAccessRequests(l);
-      if (got.ok() && got->access_requests_size() > 0) name = got->access_requests(0).name();
-      return !name.empty();
-    }, 10);
+    Eventually(
+        [&] {
+          v1::ListAccessRequestsRequest l;
+          l.set_parent("tenants/watched");
+          l.set_filter(std::string("state = PENDING AND stage = ") +
+                       v1::AccessRequest::Stage_Name(stage));
+          auto got = reviewer.ListAccessRequests(l);
+          if (got.ok() && got->access_requests_size() > 0) name = got->access_requests(0).name();
+          return !name.empty();
+        },
+        10);
     return name;
   }
 
@@ -221,16 +223,15 @@ TEST_F(WatchTest, LostNotificationConnectionIsReReadAfterReconnect) {
     return MetricValue(HttpGet(d.metrics_port(), "/metrics"), "lockbox_database_reconnects_total",
                        {{"connection", "listen_requests"}});
   };
-  const std::string listening = "FROM pg_stat_activity WHERE datname = '" + db_->name() +
-                                "' AND query LIKE 'LISTEN%'";
+  const std::string listening =
+      "FROM pg_stat_activity WHERE datname = '" + db_->name() + "' AND query LIKE 'LISTEN%'";
   double lost_before = losses();
   // Kill every listening connection in the cluster's database (A's, B's and
   // D's), and keep them from coming back until the decision is made.
   db_->AllowConnections(false);
   absl::Cleanup allow = [&] { db_->AllowConnections(true); };
-  int terminated =
-      std::stoi(db_->QueryFromOutside("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) " +
-                                      listening));
+  int terminated = std::stoi(db_->QueryFromOutside(
+      "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) " + listening));
   EXPECT_GE(terminated, 2) << "D's two listeners at least";
   ASSERT_TRUE(Eventually([&] { return losses() > lost_before; }, 10))
       << "D did not notice its lost listener";
@@ -239,7 +240,9 @@ TEST_F(WatchTest, LostNotificationConnectionIsReReadAfterReconnect) {
   std::move(allow).Invoke();
   // Every listener is back (the replicas reconnected)...
   EXPECT_TRUE(Eventually(
-      [&] { return std::stoi(db_->QueryFromOutside("SELECT count(*) " + listening)) >= terminated; },
+      [&] {
+        return std::stoi(db_->QueryFromOutside("SELECT count(*) " + listening)) >= terminated;
+      },
       20))
       << "the replicas did not listen again";
   // ...and D's re-read delivers what it missed.
@@ -286,8 +289,8 @@ TEST_F(WatchTest, ExpiryEndsTheWatchWithoutAnyWrite) {
   ASSERT_TRUE(admin->CreateEnvironment(e).ok());
   certs_->Make("sam", "tenant/shortlived/user/sam");
   for (const auto& [who, role, tenant] :
-       {std::tuple<std::string, std::string, std::string>{"tenant/shortlived/user/sam", "tenant.admin",
-                                                          "tenants/shortlived"},
+       {std::tuple<std::string, std::string, std::string>{"tenant/shortlived/user/sam",
+                                                          "tenant.admin", "tenants/shortlived"},
         {"operator/alice", "operator.engineer", ""}}) {
     v1::CreateRoleBindingRequest rb;
     rb.mutable_role_binding()->set_principal(Id(who));
@@ -314,10 +317,10 @@ TEST_F(WatchTest, ExpiryEndsTheWatchWithoutAnyWrite) {
   std::once_flag first;
   auto start = std::chrono::steady_clock::now();
   auto alice = Connect("alice", server.target());
-  auto waiting = alice->RequestAccessAsync(ask, std::chrono::seconds(120),
-                                           [&](const v1::AccessRequest&) {
-                                             std::call_once(first, [&] { created.set_value(written()); });
-                                           });
+  auto waiting =
+      alice->RequestAccessAsync(ask, std::chrono::seconds(120), [&](const v1::AccessRequest&) {
+        std::call_once(first, [&] { created.set_value(written()); });
+      });
   auto at_creation = created.get_future();
   ASSERT_EQ(at_creation.wait_for(std::chrono::seconds(30)), std::future_status::ready)
       << "the request was not created";

@@ -1,13 +1,15 @@
 #include "tests/support/harness.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <curl/curl.h>
 
 #include <algorithm>
 #include <chrono>
@@ -19,11 +21,6 @@
 #include <random>
 #include <sstream>
 #include <thread>
-
-#include <google/protobuf/util/json_util.h>
-#include <gtest/gtest.h>
-
-#include <sys/stat.h>
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "server/domain/audit_chain.h"
@@ -467,11 +464,13 @@ bool MoveClock(const std::string& path, double seconds, const std::vector<pid_t>
     ack << in.rdbuf();
     return ack.str() == text.str();
   };
-  bool all = Eventually(
-      [&] { return std::all_of(pids.begin(), pids.end(), acknowledged); }, timeout_seconds);
+  bool all = Eventually([&] { return std::all_of(pids.begin(), pids.end(), acknowledged); },
+                        timeout_seconds);
   if (!all) {
     for (pid_t pid : pids) {
-      if (!acknowledged(pid)) ADD_FAILURE() << "lockboxd " << pid << " did not take clock offset " << text.str() << " within " << timeout_seconds << " s";
+      if (!acknowledged(pid))
+        ADD_FAILURE() << "lockboxd " << pid << " did not take clock offset " << text.str()
+                      << " within " << timeout_seconds << " s";
     }
   }
   return all;
