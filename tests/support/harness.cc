@@ -468,9 +468,10 @@ bool MoveClock(const std::string& path, double seconds, const std::vector<pid_t>
                         timeout_seconds);
   if (!all) {
     for (pid_t pid : pids) {
-      if (!acknowledged(pid))
+      if (!acknowledged(pid)) {
         ADD_FAILURE() << "lockboxd " << pid << " did not take clock offset " << text.str()
                       << " within " << timeout_seconds << " s";
+      }
     }
   }
   return all;
