@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 #include <lockbox/client.h>
 
-#include <fstream>
 #include <thread>
 
 #include "tests/support/harness.h"
@@ -76,10 +75,13 @@ class GrantViewTest : public ::testing::Test {
     return made.ok() ? made->name() : "";
   }
 
+  // Moves the clock; returns once every running replica applies the offset.
   static void SetOffset(double seconds) {
-    std::ofstream(*clock_file_) << seconds;
-    // Every replica re-reads the file every 50 ms.
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::vector<pid_t> pids;
+    for (ServerProcess* s : {a_, b_}) {
+      if (s != nullptr) pids.push_back(s->pid());
+    }
+    MoveClock(*clock_file_, seconds, pids);
   }
 
   static ServerProcess& Replica(int i) { return i == 0 ? *a_ : *b_; }
@@ -162,6 +164,9 @@ TEST_F(GrantViewTest, ApprovalOnOneReplicaAllowsOnBothBeforeItReturns) {
   EXPECT_EQ(b->grant().name(), grant.name());
   EXPECT_EQ(a->expire_time().seconds(), grant.expire_time().seconds());
   // And it keeps allowing once the views hold it.
+  // Time for the grant's notification to reach both views, which nothing
+  // outside the server shows. Not a wait that can fail: a view without the
+  // grant allows from the database; the sleep makes the view the one tested.
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_TRUE(Allowed(0));
   EXPECT_TRUE(Allowed(1));
@@ -169,7 +174,10 @@ TEST_F(GrantViewTest, ApprovalOnOneReplicaAllowsOnBothBeforeItReturns) {
 
 TEST_F(GrantViewTest, ReleaseStopsAllowingOnBothReplicas) {
   v1::Grant grant = Granted();
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // In both views.
+  // Time for the grant's notification to reach both views, which nothing
+  // outside the server shows. Not a wait that can fail: a view without the
+  // grant allows from the database; the sleep makes the view the one tested.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   ASSERT_TRUE(Allowed(0) && Allowed(1));
   v1::ReleaseGrantRequest r;
   r.set_name(grant.name());
@@ -182,6 +190,9 @@ TEST_F(GrantViewTest, ReleaseStopsAllowingOnBothReplicas) {
 
 TEST_F(GrantViewTest, RevokeStopsAllowingOnBothReplicas) {
   v1::Grant grant = Granted();
+  // Time for the grant's notification to reach both views, which nothing
+  // outside the server shows. Not a wait that can fail: a view without the
+  // grant allows from the database; the sleep makes the view the one tested.
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   ASSERT_TRUE(Allowed(0) && Allowed(1));
   v1::RevokeGrantRequest r;
@@ -194,6 +205,9 @@ TEST_F(GrantViewTest, RevokeStopsAllowingOnBothReplicas) {
 
 TEST_F(GrantViewTest, ExpiryIsExactFromTheGrantsOwnEndTime) {
   v1::Grant grant = Granted();
+  // Time for the grant's notification to reach both views, which nothing
+  // outside the server shows. Not a wait that can fail: a view without the
+  // grant allows from the database; the sleep makes the view the one tested.
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   ASSERT_TRUE(Allowed(0) && Allowed(1));
   // Nothing records the expiry (no sweep): the views decide by the end time.
@@ -213,6 +227,8 @@ TEST_F(GrantViewTest, LosingTheEnforcerRoleStopsItsChecksOnBothReplicas) {
   std::string binding = Bind(*admin, Id("service/gate"), "service.enforcer", "");
   ASSERT_TRUE(Check(0, "gate").ok());
   ASSERT_TRUE(Check(1, "gate").ok());
+  // Time for the binding's notification to reach both views, which nothing
+  // outside the server shows (a view without it asks the database).
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   ASSERT_TRUE(Check(0, "gate")->allowed());
   v1::DeleteRoleBindingRequest d;

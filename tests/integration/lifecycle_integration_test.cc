@@ -615,23 +615,34 @@ TEST_F(LifecycleTest, AuditLogIsAppendOnlyAndTamperEvident) {
 }
 
 TEST_F(LifecycleTest, MutualTlsIsRequired) {
-  auto call = [&](std::shared_ptr<grpc::Channel> ch) {
+  auto status = [&](std::shared_ptr<grpc::Channel> ch) {
     Client c(ch);
     v1::ListTenantsRequest req;
     v1::ListTenantsResponse out;
     auto ctx = Context();
     ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
-    return c.policy->ListTenants(ctx.get(), req, &out).error_code();
+    return c.policy->ListTenants(ctx.get(), req, &out);
   };
+  auto call = [&](std::shared_ptr<grpc::Channel> ch) { return status(ch).error_code(); };
   const std::string target = world->server->target();
   EXPECT_EQ(call(MtlsChannel(*world->certs, "admin", target)), grpc::StatusCode::OK);
   // No client certificate.
   EXPECT_NE(call(MtlsChannel(*world->certs, "", target)), grpc::StatusCode::OK);
-  // A certificate from another CA.
+  // A certificate from another CA, from a client that trusts our server, so
+  // that only the server can refuse it: with the same trust and our CA's
+  // certificate the call is served.
   Certificates foreign(kTd);
   foreign.Make("mallory", "operator/admin");
-  std::string foreign_ca_copy = world->certs->dir() + "/ca.crt";
-  EXPECT_NE(call(MtlsChannel(foreign, "mallory", target, "server.crt")), grpc::StatusCode::OK);
+  foreign.Import(*world->certs, "ca.crt", "our-ca.crt");
+  foreign.Import(*world->certs, "admin.crt", "our-admin.crt");
+  foreign.Import(*world->certs, "admin.key", "our-admin.key");
+  EXPECT_EQ(call(MtlsChannel(foreign, "our-admin", target, "our-ca.crt")), grpc::StatusCode::OK);
+  grpc::Status refused = status(MtlsChannel(foreign, "mallory", target, "our-ca.crt"));
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE) << refused.error_message();
+  // A client that refuses the server says "certificate verify failed"; this
+  // one was cut off by the server.
+  EXPECT_EQ(refused.error_message().find("certificate verify failed"), std::string::npos)
+      << "the client refused the server: " << refused.error_message();
   // Our CA, but another trust domain, or no SPIFFE ID.
   std::string evil_domain_cmd = RequiredEnv("LOCKBOX_TEST_MAKE_CERTS") + " " +
                                 world->certs->dir() + " evil.test eve=operator/admin";

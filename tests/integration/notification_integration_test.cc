@@ -5,10 +5,9 @@
 #include <lockbox/client.h>
 
 #include <algorithm>
-#include <fstream>
-#include <thread>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "tests/support/harness.h"
 
@@ -52,11 +51,36 @@ class Stack {
     Bind(*admin, Id("service/enforcer"), "service.enforcer", "", "");
   }
 
+  // Moves the clock; returns once every running replica applies the offset.
   void SetOffset(double seconds) {
-    std::ofstream(clock_file) << seconds;
+    std::vector<pid_t> pids;
+    for (const auto& server : servers) {
+      if (server->pid() > 0) pids.push_back(server->pid());
+    }
+    MoveClock(clock_file, seconds, pids);
     offset = seconds;
-    // Every replica re-reads the file every 50 ms.
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+
+  // Replica `i`'s metric `name` (with `labels`); NaN when absent.
+  double Metric(size_t i, const std::string& name,
+                const std::map<std::string, std::string>& labels = {}) {
+    return MetricValue(HttpGet(servers[i]->metrics_port(), "/metrics"), name, labels);
+  }
+
+  // Returns once every replica has finished two sweep passes since the call,
+  // so at least one whole pass began after it.
+  bool SweptTwiceEverywhere() {
+    for (size_t i = 0; i < servers.size(); ++i) {
+      for (int pass = 0; pass < 2; ++pass) {
+        double last = Metric(i, "lockbox_sweep_last_pass_timestamp_seconds");
+        if (!Eventually(
+                [&] { return Metric(i, "lockbox_sweep_last_pass_timestamp_seconds") > last; },
+                10)) {
+          return false;
+        }
+      }
+    }
+    return true;
   }
 
   std::unique_ptr<lockbox::Client> As(const std::string& who, size_t replica = 0) {
@@ -188,7 +212,8 @@ TEST(NotificationTest, EveryoneIsToldExactlyWhatTheyNeed) {
   all.insert({"alice@provider.example", "access_request.decided"});
   ASSERT_TRUE(Eventually([&] { return s.MailsAbout(r.name()).size() >= 7; }));
   ASSERT_TRUE(Eventually([&] { return s.HooksAbout(r.name()).size() >= 4; }));
-  std::this_thread::sleep_for(std::chrono::seconds(1));  // Nothing more may come.
+  // A grace period, not a wait for something: nothing more may come within it.
+  std::this_thread::sleep_for(std::chrono::seconds(1));
   EXPECT_EQ(s.MailsAbout(r.name()), all);
   EXPECT_EQ(s.HooksAbout(r.name()),
             (std::multiset<std::string>{"access_request.created", "access_request.decided",
@@ -247,8 +272,15 @@ TEST(NotificationTest, MessagesSurviveAKilledServerAndAnSmtpOutage) {
   s.Tenant("outage", false);
   s.receivers.Stop();  // The SMTP server is down.
   v1::AccessRequest r = s.Create("outage");
-  // The server tries, fails, and is killed before any delivery succeeds.
-  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  // The server tries both messages, fails, and is killed before any
+  // delivery succeeds.
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return s.Metric(0, "lockbox_delivery_attempts_total",
+                        {{"channel", "email"}, {"result", "failed"}}) >= 2;
+      },
+      20))
+      << "no failed delivery";
   int port = s.servers[0]->port();
   s.servers[0]->Kill();
   s.receivers.Start();  // The SMTP server is back.
@@ -264,6 +296,7 @@ TEST(NotificationTest, MessagesSurviveAKilledServerAndAnSmtpOutage) {
   Mails want = {{"bob@provider.example", "access_request.created"},
                 {"carol@provider.example", "access_request.created"}};
   ASSERT_TRUE(Eventually([&] { return s.MailsAbout(r.name()) == want; })) << "not delivered";
+  // A grace period, not a wait for something: no second copy may come.
   std::this_thread::sleep_for(std::chrono::seconds(1));
   EXPECT_EQ(s.MailsAbout(r.name()), want);  // Once each.
   // The failed attempts are visible.
@@ -347,7 +380,11 @@ TEST(TimeTest, ThreeReplicasRecordWhatTimeDecidesOnceAndTellEveryoneOnce) {
     for (const auto& m : s.receivers.Mails()) expired += Str(m, "event") == "access_request.expired";
     return expired >= kPending;
   }));
-  s.SetOffset(4 * 86400 + 120);  // Sweeps keep running: nothing happens twice.
+  // Sweeps keep running at the later time: nothing happens twice.
+  s.SetOffset(4 * 86400 + 120);
+  ASSERT_TRUE(s.SweptTwiceEverywhere()) << "a replica stopped sweeping";
+  // Deliveries of anything those sweeps queued: a grace period for a
+  // second copy to show.
   std::this_thread::sleep_for(std::chrono::seconds(1));
 
   // Exactly once each: transitions in the audit log...

@@ -11,6 +11,7 @@
 #include <pqxx/pqxx>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/support/harness.h"
 
@@ -26,14 +27,30 @@ void FailFast(Options* o) {
   o->retry.max_attempts = 1;
 }
 
-grpc::StatusCode CallAs(const Certificates& certs, const std::string& who, const std::string& target,
-                        const std::string& ca = "ca.crt") {
+grpc::Status Call(const Certificates& certs, const std::string& who, const std::string& target,
+                  const std::string& ca = "ca.crt") {
   Client c(MtlsChannel(certs, who, target, ca));
   v1::ListTenantsRequest req;
   v1::ListTenantsResponse out;
   auto ctx = Context();
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
-  return c.policy->ListTenants(ctx.get(), req, &out).error_code();
+  return c.policy->ListTenants(ctx.get(), req, &out);
+}
+
+grpc::StatusCode CallAs(const Certificates& certs, const std::string& who,
+                        const std::string& target, const std::string& ca = "ca.crt") {
+  return Call(certs, who, target, ca).error_code();
+}
+
+// The server refuses `who`'s certificate at the handshake, and not the
+// client the server's: a client that refuses says "certificate verify
+// failed", one that the server refuses sees the connection closed.
+void ExpectServerRefuses(const Certificates& certs, const std::string& who,
+                         const std::string& target, const std::string& ca) {
+  grpc::Status s = Call(certs, who, target, ca);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << who << ": " << s.error_message();
+  EXPECT_EQ(s.error_message().find("certificate verify failed"), std::string::npos)
+      << who << ": the client refused the server: " << s.error_message();
 }
 
 TEST(CertificateTest, EveryBadClientCertificateIsRefusedAtTheHandshake) {
@@ -64,8 +81,7 @@ TEST(CertificateTest, EveryBadClientCertificateIsRefusedAtTheHandshake) {
   // Our server's CA, but a client certificate from another CA.
   std::ifstream ca(certs.Path("ca.crt"));
   std::ofstream(foreign.Path("their-server-ca.crt")) << ca.rdbuf();
-  EXPECT_EQ(CallAs(foreign, "foreign", server.target(), "their-server-ca.crt"),
-            grpc::StatusCode::UNAVAILABLE);
+  ExpectServerRefuses(foreign, "foreign", server.target(), "their-server-ca.crt");
 }
 
 void Replace(const std::string& from, const std::string& to) {
@@ -84,14 +100,22 @@ TEST(CertificateTest, RotatedFilesArePickedUpWithoutARestart) {
   for (const char* f : {"server.crt", "server.key", "ca.crt", "admin.crt", "admin.key"}) {
     Replace(old_ca.Path(f), live.Path(f));
   }
+  // Each set also holds the other CA's certificate: a client that trusts the
+  // server it meets while presenting a certificate of the other CA, which
+  // only the server can refuse.
+  old_ca.Import(new_ca, "ca.crt", "other-ca.crt");
+  new_ca.Import(old_ca, "ca.crt", "other-ca.crt");
   ServerProcess server(live, db.url(), Id("operator/admin"));
   ASSERT_TRUE(server.WaitReady("admin"));
   EXPECT_EQ(CallAs(old_ca, "admin", server.target()), grpc::StatusCode::OK);
-  EXPECT_NE(CallAs(new_ca, "admin", server.target()), grpc::StatusCode::OK);
+  // A client certificate of the CA not yet in force.
+  ExpectServerRefuses(new_ca, "admin", server.target(), "other-ca.crt");
 
   for (const char* f : {"server.key", "server.crt", "ca.crt"}) Replace(new_ca.Path(f), live.Path(f));
   EXPECT_TRUE(Eventually([&] { return CallAs(new_ca, "admin", server.target()) == grpc::StatusCode::OK; }, 20));
-  EXPECT_NE(CallAs(old_ca, "admin", server.target()), grpc::StatusCode::OK);
+  // The old CA's client trusts the new server certificate (the call above
+  // was served under that trust), and is refused for its own certificate.
+  ExpectServerRefuses(old_ca, "admin", server.target(), "other-ca.crt");
 }
 
 class ServerLifeTest : public ::testing::Test {
@@ -165,13 +189,19 @@ TEST_F(ServerLifeTest, SigtermTellsWatchersToReconnectAndExitsWithinTheDrain) {
 }
 
 TEST_F(ServerLifeTest, SigtermLetsInFlightCallsFinishWhileHealthSaysNotServing) {
-  // A call that takes a few seconds (verifying a log of 60,000 events) on a
-  // server whose drain is longer than that.
+  // A call held in flight (verifying a log of 60,000 events, blocked behind a
+  // lock the test holds on the log) on a server whose drain is longer than
+  // the test. No sweep after the first (at start), so the verify is the
+  // only reader of the log that can wait for that lock.
   server_->Stop();
-  server_ = std::make_unique<ServerProcess>(certs_, db_.url(), Id("operator/admin"),
-                                            std::vector<std::string>{"--drain-seconds=60"});
+  server_ = std::make_unique<ServerProcess>(
+      certs_, db_.url(), Id("operator/admin"),
+      std::vector<std::string>{"--drain-seconds=60", "--sweep-interval-ms=3600000"});
   ASSERT_TRUE(server_->WaitReady("admin"));
   LoadAuditChain(db_, certs_.dir(), "longlog", 60000);
+  pqxx::connection holder(db_.url());
+  auto lock = std::make_unique<pqxx::work>(holder);
+  lock->exec("LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE");
   Client raw(MtlsChannel(certs_, "admin", server_->target()));
   std::atomic<bool> done{false};
   grpc::Status verify_status;
@@ -179,22 +209,41 @@ TEST_F(ServerLifeTest, SigtermLetsInFlightCallsFinishWhileHealthSaysNotServing) 
   std::thread call([&] {
     v1::VerifyAuditLogRequest r;
     r.set_parent("tenants/longlog");
-    verify_status = raw.audit->VerifyAuditLog(Context().get(), r, &verified);
+    auto ctx = Context();
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    verify_status = raw.audit->VerifyAuditLog(ctx.get(), r, &verified);
     done = true;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));
-  ASSERT_FALSE(done) << "the call ended before the test could stop the server";
+  // In flight: the server's read of the log waits for the test's lock.
+  bool waiting = Eventually(
+      [&] {
+        return db_.Query(
+                   "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = "
+                   "'audit_events'::regclass") != "0";
+      },
+      20);
+  if (!waiting) {
+    lock.reset();
+    call.join();
+  }
+  ASSERT_TRUE(waiting) << "the verify never reached the database";
   server_->Signal(SIGTERM);
   auto health = grpc::health::v1::Health::NewStub(grpc::CreateChannel(
       "127.0.0.1:" + std::to_string(server_->health_port()), grpc::InsecureChannelCredentials()));
-  grpc::ClientContext hc;
-  hc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  grpc::Status hs;
   grpc::health::v1::HealthCheckResponse hr;
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  grpc::Status hs = health->Check(&hc, grpc::health::v1::HealthCheckRequest(), &hr);
+  bool not_serving = Eventually(
+      [&] {
+        grpc::ClientContext hc;
+        hc.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
+        hs = health->Check(&hc, grpc::health::v1::HealthCheckRequest(), &hr);
+        return hs.ok() && hr.status() == grpc::health::v1::HealthCheckResponse::NOT_SERVING;
+      },
+      20);
+  EXPECT_FALSE(done) << "the in-flight call ended while the log was still locked";
+  lock->commit();
   call.join();
-  EXPECT_TRUE(hs.ok()) << hs.error_message();
-  EXPECT_EQ(hr.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_TRUE(not_serving) << hs.error_message() << " " << hr.status();
   EXPECT_TRUE(verify_status.ok()) << "an in-flight call was cut: " << verify_status.error_message();
   EXPECT_TRUE(verified.ok());
   EXPECT_EQ(verified.verified_events(), 60000);
@@ -224,9 +273,15 @@ TEST_F(ServerLifeTest, SigkillUnderLoadLosesNothingAcknowledgedAndHalfWritesNoth
       }
     });
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  auto count = [&](const std::vector<std::string>& v) {
+    std::lock_guard<std::mutex> l(mu);
+    return v.size();
+  };
+  EXPECT_TRUE(Eventually([&] { return count(acknowledged) > 50; })) << "no load";
   server_->Kill();
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // The workers go on calling the dead server for a while.
+  size_t at_kill = count(attempted);
+  EXPECT_TRUE(Eventually([&] { return count(attempted) >= at_kill + 8; }));
   stop = true;
   for (auto& w : workers) w.join();
   ASSERT_GT(acknowledged.size(), 10u);
@@ -282,35 +337,46 @@ TEST(FloodTest, AFloodingConnectionDoesNotStarveOthers) {
     v1::RoleBinding out;
     ASSERT_TRUE(admin.policy->CreateRoleBinding(Context().get(), b, &out).ok());
   }
-  // One connection fires 400 concurrent calls that each scan the log.
+  // One connection fires 40 concurrent calls at a time that each scan the log.
   Client flooder(MtlsChannel(certs, "flooder", server.target()));
   std::atomic<bool> stop{false};
+  std::atomic<int> flood_calls{0};
   std::vector<std::thread> flood;
+  absl::Cleanup end_flood = [&] {
+    stop = true;
+    for (auto& t : flood) t.join();
+  };
   for (int i = 0; i < 40; ++i) {
     flood.emplace_back([&] {
       while (!stop) {
         v1::VerifyAuditLogRequest r;
         v1::VerifyAuditLogResponse out;
         flooder.audit->VerifyAuditLog(Context().get(), r, &out);
+        ++flood_calls;
       }
     });
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  // Meanwhile the data plane, on its own connection, is served every time.
+  // The flood is on once its calls come back, every thread's twice on average.
+  ASSERT_TRUE(Eventually([&] { return flood_calls >= 80; }));
+  // Meanwhile the data plane, on its own connection, is served every time,
+  // each check while the flood goes on (how fast is a figure of scripts/bench).
   Client enforcer(MtlsChannel(certs, "enforcer", server.target()));
   int served = 0;
+  int flood_before = flood_calls;
   for (int i = 0; i < 20; ++i) {
     v1::CheckAccessRequest r;
     r.set_principal(Id("operator/flooder"));
     r.set_environment("tenants/none/environments/prod");
     v1::CheckAccessResponse out;
-    auto ctx = Context();
-    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    if (enforcer.grants->CheckAccess(ctx.get(), r, &out).ok()) ++served;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto status = enforcer.grants->CheckAccess(Context().get(), r, &out);
+    EXPECT_TRUE(status.ok()) << "check " << i << ": " << status.error_message();
+    if (status.ok()) ++served;
+    // The next check at a later point of the flood.
+    int seen = flood_calls;
+    ASSERT_TRUE(Eventually([&] { return flood_calls > seen; })) << "the flood stopped";
   }
-  stop = true;
-  for (auto& t : flood) t.join();
+  EXPECT_GE(flood_calls - flood_before, 20) << "the checks did not run during the flood";
+  std::move(end_flood).Invoke();
   EXPECT_EQ(served, 20);
 }
 
@@ -349,7 +415,7 @@ TEST(DatabaseOutageTest, CallsFailFastHealthSaysNotServingAndTheServerRecovers) 
   EXPECT_EQ(health(), grpc::health::v1::HealthCheckResponse::SERVING);
 
   std::atomic<bool> stop{false};
-  std::atomic<int> unavailable{0}, slow{0};
+  std::atomic<int> unavailable{0}, slow{0}, created{0};
   std::mutex mu;
   std::vector<std::string> attempted;
   std::vector<std::thread> workers;
@@ -372,24 +438,30 @@ TEST(DatabaseOutageTest, CallsFailFastHealthSaysNotServingAndTheServerRecovers) 
         auto start = std::chrono::steady_clock::now();
         auto res = alice->CreateAccessRequest(r);
         if (std::chrono::steady_clock::now() - start > std::chrono::milliseconds(3500)) ++slow;
+        if (res.ok()) ++created;
         if (res.status().error_code() == grpc::StatusCode::UNAVAILABLE) {
           ++unavailable;
+          // Pacing, not a wait for something: a refused call comes back at
+          // once, and the workers must not spin through the outage.
           std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
       }
     });
   }
-  std::this_thread::sleep_for(std::chrono::seconds(1));
+  // Calls succeed, then the database stops under them, they fail (fast),
+  // and once it is back they succeed again.
+  EXPECT_TRUE(Eventually([&] { return created >= 10; })) << "no load before the outage";
   pg.Stop();
   EXPECT_TRUE(Eventually([&] {
     return health() == grpc::health::v1::HealthCheckResponse::NOT_SERVING;
   }, 10));
-  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_TRUE(Eventually([&] { return unavailable >= 6; })) << "the outage was not seen";
   pg.Start();
   EXPECT_TRUE(Eventually([&] {
     return health() == grpc::health::v1::HealthCheckResponse::SERVING;
   }, 20)) << "did not recover by itself";
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  int at_recovery = created;
+  EXPECT_TRUE(Eventually([&] { return created >= at_recovery + 3; })) << "no call served after";
   stop = true;
   for (auto& w : workers) w.join();
   EXPECT_GT(unavailable.load(), 0) << "the outage was not seen";

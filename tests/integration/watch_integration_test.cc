@@ -4,8 +4,11 @@
 #include <lockbox/client.h>
 
 #include <future>
+#include <mutex>
 #include <thread>
+#include <tuple>
 
+#include "absl/cleanup/cleanup.h"
 #include "tests/support/harness.h"
 
 namespace lockbox::testing {
@@ -72,16 +75,19 @@ class WatchTest : public ::testing::Test {
 
   // Waits until alice's newest pending request exists, and returns its name.
   static std::string NewestPending(lockbox::Client& reviewer, v1::AccessRequest::Stage stage) {
-    for (int i = 0; i < 200; ++i) {
-      v1::ListAccessRequestsRequest l;
-      l.set_parent("tenants/watched");
-      l.set_filter(std::string("state = PENDING AND stage = ") +
-                   v1::AccessRequest::Stage_Name(stage));
-      auto got = reviewer.ListAccessRequests(l);
-      if (got.ok() && got->access_requests_size() > 0) return got->access_requests(0).name();
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return "";
+    std::string name;
+    Eventually(
+        [&] {
+          v1::ListAccessRequestsRequest l;
+          l.set_parent("tenants/watched");
+          l.set_filter(std::string("state = PENDING AND stage = ") +
+                       v1::AccessRequest::Stage_Name(stage));
+          auto got = reviewer.ListAccessRequests(l);
+          if (got.ok() && got->access_requests_size() > 0) name = got->access_requests(0).name();
+          return !name.empty();
+        },
+        10);
+    return name;
   }
 
   static void Decide(lockbox::Client& c, const std::string& name, bool approve) {
@@ -161,6 +167,8 @@ TEST_F(WatchTest, WaiterSurvivesItsReplicaRestartingAndMissingTheDecision) {
   a_->Kill();  // Replica A dies while alice waits on it.
   Decide(*bob, name, true);
   Decide(*dana, name, true);  // Decided while A is down: nobody tells A.
+  // A grace period, not a wait for something: with A down nothing can
+  // release the waiter.
   EXPECT_EQ(waiting.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
   delete a_;
   a_ = new ServerProcess(*certs_, db_->url(), Id("operator/admin"), {}, port);
@@ -200,11 +208,46 @@ TEST_F(WatchTest, LostNotificationConnectionIsReReadAfterReconnect) {
   auto dana = Connect("dana", b_->target());
   std::string name = NewestPending(*bob, v1::AccessRequest::INTERNAL_REVIEW);
   ASSERT_FALSE(name.empty());
-  // Kill every listening connection in the cluster's database: B's and D's.
-  db_->Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND query LIKE 'LISTEN%'");
+  // B's pool holds a few open connections before the database stops
+  // accepting new ones: B decides through them while nobody listens.
+  std::vector<std::thread> warm;
+  for (int t = 0; t < 4; ++t) {
+    warm.emplace_back([] {
+      v1::ListAccessRequestsRequest l;
+      l.set_parent("tenants/watched");
+      for (int n = 0; n < 5; ++n) (void)Connect("bob", b_->target())->ListAccessRequests(l);
+    });
+  }
+  for (auto& t : warm) t.join();
+  auto losses = [&] {
+    return MetricValue(HttpGet(d.metrics_port(), "/metrics"), "lockbox_database_reconnects_total",
+                       {{"connection", "listen_requests"}});
+  };
+  const std::string listening =
+      "FROM pg_stat_activity WHERE datname = '" + db_->name() + "' AND query LIKE 'LISTEN%'";
+  double lost_before = losses();
+  // Kill every listening connection in the cluster's database (A's, B's and
+  // D's), and keep them from coming back until the decision is made.
+  db_->AllowConnections(false);
+  absl::Cleanup allow = [&] { db_->AllowConnections(true); };
+  int terminated = std::stoi(db_->QueryFromOutside(
+      "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) " + listening));
+  EXPECT_GE(terminated, 2) << "D's two listeners at least";
+  ASSERT_TRUE(Eventually([&] { return losses() > lost_before; }, 10))
+      << "D did not notice its lost listener";
   Decide(*bob, name, true);
   Decide(*dana, name, true);
+  std::move(allow).Invoke();
+  // Every listener is back (the replicas reconnected)...
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return std::stoi(db_->QueryFromOutside("SELECT count(*) " + listening)) >= terminated;
+      },
+      20))
+      << "the replicas did not listen again";
+  // ...and D's re-read delivers what it missed.
+  ASSERT_EQ(waiting.wait_for(std::chrono::seconds(30)), std::future_status::ready)
+      << "the decision made while D was not listening never reached its watcher";
   Result<v1::Grant> grant = waiting.get();
   ASSERT_TRUE(grant.ok()) << grant.status().error_message();
   EXPECT_EQ(grant->access_request(), name);
@@ -231,33 +274,63 @@ TEST_F(WatchTest, WatchIsReadAuthorised) {
 
 TEST_F(WatchTest, ExpiryEndsTheWatchWithoutAnyWrite) {
   // The shortest TTL a policy allows is one minute; the watch must end then
-  // by itself, with no writer involved.
-  auto dana = Connect("dana", b_->target());
+  // by itself, with no writer involved: a database of its own, on a replica
+  // whose only sweep is its first, at start (before the request exists).
+  TestDatabase quiet;
+  ServerProcess server(*certs_, quiet.url(), Id("operator/admin"), {"--sweep-interval-ms=3600000"});
+  ASSERT_TRUE(server.WaitReady("admin"));
+  auto admin = Connect("admin", server.target());
   v1::CreateTenantRequest t;
   t.set_tenant_id("shortlived");
-  ASSERT_TRUE(Connect("admin", b_->target())->CreateTenant(t).ok());
+  ASSERT_TRUE(admin->CreateTenant(t).ok());
   v1::CreateEnvironmentRequest e;
   e.set_parent("tenants/shortlived");
   e.set_environment_id("prod");
-  ASSERT_TRUE(Connect("admin", b_->target())->CreateEnvironment(e).ok());
+  ASSERT_TRUE(admin->CreateEnvironment(e).ok());
   certs_->Make("sam", "tenant/shortlived/user/sam");
-  v1::CreateRoleBindingRequest rb;
-  rb.mutable_role_binding()->set_principal(Id("tenant/shortlived/user/sam"));
-  rb.mutable_role_binding()->set_role("tenant.admin");
-  rb.mutable_role_binding()->set_tenant("tenants/shortlived");
-  ASSERT_TRUE(Connect("admin", b_->target())->CreateRoleBinding(rb).ok());
+  for (const auto& [who, role, tenant] :
+       {std::tuple<std::string, std::string, std::string>{"tenant/shortlived/user/sam",
+                                                          "tenant.admin", "tenants/shortlived"},
+        {"operator/alice", "operator.engineer", ""}}) {
+    v1::CreateRoleBindingRequest rb;
+    rb.mutable_role_binding()->set_principal(Id(who));
+    rb.mutable_role_binding()->set_role(role);
+    rb.mutable_role_binding()->set_tenant(tenant);
+    ASSERT_TRUE(admin->CreateRoleBinding(rb).ok()) << who;
+  }
   v1::UpdateLockboxPolicyRequest p;
   p.mutable_lockbox_policy()->set_name("tenants/shortlived/lockboxPolicy");
   p.mutable_lockbox_policy()->mutable_request_ttl()->set_seconds(60);
   p.mutable_update_mask()->add_paths("request_ttl");
-  ASSERT_TRUE(Connect("sam", b_->target())->UpdateLockboxPolicy(p).ok());
+  ASSERT_TRUE(Connect("sam", server.target())->UpdateLockboxPolicy(p).ok());
   auto ask = Ask();
   ask.set_parent("tenants/shortlived");
   ask.mutable_access_request()->set_environment("tenants/shortlived/environments/prod");
+  // What the database holds once the request is created, to compare with
+  // what it holds when the watch has ended.
+  auto written = [&] {
+    return quiet.Query("SELECT row_to_json(r)::text FROM access_requests r") + " | audit " +
+           quiet.Query("SELECT count(*) FROM audit_events") + " | outbox " +
+           quiet.Query("SELECT count(*) FROM outbox");
+  };
+  std::promise<std::string> created;
+  std::once_flag first;
   auto start = std::chrono::steady_clock::now();
-  auto grant = Connect("alice", a_->target())->RequestAccess(ask, std::chrono::seconds(120));
+  auto alice = Connect("alice", server.target());
+  auto waiting =
+      alice->RequestAccessAsync(ask, std::chrono::seconds(120), [&](const v1::AccessRequest&) {
+        std::call_once(first, [&] { created.set_value(written()); });
+      });
+  auto at_creation = created.get_future();
+  ASSERT_EQ(at_creation.wait_for(std::chrono::seconds(30)), std::future_status::ready)
+      << "the request was not created";
+  auto grant = waiting.get();
   EXPECT_EQ(grant.reason(), kRequestExpired) << grant.status().error_message();
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::seconds(59));
+  EXPECT_EQ(written(), at_creation.get()) << "something recorded the expiry";
+  EXPECT_EQ(quiet.Query("SELECT state FROM access_requests"),
+            std::to_string(v1::AccessRequest::PENDING))
+      << "the stored state is still the one written at creation";
 }
 
 TEST_F(WatchTest, AThousandWatchersAreAllReleased) {

@@ -2,26 +2,26 @@
 
 #include <algorithm>
 #include <arpa/inet.h>
+#include <curl/curl.h>
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
-
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <pqxx/pqxx>
 #include <random>
 #include <sstream>
 #include <thread>
-
-#include <google/protobuf/util/json_util.h>
-
-#include <sys/stat.h>
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "server/domain/audit_chain.h"
@@ -76,6 +76,22 @@ void TestDatabase::Exec(const std::string& sql) const {
   pqxx::connection c(url_);
   pqxx::nontransaction n(c);
   n.exec(sql);
+}
+
+namespace {
+std::string FirstValue(const std::string& url, const std::string& sql) {
+  pqxx::connection c(url);
+  pqxx::nontransaction n(c);
+  pqxx::result r = n.exec(sql);
+  if (r.empty() || r[0][0].is_null()) return "";
+  return r[0][0].c_str();
+}
+}  // namespace
+
+std::string TestDatabase::Query(const std::string& sql) const { return FirstValue(url_, sql); }
+
+std::string TestDatabase::QueryFromOutside(const std::string& sql) const {
+  return FirstValue(RequiredEnv("LOCKBOX_TEST_PG_URL"), sql);
 }
 
 void TestDatabase::ExecFromOutside(const std::string& sql) const {
@@ -194,6 +210,11 @@ std::string Certificates::Read(const std::string& file) const {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+void Certificates::Import(const Certificates& from, const std::string& file,
+                          const std::string& as) const {
+  std::ofstream(Path(as)) << from.Read(file);
 }
 
 int FreePort() {
@@ -435,6 +456,31 @@ bool Eventually(const std::function<bool()>& done, int seconds) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return done();
+}
+
+bool MoveClock(const std::string& path, double seconds, const std::vector<pid_t>& pids,
+               int timeout_seconds) {
+  std::ostringstream text;
+  text << seconds;
+  std::ofstream(path + ".tmp") << text.str();
+  std::rename((path + ".tmp").c_str(), path.c_str());
+  auto acknowledged = [&](pid_t pid) {
+    std::ifstream in(path + ".ack." + std::to_string(pid));
+    std::stringstream ack;
+    ack << in.rdbuf();
+    return ack.str() == text.str();
+  };
+  bool all = Eventually([&] { return std::all_of(pids.begin(), pids.end(), acknowledged); },
+                        timeout_seconds);
+  if (!all) {
+    for (pid_t pid : pids) {
+      if (!acknowledged(pid)) {
+        ADD_FAILURE() << "lockboxd " << pid << " did not take clock offset " << text.str()
+                      << " within " << timeout_seconds << " s";
+      }
+    }
+  }
+  return all;
 }
 
 std::shared_ptr<grpc::Channel> MtlsChannel(const Certificates& certs, const std::string& name,

@@ -37,9 +37,14 @@ class TestDatabase {
   const std::string& url() const { return url_; }
   // Runs SQL as the cluster's superuser in this database.
   void Exec(const std::string& sql) const;
+  // Runs a query as the superuser in this database: the first column of its
+  // first row as text ("" when there is no row or the value is NULL).
+  std::string Query(const std::string& sql) const;
   // Runs SQL as the superuser from the cluster's own database (works while
   // this one refuses connections).
   void ExecFromOutside(const std::string& sql) const;
+  // Query, from the cluster's own database.
+  std::string QueryFromOutside(const std::string& sql) const;
   // Whether new connections to this database are accepted (open ones stay).
   void AllowConnections(bool allow) const;
   const std::string& name() const { return name_; }
@@ -72,6 +77,10 @@ class Certificates {
   void Make(const std::string& name, const std::string& path) const;
   std::string Path(const std::string& file) const { return dir_ + "/" + file; }
   std::string Read(const std::string& file) const;
+  // Copies `file` of another set here as `as`: e.g. another CA's ca.crt, so a
+  // client of this set trusts that CA's server while presenting this set's
+  // certificate.
+  void Import(const Certificates& from, const std::string& file, const std::string& as) const;
   const std::string& trust_domain() const { return trust_domain_; }
   const std::string& dir() const { return dir_; }
 
@@ -159,6 +168,15 @@ std::string Str(const google::protobuf::Struct& s, const std::string& field);
 
 // Waits up to `seconds` for `done()`; returns its last value.
 bool Eventually(const std::function<bool()>& done, int seconds = 30);
+
+// Moves the test clock of every lockboxd started with
+// --testing-clock-offset-file=`path` to real time + `seconds`: writes the
+// file (beside, then renamed) and waits until each of `pids` has
+// acknowledged that offset (`<path>.ack.<pid>` holds the same text), so the
+// new time is in force on every replica when it returns. Fails the test
+// (and returns false) if one has not after `timeout_seconds`.
+bool MoveClock(const std::string& path, double seconds, const std::vector<pid_t>& pids,
+               int timeout_seconds = 10);
 
 // An mTLS channel presenting NAME.crt/key (NAME empty: no client certificate).
 std::shared_ptr<grpc::Channel> MtlsChannel(const Certificates& certs, const std::string& name,
