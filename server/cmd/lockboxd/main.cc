@@ -14,7 +14,7 @@
 #include "server/observe/log.h"
 
 #ifdef LOCKBOX_TESTING_CLOCK
-#include "server/app/testing_clock.h"
+#include "server/cmd/lockboxd/testing_clock.h"
 #endif
 
 namespace {

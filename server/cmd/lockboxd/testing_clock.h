@@ -3,8 +3,8 @@
 // every replica without sleeping. Never use it in production.
 // Once a newly read offset is in force, it is written back, as the same
 // text, to `<file>.ack.<pid>`, so that a test waits for exactly that.
-#ifndef LOCKBOX_SERVER_APP_TESTING_CLOCK_H_
-#define LOCKBOX_SERVER_APP_TESTING_CLOCK_H_
+#ifndef LOCKBOX_SERVER_CMD_LOCKBOXD_TESTING_CLOCK_H_
+#define LOCKBOX_SERVER_CMD_LOCKBOXD_TESTING_CLOCK_H_
 
 #include <unistd.h>
 
@@ -63,4 +63,4 @@ class FileOffsetClock final : public Clock {
 
 }  // namespace lockbox
 
-#endif  // LOCKBOX_SERVER_APP_TESTING_CLOCK_H_
+#endif  // LOCKBOX_SERVER_CMD_LOCKBOXD_TESTING_CLOCK_H_
