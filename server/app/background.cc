@@ -15,23 +15,27 @@ void LogError(const char* what, const absl::Status& s) {
 }  // namespace
 
 void Periodic::Start() {
-  thread_ = std::thread([this] {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!stopping_) {
-      lock.unlock();
-      tick_();
-      lock.lock();
-      cv_.wait_for(lock, absl::ToChronoMilliseconds(interval_), [this] { return stopping_; });
-    }
-  });
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Periodic::Loop() {
+  mu_.Lock();
+  while (!stopping_) {
+    mu_.Unlock();
+    tick_();
+    mu_.Lock();
+    // Wakes early only for Stop: a spurious wakeup re-checks the condition
+    // and waits on, so the interval is never cut short.
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), interval_);
+  }
+  mu_.Unlock();
 }
 
 void Periodic::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 

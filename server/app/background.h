@@ -5,11 +5,12 @@
 #define LOCKBOX_SERVER_APP_BACKGROUND_H_
 
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
+#include <functional>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/app/use_cases.h"
 #include "server/store/store.h"
@@ -25,21 +26,26 @@ class MessageSender {
   virtual absl::Status Send(const Delivery& delivery) = 0;
 };
 
-// A thread that calls `tick` every `interval` until stopped.
+// A thread that calls `tick` every `interval` until stopped. `tick` runs
+// without the lock held, so it may take as long as it needs; Stop waits for
+// the tick under way.
 class Periodic {
  public:
   Periodic(absl::Duration interval, std::function<void()> tick)
       : interval_(interval), tick_(std::move(tick)) {}
   ~Periodic() { Stop(); }
-  void Start();
-  void Stop();
+  // REQUIRES: called at most once.
+  void Start() ABSL_LOCKS_EXCLUDED(mu_);
+  // Idempotent. REQUIRES: not called from `tick`.
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  absl::Duration interval_;
-  std::function<void()> tick_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
+  void Loop() ABSL_LOCKS_EXCLUDED(mu_);
+
+  const absl::Duration interval_;
+  const std::function<void()> tick_;
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

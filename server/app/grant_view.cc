@@ -10,7 +10,7 @@ namespace lockbox {
 namespace {
 
 constexpr size_t kReadBatch = 200;
-constexpr auto kRetryAfterError = std::chrono::milliseconds(500);
+constexpr absl::Duration kRetryAfterError = absl::Milliseconds(500);
 // Ended grants leave by notification; this only bounds what an expired
 // grant costs in memory when nobody recorded its expiry.
 constexpr auto kPurgeEvery = std::chrono::seconds(30);
@@ -32,34 +32,34 @@ GrantView::GrantView(Options options) : options_(std::move(options)) {}
 GrantView::~GrantView() { Stop(); }
 
 void GrantView::Start() {
-  std::lock_guard<std::mutex> lock(work_mu_);
+  absl::MutexLock lock(&work_mu_);
   if (started_) return;
   started_ = true;
   feed_thread_ = std::thread([this] {
     options_.feed->Run(
         [this](const std::string& payload) {
           if (payload == "bindings") {
-            std::lock_guard<std::mutex> lock(work_mu_);
+            absl::MutexLock lock(&work_mu_);
             dirty_bindings_ = true;
-            work_cv_.notify_one();
+            work_cv_.Signal();
             return;
           }
           {
             // Any change to a grant the view holds is its end: stop allowing
             // at once; the re-read puts it back if it is still active.
-            std::unique_lock<std::shared_mutex> view(mu_);
+            absl::WriterMutexLock view(&mu_);
             EraseLocked(payload);
           }
-          std::lock_guard<std::mutex> lock(work_mu_);
+          absl::MutexLock lock(&work_mu_);
           dirty_grants_.insert(payload);
-          work_cv_.notify_one();
+          work_cv_.Signal();
         },
         [this] {
           gaps_++;
           built_ = false;
-          std::lock_guard<std::mutex> lock(work_mu_);
+          absl::MutexLock lock(&work_mu_);
           rebuild_ = true;
-          work_cv_.notify_one();
+          work_cv_.Signal();
         });
   });
   loop_thread_ = std::thread([this] { Loop(); });
@@ -67,10 +67,10 @@ void GrantView::Start() {
 
 void GrantView::Stop() {
   {
-    std::lock_guard<std::mutex> lock(work_mu_);
+    absl::MutexLock lock(&work_mu_);
     if (stopping_) return;
     stopping_ = true;
-    work_cv_.notify_all();
+    work_cv_.SignalAll();
   }
   built_ = false;
   if (options_.feed != nullptr) options_.feed->Stop();
@@ -83,7 +83,7 @@ bool GrantView::Ready() const {
 }
 
 bool GrantView::IsEnforcer(const std::string& spiffe_id) const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  absl::ReaderMutexLock lock(&mu_);
   return enforcers_.count(spiffe_id) > 0;
 }
 
@@ -93,7 +93,7 @@ std::optional<v1::Grant> GrantView::Allowing(const std::string& principal,
                                              const std::string& environment_name,
                                              const std::string& data_source,
                                              absl::Time now) const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  absl::ReaderMutexLock lock(&mu_);
   auto it = grants_.find(KeyOf(principal, tenant, environment_id));
   if (it == grants_.end()) return std::nullopt;
   const v1::Grant* best =
@@ -103,12 +103,12 @@ std::optional<v1::Grant> GrantView::Allowing(const std::string& principal,
 }
 
 void GrantView::Forget(const std::string& grant_key) {
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  absl::WriterMutexLock lock(&mu_);
   EraseLocked(grant_key);
 }
 
 size_t GrantView::size() const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  absl::ReaderMutexLock lock(&mu_);
   return index_.size();
 }
 
@@ -153,7 +153,7 @@ bool GrantView::Rebuild() {
     return absl::OkStatus();
   });
   if (!status.ok()) return false;
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  absl::WriterMutexLock lock(&mu_);
   grants_.clear();
   index_.clear();
   for (v1::Grant& g : grants) PutLocked(std::move(g), now);
@@ -171,7 +171,7 @@ bool GrantView::RefreshGrants(const std::vector<std::string>& keys) {
   });
   if (!status.ok()) return false;
   absl::Time now = options_.clock->Now();
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  absl::WriterMutexLock lock(&mu_);
   for (v1::Grant& g : grants) PutLocked(std::move(g), now);
   return true;
 }
@@ -185,22 +185,25 @@ bool GrantView::RefreshEnforcers() {
     return absl::OkStatus();
   });
   if (!status.ok()) return false;
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  absl::WriterMutexLock lock(&mu_);
   enforcers_ = std::unordered_set<std::string>(enforcers.begin(), enforcers.end());
   return true;
 }
 
 void GrantView::Loop() {
   auto next_purge = std::chrono::steady_clock::now() + kPurgeEvery;
-  std::unique_lock<std::mutex> lock(work_mu_);
+  work_mu_.Lock();
   while (!stopping_) {
     if (!rebuild_ && dirty_grants_.empty() && !dirty_bindings_) {
-      work_cv_.wait_until(lock, next_purge);
+      // Until `next_purge` on the steady clock; a signal or a spurious
+      // wakeup goes round the loop, which finds the work or waits again.
+      work_cv_.WaitWithTimeout(
+          &work_mu_, absl::FromChrono(next_purge - std::chrono::steady_clock::now()));
       if (std::chrono::steady_clock::now() >= next_purge) {
         next_purge = std::chrono::steady_clock::now() + kPurgeEvery;
-        lock.unlock();
+        work_mu_.Unlock();
         absl::Time now = options_.clock->Now();
-        std::unique_lock<std::shared_mutex> view(mu_);
+        mu_.WriterLock();
         std::vector<std::string> expired;
         for (const auto& [key, list] : grants_) {
           for (const v1::Grant& g : list) {
@@ -208,8 +211,8 @@ void GrantView::Loop() {
           }
         }
         for (const std::string& k : expired) EraseLocked(k);
-        view.unlock();
-        lock.lock();
+        mu_.WriterUnlock();
+        work_mu_.Lock();
       }
       continue;
     }
@@ -221,14 +224,14 @@ void GrantView::Loop() {
       dirty_grants_.clear();
       dirty_bindings_ = false;
       int64_t gaps = gaps_.load();
-      lock.unlock();
+      work_mu_.Unlock();
       ok = Rebuild();
       if (ok) {
         rebuilds_++;
         // A gap that began during the read is followed by another rebuild.
         if (gaps_.load() == gaps) built_.store(true, std::memory_order_release);
       }
-      lock.lock();
+      work_mu_.Lock();
       if (!ok) rebuild_ = true;
     } else {
       std::vector<std::string> keys;
@@ -238,18 +241,19 @@ void GrantView::Loop() {
       }
       bool bindings = dirty_bindings_;
       dirty_bindings_ = false;
-      lock.unlock();
+      work_mu_.Unlock();
       if (!keys.empty()) ok = RefreshGrants(keys);
       if (ok && bindings) ok = RefreshEnforcers();
-      lock.lock();
+      work_mu_.Lock();
       if (!ok) {
         // What the view holds may now be wrong: stop answering from it.
         built_ = false;
         rebuild_ = true;
       }
     }
-    if (!ok) work_cv_.wait_for(lock, kRetryAfterError, [this] { return stopping_; });
+    if (!ok) work_mu_.AwaitWithTimeout(absl::Condition(&stopping_), kRetryAfterError);
   }
+  work_mu_.Unlock();
 }
 
 }  // namespace lockbox

@@ -20,17 +20,16 @@
 #define LOCKBOX_SERVER_APP_GRANT_VIEW_H_
 
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <optional>
 #include <set>
-#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "lockbox/v1/resources.pb.h"
 #include "server/domain/clock.h"
@@ -50,64 +49,75 @@ class GrantView {
     absl::Duration liveness = absl::Milliseconds(800);
   };
 
+  // REQUIRES: what `options` points to outlives the view.
   explicit GrantView(Options options);
   ~GrantView();  // Stops.
 
-  void Start();
-  void Stop();  // Idempotent.
+  // Idempotent. REQUIRES: options.store, options.clock and options.feed set.
+  void Start() ABSL_LOCKS_EXCLUDED(work_mu_);
+  void Stop() ABSL_LOCKS_EXCLUDED(work_mu_);  // Idempotent.
 
-  // Whether the view may answer now.
+  // The readers below are thread-safe and share the view's lock with one
+  // another: CheckAccess never waits for another CheckAccess.
+
+  // Whether the view may answer now. Takes no lock.
+  // REQUIRES: options.feed set.
   bool Ready() const;
   // Whether `spiffe_id` holds service.enforcer as the view knows it.
-  bool IsEnforcer(const std::string& spiffe_id) const;
+  bool IsEnforcer(const std::string& spiffe_id) const ABSL_LOCKS_EXCLUDED(mu_);
   // The grant that allows `principal` into the environment (`data_source`
   // may be empty) at `now`, the one lasting longest; nullopt if the view has
   // none.
   std::optional<v1::Grant> Allowing(const std::string& principal, const std::string& tenant,
                                     const std::string& environment_id,
                                     const std::string& environment_name,
-                                    const std::string& data_source, absl::Time now) const;
+                                    const std::string& data_source, absl::Time now) const
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Drops a grant this replica just ended ("<tenant>/<grant id>"), so that
   // its own callers see the end without waiting for the notification.
-  void Forget(const std::string& grant_key);
+  // Thread-safe.
+  void Forget(const std::string& grant_key) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Active grants held, and rebuilds done (for metrics and tests).
-  size_t size() const;
+  size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
   int64_t rebuilds() const { return rebuilds_.load(); }
 
  private:
-  void Loop();
+  // The view's thread. The two locks are never held together.
+  void Loop() ABSL_LOCKS_EXCLUDED(mu_, work_mu_);
   // Loads everything again. False if the database could not be read.
-  bool Rebuild();
-  bool RefreshGrants(const std::vector<std::string>& keys);
-  bool RefreshEnforcers();
-  // With mu_ held exclusively.
-  void PutLocked(v1::Grant grant, absl::Time now);
-  void EraseLocked(const std::string& grant_key);
+  bool Rebuild() ABSL_LOCKS_EXCLUDED(mu_, work_mu_);
+  bool RefreshGrants(const std::vector<std::string>& keys) ABSL_LOCKS_EXCLUDED(mu_, work_mu_);
+  bool RefreshEnforcers() ABSL_LOCKS_EXCLUDED(mu_, work_mu_);
+  void PutLocked(v1::Grant grant, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EraseLocked(const std::string& grant_key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  Options options_;
+  const Options options_;
 
-  // The view, read by every CheckAccess.
-  mutable std::shared_mutex mu_;
+  // The view, read by every CheckAccess (shared), written by the view's
+  // thread, the feed's thread and Forget (exclusive).
+  mutable absl::Mutex mu_;
   // principal \0 tenant \0 environment -> its active grants.
-  std::unordered_map<std::string, std::vector<v1::Grant>> grants_;
+  std::unordered_map<std::string, std::vector<v1::Grant>> grants_ ABSL_GUARDED_BY(mu_);
   // "<tenant>/<grant id>" -> its key in grants_.
-  std::unordered_map<std::string, std::string> index_;
-  std::unordered_set<std::string> enforcers_;
+  std::unordered_map<std::string, std::string> index_ ABSL_GUARDED_BY(mu_);
+  std::unordered_set<std::string> enforcers_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> built_{false};
   // Counts on_gap(): a rebuild that saw a gap start meanwhile is stale.
   std::atomic<int64_t> gaps_{0};
   std::atomic<int64_t> rebuilds_{0};
 
   // Work for the view's thread.
-  std::mutex work_mu_;
-  std::condition_variable work_cv_;
-  std::set<std::string> dirty_grants_;
-  bool dirty_bindings_ = false;
-  bool rebuild_ = false;  // Set by the feed once it listens.
-  bool stopping_ = false;
-  bool started_ = false;
+  absl::Mutex work_mu_;
+  // Signalled when there is work or stopping_ is set.
+  absl::CondVar work_cv_;
+  std::set<std::string> dirty_grants_ ABSL_GUARDED_BY(work_mu_);
+  bool dirty_bindings_ ABSL_GUARDED_BY(work_mu_) = false;
+  // Set by the feed once it listens.
+  bool rebuild_ ABSL_GUARDED_BY(work_mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(work_mu_) = false;
+  bool started_ ABSL_GUARDED_BY(work_mu_) = false;
   std::thread feed_thread_;
   std::thread loop_thread_;
 };

@@ -8,7 +8,7 @@
 namespace lockbox {
 namespace {
 constexpr size_t kReadBatch = 500;
-constexpr auto kRetryAfterError = std::chrono::seconds(1);
+constexpr absl::Duration kRetryAfterError = absl::Seconds(1);
 }  // namespace
 
 WatchHub::WatchHub(Options options) : options_(std::move(options)) {}
@@ -16,22 +16,22 @@ WatchHub::WatchHub(Options options) : options_(std::move(options)) {}
 WatchHub::~WatchHub() { Stop(); }
 
 void WatchHub::Start() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (started_) return;
   started_ = true;
   feed_thread_ = std::thread([this] {
     options_.feed->Run(
         [this](const std::string& id) {
-          std::lock_guard<std::mutex> lock(mu_);
+          absl::MutexLock lock(&mu_);
           if (watchers_.count(id) > 0) {
             dirty_.insert(id);
-            cv_.notify_one();
+            cv_.Signal();
           }
         },
         [this] {
-          std::lock_guard<std::mutex> lock(mu_);
+          absl::MutexLock lock(&mu_);
           for (const auto& [id, set] : watchers_) dirty_.insert(id);
-          cv_.notify_one();
+          cv_.Signal();
         });
   });
   hub_thread_ = std::thread([this] { Loop(); });
@@ -39,7 +39,7 @@ void WatchHub::Start() {
 
 void WatchHub::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (stopping_) return;
     stopping_ = true;
     grpc::Status closing(grpc::StatusCode::UNAVAILABLE,
@@ -47,7 +47,7 @@ void WatchHub::Stop() {
     for (auto& [id, set] : watchers_) {
       for (Watcher* w : set) w->Close(closing);
     }
-    cv_.notify_all();
+    cv_.SignalAll();
   }
   if (options_.feed != nullptr) options_.feed->Stop();
   if (feed_thread_.joinable()) feed_thread_.join();
@@ -55,7 +55,7 @@ void WatchHub::Stop() {
 }
 
 void WatchHub::Add(const std::string& request_id, Watcher* watcher) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (stopping_) {
     watcher->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                 "the server is shutting down: watch again to reconnect"));
@@ -65,11 +65,11 @@ void WatchHub::Add(const std::string& request_id, Watcher* watcher) {
   // A read after registering closes the gap between the caller's first read
   // and the moment notifications reach this watcher.
   dirty_.insert(request_id);
-  cv_.notify_one();
+  cv_.Signal();
 }
 
 void WatchHub::Remove(const std::string& request_id, Watcher* watcher) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = watchers_.find(request_id);
   if (it == watchers_.end()) return;
   it->second.erase(watcher);
@@ -80,7 +80,7 @@ void WatchHub::Remove(const std::string& request_id, Watcher* watcher) {
 }
 
 size_t WatchHub::size() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   size_t n = 0;
   for (const auto& [id, set] : watchers_) n += set.size();
   return n;
@@ -88,7 +88,7 @@ size_t WatchHub::size() {
 
 void WatchHub::Loop() {
   auto next_recheck = std::chrono::steady_clock::now() + absl::ToChronoMilliseconds(options_.recheck);
-  std::unique_lock<std::mutex> lock(mu_);
+  mu_.Lock();
   while (!stopping_) {
     auto now_steady = std::chrono::steady_clock::now();
     absl::Time now = options_.clock->Now();
@@ -107,19 +107,22 @@ void WatchHub::Loop() {
       next_recheck = now_steady + absl::ToChronoMilliseconds(options_.recheck);
     }
     if (dirty_.empty()) {
-      cv_.wait_until(lock, wake);
+      // Until `wake` on the steady clock; a signal or a spurious wakeup goes
+      // round the loop, which finds the work or waits again.
+      cv_.WaitWithTimeout(&mu_, absl::FromChrono(wake - std::chrono::steady_clock::now()));
       continue;
     }
     std::vector<std::string> ids(dirty_.begin(), dirty_.end());
     dirty_.clear();
-    lock.unlock();
+    mu_.Unlock();
     for (size_t i = 0; i < ids.size(); i += kReadBatch) {
       std::vector<std::string> batch(ids.begin() + i,
                                      ids.begin() + std::min(ids.size(), i + kReadBatch));
       Refresh(batch);
     }
-    lock.lock();
+    mu_.Lock();
   }
+  mu_.Unlock();
 }
 
 void WatchHub::Refresh(const std::vector<std::string>& ids) {
@@ -130,11 +133,11 @@ void WatchHub::Refresh(const std::vector<std::string>& ids) {
     requests = std::move(*got);
     return absl::OkStatus();
   });
-  std::unique_lock<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (!status.ok()) {
     // The database is away: try these again shortly.
     dirty_.insert(ids.begin(), ids.end());
-    cv_.wait_for(lock, kRetryAfterError, [this] { return stopping_; });
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_), kRetryAfterError);
     return;
   }
   absl::Time now = options_.clock->Now();

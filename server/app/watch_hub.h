@@ -8,16 +8,17 @@
 #ifndef LOCKBOX_SERVER_APP_WATCH_HUB_H_
 #define LOCKBOX_SERVER_APP_WATCH_HUB_H_
 
-#include <condition_variable>
 #include <map>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <grpcpp/support/status.h>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "lockbox/v1/resources.pb.h"
 #include "server/domain/clock.h"
@@ -28,8 +29,8 @@ namespace lockbox {
 class WatchHub {
  public:
   // Implemented by whoever streams to a client. Update and Close are called
-  // from the hub's thread with the hub's lock held: they must not block and
-  // must not call back into the hub.
+  // with the hub's lock held (from the hub's thread, or from Add and Stop).
+  // REQUIRES: they do not block and do not call back into the hub.
   class Watcher {
    public:
     virtual ~Watcher() = default;
@@ -47,32 +48,40 @@ class WatchHub {
     absl::Duration recheck = absl::Seconds(10);
   };
 
+  // REQUIRES: what `options` points to outlives the hub.
   explicit WatchHub(Options options);
   ~WatchHub();  // Stops.
 
-  void Start();
+  // Idempotent. REQUIRES: options.store, options.clock and options.feed set.
+  void Start() ABSL_LOCKS_EXCLUDED(mu_);
   // Closes every watcher with UNAVAILABLE (clients reconnect elsewhere) and
   // stops the threads. Idempotent.
-  void Stop();
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Thread-safe. `request_id` is the request's UUID. After Add, the watcher
-  // gets a fresh snapshot soon even if nothing changes.
-  void Add(const std::string& request_id, Watcher* watcher);
-  void Remove(const std::string& request_id, Watcher* watcher);
-  size_t size();
+  // gets a fresh snapshot soon even if nothing changes; after Stop, Add
+  // closes it at once.
+  // REQUIRES: `watcher` stays valid until Remove(request_id, watcher)
+  // returns.
+  void Add(const std::string& request_id, Watcher* watcher) ABSL_LOCKS_EXCLUDED(mu_);
+  void Remove(const std::string& request_id, Watcher* watcher) ABSL_LOCKS_EXCLUDED(mu_);
+  size_t size() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  void Loop();
-  void Refresh(const std::vector<std::string>& ids);
+  void Loop() ABSL_LOCKS_EXCLUDED(mu_);
+  // Reads `ids` and hands their watchers the snapshots.
+  void Refresh(const std::vector<std::string>& ids) ABSL_LOCKS_EXCLUDED(mu_);
 
-  Options options_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::string, std::set<Watcher*>> watchers_;
-  std::map<std::string, absl::Time> expiries_;  // Of watched PENDING requests.
-  std::set<std::string> dirty_;
-  bool stopping_ = false;
-  bool started_ = false;
+  const Options options_;
+  absl::Mutex mu_;
+  // Signalled when dirty_ gains an id or stopping_ is set.
+  absl::CondVar cv_;
+  std::map<std::string, std::set<Watcher*>> watchers_ ABSL_GUARDED_BY(mu_);
+  // Of watched PENDING requests.
+  std::map<std::string, absl::Time> expiries_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> dirty_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
   std::thread feed_thread_;
   std::thread hub_thread_;
 };

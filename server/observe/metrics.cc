@@ -174,7 +174,7 @@ RefreshingCollectable::RefreshingCollectable(std::shared_ptr<prometheus::Registr
 
 std::vector<prometheus::MetricFamily> RefreshingCollectable::Collect() const {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     refresh_();
     auto now = std::chrono::steady_clock::now();
     if (refreshed_ == std::chrono::steady_clock::time_point{} ||

@@ -14,8 +14,10 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 namespace lockbox {
 
@@ -77,21 +79,23 @@ class Metrics {
 // What an exposer serves: on each scrape runs `refresh` (cheap, this
 // replica's own state) and `refresh_costly` (the database's counts; at most
 // once per `min_interval`, so many scrapers cost one query), then collects
-// the registry.
+// the registry. Thread-safe: concurrent scrapes refresh one at a time.
 class RefreshingCollectable final : public prometheus::Collectable {
  public:
+  // REQUIRES: `refresh` and `refresh_costly` do not scrape (call Collect).
   RefreshingCollectable(std::shared_ptr<prometheus::Registry> registry,
                         std::function<void()> refresh, std::function<void()> refresh_costly,
                         std::chrono::milliseconds min_interval);
-  std::vector<prometheus::MetricFamily> Collect() const override;
+  std::vector<prometheus::MetricFamily> Collect() const override ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  std::shared_ptr<prometheus::Registry> registry_;
-  std::function<void()> refresh_;
-  std::function<void()> refresh_costly_;
-  std::chrono::milliseconds min_interval_;
-  mutable std::mutex mu_;
-  mutable std::chrono::steady_clock::time_point refreshed_{};
+  const std::shared_ptr<prometheus::Registry> registry_;
+  const std::function<void()> refresh_;
+  const std::function<void()> refresh_costly_;
+  const std::chrono::milliseconds min_interval_;
+  // Held while the refreshes run, so that they never overlap.
+  mutable absl::Mutex mu_;
+  mutable std::chrono::steady_clock::time_point refreshed_ ABSL_GUARDED_BY(mu_){};
 };
 
 }  // namespace lockbox

@@ -4,58 +4,64 @@
 #ifndef LOCKBOX_SERVER_SERVICE_EXECUTOR_H_
 #define LOCKBOX_SERVER_SERVICE_EXECUTOR_H_
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 namespace lockbox {
 
 // Thread-safe. The destructor runs what was submitted, then joins.
 class Executor {
  public:
+  // REQUIRES: threads > 0 (with none, nothing submitted would ever run).
   explicit Executor(int threads) {
     for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
   }
-  ~Executor() {
+  // REQUIRES: not called from submitted work.
+  ~Executor() ABSL_LOCKS_EXCLUDED(mu_) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       stopping_ = true;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
     for (std::thread& t : threads_) t.join();
   }
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
-  void Submit(std::function<void()> work) {
+  // `work` runs on one of the executor's threads, without its lock held.
+  void Submit(std::function<void()> work) ABSL_LOCKS_EXCLUDED(mu_) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       queue_.push_back(std::move(work));
     }
-    cv_.notify_one();
+    cv_.Signal();
   }
 
  private:
-  void Work() {
-    std::unique_lock<std::mutex> lock(mu_);
+  void Work() ABSL_LOCKS_EXCLUDED(mu_) {
+    mu_.Lock();
     while (true) {
-      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // Stopping, and nothing left.
+      while (!stopping_ && queue_.empty()) cv_.Wait(&mu_);
+      if (queue_.empty()) break;  // Stopping, and nothing left.
       std::function<void()> work = std::move(queue_.front());
       queue_.pop_front();
-      lock.unlock();
+      mu_.Unlock();
       work();
-      lock.lock();
+      mu_.Lock();
     }
+    mu_.Unlock();
   }
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;
-  bool stopping_ = false;
+  absl::Mutex mu_;
+  // Signalled when queue_ gains work or stopping_ is set.
+  absl::CondVar cv_;
+  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };
 

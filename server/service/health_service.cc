@@ -20,7 +20,7 @@ bool KnownService(const std::string& name) {
 
 HealthCheckResponse::ServingStatus HealthService::Current() {
   if (shutting_down_) return HealthCheckResponse::NOT_SERVING;
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto now = std::chrono::steady_clock::now();
   if (now - checked_at_ > std::chrono::seconds(1)) {
     last_ok_ = database_ok_();

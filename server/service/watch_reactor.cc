@@ -22,12 +22,12 @@ void WatchReactor::Begin(const v1::AccessRequest& initial) {
 }
 
 void WatchReactor::Refuse(const grpc::Status& status) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   EndLocked(status);
 }
 
 void WatchReactor::Update(const v1::AccessRequest& request) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (finished_ || end_after_write_) return;
   auto rank = Rank(request);
   if (rank <= last_rank_) return;
@@ -37,7 +37,7 @@ void WatchReactor::Update(const v1::AccessRequest& request) {
 }
 
 void WatchReactor::Close(const grpc::Status& status) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   EndLocked(status);
 }
 
@@ -60,7 +60,7 @@ void WatchReactor::EndLocked(const grpc::Status& status) {
 }
 
 void WatchReactor::OnWriteDone(bool ok) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   writing_ = false;
   if (!ok) {
     EndLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
@@ -74,7 +74,7 @@ void WatchReactor::OnWriteDone(bool ok) {
 }
 
 void WatchReactor::OnCancel() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   EndLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled or past its deadline"));
 }
 

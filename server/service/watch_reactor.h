@@ -7,10 +7,11 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <mutex>
 #include <optional>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "lockbox/v1/resources.pb.h"
 #include "server/app/watch_hub.h"
 
@@ -19,40 +20,49 @@ namespace lockbox {
 class WatchReactor final : public grpc::ServerWriteReactor<v1::AccessRequest>,
                            public WatchHub::Watcher {
  public:
+  // Deletes itself in OnDone. REQUIRES: `hub` outlives the call.
   WatchReactor(WatchHub* hub, std::string request_id)
       : hub_(hub), request_id_(std::move(request_id)) {}
 
   // Registers with the hub and sends `initial`.
-  void Begin(const v1::AccessRequest& initial);
+  // REQUIRES: called once, by the handler that made the reactor, before it
+  // returns the reactor to gRPC.
+  void Begin(const v1::AccessRequest& initial) ABSL_LOCKS_EXCLUDED(mu_);
   // Ends the call before it began (e.g. permission denied).
-  void Refuse(const grpc::Status& status);
+  // REQUIRES: called instead of Begin, in the same way.
+  void Refuse(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // WatchHub::Watcher
-  void Update(const v1::AccessRequest& request) override;
-  void Close(const grpc::Status& status) override;
+  // WatchHub::Watcher. The hub's lock is taken before this reactor's, never
+  // after.
+  void Update(const v1::AccessRequest& request) override ABSL_LOCKS_EXCLUDED(mu_);
+  void Close(const grpc::Status& status) override ABSL_LOCKS_EXCLUDED(mu_);
 
   // grpc::ServerWriteReactor
-  void OnWriteDone(bool ok) override;
-  void OnCancel() override;
+  void OnWriteDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_);
+  void OnCancel() override ABSL_LOCKS_EXCLUDED(mu_);
   void OnDone() override;
 
  private:
   // Newer snapshots have a higher version, or the same version turned
   // terminal (expiry needs no write).
   static std::pair<int64_t, int> Rank(const v1::AccessRequest& r);
-  void WriteNextLocked();
-  void EndLocked(const grpc::Status& status);
+  // Starts writing pending_, if any. REQUIRES: no write under way.
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Finishes with `status` now, or after the write under way.
+  void EndLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  WatchHub* hub_;
+  WatchHub* const hub_;
   const std::string request_id_;
+  // Set by Begin before gRPC can call OnDone, which reads it: needs no lock.
   bool registered_ = false;
-  std::mutex mu_;
-  std::pair<int64_t, int> last_rank_{-1, 0};
-  std::optional<v1::AccessRequest> pending_;
-  v1::AccessRequest writing_message_;
-  bool writing_ = false;
-  bool finished_ = false;
-  std::optional<grpc::Status> end_after_write_;
+  absl::Mutex mu_;
+  std::pair<int64_t, int> last_rank_ ABSL_GUARDED_BY(mu_){-1, 0};
+  std::optional<v1::AccessRequest> pending_ ABSL_GUARDED_BY(mu_);
+  // What gRPC is sending; it reads the message until OnWriteDone.
+  v1::AccessRequest writing_message_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> end_after_write_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace lockbox
