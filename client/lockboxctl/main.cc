@@ -6,7 +6,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "server/domain/audit_signing.h"
+#include <lockbox/audit.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -791,34 +791,9 @@ int main(int argc, char** argv) {
           pem = ss.str();
           if (pem.empty()) return Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "cannot read " + vkey));
         }
-        std::vector<v1::AuditCheckpoint> checkpoints;
-        std::string line;
-        std::streampos events_start = in.tellg();
-        // Checkpoints come first in an export.
-        while (std::getline(in, line)) {
-          if (line.rfind("{\"checkpoint\":", 0) != 0) break;
-          v1::AuditEvent e;
-          v1::AuditCheckpoint c;
-          bool is_checkpoint = false;
-          if (!ParseExportLine(line, &e, &c, &is_checkpoint).ok()) break;
-          checkpoints.push_back(c);
-          events_start = in.tellg();
-        }
-        auto verifier = ChainVerifier::Create(pem, std::move(checkpoints));
-        if (!verifier.ok()) return Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(verifier.status().message())));
-        in.clear();
-        in.seekg(events_start);
-        while (std::getline(in, line)) {
-          if (line.empty()) continue;
-          v1::AuditEvent e;
-          v1::AuditCheckpoint c;
-          bool is_checkpoint = false;
-          if (!ParseExportLine(line, &e, &c, &is_checkpoint).ok() || is_checkpoint) {
-            return Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "not a JSON Lines audit export: " + line.substr(0, 80)));
-          }
-          if (!verifier->Add(e)) break;
-        }
-        v1::VerifyAuditLogResponse resp = verifier->Finish();
+        auto verified = VerifyAuditExport(in, pem);
+        if (!verified.ok()) return Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(verified.status().message())));
+        v1::VerifyAuditLogResponse resp = *std::move(verified);
         if (pem.empty()) resp.set_detail(resp.detail() + " (signatures not checked: no --public-key)");
         if (g.json) {
           std::cout << Json(resp);
