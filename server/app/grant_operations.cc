@@ -160,7 +160,7 @@ absl::StatusOr<v1::CheckAccessResponse> Lockbox::CheckAccessFromDatabase(
       *out.mutable_expire_time() = g.expire_time();
       *out.mutable_grant() = std::move(g);
     }
-    if (!out.allowed()) out.set_reason("NO_ACTIVE_GRANT");
+    if (!out.allowed()) out.set_reason(reason::kNoActiveGrant.name());
     return out;
   });
 }
