@@ -1,10 +1,11 @@
-// Lines of an audit export file, read by the offline verifier.
+// Lines of an audit export file, and whole files, read by the offline
+// verifier.
 #include <cstddef>
 #include <cstdint>
+#include <sstream>
 #include <string>
 
-#include "server/domain/audit_chain.h"
-#include "server/domain/audit_signing.h"
+#include "lockbox/audit.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string line(reinterpret_cast<const char*>(data), size);
@@ -15,5 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)lockbox::ChainHash(event.previous_hash(), event);
     (void)lockbox::ExportCsvRow(event);
   }
+  std::istringstream file(line);
+  (void)lockbox::VerifyAuditExport(file, "");
   return 0;
 }

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "server/domain/audit_signing.h"
+#include <lockbox/audit.h>
 
 namespace lockbox::ctl {
 namespace {
@@ -52,25 +52,6 @@ void PrintVerify(const v1::VerifyAuditLogResponse& resp) {
   }
 }
 
-// Reads the checkpoints that open an export, leaving `in` at the first event.
-std::vector<v1::AuditCheckpoint> ReadCheckpoints(std::ifstream& in) {
-  std::vector<v1::AuditCheckpoint> checkpoints;
-  std::string line;
-  std::streampos events_start = in.tellg();
-  while (std::getline(in, line)) {
-    if (line.rfind("{\"checkpoint\":", 0) != 0) break;
-    v1::AuditEvent e;
-    v1::AuditCheckpoint c;
-    bool is_checkpoint = false;
-    if (!ParseExportLine(line, &e, &c, &is_checkpoint).ok()) break;
-    checkpoints.push_back(c);
-    events_start = in.tellg();
-  }
-  in.clear();
-  in.seekg(events_start);
-  return checkpoints;
-}
-
 // Offline: nothing but the export and, if given, the public key.
 int VerifyOffline(const Context& ctx, const std::string& file, const std::string& key_file) {
   std::ifstream in(file);
@@ -83,20 +64,9 @@ int VerifyOffline(const Context& ctx, const std::string& file, const std::string
     pem = ss.str();
     if (pem.empty()) return FailInvalid("cannot read " + key_file);
   }
-  auto verifier = ChainVerifier::Create(pem, ReadCheckpoints(in));
-  if (!verifier.ok()) return FailInvalid(std::string(verifier.status().message()));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    v1::AuditEvent e;
-    v1::AuditCheckpoint c;
-    bool is_checkpoint = false;
-    if (!ParseExportLine(line, &e, &c, &is_checkpoint).ok() || is_checkpoint) {
-      return FailInvalid("not a JSON Lines audit export: " + line.substr(0, 80));
-    }
-    if (!verifier->Add(e)) break;
-  }
-  v1::VerifyAuditLogResponse resp = verifier->Finish();
+  auto verified = VerifyAuditExport(in, pem);
+  if (!verified.ok()) return FailInvalid(std::string(verified.status().message()));
+  v1::VerifyAuditLogResponse resp = *std::move(verified);
   if (pem.empty()) resp.set_detail(resp.detail() + " (signatures not checked: no --public-key)");
   if (ctx.json) {
     std::cout << Json(resp);

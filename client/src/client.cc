@@ -58,7 +58,7 @@ grpc::Status MakeError(grpc::StatusCode code, const std::string& reason,
 bool Retryable(const grpc::Status& s) {
   return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
          (s.error_code() == grpc::StatusCode::ABORTED &&
-          ReasonOf(s) == "CONCURRENT_UPDATE");
+          ReasonOf(s) == Reason(v1::CONCURRENT_UPDATE));
 }
 
 bool IsTerminal(v1::AccessRequest::State s) {

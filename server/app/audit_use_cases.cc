@@ -86,12 +86,12 @@ absl::StatusOr<v1::VerifyAuditLogResponse> AuditUseCases::VerifyAuditLog(
 absl::StatusOr<v1::AuditCheckpoint> AuditUseCases::Checkpoint(Transaction& tx, const std::string& tenant,
                                                         absl::Time now) {
   if (options_.audit_signer == nullptr) {
-    return Error(absl::StatusCode::kFailedPrecondition, "NO_SIGNING_KEY",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kNoSigningKey,
                  "this server has no audit signing key");
   }
   ASSIGN_OR_RETURN(auto head, tx.LockAuditHead(tenant));
   if (head.first == 0) {
-    return Error(absl::StatusCode::kFailedPrecondition, "EMPTY_LOG", "the log has no events yet");
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kEmptyLog, "the log has no events yet");
   }
   ASSIGN_OR_RETURN(std::vector<v1::AuditCheckpoint> after, tx.ListCheckpoints(tenant, head.first - 1, 1));
   if (!after.empty() && after[0].sequence() == head.first) return after[0];
@@ -163,7 +163,7 @@ absl::StatusOr<v1::AuditPublicKey> AuditUseCases::GetAuditPublicKey(
                                          -> absl::StatusOr<v1::AuditPublicKey> {
     RETURN_IF_ERROR(authz::ReadAuditPublicKey(a));
     if (options_.audit_signer == nullptr) {
-      return Error(absl::StatusCode::kFailedPrecondition, "NO_SIGNING_KEY",
+      return Error(absl::StatusCode::kFailedPrecondition, reason::kNoSigningKey,
                    "this server has no audit signing key");
     }
     return options_.audit_signer->public_key();

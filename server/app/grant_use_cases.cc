@@ -140,7 +140,7 @@ absl::StatusOr<v1::CheckAccessResponse> GrantUseCases::CheckAccessFromDatabase(
       *out.mutable_expire_time() = best->expire_time();
       *out.mutable_grant() = *best;
     } else {
-      out.set_reason("NO_ACTIVE_GRANT");
+      out.set_reason(reason::kNoActiveGrant.name());
     }
     return out;
   });

@@ -1,12 +1,12 @@
-#include "server/domain/audit_chain.h"
-
+// The hash chain of lockbox/audit.h (library lockbox_audit).
 #include <openssl/sha.h>
 
 #include <map>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "server/domain/lifecycle.h"
+#include "absl/time/time.h"
+#include "lockbox/audit.h"
 
 namespace lockbox {
 namespace {
@@ -22,8 +22,11 @@ void Put(int number, absl::string_view value, std::string* out) {
   out->append(value.data(), value.size());
 }
 
+// The library stands apart from the domain, so it converts the Timestamp
+// itself, as the domain's FromProto does.
 std::string Micros(const google::protobuf::Timestamp& t) {
-  return absl::StrCat(absl::ToUnixMicros(FromProto(t)));
+  return absl::StrCat(
+      absl::ToUnixMicros(absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos())));
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-#include "server/domain/audit_signing.h"
-
+// Checkpoints, exports and the verifier of lockbox/audit.h (library
+// lockbox_audit).
 #include <google/protobuf/util/json_util.h>
 #include <openssl/bio.h>
 #include <openssl/evp.h>
@@ -9,12 +9,17 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "server/domain/audit_chain.h"
-#include "server/domain/lifecycle.h"
+#include "absl/time/time.h"
+#include "lockbox/audit.h"
 #include "server/domain/status.h"
 
 namespace lockbox {
 namespace {
+
+// As the domain's FromProto (the library stands apart from the domain).
+absl::Time TimeOf(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
 
 void Put(absl::string_view value, std::string* out) {
   uint32_t n = static_cast<uint32_t>(value.size());
@@ -68,7 +73,7 @@ std::string Csv(const std::string& field) {
 }
 
 std::string CsvTime(const v1::AuditEvent& e, bool has, const google::protobuf::Timestamp& t) {
-  return has ? absl::FormatTime(absl::RFC3339_full, FromProto(t), absl::UTCTimeZone()) : "";
+  return has ? absl::FormatTime(absl::RFC3339_full, TimeOf(t), absl::UTCTimeZone()) : "";
 }
 
 }  // namespace
@@ -78,7 +83,7 @@ std::string CheckpointBytes(const v1::AuditCheckpoint& c) {
   Put(c.tenant(), &out);
   Put(absl::StrCat(c.sequence()), &out);
   Put(c.head_hash(), &out);
-  Put(absl::StrCat(absl::ToUnixMicros(FromProto(c.sign_time()))), &out);
+  Put(absl::StrCat(absl::ToUnixMicros(TimeOf(c.sign_time()))), &out);
   return out;
 }
 
@@ -275,6 +280,40 @@ absl::Status ParseExportLine(const std::string& line, v1::AuditEvent* event,
   }
   return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidField,
                "not a line of a JSON Lines audit export");
+}
+
+absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(std::istream& in,
+                                                             const std::string& public_key_pem) {
+  // Checkpoints come first in an export; the verifier needs them all before
+  // the first event.
+  static const std::string kCheckpoint = "{\"checkpoint\":";
+  std::vector<v1::AuditCheckpoint> checkpoints;
+  std::string line;
+  bool have_line = false;
+  while (std::getline(in, line)) {
+    v1::AuditEvent e;
+    v1::AuditCheckpoint c;
+    bool is_checkpoint = false;
+    if (line.rfind(kCheckpoint, 0) != 0 || !ParseExportLine(line, &e, &c, &is_checkpoint).ok()) {
+      have_line = true;
+      break;
+    }
+    checkpoints.push_back(std::move(c));
+  }
+  ASSIGN_OR_RETURN(ChainVerifier verifier,
+                   ChainVerifier::Create(public_key_pem, std::move(checkpoints)));
+  for (; have_line || std::getline(in, line); have_line = false) {
+    if (line.empty()) continue;
+    v1::AuditEvent e;
+    v1::AuditCheckpoint c;
+    bool is_checkpoint = false;
+    if (!ParseExportLine(line, &e, &c, &is_checkpoint).ok() || is_checkpoint) {
+      return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidField,
+                   "not a JSON Lines audit export: " + line.substr(0, 80));
+    }
+    if (!verifier.Add(e)) break;
+  }
+  return verifier.Finish();
 }
 
 }  // namespace lockbox

@@ -1,6 +1,5 @@
 #include "server/domain/status.h"
 
-
 #include "absl/strings/cord.h"
 
 namespace lockbox {
@@ -20,6 +19,10 @@ absl::Status Error(absl::StatusCode code, absl::string_view reason,
   absl::Status status(code, message);
   status.SetPayload(kReasonKey, absl::Cord(reason));
   return status;
+}
+
+absl::Status Error(absl::StatusCode code, Reason reason, absl::string_view message) {
+  return Error(code, absl::string_view(reason.name()), message);
 }
 
 absl::Status InvalidField(absl::string_view field, absl::string_view field_reason,

@@ -5,35 +5,45 @@
 #define LOCKBOX_SERVER_DOMAIN_STATUS_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "lockbox/error_reason.h"
 
 namespace lockbox {
 
-// Stable reasons shared by the server and clients.
+// The server's reasons, from lockbox.v1.ErrorReason (lockbox/error_reason.h).
 namespace reason {
-inline constexpr char kInvalidField[] = "INVALID_FIELD";
-inline constexpr char kNotFound[] = "NOT_FOUND";
-inline constexpr char kAlreadyExists[] = "ALREADY_EXISTS";
-inline constexpr char kPermissionDenied[] = "PERMISSION_DENIED";
-inline constexpr char kUnauthenticated[] = "UNAUTHENTICATED";
-inline constexpr char kStaleEtag[] = "STALE_ETAG";
-inline constexpr char kTransitionNotAllowed[] = "STATE_TRANSITION_NOT_ALLOWED";
-inline constexpr char kSelfReview[] = "SELF_REVIEW_NOT_ALLOWED";
-inline constexpr char kRevocationDisabled[] = "REVOCATION_DISABLED";
-inline constexpr char kRequestIdReused[] = "REQUEST_ID_REUSED";
-inline constexpr char kInvalidPageToken[] = "INVALID_PAGE_TOKEN";
-inline constexpr char kInvalidFilter[] = "INVALID_FILTER";
-inline constexpr char kOnBehalfOfRefused[] = "ON_BEHALF_OF_NOT_ALLOWED";
-inline constexpr char kDatabaseUnavailable[] = "DATABASE_UNAVAILABLE";
-inline constexpr char kConflict[] = "CONCURRENT_UPDATE";
-inline constexpr char kInternal[] = "INTERNAL";
-inline constexpr char kUnimplemented[] = "UNIMPLEMENTED";
+inline constexpr Reason kInvalidField{v1::INVALID_FIELD};
+inline constexpr Reason kNotFound{v1::NOT_FOUND};
+inline constexpr Reason kAlreadyExists{v1::ALREADY_EXISTS};
+inline constexpr Reason kPermissionDenied{v1::PERMISSION_DENIED};
+inline constexpr Reason kUnauthenticated{v1::UNAUTHENTICATED};
+inline constexpr Reason kStaleEtag{v1::STALE_ETAG};
+inline constexpr Reason kTransitionNotAllowed{v1::STATE_TRANSITION_NOT_ALLOWED};
+inline constexpr Reason kSelfReview{v1::SELF_REVIEW_NOT_ALLOWED};
+inline constexpr Reason kRevocationDisabled{v1::REVOCATION_DISABLED};
+inline constexpr Reason kRequestIdReused{v1::REQUEST_ID_REUSED};
+inline constexpr Reason kInvalidPageToken{v1::INVALID_PAGE_TOKEN};
+inline constexpr Reason kInvalidFilter{v1::INVALID_FILTER};
+inline constexpr Reason kOnBehalfOfRefused{v1::ON_BEHALF_OF_NOT_ALLOWED};
+inline constexpr Reason kDatabaseUnavailable{v1::DATABASE_UNAVAILABLE};
+inline constexpr Reason kConflict{v1::CONCURRENT_UPDATE};
+inline constexpr Reason kInternal{v1::INTERNAL};
+inline constexpr Reason kUnimplemented{v1::UNIMPLEMENTED};
+inline constexpr Reason kNoSigningKey{v1::NO_SIGNING_KEY};
+inline constexpr Reason kEmptyLog{v1::EMPTY_LOG};
+inline constexpr Reason kEmailNotConfigured{v1::EMAIL_NOT_CONFIGURED};
+inline constexpr Reason kWebhookNotConfigured{v1::WEBHOOK_NOT_CONFIGURED};
+inline constexpr Reason kDeliveryFailed{v1::DELIVERY_FAILED};
+inline constexpr Reason kNoActiveGrant{v1::NO_ACTIVE_GRANT};
 }  // namespace reason
 
 // An error with a reason.
+absl::Status Error(absl::StatusCode code, Reason reason, absl::string_view message);
+// The same with the reason's text, for a reason that never leaves the
+// process (on the wire, every reason is an ErrorReason).
 absl::Status Error(absl::StatusCode code, absl::string_view reason,
                    absl::string_view message);
 

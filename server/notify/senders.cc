@@ -38,7 +38,7 @@ size_t ReadUpload(char* buffer, size_t size, size_t n, void* user) {
 size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
 
 absl::Status Transient(const std::string& what) {
-  return Error(absl::StatusCode::kUnavailable, "DELIVERY_FAILED", what);
+  return Error(absl::StatusCode::kUnavailable, reason::kDeliveryFailed, what);
 }
 
 // RFC 2047, so any UTF-8 in a subject survives every mail system.
@@ -65,7 +65,7 @@ std::string FormatEmail(const std::string& from, const Delivery& d, absl::Time n
 
 absl::Status SmtpSender::Send(const Delivery& d) {
   if (options_.url.empty()) {
-    return Error(absl::StatusCode::kFailedPrecondition, "EMAIL_NOT_CONFIGURED",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kEmailNotConfigured,
                  "no --smtp-url is configured, so e-mail cannot be sent");
   }
   std::string message = FormatEmail(options_.from, d, clock_->Now());
@@ -99,7 +99,7 @@ absl::Status SmtpSender::Send(const Delivery& d) {
 
 absl::Status WebhookSender::Send(const Delivery& d) {
   if (d.webhook_secret.empty()) {
-    return Error(absl::StatusCode::kFailedPrecondition, "WEBHOOK_NOT_CONFIGURED",
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kWebhookNotConfigured,
                  "the tenant's webhook has no secret to sign with");
   }
   const std::string& body = d.message.body;

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include "server/domain/audit_chain.h"
 #include "server/domain/lifecycle.h"
 
@@ -120,6 +122,39 @@ TEST_F(AuditSigningTest, ExportLinesRoundTrip) {
   v1::AuditEvent quoted = events_[0];
   quoted.set_justification("says \"hi\", twice");
   EXPECT_NE(ExportCsvRow(quoted).find(",\"says \"\"hi\"\", twice\","), std::string::npos);
+}
+
+TEST_F(AuditSigningTest, AnExportVerifiesFromAStream) {
+  std::string file = ExportJsonLine(At(5)) + ExportJsonLine(At(10)) + "\n";
+  for (const auto& e : events_) file += ExportJsonLine(e);
+  std::istringstream in(file);
+  auto r = VerifyAuditExport(in, signer_->public_key().public_key_pem());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->ok()) << r->detail();
+  EXPECT_EQ(r->verified_events(), 10);
+  EXPECT_EQ(r->verified_checkpoints(), 2);
+
+  std::string changed = file;
+  changed.replace(changed.find("reason 4"), 8, "reason X");
+  std::istringstream tampered(changed);
+  r = VerifyAuditExport(tampered, signer_->public_key().public_key_pem());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->ok());
+  EXPECT_EQ(r->first_bad_event(), "tenants/t/auditEvents/4");
+}
+
+TEST_F(AuditSigningTest, WhatIsNotAnExportOrAKeyIsRefused) {
+  std::istringstream late(ExportJsonLine(events_[0]) + ExportJsonLine(At(1)));
+  auto r = VerifyAuditExport(late, "");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("not a JSON Lines audit export: {\"checkpoint\":"),
+            absl::string_view::npos)
+      << r.status();
+  std::istringstream garbage("{\"checkpoint\":nonsense}\n");
+  EXPECT_EQ(VerifyAuditExport(garbage, "").status().code(), absl::StatusCode::kInvalidArgument);
+  std::istringstream good(ExportJsonLine(events_[0]));
+  EXPECT_EQ(VerifyAuditExport(good, "not a key").status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

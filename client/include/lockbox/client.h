@@ -9,7 +9,8 @@
 //   if (!client.ok()) ...
 //   lockbox::v1::CreateAccessRequestRequest ask;  // parent, environment, ...
 //   auto grant = (*client)->RequestAccess(ask, std::chrono::hours(4));
-//   if (grant.ok()) { use grant->expire_time() } else if (grant.reason() == "REQUEST_DENIED") ...
+//   if (grant.ok()) { use grant->expire_time() }
+//   else if (grant.reason() == lockbox::kRequestDenied) ...
 //
 // Every method returns a Result (a value or a grpc::Status); nothing throws.
 // The library owns deadlines and retries: each call gets
@@ -31,6 +32,7 @@
 #include <string>
 #include <utility>
 
+#include "lockbox/error_reason.h"
 #include "lockbox/v1/access_request_service.grpc.pb.h"
 #include "lockbox/v1/audit_service.grpc.pb.h"
 #include "lockbox/v1/grant_service.grpc.pb.h"
@@ -40,10 +42,11 @@
 namespace lockbox {
 
 // Reasons RequestAccess gives when the request ended without a grant (all
-// with FAILED_PRECONDITION), besides the server's own reasons.
-inline constexpr char kRequestDenied[] = "REQUEST_DENIED";
-inline constexpr char kRequestCancelled[] = "REQUEST_CANCELLED";
-inline constexpr char kRequestExpired[] = "REQUEST_EXPIRED";
+// with FAILED_PRECONDITION), besides the server's own reasons (every reason
+// is a lockbox.v1.ErrorReason; see lockbox/error_reason.h).
+inline constexpr Reason kRequestDenied{v1::REQUEST_DENIED};
+inline constexpr Reason kRequestCancelled{v1::REQUEST_CANCELLED};
+inline constexpr Reason kRequestExpired{v1::REQUEST_EXPIRED};
 
 struct RetryPolicy {
   // Attempts of one call, the first included (RequestAccess's waiting is

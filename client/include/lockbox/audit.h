@@ -1,0 +1,117 @@
+// The audit log's hash chain, its signed checkpoints, its export format and
+// their verifier: the code lockboxd and lockboxctl run, for a program that
+// verifies an export by itself (the formats are in docs/AUDIT_CHAIN.md).
+//
+//   std::ifstream export_file("audit.jsonl");  // lockboxctl audit export
+//   auto verdict = lockbox::VerifyAuditExport(export_file, public_key_pem);
+//   if (!verdict.ok()) ...                      // not an export, or not a key
+//   else if (!verdict->ok()) std::cout << "tampered at " << verdict->first_bad_event();
+//
+// Link lockbox::audit (CMake) or lockbox-audit (pkg-config); it needs no gRPC.
+#ifndef LOCKBOX_CLIENT_INCLUDE_LOCKBOX_AUDIT_H_
+#define LOCKBOX_CLIENT_INCLUDE_LOCKBOX_AUDIT_H_
+
+#include <cstdint>
+#include <istream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "lockbox/v1/audit_service.pb.h"
+#include "lockbox/v1/resources.pb.h"
+
+typedef struct evp_pkey_st EVP_PKEY;
+
+namespace lockbox {
+
+// --- The hash chain ----------------------------------------------------
+// Each event's hash is SHA-256(previous event's hash bytes ||
+// CanonicalBytes(event)). The chain is per tenant (the global log is the
+// tenant "").
+
+// Deterministic bytes for every field of the event except name, hash and
+// previous_hash.
+std::string CanonicalBytes(const v1::AuditEvent& event);
+// Lowercase hex SHA-256 of previous_hash (hex-decoded) and the canonical bytes.
+std::string ChainHash(const std::string& previous_hash_hex, const v1::AuditEvent& event);
+
+// --- Signed checkpoints (Ed25519, OpenSSL) -----------------------------
+
+// The bytes a checkpoint's signature covers.
+std::string CheckpointBytes(const v1::AuditCheckpoint& checkpoint);
+
+// Holds an Ed25519 private key. Thread-safe (immutable).
+class AuditSigner {
+ public:
+  // A new random key, as PKCS#8 PEM.
+  static absl::StatusOr<std::string> GeneratePem();
+  static absl::StatusOr<std::unique_ptr<AuditSigner>> FromPem(const std::string& pem);
+  AuditSigner(const AuditSigner&) = delete;
+  AuditSigner& operator=(const AuditSigner&) = delete;
+  ~AuditSigner();
+
+  // Fills name, key_id and signature of a checkpoint whose other fields are set.
+  absl::Status Sign(v1::AuditCheckpoint* checkpoint) const;
+  const v1::AuditPublicKey& public_key() const { return public_key_; }
+
+ private:
+  explicit AuditSigner(EVP_PKEY* key) : key_(key) {}
+  EVP_PKEY* key_;
+  v1::AuditPublicKey public_key_;
+};
+
+// Recomputes a log's hash chain, event by event in sequence order, and
+// checks it against signed checkpoints. Memory does not grow with the log.
+// Not thread-safe: one verifier per log, used by one thread at a time.
+class ChainVerifier {
+ public:
+  // `checkpoints` of this log in sequence order; `public_key_pem` empty
+  // checks the chain only. INVALID_ARGUMENT when the key is not an Ed25519
+  // public key in PEM.
+  static absl::StatusOr<ChainVerifier> Create(const std::string& public_key_pem,
+                                              std::vector<v1::AuditCheckpoint> checkpoints);
+  ChainVerifier(ChainVerifier&&) = default;
+  ~ChainVerifier();
+
+  // False at the first event that does not match; see Finish().
+  bool Add(const v1::AuditEvent& event);
+  // After the last event: checkpoints beyond the end mean events are gone.
+  v1::VerifyAuditLogResponse Finish();
+
+ private:
+  ChainVerifier() = default;
+  bool Fail(const std::string& name, const std::string& why);
+
+  std::vector<v1::AuditCheckpoint> checkpoints_;
+  size_t next_checkpoint_ = 0;
+  std::string previous_;
+  int64_t expected_ = 1;
+  v1::VerifyAuditLogResponse result_;
+  bool failed_ = false;
+};
+
+// --- Exports -----------------------------------------------------------
+// JSON Lines: checkpoints first ({"checkpoint": {...}}), then one event per
+// line ({"event": {...}}). CSV: a header row, then events.
+std::string ExportJsonLine(const v1::AuditEvent& event);
+std::string ExportJsonLine(const v1::AuditCheckpoint& checkpoint);
+std::string ExportCsvHeader();
+std::string ExportCsvRow(const v1::AuditEvent& event);
+// Reads a JSON Lines export line into one of the two.
+absl::Status ParseExportLine(const std::string& line, v1::AuditEvent* event,
+                             v1::AuditCheckpoint* checkpoint, bool* is_checkpoint);
+
+// Verifies a JSON Lines export read from `in` to its end (or to the first
+// bad event): its chain and, unless `public_key_pem` is empty, its signed
+// checkpoints. The verdict says ok, or names the first bad event or
+// checkpoint and why. INVALID_ARGUMENT when the key is not an Ed25519 public
+// key or a line is not a line of an export. Reads line by line: memory does
+// not grow with the export.
+absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(std::istream& in,
+                                                             const std::string& public_key_pem);
+
+}  // namespace lockbox
+
+#endif  // LOCKBOX_CLIENT_INCLUDE_LOCKBOX_AUDIT_H_
