@@ -50,20 +50,20 @@ absl::StatusOr<v1::AccessRequest> Lockbox::CreateAccessRequest(
     if (!a.permissions.Has(Role::kEngineer)) {
       return PermissionDenied("creating an access request needs operator.engineer");
     }
-    auto env = tx.GetEnvironment(tenant, env_name.id, false);
+    auto env = tx.tenancy().GetEnvironment(tenant, env_name.id, false);
     if (absl::IsNotFound(env.status())) {
       return Error(absl::StatusCode::kNotFound, reason::kNotFound,
                    absl::StrCat(r.access_request().environment(), " not found"));
     }
     RETURN_IF_ERROR(env.status());
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(tenant, false));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(tenant, false));
     std::string id = NewUuid();
     ASSIGN_OR_RETURN(v1::AccessRequest request,
                      NewAccessRequest(r.access_request(), tenant, id, *env, policy, a, now));
-    RETURN_IF_ERROR(tx.InsertAccessRequest(tenant, id, &request));
+    RETURN_IF_ERROR(tx.requests().InsertAccessRequest(tenant, id, &request));
     v1::AuditEvent e = NewAuditEvent(a, "access_request.create", tenant, request.name(), now);
     SetRequestFields(request, &e);
-    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    RETURN_IF_ERROR(audit_log_.Append(tx, &e));
     RETURN_IF_ERROR(Notify(tx, RequestEvent::kCreated, request, nullptr, now));
     return request;
   });
@@ -77,7 +77,8 @@ absl::StatusOr<v1::AccessRequest> Lockbox::GetAccessRequest(
     if (!MayReadRequests(a, name.tenant)) {
       return PermissionDenied("reading requests needs a provider role or a role in the tenant");
     }
-    ASSIGN_OR_RETURN(v1::AccessRequest request, tx.GetAccessRequest(name.tenant, name.id, false));
+    ASSIGN_OR_RETURN(v1::AccessRequest request,
+                     tx.requests().GetAccessRequest(name.tenant, name.id, false));
     if (!MayReadAllOf(a, name.tenant) && request.requester() != a.principal.spiffe_id) {
       return PermissionDenied("engineers may read only their own requests");
     }
@@ -127,7 +128,8 @@ absl::StatusOr<v1::ListAccessRequestsResponse> Lockbox::ListAccessRequests(
         q.now = now;
         int limit = q.limit;
         q.limit = limit + 1;
-        ASSIGN_OR_RETURN(std::vector<v1::AccessRequest> requests, tx.ListAccessRequests(q));
+        ASSIGN_OR_RETURN(std::vector<v1::AccessRequest> requests,
+                         tx.requests().ListAccessRequests(q));
         v1::ListAccessRequestsResponse out;
         out.set_next_page_token(NextPageToken(page_tokens_, key, limit, &requests,
                                               [](const v1::AccessRequest& last) {
@@ -151,7 +153,8 @@ struct DecideArgs {
 }  // namespace
 
 // Approve and Deny share everything but the verdict.
-static absl::StatusOr<v1::AccessRequest> DecideIn(Transaction& tx, const Actor& a, absl::Time now,
+static absl::StatusOr<v1::AccessRequest> DecideIn(const AuditLog& audit_log, Transaction& tx,
+                                                  const Actor& a, absl::Time now,
                                                   const TenantChildName& name,
                                                   const DecideArgs& args,
                                                   v1::Decision::Verdict verdict,
@@ -162,15 +165,16 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(Transaction& tx, const Actor& 
     return PermissionDenied(
         "deciding needs operator.reviewer or tenant.admin of the request's tenant");
   }
-  ASSIGN_OR_RETURN(v1::AccessRequest request, tx.GetAccessRequest(name.tenant, name.id, true));
+  ASSIGN_OR_RETURN(v1::AccessRequest request,
+                   tx.requests().GetAccessRequest(name.tenant, name.id, true));
   RETURN_IF_ERROR(CheckEtag(args.etag, request.etag()));
   bool needs_customer = false;
   if (verdict == v1::Decision::APPROVE && request.stage() == v1::AccessRequest::INTERNAL_REVIEW) {
     // Whether the customer must also approve is decided now, from the
     // current policy and environment: a policy change takes effect at once.
     std::string env_id = request.environment().substr(request.environment().rfind('/') + 1);
-    ASSIGN_OR_RETURN(v1::Environment env, tx.GetEnvironment(name.tenant, env_id, false));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(name.tenant, false));
+    ASSIGN_OR_RETURN(v1::Environment env, tx.tenancy().GetEnvironment(name.tenant, env_id, false));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(name.tenant, false));
     needs_customer = NeedsCustomerReview(policy, env, request.data_sources());
   }
   RETURN_IF_ERROR(Decide(a, verdict, args.comment, needs_customer, now, &request));
@@ -183,15 +187,15 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(Transaction& tx, const Actor& 
   if (request.state() == v1::AccessRequest::APPROVED) {
     std::string grant_id = NewUuid();
     v1::Grant grant = NewGrant(request, name.tenant, grant_id, now);
-    RETURN_IF_ERROR(tx.InsertGrant(name.tenant, grant_id, &grant));
+    RETURN_IF_ERROR(tx.grants().InsertGrant(name.tenant, grant_id, &grant));
     request.set_grant(grant.name());
     if (grant_out != nullptr) *grant_out = grant;
     *e.mutable_access_expire_time() = grant.expire_time();
     (*e.mutable_details())["grant"] = grant.name();
   }
-  RETURN_IF_ERROR(tx.UpdateAccessRequest(name.tenant, name.id, &request));
+  RETURN_IF_ERROR(tx.requests().UpdateAccessRequest(name.tenant, name.id, &request));
   SetRequestFields(request, &e);
-  RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+  RETURN_IF_ERROR(audit_log.Append(tx, &e));
   return request;
 }
 
@@ -216,7 +220,7 @@ absl::StatusOr<v1::AccessRequest> Lockbox::ApproveAccessRequest(
                                        -> absl::StatusOr<v1::AccessRequest> {
     v1::Grant grant;
     ASSIGN_OR_RETURN(v1::AccessRequest request,
-                     DecideIn(tx, a, now, name, args, v1::Decision::APPROVE, &grant));
+                     DecideIn(audit_log_, tx, a, now, name, args, v1::Decision::APPROVE, &grant));
     RETURN_IF_ERROR(NotifyDecision(tx, request, grant, now));
     return request;
   });
@@ -231,7 +235,7 @@ absl::StatusOr<v1::AccessRequest> Lockbox::DenyAccessRequest(
                                        -> absl::StatusOr<v1::AccessRequest> {
     v1::Grant grant;
     ASSIGN_OR_RETURN(v1::AccessRequest request,
-                     DecideIn(tx, a, now, name, args, v1::Decision::DENY, &grant));
+                     DecideIn(audit_log_, tx, a, now, name, args, v1::Decision::DENY, &grant));
     RETURN_IF_ERROR(NotifyDecision(tx, request, grant, now));
     return request;
   });
@@ -246,13 +250,14 @@ absl::StatusOr<v1::AccessRequest> Lockbox::CancelAccessRequest(
     if (!a.permissions.Has(Role::kEngineer)) {
       return PermissionDenied("only the requester (operator.engineer) can cancel");
     }
-    ASSIGN_OR_RETURN(v1::AccessRequest request, tx.GetAccessRequest(name.tenant, name.id, true));
+    ASSIGN_OR_RETURN(v1::AccessRequest request,
+                     tx.requests().GetAccessRequest(name.tenant, name.id, true));
     RETURN_IF_ERROR(CheckEtag(r.etag(), request.etag()));
     RETURN_IF_ERROR(Cancel(a, now, &request));
-    RETURN_IF_ERROR(tx.UpdateAccessRequest(name.tenant, name.id, &request));
+    RETURN_IF_ERROR(tx.requests().UpdateAccessRequest(name.tenant, name.id, &request));
     v1::AuditEvent e = NewAuditEvent(a, "access_request.cancel", name.tenant, request.name(), now);
     SetRequestFields(request, &e);
-    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    RETURN_IF_ERROR(audit_log_.Append(tx, &e));
     return request;
   });
 }

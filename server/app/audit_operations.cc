@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "server/domain/audit_chain.h"
+#include "server/domain/audit_link.h"
 #include "server/domain/audit_signing.h"
 #include "server/domain/filter.h"
 #include "server/domain/lifecycle.h"
@@ -49,7 +50,7 @@ absl::StatusOr<v1::ListAuditEventsResponse> Lockbox::ListAuditEvents(
     RETURN_IF_ERROR(MayReadAudit(a, tenant));
     int limit = q.limit;
     q.limit = limit + 1;
-    ASSIGN_OR_RETURN(std::vector<v1::AuditEvent> events, tx.ListAuditEvents(tenant, q));
+    ASSIGN_OR_RETURN(std::vector<v1::AuditEvent> events, tx.audit().ListEvents(tenant, q));
     v1::ListAuditEventsResponse out;
     out.set_next_page_token(NextPageToken(page_tokens_, key, limit, &events,
                                           [](const v1::AuditEvent& last) {
@@ -67,14 +68,14 @@ absl::StatusOr<v1::VerifyAuditLogResponse> Lockbox::VerifyAuditLog(
                                                  -> absl::StatusOr<v1::VerifyAuditLogResponse> {
     RETURN_IF_ERROR(MayReadAudit(a, tenant));
     ASSIGN_OR_RETURN(std::vector<v1::AuditCheckpoint> checkpoints,
-                     tx.ListCheckpoints(tenant, 0, std::numeric_limits<int>::max()));
+                     tx.audit().ListCheckpoints(tenant, 0, std::numeric_limits<int>::max()));
     std::string key = options_.audit_signer ? options_.audit_signer->public_key().public_key_pem()
                                             : "";
     ASSIGN_OR_RETURN(ChainVerifier verifier, ChainVerifier::Create(key, std::move(checkpoints)));
     int64_t after = 0;
     while (true) {
       ASSIGN_OR_RETURN(std::vector<v1::AuditEvent> batch,
-                       tx.ReadAuditLog(tenant, after, kVerifyBatch));
+                       tx.audit().ReadLog(tenant, after, kVerifyBatch));
       for (const v1::AuditEvent& e : batch) {
         if (!verifier.Add(e)) return verifier.Finish();
         after = e.sequence();
@@ -91,19 +92,16 @@ absl::StatusOr<v1::AuditCheckpoint> Lockbox::Checkpoint(Transaction& tx, const s
     return Error(absl::StatusCode::kFailedPrecondition, "NO_SIGNING_KEY",
                  "this server has no audit signing key");
   }
-  ASSIGN_OR_RETURN(auto head, tx.LockAuditHead(tenant));
-  if (head.first == 0) {
+  ASSIGN_OR_RETURN(auto head, tx.audit().LockHead(tenant));
+  if (head.sequence == 0) {
     return Error(absl::StatusCode::kFailedPrecondition, "EMPTY_LOG", "the log has no events yet");
   }
-  ASSIGN_OR_RETURN(std::vector<v1::AuditCheckpoint> after, tx.ListCheckpoints(tenant, head.first - 1, 1));
-  if (!after.empty() && after[0].sequence() == head.first) return after[0];
-  v1::AuditCheckpoint c;
-  c.set_tenant(tenant);
-  c.set_sequence(head.first);
-  c.set_head_hash(head.second);
-  *c.mutable_sign_time() = ToProto(now);
+  ASSIGN_OR_RETURN(std::vector<v1::AuditCheckpoint> after,
+                   tx.audit().ListCheckpoints(tenant, head.sequence - 1, 1));
+  if (!after.empty() && after[0].sequence() == head.sequence) return after[0];
+  v1::AuditCheckpoint c = UnsignedCheckpoint(tenant, head, now);
   RETURN_IF_ERROR(options_.audit_signer->Sign(&c));
-  RETURN_IF_ERROR(tx.InsertCheckpoint(c));
+  RETURN_IF_ERROR(tx.audit().InsertCheckpoint(c));
   return c;
 }
 
@@ -125,7 +123,7 @@ absl::StatusOr<int> Lockbox::CheckpointIdleLogs(absl::Duration max_age) {
   absl::Time now = options_.clock->Now();
   std::vector<std::string> due;
   RETURN_IF_ERROR(options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
-    ASSIGN_OR_RETURN(due, tx.LogsDueForCheckpoint(now - max_age, 100));
+    ASSIGN_OR_RETURN(due, tx.audit().LogsDueForCheckpoint(now - max_age, 100));
     return absl::OkStatus();
   }));
   int signed_now = 0;
@@ -151,7 +149,7 @@ absl::StatusOr<v1::ListAuditCheckpointsResponse> Lockbox::ListAuditCheckpoints(
         int64_t after = 0;
         if (q.after) after = std::strtoll(q.after->key.c_str(), nullptr, 10);
         ASSIGN_OR_RETURN(std::vector<v1::AuditCheckpoint> items,
-                         tx.ListCheckpoints(tenant, after, q.limit + 1));
+                         tx.audit().ListCheckpoints(tenant, after, q.limit + 1));
         v1::ListAuditCheckpointsResponse out;
         out.set_next_page_token(NextPageToken(page_tokens_, key, q.limit, &items,
                                               [](const v1::AuditCheckpoint& last) {
@@ -188,7 +186,8 @@ absl::Status Lockbox::ExportAuditEvents(const C& c, const v1::ExportAuditEventsR
     ASSIGN_OR_RETURN(Actor a, Authenticate(tx, c));
     RETURN_IF_ERROR(MayReadAudit(a, tenant));
     if (!csv && r.filter().empty()) {
-      ASSIGN_OR_RETURN(auto checkpoints, tx.ListCheckpoints(tenant, 0, std::numeric_limits<int>::max()));
+      ASSIGN_OR_RETURN(auto checkpoints,
+                       tx.audit().ListCheckpoints(tenant, 0, std::numeric_limits<int>::max()));
       for (const auto& cp : checkpoints) chunk += ExportJsonLine(cp);
     }
     return absl::OkStatus();
@@ -199,7 +198,7 @@ absl::Status Lockbox::ExportAuditEvents(const C& c, const v1::ExportAuditEventsR
   while (true) {
     std::vector<v1::AuditEvent> page;
     RETURN_IF_ERROR(options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
-      ASSIGN_OR_RETURN(page, tx.ListAuditEvents(tenant, q));
+      ASSIGN_OR_RETURN(page, tx.audit().ListEvents(tenant, q));
       return absl::OkStatus();
     }));
     for (const v1::AuditEvent& e : page) {

@@ -74,7 +74,7 @@ absl::StatusOr<R> Lockbox::Change(
     ASSIGN_OR_RETURN(Actor actor, Authenticate(tx, c));
     const std::string& key_owner = actor.via ? actor.via->spiffe_id : actor.principal.spiffe_id;
     if (!request_id.empty()) {
-      ASSIGN_OR_RETURN(auto record, tx.GetIdempotencyRecord(key_owner, request_id));
+      ASSIGN_OR_RETURN(auto record, tx.operations().GetIdempotencyRecord(key_owner, request_id));
       if (record) {
         if (record->method != method || record->request_hash != request_hash) {
           return InvalidField("request_id", "NOT_ALLOWED",
@@ -90,7 +90,7 @@ absl::StatusOr<R> Lockbox::Change(
     absl::Time now = options_.clock->Now();
     ASSIGN_OR_RETURN(result, fn(tx, actor, now));
     if (!request_id.empty()) {
-      RETURN_IF_ERROR(tx.PutIdempotencyRecord(
+      RETURN_IF_ERROR(tx.operations().PutIdempotencyRecord(
           key_owner, request_id,
           IdempotencyRecord{std::string(method), request_hash, result.SerializeAsString()}, now));
     }

@@ -13,19 +13,20 @@ bool MayReadAllGrantsOf(const Actor& a, const std::string& tenant) {
 }
 
 // The audit record of a grant's end carries its request's fields.
-absl::Status AuditGrantEnd(Transaction& tx, const Actor& a, absl::Time now,
-                           absl::string_view action, const std::string& tenant,
+absl::Status AuditGrantEnd(const AuditLog& audit_log, Transaction& tx, const Actor& a,
+                           absl::Time now, absl::string_view action, const std::string& tenant,
                            const v1::Grant& grant, const std::string& why,
                            v1::AccessRequest* request_out) {
   std::string request_id = grant.access_request().substr(grant.access_request().rfind('/') + 1);
-  ASSIGN_OR_RETURN(v1::AccessRequest request, tx.GetAccessRequest(tenant, request_id, false));
+  ASSIGN_OR_RETURN(v1::AccessRequest request,
+                   tx.requests().GetAccessRequest(tenant, request_id, false));
   v1::AuditEvent e = NewAuditEvent(a, action, tenant, grant.name(), now);
   SetRequestFields(request, &e);
   *e.mutable_access_expire_time() = grant.expire_time();
   (*e.mutable_details())["grant_state"] = v1::Grant::State_Name(grant.state());
   if (!why.empty()) (*e.mutable_details())["reason"] = why;
   *request_out = request;
-  return tx.AppendAuditEvent(&e);
+  return audit_log.Append(tx, &e);
 }
 
 }  // namespace
@@ -43,7 +44,7 @@ absl::StatusOr<v1::Grant> Lockbox::GetGrant(const C& c, const v1::GetGrantReques
     if (!MayReadAllGrantsOf(a, name.tenant) && !a.permissions.Has(Role::kEngineer)) {
       return PermissionDenied("reading grants needs a provider role or a role in the tenant");
     }
-    ASSIGN_OR_RETURN(v1::Grant grant, tx.GetGrant(name.tenant, name.id, false));
+    ASSIGN_OR_RETURN(v1::Grant grant, tx.grants().GetGrant(name.tenant, name.id, false));
     if (!MayReadAllGrantsOf(a, name.tenant) && grant.principal() != a.principal.spiffe_id) {
       return PermissionDenied("engineers may read only their own grants");
     }
@@ -89,7 +90,7 @@ absl::StatusOr<v1::ListGrantsResponse> Lockbox::ListGrants(const C& c,
     q.now = now;
     int limit = q.limit;
     q.limit = limit + 1;
-    ASSIGN_OR_RETURN(std::vector<v1::Grant> grants, tx.ListGrants(q));
+    ASSIGN_OR_RETURN(std::vector<v1::Grant> grants, tx.grants().ListGrants(q));
     v1::ListGrantsResponse out;
     out.set_next_page_token(NextPageToken(page_tokens_, key, limit, &grants,
                                           [](const v1::Grant& last) {
@@ -151,7 +152,7 @@ absl::StatusOr<v1::CheckAccessResponse> Lockbox::CheckAccessFromDatabase(
       return PermissionDenied("CheckAccess needs service.enforcer");
     }
     ASSIGN_OR_RETURN(std::vector<v1::Grant> grants,
-                     tx.ActiveGrants(principal.spiffe_id, env.tenant, env.id));
+                     tx.grants().ActiveGrants(principal.spiffe_id, env.tenant, env.id));
     v1::CheckAccessResponse out;
     for (v1::Grant& g : grants) {
       if (!GrantAllows(g, principal.spiffe_id, r.environment(), r.data_source(), now)) continue;
@@ -174,14 +175,16 @@ absl::StatusOr<v1::Grant> Lockbox::ReleaseGrant(const C& c, const v1::ReleaseGra
     if (!a.permissions.Has(Role::kEngineer)) {
       return PermissionDenied("only the grant's principal (operator.engineer) can release it");
     }
-    ASSIGN_OR_RETURN(v1::Grant grant, tx.GetGrant(name.tenant, name.id, true));
+    ASSIGN_OR_RETURN(v1::Grant grant, tx.grants().GetGrant(name.tenant, name.id, true));
     RETURN_IF_ERROR(CheckEtag(r.etag(), grant.etag()));
     RETURN_IF_ERROR(Release(a, now, &grant));
-    RETURN_IF_ERROR(tx.UpdateGrant(name.tenant, name.id, &grant));
+    RETURN_IF_ERROR(tx.grants().UpdateGrant(name.tenant, name.id, &grant));
     v1::AccessRequest request;
-    RETURN_IF_ERROR(AuditGrantEnd(tx, a, now, "grant.release", name.tenant, grant, "", &request));
+    RETURN_IF_ERROR(
+        AuditGrantEnd(audit_log_, tx, a, now, "grant.release", name.tenant, grant, "", &request));
     ASSIGN_OR_RETURN(Contacts contacts, ContactsFor(tx, request));
-    RETURN_IF_ERROR(tx.EnqueueMessages(GrantEndedMessages(grant, request, contacts, now), now));
+    RETURN_IF_ERROR(
+        tx.outbox().EnqueueMessages(GrantEndedMessages(grant, request, contacts, now), now));
     return grant;
   });
 }
@@ -198,16 +201,17 @@ absl::StatusOr<v1::Grant> Lockbox::RevokeGrant(const C& c, const v1::RevokeGrant
     if (!a.permissions.HasInTenant(Role::kTenantAdmin, name.tenant)) {
       return PermissionDenied("revoking needs tenant.admin of the grant's tenant");
     }
-    ASSIGN_OR_RETURN(v1::Grant grant, tx.GetGrant(name.tenant, name.id, true));
+    ASSIGN_OR_RETURN(v1::Grant grant, tx.grants().GetGrant(name.tenant, name.id, true));
     RETURN_IF_ERROR(CheckEtag(r.etag(), grant.etag()));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(name.tenant, false));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(name.tenant, false));
     RETURN_IF_ERROR(Revoke(a, policy, name.tenant, now, &grant));
-    RETURN_IF_ERROR(tx.UpdateGrant(name.tenant, name.id, &grant));
+    RETURN_IF_ERROR(tx.grants().UpdateGrant(name.tenant, name.id, &grant));
     v1::AccessRequest request;
-    RETURN_IF_ERROR(
-        AuditGrantEnd(tx, a, now, "grant.revoke", name.tenant, grant, r.reason(), &request));
+    RETURN_IF_ERROR(AuditGrantEnd(audit_log_, tx, a, now, "grant.revoke", name.tenant, grant,
+                                  r.reason(), &request));
     ASSIGN_OR_RETURN(Contacts contacts, ContactsFor(tx, request));
-    RETURN_IF_ERROR(tx.EnqueueMessages(GrantEndedMessages(grant, request, contacts, now), now));
+    RETURN_IF_ERROR(
+        tx.outbox().EnqueueMessages(GrantEndedMessages(grant, request, contacts, now), now));
     return grant;
   });
 }

@@ -10,7 +10,9 @@
 namespace lockbox {
 
 Lockbox::Lockbox(LockboxOptions options)
-    : options_(std::move(options)), page_tokens_(options_.page_token_key) {}
+    : options_(std::move(options)),
+      page_tokens_(options_.page_token_key),
+      audit_log_(options_.audit_signer, options_.audit_checkpoint_events) {}
 
 absl::StatusOr<Actor> Lockbox::Authenticate(Transaction& tx, const CallerIdentity& c) {
   if (c.spiffe_id.empty()) {
@@ -18,7 +20,7 @@ absl::StatusOr<Actor> Lockbox::Authenticate(Transaction& tx, const CallerIdentit
                  "a client certificate with a SPIFFE ID is required");
   }
   ASSIGN_OR_RETURN(Principal caller, ParseSpiffeId(c.spiffe_id, options_.trust_domain));
-  ASSIGN_OR_RETURN(std::vector<Binding> bindings, tx.BindingsOf(caller.spiffe_id));
+  ASSIGN_OR_RETURN(std::vector<Binding> bindings, tx.tenancy().BindingsOf(caller.spiffe_id));
   Actor actor{caller, std::nullopt, Permissions(std::move(bindings))};
   if (c.on_behalf_of.empty()) return actor;
 
@@ -31,7 +33,7 @@ absl::StatusOr<Actor> Lockbox::Authenticate(Transaction& tx, const CallerIdentit
     return Error(absl::StatusCode::kPermissionDenied, reason::kOnBehalfOfRefused,
                  "x-lockbox-on-behalf-of must name a tenant user of this trust domain");
   }
-  ASSIGN_OR_RETURN(std::vector<Binding> user_bindings, tx.BindingsOf(user->spiffe_id));
+  ASSIGN_OR_RETURN(std::vector<Binding> user_bindings, tx.tenancy().BindingsOf(user->spiffe_id));
   return Actor{*user, caller, Permissions(std::move(user_bindings))};
 }
 
@@ -39,7 +41,7 @@ void Lockbox::AuditRefusal(const CallerIdentity& c, const absl::Status& refusal)
   absl::Status recorded = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
     std::string tenant;
     auto claimed = ParseSpiffeId(c.on_behalf_of, options_.trust_domain, "on_behalf_of");
-    if (claimed.ok() && !claimed->tenant.empty() && tx.GetTenant(claimed->tenant).ok()) {
+    if (claimed.ok() && !claimed->tenant.empty() && tx.tenancy().GetTenant(claimed->tenant).ok()) {
       tenant = claimed->tenant;
     }
     Actor caller{Principal{c.spiffe_id, Principal::Kind::kService, "", ""}, std::nullopt,
@@ -49,7 +51,7 @@ void Lockbox::AuditRefusal(const CallerIdentity& c, const absl::Status& refusal)
                                      tenant.empty() ? "" : TenantName(tenant), now);
     (*e.mutable_details())["claimed_user"] = c.on_behalf_of.substr(0, 512);
     (*e.mutable_details())["reason"] = std::string(refusal.message());
-    return tx.AppendAuditEvent(&e);
+    return audit_log_.Append(tx, &e);
   });
   if (!recorded.ok()) {
     Log("error", "auditing a refusal failed", {{"error", std::string(recorded.message())}});
@@ -74,7 +76,7 @@ absl::Status Lockbox::EnsureBootstrapAdmin(const std::string& spiffe_id) {
                         "must be an operator: spiffe://<trust-domain>/operator/<user>");
   }
   absl::Status status = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
-    ASSIGN_OR_RETURN(std::vector<Binding> bindings, tx.BindingsOf(spiffe_id));
+    ASSIGN_OR_RETURN(std::vector<Binding> bindings, tx.tenancy().BindingsOf(spiffe_id));
     for (const Binding& b : bindings) {
       if (b.role == Role::kAdmin) return absl::OkStatus();
     }
@@ -85,13 +87,13 @@ absl::Status Lockbox::EnsureBootstrapAdmin(const std::string& spiffe_id) {
     binding.set_principal(spiffe_id);
     binding.set_role(std::string(RoleName(Role::kAdmin)));
     *binding.mutable_create_time() = ToProto(now);
-    RETURN_IF_ERROR(tx.InsertRoleBinding(id, binding));
+    RETURN_IF_ERROR(tx.tenancy().InsertRoleBinding(id, binding));
     Actor system{Principal{"lockboxd:bootstrap", Principal::Kind::kService, "", "lockboxd"},
                  std::nullopt, Permissions()};
     v1::AuditEvent event = NewAuditEvent(system, "role_binding.create", "", binding.name(), now);
     (*event.mutable_details())["principal"] = spiffe_id;
     (*event.mutable_details())["role"] = binding.role();
-    return tx.AppendAuditEvent(&event);
+    return audit_log_.Append(tx, &event);
   });
   // Another replica starting at the same moment made the same binding.
   if (absl::IsAlreadyExists(status)) return absl::OkStatus();

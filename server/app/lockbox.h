@@ -20,6 +20,7 @@
 #include "lockbox/v1/grant_service.pb.h"
 #include "lockbox/v1/notification_service.pb.h"
 #include "lockbox/v1/policy_service.pb.h"
+#include "server/app/audit_log.h"
 #include "server/app/grant_view.h"
 #include "server/domain/clock.h"
 #include "server/domain/audit_signing.h"
@@ -45,6 +46,9 @@ struct LockboxOptions {
   const AuditSigner* audit_signer = nullptr;  // Not owned; signs checkpoints.
   // Not owned. When set, CheckAccess answers "allowed" from it.
   GrantView* grant_view = nullptr;
+  // Every this many events of a log, the append also signs a checkpoint
+  // (with audit_signer); 0: only on demand and when idle.
+  int audit_checkpoint_events = 0;
 };
 
 class Lockbox {
@@ -189,6 +193,7 @@ class Lockbox {
 
   LockboxOptions options_;
   PageTokenCodec page_tokens_;
+  AuditLog audit_log_;
 };
 
 // An audit event by `actor` at `now`, in `tenant`'s log.

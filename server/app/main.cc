@@ -34,7 +34,7 @@
 #include "server/service/health_service.h"
 #include "server/service/services.h"
 #include "server/service/tls.h"
-#include "server/store/pg_store.h"
+#include "server/store/postgres/pg_store.h"
 
 namespace {
 
@@ -375,7 +375,6 @@ int main(int argc, char** argv) {
   }
   auto signer = lockbox::AuditSigner::FromPem(signing_pem);
   if (!signer.ok()) return Fail(Describe(signer.status()));
-  (*store)->SetAuditSigner(signer->get(), s.audit_checkpoint_events);
 
   curl_global_init(CURL_GLOBAL_DEFAULT);
   std::unique_ptr<lockbox::Clock> clock_holder;
@@ -394,7 +393,8 @@ int main(int argc, char** argv) {
   if (s.grant_view) grant_view.Start();
   lockbox::Lockbox lockbox(lockbox::LockboxOptions{store->get(), &clock, s.trust_domain,
                                                    *page_key, signer->get(),
-                                                   s.grant_view ? &grant_view : nullptr});
+                                                   s.grant_view ? &grant_view : nullptr,
+                                                   s.audit_checkpoint_events});
   if (!s.bootstrap_admin.empty()) {
     absl::Status st = lockbox.EnsureBootstrapAdmin(s.bootstrap_admin);
     if (!st.ok()) return Fail(Describe(st));
@@ -490,7 +490,7 @@ int main(int argc, char** argv) {
           absl::Time now = clock_ptr->Now();
           lockbox::OperationalCounts counts;
           absl::Status st = pg->RunInTransaction([&](lockbox::Transaction& tx) -> absl::Status {
-            auto got = tx.CountOperational(now);
+            auto got = tx.operations().CountOperational(now);
             if (!got.ok()) return got.status();
             counts = std::move(*got);
             return absl::OkStatus();

@@ -35,7 +35,7 @@ absl::StatusOr<v1::ListNotificationsResponse> Lockbox::ListNotifications(
         }
         int limit = q.limit;
         q.limit = limit + 1;
-        ASSIGN_OR_RETURN(std::vector<v1::Notification> items, tx.ListNotifications(q));
+        ASSIGN_OR_RETURN(std::vector<v1::Notification> items, tx.outbox().ListNotifications(q));
         v1::ListNotificationsResponse out;
         out.set_next_page_token(NextPageToken(page_tokens_, key, limit, &items,
                                               [](const v1::Notification& last) {

@@ -67,7 +67,7 @@ absl::StatusOr<v1::Tenant> Lockbox::CreateTenant(const C& c, const v1::CreateTen
                             [&](Transaction& tx, const Actor& a, absl::Time now)
                                 -> absl::StatusOr<v1::Tenant> {
     RETURN_IF_ERROR(RequireAdmin(a));
-    if (tx.GetTenant(r.tenant_id()).ok()) {
+    if (tx.tenancy().GetTenant(r.tenant_id()).ok()) {
       return Error(absl::StatusCode::kAlreadyExists, reason::kAlreadyExists,
                    absl::StrCat(TenantName(r.tenant_id()), " already exists"));
     }
@@ -76,14 +76,14 @@ absl::StatusOr<v1::Tenant> Lockbox::CreateTenant(const C& c, const v1::CreateTen
     t.set_display_name(r.tenant().display_name().empty() ? r.tenant_id()
                                                          : r.tenant().display_name());
     *t.mutable_create_time() = ToProto(now);
-    RETURN_IF_ERROR(tx.InsertTenant(t));
+    RETURN_IF_ERROR(tx.tenancy().InsertTenant(t));
     v1::LockboxPolicy policy = DefaultPolicy(r.tenant_id());
     *policy.mutable_update_time() = ToProto(now);
-    RETURN_IF_ERROR(tx.InsertPolicy(r.tenant_id(), &policy));
+    RETURN_IF_ERROR(tx.tenancy().InsertPolicy(r.tenant_id(), &policy));
     v1::AuditEvent e = NewAuditEvent(a, "tenant.create", r.tenant_id(), t.name(), now);
     (*e.mutable_details())["display_name"] = t.display_name();
     PolicyDetails(policy, &e);
-    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    RETURN_IF_ERROR(audit_log_.Append(tx, &e));
     return t;
   });
 }
@@ -93,7 +93,7 @@ absl::StatusOr<v1::Tenant> Lockbox::GetTenant(const C& c, const v1::GetTenantReq
   return Read<v1::Tenant>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                  -> absl::StatusOr<v1::Tenant> {
     RETURN_IF_ERROR(CanReadTenantConfig(a, tenant));
-    return tx.GetTenant(tenant);
+    return tx.tenancy().GetTenant(tenant);
   });
 }
 
@@ -112,7 +112,7 @@ absl::StatusOr<v1::ListTenantsResponse> Lockbox::ListTenants(const C& c,
     }
     int limit = q.limit;
     q.limit = limit + 1;
-    ASSIGN_OR_RETURN(std::vector<v1::Tenant> tenants, tx.ListTenants(q));
+    ASSIGN_OR_RETURN(std::vector<v1::Tenant> tenants, tx.tenancy().ListTenants(q));
     v1::ListTenantsResponse out;
     out.set_next_page_token(NextPageToken(page_tokens_, absl::StrCat("ListTenants|", c.spiffe_id),
                                           limit, &tenants, [](const v1::Tenant& t) {
@@ -129,7 +129,7 @@ absl::StatusOr<v1::LockboxPolicy> Lockbox::GetLockboxPolicy(
   return Read<v1::LockboxPolicy>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                         -> absl::StatusOr<v1::LockboxPolicy> {
     RETURN_IF_ERROR(CanReadTenantConfig(a, tenant));
-    return tx.GetPolicy(tenant, false);
+    return tx.tenancy().GetPolicy(tenant, false);
   });
 }
 
@@ -143,23 +143,23 @@ absl::StatusOr<v1::LockboxPolicy> Lockbox::UpdateLockboxPolicy(
     // The customer's policy is the customer's: not even lockbox.admin may
     // change it.
     RETURN_IF_ERROR(RequireTenantAdmin(a, tenant));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(tenant, true));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(tenant, true));
     RETURN_IF_ERROR(CheckEtag(r.lockbox_policy().etag(), policy.etag()));
     std::string url_before = policy.webhook_url();
     RETURN_IF_ERROR(ApplyPolicyUpdate(r.lockbox_policy(), r.update_mask(), &policy));
     *policy.mutable_update_time() = ToProto(now);
-    RETURN_IF_ERROR(tx.UpdatePolicy(tenant, &policy));
+    RETURN_IF_ERROR(tx.tenancy().UpdatePolicy(tenant, &policy));
     bool secret_changed = !policy.webhook_secret().empty();
     if (secret_changed || policy.webhook_url() != url_before) {
-      ASSIGN_OR_RETURN(auto current, tx.Webhook(tenant));
+      ASSIGN_OR_RETURN(auto current, tx.tenancy().Webhook(tenant));
       std::string secret = secret_changed ? policy.webhook_secret() : current.second;
-      RETURN_IF_ERROR(tx.SetWebhook(tenant, policy.webhook_url(), secret));
+      RETURN_IF_ERROR(tx.tenancy().SetWebhook(tenant, policy.webhook_url(), secret));
     }
     // The secret is write-only: never returned, never audited.
     policy.clear_webhook_secret();
     v1::AuditEvent e = NewAuditEvent(a, "lockbox_policy.update", tenant, policy.name(), now);
     PolicyDetails(policy, &e);
-    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    RETURN_IF_ERROR(audit_log_.Append(tx, &e));
     return policy;
   });
 }
@@ -178,10 +178,10 @@ absl::StatusOr<v1::Environment> Lockbox::CreateEnvironment(
                                  [&](Transaction& tx, const Actor& a, absl::Time now)
                                      -> absl::StatusOr<v1::Environment> {
     RETURN_IF_ERROR(RequireAdmin(a));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(tenant, false));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(tenant, false));
     v1::Environment env;
     env.set_name(ChildName(tenant, "environments", r.environment_id()));
-    if (tx.GetEnvironment(tenant, r.environment_id(), false).ok()) {
+    if (tx.tenancy().GetEnvironment(tenant, r.environment_id(), false).ok()) {
       return Error(absl::StatusCode::kAlreadyExists, reason::kAlreadyExists,
                    absl::StrCat(env.name(), " already exists"));
     }
@@ -193,11 +193,11 @@ absl::StatusOr<v1::Environment> Lockbox::CreateEnvironment(
     *env.mutable_data_sources() = r.environment().data_sources();
     *env.mutable_create_time() = ToProto(now);
     *env.mutable_update_time() = ToProto(now);
-    RETURN_IF_ERROR(tx.InsertEnvironment(tenant, r.environment_id(), &env));
+    RETURN_IF_ERROR(tx.tenancy().InsertEnvironment(tenant, r.environment_id(), &env));
     env.set_protected_(IsProtected(policy, env));
     v1::AuditEvent e = NewAuditEvent(a, "environment.create", tenant, env.name(), now);
     EnvironmentDetails(env, &e);
-    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    RETURN_IF_ERROR(audit_log_.Append(tx, &e));
     return env;
   });
 }
@@ -208,8 +208,8 @@ absl::StatusOr<v1::Environment> Lockbox::GetEnvironment(const C& c,
   return Read<v1::Environment>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                       -> absl::StatusOr<v1::Environment> {
     RETURN_IF_ERROR(CanReadTenantConfig(a, name.tenant));
-    ASSIGN_OR_RETURN(v1::Environment env, tx.GetEnvironment(name.tenant, name.id, false));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(name.tenant, false));
+    ASSIGN_OR_RETURN(v1::Environment env, tx.tenancy().GetEnvironment(name.tenant, name.id, false));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(name.tenant, false));
     env.set_protected_(IsProtected(policy, env));
     return env;
   });
@@ -225,15 +225,15 @@ absl::StatusOr<v1::ListEnvironmentsResponse> Lockbox::ListEnvironments(
   return Read<v1::ListEnvironmentsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                                    -> absl::StatusOr<v1::ListEnvironmentsResponse> {
     RETURN_IF_ERROR(CanReadTenantConfig(a, tenant));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(tenant, false));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(tenant, false));
     int limit = q.limit;
     q.limit = limit + 1;
-    ASSIGN_OR_RETURN(std::vector<v1::Environment> envs, tx.ListEnvironments(q));
+    ASSIGN_OR_RETURN(std::vector<v1::Environment> envs, tx.tenancy().ListEnvironments(q));
     v1::ListEnvironmentsResponse out;
-    out.set_next_page_token(NextPageToken(page_tokens_, key, limit, &envs,
-                                          [](const v1::Environment& e) {
-      return Cursor{"", IdOfName(e.name())};
-    }));
+    out.set_next_page_token(
+        NextPageToken(page_tokens_, key, limit, &envs, [&tenant](const v1::Environment& e) {
+          return Cursor{tenant, IdOfName(e.name())};
+        }));
     for (auto& e : envs) {
       e.set_protected_(IsProtected(policy, e));
       *out.add_environments() = std::move(e);
@@ -271,7 +271,7 @@ absl::StatusOr<v1::Environment> Lockbox::UpdateEnvironment(
     // one is managed (protected).
     if (provider_fields) RETURN_IF_ERROR(RequireAdmin(a));
     if (tenant_fields) RETURN_IF_ERROR(RequireTenantAdmin(a, name.tenant));
-    ASSIGN_OR_RETURN(v1::Environment env, tx.GetEnvironment(name.tenant, name.id, true));
+    ASSIGN_OR_RETURN(v1::Environment env, tx.tenancy().GetEnvironment(name.tenant, name.id, true));
     RETURN_IF_ERROR(CheckEtag(r.environment().etag(), env.etag()));
     for (const std::string& path : r.update_mask().paths()) {
       if (path == "display_name") {
@@ -285,12 +285,12 @@ absl::StatusOr<v1::Environment> Lockbox::UpdateEnvironment(
       }
     }
     *env.mutable_update_time() = ToProto(now);
-    RETURN_IF_ERROR(tx.UpdateEnvironment(name.tenant, name.id, &env));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(name.tenant, false));
+    RETURN_IF_ERROR(tx.tenancy().UpdateEnvironment(name.tenant, name.id, &env));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(name.tenant, false));
     env.set_protected_(IsProtected(policy, env));
     v1::AuditEvent e = NewAuditEvent(a, "environment.update", name.tenant, env.name(), now);
     EnvironmentDetails(env, &e);
-    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    RETURN_IF_ERROR(audit_log_.Append(tx, &e));
     return env;
   });
 }
@@ -323,8 +323,8 @@ absl::StatusOr<v1::RoleBinding> Lockbox::CreateRoleBinding(
       return PermissionDenied(
           "needs lockbox.admin, or tenant.admin of the tenant for tenant roles");
     }
-    if (!tenant.empty()) RETURN_IF_ERROR(tx.GetTenant(tenant).status());
-    ASSIGN_OR_RETURN(std::vector<Binding> existing, tx.BindingsOf(principal.spiffe_id));
+    if (!tenant.empty()) RETURN_IF_ERROR(tx.tenancy().GetTenant(tenant).status());
+    ASSIGN_OR_RETURN(std::vector<Binding> existing, tx.tenancy().BindingsOf(principal.spiffe_id));
     for (const Binding& b : existing) {
       if (b.role == *role && b.tenant == tenant) {
         return Error(absl::StatusCode::kAlreadyExists, reason::kAlreadyExists,
@@ -339,12 +339,12 @@ absl::StatusOr<v1::RoleBinding> Lockbox::CreateRoleBinding(
     if (!tenant.empty()) b.set_tenant(TenantName(tenant));
     b.set_email(in.email());
     *b.mutable_create_time() = ToProto(now);
-    RETURN_IF_ERROR(tx.InsertRoleBinding(id, b));
+    RETURN_IF_ERROR(tx.tenancy().InsertRoleBinding(id, b));
     v1::AuditEvent e = NewAuditEvent(a, "role_binding.create", tenant, b.name(), now);
     (*e.mutable_details())["principal"] = b.principal();
     (*e.mutable_details())["role"] = b.role();
     (*e.mutable_details())["email"] = b.email();
-    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    RETURN_IF_ERROR(audit_log_.Append(tx, &e));
     return b;
   });
 }
@@ -373,7 +373,7 @@ absl::StatusOr<v1::ListRoleBindingsResponse> Lockbox::ListRoleBindings(
     }
     int limit = q.limit;
     q.limit = limit + 1;
-    ASSIGN_OR_RETURN(std::vector<v1::RoleBinding> bindings, tx.ListRoleBindings(q));
+    ASSIGN_OR_RETURN(std::vector<v1::RoleBinding> bindings, tx.tenancy().ListRoleBindings(q));
     v1::ListRoleBindingsResponse out;
     out.set_next_page_token(NextPageToken(page_tokens_, key, limit, &bindings,
                                           [](const v1::RoleBinding& b) {
@@ -391,7 +391,7 @@ absl::StatusOr<google::protobuf::Empty> Lockbox::DeleteRoleBinding(
                                          [&](Transaction& tx, const Actor& a, absl::Time now)
                                              -> absl::StatusOr<google::protobuf::Empty> {
     bool admin = a.permissions.Has(Role::kAdmin);
-    auto binding = tx.GetRoleBinding(id, true);
+    auto binding = tx.tenancy().GetRoleBinding(id, true);
     if (!admin) {
       // A tenant admin learns nothing of bindings outside their tenant.
       std::string tenant =
@@ -401,12 +401,12 @@ absl::StatusOr<google::protobuf::Empty> Lockbox::DeleteRoleBinding(
       }
     }
     if (!binding.ok()) return binding.status();
-    RETURN_IF_ERROR(tx.DeleteRoleBinding(id));
+    RETURN_IF_ERROR(tx.tenancy().DeleteRoleBinding(id));
     std::string tenant = binding->tenant().empty() ? "" : binding->tenant().substr(8);
     v1::AuditEvent e = NewAuditEvent(a, "role_binding.delete", tenant, binding->name(), now);
     (*e.mutable_details())["principal"] = binding->principal();
     (*e.mutable_details())["role"] = binding->role();
-    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    RETURN_IF_ERROR(audit_log_.Append(tx, &e));
     return google::protobuf::Empty();
   });
 }
