@@ -83,10 +83,12 @@ class ChangeFeed {
 class Store {
  public:
   virtual ~Store() = default;
-  // Runs fn in a new transaction and commits if it returns OK. Conflicts
-  // (serialization failures, deadlocks, idempotency races) and connections
-  // lost before the commit are retried a few times with fn run again, so fn
-  // must do nothing outside the transaction.
+  // Runs fn in a new transaction and commits if it returns OK (and no
+  // store method met a database error). Conflicts (serialization failures,
+  // deadlocks, idempotency races) and connections lost before the commit are
+  // retried a few times with fn run again, so fn must do nothing outside the
+  // transaction. A commit whose outcome is unknown is never retried: it
+  // returns UNAVAILABLE. The Transaction given to fn is owned by this call.
   virtual absl::Status RunInTransaction(const std::function<absl::Status(Transaction&)>& fn) = 0;
   // A secret shared by all replicas, made the first time it is asked:
   // `initial` if given, else 32 random bytes.

@@ -1,5 +1,6 @@
 // Where libpqxx exceptions stop: the one function that maps them to
-// statuses, following the SQLSTATE classes libpqxx mirrors.
+// statuses, following the SQLSTATE classes libpqxx mirrors. Pure functions:
+// thread-safe.
 #ifndef LOCKBOX_SERVER_STORE_POSTGRES_ERRORS_H_
 #define LOCKBOX_SERVER_STORE_POSTGRES_ERRORS_H_
 
