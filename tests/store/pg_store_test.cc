@@ -198,6 +198,26 @@ TEST_F(PgStoreTest, DatabaseErrorsAreStatusesAndEndTheTransaction) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(PgStoreTest, ConnectionLostBeforeCommitIsRunAgain) {
+  AddTenant("t");
+  int attempts = 0;
+  absl::Status s = Run([&](Transaction& tx) -> absl::Status {
+    if (++attempts == 1) {
+      // Every connection of the store's pool goes, mid-transaction.
+      db_.Exec(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+          "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+    }
+    absl::Status got = tx.tenancy().GetTenant("t").status();
+    if (attempts == 1) {
+      EXPECT_EQ(got.code(), absl::StatusCode::kUnavailable) << got;
+    }
+    return got;
+  });
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_GE(attempts, 2);
+}
+
 TEST_F(PgStoreTest, AuditLogLinksEventsAndSignsEveryNth) {
   AddTenant("t");
   auto pem = AuditSigner::GeneratePem();
