@@ -1,5 +1,6 @@
 // The schema: numbered SQL files in migrations/, compiled into the binary at
-// configure time (migrations.cc.in), applied in order.
+// configure time (migrations.cc.in), applied in order. EmbeddedMigrations()
+// is immutable (thread-safe); Migrate uses only the connection it is given.
 #ifndef LOCKBOX_SERVER_STORE_POSTGRES_MIGRATIONS_H_
 #define LOCKBOX_SERVER_STORE_POSTGRES_MIGRATIONS_H_
 

@@ -2,7 +2,8 @@
 // microseconds, lists as comma-joined text, message parts as JSON), dynamic
 // parameters, and the translation of list queries (filters, tenant scope,
 // keysets, the read-time state rule) to SQL conditions whose values always
-// travel as parameters. Internal to server/store/postgres/.
+// travel as parameters. Internal to server/store/postgres/. Free functions
+// without shared state (thread-safe); a Params belongs to one statement.
 #ifndef LOCKBOX_SERVER_STORE_POSTGRES_SQL_H_
 #define LOCKBOX_SERVER_STORE_POSTGRES_SQL_H_
 
