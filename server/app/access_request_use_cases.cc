@@ -43,20 +43,20 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::CreateAccessRequest(
                                    [&](Transaction& tx, const Actor& a, absl::Time now)
                                        -> absl::StatusOr<v1::AccessRequest> {
     RETURN_IF_ERROR(authz::CreateAccessRequest(a));
-    auto env = tx.GetEnvironment(tenant, env_name.id, false);
+    auto env = tx.tenancy().GetEnvironment(tenant, env_name.id, false);
     if (absl::IsNotFound(env.status())) {
       return Error(absl::StatusCode::kNotFound, reason::kNotFound,
                    absl::StrCat(r.access_request().environment(), " not found"));
     }
     RETURN_IF_ERROR(env.status());
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(tenant, false));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(tenant, false));
     std::string id = NewUuid();
     ASSIGN_OR_RETURN(v1::AccessRequest request,
                      NewAccessRequest(r.access_request(), tenant, id, *env, policy, a, now));
-    RETURN_IF_ERROR(tx.InsertAccessRequest(tenant, id, &request));
+    RETURN_IF_ERROR(tx.requests().InsertAccessRequest(tenant, id, &request));
     v1::AuditEvent e = NewAuditEvent(a, "access_request.create", tenant, request.name(), now);
     SetRequestFields(request, &e);
-    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
     RETURN_IF_ERROR(NotifyRequest(tx, RequestEvent::kCreated, request, nullptr, now));
     return request;
   });
@@ -68,7 +68,7 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::GetAccessRequest(
   return runner().Read<v1::AccessRequest>(c, [&](Transaction& tx, const Actor& a, absl::Time now)
                                         -> absl::StatusOr<v1::AccessRequest> {
     RETURN_IF_ERROR(authz::ReadAccessRequests(a, name.tenant));
-    ASSIGN_OR_RETURN(v1::AccessRequest request, tx.GetAccessRequest(name.tenant, name.id, false));
+    ASSIGN_OR_RETURN(v1::AccessRequest request, tx.requests().GetAccessRequest(name.tenant, name.id, false));
     RETURN_IF_ERROR(authz::ReadAccessRequest(a, name.tenant, request.requester()));
     ApplyReadTimeState(now, &request);
     return request;
@@ -100,7 +100,7 @@ absl::StatusOr<v1::ListAccessRequestsResponse> AccessRequestUseCases::ListAccess
           q.conditions.push_back(recent);
         }
         q.now = now;
-        ASSIGN_OR_RETURN(std::vector<v1::AccessRequest> requests, tx.ListAccessRequests(q));
+        ASSIGN_OR_RETURN(std::vector<v1::AccessRequest> requests, tx.requests().ListAccessRequests(q));
         v1::ListAccessRequestsResponse out;
         out.set_next_page_token(page.Finish(&requests,
                                               [](const v1::AccessRequest& last) {
@@ -124,22 +124,23 @@ struct DecideArgs {
 }  // namespace
 
 // Approve and Deny share everything but the verdict.
-static absl::StatusOr<v1::AccessRequest> DecideIn(Transaction& tx, const Actor& a, absl::Time now,
+static absl::StatusOr<v1::AccessRequest> DecideIn(const AuditLog& audit_log, Transaction& tx,
+                                                  const Actor& a, absl::Time now,
                                                   const TenantChildName& name,
                                                   const DecideArgs& args,
                                                   v1::Decision::Verdict verdict,
                                                   v1::Grant* grant_out) {
   // Permission before existence: only reviewers of some stage get further.
   RETURN_IF_ERROR(authz::DecideAccessRequests(a, name.tenant));
-  ASSIGN_OR_RETURN(v1::AccessRequest request, tx.GetAccessRequest(name.tenant, name.id, true));
+  ASSIGN_OR_RETURN(v1::AccessRequest request, tx.requests().GetAccessRequest(name.tenant, name.id, true));
   RETURN_IF_ERROR(CheckEtag(args.etag, request.etag()));
   bool needs_customer = false;
   if (verdict == v1::Decision::APPROVE && request.stage() == v1::AccessRequest::INTERNAL_REVIEW) {
     // Whether the customer must also approve is decided now, from the
     // current policy and environment: a policy change takes effect at once.
     std::string env_id = IdOfName(request.environment());
-    ASSIGN_OR_RETURN(v1::Environment env, tx.GetEnvironment(name.tenant, env_id, false));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(name.tenant, false));
+    ASSIGN_OR_RETURN(v1::Environment env, tx.tenancy().GetEnvironment(name.tenant, env_id, false));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(name.tenant, false));
     needs_customer = NeedsCustomerReview(policy, env, request.data_sources());
   }
   RETURN_IF_ERROR(Decide(a, verdict, args.comment, needs_customer, now, &request));
@@ -152,15 +153,15 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(Transaction& tx, const Actor& 
   if (request.state() == v1::AccessRequest::APPROVED) {
     std::string grant_id = NewUuid();
     v1::Grant grant = NewGrant(request, name.tenant, grant_id, now);
-    RETURN_IF_ERROR(tx.InsertGrant(name.tenant, grant_id, &grant));
+    RETURN_IF_ERROR(tx.grants().InsertGrant(name.tenant, grant_id, &grant));
     request.set_grant(grant.name());
     if (grant_out != nullptr) *grant_out = grant;
     *e.mutable_access_expire_time() = grant.expire_time();
     (*e.mutable_details())["grant"] = grant.name();
   }
-  RETURN_IF_ERROR(tx.UpdateAccessRequest(name.tenant, name.id, &request));
+  RETURN_IF_ERROR(tx.requests().UpdateAccessRequest(name.tenant, name.id, &request));
   SetRequestFields(request, &e);
-  RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+  RETURN_IF_ERROR(audit_log.Append(tx, &e));
   return request;
 }
 
@@ -185,7 +186,7 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::ApproveAccessRequest(
                                        -> absl::StatusOr<v1::AccessRequest> {
     v1::Grant grant;
     ASSIGN_OR_RETURN(v1::AccessRequest request,
-                     DecideIn(tx, a, now, name, args, v1::Decision::APPROVE, &grant));
+                     DecideIn(runner().audit_log(), tx, a, now, name, args, v1::Decision::APPROVE, &grant));
     RETURN_IF_ERROR(NotifyDecision(tx, request, grant, now));
     return request;
   });
@@ -200,7 +201,7 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::DenyAccessRequest(
                                        -> absl::StatusOr<v1::AccessRequest> {
     v1::Grant grant;
     ASSIGN_OR_RETURN(v1::AccessRequest request,
-                     DecideIn(tx, a, now, name, args, v1::Decision::DENY, &grant));
+                     DecideIn(runner().audit_log(), tx, a, now, name, args, v1::Decision::DENY, &grant));
     RETURN_IF_ERROR(NotifyDecision(tx, request, grant, now));
     return request;
   });
@@ -213,13 +214,13 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::CancelAccessRequest(
                                    [&](Transaction& tx, const Actor& a, absl::Time now)
                                        -> absl::StatusOr<v1::AccessRequest> {
     RETURN_IF_ERROR(authz::CancelAccessRequest(a));
-    ASSIGN_OR_RETURN(v1::AccessRequest request, tx.GetAccessRequest(name.tenant, name.id, true));
+    ASSIGN_OR_RETURN(v1::AccessRequest request, tx.requests().GetAccessRequest(name.tenant, name.id, true));
     RETURN_IF_ERROR(CheckEtag(r.etag(), request.etag()));
     RETURN_IF_ERROR(Cancel(a, now, &request));
-    RETURN_IF_ERROR(tx.UpdateAccessRequest(name.tenant, name.id, &request));
+    RETURN_IF_ERROR(tx.requests().UpdateAccessRequest(name.tenant, name.id, &request));
     v1::AuditEvent e = NewAuditEvent(a, "access_request.cancel", name.tenant, request.name(), now);
     SetRequestFields(request, &e);
-    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
     return request;
   });
 }
@@ -230,16 +231,16 @@ absl::StatusOr<bool> AccessRequestUseCases::ExpireOneRequest() {
   bool found = false;
   absl::Status status = runner().store().RunInTransaction([&](Transaction& tx) -> absl::Status {
     absl::Time now = runner().clock().Now();
-    ASSIGN_OR_RETURN(std::optional<ClaimedRow> row, tx.ClaimExpiredRequest(now));
+    ASSIGN_OR_RETURN(std::optional<ClaimedRow> row, tx.requests().ClaimExpiredRequest(now));
     found = row.has_value();
     if (!found) return absl::OkStatus();
-    ASSIGN_OR_RETURN(v1::AccessRequest r, tx.GetAccessRequest(row->tenant, row->id, true));
+    ASSIGN_OR_RETURN(v1::AccessRequest r, tx.requests().GetAccessRequest(row->tenant, row->id, true));
     RETURN_IF_ERROR(RecordExpiry(now, &r));
-    RETURN_IF_ERROR(tx.UpdateAccessRequest(row->tenant, row->id, &r));
+    RETURN_IF_ERROR(tx.requests().UpdateAccessRequest(row->tenant, row->id, &r));
     v1::AuditEvent e = NewAuditEvent(SystemActor(), "access_request.expire", row->tenant,
                                      r.name(), now);
     SetRequestFields(r, &e);
-    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
     return NotifyRequest(tx, RequestEvent::kExpired, r, nullptr, now);
   });
   if (!status.ok()) return status;
@@ -250,11 +251,11 @@ absl::StatusOr<bool> AccessRequestUseCases::RemindOne() {
   bool found = false;
   absl::Status status = runner().store().RunInTransaction([&](Transaction& tx) -> absl::Status {
     absl::Time now = runner().clock().Now();
-    ASSIGN_OR_RETURN(std::optional<ClaimedRow> row, tx.ClaimReminder(now, now + kReminderBefore));
+    ASSIGN_OR_RETURN(std::optional<ClaimedRow> row, tx.requests().ClaimReminder(now, now + kReminderBefore));
     found = row.has_value();
     if (!found) return absl::OkStatus();
-    ASSIGN_OR_RETURN(v1::AccessRequest r, tx.GetAccessRequest(row->tenant, row->id, true));
-    RETURN_IF_ERROR(tx.MarkReminded(row->tenant, row->id));
+    ASSIGN_OR_RETURN(v1::AccessRequest r, tx.requests().GetAccessRequest(row->tenant, row->id, true));
+    RETURN_IF_ERROR(tx.requests().MarkReminded(row->tenant, row->id));
     ApplyReadTimeState(now, &r);
     return NotifyRequest(tx, RequestEvent::kReminder, r, nullptr, now);
   });

@@ -2,6 +2,7 @@
 #include "server/app/audit_use_cases.h"
 
 #include "server/app/audit_events.h"
+#include "server/domain/audit_link.h"
 #include "server/app/list_page.h"
 #include "server/app/request_messages.h"
 #include "server/domain/names.h"
@@ -47,7 +48,7 @@ absl::StatusOr<v1::ListAuditEventsResponse> AuditUseCases::ListAuditEvents(
   return runner().Read<v1::ListAuditEventsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                                   -> absl::StatusOr<v1::ListAuditEventsResponse> {
     RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
-    ASSIGN_OR_RETURN(std::vector<v1::AuditEvent> events, tx.ListAuditEvents(tenant, q));
+    ASSIGN_OR_RETURN(std::vector<v1::AuditEvent> events, tx.audit().ListEvents(tenant, q));
     v1::ListAuditEventsResponse out;
     out.set_next_page_token(page.Finish(&events,
                                           [](const v1::AuditEvent& last) {
@@ -65,14 +66,14 @@ absl::StatusOr<v1::VerifyAuditLogResponse> AuditUseCases::VerifyAuditLog(
                                                  -> absl::StatusOr<v1::VerifyAuditLogResponse> {
     RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
     ASSIGN_OR_RETURN(std::vector<v1::AuditCheckpoint> checkpoints,
-                     tx.ListCheckpoints(tenant, 0, std::numeric_limits<int>::max()));
+                     tx.audit().ListCheckpoints(tenant, 0, std::numeric_limits<int>::max()));
     std::string key = options_.audit_signer ? options_.audit_signer->public_key().public_key_pem()
                                             : "";
     ASSIGN_OR_RETURN(ChainVerifier verifier, ChainVerifier::Create(key, std::move(checkpoints)));
     int64_t after = 0;
     while (true) {
       ASSIGN_OR_RETURN(std::vector<v1::AuditEvent> batch,
-                       tx.ReadAuditLog(tenant, after, kVerifyBatch));
+                       tx.audit().ReadLog(tenant, after, kVerifyBatch));
       for (const v1::AuditEvent& e : batch) {
         if (!verifier.Add(e)) return verifier.Finish();
         after = e.sequence();
@@ -89,19 +90,17 @@ absl::StatusOr<v1::AuditCheckpoint> AuditUseCases::Checkpoint(Transaction& tx, c
     return Error(absl::StatusCode::kFailedPrecondition, reason::kNoSigningKey,
                  "this server has no audit signing key");
   }
-  ASSIGN_OR_RETURN(auto head, tx.LockAuditHead(tenant));
-  if (head.first == 0) {
-    return Error(absl::StatusCode::kFailedPrecondition, reason::kEmptyLog, "the log has no events yet");
+  ASSIGN_OR_RETURN(ChainHead head, tx.audit().LockHead(tenant));
+  if (head.sequence == 0) {
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kEmptyLog,
+                 "the log has no events yet");
   }
-  ASSIGN_OR_RETURN(std::vector<v1::AuditCheckpoint> after, tx.ListCheckpoints(tenant, head.first - 1, 1));
-  if (!after.empty() && after[0].sequence() == head.first) return after[0];
-  v1::AuditCheckpoint c;
-  c.set_tenant(tenant);
-  c.set_sequence(head.first);
-  c.set_head_hash(head.second);
-  *c.mutable_sign_time() = ToProto(now);
+  ASSIGN_OR_RETURN(std::vector<v1::AuditCheckpoint> after,
+                   tx.audit().ListCheckpoints(tenant, head.sequence - 1, 1));
+  if (!after.empty() && after[0].sequence() == head.sequence) return after[0];
+  v1::AuditCheckpoint c = UnsignedCheckpoint(tenant, head, now);
   RETURN_IF_ERROR(options_.audit_signer->Sign(&c));
-  RETURN_IF_ERROR(tx.InsertCheckpoint(c));
+  RETURN_IF_ERROR(tx.audit().InsertCheckpoint(c));
   return c;
 }
 
@@ -119,7 +118,7 @@ absl::StatusOr<int> AuditUseCases::CheckpointIdleLogs(absl::Duration max_age) {
   absl::Time now = runner().clock().Now();
   std::vector<std::string> due;
   RETURN_IF_ERROR(runner().store().RunInTransaction([&](Transaction& tx) -> absl::Status {
-    ASSIGN_OR_RETURN(due, tx.LogsDueForCheckpoint(now - max_age, 100));
+    ASSIGN_OR_RETURN(due, tx.audit().LogsDueForCheckpoint(now - max_age, 100));
     return absl::OkStatus();
   }));
   int signed_now = 0;
@@ -146,7 +145,7 @@ absl::StatusOr<v1::ListAuditCheckpointsResponse> AuditUseCases::ListAuditCheckpo
         int64_t after = 0;
         if (q.after) after = std::strtoll(q.after->key.c_str(), nullptr, 10);
         ASSIGN_OR_RETURN(std::vector<v1::AuditCheckpoint> items,
-                         tx.ListCheckpoints(tenant, after, q.limit));
+                         tx.audit().ListCheckpoints(tenant, after, q.limit));
         v1::ListAuditCheckpointsResponse out;
         out.set_next_page_token(page.Finish(&items,
                                               [](const v1::AuditCheckpoint& last) {
@@ -186,7 +185,7 @@ absl::Status AuditUseCases::ExportAuditEvents(const C& c, const v1::ExportAuditE
                                     RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
                                     if (!csv && r.filter().empty()) {
                                       ASSIGN_OR_RETURN(auto checkpoints,
-                                                       tx.ListCheckpoints(
+                                                       tx.audit().ListCheckpoints(
                                                            tenant, 0,
                                                            std::numeric_limits<int>::max()));
                                       for (const auto& cp : checkpoints) {
@@ -202,7 +201,7 @@ absl::Status AuditUseCases::ExportAuditEvents(const C& c, const v1::ExportAuditE
   while (true) {
     std::vector<v1::AuditEvent> page;
     RETURN_IF_ERROR(runner().store().RunInTransaction([&](Transaction& tx) -> absl::Status {
-      ASSIGN_OR_RETURN(page, tx.ListAuditEvents(tenant, q));
+      ASSIGN_OR_RETURN(page, tx.audit().ListEvents(tenant, q));
       return absl::OkStatus();
     }));
     for (const v1::AuditEvent& e : page) {

@@ -72,7 +72,7 @@ int Sweeper::RunOnce() {
 int DeliveryWorker::RunOnce() {
   std::vector<Delivery> claimed;
   absl::Status status = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
-    auto got = tx.ClaimDeliveries(options_.lease, options_.batch);
+    auto got = tx.outbox().ClaimDeliveries(options_.lease, options_.batch);
     if (!got.ok()) return got.status();
     claimed = std::move(*got);
     return absl::OkStatus();
@@ -92,10 +92,9 @@ int DeliveryWorker::RunOnce() {
     for (int i = 1; i < d.attempts && backoff < options_.max_backoff; ++i) backoff *= 2;
     backoff = std::min(backoff, options_.max_backoff);
     std::string error(sent.message());
-    absl::Status recorded =
-        options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
-          return tx.RecordAttempt(d.message.id, sent.ok(), error, give_up, backoff, now);
-        });
+    absl::Status recorded = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
+      return tx.outbox().RecordAttempt(d.message.id, sent.ok(), error, give_up, backoff, now);
+    });
     if (!recorded.ok()) LogError("recording a delivery", recorded);
     const char* channel = d.message.channel == v1::Notification::WEBHOOK ? "webhook" : "email";
     Metrics::Get().DeliveryAttempt(channel, sent.ok(), give_up);

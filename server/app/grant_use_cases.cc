@@ -15,19 +15,20 @@ namespace lockbox {
 namespace {
 
 // The audit record of a grant's end carries its request's fields.
-absl::Status AuditGrantEnd(Transaction& tx, const Actor& a, absl::Time now,
+absl::Status AuditGrantEnd(const AuditLog& audit_log, Transaction& tx, const Actor& a,
+                           absl::Time now,
                            absl::string_view action, const std::string& tenant,
                            const v1::Grant& grant, const std::string& why,
                            v1::AccessRequest* request_out) {
   std::string request_id = IdOfName(grant.access_request());
-  ASSIGN_OR_RETURN(v1::AccessRequest request, tx.GetAccessRequest(tenant, request_id, false));
+  ASSIGN_OR_RETURN(v1::AccessRequest request, tx.requests().GetAccessRequest(tenant, request_id, false));
   v1::AuditEvent e = NewAuditEvent(a, action, tenant, grant.name(), now);
   SetRequestFields(request, &e);
   *e.mutable_access_expire_time() = grant.expire_time();
   (*e.mutable_details())["grant_state"] = v1::Grant::State_Name(grant.state());
   if (!why.empty()) (*e.mutable_details())["reason"] = why;
   *request_out = request;
-  return tx.AppendAuditEvent(&e);
+  return audit_log.Append(tx, &e);
 }
 
 }  // namespace
@@ -43,7 +44,7 @@ absl::StatusOr<v1::Grant> GrantUseCases::GetGrant(const C& c, const v1::GetGrant
   return runner().Read<v1::Grant>(c, [&](Transaction& tx, const Actor& a, absl::Time now)
                                 -> absl::StatusOr<v1::Grant> {
     RETURN_IF_ERROR(authz::ReadGrants(a, name.tenant));
-    ASSIGN_OR_RETURN(v1::Grant grant, tx.GetGrant(name.tenant, name.id, false));
+    ASSIGN_OR_RETURN(v1::Grant grant, tx.grants().GetGrant(name.tenant, name.id, false));
     RETURN_IF_ERROR(authz::ReadGrant(a, name.tenant, grant.principal()));
     ApplyReadTimeState(now, &grant);
     return grant;
@@ -71,7 +72,7 @@ absl::StatusOr<v1::ListGrantsResponse> GrantUseCases::ListGrants(const C& c,
     q.tenants = std::move(scope.tenants);
     q.principal = std::move(scope.principal);
     q.now = now;
-    ASSIGN_OR_RETURN(std::vector<v1::Grant> grants, tx.ListGrants(q));
+    ASSIGN_OR_RETURN(std::vector<v1::Grant> grants, tx.grants().ListGrants(q));
     v1::ListGrantsResponse out;
     out.set_next_page_token(page.Finish(&grants,
                                           [](const v1::Grant& last) {
@@ -131,7 +132,7 @@ absl::StatusOr<v1::CheckAccessResponse> GrantUseCases::CheckAccessFromDatabase(
                                               -> absl::StatusOr<v1::CheckAccessResponse> {
     RETURN_IF_ERROR(authz::CheckAccess(a));
     ASSIGN_OR_RETURN(std::vector<v1::Grant> grants,
-                     tx.ActiveGrants(principal.spiffe_id, env.tenant, env.id));
+                     tx.grants().ActiveGrants(principal.spiffe_id, env.tenant, env.id));
     v1::CheckAccessResponse out;
     const v1::Grant* best =
         BestAllowingGrant(grants, principal.spiffe_id, r.environment(), r.data_source(), now);
@@ -153,12 +154,12 @@ absl::StatusOr<v1::Grant> GrantUseCases::ReleaseGrant(const C& c, const v1::Rele
                            [&](Transaction& tx, const Actor& a, absl::Time now)
                                -> absl::StatusOr<v1::Grant> {
     RETURN_IF_ERROR(authz::ReleaseGrant(a));
-    ASSIGN_OR_RETURN(v1::Grant grant, tx.GetGrant(name.tenant, name.id, true));
+    ASSIGN_OR_RETURN(v1::Grant grant, tx.grants().GetGrant(name.tenant, name.id, true));
     RETURN_IF_ERROR(CheckEtag(r.etag(), grant.etag()));
     RETURN_IF_ERROR(Release(a, now, &grant));
-    RETURN_IF_ERROR(tx.UpdateGrant(name.tenant, name.id, &grant));
+    RETURN_IF_ERROR(tx.grants().UpdateGrant(name.tenant, name.id, &grant));
     v1::AccessRequest request;
-    RETURN_IF_ERROR(AuditGrantEnd(tx, a, now, "grant.release", name.tenant, grant, "", &request));
+    RETURN_IF_ERROR(AuditGrantEnd(runner().audit_log(), tx, a, now, "grant.release", name.tenant, grant, "", &request));
     RETURN_IF_ERROR(NotifyGrantEnded(tx, grant, request, now));
     return grant;
   });
@@ -174,14 +175,14 @@ absl::StatusOr<v1::Grant> GrantUseCases::RevokeGrant(const C& c, const v1::Revok
                            [&](Transaction& tx, const Actor& a, absl::Time now)
                                -> absl::StatusOr<v1::Grant> {
     RETURN_IF_ERROR(authz::RevokeGrant(a, name.tenant));
-    ASSIGN_OR_RETURN(v1::Grant grant, tx.GetGrant(name.tenant, name.id, true));
+    ASSIGN_OR_RETURN(v1::Grant grant, tx.grants().GetGrant(name.tenant, name.id, true));
     RETURN_IF_ERROR(CheckEtag(r.etag(), grant.etag()));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(name.tenant, false));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(name.tenant, false));
     RETURN_IF_ERROR(Revoke(a, policy, name.tenant, now, &grant));
-    RETURN_IF_ERROR(tx.UpdateGrant(name.tenant, name.id, &grant));
+    RETURN_IF_ERROR(tx.grants().UpdateGrant(name.tenant, name.id, &grant));
     v1::AccessRequest request;
     RETURN_IF_ERROR(
-        AuditGrantEnd(tx, a, now, "grant.revoke", name.tenant, grant, r.reason(), &request));
+        AuditGrantEnd(runner().audit_log(), tx, a, now, "grant.revoke", name.tenant, grant, r.reason(), &request));
     RETURN_IF_ERROR(NotifyGrantEnded(tx, grant, request, now));
     return grant;
   });
@@ -193,19 +194,19 @@ absl::StatusOr<bool> GrantUseCases::ExpireOneGrant() {
   bool found = false;
   absl::Status status = runner().store().RunInTransaction([&](Transaction& tx) -> absl::Status {
     absl::Time now = runner().clock().Now();
-    ASSIGN_OR_RETURN(std::optional<ClaimedRow> row, tx.ClaimExpiredGrant(now));
+    ASSIGN_OR_RETURN(std::optional<ClaimedRow> row, tx.grants().ClaimExpiredGrant(now));
     found = row.has_value();
     if (!found) return absl::OkStatus();
-    ASSIGN_OR_RETURN(v1::Grant g, tx.GetGrant(row->tenant, row->id, true));
+    ASSIGN_OR_RETURN(v1::Grant g, tx.grants().GetGrant(row->tenant, row->id, true));
     RETURN_IF_ERROR(RecordExpiry(now, &g));
-    RETURN_IF_ERROR(tx.UpdateGrant(row->tenant, row->id, &g));
+    RETURN_IF_ERROR(tx.grants().UpdateGrant(row->tenant, row->id, &g));
     ASSIGN_OR_RETURN(v1::AccessRequest r,
-                     tx.GetAccessRequest(row->tenant, IdOfName(g.access_request()), false));
+                     tx.requests().GetAccessRequest(row->tenant, IdOfName(g.access_request()), false));
     v1::AuditEvent e = NewAuditEvent(SystemActor(), "grant.expire", row->tenant, g.name(), now);
     SetRequestFields(r, &e);
     *e.mutable_access_expire_time() = g.expire_time();
     (*e.mutable_details())["grant_state"] = v1::Grant::State_Name(g.state());
-    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
     return NotifyGrantEnded(tx, g, r, now);
   });
   if (!status.ok()) return status;

@@ -144,9 +144,9 @@ bool GrantView::Rebuild() {
   std::vector<std::string> enforcers;
   absl::Time now = options_.clock->Now();
   absl::Status status = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
-    auto g = tx.AllActiveGrants(now);
+    auto g = tx.grants().AllActiveGrants(now);
     if (!g.ok()) return g.status();
-    auto e = tx.PrincipalsWithRole(Role::kEnforcer);
+    auto e = tx.tenancy().PrincipalsWithRole(Role::kEnforcer);
     if (!e.ok()) return e.status();
     grants = std::move(*g);
     enforcers = std::move(*e);
@@ -164,7 +164,7 @@ bool GrantView::Rebuild() {
 bool GrantView::RefreshGrants(const std::vector<std::string>& keys) {
   std::vector<v1::Grant> grants;
   absl::Status status = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
-    auto g = tx.GetGrantsByKey(keys);
+    auto g = tx.grants().GetGrantsByKey(keys);
     if (!g.ok()) return g.status();
     grants = std::move(*g);
     return absl::OkStatus();
@@ -179,7 +179,7 @@ bool GrantView::RefreshGrants(const std::vector<std::string>& keys) {
 bool GrantView::RefreshEnforcers() {
   std::vector<std::string> enforcers;
   absl::Status status = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
-    auto e = tx.PrincipalsWithRole(Role::kEnforcer);
+    auto e = tx.tenancy().PrincipalsWithRole(Role::kEnforcer);
     if (!e.ok()) return e.status();
     enforcers = std::move(*e);
     return absl::OkStatus();

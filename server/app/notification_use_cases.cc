@@ -34,7 +34,7 @@ absl::StatusOr<v1::ListNotificationsResponse> NotificationUseCases::ListNotifica
              -> absl::StatusOr<v1::ListNotificationsResponse> {
         RETURN_IF_ERROR(authz::ListNotifications(a, tenant));
         if (!tenant.empty()) q.tenants = std::vector<std::string>{tenant};
-        ASSIGN_OR_RETURN(std::vector<v1::Notification> items, tx.ListNotifications(q));
+        ASSIGN_OR_RETURN(std::vector<v1::Notification> items, tx.outbox().ListNotifications(q));
         v1::ListNotificationsResponse out;
         out.set_next_page_token(page.Finish(&items,
                                               [](const v1::Notification& last) {

@@ -9,7 +9,7 @@ void RefreshDatabaseGauges(Store& store, const Clock& clock) {
   absl::Time now = clock.Now();
   OperationalCounts counts;
   absl::Status st = store.RunInTransaction([&](Transaction& tx) -> absl::Status {
-    auto got = tx.CountOperational(now);
+    auto got = tx.operations().CountOperational(now);
     if (!got.ok()) return got.status();
     counts = std::move(*got);
     return absl::OkStatus();

@@ -52,7 +52,7 @@ absl::StatusOr<v1::Tenant> PolicyUseCases::CreateTenant(const C& c, const v1::Cr
                             [&](Transaction& tx, const Actor& a, absl::Time now)
                                 -> absl::StatusOr<v1::Tenant> {
     RETURN_IF_ERROR(authz::ManageTenants(a));
-    if (tx.GetTenant(r.tenant_id()).ok()) {
+    if (tx.tenancy().GetTenant(r.tenant_id()).ok()) {
       return Error(absl::StatusCode::kAlreadyExists, reason::kAlreadyExists,
                    absl::StrCat(TenantName(r.tenant_id()), " already exists"));
     }
@@ -61,14 +61,14 @@ absl::StatusOr<v1::Tenant> PolicyUseCases::CreateTenant(const C& c, const v1::Cr
     t.set_display_name(r.tenant().display_name().empty() ? r.tenant_id()
                                                          : r.tenant().display_name());
     *t.mutable_create_time() = ToProto(now);
-    RETURN_IF_ERROR(tx.InsertTenant(t));
+    RETURN_IF_ERROR(tx.tenancy().InsertTenant(t));
     v1::LockboxPolicy policy = DefaultPolicy(r.tenant_id());
     *policy.mutable_update_time() = ToProto(now);
-    RETURN_IF_ERROR(tx.InsertPolicy(r.tenant_id(), &policy));
+    RETURN_IF_ERROR(tx.tenancy().InsertPolicy(r.tenant_id(), &policy));
     v1::AuditEvent e = NewAuditEvent(a, "tenant.create", r.tenant_id(), t.name(), now);
     (*e.mutable_details())["display_name"] = t.display_name();
     PolicyDetails(policy, &e);
-    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
     return t;
   });
 }
@@ -78,7 +78,7 @@ absl::StatusOr<v1::Tenant> PolicyUseCases::GetTenant(const C& c, const v1::GetTe
   return runner().Read<v1::Tenant>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                  -> absl::StatusOr<v1::Tenant> {
     RETURN_IF_ERROR(authz::ReadTenantConfig(a, tenant));
-    return tx.GetTenant(tenant);
+    return tx.tenancy().GetTenant(tenant);
   });
 }
 
@@ -92,7 +92,7 @@ absl::StatusOr<v1::ListTenantsResponse> PolicyUseCases::ListTenants(const C& c,
                                               -> absl::StatusOr<v1::ListTenantsResponse> {
     ASSIGN_OR_RETURN(authz::ListScope scope, authz::ListTenants(a));
     q.tenants = std::move(scope.tenants);
-    ASSIGN_OR_RETURN(std::vector<v1::Tenant> tenants, tx.ListTenants(q));
+    ASSIGN_OR_RETURN(std::vector<v1::Tenant> tenants, tx.tenancy().ListTenants(q));
     v1::ListTenantsResponse out;
     out.set_next_page_token(page.Finish(&tenants, [](const v1::Tenant& t) {
       return Cursor{"", IdOfName(t.name())};
@@ -108,7 +108,7 @@ absl::StatusOr<v1::LockboxPolicy> PolicyUseCases::GetLockboxPolicy(
   return runner().Read<v1::LockboxPolicy>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                         -> absl::StatusOr<v1::LockboxPolicy> {
     RETURN_IF_ERROR(authz::ReadTenantConfig(a, tenant));
-    return tx.GetPolicy(tenant, false);
+    return tx.tenancy().GetPolicy(tenant, false);
   });
 }
 
@@ -122,23 +122,23 @@ absl::StatusOr<v1::LockboxPolicy> PolicyUseCases::UpdateLockboxPolicy(
     // The customer's policy is the customer's: not even lockbox.admin may
     // change it.
     RETURN_IF_ERROR(authz::ManageTenantPolicy(a, tenant));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(tenant, true));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(tenant, true));
     RETURN_IF_ERROR(CheckEtag(r.lockbox_policy().etag(), policy.etag()));
     std::string url_before = policy.webhook_url();
     RETURN_IF_ERROR(ApplyPolicyUpdate(r.lockbox_policy(), r.update_mask(), &policy));
     *policy.mutable_update_time() = ToProto(now);
-    RETURN_IF_ERROR(tx.UpdatePolicy(tenant, &policy));
+    RETURN_IF_ERROR(tx.tenancy().UpdatePolicy(tenant, &policy));
     bool secret_changed = !policy.webhook_secret().empty();
     if (secret_changed || policy.webhook_url() != url_before) {
-      ASSIGN_OR_RETURN(auto current, tx.Webhook(tenant));
+      ASSIGN_OR_RETURN(auto current, tx.tenancy().Webhook(tenant));
       std::string secret = secret_changed ? policy.webhook_secret() : current.second;
-      RETURN_IF_ERROR(tx.SetWebhook(tenant, policy.webhook_url(), secret));
+      RETURN_IF_ERROR(tx.tenancy().SetWebhook(tenant, policy.webhook_url(), secret));
     }
     // The secret is write-only: never returned, never audited.
     policy.clear_webhook_secret();
     v1::AuditEvent e = NewAuditEvent(a, "lockbox_policy.update", tenant, policy.name(), now);
     PolicyDetails(policy, &e);
-    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
     return policy;
   });
 }
@@ -157,10 +157,10 @@ absl::StatusOr<v1::Environment> PolicyUseCases::CreateEnvironment(
                                  [&](Transaction& tx, const Actor& a, absl::Time now)
                                      -> absl::StatusOr<v1::Environment> {
     RETURN_IF_ERROR(authz::ManageTenants(a));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(tenant, false));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(tenant, false));
     v1::Environment env;
     env.set_name(ChildName(tenant, "environments", r.environment_id()));
-    if (tx.GetEnvironment(tenant, r.environment_id(), false).ok()) {
+    if (tx.tenancy().GetEnvironment(tenant, r.environment_id(), false).ok()) {
       return Error(absl::StatusCode::kAlreadyExists, reason::kAlreadyExists,
                    absl::StrCat(env.name(), " already exists"));
     }
@@ -172,11 +172,11 @@ absl::StatusOr<v1::Environment> PolicyUseCases::CreateEnvironment(
     *env.mutable_data_sources() = r.environment().data_sources();
     *env.mutable_create_time() = ToProto(now);
     *env.mutable_update_time() = ToProto(now);
-    RETURN_IF_ERROR(tx.InsertEnvironment(tenant, r.environment_id(), &env));
+    RETURN_IF_ERROR(tx.tenancy().InsertEnvironment(tenant, r.environment_id(), &env));
     env.set_protected_(IsProtected(policy, env));
     v1::AuditEvent e = NewAuditEvent(a, "environment.create", tenant, env.name(), now);
     EnvironmentDetails(env, &e);
-    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
     return env;
   });
 }
@@ -187,8 +187,8 @@ absl::StatusOr<v1::Environment> PolicyUseCases::GetEnvironment(const C& c,
   return runner().Read<v1::Environment>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                       -> absl::StatusOr<v1::Environment> {
     RETURN_IF_ERROR(authz::ReadTenantConfig(a, name.tenant));
-    ASSIGN_OR_RETURN(v1::Environment env, tx.GetEnvironment(name.tenant, name.id, false));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(name.tenant, false));
+    ASSIGN_OR_RETURN(v1::Environment env, tx.tenancy().GetEnvironment(name.tenant, name.id, false));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(name.tenant, false));
     env.set_protected_(IsProtected(policy, env));
     return env;
   });
@@ -205,8 +205,8 @@ absl::StatusOr<v1::ListEnvironmentsResponse> PolicyUseCases::ListEnvironments(
   return runner().Read<v1::ListEnvironmentsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
                                                    -> absl::StatusOr<v1::ListEnvironmentsResponse> {
     RETURN_IF_ERROR(authz::ReadTenantConfig(a, tenant));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(tenant, false));
-    ASSIGN_OR_RETURN(std::vector<v1::Environment> envs, tx.ListEnvironments(q));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(tenant, false));
+    ASSIGN_OR_RETURN(std::vector<v1::Environment> envs, tx.tenancy().ListEnvironments(q));
     v1::ListEnvironmentsResponse out;
     out.set_next_page_token(page.Finish(&envs,
                                           [](const v1::Environment& e) {
@@ -249,7 +249,7 @@ absl::StatusOr<v1::Environment> PolicyUseCases::UpdateEnvironment(
     // one is managed (protected).
     if (provider_fields) RETURN_IF_ERROR(authz::ManageTenants(a));
     if (tenant_fields) RETURN_IF_ERROR(authz::ManageTenantPolicy(a, name.tenant));
-    ASSIGN_OR_RETURN(v1::Environment env, tx.GetEnvironment(name.tenant, name.id, true));
+    ASSIGN_OR_RETURN(v1::Environment env, tx.tenancy().GetEnvironment(name.tenant, name.id, true));
     RETURN_IF_ERROR(CheckEtag(r.environment().etag(), env.etag()));
     for (const std::string& path : r.update_mask().paths()) {
       if (path == "display_name") {
@@ -263,12 +263,12 @@ absl::StatusOr<v1::Environment> PolicyUseCases::UpdateEnvironment(
       }
     }
     *env.mutable_update_time() = ToProto(now);
-    RETURN_IF_ERROR(tx.UpdateEnvironment(name.tenant, name.id, &env));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(name.tenant, false));
+    RETURN_IF_ERROR(tx.tenancy().UpdateEnvironment(name.tenant, name.id, &env));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(name.tenant, false));
     env.set_protected_(IsProtected(policy, env));
     v1::AuditEvent e = NewAuditEvent(a, "environment.update", name.tenant, env.name(), now);
     EnvironmentDetails(env, &e);
-    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
     return env;
   });
 }
@@ -296,8 +296,8 @@ absl::StatusOr<v1::RoleBinding> PolicyUseCases::CreateRoleBinding(
                                  [&](Transaction& tx, const Actor& a, absl::Time now)
                                      -> absl::StatusOr<v1::RoleBinding> {
     RETURN_IF_ERROR(authz::CreateRoleBinding(a, *role, tenant));
-    if (!tenant.empty()) RETURN_IF_ERROR(tx.GetTenant(tenant).status());
-    ASSIGN_OR_RETURN(std::vector<Binding> existing, tx.BindingsOf(principal.spiffe_id));
+    if (!tenant.empty()) RETURN_IF_ERROR(tx.tenancy().GetTenant(tenant).status());
+    ASSIGN_OR_RETURN(std::vector<Binding> existing, tx.tenancy().BindingsOf(principal.spiffe_id));
     for (const Binding& b : existing) {
       if (b.role == *role && b.tenant == tenant) {
         return Error(absl::StatusCode::kAlreadyExists, reason::kAlreadyExists,
@@ -312,12 +312,12 @@ absl::StatusOr<v1::RoleBinding> PolicyUseCases::CreateRoleBinding(
     if (!tenant.empty()) b.set_tenant(TenantName(tenant));
     b.set_email(in.email());
     *b.mutable_create_time() = ToProto(now);
-    RETURN_IF_ERROR(tx.InsertRoleBinding(id, b));
+    RETURN_IF_ERROR(tx.tenancy().InsertRoleBinding(id, b));
     v1::AuditEvent e = NewAuditEvent(a, "role_binding.create", tenant, b.name(), now);
     (*e.mutable_details())["principal"] = b.principal();
     (*e.mutable_details())["role"] = b.role();
     (*e.mutable_details())["email"] = b.email();
-    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
     return b;
   });
 }
@@ -337,7 +337,7 @@ absl::StatusOr<v1::ListRoleBindingsResponse> PolicyUseCases::ListRoleBindings(
                                                    -> absl::StatusOr<v1::ListRoleBindingsResponse> {
     ASSIGN_OR_RETURN(authz::ListScope scope, authz::ListRoleBindings(a, tenant));
     q.tenants = std::move(scope.tenants);
-    ASSIGN_OR_RETURN(std::vector<v1::RoleBinding> bindings, tx.ListRoleBindings(q));
+    ASSIGN_OR_RETURN(std::vector<v1::RoleBinding> bindings, tx.tenancy().ListRoleBindings(q));
     v1::ListRoleBindingsResponse out;
     out.set_next_page_token(page.Finish(&bindings,
                                           [](const v1::RoleBinding& b) {
@@ -354,17 +354,17 @@ absl::StatusOr<google::protobuf::Empty> PolicyUseCases::DeleteRoleBinding(
   return runner().Change<google::protobuf::Empty>(c, "DeleteRoleBinding", r, r.request_id(),
                                          [&](Transaction& tx, const Actor& a, absl::Time now)
                                              -> absl::StatusOr<google::protobuf::Empty> {
-    auto binding = tx.GetRoleBinding(id, true);
+    auto binding = tx.tenancy().GetRoleBinding(id, true);
     // A tenant admin learns nothing of bindings outside their tenant.
     RETURN_IF_ERROR(authz::DeleteRoleBinding(
         a, binding.ok() && !binding->tenant().empty() ? binding->tenant().substr(8) : ""));
     if (!binding.ok()) return binding.status();
-    RETURN_IF_ERROR(tx.DeleteRoleBinding(id));
+    RETURN_IF_ERROR(tx.tenancy().DeleteRoleBinding(id));
     std::string tenant = binding->tenant().empty() ? "" : binding->tenant().substr(8);
     v1::AuditEvent e = NewAuditEvent(a, "role_binding.delete", tenant, binding->name(), now);
     (*e.mutable_details())["principal"] = binding->principal();
     (*e.mutable_details())["role"] = binding->role();
-    RETURN_IF_ERROR(tx.AppendAuditEvent(&e));
+    RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
     return google::protobuf::Empty();
   });
 }
@@ -377,7 +377,7 @@ absl::Status PolicyUseCases::EnsureBootstrapAdmin(const std::string& spiffe_id) 
                         "must be an operator: spiffe://<trust-domain>/operator/<user>");
   }
   absl::Status status = runner().store().RunInTransaction([&](Transaction& tx) -> absl::Status {
-    ASSIGN_OR_RETURN(std::vector<Binding> bindings, tx.BindingsOf(spiffe_id));
+    ASSIGN_OR_RETURN(std::vector<Binding> bindings, tx.tenancy().BindingsOf(spiffe_id));
     for (const Binding& b : bindings) {
       if (b.role == Role::kAdmin) return absl::OkStatus();
     }
@@ -388,13 +388,13 @@ absl::Status PolicyUseCases::EnsureBootstrapAdmin(const std::string& spiffe_id) 
     binding.set_principal(spiffe_id);
     binding.set_role(std::string(RoleName(Role::kAdmin)));
     *binding.mutable_create_time() = ToProto(now);
-    RETURN_IF_ERROR(tx.InsertRoleBinding(id, binding));
+    RETURN_IF_ERROR(tx.tenancy().InsertRoleBinding(id, binding));
     Actor system{Principal{"lockboxd:bootstrap", Principal::Kind::kService, "", "lockboxd"},
                  std::nullopt, Permissions()};
     v1::AuditEvent event = NewAuditEvent(system, "role_binding.create", "", binding.name(), now);
     (*event.mutable_details())["principal"] = spiffe_id;
     (*event.mutable_details())["role"] = binding.role();
-    return tx.AppendAuditEvent(&event);
+    return runner().audit_log().Append(tx, &event);
   });
   // Another replica starting at the same moment made the same binding.
   if (absl::IsAlreadyExists(status)) return absl::OkStatus();

@@ -8,10 +8,10 @@ namespace lockbox {
 absl::StatusOr<Contacts> ContactsFor(Transaction& tx, const v1::AccessRequest& r) {
   std::string tenant = TenantOfName(r.name());
   Contacts c;
-  ASSIGN_OR_RETURN(c.reviewers, tx.ContactEmails(Role::kReviewer, "", r.requester()));
-  ASSIGN_OR_RETURN(c.tenant_admins, tx.ContactEmails(Role::kTenantAdmin, tenant, ""));
-  ASSIGN_OR_RETURN(c.requester, tx.EmailsOf(r.requester()));
-  ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.GetPolicy(tenant, false));
+  ASSIGN_OR_RETURN(c.reviewers, tx.tenancy().ContactEmails(Role::kReviewer, "", r.requester()));
+  ASSIGN_OR_RETURN(c.tenant_admins, tx.tenancy().ContactEmails(Role::kTenantAdmin, tenant, ""));
+  ASSIGN_OR_RETURN(c.requester, tx.tenancy().EmailsOf(r.requester()));
+  ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(tenant, false));
   c.policy_emails.assign(policy.notification_emails().begin(), policy.notification_emails().end());
   c.webhook_url = policy.webhook_url();
   return c;
@@ -20,13 +20,13 @@ absl::StatusOr<Contacts> ContactsFor(Transaction& tx, const v1::AccessRequest& r
 absl::Status NotifyRequest(Transaction& tx, RequestEvent event, const v1::AccessRequest& r,
                            const v1::Grant* grant, absl::Time now) {
   ASSIGN_OR_RETURN(Contacts contacts, ContactsFor(tx, r));
-  return tx.EnqueueMessages(RequestMessages(event, r, grant, contacts, now), now);
+  return tx.outbox().EnqueueMessages(RequestMessages(event, r, grant, contacts, now), now);
 }
 
 absl::Status NotifyGrantEnded(Transaction& tx, const v1::Grant& grant,
                               const v1::AccessRequest& request, absl::Time now) {
   ASSIGN_OR_RETURN(Contacts contacts, ContactsFor(tx, request));
-  return tx.EnqueueMessages(GrantEndedMessages(grant, request, contacts, now), now);
+  return tx.outbox().EnqueueMessages(GrantEndedMessages(grant, request, contacts, now), now);
 }
 
 }  // namespace lockbox

@@ -17,7 +17,7 @@ absl::StatusOr<Actor> UseCaseRunner::Authenticate(Transaction& tx, const CallerI
                  "a client certificate with a SPIFFE ID is required");
   }
   ASSIGN_OR_RETURN(Principal caller, ParseSpiffeId(c.spiffe_id, options_.trust_domain));
-  ASSIGN_OR_RETURN(std::vector<Binding> bindings, tx.BindingsOf(caller.spiffe_id));
+  ASSIGN_OR_RETURN(std::vector<Binding> bindings, tx.tenancy().BindingsOf(caller.spiffe_id));
   Actor actor{caller, std::nullopt, Permissions(std::move(bindings))};
   if (c.on_behalf_of.empty()) return actor;
 
@@ -30,7 +30,7 @@ absl::StatusOr<Actor> UseCaseRunner::Authenticate(Transaction& tx, const CallerI
     return Error(absl::StatusCode::kPermissionDenied, reason::kOnBehalfOfRefused,
                  "x-lockbox-on-behalf-of must name a tenant user of this trust domain");
   }
-  ASSIGN_OR_RETURN(std::vector<Binding> user_bindings, tx.BindingsOf(user->spiffe_id));
+  ASSIGN_OR_RETURN(std::vector<Binding> user_bindings, tx.tenancy().BindingsOf(user->spiffe_id));
   return Actor{*user, caller, Permissions(std::move(user_bindings))};
 }
 
@@ -49,7 +49,7 @@ void UseCaseRunner::AuditRefusal(const CallerIdentity& c, const absl::Status& re
   absl::Status recorded = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
     std::string tenant;
     auto claimed = ParseSpiffeId(c.on_behalf_of, options_.trust_domain, "on_behalf_of");
-    if (claimed.ok() && !claimed->tenant.empty() && tx.GetTenant(claimed->tenant).ok()) {
+    if (claimed.ok() && !claimed->tenant.empty() && tx.tenancy().GetTenant(claimed->tenant).ok()) {
       tenant = claimed->tenant;
     }
     Actor caller{Principal{c.spiffe_id, Principal::Kind::kService, "", ""}, std::nullopt,
@@ -59,7 +59,7 @@ void UseCaseRunner::AuditRefusal(const CallerIdentity& c, const absl::Status& re
                                      tenant.empty() ? "" : TenantName(tenant), now);
     (*e.mutable_details())["claimed_user"] = c.on_behalf_of.substr(0, 512);
     (*e.mutable_details())["reason"] = std::string(refusal.message());
-    return tx.AppendAuditEvent(&e);
+    return audit_log_.Append(tx, &e);
   });
   if (!recorded.ok()) {
     Log("error", "auditing a refusal failed", {{"error", std::string(recorded.message())}});
@@ -85,7 +85,7 @@ absl::StatusOr<bool> UseCaseRunner::Replayed(Transaction& tx, const std::string&
                                              const std::string& request_id,
                                              const std::string& request_hash,
                                              google::protobuf::Message* response) const {
-  ASSIGN_OR_RETURN(auto record, tx.GetIdempotencyRecord(owner, request_id));
+  ASSIGN_OR_RETURN(auto record, tx.operations().GetIdempotencyRecord(owner, request_id));
   if (!record) return false;
   if (record->method != method || record->request_hash != request_hash) {
     return InvalidField("request_id", "NOT_ALLOWED", "was already used for a different request");
@@ -101,7 +101,7 @@ absl::Status UseCaseRunner::Remember(Transaction& tx, const std::string& owner,
                                      const std::string& request_hash,
                                      const google::protobuf::Message& response,
                                      absl::Time now) const {
-  return tx.PutIdempotencyRecord(
+  return tx.operations().PutIdempotencyRecord(
       owner, request_id,
       IdempotencyRecord{std::string(method), request_hash, response.SerializeAsString()}, now);
 }

@@ -13,6 +13,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "google/protobuf/message.h"
+#include "server/app/audit_log.h"
 #include "server/domain/clock.h"
 #include "server/domain/identity.h"
 #include "server/domain/names.h"
@@ -35,12 +36,20 @@ class UseCaseRunner {
     Store* store = nullptr;        // Not owned; outlives the runner.
     const Clock* clock = nullptr;  // Not owned; outlives the runner.
     std::string trust_domain;
+    const AuditSigner* audit_signer = nullptr;  // Not owned; may be null.
+    // Every this many events of a log, an append also signs a checkpoint
+    // (with audit_signer); 0: only on demand and when idle.
+    int audit_checkpoint_events = 0;
   };
-  explicit UseCaseRunner(Options options) : options_(std::move(options)) {}
+  explicit UseCaseRunner(Options options)
+      : options_(std::move(options)),
+        audit_log_(options_.audit_signer, options_.audit_checkpoint_events) {}
 
   Store& store() const { return *options_.store; }
   const Clock& clock() const { return *options_.clock; }
   const std::string& trust_domain() const { return options_.trust_domain; }
+  // Where every use case appends its audit events, in its transaction.
+  const AuditLog& audit_log() const { return audit_log_; }
 
   template <typename R>
   using Body = std::function<absl::StatusOr<R>(Transaction&, const Actor&, absl::Time)>;
@@ -85,6 +94,7 @@ class UseCaseRunner {
                         const google::protobuf::Message& response, absl::Time now) const;
 
   Options options_;
+  AuditLog audit_log_;
 };
 
 template <typename R>

@@ -22,12 +22,15 @@ struct UseCasesOptions {
   const AuditSigner* audit_signer = nullptr;  // Not owned; signs checkpoints.
   // Not owned. When set, CheckAccess answers "allowed" from it.
   GrantView* grant_view = nullptr;
+  // Every this many events of a log, an append also signs a checkpoint.
+  int audit_checkpoint_events = 0;
 };
 
 class UseCases {
  public:
   explicit UseCases(UseCasesOptions options)
-      : runner_({options.store, options.clock, options.trust_domain}),
+      : runner_({options.store, options.clock, options.trust_domain, options.audit_signer,
+                 options.audit_checkpoint_events}),
         page_tokens_(options.page_token_key),
         policy_({&runner_, &page_tokens_}),
         requests_({&runner_, &page_tokens_}),

@@ -128,7 +128,7 @@ void WatchHub::Loop() {
 void WatchHub::Refresh(const std::vector<std::string>& ids) {
   std::vector<v1::AccessRequest> requests;
   absl::Status status = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
-    auto got = tx.GetAccessRequestsById(ids);
+    auto got = tx.requests().GetAccessRequestsById(ids);
     if (!got.ok()) return got.status();
     requests = std::move(*got);
     return absl::OkStatus();

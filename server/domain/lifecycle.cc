@@ -345,12 +345,40 @@ absl::StatusOr<AccessRequest> NewAccessRequest(
   return r;
 }
 
-AccessRequest::State EffectiveState(const AccessRequest& request, absl::Time now) {
-  if (request.state() == AccessRequest::PENDING &&
-      now >= FromProto(request.expire_time())) {
-    return AccessRequest::EXPIRED;
+namespace {
+
+template <typename State>
+State EffectiveStateOf(const ReadTimeExpiry<State>& rule, State recorded,
+                       const google::protobuf::Timestamp& expire_time, absl::Time now) {
+  if (recorded == rule.open && now >= FromProto(expire_time)) return rule.expired;
+  return recorded;
+}
+
+template <typename State>
+std::vector<RecordedState> RecordedStatesOf(const ReadTimeExpiry<State>& rule, State effective) {
+  using Expiry = RecordedState::Expiry;
+  if (effective == rule.open) {
+    return {{static_cast<int>(rule.open), Expiry::kNotPassed}};
   }
-  return request.state();
+  if (effective == rule.expired) {
+    return {{static_cast<int>(rule.expired), Expiry::kAny},
+            {static_cast<int>(rule.open), Expiry::kPassed}};
+  }
+  return {{static_cast<int>(effective), Expiry::kAny}};
+}
+
+}  // namespace
+
+std::vector<RecordedState> RecordedStatesFor(AccessRequest::State effective) {
+  return RecordedStatesOf(kRequestExpiry, effective);
+}
+
+std::vector<RecordedState> RecordedStatesFor(Grant::State effective) {
+  return RecordedStatesOf(kGrantExpiry, effective);
+}
+
+AccessRequest::State EffectiveState(const AccessRequest& request, absl::Time now) {
+  return EffectiveStateOf(kRequestExpiry, request.state(), request.expire_time(), now);
 }
 
 void ApplyReadTimeState(absl::Time now, AccessRequest* request) {
@@ -460,10 +488,7 @@ Grant NewGrant(const AccessRequest& request, absl::string_view tenant,
 }
 
 Grant::State EffectiveState(const Grant& grant, absl::Time now) {
-  if (grant.state() == Grant::ACTIVE && now >= FromProto(grant.expire_time())) {
-    return Grant::EXPIRED;
-  }
-  return grant.state();
+  return EffectiveStateOf(kGrantExpiry, grant.state(), grant.expire_time(), now);
 }
 
 void ApplyReadTimeState(absl::Time now, Grant* grant) {

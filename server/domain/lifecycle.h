@@ -8,9 +8,10 @@
 #define LOCKBOX_SERVER_DOMAIN_LIFECYCLE_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "google/protobuf/duration.pb.h"
 #include "google/protobuf/field_mask.pb.h"
@@ -78,6 +79,40 @@ absl::StatusOr<v1::AccessRequest> NewAccessRequest(
     const v1::AccessRequest& asked, absl::string_view tenant, absl::string_view id,
     const v1::Environment& env, const v1::LockboxPolicy& policy,
     const Actor& requester, absl::Time now);
+
+// --- The read-time expiry rule -----------------------------------------------
+
+// What time changes without a write: a row recorded as `open` whose
+// expire_time has come (expire_time <= now) reads as `expired`. The one
+// statement of the rule: EffectiveState applies it to a loaded message, and
+// RecordedStatesFor gives it to a store that filters rows without loading
+// them.
+template <typename State>
+struct ReadTimeExpiry {
+  State open;
+  State expired;
+};
+inline constexpr ReadTimeExpiry<v1::AccessRequest::State> kRequestExpiry{
+    v1::AccessRequest::PENDING, v1::AccessRequest::EXPIRED};
+inline constexpr ReadTimeExpiry<v1::Grant::State> kGrantExpiry{v1::Grant::ACTIVE,
+                                                               v1::Grant::EXPIRED};
+
+// One way a stored row reads as a given effective state: it was recorded as
+// `recorded`, and its expire_time compares with now as `expiry` says.
+struct RecordedState {
+  enum class Expiry {
+    kAny,        // Whatever the expire_time.
+    kPassed,     // expire_time <= now.
+    kNotPassed,  // expire_time > now.
+  };
+  int recorded = 0;  // The enum's value.
+  Expiry expiry = Expiry::kAny;
+};
+
+// The rows whose effective state is `effective` at any `now`: those matching
+// at least one of the returned entries (none: no row can read so).
+std::vector<RecordedState> RecordedStatesFor(v1::AccessRequest::State effective);
+std::vector<RecordedState> RecordedStatesFor(v1::Grant::State effective);
 
 // A PENDING request whose expire_time has passed is EXPIRED for every reader,
 // whether or not anything has recorded it yet.

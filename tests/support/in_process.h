@@ -18,7 +18,7 @@
 #include "server/app/use_cases.h"
 #include "server/domain/audit_signing.h"
 #include "server/domain/clock.h"
-#include "server/store/pg_store.h"
+#include "server/store/postgres/pg_store.h"
 #include "tests/support/harness.h"
 
 namespace lockbox::testing {

@@ -23,7 +23,7 @@
 #include "server/service/health_service.h"
 #include "server/service/services.h"
 #include "server/service/tls.h"
-#include "server/store/pg_store.h"
+#include "server/store/postgres/pg_store.h"
 
 namespace lockbox {
 namespace {
@@ -138,7 +138,6 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   ASSIGN_OR_RETURN(std::string page_key, p->store->SharedSecret("page_token_key"));
   ASSIGN_OR_RETURN(std::string signing_pem, SigningKeyPem(s, *p->store));
   ASSIGN_OR_RETURN(p->signer, AuditSigner::FromPem(signing_pem));
-  p->store->SetAuditSigner(p->signer.get(), s.audit_checkpoint_events);
 
   // Probed every 200 ms: the grant view trusts it for 800 ms after a proof.
   p->access_feed = std::make_unique<PgChangeFeed>(s.database_url, ChangeTopic::kAccess,
@@ -148,7 +147,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   if (s.grant_view) p->grant_view->Start();
   p->use_cases = std::make_unique<UseCases>(UseCasesOptions{
       p->store.get(), &clock, s.trust_domain, page_key, p->signer.get(),
-      s.grant_view ? p->grant_view.get() : nullptr});
+      s.grant_view ? p->grant_view.get() : nullptr, s.audit_checkpoint_events});
   if (!s.bootstrap_admin.empty()) {
     RETURN_IF_ERROR(p->use_cases->policy().EnsureBootstrapAdmin(s.bootstrap_admin));
   }

@@ -1,0 +1,60 @@
+// The audit aggregate: each tenant's hash-chained log of events (the global
+// log is the tenant ""), its head, and its signed checkpoints. The store
+// persists what the domain decided: linking an event after the head
+// (domain/audit_link.h) and signing checkpoints happen above it, in
+// app/audit_log.h.
+//
+// Reached through Transaction::audit(); owned by the transaction and valid
+// until it ends. Not thread-safe: it belongs to the transaction's call.
+// Errors are statuses (see store.h), never exceptions.
+#ifndef LOCKBOX_SERVER_STORE_AUDIT_STORE_H_
+#define LOCKBOX_SERVER_STORE_AUDIT_STORE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "lockbox/v1/audit_service.pb.h"
+#include "lockbox/v1/resources.pb.h"
+#include "server/domain/audit_link.h"
+#include "server/store/list_query.h"
+
+namespace lockbox {
+
+class AuditStore {
+ public:
+  virtual ~AuditStore() = default;
+
+  // The log's head (sequence 0 and "" when empty), locked until the
+  // transaction ends so that no other transaction appends meanwhile: appends
+  // to one log queue here.
+  virtual absl::StatusOr<ChainHead> LockHead(const std::string& tenant) = 0;
+  // Stores an event linked after the head and makes it the head. After the
+  // commit, the store's on-committed hook sees it.
+  // REQUIRES: LockHead(event.tenant()) in this transaction, and `event`
+  // linked after that head (LinkAuditEvent) or after the last event
+  // inserted since.
+  virtual absl::Status InsertEvent(const v1::AuditEvent& event) = 0;
+  // ALREADY_EXISTS if the log has a checkpoint at that sequence.
+  virtual absl::Status InsertCheckpoint(const v1::AuditCheckpoint& checkpoint) = 0;
+
+  // In sequence order, filtered.
+  virtual absl::StatusOr<std::vector<v1::AuditEvent>> ListEvents(const std::string& tenant,
+                                                                 const ListQuery& query) = 0;
+  // Events of the tenant's log with sequence > after, in order.
+  virtual absl::StatusOr<std::vector<v1::AuditEvent>> ReadLog(const std::string& tenant,
+                                                              int64_t after, int limit) = 0;
+  // Checkpoints with sequence > after, in order.
+  virtual absl::StatusOr<std::vector<v1::AuditCheckpoint>> ListCheckpoints(
+      const std::string& tenant, int64_t after, int limit) = 0;
+  // Logs whose head is past their last checkpoint, and whose last
+  // checkpoint (if any) was signed before `signed_before`.
+  virtual absl::StatusOr<std::vector<std::string>> LogsDueForCheckpoint(absl::Time signed_before,
+                                                                        int limit) = 0;
+};
+
+}  // namespace lockbox
+
+#endif  // LOCKBOX_SERVER_STORE_AUDIT_STORE_H_

@@ -1,0 +1,161 @@
+#include "server/store/postgres/audit_store.h"
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "server/domain/status.h"
+#include "server/store/postgres/sql.h"
+
+namespace lockbox::postgres {
+namespace {
+
+constexpr char kAuditCols[] =
+    "tenant_id, sequence, event_time, actor, via, action, resource, access_request, "
+    "request_create_time, operator_user_id, request_state, support_ticket_id, "
+    "request_expire_time, access_expire_time, environment, justification, "
+    "details::text, previous_hash, hash";
+v1::AuditEvent ToAudit(const pqxx::row& r) {
+  v1::AuditEvent e = FromJson<v1::AuditEvent>(r[16].as<std::string>());
+  e.set_tenant(r[0].as<std::string>());
+  e.set_sequence(r[1].as<int64_t>());
+  e.set_name(AuditEventName(e.tenant(), e.sequence()));
+  *e.mutable_event_time() = Ts(r[2]);
+  e.set_actor(r[3].as<std::string>());
+  e.set_via(r[4].as<std::string>());
+  e.set_action(r[5].as<std::string>());
+  e.set_resource(r[6].as<std::string>());
+  e.set_access_request(r[7].as<std::string>());
+  if (r[8].as<int64_t>() != 0) *e.mutable_request_create_time() = Ts(r[8]);
+  e.set_operator_user_id(r[9].as<std::string>());
+  e.set_request_state(static_cast<v1::AccessRequest::State>(r[10].as<int>()));
+  e.set_support_ticket_id(r[11].as<std::string>());
+  if (r[12].as<int64_t>() != 0) *e.mutable_request_expire_time() = Ts(r[12]);
+  if (r[13].as<int64_t>() != 0) *e.mutable_access_expire_time() = Ts(r[13]);
+  e.set_environment(r[14].as<std::string>());
+  e.set_justification(r[15].as<std::string>());
+  e.set_previous_hash(r[17].as<std::string>());
+  e.set_hash(r[18].as<std::string>());
+  return e;
+}
+
+v1::AuditCheckpoint ToCheckpoint(const pqxx::row& row) {
+  v1::AuditCheckpoint c;
+  c.set_tenant(row[0].as<std::string>());
+  c.set_sequence(row[1].as<int64_t>());
+  c.set_name(AuditCheckpointName(c.tenant(), c.sequence()));
+  c.set_head_hash(row[2].as<std::string>());
+  *c.mutable_sign_time() = Ts(row[3]);
+  c.set_key_id(row[4].as<std::string>());
+  std::string sig;
+  absl::Base64Unescape(row[5].as<std::string>(), &sig);
+  c.set_signature(sig);
+  return c;
+}
+
+}  // namespace
+
+absl::StatusOr<ChainHead> PgAuditStore::LockHead(const std::string& tenant) {
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<ChainHead> {
+    // Made if missing, so that even a log's first appends queue on it.
+    w.exec_params(
+        "INSERT INTO audit_heads (tenant_id, sequence, hash) VALUES ($1, 0, '') "
+        "ON CONFLICT (tenant_id) DO NOTHING",
+        tenant);
+    auto head = w.exec_params1(
+        "SELECT sequence, hash FROM audit_heads WHERE tenant_id = $1 FOR UPDATE", tenant);
+    return ChainHead{head[0].as<int64_t>(), head[1].as<std::string>()};
+  });
+}
+
+absl::Status PgAuditStore::InsertEvent(const v1::AuditEvent& e) {
+  RETURN_IF_ERROR(tx_.Run([&](pqxx::work& w) -> absl::Status {
+    v1::AuditEvent details_only;
+    *details_only.mutable_details() = e.details();
+    w.exec_params(
+        "INSERT INTO audit_events (tenant_id, sequence, event_time, actor, via, action, resource, "
+        "access_request, request_create_time, operator_user_id, request_state, "
+        "support_ticket_id, request_expire_time, access_expire_time, environment, "
+        "justification, details, previous_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+        "$9, $10, $11, $12, $13, $14, $15, $16, $17::jsonb, $18, $19)",
+        e.tenant(), e.sequence(), Us(e.event_time()), e.actor(), e.via(), e.action(), e.resource(),
+        e.access_request(), OptionalUs(e.has_request_create_time(), e.request_create_time()),
+        e.operator_user_id(), Enum(e.request_state()), e.support_ticket_id(),
+        OptionalUs(e.has_request_expire_time(), e.request_expire_time()),
+        OptionalUs(e.has_access_expire_time(), e.access_expire_time()), e.environment(),
+        e.justification(), Json(details_only), e.previous_hash(), e.hash());
+    w.exec_params("UPDATE audit_heads SET sequence = $2, hash = $3 WHERE tenant_id = $1",
+                  e.tenant(), e.sequence(), e.hash());
+    return absl::OkStatus();
+  }));
+  tx_.AddInserted(e);
+  return absl::OkStatus();
+}
+
+absl::Status PgAuditStore::InsertCheckpoint(const v1::AuditCheckpoint& c) {
+  return tx_.Run([&](pqxx::work& w) -> absl::Status {
+    w.exec_params(
+        "INSERT INTO audit_checkpoints (tenant_id, sequence, head_hash, sign_time, key_id, "
+        "signature) VALUES ($1, $2, $3, $4, $5, $6)",
+        c.tenant(), c.sequence(), c.head_hash(), Us(c.sign_time()), c.key_id(),
+        absl::Base64Escape(c.signature()));
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<v1::AuditEvent>> PgAuditStore::ListEvents(const std::string& tenant,
+                                                                     const ListQuery& q) {
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<std::vector<v1::AuditEvent>> {
+    Params p;
+    std::string sql =
+        absl::StrCat("SELECT ", kAuditCols, " FROM audit_events WHERE tenant_id = ", p.Add(tenant));
+    static const std::map<std::string, Column> kColumns = {
+        {"action", {"action", Column::Kind::kText}},
+        {"actor", {"actor", Column::Kind::kText}},
+        {"access_request", {"access_request", Column::Kind::kText}},
+        {"environment", {"environment", Column::Kind::kText}},
+        {"support_ticket_id", {"support_ticket_id", Column::Kind::kText}},
+        {"event_time", {"event_time", Column::Kind::kTime}}};
+    RETURN_IF_ERROR(AppendConditions(q, kColumns, &p, &sql));
+    if (q.after) absl::StrAppend(&sql, " AND sequence > ", p.Add(q.after->key), "::bigint");
+    absl::StrAppend(&sql, " ORDER BY sequence LIMIT ", q.limit);
+    return MapRows<v1::AuditEvent>(Exec(w, sql, p), ToAudit);
+  });
+}
+
+absl::StatusOr<std::vector<v1::AuditEvent>> PgAuditStore::ReadLog(const std::string& tenant,
+                                                                  int64_t after, int limit) {
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<std::vector<v1::AuditEvent>> {
+    auto r = w.exec_params(absl::StrCat("SELECT ", kAuditCols,
+                                        " FROM audit_events WHERE tenant_id = $1 AND sequence > $2 "
+                                        "ORDER BY sequence LIMIT $3"),
+                           tenant, after, limit);
+    return MapRows<v1::AuditEvent>(r, ToAudit);
+  });
+}
+
+absl::StatusOr<std::vector<v1::AuditCheckpoint>> PgAuditStore::ListCheckpoints(
+    const std::string& tenant, int64_t after, int limit) {
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<std::vector<v1::AuditCheckpoint>> {
+    auto r = w.exec_params(
+        "SELECT tenant_id, sequence, head_hash, sign_time, key_id, signature FROM "
+        "audit_checkpoints WHERE tenant_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
+        tenant, after, limit);
+    return MapRows<v1::AuditCheckpoint>(r, ToCheckpoint);
+  });
+}
+
+absl::StatusOr<std::vector<std::string>> PgAuditStore::LogsDueForCheckpoint(
+    absl::Time signed_before, int limit) {
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<std::vector<std::string>> {
+    auto r = w.exec_params(
+        "SELECT h.tenant_id FROM audit_heads h LEFT JOIN LATERAL (SELECT sequence, sign_time "
+        "FROM audit_checkpoints c WHERE c.tenant_id = h.tenant_id ORDER BY sequence DESC "
+        "LIMIT 1) last ON true WHERE h.sequence > COALESCE(last.sequence, 0) "
+        "AND COALESCE(last.sign_time, 0) < $1 LIMIT $2",
+        Us(signed_before), limit);
+    std::vector<std::string> out;
+    for (const auto& row : r) out.push_back(row[0].as<std::string>());
+    return out;
+  });
+}
+
+}  // namespace lockbox::postgres

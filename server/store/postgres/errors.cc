@@ -1,0 +1,44 @@
+#include "server/store/postgres/errors.h"
+
+#include <pqxx/pqxx>
+
+#include "absl/strings/str_cat.h"
+#include "server/domain/status.h"
+
+namespace lockbox::postgres {
+
+DatabaseError MapException(const std::exception& e) {
+  if (dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr) {
+    return {Error(absl::StatusCode::kUnavailable, reason::kDatabaseUnavailable,
+                  "the database connection was lost during commit; the outcome "
+                  "is unknown: read the resource to see whether it changed"),
+            false, true};
+  }
+  if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) {
+    return {Error(absl::StatusCode::kUnavailable, reason::kDatabaseUnavailable,
+                  "the database is unavailable"),
+            true, false};
+  }
+  // Not an sql_error in libpqxx 6.4: tested on its own.
+  if (dynamic_cast<const pqxx::transaction_rollback*>(&e) != nullptr) {
+    return {Error(absl::StatusCode::kAborted, reason::kConflict,
+                  "a concurrent change conflicted; try again")};
+  }
+  if (dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr) {
+    return {Error(absl::StatusCode::kAlreadyExists, reason::kAlreadyExists, "already exists")};
+  }
+  if (dynamic_cast<const pqxx::foreign_key_violation*>(&e) != nullptr) {
+    return {Error(absl::StatusCode::kFailedPrecondition, reason::kNotFound,
+                  "a resource it refers to does not exist")};
+  }
+  // The text reaches the server's log only; callers see "internal error".
+  return {Error(absl::StatusCode::kInternal, reason::kInternal,
+                absl::StrCat("internal database error: ", e.what()))};
+}
+
+bool Retryable(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kAborted &&
+         (ReasonOf(s) == reason::kConflict || ReasonOf(s) == kRetryReason);
+}
+
+}  // namespace lockbox::postgres

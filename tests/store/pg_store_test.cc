@@ -1,0 +1,284 @@
+// The PostgreSQL store in process, against a fresh database of the test
+// cluster: paging, the read-time state rule in filters, errors as statuses,
+// and the audit log appended through AuditLog.
+#include "server/store/postgres/pg_store.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "server/app/audit_log.h"
+#include "server/domain/audit_signing.h"
+#include "server/domain/lifecycle.h"
+#include "server/domain/names.h"
+#include "server/domain/status.h"
+#include "tests/support/harness.h"
+
+namespace lockbox {
+namespace {
+
+const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
+
+class PgStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    PgStoreOptions options;
+    options.database_url = db_.url();
+    options.pool_size = 2;
+    options.on_committed_event = [this](const v1::AuditEvent& e) { committed_.push_back(e); };
+    auto store = PgStore::Create(std::move(options));
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+  }
+
+  absl::Status Run(const std::function<absl::Status(Transaction&)>& fn) {
+    return store_->RunInTransaction(fn);
+  }
+
+  // A tenant with its policy.
+  void AddTenant(const std::string& id) {
+    ASSERT_TRUE(Run([&](Transaction& tx) -> absl::Status {
+                  v1::Tenant t;
+                  t.set_name(TenantName(id));
+                  *t.mutable_create_time() = ToProto(kNow);
+                  RETURN_IF_ERROR(tx.tenancy().InsertTenant(t));
+                  v1::LockboxPolicy policy = DefaultPolicy(id);
+                  *policy.mutable_update_time() = ToProto(kNow);
+                  return tx.tenancy().InsertPolicy(id, &policy);
+                }).ok());
+  }
+
+  void AddEnvironment(const std::string& tenant, const std::string& id) {
+    ASSERT_TRUE(Run([&](Transaction& tx) {
+                  v1::Environment e;
+                  e.set_display_name(id);
+                  *e.mutable_create_time() = ToProto(kNow);
+                  *e.mutable_update_time() = ToProto(kNow);
+                  return tx.tenancy().InsertEnvironment(tenant, id, &e);
+                }).ok());
+  }
+
+  // A request recorded as `state`, expiring at `expire`.
+  void AddRequest(const std::string& tenant, const std::string& id,
+                  v1::AccessRequest::State state, absl::Time expire) {
+    ASSERT_TRUE(Run([&](Transaction& tx) {
+                  v1::AccessRequest r;
+                  r.set_environment(ChildName(tenant, "environments", "env"));
+                  r.set_requester("spiffe://example.org/operator/alice");
+                  r.set_justification("why");
+                  *r.mutable_create_time() = ToProto(kNow - absl::Hours(1));
+                  *r.mutable_update_time() = ToProto(kNow - absl::Hours(1));
+                  *r.mutable_expire_time() = ToProto(expire);
+                  *r.mutable_access_duration() = ToProto(absl::Hours(1));
+                  r.set_state(state);
+                  r.set_stage(v1::AccessRequest::INTERNAL_REVIEW);
+                  return tx.requests().InsertAccessRequest(tenant, id, &r);
+                }).ok());
+  }
+
+  std::set<std::string> RequestsWhere(Condition::Op op, const std::string& state) {
+    std::set<std::string> names;
+    absl::Status s = Run([&](Transaction& tx) -> absl::Status {
+      ListQuery q;
+      q.now = kNow;
+      q.limit = 100;
+      q.conditions.push_back(Condition{"state", op, state, absl::Time()});
+      ASSIGN_OR_RETURN(auto requests, tx.requests().ListAccessRequests(q));
+      for (const auto& r : requests) names.insert(r.name().substr(r.name().rfind('/') + 1));
+      return absl::OkStatus();
+    });
+    EXPECT_TRUE(s.ok()) << s;
+    return names;
+  }
+
+  testing::TestDatabase db_;
+  std::unique_ptr<PgStore> store_;
+  std::vector<v1::AuditEvent> committed_;
+};
+
+TEST_F(PgStoreTest, ListEnvironmentsPagesAcrossTenantsEachOnce) {
+  // IDs that sort against the tenants: paging by ID alone would stop after
+  // tenant-a's "env-z".
+  AddTenant("tenant-a");
+  AddTenant("tenant-b");
+  AddEnvironment("tenant-a", "env-m");
+  AddEnvironment("tenant-a", "env-z");
+  AddEnvironment("tenant-b", "env-a");
+  AddEnvironment("tenant-b", "env-m");
+
+  std::vector<std::string> seen;
+  std::optional<Cursor> after;
+  for (int page = 0; page < 10; ++page) {
+    std::vector<v1::Environment> envs;
+    ASSERT_TRUE(Run([&](Transaction& tx) -> absl::Status {
+                  ListQuery q;
+                  q.limit = 1;
+                  q.after = after;
+                  ASSIGN_OR_RETURN(envs, tx.tenancy().ListEnvironments(q));
+                  return absl::OkStatus();
+                }).ok());
+    if (envs.empty()) break;
+    ASSERT_EQ(envs.size(), 1u);
+    seen.push_back(envs[0].name());
+    auto name = ParseChildName(envs[0].name(), "environments", "name");
+    ASSERT_TRUE(name.ok());
+    after = Cursor{name->tenant, name->id};
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{
+                      "tenants/tenant-a/environments/env-m", "tenants/tenant-a/environments/env-z",
+                      "tenants/tenant-b/environments/env-a", "tenants/tenant-b/environments/env-m"}));
+}
+
+TEST_F(PgStoreTest, StateFiltersFollowTheReadTimeRule) {
+  AddTenant("t");
+  AddEnvironment("t", "env");
+  const std::string open = "00000000-0000-4000-8000-000000000001";
+  const std::string lapsed = "00000000-0000-4000-8000-000000000002";
+  const std::string recorded_expired = "00000000-0000-4000-8000-000000000003";
+  const std::string denied = "00000000-0000-4000-8000-000000000004";
+  AddRequest("t", open, v1::AccessRequest::PENDING, kNow + absl::Hours(1));
+  AddRequest("t", lapsed, v1::AccessRequest::PENDING, kNow - absl::Minutes(1));
+  AddRequest("t", recorded_expired, v1::AccessRequest::EXPIRED, kNow - absl::Hours(2));
+  AddRequest("t", denied, v1::AccessRequest::DENIED, kNow + absl::Hours(1));
+
+  using Op = Condition::Op;
+  EXPECT_EQ(RequestsWhere(Op::kEq, "PENDING"), (std::set<std::string>{open}));
+  EXPECT_EQ(RequestsWhere(Op::kEq, "EXPIRED"), (std::set<std::string>{lapsed, recorded_expired}));
+  EXPECT_EQ(RequestsWhere(Op::kNe, "PENDING"),
+            (std::set<std::string>{lapsed, recorded_expired, denied}));
+  EXPECT_EQ(RequestsWhere(Op::kNe, "EXPIRED"), (std::set<std::string>{open, denied}));
+  EXPECT_EQ(RequestsWhere(Op::kEq, "DENIED"), (std::set<std::string>{denied}));
+
+  // The sweep claims what reads as expired but is recorded open.
+  absl::Status s = Run([&](Transaction& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(std::optional<ClaimedRow> row, tx.requests().ClaimExpiredRequest(kNow));
+    EXPECT_TRUE(row.has_value());
+    if (row) {
+      EXPECT_EQ(row->id, lapsed);
+    }
+    return absl::OkStatus();
+  });
+  EXPECT_TRUE(s.ok()) << s;
+}
+
+TEST_F(PgStoreTest, DatabaseErrorsAreStatusesAndEndTheTransaction) {
+  AddTenant("t");
+  bool later_call_refused = false;
+  absl::Status s = Run([&](Transaction& tx) -> absl::Status {
+    v1::Tenant again;
+    again.set_name(TenantName("t"));
+    absl::Status inserted = tx.tenancy().InsertTenant(again);
+    EXPECT_TRUE(absl::IsAlreadyExists(inserted)) << inserted;
+    // PostgreSQL refuses the rest: the same error, nothing sent.
+    later_call_refused = absl::IsAlreadyExists(tx.tenancy().GetTenant("t").status());
+    return absl::OkStatus();  // Ignoring the error does not commit.
+  });
+  EXPECT_TRUE(later_call_refused);
+  EXPECT_TRUE(absl::IsAlreadyExists(s)) << s;
+  EXPECT_EQ(ReasonOf(s), reason::kAlreadyExists);
+
+  // A missing row is only an answer: the transaction goes on and commits.
+  s = Run([&](Transaction& tx) -> absl::Status {
+    EXPECT_TRUE(absl::IsNotFound(tx.tenancy().GetTenant("nobody").status()));
+    v1::Tenant other;
+    other.set_name(TenantName("u"));
+    return tx.tenancy().InsertTenant(other);
+  });
+  EXPECT_TRUE(s.ok()) << s;
+
+  // A filter on an unknown field is INVALID_ARGUMENT, not an exception.
+  s = Run([&](Transaction& tx) -> absl::Status {
+    ListQuery q;
+    q.conditions.push_back(Condition{"nonsense", Condition::Op::kEq, "x", absl::Time()});
+    return tx.requests().ListAccessRequests(q).status();
+  });
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(PgStoreTest, ConnectionLostBeforeCommitIsRunAgain) {
+  AddTenant("t");
+  int attempts = 0;
+  absl::Status s = Run([&](Transaction& tx) -> absl::Status {
+    if (++attempts == 1) {
+      // Every connection of the store's pool goes, mid-transaction.
+      db_.Exec(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+          "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+    }
+    absl::Status got = tx.tenancy().GetTenant("t").status();
+    if (attempts == 1) {
+      EXPECT_EQ(got.code(), absl::StatusCode::kUnavailable) << got;
+    }
+    return got;
+  });
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_GE(attempts, 2);
+}
+
+TEST_F(PgStoreTest, AuditLogLinksEventsAndSignsEveryNth) {
+  AddTenant("t");
+  auto pem = AuditSigner::GeneratePem();
+  ASSERT_TRUE(pem.ok());
+  auto signer = AuditSigner::FromPem(*pem);
+  ASSERT_TRUE(signer.ok());
+  AuditLog log(signer->get(), 2);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(Run([&](Transaction& tx) {
+                  v1::AuditEvent e;
+                  e.set_tenant("t");
+                  e.set_action(absl::StrCat("test.", i));
+                  *e.mutable_event_time() = ToProto(kNow + absl::Seconds(i));
+                  return log.Append(tx, &e);
+                }).ok());
+  }
+  // A transaction that fails appends nothing and tells no one.
+  EXPECT_FALSE(Run([&](Transaction& tx) {
+                 v1::AuditEvent e;
+                 e.set_tenant("t");
+                 e.set_action("test.rolled_back");
+                 *e.mutable_event_time() = ToProto(kNow);
+                 absl::Status appended = log.Append(tx, &e);
+                 EXPECT_TRUE(appended.ok()) << appended;
+                 return absl::AbortedError("changed my mind");
+               }).ok());
+
+  ASSERT_EQ(committed_.size(), 5u);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(committed_[i].sequence(), i + 1);
+    EXPECT_EQ(committed_[i].name(), absl::StrCat("tenants/t/auditEvents/", i + 1));
+  }
+
+  std::vector<v1::AuditEvent> events;
+  std::vector<v1::AuditCheckpoint> checkpoints;
+  ASSERT_TRUE(Run([&](Transaction& tx) -> absl::Status {
+                ASSIGN_OR_RETURN(events, tx.audit().ReadLog("t", 0, 100));
+                ASSIGN_OR_RETURN(checkpoints, tx.audit().ListCheckpoints("t", 0, 100));
+                return absl::OkStatus();
+              }).ok());
+  ASSERT_EQ(events.size(), 5u);
+  EXPECT_EQ(events[0].previous_hash(), "");
+  for (size_t i = 1; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].previous_hash(), events[i - 1].hash());
+  }
+  ASSERT_EQ(checkpoints.size(), 2u);
+  EXPECT_EQ(checkpoints[0].sequence(), 2);
+  EXPECT_EQ(checkpoints[0].head_hash(), events[1].hash());
+  EXPECT_EQ(checkpoints[1].sequence(), 4);
+  EXPECT_EQ(checkpoints[1].name(), "tenants/t/auditCheckpoints/4");
+  EXPECT_EQ(checkpoints[1].sign_time().seconds(), events[3].event_time().seconds());
+
+  auto verifier =
+      ChainVerifier::Create((*signer)->public_key().public_key_pem(), std::move(checkpoints));
+  ASSERT_TRUE(verifier.ok());
+  for (const auto& e : events) ASSERT_TRUE(verifier->Add(e));
+  v1::VerifyAuditLogResponse verified = verifier->Finish();
+  EXPECT_TRUE(verified.ok()) << verified.detail();
+  EXPECT_EQ(verified.verified_events(), 5);
+  EXPECT_EQ(verified.verified_checkpoints(), 2);
+}
+
+}  // namespace
+}  // namespace lockbox
