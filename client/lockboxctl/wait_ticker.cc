@@ -24,25 +24,24 @@ WaitTicker::WaitTicker()
 
 WaitTicker::~WaitTicker() {
   {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     done_ = true;
   }
-  cv_.notify_all();
   thread_.join();
 }
 
 void WaitTicker::Update(const v1::AccessRequest& r) {
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   name_ = r.name();
   status_ = r.display_status();
   PrintLocked();
 }
 
 void WaitTicker::Run() {
-  std::unique_lock<std::mutex> l(mu_);
-  while (!cv_.wait_for(l, std::chrono::seconds(terminal_ ? 1 : 10), [this] { return done_; })) {
-    PrintLocked();
-  }
+  absl::MutexLock l(&mu_);
+  const absl::Duration every = absl::Seconds(terminal_ ? 1 : 10);
+  // AwaitWithTimeout re-checks done_ on every wake-up; false: the time is up.
+  while (!mu_.AwaitWithTimeout(absl::Condition(&done_), every)) PrintLocked();
   if (terminal_ && !name_.empty()) std::fputs("\n", stderr);
 }
 

@@ -6,10 +6,11 @@
 #include <lockbox/client.h>
 
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <string>
 #include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 namespace lockbox::ctl {
 
@@ -29,18 +30,18 @@ class WaitTicker {
   WaitTicker(const WaitTicker&) = delete;
   WaitTicker& operator=(const WaitTicker&) = delete;
 
-  void Update(const v1::AccessRequest& r);
+  void Update(const v1::AccessRequest& r) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  void Run();
-  void PrintLocked();
+  void Run() ABSL_LOCKS_EXCLUDED(mu_);
+  void PrintLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const bool terminal_;
   const std::chrono::steady_clock::time_point start_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::string name_, status_;
+  absl::Mutex mu_;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  std::string name_ ABSL_GUARDED_BY(mu_);
+  std::string status_ ABSL_GUARDED_BY(mu_);
   std::thread thread_;
 };
 
