@@ -7,6 +7,11 @@
 
 namespace lockbox {
 namespace {
+absl::Status ShuttingDown() {
+  return absl::UnavailableError("the server is shutting down: watch again to reconnect");
+}
+}  // namespace
+namespace {
 constexpr size_t kReadBatch = 500;
 constexpr absl::Duration kRetryAfterError = absl::Seconds(1);
 }  // namespace
@@ -42,8 +47,7 @@ void WatchHub::Stop() {
     absl::MutexLock lock(&mu_);
     if (stopping_) return;
     stopping_ = true;
-    grpc::Status closing(grpc::StatusCode::UNAVAILABLE,
-                         "the server is shutting down: watch again to reconnect");
+    const absl::Status closing = ShuttingDown();
     for (auto& [id, set] : watchers_) {
       for (Watcher* w : set) w->Close(closing);
     }
@@ -57,8 +61,7 @@ void WatchHub::Stop() {
 void WatchHub::Add(const std::string& request_id, Watcher* watcher) {
   absl::MutexLock lock(&mu_);
   if (stopping_) {
-    watcher->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                "the server is shutting down: watch again to reconnect"));
+    watcher->Close(ShuttingDown());
     return;
   }
   watchers_[request_id].insert(watcher);

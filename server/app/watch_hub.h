@@ -14,7 +14,6 @@
 #include <thread>
 #include <vector>
 
-#include <grpcpp/support/status.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -37,8 +36,8 @@ class WatchHub {
     // A snapshot of the request as of now (state as every reader sees it).
     // Snapshots may repeat or arrive out of order; keep the newest.
     virtual void Update(const v1::AccessRequest& request) = 0;
-    // The hub is stopping: end the watch with this status.
-    virtual void Close(const grpc::Status& status) = 0;
+    // The hub is stopping: end the watch with this status (UNAVAILABLE).
+    virtual void Close(const absl::Status& status) = 0;
   };
 
   struct Options {

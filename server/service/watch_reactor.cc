@@ -36,9 +36,11 @@ void WatchReactor::Update(const v1::AccessRequest& request) {
   if (!writing_) WriteNextLocked();
 }
 
-void WatchReactor::Close(const grpc::Status& status) {
+void WatchReactor::Close(const absl::Status& status) {
   absl::MutexLock lock(&mu_);
-  EndLocked(status);
+  // As it was said, with no details: the client is only told to reconnect.
+  EndLocked(
+      grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message())));
 }
 
 void WatchReactor::WriteNextLocked() {

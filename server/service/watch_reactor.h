@@ -35,7 +35,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::AccessRequest>,
   // WatchHub::Watcher. The hub's lock is taken before this reactor's, never
   // after.
   void Update(const v1::AccessRequest& request) override ABSL_LOCKS_EXCLUDED(mu_);
-  void Close(const grpc::Status& status) override ABSL_LOCKS_EXCLUDED(mu_);
+  void Close(const absl::Status& status) override ABSL_LOCKS_EXCLUDED(mu_);
 
   // grpc::ServerWriteReactor
   void OnWriteDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_);
