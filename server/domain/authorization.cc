@@ -22,6 +22,32 @@ absl::Status Allow(bool allowed, absl::string_view needs) {
   return allowed ? absl::OkStatus() : PermissionDenied(needs);
 }
 
+// Requests and grants are listed by one rule: in one tenant, after its gate,
+// everything for those who read all of it and their own rows for engineers;
+// across tenants, everything for admins and reviewers, their own rows for
+// engineers, and their tenants for tenant roles.
+absl::StatusOr<ListScope> ListRequestsOrGrants(const Actor& a, absl::string_view tenant,
+                                               const absl::Status& tenant_gate,
+                                               absl::string_view needs) {
+  const Permissions& p = a.permissions;
+  ListScope scope;
+  if (!tenant.empty()) {
+    RETURN_IF_ERROR(tenant_gate);
+    scope.tenants = std::vector<std::string>{std::string(tenant)};
+    if (!ReadsAllRequestsOf(p, tenant)) scope.principal = a.principal.spiffe_id;
+    return scope;
+  }
+  if (p.Has(Role::kAdmin) || p.Has(Role::kReviewer)) return scope;
+  if (p.Has(Role::kEngineer)) {
+    scope.principal = a.principal.spiffe_id;
+  } else if (!p.Tenants().empty()) {
+    scope.tenants = p.Tenants();
+  } else {
+    return PermissionDenied(needs);
+  }
+  return scope;
+}
+
 }  // namespace
 
 absl::Status ReadTenantConfig(const Actor& a, absl::string_view tenant) {
@@ -94,23 +120,8 @@ absl::Status ReadAccessRequest(const Actor& a, absl::string_view tenant,
 }
 
 absl::StatusOr<ListScope> ListAccessRequests(const Actor& a, absl::string_view tenant) {
-  const Permissions& p = a.permissions;
-  ListScope scope;
-  if (!tenant.empty()) {
-    RETURN_IF_ERROR(ReadAccessRequests(a, tenant));
-    scope.tenants = std::vector<std::string>{std::string(tenant)};
-    if (!ReadsAllRequestsOf(p, tenant)) scope.principal = a.principal.spiffe_id;
-    return scope;
-  }
-  if (p.Has(Role::kAdmin) || p.Has(Role::kReviewer)) return scope;
-  if (p.Has(Role::kEngineer)) {
-    scope.principal = a.principal.spiffe_id;
-  } else if (!p.Tenants().empty()) {
-    scope.tenants = p.Tenants();
-  } else {
-    return PermissionDenied("reading requests needs a provider role or a tenant role");
-  }
-  return scope;
+  return ListRequestsOrGrants(a, tenant, ReadAccessRequests(a, tenant),
+                              "reading requests needs a provider role or a tenant role");
 }
 
 absl::Status DecideAccessRequests(const Actor& a, absl::string_view tenant) {
@@ -136,23 +147,8 @@ absl::Status ReadGrant(const Actor& a, absl::string_view tenant, absl::string_vi
 }
 
 absl::StatusOr<ListScope> ListGrants(const Actor& a, absl::string_view tenant) {
-  const Permissions& p = a.permissions;
-  ListScope scope;
-  if (!tenant.empty()) {
-    RETURN_IF_ERROR(ReadGrants(a, tenant));
-    if (!ReadsAllGrantsOf(p, tenant)) scope.principal = a.principal.spiffe_id;
-    scope.tenants = std::vector<std::string>{std::string(tenant)};
-    return scope;
-  }
-  if (p.Has(Role::kAdmin) || p.Has(Role::kReviewer)) return scope;
-  if (p.Has(Role::kEngineer)) {
-    scope.principal = a.principal.spiffe_id;
-  } else if (!p.Tenants().empty()) {
-    scope.tenants = p.Tenants();
-  } else {
-    return PermissionDenied("reading grants needs a provider role or a tenant role");
-  }
-  return scope;
+  return ListRequestsOrGrants(a, tenant, ReadGrants(a, tenant),
+                              "reading grants needs a provider role or a tenant role");
 }
 
 absl::Status CheckAccess(const Actor& a) {

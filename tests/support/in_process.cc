@@ -188,4 +188,12 @@ absl::StatusOr<v1::Grant> DemoWorld::ActiveGrant(const std::string& environment)
   return app_->use_cases().grants().GetGrant(engineer, get);
 }
 
+absl::StatusOr<DemoApp> StartDemoApp() {
+  DemoApp demo;
+  ASSIGN_OR_RETURN(demo.app, InProcessLockbox::Create());
+  ASSIGN_OR_RETURN(DemoWorld world, DemoWorld::Create(demo.app.get()));
+  demo.world = std::make_unique<DemoWorld>(std::move(world));
+  return demo;
+}
+
 }  // namespace lockbox::testing

@@ -129,6 +129,14 @@ class DemoWorld {
   InProcessLockbox* app_;
 };
 
+// A fresh application with its demo world: what most use-case tests start
+// from. `world` refers to `app`.
+struct DemoApp {
+  std::unique_ptr<InProcessLockbox> app;
+  std::unique_ptr<DemoWorld> world;
+};
+absl::StatusOr<DemoApp> StartDemoApp();
+
 }  // namespace lockbox::testing
 
 #endif  // LOCKBOX_TESTS_SUPPORT_IN_PROCESS_H_

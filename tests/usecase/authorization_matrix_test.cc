@@ -361,12 +361,10 @@ using Callers = std::vector<std::pair<std::string, CallerIdentity>>;
 class MatrixWorld : public ::testing::Environment {
  public:
   void SetUp() override {
-    auto app = InProcessLockbox::Create();
-    ASSERT_TRUE(app.ok()) << app.status();
-    app_ = std::move(*app);
-    auto world = DemoWorld::Create(app_.get());
-    ASSERT_TRUE(world.ok()) << world.status();
-    world_ = std::make_unique<DemoWorld>(*world);
+    auto demo = StartDemoApp();
+    ASSERT_TRUE(demo.ok()) << demo.status();
+    app_ = std::move(demo->app);
+    world_ = std::move(demo->world);
     auto pending = world_->PendingRequest();
     ASSERT_TRUE(pending.ok()) << pending.status();
     auto grant = world_->ActiveGrant();

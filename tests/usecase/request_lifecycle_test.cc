@@ -23,12 +23,10 @@ using Code = absl::StatusCode;
 class RequestLifecycleTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto app = InProcessLockbox::Create();
-    ASSERT_TRUE(app.ok()) << app.status();
-    app_ = std::move(*app);
-    auto world = DemoWorld::Create(app_.get());
-    ASSERT_TRUE(world.ok()) << world.status();
-    world_ = std::make_unique<DemoWorld>(*world);
+    auto demo = StartDemoApp();
+    ASSERT_TRUE(demo.ok()) << demo.status();
+    app_ = std::move(demo->app);
+    world_ = std::move(demo->world);
   }
 
   UseCases& use_cases() { return app_->use_cases(); }
