@@ -224,44 +224,16 @@ absl::StatusOr<v1::Environment> PolicyUseCases::UpdateEnvironment(
     const C& c, const v1::UpdateEnvironmentRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name,
                    ParseChildName(r.environment().name(), "environments", "environment.name"));
-  if (r.update_mask().paths_size() == 0) {
-    return InvalidField("update_mask", "REQUIRED",
-                        "name the fields to change: display_name, managed, data_sources");
-  }
-  bool provider_fields = false, tenant_fields = false;
-  for (const std::string& path : r.update_mask().paths()) {
-    if (path == "display_name" || path == "data_sources") {
-      provider_fields = true;
-    } else if (path == "managed") {
-      tenant_fields = true;
-    } else {
-      return InvalidField("update_mask", "UNKNOWN_VALUE",
-                          absl::StrCat("cannot update field \"", path, "\""));
-    }
-  }
-  RETURN_IF_ERROR(
-      ValidateDisplayName(r.environment().display_name(), "environment.display_name"));
-  RETURN_IF_ERROR(ValidateDataSources(r.environment(), "environment.data_sources"));
+  ASSIGN_OR_RETURN(EnvironmentUpdate needs,
+                   CheckEnvironmentUpdate(r.environment(), r.update_mask()));
   return runner().Change<v1::Environment>(c, "UpdateEnvironment", r, r.request_id(),
                                  [&](Transaction& tx, const Actor& a, absl::Time now)
                                      -> absl::StatusOr<v1::Environment> {
-    // The provider describes environments; only the customer decides whether
-    // one is managed (protected).
-    if (provider_fields) RETURN_IF_ERROR(authz::ManageTenants(a));
-    if (tenant_fields) RETURN_IF_ERROR(authz::ManageTenantPolicy(a, name.tenant));
+    if (needs.provider_fields) RETURN_IF_ERROR(authz::ManageTenants(a));
+    if (needs.tenant_fields) RETURN_IF_ERROR(authz::ManageTenantPolicy(a, name.tenant));
     ASSIGN_OR_RETURN(v1::Environment env, tx.tenancy().GetEnvironment(name.tenant, name.id, true));
     RETURN_IF_ERROR(CheckEtag(r.environment().etag(), env.etag()));
-    for (const std::string& path : r.update_mask().paths()) {
-      if (path == "display_name") {
-        env.set_display_name(r.environment().display_name().empty()
-                                 ? name.id
-                                 : r.environment().display_name());
-      } else if (path == "data_sources") {
-        *env.mutable_data_sources() = r.environment().data_sources();
-      } else if (path == "managed") {
-        env.set_managed(r.environment().managed());
-      }
-    }
+    ApplyEnvironmentUpdate(r.environment(), r.update_mask(), name.id, &env);
     *env.mutable_update_time() = ToProto(now);
     RETURN_IF_ERROR(tx.tenancy().UpdateEnvironment(name.tenant, name.id, &env));
     ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(name.tenant, false));

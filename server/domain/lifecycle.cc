@@ -205,6 +205,31 @@ absl::Status ApplyPolicyUpdate(const v1::LockboxPolicy& update,
   return absl::OkStatus();
 }
 
+absl::StatusOr<EnvironmentUpdate> CheckEnvironmentUpdate(const v1::Environment& update,
+                                                         const google::protobuf::FieldMask& mask) {
+  if (mask.paths_size() == 0) {
+    return InvalidField("update_mask", "REQUIRED",
+                        "name the fields to change: display_name, managed, data_sources");
+  }
+  RETURN_IF_ERROR(CheckMaskPaths(mask, {"display_name", "managed", "data_sources"}));
+  EnvironmentUpdate scope;
+  scope.provider_fields = MaskHas(mask, "display_name") || MaskHas(mask, "data_sources");
+  scope.tenant_fields = MaskHas(mask, "managed");
+  RETURN_IF_ERROR(ValidateDisplayName(update.display_name(), "environment.display_name"));
+  RETURN_IF_ERROR(ValidateDataSources(update, "environment.data_sources"));
+  return scope;
+}
+
+void ApplyEnvironmentUpdate(const v1::Environment& update, const google::protobuf::FieldMask& mask,
+                            absl::string_view environment_id, v1::Environment* env) {
+  if (MaskHas(mask, "display_name")) {
+    env->set_display_name(update.display_name().empty() ? std::string(environment_id)
+                                                        : update.display_name());
+  }
+  if (MaskHas(mask, "data_sources")) *env->mutable_data_sources() = update.data_sources();
+  if (MaskHas(mask, "managed")) env->set_managed(update.managed());
+}
+
 absl::Status ValidateDataSources(const v1::Environment& env,
                                  absl::string_view field) {
   if (env.data_sources_size() > static_cast<int>(kMaxDataSources)) {

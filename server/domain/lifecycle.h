@@ -57,6 +57,22 @@ absl::Status ApplyPolicyUpdate(const v1::LockboxPolicy& update,
 
 absl::Status ValidateDataSources(const v1::Environment& env,
                                  absl::string_view field);
+// Whose fields an environment update changes: the provider describes an
+// environment (display_name, data_sources); only the customer decides
+// whether it is managed (protected).
+struct EnvironmentUpdate {
+  bool provider_fields = false;
+  bool tenant_fields = false;
+};
+// Checks an update's mask (required; display_name, managed, data_sources)
+// and the new values it names.
+absl::StatusOr<EnvironmentUpdate> CheckEnvironmentUpdate(const v1::Environment& update,
+                                                         const google::protobuf::FieldMask& mask);
+// Applies the fields of `update` named by `mask` to `env`; an empty
+// display_name becomes the environment's ID.
+// REQUIRES: CheckEnvironmentUpdate(update, mask) is OK.
+void ApplyEnvironmentUpdate(const v1::Environment& update, const google::protobuf::FieldMask& mask,
+                            absl::string_view environment_id, v1::Environment* env);
 // The tenant's policy is enabled and the environment managed.
 bool IsProtected(const v1::LockboxPolicy& policy, const v1::Environment& env);
 // Whether access to `data_sources` of `env` (empty: all) waits for the

@@ -306,5 +306,50 @@ TEST(EtagTest, StaleEtagIsAborted) {
   EXPECT_EQ(ReasonOf(s), reason::kStaleEtag);
 }
 
+// Whose an environment's fields are, and what an update changes.
+TEST(EnvironmentUpdateTest, TheMaskSaysWhoseFieldsChange) {
+  v1::Environment update;
+  update.set_display_name("Production");
+  update.set_managed(false);
+  auto* ds = update.add_data_sources();
+  ds->set_id("sql");
+  ds->set_kind("sql_database");
+  google::protobuf::FieldMask mask;
+  EXPECT_EQ(CheckEnvironmentUpdate(update, mask).status().code(),
+            absl::StatusCode::kInvalidArgument)
+      << "an empty mask names nothing";
+  mask.add_paths("managed");
+  auto customer = CheckEnvironmentUpdate(update, mask);
+  ASSERT_TRUE(customer.ok()) << customer.status();
+  EXPECT_TRUE(customer->tenant_fields);
+  EXPECT_FALSE(customer->provider_fields);
+  mask.add_paths("data_sources");
+  auto both = CheckEnvironmentUpdate(update, mask);
+  ASSERT_TRUE(both.ok());
+  EXPECT_TRUE(both->tenant_fields && both->provider_fields);
+  mask.add_paths("protected");
+  absl::Status unknown = CheckEnvironmentUpdate(update, mask).status();
+  EXPECT_EQ(unknown.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(FieldOf(unknown), "update_mask");
+}
+
+TEST(EnvironmentUpdateTest, OnlyTheMaskedFieldsAreApplied) {
+  v1::Environment env;
+  env.set_display_name("old");
+  env.set_managed(true);
+  env.add_data_sources()->set_id("blob");
+  v1::Environment update;
+  update.set_managed(false);
+  update.add_data_sources()->set_id("sql");
+  google::protobuf::FieldMask mask;
+  mask.add_paths("display_name");
+  mask.add_paths("managed");
+  ApplyEnvironmentUpdate(update, mask, "prod", &env);
+  EXPECT_EQ(env.display_name(), "prod") << "an empty display name becomes the ID";
+  EXPECT_FALSE(env.managed());
+  ASSERT_EQ(env.data_sources_size(), 1);
+  EXPECT_EQ(env.data_sources(0).id(), "blob") << "data_sources was not in the mask";
+}
+
 }  // namespace
 }  // namespace lockbox
