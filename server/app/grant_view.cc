@@ -112,6 +112,11 @@ size_t GrantView::size() const {
   return index_.size();
 }
 
+size_t GrantView::enforcers() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return enforcers_.size();
+}
+
 void GrantView::PutLocked(v1::Grant grant, absl::Time now) {
   std::string grant_key = GrantKeyOfName(grant.name());
   EraseLocked(grant_key);

@@ -79,8 +79,10 @@ class GrantView {
   // Thread-safe.
   void Forget(const std::string& grant_key) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Active grants held, and rebuilds done (for metrics and tests).
+  // Active grants held, enforcers known, and rebuilds done (for metrics and
+  // tests).
   size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
+  size_t enforcers() const ABSL_LOCKS_EXCLUDED(mu_);
   int64_t rebuilds() const { return rebuilds_.load(); }
 
  private:

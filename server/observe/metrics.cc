@@ -36,6 +36,13 @@ Metrics::Metrics()
                  .Name("lockbox_rpc_requests_total")
                  .Help("Finished calls by method and gRPC status code")
                  .Register(*registry_)),
+      checks_(prometheus::BuildCounter()
+                  .Name("lockbox_checkaccess_answers_total")
+                  .Help("CheckAccess answers by where they came from: the grant view "
+                        "(allowed, from memory) or the database")
+                  .Register(*registry_)),
+      checks_from_view_(checks_.Add({{"from", "view"}})),
+      checks_from_database_(checks_.Add({{"from", "database"}})),
       latency_(prometheus::BuildHistogram()
                    .Name("lockbox_rpc_duration_seconds")
                    .Help("Time from a call's arrival to its answer, by method")
@@ -99,6 +106,16 @@ Metrics::Metrics()
                             .Help("1 when CheckAccess is answered from this replica's memory")
                             .Register(*registry_)
                             .Add({})),
+      grant_view_grants_(prometheus::BuildGauge()
+                             .Name("lockbox_grant_view_grants")
+                             .Help("Active grants held by this replica's grant view")
+                             .Register(*registry_)
+                             .Add({})),
+      grant_view_enforcers_(prometheus::BuildGauge()
+                                .Name("lockbox_grant_view_enforcers")
+                                .Help("service.enforcer principals known to this replica's grant view")
+                                .Register(*registry_)
+                                .Add({})),
       scrape_error_(prometheus::BuildGauge()
                         .Name("lockbox_metrics_database_error")
                         .Help("1 when the last scrape could not read the database gauges")
@@ -132,6 +149,10 @@ void Metrics::ObserveCall(const char* method, int grpc_code, double seconds) {
   h->second->Observe(seconds);
 }
 
+void Metrics::CheckAccessAnswered(bool from_view) {
+  (from_view ? checks_from_view_ : checks_from_database_).Increment();
+}
+
 void Metrics::LifecycleEvent(const std::string& action) {
   events_.Add({{"action", action}}).Increment();
 }
@@ -161,6 +182,11 @@ void Metrics::SetOutbox(double pending, double failed) {
 void Metrics::SetSweepLag(double seconds) { sweep_lag_.Set(seconds); }
 void Metrics::SetWatchers(double count) { watchers_.Set(count); }
 void Metrics::SetGrantViewReady(bool ready) { grant_view_ready_.Set(ready ? 1 : 0); }
+
+void Metrics::SetGrantViewSize(double grants, double enforcers) {
+  grant_view_grants_.Set(grants);
+  grant_view_enforcers_.Set(enforcers);
+}
 void Metrics::SetScrapeError(bool failed) { scrape_error_.Set(failed ? 1 : 0); }
 
 RefreshingCollectable::RefreshingCollectable(std::shared_ptr<prometheus::Registry> registry,

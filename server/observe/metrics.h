@@ -30,6 +30,9 @@ class Metrics {
 
   // One finished call: its method, gRPC status code and latency.
   void ObserveCall(const char* method, int grpc_code, double seconds);
+  // A CheckAccess answered "allowed" from this replica's grant view, or one
+  // answered from the database (either way).
+  void CheckAccessAnswered(bool from_view);
   // A committed audit event of the request's or grant's life.
   void LifecycleEvent(const std::string& action);
   // A database operation failed for a reason other than the caller's input
@@ -50,6 +53,8 @@ class Metrics {
   void SetSweepLag(double seconds);
   void SetWatchers(double count);
   void SetGrantViewReady(bool ready);
+  // What this replica's grant view holds: active grants and enforcers.
+  void SetGrantViewSize(double grants, double enforcers);
   void SetScrapeError(bool failed);
 
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
@@ -59,6 +64,9 @@ class Metrics {
 
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& calls_;
+  prometheus::Family<prometheus::Counter>& checks_;
+  prometheus::Counter& checks_from_view_;
+  prometheus::Counter& checks_from_database_;
   prometheus::Family<prometheus::Histogram>& latency_;
   prometheus::Family<prometheus::Counter>& events_;
   prometheus::Family<prometheus::Counter>& db_errors_;
@@ -73,6 +81,8 @@ class Metrics {
   prometheus::Gauge& sweep_last_;
   prometheus::Gauge& watchers_;
   prometheus::Gauge& grant_view_ready_;
+  prometheus::Gauge& grant_view_grants_;
+  prometheus::Gauge& grant_view_enforcers_;
   prometheus::Gauge& scrape_error_;
 };
 

@@ -2,6 +2,7 @@
 
 #include "server/domain/names.h"
 #include "server/domain/status.h"
+#include "server/observe/metrics.h"
 #include "server/service/watch_reactor.h"
 
 namespace lockbox {
@@ -57,7 +58,10 @@ grpc::ServerUnaryReactor* GrantService::CheckAccess(grpc::CallbackServerContext*
   });
   if (!guarded.ok() || answered) {
     absl::Status status = guarded.ok() ? answered->status() : guarded;
-    if (status.ok()) *response = std::move(**answered);
+    if (status.ok()) {
+      *response = std::move(**answered);
+      Metrics::Get().CheckAccessAnswered(/*from_view=*/true);
+    }
     reactor->Finish(call.Finish(status));
     return reactor;
   }
@@ -68,6 +72,7 @@ grpc::ServerUnaryReactor* GrantService::CheckAccess(grpc::CallbackServerContext*
     absl::StatusOr<v1::CheckAccessResponse> result =
         held->Run([&] { return use_cases_->CheckAccessFromDatabase(held->caller(), *request); });
     if (result.ok()) *response = std::move(*result);
+    Metrics::Get().CheckAccessAnswered(/*from_view=*/false);
     reactor->Finish(held->Finish(result.status()));
   });
   return reactor;

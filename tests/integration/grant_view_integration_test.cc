@@ -123,6 +123,23 @@ class GrantViewTest : public ::testing::Test {
   }
   static bool DeniedOnBoth() { return !Allowed(0) && !Allowed(1); }
 
+  // CheckAccess answers replica `i` gave from its view (its metrics).
+  static double FromView(int i) {
+    return MetricValue(HttpGet(MetricsPort(i), "/metrics"), "lockbox_checkaccess_answers_total",
+                       {{"from", "view"}});
+  }
+  // Asks replica `i` as `as` until its view, not its database, says alice is
+  // allowed: the grant's (or binding's) notification has reached the view.
+  static bool AllowedFromView(int i, const std::string& as = "enforcer") {
+    return Eventually(
+        [&] {
+          double before = FromView(i);
+          auto got = Check(i, as);
+          return got.ok() && got->allowed() && FromView(i) > before;
+        },
+        10);
+  }
+
   void SetUp() override {
     // Each case starts with alice holding nothing.
     auto dana = LibraryClient(*certs_, "dana", b_->target());
@@ -163,22 +180,15 @@ TEST_F(GrantViewTest, ApprovalOnOneReplicaAllowsOnBothBeforeItReturns) {
   EXPECT_EQ(a->grant().name(), grant.name());
   EXPECT_EQ(b->grant().name(), grant.name());
   EXPECT_EQ(a->expire_time().seconds(), grant.expire_time().seconds());
-  // And it keeps allowing once the views hold it.
-  // Time for the grant's notification to reach both views, which nothing
-  // outside the server shows. Not a wait that can fail: a view without the
-  // grant allows from the database; the sleep makes the view the one tested.
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  EXPECT_TRUE(Allowed(0));
-  EXPECT_TRUE(Allowed(1));
+  // And it keeps allowing once the views hold it, from the views.
+  EXPECT_TRUE(AllowedFromView(0));
+  EXPECT_TRUE(AllowedFromView(1));
 }
 
 TEST_F(GrantViewTest, ReleaseStopsAllowingOnBothReplicas) {
   v1::Grant grant = Granted();
-  // Time for the grant's notification to reach both views, which nothing
-  // outside the server shows. Not a wait that can fail: a view without the
-  // grant allows from the database; the sleep makes the view the one tested.
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  ASSERT_TRUE(Allowed(0) && Allowed(1));
+  // Both views hold the grant: what follows tests them, not the database.
+  ASSERT_TRUE(AllowedFromView(0) && AllowedFromView(1));
   v1::ReleaseGrantRequest r;
   r.set_name(grant.name());
   ASSERT_TRUE(LibraryClient(*certs_, "alice", a_->target())->ReleaseGrant(r).ok());
@@ -190,11 +200,8 @@ TEST_F(GrantViewTest, ReleaseStopsAllowingOnBothReplicas) {
 
 TEST_F(GrantViewTest, RevokeStopsAllowingOnBothReplicas) {
   v1::Grant grant = Granted();
-  // Time for the grant's notification to reach both views, which nothing
-  // outside the server shows. Not a wait that can fail: a view without the
-  // grant allows from the database; the sleep makes the view the one tested.
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  ASSERT_TRUE(Allowed(0) && Allowed(1));
+  // Both views hold the grant: what follows tests them, not the database.
+  ASSERT_TRUE(AllowedFromView(0) && AllowedFromView(1));
   v1::RevokeGrantRequest r;
   r.set_name(grant.name());
   r.set_reason("incident closed");
@@ -205,11 +212,8 @@ TEST_F(GrantViewTest, RevokeStopsAllowingOnBothReplicas) {
 
 TEST_F(GrantViewTest, ExpiryIsExactFromTheGrantsOwnEndTime) {
   v1::Grant grant = Granted();
-  // Time for the grant's notification to reach both views, which nothing
-  // outside the server shows. Not a wait that can fail: a view without the
-  // grant allows from the database; the sleep makes the view the one tested.
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  ASSERT_TRUE(Allowed(0) && Allowed(1));
+  // Both views hold the grant: what follows tests them, not the database.
+  ASSERT_TRUE(AllowedFromView(0) && AllowedFromView(1));
   // Nothing records the expiry (no sweep): the views decide by the end time.
   int64_t left = grant.expire_time().seconds() - std::time(nullptr);
   SetOffset(static_cast<double>(left) - 5);
@@ -227,10 +231,8 @@ TEST_F(GrantViewTest, LosingTheEnforcerRoleStopsItsChecksOnBothReplicas) {
   std::string binding = Bind(*admin, Id("service/gate"), "service.enforcer", "");
   ASSERT_TRUE(Check(0, "gate").ok());
   ASSERT_TRUE(Check(1, "gate").ok());
-  // Time for the binding's notification to reach both views, which nothing
-  // outside the server shows (a view without it asks the database).
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  ASSERT_TRUE(Check(0, "gate")->allowed());
+  // Both views know the new enforcer: what follows tests them.
+  ASSERT_TRUE(AllowedFromView(0, "gate") && AllowedFromView(1, "gate"));
   v1::DeleteRoleBindingRequest d;
   d.set_name(binding);
   ASSERT_TRUE(admin->DeleteRoleBinding(d).ok());

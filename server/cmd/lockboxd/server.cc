@@ -237,6 +237,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
         [view, hub, &metrics] {
           metrics.SetWatchers(static_cast<double>(hub->size()));
           metrics.SetGrantViewReady(view != nullptr && view->Ready());
+          if (view != nullptr) {
+            metrics.SetGrantViewSize(static_cast<double>(view->size()),
+                                     static_cast<double>(view->enforcers()));
+          }
         },
         [pg, clock_ptr] { RefreshDatabaseGauges(*pg, *clock_ptr); },
         std::chrono::milliseconds(1000));
