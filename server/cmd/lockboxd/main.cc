@@ -13,7 +13,9 @@
 #include "server/cmd/lockboxd/settings.h"
 #include "server/observe/log.h"
 
-#ifdef LOCKBOX_TESTING_CLOCK
+#include "absl/synchronization/mutex.h"
+
+#ifdef LOCKBOX_TEST_BUILD
 #include "server/cmd/lockboxd/testing_clock.h"
 #endif
 
@@ -34,6 +36,12 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+#ifndef LOCKBOX_TEST_BUILD
+  // Debian builds absl without NDEBUG, which leaves absl::Mutex's deadlock
+  // detector on: a graph node for every mutex (every watch's) and a global
+  // lock taken on each acquisition. The test build keeps it, as a check.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+#endif
 
   lockbox::Settings settings;
   CLI::App app{
@@ -43,7 +51,7 @@ int main(int argc, char** argv) {
       "over the environment, which wins over the file, which wins over the default.",
       "lockboxd"};
   settings.Register(&app);
-#ifdef LOCKBOX_TESTING_CLOCK
+#ifdef LOCKBOX_TEST_BUILD
   // Only in the test build (lockboxd-testing): the released lockboxd has no
   // way to move its clock.
   std::string clock_offset_file;
@@ -68,7 +76,7 @@ int main(int argc, char** argv) {
   }
 
   curl_global_init(CURL_GLOBAL_DEFAULT);
-#ifdef LOCKBOX_TESTING_CLOCK
+#ifdef LOCKBOX_TEST_BUILD
   std::unique_ptr<lockbox::FileOffsetClock> testing_clock;
   if (!clock_offset_file.empty()) {
     lockbox::Log("warn", "TESTING CLOCK: time is moved by the file's offset",
