@@ -15,25 +15,25 @@ namespace lockbox {
 class AccessRequestUseCases {
  public:
   struct Options {
-    const UseCaseRunner* runner = nullptr;  // Not owned; outlives this.
+    const UseCaseRunner* runner = nullptr;        // Not owned; outlives this.
     const PageTokenCodec* page_tokens = nullptr;  // Not owned; outlives this.
   };
   explicit AccessRequestUseCases(Options options) : options_(options) {}
 
   using C = CallerIdentity;
-  absl::StatusOr<v1::AccessRequest> CreateAccessRequest(
-      const C& c, const v1::CreateAccessRequestRequest& r);
+  absl::StatusOr<v1::AccessRequest> CreateAccessRequest(const C& c,
+                                                        const v1::CreateAccessRequestRequest& r);
   // Also the first read of WatchAccessRequest: the same authorisation.
   absl::StatusOr<v1::AccessRequest> GetAccessRequest(const C& c,
                                                      const v1::GetAccessRequestRequest& r);
   absl::StatusOr<v1::ListAccessRequestsResponse> ListAccessRequests(
       const C& c, const v1::ListAccessRequestsRequest& r);
-  absl::StatusOr<v1::AccessRequest> ApproveAccessRequest(
-      const C& c, const v1::ApproveAccessRequestRequest& r);
+  absl::StatusOr<v1::AccessRequest> ApproveAccessRequest(const C& c,
+                                                         const v1::ApproveAccessRequestRequest& r);
   absl::StatusOr<v1::AccessRequest> DenyAccessRequest(const C& c,
                                                       const v1::DenyAccessRequestRequest& r);
-  absl::StatusOr<v1::AccessRequest> CancelAccessRequest(
-      const C& c, const v1::CancelAccessRequestRequest& r);
+  absl::StatusOr<v1::AccessRequest> CancelAccessRequest(const C& c,
+                                                        const v1::CancelAccessRequestRequest& r);
 
   // What time decides, recorded by the sweep of every replica. Each call
   // handles one due item in one transaction and says whether there was one;

@@ -4,9 +4,8 @@
 
 namespace lockbox {
 
-v1::AuditEvent NewAuditEvent(const Actor& actor, absl::string_view action,
-                             absl::string_view tenant, absl::string_view resource,
-                             absl::Time now) {
+v1::AuditEvent NewAuditEvent(const Actor& actor, absl::string_view action, absl::string_view tenant,
+                             absl::string_view resource, absl::Time now) {
   v1::AuditEvent e;
   *e.mutable_event_time() = ToProto(now);
   e.set_tenant(std::string(tenant));

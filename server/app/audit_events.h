@@ -12,9 +12,8 @@ namespace lockbox {
 
 // An audit event by `actor` at `now`, in `tenant`'s log ("" is the global
 // log).
-v1::AuditEvent NewAuditEvent(const Actor& actor, absl::string_view action,
-                             absl::string_view tenant, absl::string_view resource,
-                             absl::Time now);
+v1::AuditEvent NewAuditEvent(const Actor& actor, absl::string_view action, absl::string_view tenant,
+                             absl::string_view resource, absl::Time now);
 
 // The actor of what time decides (the sweep).
 Actor SystemActor();

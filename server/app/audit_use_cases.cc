@@ -1,19 +1,19 @@
 // AuditService: reading and verifying the hash-chained log.
 #include "server/app/audit_use_cases.h"
 
-#include "server/app/audit_events.h"
-#include "server/domain/audit_link.h"
-#include "server/app/list_page.h"
-#include "server/app/request_messages.h"
-#include "server/domain/names.h"
-#include "server/domain/status.h"
-#include "server/domain/authorization.h"
 #include <limits>
 
+#include "server/app/audit_events.h"
+#include "server/app/list_page.h"
+#include "server/app/request_messages.h"
 #include "server/domain/audit_chain.h"
+#include "server/domain/audit_link.h"
 #include "server/domain/audit_signing.h"
+#include "server/domain/authorization.h"
 #include "server/domain/filter.h"
 #include "server/domain/lifecycle.h"
+#include "server/domain/names.h"
+#include "server/domain/status.h"
 
 namespace lockbox {
 namespace {
@@ -28,10 +28,12 @@ absl::StatusOr<std::string> AuditTenant(const std::string& parent) {
 
 // What ListAuditEvents and ExportAuditEvents filter on.
 const std::vector<FilterField>& AuditFilterFields() {
-  static const std::vector<FilterField> kFields = {
-      {"action"},      {"actor"},
-      {"access_request"}, {"environment"},
-      {"support_ticket_id"}, {"event_time", FilterField::Type::kTime}};
+  static const std::vector<FilterField> kFields = {{"action"},
+                                                   {"actor"},
+                                                   {"access_request"},
+                                                   {"environment"},
+                                                   {"support_ticket_id"},
+                                                   {"event_time", FilterField::Type::kTime}};
   return kFields;
 }
 
@@ -43,49 +45,54 @@ absl::StatusOr<v1::ListAuditEventsResponse> AuditUseCases::ListAuditEvents(
   ListQuery q;
   ASSIGN_OR_RETURN(q.conditions, ParseFilter(r.filter(), AuditFilterFields()));
   ASSIGN_OR_RETURN(ListPage page,
-                   ListPage::Start(*options_.page_tokens, "ListAuditEvents", c, r.parent(), r.filter(),
-                                   r.page_token(), r.page_size(), &q));
-  return runner().Read<v1::ListAuditEventsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
-                                                  -> absl::StatusOr<v1::ListAuditEventsResponse> {
-    RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
-    ASSIGN_OR_RETURN(std::vector<v1::AuditEvent> events, tx.audit().ListEvents(tenant, q));
-    v1::ListAuditEventsResponse out;
-    out.set_next_page_token(page.Finish(&events,
-                                          [](const v1::AuditEvent& last) {
-      return Cursor{absl::StrCat(last.sequence()), ""};
-    }));
-    for (auto& e : events) *out.add_audit_events() = std::move(e);
-    return out;
-  });
+                   ListPage::Start(*options_.page_tokens, "ListAuditEvents", c, r.parent(),
+                                   r.filter(), r.page_token(), r.page_size(), &q));
+  return runner().Read<v1::ListAuditEventsResponse>(
+      c,
+      [&](Transaction& tx, const Actor& a,
+          absl::Time) -> absl::StatusOr<v1::ListAuditEventsResponse> {
+        RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
+        ASSIGN_OR_RETURN(std::vector<v1::AuditEvent> events, tx.audit().ListEvents(tenant, q));
+        v1::ListAuditEventsResponse out;
+        out.set_next_page_token(page.Finish(&events, [](const v1::AuditEvent& last) {
+          return Cursor{absl::StrCat(last.sequence()), ""};
+        }));
+        for (auto& e : events) *out.add_audit_events() = std::move(e);
+        return out;
+      });
 }
 
 absl::StatusOr<v1::VerifyAuditLogResponse> AuditUseCases::VerifyAuditLog(
     const C& c, const v1::VerifyAuditLogRequest& r) {
   ASSIGN_OR_RETURN(std::string tenant, AuditTenant(r.parent()));
-  return runner().Read<v1::VerifyAuditLogResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
-                                                 -> absl::StatusOr<v1::VerifyAuditLogResponse> {
-    RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
-    ASSIGN_OR_RETURN(std::vector<v1::AuditCheckpoint> checkpoints,
-                     tx.audit().ListCheckpoints(tenant, 0, std::numeric_limits<int>::max()));
-    std::string key = options_.audit_signer ? options_.audit_signer->public_key().public_key_pem()
-                                            : "";
-    ASSIGN_OR_RETURN(ChainVerifier verifier, ChainVerifier::Create(key, std::move(checkpoints)));
-    int64_t after = 0;
-    while (true) {
-      ASSIGN_OR_RETURN(std::vector<v1::AuditEvent> batch,
-                       tx.audit().ReadLog(tenant, after, kVerifyBatch));
-      for (const v1::AuditEvent& e : batch) {
-        if (!verifier.Add(e)) return verifier.Finish();
-        after = e.sequence();
-      }
-      if (static_cast<int>(batch.size()) < kVerifyBatch) break;
-    }
-    return verifier.Finish();
-  });
+  return runner().Read<v1::VerifyAuditLogResponse>(
+      c,
+      [&](Transaction& tx, const Actor& a,
+          absl::Time) -> absl::StatusOr<v1::VerifyAuditLogResponse> {
+        RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
+        ASSIGN_OR_RETURN(std::vector<v1::AuditCheckpoint> checkpoints,
+                         tx.audit().ListCheckpoints(tenant, 0, std::numeric_limits<int>::max()));
+        std::string key =
+            options_.audit_signer ? options_.audit_signer->public_key().public_key_pem() : "";
+        ASSIGN_OR_RETURN(ChainVerifier verifier,
+                         ChainVerifier::Create(key, std::move(checkpoints)));
+        int64_t after = 0;
+        while (true) {
+          ASSIGN_OR_RETURN(std::vector<v1::AuditEvent> batch,
+                           tx.audit().ReadLog(tenant, after, kVerifyBatch));
+          for (const v1::AuditEvent& e : batch) {
+            if (!verifier.Add(e)) return verifier.Finish();
+            after = e.sequence();
+          }
+          if (static_cast<int>(batch.size()) < kVerifyBatch) break;
+        }
+        return verifier.Finish();
+      });
 }
 
-absl::StatusOr<v1::AuditCheckpoint> AuditUseCases::Checkpoint(Transaction& tx, const std::string& tenant,
-                                                        absl::Time now) {
+absl::StatusOr<v1::AuditCheckpoint> AuditUseCases::Checkpoint(Transaction& tx,
+                                                              const std::string& tenant,
+                                                              absl::Time now) {
   if (options_.audit_signer == nullptr) {
     return Error(absl::StatusCode::kFailedPrecondition, reason::kNoSigningKey,
                  "this server has no audit signing key");
@@ -108,7 +115,8 @@ absl::StatusOr<v1::AuditCheckpoint> AuditUseCases::CreateAuditCheckpoint(
     const C& c, const v1::CreateAuditCheckpointRequest& r) {
   ASSIGN_OR_RETURN(std::string tenant, AuditTenant(r.parent()));
   return runner().Read<v1::AuditCheckpoint>(
-      c, [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::AuditCheckpoint> {
+      c,
+      [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::AuditCheckpoint> {
         RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
         return Checkpoint(tx, tenant, now);
       });
@@ -123,9 +131,8 @@ absl::StatusOr<int> AuditUseCases::CheckpointIdleLogs(absl::Duration max_age) {
   }));
   int signed_now = 0;
   for (const std::string& tenant : due) {
-    RETURN_IF_ERROR(runner().store().RunInTransaction([&](Transaction& tx) -> absl::Status {
-      return Checkpoint(tx, tenant, now).status();
-    }));
+    RETURN_IF_ERROR(runner().store().RunInTransaction(
+        [&](Transaction& tx) -> absl::Status { return Checkpoint(tx, tenant, now).status(); }));
     ++signed_now;
   }
   return signed_now;
@@ -139,16 +146,16 @@ absl::StatusOr<v1::ListAuditCheckpointsResponse> AuditUseCases::ListAuditCheckpo
                    ListPage::Start(*options_.page_tokens, "ListAuditCheckpoints", c, r.parent(), "",
                                    r.page_token(), r.page_size(), &q));
   return runner().Read<v1::ListAuditCheckpointsResponse>(
-      c, [&](Transaction& tx, const Actor& a, absl::Time)
-             -> absl::StatusOr<v1::ListAuditCheckpointsResponse> {
+      c,
+      [&](Transaction& tx, const Actor& a,
+          absl::Time) -> absl::StatusOr<v1::ListAuditCheckpointsResponse> {
         RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
         int64_t after = 0;
         if (q.after) after = std::strtoll(q.after->key.c_str(), nullptr, 10);
         ASSIGN_OR_RETURN(std::vector<v1::AuditCheckpoint> items,
                          tx.audit().ListCheckpoints(tenant, after, q.limit));
         v1::ListAuditCheckpointsResponse out;
-        out.set_next_page_token(page.Finish(&items,
-                                              [](const v1::AuditCheckpoint& last) {
+        out.set_next_page_token(page.Finish(&items, [](const v1::AuditCheckpoint& last) {
           return Cursor{absl::StrCat(last.sequence()), ""};
         }));
         for (auto& i : items) *out.add_audit_checkpoints() = std::move(i);
@@ -158,19 +165,20 @@ absl::StatusOr<v1::ListAuditCheckpointsResponse> AuditUseCases::ListAuditCheckpo
 
 absl::StatusOr<v1::AuditPublicKey> AuditUseCases::GetAuditPublicKey(
     const C& c, const v1::GetAuditPublicKeyRequest&) {
-  return runner().Read<v1::AuditPublicKey>(c, [&](Transaction&, const Actor& a, absl::Time)
-                                         -> absl::StatusOr<v1::AuditPublicKey> {
-    RETURN_IF_ERROR(authz::ReadAuditPublicKey(a));
-    if (options_.audit_signer == nullptr) {
-      return Error(absl::StatusCode::kFailedPrecondition, reason::kNoSigningKey,
-                   "this server has no audit signing key");
-    }
-    return options_.audit_signer->public_key();
-  });
+  return runner().Read<v1::AuditPublicKey>(
+      c, [&](Transaction&, const Actor& a, absl::Time) -> absl::StatusOr<v1::AuditPublicKey> {
+        RETURN_IF_ERROR(authz::ReadAuditPublicKey(a));
+        if (options_.audit_signer == nullptr) {
+          return Error(absl::StatusCode::kFailedPrecondition, reason::kNoSigningKey,
+                       "this server has no audit signing key");
+        }
+        return options_.audit_signer->public_key();
+      });
 }
 
-absl::Status AuditUseCases::ExportAuditEvents(const C& c, const v1::ExportAuditEventsRequest& r,
-                                        const std::function<bool(const std::string&)>& write) {
+absl::Status AuditUseCases::ExportAuditEvents(
+    const C& c, const v1::ExportAuditEventsRequest& r,
+    const std::function<bool(const std::string&)>& write) {
   ASSIGN_OR_RETURN(std::string tenant, AuditTenant(r.parent()));
   ListQuery q;
   ASSIGN_OR_RETURN(q.conditions, ParseFilter(r.filter(), AuditFilterFields()));
@@ -178,23 +186,22 @@ absl::Status AuditUseCases::ExportAuditEvents(const C& c, const v1::ExportAuditE
   std::string chunk = csv ? ExportCsvHeader() : "";
   // Authorise, and put the checkpoints first: with the events after them, a
   // whole-log JSON Lines export is all an offline verifier needs.
-  RETURN_IF_ERROR(runner()
-                      .Read<bool>(c,
-                                  [&](Transaction& tx, const Actor& a,
-                                      absl::Time) -> absl::StatusOr<bool> {
-                                    RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
-                                    if (!csv && r.filter().empty()) {
-                                      ASSIGN_OR_RETURN(auto checkpoints,
-                                                       tx.audit().ListCheckpoints(
-                                                           tenant, 0,
-                                                           std::numeric_limits<int>::max()));
-                                      for (const auto& cp : checkpoints) {
-                                        chunk += ExportJsonLine(cp);
-                                      }
-                                    }
-                                    return true;
-                                  })
-                      .status());
+  RETURN_IF_ERROR(
+      runner()
+          .Read<bool>(c,
+                      [&](Transaction& tx, const Actor& a, absl::Time) -> absl::StatusOr<bool> {
+                        RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
+                        if (!csv && r.filter().empty()) {
+                          ASSIGN_OR_RETURN(auto checkpoints,
+                                           tx.audit().ListCheckpoints(
+                                               tenant, 0, std::numeric_limits<int>::max()));
+                          for (const auto& cp : checkpoints) {
+                            chunk += ExportJsonLine(cp);
+                          }
+                        }
+                        return true;
+                      })
+          .status());
   // Then a page of events per short transaction, each page written out
   // before the next is read.
   q.limit = kVerifyBatch;
@@ -207,7 +214,8 @@ absl::Status AuditUseCases::ExportAuditEvents(const C& c, const v1::ExportAuditE
     for (const v1::AuditEvent& e : page) {
       chunk += csv ? ExportCsvRow(e) : ExportJsonLine(e);
       if (chunk.size() >= kExportChunkBytes) {
-        if (!write(chunk)) return Error(absl::StatusCode::kCancelled, "CANCELLED", "client went away");
+        if (!write(chunk))
+          return Error(absl::StatusCode::kCancelled, "CANCELLED", "client went away");
         chunk.clear();
       }
     }

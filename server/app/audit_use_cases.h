@@ -18,15 +18,15 @@ namespace lockbox {
 class AuditUseCases {
  public:
   struct Options {
-    const UseCaseRunner* runner = nullptr;  // Not owned; outlives this.
+    const UseCaseRunner* runner = nullptr;        // Not owned; outlives this.
     const PageTokenCodec* page_tokens = nullptr;  // Not owned; outlives this.
-    const AuditSigner* audit_signer = nullptr;  // Not owned; signs checkpoints.
+    const AuditSigner* audit_signer = nullptr;    // Not owned; signs checkpoints.
   };
   explicit AuditUseCases(Options options) : options_(options) {}
 
   using C = CallerIdentity;
-  absl::StatusOr<v1::ListAuditEventsResponse> ListAuditEvents(
-      const C& c, const v1::ListAuditEventsRequest& r);
+  absl::StatusOr<v1::ListAuditEventsResponse> ListAuditEvents(const C& c,
+                                                              const v1::ListAuditEventsRequest& r);
   absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditLog(const C& c,
                                                             const v1::VerifyAuditLogRequest& r);
   absl::StatusOr<v1::AuditCheckpoint> CreateAuditCheckpoint(

@@ -86,8 +86,8 @@ int DeliveryWorker::RunOnce() {
         d.message.channel == v1::Notification::WEBHOOK ? options_.webhook : options_.email;
     absl::Status sent = sender->Send(d);
     absl::Time now = options_.clock->Now();
-    bool give_up = !sent.ok() && (absl::IsFailedPrecondition(sent) ||
-                                  d.attempts >= options_.max_attempts);
+    bool give_up =
+        !sent.ok() && (absl::IsFailedPrecondition(sent) || d.attempts >= options_.max_attempts);
     absl::Duration backoff = options_.initial_backoff;
     for (int i = 1; i < d.attempts && backoff < options_.max_backoff; ++i) backoff *= 2;
     backoff = std::min(backoff, options_.max_backoff);
@@ -100,7 +100,9 @@ int DeliveryWorker::RunOnce() {
     Metrics::Get().DeliveryAttempt(channel, sent.ok(), give_up);
     if (!sent.ok()) {
       Log("warn", "delivery failed",
-          {{"notification", d.message.id}, {"channel", channel}, {"attempt", d.attempts},
+          {{"notification", d.message.id},
+           {"channel", channel},
+           {"attempt", d.attempts},
            {"final", give_up}});
     }
   }

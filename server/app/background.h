@@ -66,10 +66,10 @@ class Sweeper {
 };
 
 struct DeliveryOptions {
-  Store* store = nullptr;           // Not owned.
-  const Clock* clock = nullptr;     // Not owned.
-  MessageSender* email = nullptr;   // Not owned.
-  MessageSender* webhook = nullptr; // Not owned.
+  Store* store = nullptr;            // Not owned.
+  const Clock* clock = nullptr;      // Not owned.
+  MessageSender* email = nullptr;    // Not owned.
+  MessageSender* webhook = nullptr;  // Not owned.
   int max_attempts = 10;
   absl::Duration initial_backoff = absl::Seconds(2);
   absl::Duration max_backoff = absl::Minutes(30);

@@ -1,27 +1,27 @@
 // GrantService: grants and the data plane's check.
-#include "absl/cleanup/cleanup.h"
 #include "server/app/grant_use_cases.h"
 
+#include "absl/cleanup/cleanup.h"
 #include "server/app/audit_events.h"
 #include "server/app/list_page.h"
 #include "server/app/request_messages.h"
-#include "server/domain/names.h"
-#include "server/domain/status.h"
 #include "server/domain/authorization.h"
 #include "server/domain/filter.h"
 #include "server/domain/lifecycle.h"
+#include "server/domain/names.h"
+#include "server/domain/status.h"
 
 namespace lockbox {
 namespace {
 
 // The audit record of a grant's end carries its request's fields.
 absl::Status AuditGrantEnd(const AuditLog& audit_log, Transaction& tx, const Actor& a,
-                           absl::Time now,
-                           absl::string_view action, const std::string& tenant,
+                           absl::Time now, absl::string_view action, const std::string& tenant,
                            const v1::Grant& grant, const std::string& why,
                            v1::AccessRequest* request_out) {
   std::string request_id = IdOfName(grant.access_request());
-  ASSIGN_OR_RETURN(v1::AccessRequest request, tx.requests().GetAccessRequest(tenant, request_id, false));
+  ASSIGN_OR_RETURN(v1::AccessRequest request,
+                   tx.requests().GetAccessRequest(tenant, request_id, false));
   v1::AuditEvent e = NewAuditEvent(a, action, tenant, grant.name(), now);
   SetRequestFields(request, &e);
   *e.mutable_access_expire_time() = grant.expire_time();
@@ -41,49 +41,52 @@ void GrantUseCases::ForgetGrant(const std::string& tenant, const std::string& id
 
 absl::StatusOr<v1::Grant> GrantUseCases::GetGrant(const C& c, const v1::GetGrantRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "grants", "name"));
-  return runner().Read<v1::Grant>(c, [&](Transaction& tx, const Actor& a, absl::Time now)
-                                -> absl::StatusOr<v1::Grant> {
-    RETURN_IF_ERROR(authz::ReadGrants(a, name.tenant));
-    ASSIGN_OR_RETURN(v1::Grant grant, tx.grants().GetGrant(name.tenant, name.id, false));
-    RETURN_IF_ERROR(authz::ReadGrant(a, name.tenant, grant.principal()));
-    ApplyReadTimeState(now, &grant);
-    return grant;
-  });
+  return runner().Read<v1::Grant>(
+      c, [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::Grant> {
+        RETURN_IF_ERROR(authz::ReadGrants(a, name.tenant));
+        ASSIGN_OR_RETURN(v1::Grant grant, tx.grants().GetGrant(name.tenant, name.id, false));
+        RETURN_IF_ERROR(authz::ReadGrant(a, name.tenant, grant.principal()));
+        ApplyReadTimeState(now, &grant);
+        return grant;
+      });
 }
 
 absl::StatusOr<v1::ListGrantsResponse> GrantUseCases::ListGrants(const C& c,
-                                                           const v1::ListGrantsRequest& r) {
+                                                                 const v1::ListGrantsRequest& r) {
   std::string tenant;
   if (r.parent() != "tenants/-") {
     ASSIGN_OR_RETURN(tenant, ParseTenantName(r.parent(), "parent"));
   }
   ListQuery q;
-  ASSIGN_OR_RETURN(q.conditions,
-                   ParseFilter(r.filter(), {{"state", FilterField::Type::kEnum,
-                                             {"ACTIVE", "EXPIRED", "RELEASED", "REVOKED"}},
-                                            {"environment"},
-                                            {"principal"}}));
+  ASSIGN_OR_RETURN(
+      q.conditions,
+      ParseFilter(
+          r.filter(),
+          {{"state", FilterField::Type::kEnum, {"ACTIVE", "EXPIRED", "RELEASED", "REVOKED"}},
+           {"environment"},
+           {"principal"}}));
   ASSIGN_OR_RETURN(ListPage page,
                    ListPage::Start(*options_.page_tokens, "ListGrants", c, r.parent(), r.filter(),
                                    r.page_token(), r.page_size(), &q));
-  return runner().Read<v1::ListGrantsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time now)
-                                             -> absl::StatusOr<v1::ListGrantsResponse> {
-    ASSIGN_OR_RETURN(authz::ListScope scope, authz::ListGrants(a, tenant));
-    q.tenants = std::move(scope.tenants);
-    q.principal = std::move(scope.principal);
-    q.now = now;
-    ASSIGN_OR_RETURN(std::vector<v1::Grant> grants, tx.grants().ListGrants(q));
-    v1::ListGrantsResponse out;
-    out.set_next_page_token(page.Finish(&grants,
-                                          [](const v1::Grant& last) {
-      return Cursor{MicrosKey(last.start_time()), IdOfName(last.name())};
-    }));
-    for (auto& g : grants) {
-      ApplyReadTimeState(now, &g);
-      *out.add_grants() = std::move(g);
-    }
-    return out;
-  });
+  return runner().Read<v1::ListGrantsResponse>(
+      c,
+      [&](Transaction& tx, const Actor& a,
+          absl::Time now) -> absl::StatusOr<v1::ListGrantsResponse> {
+        ASSIGN_OR_RETURN(authz::ListScope scope, authz::ListGrants(a, tenant));
+        q.tenants = std::move(scope.tenants);
+        q.principal = std::move(scope.principal);
+        q.now = now;
+        ASSIGN_OR_RETURN(std::vector<v1::Grant> grants, tx.grants().ListGrants(q));
+        v1::ListGrantsResponse out;
+        out.set_next_page_token(page.Finish(&grants, [](const v1::Grant& last) {
+          return Cursor{MicrosKey(last.start_time()), IdOfName(last.name())};
+        }));
+        for (auto& g : grants) {
+          ApplyReadTimeState(now, &g);
+          *out.add_grants() = std::move(g);
+        }
+        return out;
+      });
 }
 
 std::optional<absl::StatusOr<v1::CheckAccessResponse>> GrantUseCases::CheckAccessFromMemory(
@@ -104,9 +107,9 @@ std::optional<absl::StatusOr<v1::CheckAccessResponse>> GrantUseCases::CheckAcces
       !view->IsEnforcer(c.spiffe_id)) {
     return std::nullopt;
   }
-  std::optional<v1::Grant> grant = view->Allowing(principal->spiffe_id, env->tenant, env->id,
-                                                  r.environment(), r.data_source(),
-                                                  runner().clock().Now());
+  std::optional<v1::Grant> grant =
+      view->Allowing(principal->spiffe_id, env->tenant, env->id, r.environment(), r.data_source(),
+                     runner().clock().Now());
   if (!grant) return std::nullopt;
   v1::CheckAccessResponse out;
   out.set_allowed(true);
@@ -115,8 +118,8 @@ std::optional<absl::StatusOr<v1::CheckAccessResponse>> GrantUseCases::CheckAcces
   return absl::StatusOr<v1::CheckAccessResponse>(std::move(out));
 }
 
-absl::StatusOr<v1::CheckAccessResponse> GrantUseCases::CheckAccess(const C& c,
-                                                             const v1::CheckAccessRequest& r) {
+absl::StatusOr<v1::CheckAccessResponse> GrantUseCases::CheckAccess(
+    const C& c, const v1::CheckAccessRequest& r) {
   std::optional<absl::StatusOr<v1::CheckAccessResponse>> answered = CheckAccessFromMemory(c, r);
   if (answered) return std::move(*answered);
   return CheckAccessFromDatabase(c, r);
@@ -126,43 +129,47 @@ absl::StatusOr<v1::CheckAccessResponse> GrantUseCases::CheckAccessFromDatabase(
     const C& c, const v1::CheckAccessRequest& r) {
   ASSIGN_OR_RETURN(Principal principal,
                    ParseSpiffeId(r.principal(), runner().trust_domain(), "principal"));
-  ASSIGN_OR_RETURN(TenantChildName env, ParseChildName(r.environment(), "environments",
-                                                       "environment"));
-  return runner().Read<v1::CheckAccessResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time now)
-                                              -> absl::StatusOr<v1::CheckAccessResponse> {
-    RETURN_IF_ERROR(authz::CheckAccess(a));
-    ASSIGN_OR_RETURN(std::vector<v1::Grant> grants,
-                     tx.grants().ActiveGrants(principal.spiffe_id, env.tenant, env.id));
-    v1::CheckAccessResponse out;
-    const v1::Grant* best =
-        BestAllowingGrant(grants, principal.spiffe_id, r.environment(), r.data_source(), now);
-    if (best != nullptr) {
-      out.set_allowed(true);
-      *out.mutable_expire_time() = best->expire_time();
-      *out.mutable_grant() = *best;
-    } else {
-      out.set_reason(reason::kNoActiveGrant.name());
-    }
-    return out;
-  });
+  ASSIGN_OR_RETURN(TenantChildName env,
+                   ParseChildName(r.environment(), "environments", "environment"));
+  return runner().Read<v1::CheckAccessResponse>(
+      c,
+      [&](Transaction& tx, const Actor& a,
+          absl::Time now) -> absl::StatusOr<v1::CheckAccessResponse> {
+        RETURN_IF_ERROR(authz::CheckAccess(a));
+        ASSIGN_OR_RETURN(std::vector<v1::Grant> grants,
+                         tx.grants().ActiveGrants(principal.spiffe_id, env.tenant, env.id));
+        v1::CheckAccessResponse out;
+        const v1::Grant* best =
+            BestAllowingGrant(grants, principal.spiffe_id, r.environment(), r.data_source(), now);
+        if (best != nullptr) {
+          out.set_allowed(true);
+          *out.mutable_expire_time() = best->expire_time();
+          *out.mutable_grant() = *best;
+        } else {
+          out.set_reason(reason::kNoActiveGrant.name());
+        }
+        return out;
+      });
 }
 
-absl::StatusOr<v1::Grant> GrantUseCases::ReleaseGrant(const C& c, const v1::ReleaseGrantRequest& r) {
+absl::StatusOr<v1::Grant> GrantUseCases::ReleaseGrant(const C& c,
+                                                      const v1::ReleaseGrantRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "grants", "name"));
   absl::Cleanup forget = [&] { ForgetGrant(name.tenant, name.id); };
-  return runner().Change<v1::Grant>(c, "ReleaseGrant", r, r.request_id(),
-                           [&](Transaction& tx, const Actor& a, absl::Time now)
-                               -> absl::StatusOr<v1::Grant> {
-    RETURN_IF_ERROR(authz::ReleaseGrant(a));
-    ASSIGN_OR_RETURN(v1::Grant grant, tx.grants().GetGrant(name.tenant, name.id, true));
-    RETURN_IF_ERROR(CheckEtag(r.etag(), grant.etag()));
-    RETURN_IF_ERROR(Release(a, now, &grant));
-    RETURN_IF_ERROR(tx.grants().UpdateGrant(name.tenant, name.id, &grant));
-    v1::AccessRequest request;
-    RETURN_IF_ERROR(AuditGrantEnd(runner().audit_log(), tx, a, now, "grant.release", name.tenant, grant, "", &request));
-    RETURN_IF_ERROR(NotifyGrantEnded(tx, grant, request, now));
-    return grant;
-  });
+  return runner().Change<v1::Grant>(
+      c, "ReleaseGrant", r, r.request_id(),
+      [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::Grant> {
+        RETURN_IF_ERROR(authz::ReleaseGrant(a));
+        ASSIGN_OR_RETURN(v1::Grant grant, tx.grants().GetGrant(name.tenant, name.id, true));
+        RETURN_IF_ERROR(CheckEtag(r.etag(), grant.etag()));
+        RETURN_IF_ERROR(Release(a, now, &grant));
+        RETURN_IF_ERROR(tx.grants().UpdateGrant(name.tenant, name.id, &grant));
+        v1::AccessRequest request;
+        RETURN_IF_ERROR(AuditGrantEnd(runner().audit_log(), tx, a, now, "grant.release",
+                                      name.tenant, grant, "", &request));
+        RETURN_IF_ERROR(NotifyGrantEnded(tx, grant, request, now));
+        return grant;
+      });
 }
 
 absl::StatusOr<v1::Grant> GrantUseCases::RevokeGrant(const C& c, const v1::RevokeGrantRequest& r) {
@@ -171,46 +178,37 @@ absl::StatusOr<v1::Grant> GrantUseCases::RevokeGrant(const C& c, const v1::Revok
     return InvalidField("reason", "TOO_LONG", "at most 4096 bytes");
   }
   absl::Cleanup forget = [&] { ForgetGrant(name.tenant, name.id); };
-  return runner().Change<v1::Grant>(c, "RevokeGrant", r, r.request_id(),
-                           [&](Transaction& tx, const Actor& a, absl::Time now)
-                               -> absl::StatusOr<v1::Grant> {
-    RETURN_IF_ERROR(authz::RevokeGrant(a, name.tenant));
-    ASSIGN_OR_RETURN(v1::Grant grant, tx.grants().GetGrant(name.tenant, name.id, true));
-    RETURN_IF_ERROR(CheckEtag(r.etag(), grant.etag()));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(name.tenant, false));
-    RETURN_IF_ERROR(Revoke(a, policy, name.tenant, now, &grant));
-    RETURN_IF_ERROR(tx.grants().UpdateGrant(name.tenant, name.id, &grant));
-    v1::AccessRequest request;
-    RETURN_IF_ERROR(
-        AuditGrantEnd(runner().audit_log(), tx, a, now, "grant.revoke", name.tenant, grant, r.reason(), &request));
-    RETURN_IF_ERROR(NotifyGrantEnded(tx, grant, request, now));
-    return grant;
-  });
+  return runner().Change<v1::Grant>(
+      c, "RevokeGrant", r, r.request_id(),
+      [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::Grant> {
+        RETURN_IF_ERROR(authz::RevokeGrant(a, name.tenant));
+        ASSIGN_OR_RETURN(v1::Grant grant, tx.grants().GetGrant(name.tenant, name.id, true));
+        RETURN_IF_ERROR(CheckEtag(r.etag(), grant.etag()));
+        ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(name.tenant, false));
+        RETURN_IF_ERROR(Revoke(a, policy, name.tenant, now, &grant));
+        RETURN_IF_ERROR(tx.grants().UpdateGrant(name.tenant, name.id, &grant));
+        v1::AccessRequest request;
+        RETURN_IF_ERROR(AuditGrantEnd(runner().audit_log(), tx, a, now, "grant.revoke", name.tenant,
+                                      grant, r.reason(), &request));
+        RETURN_IF_ERROR(NotifyGrantEnded(tx, grant, request, now));
+        return grant;
+      });
 }
 
 // The sweep's part: row claims (FOR UPDATE SKIP LOCKED) make each expiry
 // happen exactly once however many replicas sweep.
 absl::StatusOr<bool> GrantUseCases::ExpireOneGrant() {
-  bool found = false;
-  absl::Status status = runner().store().RunInTransaction([&](Transaction& tx) -> absl::Status {
-    absl::Time now = runner().clock().Now();
-    ASSIGN_OR_RETURN(std::optional<ClaimedRow> row, tx.grants().ClaimExpiredGrant(now));
-    found = row.has_value();
-    if (!found) return absl::OkStatus();
-    ASSIGN_OR_RETURN(v1::Grant g, tx.grants().GetGrant(row->tenant, row->id, true));
-    RETURN_IF_ERROR(RecordExpiry(now, &g));
-    RETURN_IF_ERROR(tx.grants().UpdateGrant(row->tenant, row->id, &g));
-    ASSIGN_OR_RETURN(v1::AccessRequest r,
-                     tx.requests().GetAccessRequest(row->tenant, IdOfName(g.access_request()), false));
-    v1::AuditEvent e = NewAuditEvent(SystemActor(), "grant.expire", row->tenant, g.name(), now);
-    SetRequestFields(r, &e);
-    *e.mutable_access_expire_time() = g.expire_time();
-    (*e.mutable_details())["grant_state"] = v1::Grant::State_Name(g.state());
-    RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
-    return NotifyGrantEnded(tx, g, r, now);
-  });
-  if (!status.ok()) return status;
-  return found;
+  return runner().HandleOneDue(
+      [](Transaction& tx, absl::Time now) { return tx.grants().ClaimExpiredGrant(now); },
+      [this](Transaction& tx, const ClaimedRow& row, absl::Time now) -> absl::Status {
+        ASSIGN_OR_RETURN(v1::Grant g, tx.grants().GetGrant(row.tenant, row.id, true));
+        RETURN_IF_ERROR(RecordExpiry(now, &g));
+        RETURN_IF_ERROR(tx.grants().UpdateGrant(row.tenant, row.id, &g));
+        v1::AccessRequest request;
+        RETURN_IF_ERROR(AuditGrantEnd(runner().audit_log(), tx, SystemActor(), now, "grant.expire",
+                                      row.tenant, g, "", &request));
+        return NotifyGrantEnded(tx, g, request, now);
+      });
 }
 
 }  // namespace lockbox

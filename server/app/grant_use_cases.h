@@ -18,7 +18,7 @@ namespace lockbox {
 class GrantUseCases {
  public:
   struct Options {
-    const UseCaseRunner* runner = nullptr;  // Not owned; outlives this.
+    const UseCaseRunner* runner = nullptr;        // Not owned; outlives this.
     const PageTokenCodec* page_tokens = nullptr;  // Not owned; outlives this.
     // Not owned. When set, CheckAccess answers "allowed" from it.
     GrantView* grant_view = nullptr;
@@ -28,8 +28,7 @@ class GrantUseCases {
   using C = CallerIdentity;
   absl::StatusOr<v1::Grant> GetGrant(const C& c, const v1::GetGrantRequest& r);
   absl::StatusOr<v1::ListGrantsResponse> ListGrants(const C& c, const v1::ListGrantsRequest& r);
-  absl::StatusOr<v1::CheckAccessResponse> CheckAccess(const C& c,
-                                                      const v1::CheckAccessRequest& r);
+  absl::StatusOr<v1::CheckAccessResponse> CheckAccess(const C& c, const v1::CheckAccessRequest& r);
   // CheckAccess's answer when it needs no database (a bad argument, or an
   // active grant in this replica's view); nullopt when CheckAccess must
   // read the database. Never blocks.

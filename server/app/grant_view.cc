@@ -91,8 +91,7 @@ std::optional<v1::Grant> GrantView::Allowing(const std::string& principal,
                                              const std::string& tenant,
                                              const std::string& environment_id,
                                              const std::string& environment_name,
-                                             const std::string& data_source,
-                                             absl::Time now) const {
+                                             const std::string& data_source, absl::Time now) const {
   absl::ReaderMutexLock lock(&mu_);
   auto it = grants_.find(KeyOf(principal, tenant, environment_id));
   if (it == grants_.end()) return std::nullopt;
@@ -202,8 +201,8 @@ void GrantView::Loop() {
     if (!rebuild_ && dirty_grants_.empty() && !dirty_bindings_) {
       // Until `next_purge` on the steady clock; a signal or a spurious
       // wakeup goes round the loop, which finds the work or waits again.
-      work_cv_.WaitWithTimeout(
-          &work_mu_, absl::FromChrono(next_purge - std::chrono::steady_clock::now()));
+      work_cv_.WaitWithTimeout(&work_mu_,
+                               absl::FromChrono(next_purge - std::chrono::steady_clock::now()));
       if (std::chrono::steady_clock::now() >= next_purge) {
         next_purge = std::chrono::steady_clock::now() + kPurgeEvery;
         work_mu_.Unlock();
@@ -240,7 +239,8 @@ void GrantView::Loop() {
       if (!ok) rebuild_ = true;
     } else {
       std::vector<std::string> keys;
-      for (auto it = dirty_grants_.begin(); it != dirty_grants_.end() && keys.size() < kReadBatch;) {
+      for (auto it = dirty_grants_.begin();
+           it != dirty_grants_.end() && keys.size() < kReadBatch;) {
         keys.push_back(*it);
         it = dirty_grants_.erase(it);
       }

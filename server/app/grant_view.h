@@ -14,8 +14,8 @@
 // transaction commits; only the ends of grants (release, revoke) and the
 // removal of bindings travel by notification, within the feed's delay
 // (milliseconds), and never later than `liveness` after the feed last
-// proved its connection, however silently that connection was lost. Expiry needs no notification: a grant stops
-// allowing at its own expire_time.
+// proved its connection, however silently that connection was lost. Expiry needs no notification: a
+// grant stops allowing at its own expire_time.
 #ifndef LOCKBOX_SERVER_APP_GRANT_VIEW_H_
 #define LOCKBOX_SERVER_APP_GRANT_VIEW_H_
 

@@ -8,8 +8,10 @@ namespace lockbox {
 void LogCommittedEvent(const v1::AuditEvent& e) {
   Metrics::Get().LifecycleEvent(e.action());
   // Names, times and codes only: never the justification or details.
-  LogFields fields = {{"action", e.action()}, {"resource", e.resource()},
-                      {"tenant", e.tenant()}, {"sequence", e.sequence()},
+  LogFields fields = {{"action", e.action()},
+                      {"resource", e.resource()},
+                      {"tenant", e.tenant()},
+                      {"sequence", e.sequence()},
                       {"actor", e.actor()}};
   if (!e.via().empty()) fields["via"] = e.via();
   if (!e.access_request().empty()) fields["access_request"] = e.access_request();

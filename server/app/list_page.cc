@@ -6,9 +6,8 @@ namespace lockbox {
 
 absl::StatusOr<ListPage> ListPage::Start(const PageTokenCodec& codec, absl::string_view method,
                                          const CallerIdentity& caller, absl::string_view parent,
-                                         absl::string_view filter,
-                                         const std::string& page_token, int page_size,
-                                         ListQuery* query) {
+                                         absl::string_view filter, const std::string& page_token,
+                                         int page_size, ListQuery* query) {
   ASSIGN_OR_RETURN(int size, EffectivePageSize(page_size));
   // Length-prefixed parts, so that no two queries share a key.
   std::string key = absl::StrCat(method, "|", parent.size(), ":", parent, "|", filter.size(), ":",

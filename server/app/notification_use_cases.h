@@ -13,7 +13,7 @@ namespace lockbox {
 class NotificationUseCases {
  public:
   struct Options {
-    const UseCaseRunner* runner = nullptr;  // Not owned; outlives this.
+    const UseCaseRunner* runner = nullptr;        // Not owned; outlives this.
     const PageTokenCodec* page_tokens = nullptr;  // Not owned; outlives this.
   };
   explicit NotificationUseCases(Options options) : options_(options) {}

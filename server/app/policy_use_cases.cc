@@ -1,15 +1,15 @@
 // PolicyService: tenants, lockbox policy, environments and role bindings.
-#include "absl/strings/str_join.h"
 #include "server/app/policy_use_cases.h"
 
+#include "absl/strings/str_join.h"
 #include "server/app/audit_events.h"
 #include "server/app/list_page.h"
 #include "server/app/request_messages.h"
-#include "server/domain/names.h"
-#include "server/domain/status.h"
 #include "server/domain/authorization.h"
 #include "server/domain/filter.h"
 #include "server/domain/lifecycle.h"
+#include "server/domain/names.h"
+#include "server/domain/status.h"
 
 namespace lockbox {
 namespace {
@@ -42,105 +42,106 @@ void EnvironmentDetails(const v1::Environment& env, v1::AuditEvent* e) {
 
 }  // namespace
 
-absl::StatusOr<v1::Tenant> PolicyUseCases::CreateTenant(const C& c, const v1::CreateTenantRequest& r) {
+absl::StatusOr<v1::Tenant> PolicyUseCases::CreateTenant(const C& c,
+                                                        const v1::CreateTenantRequest& r) {
   if (!IsValidId(r.tenant_id())) {
     return InvalidField("tenant_id", r.tenant_id().empty() ? "REQUIRED" : "BAD_FORMAT",
                         "must match [a-z][a-z0-9-]{0,62}");
   }
   RETURN_IF_ERROR(ValidateDisplayName(r.tenant().display_name(), "tenant.display_name"));
-  return runner().Change<v1::Tenant>(c, "CreateTenant", r, r.request_id(),
-                            [&](Transaction& tx, const Actor& a, absl::Time now)
-                                -> absl::StatusOr<v1::Tenant> {
-    RETURN_IF_ERROR(authz::ManageTenants(a));
-    if (tx.tenancy().GetTenant(r.tenant_id()).ok()) {
-      return Error(absl::StatusCode::kAlreadyExists, reason::kAlreadyExists,
-                   absl::StrCat(TenantName(r.tenant_id()), " already exists"));
-    }
-    v1::Tenant t;
-    t.set_name(TenantName(r.tenant_id()));
-    t.set_display_name(r.tenant().display_name().empty() ? r.tenant_id()
-                                                         : r.tenant().display_name());
-    *t.mutable_create_time() = ToProto(now);
-    RETURN_IF_ERROR(tx.tenancy().InsertTenant(t));
-    v1::LockboxPolicy policy = DefaultPolicy(r.tenant_id());
-    *policy.mutable_update_time() = ToProto(now);
-    RETURN_IF_ERROR(tx.tenancy().InsertPolicy(r.tenant_id(), &policy));
-    v1::AuditEvent e = NewAuditEvent(a, "tenant.create", r.tenant_id(), t.name(), now);
-    (*e.mutable_details())["display_name"] = t.display_name();
-    PolicyDetails(policy, &e);
-    RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
-    return t;
-  });
+  return runner().Change<v1::Tenant>(
+      c, "CreateTenant", r, r.request_id(),
+      [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::Tenant> {
+        RETURN_IF_ERROR(authz::ManageTenants(a));
+        if (tx.tenancy().GetTenant(r.tenant_id()).ok()) {
+          return Error(absl::StatusCode::kAlreadyExists, reason::kAlreadyExists,
+                       absl::StrCat(TenantName(r.tenant_id()), " already exists"));
+        }
+        v1::Tenant t;
+        t.set_name(TenantName(r.tenant_id()));
+        t.set_display_name(r.tenant().display_name().empty() ? r.tenant_id()
+                                                             : r.tenant().display_name());
+        *t.mutable_create_time() = ToProto(now);
+        RETURN_IF_ERROR(tx.tenancy().InsertTenant(t));
+        v1::LockboxPolicy policy = DefaultPolicy(r.tenant_id());
+        *policy.mutable_update_time() = ToProto(now);
+        RETURN_IF_ERROR(tx.tenancy().InsertPolicy(r.tenant_id(), &policy));
+        v1::AuditEvent e = NewAuditEvent(a, "tenant.create", r.tenant_id(), t.name(), now);
+        (*e.mutable_details())["display_name"] = t.display_name();
+        PolicyDetails(policy, &e);
+        RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
+        return t;
+      });
 }
 
 absl::StatusOr<v1::Tenant> PolicyUseCases::GetTenant(const C& c, const v1::GetTenantRequest& r) {
   ASSIGN_OR_RETURN(std::string tenant, ParseTenantName(r.name(), "name"));
-  return runner().Read<v1::Tenant>(c, [&](Transaction& tx, const Actor& a, absl::Time)
-                                 -> absl::StatusOr<v1::Tenant> {
-    RETURN_IF_ERROR(authz::ReadTenantConfig(a, tenant));
-    return tx.tenancy().GetTenant(tenant);
-  });
+  return runner().Read<v1::Tenant>(
+      c, [&](Transaction& tx, const Actor& a, absl::Time) -> absl::StatusOr<v1::Tenant> {
+        RETURN_IF_ERROR(authz::ReadTenantConfig(a, tenant));
+        return tx.tenancy().GetTenant(tenant);
+      });
 }
 
-absl::StatusOr<v1::ListTenantsResponse> PolicyUseCases::ListTenants(const C& c,
-                                                              const v1::ListTenantsRequest& r) {
+absl::StatusOr<v1::ListTenantsResponse> PolicyUseCases::ListTenants(
+    const C& c, const v1::ListTenantsRequest& r) {
   ListQuery q;
-  ASSIGN_OR_RETURN(ListPage page,
-                   ListPage::Start(*options_.page_tokens, "ListTenants", c, "", "",
-                                   r.page_token(), r.page_size(), &q));
-  return runner().Read<v1::ListTenantsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
-                                              -> absl::StatusOr<v1::ListTenantsResponse> {
-    ASSIGN_OR_RETURN(authz::ListScope scope, authz::ListTenants(a));
-    q.tenants = std::move(scope.tenants);
-    ASSIGN_OR_RETURN(std::vector<v1::Tenant> tenants, tx.tenancy().ListTenants(q));
-    v1::ListTenantsResponse out;
-    out.set_next_page_token(page.Finish(&tenants, [](const v1::Tenant& t) {
-      return Cursor{"", IdOfName(t.name())};
-    }));
-    for (auto& t : tenants) *out.add_tenants() = std::move(t);
-    return out;
-  });
+  ASSIGN_OR_RETURN(ListPage page, ListPage::Start(*options_.page_tokens, "ListTenants", c, "", "",
+                                                  r.page_token(), r.page_size(), &q));
+  return runner().Read<v1::ListTenantsResponse>(
+      c,
+      [&](Transaction& tx, const Actor& a, absl::Time) -> absl::StatusOr<v1::ListTenantsResponse> {
+        ASSIGN_OR_RETURN(authz::ListScope scope, authz::ListTenants(a));
+        q.tenants = std::move(scope.tenants);
+        ASSIGN_OR_RETURN(std::vector<v1::Tenant> tenants, tx.tenancy().ListTenants(q));
+        v1::ListTenantsResponse out;
+        out.set_next_page_token(page.Finish(&tenants, [](const v1::Tenant& t) {
+          return Cursor{"", IdOfName(t.name())};
+        }));
+        for (auto& t : tenants) *out.add_tenants() = std::move(t);
+        return out;
+      });
 }
 
 absl::StatusOr<v1::LockboxPolicy> PolicyUseCases::GetLockboxPolicy(
     const C& c, const v1::GetLockboxPolicyRequest& r) {
   ASSIGN_OR_RETURN(std::string tenant, ParsePolicyName(r.name(), "name"));
-  return runner().Read<v1::LockboxPolicy>(c, [&](Transaction& tx, const Actor& a, absl::Time)
-                                        -> absl::StatusOr<v1::LockboxPolicy> {
-    RETURN_IF_ERROR(authz::ReadTenantConfig(a, tenant));
-    return tx.tenancy().GetPolicy(tenant, false);
-  });
+  return runner().Read<v1::LockboxPolicy>(
+      c, [&](Transaction& tx, const Actor& a, absl::Time) -> absl::StatusOr<v1::LockboxPolicy> {
+        RETURN_IF_ERROR(authz::ReadTenantConfig(a, tenant));
+        return tx.tenancy().GetPolicy(tenant, false);
+      });
 }
 
 absl::StatusOr<v1::LockboxPolicy> PolicyUseCases::UpdateLockboxPolicy(
     const C& c, const v1::UpdateLockboxPolicyRequest& r) {
   ASSIGN_OR_RETURN(std::string tenant,
                    ParsePolicyName(r.lockbox_policy().name(), "lockbox_policy.name"));
-  return runner().Change<v1::LockboxPolicy>(c, "UpdateLockboxPolicy", r, r.request_id(),
-                                   [&](Transaction& tx, const Actor& a, absl::Time now)
-                                       -> absl::StatusOr<v1::LockboxPolicy> {
-    // The customer's policy is the customer's: not even lockbox.admin may
-    // change it.
-    RETURN_IF_ERROR(authz::ManageTenantPolicy(a, tenant));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(tenant, true));
-    RETURN_IF_ERROR(CheckEtag(r.lockbox_policy().etag(), policy.etag()));
-    std::string url_before = policy.webhook_url();
-    RETURN_IF_ERROR(ApplyPolicyUpdate(r.lockbox_policy(), r.update_mask(), &policy));
-    *policy.mutable_update_time() = ToProto(now);
-    RETURN_IF_ERROR(tx.tenancy().UpdatePolicy(tenant, &policy));
-    bool secret_changed = !policy.webhook_secret().empty();
-    if (secret_changed || policy.webhook_url() != url_before) {
-      ASSIGN_OR_RETURN(auto current, tx.tenancy().Webhook(tenant));
-      std::string secret = secret_changed ? policy.webhook_secret() : current.second;
-      RETURN_IF_ERROR(tx.tenancy().SetWebhook(tenant, policy.webhook_url(), secret));
-    }
-    // The secret is write-only: never returned, never audited.
-    policy.clear_webhook_secret();
-    v1::AuditEvent e = NewAuditEvent(a, "lockbox_policy.update", tenant, policy.name(), now);
-    PolicyDetails(policy, &e);
-    RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
-    return policy;
-  });
+  return runner().Change<v1::LockboxPolicy>(
+      c, "UpdateLockboxPolicy", r, r.request_id(),
+      [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::LockboxPolicy> {
+        // The customer's policy is the customer's: not even lockbox.admin may
+        // change it.
+        RETURN_IF_ERROR(authz::ManageTenantPolicy(a, tenant));
+        ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(tenant, true));
+        RETURN_IF_ERROR(CheckEtag(r.lockbox_policy().etag(), policy.etag()));
+        std::string url_before = policy.webhook_url();
+        RETURN_IF_ERROR(ApplyPolicyUpdate(r.lockbox_policy(), r.update_mask(), &policy));
+        *policy.mutable_update_time() = ToProto(now);
+        RETURN_IF_ERROR(tx.tenancy().UpdatePolicy(tenant, &policy));
+        bool secret_changed = !policy.webhook_secret().empty();
+        if (secret_changed || policy.webhook_url() != url_before) {
+          ASSIGN_OR_RETURN(auto current, tx.tenancy().Webhook(tenant));
+          std::string secret = secret_changed ? policy.webhook_secret() : current.second;
+          RETURN_IF_ERROR(tx.tenancy().SetWebhook(tenant, policy.webhook_url(), secret));
+        }
+        // The secret is write-only: never returned, never audited.
+        policy.clear_webhook_secret();
+        v1::AuditEvent e = NewAuditEvent(a, "lockbox_policy.update", tenant, policy.name(), now);
+        PolicyDetails(policy, &e);
+        RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
+        return policy;
+      });
 }
 
 absl::StatusOr<v1::Environment> PolicyUseCases::CreateEnvironment(
@@ -150,48 +151,48 @@ absl::StatusOr<v1::Environment> PolicyUseCases::CreateEnvironment(
     return InvalidField("environment_id", r.environment_id().empty() ? "REQUIRED" : "BAD_FORMAT",
                         "must match [a-z][a-z0-9-]{0,62}");
   }
-  RETURN_IF_ERROR(
-      ValidateDisplayName(r.environment().display_name(), "environment.display_name"));
+  RETURN_IF_ERROR(ValidateDisplayName(r.environment().display_name(), "environment.display_name"));
   RETURN_IF_ERROR(ValidateDataSources(r.environment(), "environment.data_sources"));
-  return runner().Change<v1::Environment>(c, "CreateEnvironment", r, r.request_id(),
-                                 [&](Transaction& tx, const Actor& a, absl::Time now)
-                                     -> absl::StatusOr<v1::Environment> {
-    RETURN_IF_ERROR(authz::ManageTenants(a));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(tenant, false));
-    v1::Environment env;
-    env.set_name(ChildName(tenant, "environments", r.environment_id()));
-    if (tx.tenancy().GetEnvironment(tenant, r.environment_id(), false).ok()) {
-      return Error(absl::StatusCode::kAlreadyExists, reason::kAlreadyExists,
-                   absl::StrCat(env.name(), " already exists"));
-    }
-    env.set_display_name(r.environment().display_name().empty()
-                             ? r.environment_id()
-                             : r.environment().display_name());
-    // New environments start managed; only the tenant may unmanage one.
-    env.set_managed(true);
-    *env.mutable_data_sources() = r.environment().data_sources();
-    *env.mutable_create_time() = ToProto(now);
-    *env.mutable_update_time() = ToProto(now);
-    RETURN_IF_ERROR(tx.tenancy().InsertEnvironment(tenant, r.environment_id(), &env));
-    env.set_protected_(IsProtected(policy, env));
-    v1::AuditEvent e = NewAuditEvent(a, "environment.create", tenant, env.name(), now);
-    EnvironmentDetails(env, &e);
-    RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
-    return env;
-  });
+  return runner().Change<v1::Environment>(
+      c, "CreateEnvironment", r, r.request_id(),
+      [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::Environment> {
+        RETURN_IF_ERROR(authz::ManageTenants(a));
+        ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(tenant, false));
+        v1::Environment env;
+        env.set_name(ChildName(tenant, "environments", r.environment_id()));
+        if (tx.tenancy().GetEnvironment(tenant, r.environment_id(), false).ok()) {
+          return Error(absl::StatusCode::kAlreadyExists, reason::kAlreadyExists,
+                       absl::StrCat(env.name(), " already exists"));
+        }
+        env.set_display_name(r.environment().display_name().empty()
+                                 ? r.environment_id()
+                                 : r.environment().display_name());
+        // New environments start managed; only the tenant may unmanage one.
+        env.set_managed(true);
+        *env.mutable_data_sources() = r.environment().data_sources();
+        *env.mutable_create_time() = ToProto(now);
+        *env.mutable_update_time() = ToProto(now);
+        RETURN_IF_ERROR(tx.tenancy().InsertEnvironment(tenant, r.environment_id(), &env));
+        env.set_protected_(IsProtected(policy, env));
+        v1::AuditEvent e = NewAuditEvent(a, "environment.create", tenant, env.name(), now);
+        EnvironmentDetails(env, &e);
+        RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
+        return env;
+      });
 }
 
 absl::StatusOr<v1::Environment> PolicyUseCases::GetEnvironment(const C& c,
-                                                        const v1::GetEnvironmentRequest& r) {
+                                                               const v1::GetEnvironmentRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "environments", "name"));
-  return runner().Read<v1::Environment>(c, [&](Transaction& tx, const Actor& a, absl::Time)
-                                      -> absl::StatusOr<v1::Environment> {
-    RETURN_IF_ERROR(authz::ReadTenantConfig(a, name.tenant));
-    ASSIGN_OR_RETURN(v1::Environment env, tx.tenancy().GetEnvironment(name.tenant, name.id, false));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(name.tenant, false));
-    env.set_protected_(IsProtected(policy, env));
-    return env;
-  });
+  return runner().Read<v1::Environment>(
+      c, [&](Transaction& tx, const Actor& a, absl::Time) -> absl::StatusOr<v1::Environment> {
+        RETURN_IF_ERROR(authz::ReadTenantConfig(a, name.tenant));
+        ASSIGN_OR_RETURN(v1::Environment env,
+                         tx.tenancy().GetEnvironment(name.tenant, name.id, false));
+        ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(name.tenant, false));
+        env.set_protected_(IsProtected(policy, env));
+        return env;
+      });
 }
 
 absl::StatusOr<v1::ListEnvironmentsResponse> PolicyUseCases::ListEnvironments(
@@ -202,22 +203,23 @@ absl::StatusOr<v1::ListEnvironmentsResponse> PolicyUseCases::ListEnvironments(
                    ListPage::Start(*options_.page_tokens, "ListEnvironments", c, r.parent(), "",
                                    r.page_token(), r.page_size(), &q));
   q.tenants = std::vector<std::string>{tenant};
-  return runner().Read<v1::ListEnvironmentsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
-                                                   -> absl::StatusOr<v1::ListEnvironmentsResponse> {
-    RETURN_IF_ERROR(authz::ReadTenantConfig(a, tenant));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(tenant, false));
-    ASSIGN_OR_RETURN(std::vector<v1::Environment> envs, tx.tenancy().ListEnvironments(q));
-    v1::ListEnvironmentsResponse out;
-    out.set_next_page_token(page.Finish(&envs,
-                                          [](const v1::Environment& e) {
-      return Cursor{"", IdOfName(e.name())};
-    }));
-    for (auto& e : envs) {
-      e.set_protected_(IsProtected(policy, e));
-      *out.add_environments() = std::move(e);
-    }
-    return out;
-  });
+  return runner().Read<v1::ListEnvironmentsResponse>(
+      c,
+      [&](Transaction& tx, const Actor& a,
+          absl::Time) -> absl::StatusOr<v1::ListEnvironmentsResponse> {
+        RETURN_IF_ERROR(authz::ReadTenantConfig(a, tenant));
+        ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(tenant, false));
+        ASSIGN_OR_RETURN(std::vector<v1::Environment> envs, tx.tenancy().ListEnvironments(q));
+        v1::ListEnvironmentsResponse out;
+        out.set_next_page_token(page.Finish(&envs, [](const v1::Environment& e) {
+          return Cursor{"", IdOfName(e.name())};
+        }));
+        for (auto& e : envs) {
+          e.set_protected_(IsProtected(policy, e));
+          *out.add_environments() = std::move(e);
+        }
+        return out;
+      });
 }
 
 absl::StatusOr<v1::Environment> PolicyUseCases::UpdateEnvironment(
@@ -226,30 +228,31 @@ absl::StatusOr<v1::Environment> PolicyUseCases::UpdateEnvironment(
                    ParseChildName(r.environment().name(), "environments", "environment.name"));
   ASSIGN_OR_RETURN(EnvironmentUpdate needs,
                    CheckEnvironmentUpdate(r.environment(), r.update_mask()));
-  return runner().Change<v1::Environment>(c, "UpdateEnvironment", r, r.request_id(),
-                                 [&](Transaction& tx, const Actor& a, absl::Time now)
-                                     -> absl::StatusOr<v1::Environment> {
-    if (needs.provider_fields) RETURN_IF_ERROR(authz::ManageTenants(a));
-    if (needs.tenant_fields) RETURN_IF_ERROR(authz::ManageTenantPolicy(a, name.tenant));
-    ASSIGN_OR_RETURN(v1::Environment env, tx.tenancy().GetEnvironment(name.tenant, name.id, true));
-    RETURN_IF_ERROR(CheckEtag(r.environment().etag(), env.etag()));
-    ApplyEnvironmentUpdate(r.environment(), r.update_mask(), name.id, &env);
-    *env.mutable_update_time() = ToProto(now);
-    RETURN_IF_ERROR(tx.tenancy().UpdateEnvironment(name.tenant, name.id, &env));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(name.tenant, false));
-    env.set_protected_(IsProtected(policy, env));
-    v1::AuditEvent e = NewAuditEvent(a, "environment.update", name.tenant, env.name(), now);
-    EnvironmentDetails(env, &e);
-    RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
-    return env;
-  });
+  return runner().Change<v1::Environment>(
+      c, "UpdateEnvironment", r, r.request_id(),
+      [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::Environment> {
+        if (needs.provider_fields) RETURN_IF_ERROR(authz::ManageTenants(a));
+        if (needs.tenant_fields) RETURN_IF_ERROR(authz::ManageTenantPolicy(a, name.tenant));
+        ASSIGN_OR_RETURN(v1::Environment env,
+                         tx.tenancy().GetEnvironment(name.tenant, name.id, true));
+        RETURN_IF_ERROR(CheckEtag(r.environment().etag(), env.etag()));
+        ApplyEnvironmentUpdate(r.environment(), r.update_mask(), name.id, &env);
+        *env.mutable_update_time() = ToProto(now);
+        RETURN_IF_ERROR(tx.tenancy().UpdateEnvironment(name.tenant, name.id, &env));
+        ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(name.tenant, false));
+        env.set_protected_(IsProtected(policy, env));
+        v1::AuditEvent e = NewAuditEvent(a, "environment.update", name.tenant, env.name(), now);
+        EnvironmentDetails(env, &e);
+        RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
+        return env;
+      });
 }
 
 absl::StatusOr<v1::RoleBinding> PolicyUseCases::CreateRoleBinding(
     const C& c, const v1::CreateRoleBindingRequest& r) {
   const v1::RoleBinding& in = r.role_binding();
-  ASSIGN_OR_RETURN(Principal principal,
-                   ParseSpiffeId(in.principal(), runner().trust_domain(), "role_binding.principal"));
+  ASSIGN_OR_RETURN(Principal principal, ParseSpiffeId(in.principal(), runner().trust_domain(),
+                                                      "role_binding.principal"));
   std::optional<Role> role = ParseRole(in.role());
   if (!role) {
     return InvalidField("role_binding.role", in.role().empty() ? "REQUIRED" : "UNKNOWN_VALUE",
@@ -264,34 +267,35 @@ absl::StatusOr<v1::RoleBinding> PolicyUseCases::CreateRoleBinding(
   if (!in.email().empty() && !IsValidEmail(in.email())) {
     return InvalidField("role_binding.email", "BAD_FORMAT", "is not an e-mail address");
   }
-  return runner().Change<v1::RoleBinding>(c, "CreateRoleBinding", r, r.request_id(),
-                                 [&](Transaction& tx, const Actor& a, absl::Time now)
-                                     -> absl::StatusOr<v1::RoleBinding> {
-    RETURN_IF_ERROR(authz::CreateRoleBinding(a, *role, tenant));
-    if (!tenant.empty()) RETURN_IF_ERROR(tx.tenancy().GetTenant(tenant).status());
-    ASSIGN_OR_RETURN(std::vector<Binding> existing, tx.tenancy().BindingsOf(principal.spiffe_id));
-    for (const Binding& b : existing) {
-      if (b.role == *role && b.tenant == tenant) {
-        return Error(absl::StatusCode::kAlreadyExists, reason::kAlreadyExists,
-                     "the principal already holds this role");
-      }
-    }
-    std::string id = NewUuid();
-    v1::RoleBinding b;
-    b.set_name(absl::StrCat("roleBindings/", id));
-    b.set_principal(principal.spiffe_id);
-    b.set_role(std::string(RoleName(*role)));
-    if (!tenant.empty()) b.set_tenant(TenantName(tenant));
-    b.set_email(in.email());
-    *b.mutable_create_time() = ToProto(now);
-    RETURN_IF_ERROR(tx.tenancy().InsertRoleBinding(id, b));
-    v1::AuditEvent e = NewAuditEvent(a, "role_binding.create", tenant, b.name(), now);
-    (*e.mutable_details())["principal"] = b.principal();
-    (*e.mutable_details())["role"] = b.role();
-    (*e.mutable_details())["email"] = b.email();
-    RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
-    return b;
-  });
+  return runner().Change<v1::RoleBinding>(
+      c, "CreateRoleBinding", r, r.request_id(),
+      [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::RoleBinding> {
+        RETURN_IF_ERROR(authz::CreateRoleBinding(a, *role, tenant));
+        if (!tenant.empty()) RETURN_IF_ERROR(tx.tenancy().GetTenant(tenant).status());
+        ASSIGN_OR_RETURN(std::vector<Binding> existing,
+                         tx.tenancy().BindingsOf(principal.spiffe_id));
+        for (const Binding& b : existing) {
+          if (b.role == *role && b.tenant == tenant) {
+            return Error(absl::StatusCode::kAlreadyExists, reason::kAlreadyExists,
+                         "the principal already holds this role");
+          }
+        }
+        std::string id = NewUuid();
+        v1::RoleBinding b;
+        b.set_name(absl::StrCat("roleBindings/", id));
+        b.set_principal(principal.spiffe_id);
+        b.set_role(std::string(RoleName(*role)));
+        if (!tenant.empty()) b.set_tenant(TenantName(tenant));
+        b.set_email(in.email());
+        *b.mutable_create_time() = ToProto(now);
+        RETURN_IF_ERROR(tx.tenancy().InsertRoleBinding(id, b));
+        v1::AuditEvent e = NewAuditEvent(a, "role_binding.create", tenant, b.name(), now);
+        (*e.mutable_details())["principal"] = b.principal();
+        (*e.mutable_details())["role"] = b.role();
+        (*e.mutable_details())["email"] = b.email();
+        RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
+        return b;
+      });
 }
 
 absl::StatusOr<v1::ListRoleBindingsResponse> PolicyUseCases::ListRoleBindings(
@@ -303,42 +307,44 @@ absl::StatusOr<v1::ListRoleBindingsResponse> PolicyUseCases::ListRoleBindings(
   ListQuery q;
   ASSIGN_OR_RETURN(q.conditions, ParseFilter(r.filter(), {{"principal"}, {"role"}}));
   ASSIGN_OR_RETURN(ListPage page,
-                   ListPage::Start(*options_.page_tokens, "ListRoleBindings", c, r.parent(), r.filter(),
-                                   r.page_token(), r.page_size(), &q));
-  return runner().Read<v1::ListRoleBindingsResponse>(c, [&](Transaction& tx, const Actor& a, absl::Time)
-                                                   -> absl::StatusOr<v1::ListRoleBindingsResponse> {
-    ASSIGN_OR_RETURN(authz::ListScope scope, authz::ListRoleBindings(a, tenant));
-    q.tenants = std::move(scope.tenants);
-    ASSIGN_OR_RETURN(std::vector<v1::RoleBinding> bindings, tx.tenancy().ListRoleBindings(q));
-    v1::ListRoleBindingsResponse out;
-    out.set_next_page_token(page.Finish(&bindings,
-                                          [](const v1::RoleBinding& b) {
-      return Cursor{MicrosKey(b.create_time()), IdOfName(b.name())};
-    }));
-    for (auto& b : bindings) *out.add_role_bindings() = std::move(b);
-    return out;
-  });
+                   ListPage::Start(*options_.page_tokens, "ListRoleBindings", c, r.parent(),
+                                   r.filter(), r.page_token(), r.page_size(), &q));
+  return runner().Read<v1::ListRoleBindingsResponse>(
+      c,
+      [&](Transaction& tx, const Actor& a,
+          absl::Time) -> absl::StatusOr<v1::ListRoleBindingsResponse> {
+        ASSIGN_OR_RETURN(authz::ListScope scope, authz::ListRoleBindings(a, tenant));
+        q.tenants = std::move(scope.tenants);
+        ASSIGN_OR_RETURN(std::vector<v1::RoleBinding> bindings, tx.tenancy().ListRoleBindings(q));
+        v1::ListRoleBindingsResponse out;
+        out.set_next_page_token(page.Finish(&bindings, [](const v1::RoleBinding& b) {
+          return Cursor{MicrosKey(b.create_time()), IdOfName(b.name())};
+        }));
+        for (auto& b : bindings) *out.add_role_bindings() = std::move(b);
+        return out;
+      });
 }
 
 absl::StatusOr<google::protobuf::Empty> PolicyUseCases::DeleteRoleBinding(
     const C& c, const v1::DeleteRoleBindingRequest& r) {
   ASSIGN_OR_RETURN(std::string id, ParseRoleBindingName(r.name(), "name"));
-  return runner().Change<google::protobuf::Empty>(c, "DeleteRoleBinding", r, r.request_id(),
-                                         [&](Transaction& tx, const Actor& a, absl::Time now)
-                                             -> absl::StatusOr<google::protobuf::Empty> {
-    auto binding = tx.tenancy().GetRoleBinding(id, true);
-    // A tenant admin learns nothing of bindings outside their tenant.
-    RETURN_IF_ERROR(authz::DeleteRoleBinding(
-        a, binding.ok() && !binding->tenant().empty() ? binding->tenant().substr(8) : ""));
-    if (!binding.ok()) return binding.status();
-    RETURN_IF_ERROR(tx.tenancy().DeleteRoleBinding(id));
-    std::string tenant = binding->tenant().empty() ? "" : binding->tenant().substr(8);
-    v1::AuditEvent e = NewAuditEvent(a, "role_binding.delete", tenant, binding->name(), now);
-    (*e.mutable_details())["principal"] = binding->principal();
-    (*e.mutable_details())["role"] = binding->role();
-    RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
-    return google::protobuf::Empty();
-  });
+  return runner().Change<google::protobuf::Empty>(
+      c, "DeleteRoleBinding", r, r.request_id(),
+      [&](Transaction& tx, const Actor& a,
+          absl::Time now) -> absl::StatusOr<google::protobuf::Empty> {
+        auto binding = tx.tenancy().GetRoleBinding(id, true);
+        // A tenant admin learns nothing of bindings outside their tenant.
+        RETURN_IF_ERROR(authz::DeleteRoleBinding(
+            a, binding.ok() && !binding->tenant().empty() ? binding->tenant().substr(8) : ""));
+        if (!binding.ok()) return binding.status();
+        RETURN_IF_ERROR(tx.tenancy().DeleteRoleBinding(id));
+        std::string tenant = binding->tenant().empty() ? "" : binding->tenant().substr(8);
+        v1::AuditEvent e = NewAuditEvent(a, "role_binding.delete", tenant, binding->name(), now);
+        (*e.mutable_details())["principal"] = binding->principal();
+        (*e.mutable_details())["role"] = binding->role();
+        RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
+        return google::protobuf::Empty();
+      });
 }
 
 absl::Status PolicyUseCases::EnsureBootstrapAdmin(const std::string& spiffe_id) {

@@ -15,7 +15,7 @@ namespace lockbox {
 class PolicyUseCases {
  public:
   struct Options {
-    const UseCaseRunner* runner = nullptr;  // Not owned; outlives this.
+    const UseCaseRunner* runner = nullptr;        // Not owned; outlives this.
     const PageTokenCodec* page_tokens = nullptr;  // Not owned; outlives this.
   };
   explicit PolicyUseCases(Options options) : options_(options) {}
@@ -29,8 +29,8 @@ class PolicyUseCases {
   absl::StatusOr<v1::ListTenantsResponse> ListTenants(const C& c, const v1::ListTenantsRequest& r);
   absl::StatusOr<v1::LockboxPolicy> GetLockboxPolicy(const C& c,
                                                      const v1::GetLockboxPolicyRequest& r);
-  absl::StatusOr<v1::LockboxPolicy> UpdateLockboxPolicy(
-      const C& c, const v1::UpdateLockboxPolicyRequest& r);
+  absl::StatusOr<v1::LockboxPolicy> UpdateLockboxPolicy(const C& c,
+                                                        const v1::UpdateLockboxPolicyRequest& r);
   absl::StatusOr<v1::Environment> CreateEnvironment(const C& c,
                                                     const v1::CreateEnvironmentRequest& r);
   absl::StatusOr<v1::Environment> GetEnvironment(const C& c, const v1::GetEnvironmentRequest& r);
@@ -42,8 +42,8 @@ class PolicyUseCases {
                                                     const v1::CreateRoleBindingRequest& r);
   absl::StatusOr<v1::ListRoleBindingsResponse> ListRoleBindings(
       const C& c, const v1::ListRoleBindingsRequest& r);
-  absl::StatusOr<google::protobuf::Empty> DeleteRoleBinding(
-      const C& c, const v1::DeleteRoleBindingRequest& r);
+  absl::StatusOr<google::protobuf::Empty> DeleteRoleBinding(const C& c,
+                                                            const v1::DeleteRoleBindingRequest& r);
 
  private:
   const UseCaseRunner& runner() const { return *options_.runner; }

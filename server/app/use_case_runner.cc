@@ -66,6 +66,18 @@ void UseCaseRunner::AuditRefusal(const CallerIdentity& c, const absl::Status& re
   }
 }
 
+absl::StatusOr<bool> UseCaseRunner::HandleOneDue(const Claim& claim, const Handle& handle) const {
+  bool found = false;
+  RETURN_IF_ERROR(options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
+    absl::Time now = options_.clock->Now();
+    ASSIGN_OR_RETURN(std::optional<ClaimedRow> row, claim(tx, now));
+    found = row.has_value();
+    if (!found) return absl::OkStatus();
+    return handle(tx, *row, now);
+  }));
+  return found;
+}
+
 std::string UseCaseRunner::RequestHash(const google::protobuf::Message& request) {
   std::string bytes;
   google::protobuf::io::StringOutputStream out(&bytes);
@@ -76,8 +88,7 @@ std::string UseCaseRunner::RequestHash(const google::protobuf::Message& request)
   }
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<char*>(digest), sizeof digest));
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(digest), sizeof digest));
 }
 
 absl::StatusOr<bool> UseCaseRunner::Replayed(Transaction& tx, const std::string& owner,

@@ -7,6 +7,7 @@
 #define LOCKBOX_SERVER_APP_USE_CASE_RUNNER_H_
 
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -54,6 +55,14 @@ class UseCaseRunner {
   template <typename R>
   using Body = std::function<absl::StatusOr<R>(Transaction&, const Actor&, absl::Time)>;
 
+  // What time decides, one due row at a time: `claim` locks one due row
+  // (nullopt when none is left that another replica does not hold), and
+  // `handle` records its transition, audit event and messages, all in one
+  // transaction at one time. Says whether there was a row.
+  using Claim = std::function<absl::StatusOr<std::optional<ClaimedRow>>(Transaction&, absl::Time)>;
+  using Handle = std::function<absl::Status(Transaction&, const ClaimedRow&, absl::Time)>;
+  absl::StatusOr<bool> HandleOneDue(const Claim& claim, const Handle& handle) const;
+
   // Runs a read in one transaction with the authenticated actor and the
   // time of the call.
   template <typename R>
@@ -66,8 +75,8 @@ class UseCaseRunner {
   // INVALID_ARGUMENT. REQUIRES: R is a protobuf message.
   template <typename R>
   absl::StatusOr<R> Change(const CallerIdentity& c, absl::string_view method,
-                           const google::protobuf::Message& request,
-                           const std::string& request_id, const Body<R>& fn) const;
+                           const google::protobuf::Message& request, const std::string& request_id,
+                           const Body<R>& fn) const;
 
  private:
   // Resolves the caller into an Actor: parses the SPIFFE ID, loads the
@@ -83,9 +92,8 @@ class UseCaseRunner {
   absl::Status Run(const CallerIdentity& c,
                    const std::function<absl::Status(Transaction&, const Actor&)>& fn) const;
   // Whether a response for this request_id is stored (then in `response`).
-  absl::StatusOr<bool> Replayed(Transaction& tx, const std::string& owner,
-                                absl::string_view method, const std::string& request_id,
-                                const std::string& request_hash,
+  absl::StatusOr<bool> Replayed(Transaction& tx, const std::string& owner, absl::string_view method,
+                                const std::string& request_id, const std::string& request_hash,
                                 google::protobuf::Message* response) const;
   // Stores the response; ABORTED (and retried) if another call stored one
   // first.
@@ -110,8 +118,7 @@ absl::StatusOr<R> UseCaseRunner::Read(const CallerIdentity& c, const Body<R>& fn
 template <typename R>
 absl::StatusOr<R> UseCaseRunner::Change(const CallerIdentity& c, absl::string_view method,
                                         const google::protobuf::Message& request,
-                                        const std::string& request_id,
-                                        const Body<R>& fn) const {
+                                        const std::string& request_id, const Body<R>& fn) const {
   if (!request_id.empty() && !IsUuid(request_id)) {
     return InvalidField("request_id", "BAD_FORMAT", "must be a lowercase UUID");
   }

@@ -18,7 +18,7 @@ struct UseCasesOptions {
   Store* store = nullptr;        // Not owned; outlives the use cases.
   const Clock* clock = nullptr;  // Not owned; outlives the use cases.
   std::string trust_domain;
-  std::string page_token_key;    // Shared by all replicas.
+  std::string page_token_key;                 // Shared by all replicas.
   const AuditSigner* audit_signer = nullptr;  // Not owned; signs checkpoints.
   // Not owned. When set, CheckAccess answers "allowed" from it.
   GrantView* grant_view = nullptr;

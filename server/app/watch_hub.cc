@@ -90,7 +90,8 @@ size_t WatchHub::size() {
 }
 
 void WatchHub::Loop() {
-  auto next_recheck = std::chrono::steady_clock::now() + absl::ToChronoMilliseconds(options_.recheck);
+  auto next_recheck =
+      std::chrono::steady_clock::now() + absl::ToChronoMilliseconds(options_.recheck);
   mu_.Lock();
   while (!stopping_) {
     auto now_steady = std::chrono::steady_clock::now();

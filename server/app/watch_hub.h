@@ -14,7 +14,6 @@
 #include <thread>
 #include <vector>
 
-
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"

@@ -97,9 +97,9 @@ absl::StatusOr<ListScope> ListRoleBindings(const Actor& a, absl::string_view ten
 
 absl::Status DeleteRoleBinding(const Actor& a, absl::string_view binding_tenant) {
   if (a.permissions.Has(Role::kAdmin)) return absl::OkStatus();
-  return Allow(!binding_tenant.empty() &&
-                   a.permissions.HasInTenant(Role::kTenantAdmin, binding_tenant),
-               "needs lockbox.admin, or tenant.admin of the binding's tenant");
+  return Allow(
+      !binding_tenant.empty() && a.permissions.HasInTenant(Role::kTenantAdmin, binding_tenant),
+      "needs lockbox.admin, or tenant.admin of the binding's tenant");
 }
 
 absl::Status CreateAccessRequest(const Actor& a) {
@@ -125,9 +125,9 @@ absl::StatusOr<ListScope> ListAccessRequests(const Actor& a, absl::string_view t
 }
 
 absl::Status DecideAccessRequests(const Actor& a, absl::string_view tenant) {
-  return Allow(a.permissions.Has(Role::kReviewer) ||
-                   a.permissions.HasInTenant(Role::kTenantAdmin, tenant),
-               "deciding needs operator.reviewer or tenant.admin of the request's tenant");
+  return Allow(
+      a.permissions.Has(Role::kReviewer) || a.permissions.HasInTenant(Role::kTenantAdmin, tenant),
+      "deciding needs operator.reviewer or tenant.admin of the request's tenant");
 }
 
 absl::Status CancelAccessRequest(const Actor& a) {

@@ -49,9 +49,7 @@ std::string NewUuid() {
   return out;
 }
 
-std::string TenantName(absl::string_view tenant) {
-  return absl::StrCat("tenants/", tenant);
-}
+std::string TenantName(absl::string_view tenant) { return absl::StrCat("tenants/", tenant); }
 
 std::string IdOfName(absl::string_view name) {
   return std::string(name.substr(name.rfind('/') + 1));
@@ -80,13 +78,11 @@ std::string ChildName(absl::string_view tenant, absl::string_view collection,
 namespace {
 absl::Status BadName(absl::string_view field, absl::string_view expected) {
   return InvalidField(field, "BAD_FORMAT",
-                      absl::StrCat("must be a resource name of the form ",
-                                   expected));
+                      absl::StrCat("must be a resource name of the form ", expected));
 }
 }  // namespace
 
-absl::StatusOr<std::string> ParseTenantName(absl::string_view name,
-                                            absl::string_view field) {
+absl::StatusOr<std::string> ParseTenantName(absl::string_view name, absl::string_view field) {
   if (name.empty()) return InvalidField(field, "REQUIRED", "is required");
   std::vector<absl::string_view> parts = absl::StrSplit(name, '/');
   if (parts.size() != 2 || parts[0] != "tenants" || !IsValidId(parts[1])) {
@@ -95,8 +91,7 @@ absl::StatusOr<std::string> ParseTenantName(absl::string_view name,
   return std::string(parts[1]);
 }
 
-absl::StatusOr<std::string> ParsePolicyName(absl::string_view name,
-                                            absl::string_view field) {
+absl::StatusOr<std::string> ParsePolicyName(absl::string_view name, absl::string_view field) {
   if (name.empty()) return InvalidField(field, "REQUIRED", "is required");
   std::vector<absl::string_view> parts = absl::StrSplit(name, '/');
   if (parts.size() != 3 || parts[0] != "tenants" || !IsValidId(parts[1]) ||
@@ -106,23 +101,20 @@ absl::StatusOr<std::string> ParsePolicyName(absl::string_view name,
   return std::string(parts[1]);
 }
 
-absl::StatusOr<TenantChildName> ParseChildName(absl::string_view name,
-                                               absl::string_view collection,
+absl::StatusOr<TenantChildName> ParseChildName(absl::string_view name, absl::string_view collection,
                                                absl::string_view field) {
   if (name.empty()) return InvalidField(field, "REQUIRED", "is required");
   std::vector<absl::string_view> parts = absl::StrSplit(name, '/');
   bool uuid_ids = collection != "environments";
   if (parts.size() != 4 || parts[0] != "tenants" || !IsValidId(parts[1]) ||
-      parts[2] != collection ||
-      !(uuid_ids ? IsUuid(parts[3]) : IsValidId(parts[3]))) {
-    return BadName(field, absl::StrCat("tenants/{tenant}/", collection, "/{",
-                                       uuid_ids ? "uuid" : "id", "}"));
+      parts[2] != collection || !(uuid_ids ? IsUuid(parts[3]) : IsValidId(parts[3]))) {
+    return BadName(
+        field, absl::StrCat("tenants/{tenant}/", collection, "/{", uuid_ids ? "uuid" : "id", "}"));
   }
   return TenantChildName{std::string(parts[1]), std::string(parts[3])};
 }
 
-absl::StatusOr<std::string> ParseRoleBindingName(absl::string_view name,
-                                                 absl::string_view field) {
+absl::StatusOr<std::string> ParseRoleBindingName(absl::string_view name, absl::string_view field) {
   if (name.empty()) return InvalidField(field, "REQUIRED", "is required");
   std::vector<absl::string_view> parts = absl::StrSplit(name, '/');
   if (parts.size() != 2 || parts[0] != "roleBindings" || !IsUuid(parts[1])) {

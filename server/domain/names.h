@@ -3,9 +3,9 @@
 #define LOCKBOX_SERVER_DOMAIN_NAMES_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace lockbox {
 
@@ -34,24 +34,19 @@ std::string GrantKeyOfName(absl::string_view grant_name);
 // The tenant of a name inside a tenant ("tenants/t/..." -> "t"; "" for
 // anything else).
 std::string TenantOfName(absl::string_view name);
-std::string ChildName(absl::string_view tenant, absl::string_view collection,
-                      absl::string_view id);
+std::string ChildName(absl::string_view tenant, absl::string_view collection, absl::string_view id);
 
 // Parsing checks the shape and the IDs; `field` names the request field in
 // the INVALID_ARGUMENT error.
-absl::StatusOr<std::string> ParseTenantName(absl::string_view name,
-                                            absl::string_view field);
+absl::StatusOr<std::string> ParseTenantName(absl::string_view name, absl::string_view field);
 // tenants/{tenant}/lockboxPolicy -> tenant.
-absl::StatusOr<std::string> ParsePolicyName(absl::string_view name,
-                                            absl::string_view field);
+absl::StatusOr<std::string> ParsePolicyName(absl::string_view name, absl::string_view field);
 // collection is one of environments, accessRequests, grants; the ID of an
 // accessRequest or grant must be a UUID.
-absl::StatusOr<TenantChildName> ParseChildName(absl::string_view name,
-                                               absl::string_view collection,
+absl::StatusOr<TenantChildName> ParseChildName(absl::string_view name, absl::string_view collection,
                                                absl::string_view field);
 // roleBindings/{uuid} -> uuid.
-absl::StatusOr<std::string> ParseRoleBindingName(absl::string_view name,
-                                                 absl::string_view field);
+absl::StatusOr<std::string> ParseRoleBindingName(absl::string_view name, absl::string_view field);
 
 }  // namespace lockbox
 

@@ -16,7 +16,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   std::string reason = ReasonOf(status);
   if (reason.empty()) {
     reason = status.code() == absl::StatusCode::kUnimplemented ? reason::kUnimplemented
-                                                                : reason::kInternal;
+                                                               : reason::kInternal;
   }
   std::string message(status.message());
   if (status.code() == absl::StatusCode::kInternal || status.code() == absl::StatusCode::kUnknown) {
@@ -69,8 +69,8 @@ std::string RequestIdOf(grpc::ServerContextBase* context) {
   if (it != metadata.end() && !it->second.empty() && it->second.size() <= 128) {
     id.assign(it->second.data(), it->second.size());
     for (char c : id) {
-      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' &&
-          c != '.' && c != ':') {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.' &&
+          c != ':') {
         id.clear();  // Not a token: logs must not carry what a caller smuggles in.
         break;
       }
@@ -100,8 +100,7 @@ grpc::Status CallScope::Finish(const absl::Status& result) {
     ScopedRequestId in_scope(request_id_);
     status = ToGrpcStatus(result);
   }
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   Metrics::Get().ObserveCall(method_, static_cast<int>(status.error_code()), seconds);
   LogFields fields = {{"method", method_}, {"caller", caller_.spiffe_id}};
   if (!caller_.on_behalf_of.empty()) fields["on_behalf_of"] = caller_.on_behalf_of;

@@ -76,8 +76,7 @@ class CallScope {
 // A synchronous unary (or server-streaming) handler: fn(caller) returns
 // absl::StatusOr<Response>.
 template <typename Response, typename Fn>
-grpc::Status Handle(const char* method, grpc::ServerContext* context, Response* response,
-                    Fn&& fn) {
+grpc::Status Handle(const char* method, grpc::ServerContext* context, Response* response, Fn&& fn) {
   CallScope call(method, context);
   absl::Status status = call.Run([&]() -> absl::Status {
     ASSIGN_OR_RETURN(*response, fn(call.caller()));
@@ -89,13 +88,13 @@ grpc::Status Handle(const char* method, grpc::ServerContext* context, Response* 
 }  // namespace lockbox
 
 // Defines a unary RPC that forwards to the use-case method of the same name.
-#define LOCKBOX_UNARY(Method, Request, Response)                                        \
-  grpc::Status Method(grpc::ServerContext* context, const Request* request,             \
-                      Response* response) override {                                     \
-    return ::lockbox::Handle(#Method, context, response,                                 \
-                             [&](const ::lockbox::CallerIdentity& caller) {              \
-                               return use_cases_->Method(caller, *request);                \
-                             });                                                         \
+#define LOCKBOX_UNARY(Method, Request, Response)                                                \
+  grpc::Status Method(grpc::ServerContext* context, const Request* request, Response* response) \
+      override {                                                                                \
+    return ::lockbox::Handle(#Method, context, response,                                        \
+                             [&](const ::lockbox::CallerIdentity& caller) {                     \
+                               return use_cases_->Method(caller, *request);                     \
+                             });                                                                \
   }
 
 #endif  // LOCKBOX_SERVER_SERVICE_CALL_SCOPE_H_

@@ -35,8 +35,8 @@ grpc::Status AuditService::ExportAuditEvents(
   return Handle("ExportAuditEvents", context, &done,
                 [&](const CallerIdentity& caller) -> absl::StatusOr<google::protobuf::Empty> {
                   v1::ExportAuditEventsResponse chunk;
-                  absl::Status st = use_cases_->ExportAuditEvents(
-                      caller, *request, [&](const std::string& data) {
+                  absl::Status st =
+                      use_cases_->ExportAuditEvents(caller, *request, [&](const std::string& data) {
                         if (context->IsCancelled()) return false;
                         chunk.set_data(data);
                         return writer->Write(chunk);

@@ -11,8 +11,8 @@
 #include "lockbox/v1/policy_service.grpc.pb.h"
 #include "server/app/use_cases.h"
 #include "server/app/watch_hub.h"
-#include "server/service/executor.h"
 #include "server/service/call_scope.h"
+#include "server/service/executor.h"
 
 namespace lockbox {
 
@@ -46,14 +46,12 @@ class AccessRequestService final
       : use_cases_(use_cases), hub_(hub) {}
   LOCKBOX_UNARY(CreateAccessRequest, v1::CreateAccessRequestRequest, v1::AccessRequest)
   LOCKBOX_UNARY(GetAccessRequest, v1::GetAccessRequestRequest, v1::AccessRequest)
-  LOCKBOX_UNARY(ListAccessRequests, v1::ListAccessRequestsRequest,
-                v1::ListAccessRequestsResponse)
+  LOCKBOX_UNARY(ListAccessRequests, v1::ListAccessRequestsRequest, v1::ListAccessRequestsResponse)
   LOCKBOX_UNARY(ApproveAccessRequest, v1::ApproveAccessRequestRequest, v1::AccessRequest)
   LOCKBOX_UNARY(DenyAccessRequest, v1::DenyAccessRequestRequest, v1::AccessRequest)
   LOCKBOX_UNARY(CancelAccessRequest, v1::CancelAccessRequestRequest, v1::AccessRequest)
   grpc::ServerWriteReactor<v1::AccessRequest>* WatchAccessRequest(
-      grpc::CallbackServerContext* context,
-      const v1::WatchAccessRequestRequest* request) override;
+      grpc::CallbackServerContext* context, const v1::WatchAccessRequestRequest* request) override;
 
  private:
   AccessRequestUseCases* use_cases_;
@@ -92,9 +90,9 @@ class AuditService final : public v1::AuditService::Service {
   LOCKBOX_UNARY(GetAuditPublicKey, v1::GetAuditPublicKeyRequest, v1::AuditPublicKey)
   // Streams chunk by chunk; gRPC's flow control keeps the server's memory
   // flat when the client reads slowly.
-  grpc::Status ExportAuditEvents(grpc::ServerContext* context,
-                                 const v1::ExportAuditEventsRequest* request,
-                                 grpc::ServerWriter<v1::ExportAuditEventsResponse>* writer) override;
+  grpc::Status ExportAuditEvents(
+      grpc::ServerContext* context, const v1::ExportAuditEventsRequest* request,
+      grpc::ServerWriter<v1::ExportAuditEventsResponse>* writer) override;
 
  private:
   AuditUseCases* use_cases_;

@@ -1,19 +1,17 @@
 // lockboxd: parse the settings, build the server, wait for SIGTERM or
 // SIGINT, drain. No rule lives here.
-#include <signal.h>
-
 #include <curl/curl.h>
+#include <signal.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <memory>
 #include <string>
 
+#include "absl/synchronization/mutex.h"
 #include "server/cmd/lockboxd/server.h"
 #include "server/cmd/lockboxd/settings.h"
 #include "server/observe/log.h"
-
-#include "absl/synchronization/mutex.h"
 
 #ifdef LOCKBOX_TEST_BUILD
 #include "server/cmd/lockboxd/testing_clock.h"

@@ -34,12 +34,13 @@ class WithoutReflection final : public grpc::ServerBuilderOption {
  public:
   void UpdateArguments(grpc::ChannelArguments*) override {}
   void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
-    plugins->erase(std::remove_if(plugins->begin(), plugins->end(),
-                                  [](const std::unique_ptr<grpc::ServerBuilderPlugin>& p) {
-                                    return dynamic_cast<grpc::reflection::ProtoServerReflectionPlugin*>(
-                                               p.get()) != nullptr;
-                                  }),
-                   plugins->end());
+    plugins->erase(
+        std::remove_if(plugins->begin(), plugins->end(),
+                       [](const std::unique_ptr<grpc::ServerBuilderPlugin>& p) {
+                         return dynamic_cast<grpc::reflection::ProtoServerReflectionPlugin*>(
+                                    p.get()) != nullptr;
+                       }),
+        plugins->end());
   }
 };
 
@@ -124,8 +125,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   p->clock = p->options.clock != nullptr ? p->options.clock : &p->system_clock;
   const Clock& clock = *p->clock;
 
-  auto creds = MutualTlsCredentials(
-      TlsFiles{s.tls_cert, s.tls_key, s.tls_client_ca, s.tls_crl_dir}, s.trust_domain);
+  auto creds = MutualTlsCredentials(TlsFiles{s.tls_cert, s.tls_key, s.tls_client_ca, s.tls_crl_dir},
+                                    s.trust_domain);
   if (!creds.ok()) return creds.status();
 
   PgStoreOptions store_options;
@@ -140,22 +141,21 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   ASSIGN_OR_RETURN(p->signer, AuditSigner::FromPem(signing_pem));
 
   // Probed every 200 ms: the grant view trusts it for 800 ms after a proof.
-  p->access_feed = std::make_unique<PgChangeFeed>(s.database_url, ChangeTopic::kAccess,
-                                                  absl::Milliseconds(200));
+  p->access_feed =
+      std::make_unique<PgChangeFeed>(s.database_url, ChangeTopic::kAccess, absl::Milliseconds(200));
   p->grant_view =
       std::make_unique<GrantView>(GrantView::Options{p->store.get(), &clock, p->access_feed.get()});
   if (s.grant_view) p->grant_view->Start();
-  p->use_cases = std::make_unique<UseCases>(UseCasesOptions{
-      p->store.get(), &clock, s.trust_domain, page_key, p->signer.get(),
-      s.grant_view ? p->grant_view.get() : nullptr, s.audit_checkpoint_events});
+  p->use_cases = std::make_unique<UseCases>(
+      UseCasesOptions{p->store.get(), &clock, s.trust_domain, page_key, p->signer.get(),
+                      s.grant_view ? p->grant_view.get() : nullptr, s.audit_checkpoint_events});
   if (!s.bootstrap_admin.empty()) {
     RETURN_IF_ERROR(p->use_cases->policy().EnsureBootstrapAdmin(s.bootstrap_admin));
   }
 
   p->request_feed = std::make_unique<PgChangeFeed>(s.database_url, ChangeTopic::kAccessRequests);
-  p->hub = std::make_unique<WatchHub>(WatchHub::Options{p->store.get(), &clock,
-                                                        p->request_feed.get(),
-                                                        absl::Seconds(s.watch_recheck_seconds)});
+  p->hub = std::make_unique<WatchHub>(WatchHub::Options{
+      p->store.get(), &clock, p->request_feed.get(), absl::Seconds(s.watch_recheck_seconds)});
   p->hub->Start();
 
   UseCases& use_cases = *p->use_cases;
@@ -182,11 +182,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   delivery_options.initial_backoff = absl::Milliseconds(s.delivery_backoff_ms);
   p->deliverer = std::make_unique<DeliveryWorker>(delivery_options);
   DeliveryWorker* deliverer = p->deliverer.get();
-  p->delivering = std::make_unique<Periodic>(absl::Milliseconds(s.delivery_interval_ms), [deliverer] {
-    // Keep going while there is a backlog; rest when it is empty.
-    while (deliverer->RunOnce() > 0) {
-    }
-  });
+  p->delivering =
+      std::make_unique<Periodic>(absl::Milliseconds(s.delivery_interval_ms), [deliverer] {
+        // Keep going while there is a backlog; rest when it is empty.
+        while (deliverer->RunOnce() > 0) {
+        }
+      });
   p->sweeping->Start();
   p->delivering->Start();
   PgStore* pg = p->store.get();
@@ -255,7 +256,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
     }
   }
   Log("info", "lockboxd serving",
-      {{"port", p->port}, {"health_port", p->health_port}, {"metrics_port", p->metrics_port},
+      {{"port", p->port},
+       {"health_port", p->health_port},
+       {"metrics_port", p->metrics_port},
        {"trust_domain", s.trust_domain}});
   return std::unique_ptr<Server>(new Server(std::move(p)));
 }

@@ -51,8 +51,8 @@ bool IsListenAddress(const std::string& address) {
 std::string RedactUrl(const std::string& url) {
   static const std::regex kUserinfo(R"(://([^:/@]*):[^@/]*@)");
   static const std::regex kPasswordParam(R"((password=)[^&\s]*)");
-  return std::regex_replace(std::regex_replace(url, kUserinfo, "://$1:REDACTED@"),
-                            kPasswordParam, "$1REDACTED");
+  return std::regex_replace(std::regex_replace(url, kUserinfo, "://$1:REDACTED@"), kPasswordParam,
+                            "$1REDACTED");
 }
 
 void Settings::Register(CLI::App* app) {
@@ -64,99 +64,131 @@ void Settings::Register(CLI::App* app) {
     const char* from_env = std::getenv("LOCKBOX_CONFIG");
     bool env_file = from_env != nullptr && *from_env != '\0';
     app->set_config("--config", env_file ? from_env : "",
-                   "Read settings from this TOML file (Env:LOCKBOX_CONFIG)", env_file);
+                    "Read settings from this TOML file (Env:LOCKBOX_CONFIG)", env_file);
   }
   app->add_option("--listen", listen, "Address of the mTLS gRPC port")
-      ->envname("LOCKBOX_LISTEN")->capture_default_str();
+      ->envname("LOCKBOX_LISTEN")
+      ->capture_default_str();
   app->add_option("--tls-cert", tls_cert, "PEM server certificate chain (reloaded when it changes)")
-      ->envname("LOCKBOX_TLS_CERT")->required();
+      ->envname("LOCKBOX_TLS_CERT")
+      ->required();
   app->add_option("--tls-key", tls_key, "PEM server private key (reloaded when it changes)")
-      ->envname("LOCKBOX_TLS_KEY")->required();
+      ->envname("LOCKBOX_TLS_KEY")
+      ->required();
   app->add_option("--tls-client-ca", tls_client_ca,
-                 "PEM CA bundle client certificates must chain to (reloaded when it changes)")
-      ->envname("LOCKBOX_TLS_CLIENT_CA")->required();
+                  "PEM CA bundle client certificates must chain to (reloaded when it changes)")
+      ->envname("LOCKBOX_TLS_CLIENT_CA")
+      ->required();
   app->add_option("--tls-crl-dir", tls_crl_dir,
-                 "Directory of hashed CRL files (<issuer hash>.r0) checked for every client "
-                 "certificate")
+                  "Directory of hashed CRL files (<issuer hash>.r0) checked for every client "
+                  "certificate")
       ->envname("LOCKBOX_TLS_CRL_DIR");
   app->add_option("--trust-domain", trust_domain,
-                 "SPIFFE trust domain of every caller, e.g. example.org")
-      ->envname("LOCKBOX_TRUST_DOMAIN")->required();
+                  "SPIFFE trust domain of every caller, e.g. example.org")
+      ->envname("LOCKBOX_TRUST_DOMAIN")
+      ->required();
   app->add_option("--database-url", database_url,
-                 "libpq connection URL; may name several hosts "
-                 "(target_session_attrs=read-write)")
-      ->envname("LOCKBOX_DATABASE_URL")->required();
+                  "libpq connection URL; may name several hosts "
+                  "(target_session_attrs=read-write)")
+      ->envname("LOCKBOX_DATABASE_URL")
+      ->required();
   app->add_option("--bootstrap-admin", bootstrap_admin,
-                 "SPIFFE ID of an operator that is made lockbox.admin at start")
+                  "SPIFFE ID of an operator that is made lockbox.admin at start")
       ->envname("LOCKBOX_BOOTSTRAP_ADMIN");
   app->add_option("--health-listen", health_listen,
-                 "Plaintext address serving only grpc.health.v1 (for Kubernetes probes); "
-                 "empty to disable")
+                  "Plaintext address serving only grpc.health.v1 (for Kubernetes probes); "
+                  "empty to disable")
       ->envname("LOCKBOX_HEALTH_LISTEN");
   app->add_option("--metrics-listen", metrics_listen,
-                 "Plaintext HTTP address serving Prometheus metrics at /metrics; empty to "
-                 "disable")
+                  "Plaintext HTTP address serving Prometheus metrics at /metrics; empty to "
+                  "disable")
       ->envname("LOCKBOX_METRICS_LISTEN");
   app->add_option("--log-format", log_format, "json (one object per line) or text")
-      ->envname("LOCKBOX_LOG_FORMAT")->check(CLI::IsMember({"json", "text"}))->capture_default_str();
+      ->envname("LOCKBOX_LOG_FORMAT")
+      ->check(CLI::IsMember({"json", "text"}))
+      ->capture_default_str();
   app->add_flag("--check-config", check_config,
-               "Validate the settings, print them as a config file (passwords redacted) and "
-               "exit without connecting to anything");
+                "Validate the settings, print them as a config file (passwords redacted) and "
+                "exit without connecting to anything");
   app->add_option("--db-pool-size", db_pool_size, "Database connections kept for calls")
-      ->envname("LOCKBOX_DB_POOL_SIZE")->check(CLI::Range(1, 256))->capture_default_str();
+      ->envname("LOCKBOX_DB_POOL_SIZE")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
   app->add_option("--drain-seconds", drain_seconds,
-                 "On SIGTERM, how long in-flight calls may take before they are cut")
-      ->envname("LOCKBOX_DRAIN_SECONDS")->check(CLI::Range(0, 3600))->capture_default_str();
+                  "On SIGTERM, how long in-flight calls may take before they are cut")
+      ->envname("LOCKBOX_DRAIN_SECONDS")
+      ->check(CLI::Range(0, 3600))
+      ->capture_default_str();
   app->add_option("--max-streams-per-connection", max_streams_per_connection,
-                 "Concurrent calls one client connection may hold; more wait their turn "
-                 "(a flooding client cannot take every handler)")
-      ->envname("LOCKBOX_MAX_STREAMS_PER_CONNECTION")->check(CLI::Range(1, 100000))->capture_default_str();
+                  "Concurrent calls one client connection may hold; more wait their turn "
+                  "(a flooding client cannot take every handler)")
+      ->envname("LOCKBOX_MAX_STREAMS_PER_CONNECTION")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
   app->add_option("--max-threads", max_threads,
-                 "Threads for unary calls; beyond them calls get RESOURCE_EXHAUSTED (waiting "
-                 "watchers use no thread)")
-      ->envname("LOCKBOX_MAX_THREADS")->check(CLI::Range(4, 4096))->capture_default_str();
+                  "Threads for unary calls; beyond them calls get RESOURCE_EXHAUSTED (waiting "
+                  "watchers use no thread)")
+      ->envname("LOCKBOX_MAX_THREADS")
+      ->check(CLI::Range(4, 4096))
+      ->capture_default_str();
   app->add_option("--watch-recheck-seconds", watch_recheck_seconds,
-                 "How often watched requests are re-read even without a notification")
-      ->envname("LOCKBOX_WATCH_RECHECK_SECONDS")->check(CLI::Range(1, 3600))->capture_default_str();
+                  "How often watched requests are re-read even without a notification")
+      ->envname("LOCKBOX_WATCH_RECHECK_SECONDS")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
   app->add_option("--smtp-url", smtp_url,
-                 "SMTP server for e-mail, smtp://host:port (STARTTLS when offered) or "
-                 "smtps://host:port; empty: e-mails fail visibly")
+                  "SMTP server for e-mail, smtp://host:port (STARTTLS when offered) or "
+                  "smtps://host:port; empty: e-mails fail visibly")
       ->envname("LOCKBOX_SMTP_URL");
   app->add_option("--smtp-from", smtp_from, "Sender address of e-mails")
-      ->envname("LOCKBOX_SMTP_FROM")->capture_default_str();
+      ->envname("LOCKBOX_SMTP_FROM")
+      ->capture_default_str();
   app->add_option("--smtp-credentials-file", smtp_credentials_file,
-                 "File whose first line is user:password (else LOCKBOX_SMTP_USERNAME and "
-                 "LOCKBOX_SMTP_PASSWORD)")
+                  "File whose first line is user:password (else LOCKBOX_SMTP_USERNAME and "
+                  "LOCKBOX_SMTP_PASSWORD)")
       ->envname("LOCKBOX_SMTP_CREDENTIALS_FILE");
   app->add_option("--smtp-ca-file", smtp_ca_file,
-                 "PEM CA bundle for the SMTP server's certificate (default: the system's)")
+                  "PEM CA bundle for the SMTP server's certificate (default: the system's)")
       ->envname("LOCKBOX_SMTP_CA_FILE");
   app->add_option("--sweep-interval-ms", sweep_interval_ms,
-                 "How often this replica records expiries and sends reminders")
-      ->envname("LOCKBOX_SWEEP_INTERVAL_MS")->check(CLI::Range(10, 3600000))->capture_default_str();
+                  "How often this replica records expiries and sends reminders")
+      ->envname("LOCKBOX_SWEEP_INTERVAL_MS")
+      ->check(CLI::Range(10, 3600000))
+      ->capture_default_str();
   app->add_option("--delivery-interval-ms", delivery_interval_ms,
-                 "How often this replica looks for messages to send")
-      ->envname("LOCKBOX_DELIVERY_INTERVAL_MS")->check(CLI::Range(10, 3600000))->capture_default_str();
+                  "How often this replica looks for messages to send")
+      ->envname("LOCKBOX_DELIVERY_INTERVAL_MS")
+      ->check(CLI::Range(10, 3600000))
+      ->capture_default_str();
   app->add_option("--delivery-max-attempts", delivery_max_attempts,
-                 "Attempts before a message is marked FAILED")
-      ->envname("LOCKBOX_DELIVERY_MAX_ATTEMPTS")->check(CLI::Range(1, 100))->capture_default_str();
+                  "Attempts before a message is marked FAILED")
+      ->envname("LOCKBOX_DELIVERY_MAX_ATTEMPTS")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
   app->add_option("--delivery-backoff-ms", delivery_backoff_ms,
-                 "Wait before the first retry; doubles each time, at most 30 minutes")
-      ->envname("LOCKBOX_DELIVERY_BACKOFF_MS")->check(CLI::Range(1, 3600000))->capture_default_str();
+                  "Wait before the first retry; doubles each time, at most 30 minutes")
+      ->envname("LOCKBOX_DELIVERY_BACKOFF_MS")
+      ->check(CLI::Range(1, 3600000))
+      ->capture_default_str();
   app->add_option("--audit-signing-key", audit_signing_key,
-                 "PEM Ed25519 private key that signs audit checkpoints (same on every replica); "
-                 "without it a key is generated once and kept in the database")
+                  "PEM Ed25519 private key that signs audit checkpoints (same on every replica); "
+                  "without it a key is generated once and kept in the database")
       ->envname("LOCKBOX_AUDIT_SIGNING_KEY");
   app->add_option("--audit-checkpoint-events", audit_checkpoint_events,
-                 "Sign a checkpoint at least every this many events of a log")
-      ->envname("LOCKBOX_AUDIT_CHECKPOINT_EVENTS")->check(CLI::Range(1, 1000000))->capture_default_str();
+                  "Sign a checkpoint at least every this many events of a log")
+      ->envname("LOCKBOX_AUDIT_CHECKPOINT_EVENTS")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
   app->add_option("--audit-checkpoint-minutes", audit_checkpoint_minutes,
-                 "...and at least every this many minutes while a log grows")
-      ->envname("LOCKBOX_AUDIT_CHECKPOINT_MINUTES")->check(CLI::Range(1, 10080))->capture_default_str();
+                  "...and at least every this many minutes while a log grows")
+      ->envname("LOCKBOX_AUDIT_CHECKPOINT_MINUTES")
+      ->check(CLI::Range(1, 10080))
+      ->capture_default_str();
   app->add_option("--grant-view", grant_view,
-                 "Answer CheckAccess from this replica's in-memory view of active grants, "
-                 "kept current by LISTEN/NOTIFY (false: every check reads the database)")
-      ->envname("LOCKBOX_GRANT_VIEW")->capture_default_str();
+                  "Answer CheckAccess from this replica's in-memory view of active grants, "
+                  "kept current by LISTEN/NOTIFY (false: every check reads the database)")
+      ->envname("LOCKBOX_GRANT_VIEW")
+      ->capture_default_str();
 }
 
 absl::Status Settings::Validate() const {
@@ -172,9 +204,10 @@ absl::Status Settings::Validate() const {
   if (!metrics_listen.empty() && !IsListenAddress(metrics_listen)) {
     return bad("--metrics-listen", "must be host:port (or empty)");
   }
-  for (const auto& [flag, file] : {std::pair<const char*, const std::string*>{"--tls-cert", &tls_cert},
-                                   {"--tls-key", &tls_key},
-                                   {"--tls-client-ca", &tls_client_ca}}) {
+  for (const auto& [flag, file] :
+       {std::pair<const char*, const std::string*>{"--tls-cert", &tls_cert},
+        {"--tls-key", &tls_key},
+        {"--tls-client-ca", &tls_client_ca}}) {
     std::ifstream probe(*file);
     if (!probe) return bad(flag, absl::StrCat("cannot read ", *file));
   }
