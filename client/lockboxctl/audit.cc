@@ -142,7 +142,7 @@ void AddKeys(CLI::App* audit, Context& ctx) {
   auto* pk = audit->add_subcommand("public-key", "Print the PEM key that verifies checkpoints");
   OnRun(ctx, pk, [&ctx](Client& cl) {
     return Show(ctx, cl.GetAuditPublicKey(v1::GetAuditPublicKeyRequest()),
-                [](const v1::AuditPublicKey& k) { std::cout << k.public_key_pem(); });
+                [](const v1::AuditPublicKeys& k) { std::cout << k.public_key_pem(); });
   });
   auto tenant = std::make_shared<std::string>();
   auto* cp = audit->add_subcommand("checkpoint", "Sign the log's head now");

@@ -202,7 +202,7 @@ LOCKBOX_READ(audit_, CreateAuditCheckpoint, v1::CreateAuditCheckpointRequest,
              v1::AuditCheckpoint)
 LOCKBOX_READ(audit_, ListAuditCheckpoints, v1::ListAuditCheckpointsRequest,
              v1::ListAuditCheckpointsResponse)
-LOCKBOX_READ(audit_, GetAuditPublicKey, v1::GetAuditPublicKeyRequest, v1::AuditPublicKey)
+LOCKBOX_READ(audit_, GetAuditPublicKey, v1::GetAuditPublicKeyRequest, v1::AuditPublicKeys)
 LOCKBOX_READ(notifications_, ListNotifications, v1::ListNotificationsRequest,
              v1::ListNotificationsResponse)
 

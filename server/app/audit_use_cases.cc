@@ -163,16 +163,22 @@ absl::StatusOr<v1::ListAuditCheckpointsResponse> AuditUseCases::ListAuditCheckpo
       });
 }
 
-absl::StatusOr<v1::AuditPublicKey> AuditUseCases::GetAuditPublicKey(
+absl::StatusOr<v1::AuditPublicKeys> AuditUseCases::GetAuditPublicKey(
     const C& c, const v1::GetAuditPublicKeyRequest&) {
-  return runner().Read<v1::AuditPublicKey>(
-      c, [&](Transaction&, const Actor& a, absl::Time) -> absl::StatusOr<v1::AuditPublicKey> {
+  return runner().Read<v1::AuditPublicKeys>(
+      c, [&](Transaction&, const Actor& a, absl::Time) -> absl::StatusOr<v1::AuditPublicKeys> {
         RETURN_IF_ERROR(authz::ReadAuditPublicKey(a));
         if (options_.audit_signer == nullptr) {
           return Error(absl::StatusCode::kFailedPrecondition, reason::kNoSigningKey,
                        "this server has no audit signing key");
         }
-        return options_.audit_signer->public_key();
+        const v1::AuditPublicKey& current = options_.audit_signer->public_key();
+        v1::AuditPublicKeys keys;
+        keys.set_key_id(current.key_id());
+        keys.set_public_key_pem(current.public_key_pem());
+        keys.set_algorithm(current.algorithm());
+        *keys.add_keys() = current;
+        return keys;
       });
 }
 

@@ -33,8 +33,8 @@ class AuditUseCases {
       const C& c, const v1::CreateAuditCheckpointRequest& r);
   absl::StatusOr<v1::ListAuditCheckpointsResponse> ListAuditCheckpoints(
       const C& c, const v1::ListAuditCheckpointsRequest& r);
-  absl::StatusOr<v1::AuditPublicKey> GetAuditPublicKey(const C& c,
-                                                       const v1::GetAuditPublicKeyRequest& r);
+  absl::StatusOr<v1::AuditPublicKeys> GetAuditPublicKey(const C& c,
+                                                        const v1::GetAuditPublicKeyRequest& r);
   // Streams the filtered log in `r.format()` to `write` in chunks, reading a
   // page at a time so memory stays flat however large the log. `write`
   // returns false when the client has gone.

@@ -14,6 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "google/protobuf/message.h"
+#include "lockbox/v1/resources.pb.h"
 #include "server/app/audit_log.h"
 #include "server/domain/clock.h"
 #include "server/domain/identity.h"
@@ -24,10 +25,43 @@
 namespace lockbox {
 
 // What the transport knows of the caller: the SPIFFE ID of the verified
-// client certificate, and the on-behalf-of header if one was sent.
+// client certificate, that certificate (and the chain the peer sent) in PEM,
+// and the on-behalf-of header if one was sent.
 struct CallerIdentity {
   std::string spiffe_id;
   std::string on_behalf_of;
+  std::string certificate_pem;
+  std::string certificate_chain_pem;
+};
+
+// Proves a caller's certificate beyond "the TLS layer accepted the chain"
+// (SPEC section 8); implemented in server/identity/ with OpenSSL.
+// Thread-safe.
+class CertificateVerifier {
+ public:
+  virtual ~CertificateVerifier() = default;
+  // Whether the caller's certificate chains to the anchor `principal`
+  // needs: for a tenant user, their tenant's bundle (`tenant_identity`,
+  // null when the tenant has none); else the provider's CA.
+  // UNAUTHENTICATED (reason::kUntrustedAnchor) when it does not.
+  virtual absl::StatusOr<CertificateEvidence> Verify(
+      const Principal& principal, const CallerIdentity& caller,
+      const v1::TenantIdentity* tenant_identity) const = 0;
+};
+
+// Verifies the signed token a portal relays in x-lockbox-on-behalf-of;
+// implemented in server/identity/ with a JOSE library from Debian.
+// Thread-safe.
+class TokenVerifier {
+ public:
+  virtual ~TokenVerifier() = default;
+  // Verifies `token` against `issuers` (one tenant's) at `now`: signature,
+  // iss, aud, exp (after now, at most 10 minutes ahead), iat, jti present.
+  // PERMISSION_DENIED (reason::kTokenRefused) otherwise. Replay is the
+  // caller's to check.
+  virtual absl::StatusOr<TokenEvidence> Verify(
+      absl::string_view token, const google::protobuf::RepeatedPtrField<v1::TokenIssuer>& issuers,
+      absl::Time now) const = 0;
 };
 
 // Thread-safe: one instance serves every call.
@@ -41,6 +75,9 @@ class UseCaseRunner {
     // Every this many events of a log, an append also signs a checkpoint
     // (with audit_signer); 0: only on demand and when idle.
     int audit_checkpoint_events = 0;
+    // Not owned; outlive the runner.
+    const CertificateVerifier* certificates = nullptr;
+    const TokenVerifier* tokens = nullptr;
   };
   explicit UseCaseRunner(Options options)
       : options_(std::move(options)),

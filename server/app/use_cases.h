@@ -24,13 +24,16 @@ struct UseCasesOptions {
   GrantView* grant_view = nullptr;
   // Every this many events of a log, an append also signs a checkpoint.
   int audit_checkpoint_events = 0;
+  // Not owned; prove callers' certificates and portals' tokens.
+  const CertificateVerifier* certificates = nullptr;
+  const TokenVerifier* tokens = nullptr;
 };
 
 class UseCases {
  public:
   explicit UseCases(UseCasesOptions options)
       : runner_({options.store, options.clock, options.trust_domain, options.audit_signer,
-                 options.audit_checkpoint_events}),
+                 options.audit_checkpoint_events, options.certificates, options.tokens}),
         page_tokens_(options.page_token_key),
         policy_({&runner_, &page_tokens_}),
         requests_({&runner_, &page_tokens_}),

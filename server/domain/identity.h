@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace lockbox {
 
@@ -75,11 +76,33 @@ class Permissions {
   std::vector<Binding> bindings_;
 };
 
+// How the caller's certificate was proven: hex SHA-256 of its DER and of
+// the CA certificate it chains to (a tenant's bundle for a tenant user, the
+// provider's CA otherwise), with that CA's subject.
+struct CertificateEvidence {
+  std::string certificate_sha256;
+  std::string anchor_sha256;
+  std::string anchor_subject;
+};
+
+// A verified on-behalf-of token: its iss, sub, jti and times.
+struct TokenEvidence {
+  std::string issuer;
+  std::string subject;
+  std::string token_id;
+  absl::Time issue_time;
+  absl::Time expire_time;
+};
+
 // The authenticated caller of one call, as the domain sees it.
 struct Actor {
   Principal principal;          // Who acts (the user, for a portal call).
   std::optional<Principal> via;  // The portal, when on behalf of a user.
   Permissions permissions;       // Of `principal`.
+  // The certificate of the connection's peer (the portal's, for a portal
+  // call), and the token that named the user, for a portal call.
+  CertificateEvidence certificate;
+  std::optional<TokenEvidence> token;
 };
 
 }  // namespace lockbox

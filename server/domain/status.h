@@ -38,6 +38,12 @@ inline constexpr Reason kEmailNotConfigured{v1::EMAIL_NOT_CONFIGURED};
 inline constexpr Reason kWebhookNotConfigured{v1::WEBHOOK_NOT_CONFIGURED};
 inline constexpr Reason kDeliveryFailed{v1::DELIVERY_FAILED};
 inline constexpr Reason kNoActiveGrant{v1::NO_ACTIVE_GRANT};
+inline constexpr Reason kUntrustedAnchor{v1::UNTRUSTED_CERTIFICATE_ANCHOR};
+inline constexpr Reason kTokenRefused{v1::TOKEN_REFUSED};
+inline constexpr Reason kTokenReplayed{v1::TOKEN_REPLAYED};
+inline constexpr Reason kSignatureRequired{v1::SIGNATURE_REQUIRED};
+inline constexpr Reason kSignatureInvalid{v1::SIGNATURE_INVALID};
+inline constexpr Reason kLastAdmin{v1::LAST_ADMIN};
 }  // namespace reason
 
 // An error with a reason.

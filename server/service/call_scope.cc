@@ -53,6 +53,10 @@ CallerIdentity CallerOf(const grpc::ServerContextBase& context) {
   if (auth) {
     std::vector<grpc::string_ref> ids = auth->FindPropertyValues("peer_spiffe_id");
     if (ids.size() == 1) caller.spiffe_id.assign(ids[0].data(), ids[0].size());
+    std::vector<grpc::string_ref> cert = auth->FindPropertyValues("x509_pem_cert");
+    if (cert.size() == 1) caller.certificate_pem.assign(cert[0].data(), cert[0].size());
+    std::vector<grpc::string_ref> chain = auth->FindPropertyValues("x509_pem_cert_chain");
+    if (chain.size() == 1) caller.certificate_chain_pem.assign(chain[0].data(), chain[0].size());
   }
   const auto& metadata = context.client_metadata();
   auto it = metadata.find(kOnBehalfOfHeader);

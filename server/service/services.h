@@ -87,7 +87,7 @@ class AuditService final : public v1::AuditService::Service {
   LOCKBOX_UNARY(CreateAuditCheckpoint, v1::CreateAuditCheckpointRequest, v1::AuditCheckpoint)
   LOCKBOX_UNARY(ListAuditCheckpoints, v1::ListAuditCheckpointsRequest,
                 v1::ListAuditCheckpointsResponse)
-  LOCKBOX_UNARY(GetAuditPublicKey, v1::GetAuditPublicKeyRequest, v1::AuditPublicKey)
+  LOCKBOX_UNARY(GetAuditPublicKey, v1::GetAuditPublicKeyRequest, v1::AuditPublicKeys)
   // Streams chunk by chunk; gRPC's flow control keeps the server's memory
   // flat when the client reads slowly.
   grpc::Status ExportAuditEvents(

@@ -29,6 +29,22 @@ class TenancyStore {
   // By ID.
   virtual absl::StatusOr<std::vector<v1::Tenant>> ListTenants(const ListQuery& query) = 0;
 
+  // The tenant's CA bundle and token issuers (ca_fingerprints are the
+  // application's to fill). Sets the etag; publishes ChangeTopic::kAccess
+  // "identity" on commit, so every replica's trust roots follow.
+  virtual absl::Status InsertTenantIdentity(const std::string& tenant,
+                                            v1::TenantIdentity* identity) = 0;
+  // NOT_FOUND when the tenant has none.
+  virtual absl::StatusOr<v1::TenantIdentity> GetTenantIdentity(const std::string& tenant,
+                                                               bool for_update) = 0;
+  // Sets the new etag; publishes as InsertTenantIdentity.
+  // REQUIRES: the identity exists.
+  virtual absl::Status UpdateTenantIdentity(const std::string& tenant,
+                                            v1::TenantIdentity* identity) = 0;
+  // Every tenant's CA bundle, by tenant ID: what the TLS layer trusts
+  // beside the provider's CA.
+  virtual absl::StatusOr<std::vector<std::pair<std::string, std::string>>> TenantCaBundles() = 0;
+
   // Sets the policy's etag.
   virtual absl::Status InsertPolicy(const std::string& tenant, v1::LockboxPolicy* policy) = 0;
   // With `for_update`, locked until the transaction ends.

@@ -170,7 +170,7 @@ class Client {
   Result<v1::AuditCheckpoint> CreateAuditCheckpoint(const v1::CreateAuditCheckpointRequest& request);
   Result<v1::ListAuditCheckpointsResponse> ListAuditCheckpoints(
       const v1::ListAuditCheckpointsRequest& request);
-  Result<v1::AuditPublicKey> GetAuditPublicKey(const v1::GetAuditPublicKeyRequest& request);
+  Result<v1::AuditPublicKeys> GetAuditPublicKey(const v1::GetAuditPublicKeyRequest& request);
   // Streams the export to `sink` chunk by chunk (returns false to stop).
   // Returns the number of bytes received.
   Result<int64_t> ExportAuditEvents(const v1::ExportAuditEventsRequest& request,

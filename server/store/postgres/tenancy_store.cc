@@ -82,7 +82,76 @@ void PublishBindingsChanged(pqxx::work& w) {
   w.exec_params("SELECT pg_notify($1, 'bindings')", ChannelOf(ChangeTopic::kAccess));
 }
 
+// The stored part of a TenantIdentity: what the tenant handed over.
+std::string IdentityJson(const v1::TenantIdentity& identity) {
+  v1::TenantIdentity stored;
+  stored.set_ca_bundle_pem(identity.ca_bundle_pem());
+  *stored.mutable_token_issuers() = identity.token_issuers();
+  return Json(stored);
+}
+
+void PublishIdentityChanged(pqxx::work& w) {
+  w.exec_params("SELECT pg_notify($1, 'identity')", ChannelOf(ChangeTopic::kAccess));
+}
+
 }  // namespace
+
+absl::Status PgTenancyStore::InsertTenantIdentity(const std::string& tenant,
+                                                  v1::TenantIdentity* identity) {
+  return tx_.Run([&](pqxx::work& w) -> absl::Status {
+    w.exec_params(
+        "INSERT INTO tenant_identities (tenant_id, identity, update_time, version) "
+        "VALUES ($1, $2::jsonb, $3, 1)",
+        tenant, IdentityJson(*identity), Us(identity->update_time()));
+    identity->set_name(absl::StrCat(TenantName(tenant), "/identity"));
+    identity->set_etag(EtagOf(1));
+    PublishIdentityChanged(w);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<v1::TenantIdentity> PgTenancyStore::GetTenantIdentity(const std::string& tenant,
+                                                                     bool for_update) {
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<v1::TenantIdentity> {
+    auto r = w.exec_params(
+        absl::StrCat("SELECT identity::text, update_time, version FROM tenant_identities "
+                     "WHERE tenant_id = $1",
+                     for_update ? " FOR UPDATE" : ""),
+        tenant);
+    if (r.empty()) return NotFound(absl::StrCat(TenantName(tenant), "/identity"));
+    v1::TenantIdentity identity = FromJson<v1::TenantIdentity>(r[0][0].as<std::string>());
+    identity.set_name(absl::StrCat(TenantName(tenant), "/identity"));
+    *identity.mutable_update_time() = Ts(r[0][1]);
+    identity.set_etag(EtagOf(r[0][2].as<int64_t>()));
+    return identity;
+  });
+}
+
+absl::Status PgTenancyStore::UpdateTenantIdentity(const std::string& tenant,
+                                                  v1::TenantIdentity* identity) {
+  return tx_.Run([&](pqxx::work& w) -> absl::Status {
+    auto r = w.exec_params1(
+        "UPDATE tenant_identities SET identity = $2::jsonb, update_time = $3, "
+        "version = version + 1 WHERE tenant_id = $1 RETURNING version",
+        tenant, IdentityJson(*identity), Us(identity->update_time()));
+    identity->set_etag(EtagOf(r[0].as<int64_t>()));
+    PublishIdentityChanged(w);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
+PgTenancyStore::TenantCaBundles() {
+  using Bundles = std::vector<std::pair<std::string, std::string>>;
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<Bundles> {
+    Bundles out;
+    for (const auto& row : w.exec(
+             "SELECT tenant_id, identity->>'ca_bundle_pem' FROM tenant_identities ORDER BY tenant_id")) {
+      out.emplace_back(row[0].as<std::string>(), row[1].is_null() ? "" : row[1].as<std::string>());
+    }
+    return out;
+  });
+}
 
 absl::Status PgTenancyStore::InsertTenant(const v1::Tenant& t) {
   return tx_.Run([&](pqxx::work& w) -> absl::Status {

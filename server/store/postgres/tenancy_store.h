@@ -16,6 +16,13 @@ class PgTenancyStore final : public TenancyStore {
   absl::StatusOr<v1::Tenant> GetTenant(const std::string& id) override;
   absl::StatusOr<std::vector<v1::Tenant>> ListTenants(const ListQuery& query) override;
 
+  absl::Status InsertTenantIdentity(const std::string& tenant,
+                                    v1::TenantIdentity* identity) override;
+  absl::StatusOr<v1::TenantIdentity> GetTenantIdentity(const std::string& tenant,
+                                                       bool for_update) override;
+  absl::Status UpdateTenantIdentity(const std::string& tenant,
+                                    v1::TenantIdentity* identity) override;
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> TenantCaBundles() override;
   absl::Status InsertPolicy(const std::string& tenant, v1::LockboxPolicy* policy) override;
   absl::StatusOr<v1::LockboxPolicy> GetPolicy(const std::string& tenant, bool for_update) override;
   absl::Status UpdatePolicy(const std::string& tenant, v1::LockboxPolicy* policy) override;
