@@ -1,6 +1,10 @@
 // AccessRequestService: the request's life.
 #include "server/app/access_request_use_cases.h"
 
+#include <optional>
+
+#include "absl/strings/escaping.h"
+#include "lockbox/decision.h"
 #include "server/app/audit_events.h"
 #include "server/app/list_page.h"
 #include "server/app/request_messages.h"
@@ -123,14 +127,143 @@ namespace {
 struct DecideArgs {
   std::string etag;
   std::string comment;
+  // The reviewer's signature; null when the call carries none.
+  const v1::DecisionSignature* signature = nullptr;
 };
+
+// How far a decision's sign time may be from the server's clock.
+constexpr absl::Duration kSignTimeSkew = absl::Minutes(5);
+
+absl::Status SignatureInvalid(absl::string_view why) {
+  return Error(absl::StatusCode::kInvalidArgument, reason::kSignatureInvalid, why);
+}
+
+// The certificate whose key signed a customer's decision: over direct mTLS
+// the TLS peer's (proven by the transport and at authentication); through a
+// portal the one the signature carries, which must be the token user's own
+// and chain to their tenant's bundle.
+absl::StatusOr<std::string> SignerCertificate(const UseCaseRunner& runner, Transaction& tx,
+                                              const CallerIdentity& c, const Actor& a,
+                                              const std::string& tenant,
+                                              const v1::DecisionSignature& signature,
+                                              absl::Time now) {
+  if (!a.via) {
+    if (c.certificate_pem.empty()) {
+      return SignatureInvalid("the connection carries no client certificate to verify it with");
+    }
+    if (!signature.certificate_pem().empty()) {
+      absl::StatusOr<std::string> given = CertificateSha256(signature.certificate_pem());
+      absl::StatusOr<std::string> peer = CertificateSha256(c.certificate_pem);
+      if (!given.ok() || !peer.ok() || *given != *peer) {
+        return SignatureInvalid(
+            "signature.certificate_pem must be the connection's own client certificate");
+      }
+    }
+    return c.certificate_pem;
+  }
+  const std::string& pem = signature.certificate_pem();
+  if (pem.empty()) {
+    return SignatureInvalid("through a portal, signature.certificate_pem is required");
+  }
+  ASSIGN_OR_RETURN(std::string signer, CertificateSpiffeId(pem));
+  if (signer != a.principal.spiffe_id) {
+    return SignatureInvalid(absl::StrCat("signature.certificate_pem is ", signer,
+                                         "'s, not the acting user's"));
+  }
+  absl::StatusOr<v1::TenantIdentity> identity = tx.tenancy().GetTenantIdentity(tenant, false);
+  if (absl::IsNotFound(identity.status())) {
+    return SignatureInvalid("the tenant has no CA bundle to prove the signer's certificate");
+  }
+  RETURN_IF_ERROR(identity.status());
+  if (runner.certificates() != nullptr) {
+    CallerIdentity as_signer{a.principal.spiffe_id, "", pem, pem};
+    absl::StatusOr<CertificateEvidence> proven =
+        runner.certificates()->Verify(a.principal, as_signer, &*identity);
+    if (!proven.ok()) return SignatureInvalid(proven.status().message());
+    return pem;
+  }
+  RETURN_IF_ERROR(VerifyCertificateChain(pem, identity->ca_bundle_pem(), ToProto(now)));
+  return pem;
+}
+
+// How the customer's reviewer was proven, with their signature verified when
+// the call carries one (docs/SIGNED_DECISIONS.md); `signer_pem` gets the
+// signing certificate. `request` is the request as it was reviewed.
+absl::StatusOr<v1::DecisionEvidence> ProveCustomerDecision(
+    const UseCaseRunner& runner, Transaction& tx, const CallerIdentity& c, const Actor& a,
+    absl::Time now, const v1::AccessRequest& request, const DecideArgs& args,
+    v1::Decision::Verdict verdict, std::string* signer_pem) {
+  v1::DecisionEvidence evidence;
+  if (!a.certificate.certificate_sha256.empty()) {
+    evidence.set_certificate_sha256(a.certificate.certificate_sha256);
+    evidence.set_anchor_sha256(a.certificate.anchor_sha256);
+    evidence.set_anchor_subject(a.certificate.anchor_subject);
+  } else if (!a.via && !c.certificate_pem.empty()) {
+    // No verifier proved the anchor: still the fingerprint of the peer.
+    absl::StatusOr<std::string> sha = CertificateSha256(c.certificate_pem);
+    if (sha.ok()) evidence.set_certificate_sha256(*sha);
+  }
+  if (a.token) {
+    evidence.set_token_issuer(a.token->issuer);
+    evidence.set_token_subject(a.token->subject);
+    evidence.set_token_id(a.token->token_id);
+    *evidence.mutable_token_issue_time() = ToProto(a.token->issue_time);
+  }
+  const std::string tenant = TenantOfName(request.name());
+  if (args.signature == nullptr) {
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(tenant, false));
+    if (policy.require_signed_decisions()) {
+      return Error(absl::StatusCode::kFailedPrecondition, reason::kSignatureRequired,
+                   "the tenant's policy requires the reviewer's signature on the decision "
+                   "(docs/SIGNED_DECISIONS.md)");
+    }
+    return evidence;
+  }
+  const v1::DecisionSignature& signature = *args.signature;
+  if (args.etag.empty()) return SignatureInvalid("a signed decision must set etag");
+  if (absl::AbsDuration(FromProto(signature.sign_time()) - now) > kSignTimeSkew) {
+    return SignatureInvalid("signature.sign_time is more than 5 minutes from the server's clock");
+  }
+  ASSIGN_OR_RETURN(*signer_pem, SignerCertificate(runner, tx, c, a, tenant, signature, now));
+  DecisionToSign signed_bytes{request.name(), args.etag, verdict, args.comment,
+                              signature.sign_time()};
+  RETURN_IF_ERROR(VerifyDecisionSignature(*signer_pem, signed_bytes, signature.signature()));
+  evidence.set_signed_(true);
+  return evidence;
+}
+
+// evidence.* in a decision's audit event: what an offline verifier needs.
+void EvidenceDetails(const v1::DecisionEvidence& evidence, const DecideArgs& args,
+                     const std::string& signer_pem, v1::AuditEvent* e) {
+  auto& d = *e->mutable_details();
+  auto put = [&](const char* key, const std::string& value) {
+    if (!value.empty()) d[key] = value;
+  };
+  put("evidence.certificate_sha256", evidence.certificate_sha256());
+  put("evidence.anchor_sha256", evidence.anchor_sha256());
+  put("evidence.anchor_subject", evidence.anchor_subject());
+  put("evidence.token_issuer", evidence.token_issuer());
+  put("evidence.token_subject", evidence.token_subject());
+  put("evidence.token_id", evidence.token_id());
+  if (evidence.has_token_issue_time()) {
+    d["evidence.token_issue_time"] =
+        absl::FormatTime(absl::RFC3339_full, FromProto(evidence.token_issue_time()),
+                         absl::UTCTimeZone());
+  }
+  d["evidence.signed"] = evidence.signed_() ? "true" : "false";
+  if (!evidence.signed_()) return;
+  d["evidence.signature"] = absl::Base64Escape(args.signature->signature());
+  d["evidence.signer_certificate_pem"] = signer_pem;
+  d["evidence.sign_time"] = FormatSignTime(args.signature->sign_time());
+  d["evidence.etag"] = args.etag;
+}
 
 }  // namespace
 
 // Approve and Deny share everything but the verdict.
-static absl::StatusOr<v1::AccessRequest> DecideIn(const AuditLog& audit_log, Transaction& tx,
-                                                  const Actor& a, absl::Time now,
-                                                  const TenantChildName& name,
+static absl::StatusOr<v1::AccessRequest> DecideIn(const UseCaseRunner& runner, Transaction& tx,
+                                                  const CallerIdentity& c, const Actor& a,
+                                                  absl::Time now, const TenantChildName& name,
                                                   const DecideArgs& args,
                                                   v1::Decision::Verdict verdict,
                                                   v1::Grant* grant_out) {
@@ -148,13 +281,24 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(const AuditLog& audit_log, Tra
     ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(name.tenant, false));
     needs_customer = NeedsCustomerReview(policy, env, request.data_sources());
   }
+  const v1::AccessRequest reviewed = request;
   RETURN_IF_ERROR(Decide(a, verdict, args.comment, needs_customer, now, &request));
+  // Only the customer's stage is proven and signed: the internal review is
+  // the provider's own, and an operator's signature would be ignored.
+  std::optional<v1::DecisionEvidence> evidence;
+  std::string signer_pem;
+  if (reviewed.stage() == v1::AccessRequest::CUSTOMER_REVIEW) {
+    ASSIGN_OR_RETURN(evidence, ProveCustomerDecision(runner, tx, c, a, now, reviewed, args,
+                                                     verdict, &signer_pem));
+    *request.mutable_decisions(request.decisions_size() - 1)->mutable_evidence() = *evidence;
+  }
   v1::AuditEvent e = NewAuditEvent(
       a, verdict == v1::Decision::APPROVE ? "access_request.approve" : "access_request.deny",
       name.tenant, request.name(), now);
   (*e.mutable_details())["stage"] =
       v1::AccessRequest::Stage_Name(request.decisions().rbegin()->stage());
   if (!args.comment.empty()) (*e.mutable_details())["comment"] = args.comment;
+  if (evidence) EvidenceDetails(*evidence, args, signer_pem, &e);
   if (request.state() == v1::AccessRequest::APPROVED) {
     std::string grant_id = NewUuid();
     v1::Grant grant = NewGrant(request, name.tenant, grant_id, now);
@@ -166,7 +310,7 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(const AuditLog& audit_log, Tra
   }
   RETURN_IF_ERROR(tx.requests().UpdateAccessRequest(name.tenant, name.id, &request));
   SetRequestFields(request, &e);
-  RETURN_IF_ERROR(audit_log.Append(tx, &e));
+  RETURN_IF_ERROR(runner.audit_log().Append(tx, &e));
   return request;
 }
 
@@ -185,13 +329,13 @@ static absl::Status NotifyDecision(Transaction& tx, const v1::AccessRequest& req
 absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::ApproveAccessRequest(
     const C& c, const v1::ApproveAccessRequestRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "accessRequests", "name"));
-  DecideArgs args{r.etag(), r.comment()};
+  DecideArgs args{r.etag(), r.comment(), r.has_signature() ? &r.signature() : nullptr};
   return runner().Change<v1::AccessRequest>(
       c, "ApproveAccessRequest", r, r.request_id(),
       [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::AccessRequest> {
         v1::Grant grant;
-        ASSIGN_OR_RETURN(v1::AccessRequest request, DecideIn(runner().audit_log(), tx, a, now, name,
-                                                             args, v1::Decision::APPROVE, &grant));
+        ASSIGN_OR_RETURN(v1::AccessRequest request,
+                         DecideIn(runner(), tx, c, a, now, name, args, v1::Decision::APPROVE, &grant));
         RETURN_IF_ERROR(NotifyDecision(tx, request, grant, now));
         return request;
       });
@@ -200,13 +344,13 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::ApproveAccessRequest(
 absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::DenyAccessRequest(
     const C& c, const v1::DenyAccessRequestRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "accessRequests", "name"));
-  DecideArgs args{r.etag(), r.comment()};
+  DecideArgs args{r.etag(), r.comment(), r.has_signature() ? &r.signature() : nullptr};
   return runner().Change<v1::AccessRequest>(
       c, "DenyAccessRequest", r, r.request_id(),
       [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::AccessRequest> {
         v1::Grant grant;
-        ASSIGN_OR_RETURN(v1::AccessRequest request, DecideIn(runner().audit_log(), tx, a, now, name,
-                                                             args, v1::Decision::DENY, &grant));
+        ASSIGN_OR_RETURN(v1::AccessRequest request,
+                         DecideIn(runner(), tx, c, a, now, name, args, v1::Decision::DENY, &grant));
         RETURN_IF_ERROR(NotifyDecision(tx, request, grant, now));
         return request;
       });

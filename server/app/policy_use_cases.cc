@@ -25,6 +25,9 @@ void PolicyDetails(const v1::LockboxPolicy& p, v1::AuditEvent* e) {
   d["allow_revocation"] = Bool(p.allow_revocation());
   d["webhook_url"] = p.webhook_url();
   d["webhook_secret_set"] = Bool(p.webhook_secret_set());
+  // The offline verifier follows this to know when decisions had to be
+  // signed (docs/SIGNED_DECISIONS.md).
+  d["require_signed_decisions"] = Bool(p.require_signed_decisions());
 }
 
 void EnvironmentDetails(const v1::Environment& env, v1::AuditEvent* e) {

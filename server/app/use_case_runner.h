@@ -88,6 +88,9 @@ class UseCaseRunner {
   const std::string& trust_domain() const { return options_.trust_domain; }
   // Where every use case appends its audit events, in its transaction.
   const AuditLog& audit_log() const { return audit_log_; }
+  // Proves certificates other than the caller's own (a decision's signer
+  // through a portal); null when the server has none.
+  const CertificateVerifier* certificates() const { return options_.certificates; }
 
   template <typename R>
   using Body = std::function<absl::StatusOr<R>(Transaction&, const Actor&, absl::Time)>;

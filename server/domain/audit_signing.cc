@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "lockbox/audit.h"
+#include "lockbox/decision.h"
 #include "server/domain/status.h"
 
 namespace lockbox {
@@ -74,6 +75,32 @@ std::string Csv(const std::string& field) {
 
 std::string CsvTime(const v1::AuditEvent& e, bool has, const google::protobuf::Timestamp& t) {
   return has ? absl::FormatTime(absl::RFC3339_full, TimeOf(t), absl::UTCTimeZone()) : "";
+}
+
+// A decision event's signature against the tenant's bundle, and the
+// policy's require_signed_decisions as the log records it. Returns why the
+// event fails, or "".
+std::string CheckDecision(const v1::AuditEvent& e, const std::string& bundle, bool* required,
+                          int64_t* verified) {
+  const auto& details = e.details();
+  if (e.action() == "lockbox_policy.update" || e.action() == "tenant.create") {
+    auto it = details.find("require_signed_decisions");
+    *required = it != details.end() && it->second == "true";
+    return "";
+  }
+  absl::StatusOr<bool> signed_decision = VerifySignedDecisionEvent(e, bundle);
+  if (!signed_decision.ok()) return std::string(signed_decision.status().message());
+  if (*signed_decision) {
+    ++*verified;
+    return "";
+  }
+  auto stage = details.find("stage");
+  bool customer = (e.action() == "access_request.approve" || e.action() == "access_request.deny") &&
+                  stage != details.end() && stage->second == "CUSTOMER_REVIEW";
+  if (customer && *required) {
+    return "a customer decision without a signature while the policy required signed decisions";
+  }
+  return "";
 }
 
 }  // namespace
@@ -284,6 +311,11 @@ absl::Status ParseExportLine(const std::string& line, v1::AuditEvent* event,
 
 absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(std::istream& in,
                                                              const std::string& public_key_pem) {
+  return VerifyAuditExport(in, public_key_pem, "");
+}
+
+absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(
+    std::istream& in, const std::string& public_key_pem, const std::string& tenant_ca_bundle_pem) {
   // Checkpoints come first in an export; the verifier needs them all before
   // the first event.
   static const std::string kCheckpoint = "{\"checkpoint\":";
@@ -302,6 +334,10 @@ absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(std::istream& in,
   }
   ASSIGN_OR_RETURN(ChainVerifier verifier,
                    ChainVerifier::Create(public_key_pem, std::move(checkpoints)));
+  // Decision signatures, checked on the events the chain has verified.
+  bool signatures_required = false;
+  int64_t signed_decisions = 0;
+  std::string decision_failure, bad_event;
   for (; have_line || std::getline(in, line); have_line = false) {
     if (line.empty()) continue;
     v1::AuditEvent e;
@@ -312,8 +348,24 @@ absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(std::istream& in,
                    "not a JSON Lines audit export: " + line.substr(0, 80));
     }
     if (!verifier.Add(e)) break;
+    if (tenant_ca_bundle_pem.empty()) continue;
+    decision_failure = CheckDecision(e, tenant_ca_bundle_pem, &signatures_required, &signed_decisions);
+    if (!decision_failure.empty()) {
+      bad_event = e.name();
+      break;
+    }
   }
-  return verifier.Finish();
+  v1::VerifyAuditLogResponse verdict = verifier.Finish();
+  verdict.set_verified_decision_signatures(signed_decisions);
+  if (!decision_failure.empty()) {
+    verdict.set_ok(false);
+    verdict.set_first_bad_event(bad_event);
+    verdict.set_detail(decision_failure);
+  } else if (verdict.ok() && !tenant_ca_bundle_pem.empty()) {
+    verdict.set_detail(absl::StrCat(verdict.detail(), "; verified ", signed_decisions,
+                                    " decision signatures against the tenant's CA bundle"));
+  }
+  return verdict;
 }
 
 }  // namespace lockbox

@@ -137,8 +137,11 @@ absl::Status ApplyPolicyUpdate(const v1::LockboxPolicy& update,
                                v1::LockboxPolicy* policy) {
   RETURN_IF_ERROR(CheckMaskPaths(
       mask, {"enabled", "request_ttl", "access_duration", "notification_emails",
-             "allow_revocation", "webhook_url", "webhook_secret"}));
+             "allow_revocation", "webhook_url", "webhook_secret", "require_signed_decisions"}));
   if (MaskHas(mask, "enabled")) policy->set_enabled(update.enabled());
+  if (MaskHas(mask, "require_signed_decisions")) {
+    policy->set_require_signed_decisions(update.require_signed_decisions());
+  }
   if (MaskHas(mask, "allow_revocation")) {
     policy->set_allow_revocation(update.allow_revocation());
   }

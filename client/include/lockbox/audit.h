@@ -111,6 +111,15 @@ absl::Status ParseExportLine(const std::string& line, v1::AuditEvent* event,
 // not grow with the export.
 absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(std::istream& in,
                                                              const std::string& public_key_pem);
+// The same, and with a non-empty `tenant_ca_bundle_pem` (the tenant's CA
+// certificates in PEM) every signed decision of the export verified as
+// VerifySignedDecisionEvent (lockbox/decision.h) does, counted in
+// verified_decision_signatures; a customer-stage decision without a
+// signature while the log's last policy.update said
+// require_signed_decisions=true fails too. The verdict names the first
+// event that fails either check.
+absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(
+    std::istream& in, const std::string& public_key_pem, const std::string& tenant_ca_bundle_pem);
 
 }  // namespace lockbox
 

@@ -23,7 +23,7 @@ v1::Tenant ToTenant(const pqxx::row& r) {
 constexpr char kPolicyCols[] =
     "tenant_id, enabled, request_ttl_us, access_duration_us, "
     "notification_emails, allow_revocation, update_time, version, webhook_url, "
-    "webhook_secret <> ''";
+    "webhook_secret <> '', require_signed_decisions";
 v1::LockboxPolicy ToPolicy(const pqxx::row& r) {
   v1::LockboxPolicy p;
   p.set_name(absl::StrCat("tenants/", r[0].as<std::string>(), "/lockboxPolicy"));
@@ -36,6 +36,7 @@ v1::LockboxPolicy ToPolicy(const pqxx::row& r) {
   p.set_etag(EtagOf(r[7].as<int64_t>()));
   p.set_webhook_url(r[8].as<std::string>());
   p.set_webhook_secret_set(r[9].as<bool>());
+  p.set_require_signed_decisions(r[10].as<bool>());
   return p;
 }
 
@@ -190,10 +191,11 @@ absl::Status PgTenancyStore::InsertPolicy(const std::string& tenant, v1::Lockbox
   return tx_.Run([&](pqxx::work& w) -> absl::Status {
     w.exec_params(
         "INSERT INTO lockbox_policies (tenant_id, enabled, request_ttl_us, access_duration_us, "
-        "notification_emails, allow_revocation, update_time, version) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, 1)",
+        "notification_emails, allow_revocation, update_time, version, require_signed_decisions) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8)",
         tenant, p->enabled(), Us(p->request_ttl()), Us(p->access_duration()),
-        List(p->notification_emails()), p->allow_revocation(), Us(p->update_time()));
+        List(p->notification_emails()), p->allow_revocation(), Us(p->update_time()),
+        p->require_signed_decisions());
     p->set_etag(EtagOf(1));
     return absl::OkStatus();
   });
@@ -215,10 +217,12 @@ absl::Status PgTenancyStore::UpdatePolicy(const std::string& tenant, v1::Lockbox
   return tx_.Run([&](pqxx::work& w) -> absl::Status {
     auto r = w.exec_params1(
         "UPDATE lockbox_policies SET enabled = $2, request_ttl_us = $3, access_duration_us = $4, "
-        "notification_emails = $5, allow_revocation = $6, update_time = $7, version = version + 1 "
+        "notification_emails = $5, allow_revocation = $6, update_time = $7, "
+        "require_signed_decisions = $8, version = version + 1 "
         "WHERE tenant_id = $1 RETURNING version",
         tenant, p->enabled(), Us(p->request_ttl()), Us(p->access_duration()),
-        List(p->notification_emails()), p->allow_revocation(), Us(p->update_time()));
+        List(p->notification_emails()), p->allow_revocation(), Us(p->update_time()),
+        p->require_signed_decisions());
     p->set_etag(EtagOf(r[0].as<int64_t>()));
     return absl::OkStatus();
   });

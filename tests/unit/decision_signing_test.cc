@@ -1,0 +1,191 @@
+// Signed decisions (lockbox/decision.h, docs/SIGNED_DECISIONS.md): the
+// bytes, signing and verifying with each key type, and every field bound.
+#include "lockbox/decision.h"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+
+#include "absl/strings/escaping.h"
+#include "lockbox/error_reason.h"
+#include "server/domain/status.h"
+#include "tests/support/test_pki.h"
+
+namespace lockbox {
+namespace {
+
+using testing::NewCa;
+using testing::NewKeyPem;
+using testing::NewLeaf;
+using testing::TestCertificate;
+
+constexpr char kUser[] = "spiffe://lockbox.test/tenant/ma/user/dana";
+
+DecisionToSign Example() {
+  DecisionToSign d;
+  d.request = "tenants/ma/accessRequests/r1";
+  d.etag = "\"7\"";
+  d.verdict = v1::Decision::APPROVE;
+  d.comment = "ok";
+  d.sign_time.set_seconds(1796126400);  // 2026-12-01T12:00:00Z
+  d.sign_time.set_nanos(123456789);     // below the microsecond: dropped
+  return d;
+}
+
+TEST(DecisionSigning, GoldenBytes) {
+  // The example of docs/SIGNED_DECISIONS.md, byte for byte.
+  EXPECT_EQ(absl::BytesToHexString(CanonicalDecisionBytes(Example())),
+            "6c6f636b626f782e6465636973696f6e2e7631"
+            "0000001c74656e616e74732f6d612f61636365737352657175657374732f7231"
+            "00000003223722"
+            "00000007415050524f5645"
+            "000000026f6b"
+            "0000001031373936313236343030313233343536");
+}
+
+TEST(DecisionSigning, LengthPrefixesKeepFieldsApart) {
+  DecisionToSign a = Example(), b = Example();
+  a.etag = "\"7\"x";
+  a.comment = "";
+  b.etag = "\"7\"";
+  b.comment = "x";
+  EXPECT_NE(CanonicalDecisionBytes(a), CanonicalDecisionBytes(b));
+}
+
+TEST(DecisionSigning, SignTimeRoundTripsAtTheMicrosecond) {
+  DecisionToSign d = Example();
+  EXPECT_EQ(FormatSignTime(d.sign_time), "2026-12-01T12:00:00.123456Z");
+  auto back = ParseSignTime("2026-12-01T12:00:00.123456Z");
+  ASSERT_TRUE(back.ok()) << back.status();
+  d.sign_time = *back;
+  EXPECT_EQ(CanonicalDecisionBytes(d), CanonicalDecisionBytes(Example()));
+  EXPECT_FALSE(ParseSignTime("2026-12-01T12:00:00.1234Z").ok());
+  EXPECT_FALSE(ParseSignTime("2026-12-01T13:00:00.123456+01:00").ok());
+}
+
+class KeyTypes : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(KeyTypes, SignsAndVerifiesAndRefusesEveryTamperedField) {
+  TestCertificate ca = NewCa("Tenant MA CA");
+  TestCertificate user = NewLeaf(ca, kUser, GetParam());
+  DecisionToSign d = Example();
+  auto signature = SignDecision(user.key_pem, d);
+  ASSERT_TRUE(signature.ok()) << signature.status();
+  EXPECT_TRUE(VerifyDecisionSignature(user.certificate_pem, d, *signature).ok());
+
+  const std::vector<std::function<void(DecisionToSign*)>> tamper = {
+      [](DecisionToSign* x) { x->request = "tenants/ma/accessRequests/r2"; },
+      [](DecisionToSign* x) { x->etag = "\"8\""; },
+      [](DecisionToSign* x) { x->verdict = v1::Decision::DENY; },
+      [](DecisionToSign* x) { x->comment = "ok!"; },
+      [](DecisionToSign* x) { x->sign_time.set_nanos(x->sign_time.nanos() + 1000); },
+  };
+  for (size_t i = 0; i < tamper.size(); ++i) {
+    DecisionToSign changed = d;
+    tamper[i](&changed);
+    absl::Status s = VerifyDecisionSignature(user.certificate_pem, changed, *signature);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << "field " << i;
+    EXPECT_EQ(ReasonOf(s), std::string(reason::kSignatureInvalid)) << "field " << i;
+  }
+  std::string flipped = *signature;
+  flipped[flipped.size() / 2] ^= 1;
+  EXPECT_FALSE(VerifyDecisionSignature(user.certificate_pem, d, flipped).ok());
+  // Another user's certificate does not verify it.
+  TestCertificate other = NewLeaf(ca, kUser, GetParam());
+  EXPECT_FALSE(VerifyDecisionSignature(other.certificate_pem, d, *signature).ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(EcRsaEd25519, KeyTypes, ::testing::Values("ec", "rsa", "ed25519"));
+
+TEST(DecisionSigning, RefusesOtherKeyTypes) {
+  TestCertificate ca = NewCa("CA");
+  for (const char* type : {"ec384", "rsa1024"}) {
+    EXPECT_FALSE(SignDecision(NewKeyPem(type), Example()).ok()) << type;
+    TestCertificate user = NewLeaf(ca, kUser, type);
+    EXPECT_EQ(ReasonOf(VerifyDecisionSignature(user.certificate_pem, Example(), "sig")),
+              std::string(reason::kSignatureInvalid))
+        << type;
+  }
+  EXPECT_FALSE(SignDecision("not a key", Example()).ok());
+}
+
+TEST(DecisionSigning, CertificateSpiffeIdAndChain) {
+  TestCertificate ca = NewCa("Tenant MA CA");
+  TestCertificate other_ca = NewCa("Provider CA", "ed25519");
+  TestCertificate user = NewLeaf(ca, kUser);
+  auto id = CertificateSpiffeId(user.certificate_pem);
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(*id, kUser);
+  auto sha = CertificateSha256(user.certificate_pem);
+  ASSERT_TRUE(sha.ok());
+  EXPECT_EQ(sha->size(), 64u);
+
+  google::protobuf::Timestamp now;
+  now.set_seconds(time(nullptr));
+  EXPECT_TRUE(VerifyCertificateChain(user.certificate_pem, ca.certificate_pem, now).ok());
+  // A bundle of several CAs: any one is the anchor.
+  EXPECT_TRUE(VerifyCertificateChain(user.certificate_pem,
+                                     other_ca.certificate_pem + ca.certificate_pem, now)
+                  .ok());
+  absl::Status wrong = VerifyCertificateChain(user.certificate_pem, other_ca.certificate_pem, now);
+  EXPECT_EQ(ReasonOf(wrong), std::string(reason::kSignatureInvalid));
+  // Checked at the sign time: two days ahead the certificate has expired.
+  google::protobuf::Timestamp later = now;
+  later.set_seconds(now.seconds() + 2 * 24 * 3600);
+  EXPECT_FALSE(VerifyCertificateChain(user.certificate_pem, ca.certificate_pem, later).ok());
+}
+
+// An audit event as lockboxd records a signed customer decision.
+v1::AuditEvent SignedEvent(const TestCertificate& user, const DecisionToSign& d) {
+  v1::AuditEvent e;
+  e.set_name("tenants/ma/auditEvents/9");
+  e.set_actor(kUser);
+  e.set_action("access_request.approve");
+  e.set_resource(d.request);
+  auto& details = *e.mutable_details();
+  details["stage"] = "CUSTOMER_REVIEW";
+  details["comment"] = d.comment;
+  details["evidence.signed"] = "true";
+  details["evidence.signature"] = absl::Base64Escape(*SignDecision(user.key_pem, d));
+  details["evidence.signer_certificate_pem"] = user.certificate_pem;
+  details["evidence.sign_time"] = FormatSignTime(d.sign_time);
+  details["evidence.etag"] = d.etag;
+  return e;
+}
+
+TEST(DecisionSigning, SignedDecisionEvent) {
+  TestCertificate ca = NewCa("Tenant MA CA");
+  TestCertificate user = NewLeaf(ca, kUser);
+  DecisionToSign d = Example();
+  d.sign_time.set_seconds(time(nullptr));
+  d.sign_time.set_nanos(0);
+  v1::AuditEvent e = SignedEvent(user, d);
+  auto ok = VerifySignedDecisionEvent(e, ca.certificate_pem);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_TRUE(*ok);
+
+  v1::AuditEvent unsigned_event = e;
+  unsigned_event.mutable_details()->erase("evidence.signature");
+  EXPECT_FALSE(*VerifySignedDecisionEvent(unsigned_event, ca.certificate_pem));
+
+  for (const char* key : {"comment", "evidence.etag", "evidence.sign_time"}) {
+    v1::AuditEvent changed = e;
+    (*changed.mutable_details())[key] =
+        std::string(key) == "evidence.sign_time" ? "2020-01-01T00:00:00.000000Z" : "other";
+    EXPECT_FALSE(VerifySignedDecisionEvent(changed, ca.certificate_pem).ok()) << key;
+  }
+  v1::AuditEvent as_deny = e;
+  as_deny.set_action("access_request.deny");
+  EXPECT_FALSE(VerifySignedDecisionEvent(as_deny, ca.certificate_pem).ok());
+  v1::AuditEvent other_actor = e;
+  other_actor.set_actor("spiffe://lockbox.test/tenant/ma/user/ghost");
+  EXPECT_FALSE(VerifySignedDecisionEvent(other_actor, ca.certificate_pem).ok());
+  // Signed by a certificate of the right name from another CA (the
+  // provider's): refused against the tenant's bundle.
+  TestCertificate provider_ca = NewCa("Provider CA");
+  v1::AuditEvent forged = SignedEvent(NewLeaf(provider_ca, kUser), d);
+  EXPECT_FALSE(VerifySignedDecisionEvent(forged, ca.certificate_pem).ok());
+}
+
+}  // namespace
+}  // namespace lockbox
