@@ -171,16 +171,18 @@ absl::StatusOr<std::string> SignerCertificate(const UseCaseRunner& runner, Trans
                                          "'s, not the acting user's"));
   }
   absl::StatusOr<v1::TenantIdentity> identity = tx.tenancy().GetTenantIdentity(tenant, false);
-  if (absl::IsNotFound(identity.status())) {
-    return SignatureInvalid("the tenant has no CA bundle to prove the signer's certificate");
-  }
-  RETURN_IF_ERROR(identity.status());
+  bool registered = identity.ok();
+  if (!registered && !absl::IsNotFound(identity.status())) return identity.status();
   if (runner.certificates() != nullptr) {
+    // The verifier that proves callers proves the signer the same way.
     CallerIdentity as_signer{a.principal.spiffe_id, "", pem, pem};
     absl::StatusOr<CertificateEvidence> proven =
-        runner.certificates()->Verify(a.principal, as_signer, &*identity);
+        runner.certificates()->Verify(a.principal, as_signer, registered ? &*identity : nullptr);
     if (!proven.ok()) return SignatureInvalid(proven.status().message());
     return pem;
+  }
+  if (!registered) {
+    return SignatureInvalid("the tenant has no CA bundle to prove the signer's certificate");
   }
   RETURN_IF_ERROR(VerifyCertificateChain(pem, identity->ca_bundle_pem(), ToProto(now)));
   return pem;

@@ -48,6 +48,7 @@ absl::StatusOr<std::unique_ptr<InProcessLockbox>> InProcessLockbox::Create(
   lockbox_options.audit_signer = app->signer_.get();
   // No grant view: CheckAccess reads the database, which is what decides.
   lockbox_options.grant_view = nullptr;
+  lockbox_options.certificates = options.certificates;
   app->use_cases_ = std::make_unique<UseCases>(std::move(lockbox_options));
 
   absl::Status bootstrap = app->use_cases_->policy().EnsureBootstrapAdmin(app->admin_.spiffe_id);

@@ -42,6 +42,9 @@ struct InProcessOptions {
   absl::Time start = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()));
   // The bootstrap admin, bound as lockbox.admin as lockboxd does at start.
   std::string bootstrap_admin = "operator/admin";
+  // Proves certificates beyond the caller's SPIFFE ID (not owned; outlives
+  // the application); none by default.
+  const CertificateVerifier* certificates = nullptr;
 };
 
 // One database, store and application. Thread-safe as Lockbox is: tests

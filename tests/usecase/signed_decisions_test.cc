@@ -1,0 +1,396 @@
+// Signed customer decisions and their evidence (docs/SIGNED_DECISIONS.md),
+// in-process against a real PostgreSQL with a fake clock: required but
+// missing, tampered, stale, off the clock, through a portal, and an export
+// whose forged decision signature only the offline check catches.
+//
+// The tenant CA and user certificates are made here (tests/support/
+// test_pki.h); the caller's certificate is set on the CallerIdentity as the
+// transport sets it.
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_split.h"
+#include "lockbox/audit.h"
+#include "lockbox/decision.h"
+#include "server/domain/lifecycle.h"
+#include "tests/support/in_process.h"
+#include "tests/support/test_pki.h"
+
+namespace lockbox::testing {
+namespace {
+
+using Code = absl::StatusCode;
+
+// Proves a certificate as the server's verifier would: it chains to the
+// test's tenant CA. Thread-safe (immutable).
+class TestCertificateVerifier final : public CertificateVerifier {
+ public:
+  explicit TestCertificateVerifier(std::string ca_pem) : ca_pem_(std::move(ca_pem)) {}
+  absl::StatusOr<CertificateEvidence> Verify(const Principal&, const CallerIdentity& caller,
+                                             const v1::TenantIdentity*) const override {
+    google::protobuf::Timestamp now;
+    now.set_seconds(absl::ToUnixSeconds(absl::Now()));
+    RETURN_IF_ERROR(VerifyCertificateChain(caller.certificate_pem, ca_pem_, now));
+    ASSIGN_OR_RETURN(std::string sha, CertificateSha256(caller.certificate_pem));
+    ASSIGN_OR_RETURN(std::string anchor, CertificateSha256(ca_pem_));
+    return CertificateEvidence{sha, anchor, "CN=Tenant MA CA"};
+  }
+
+ private:
+  std::string ca_pem_;
+};
+
+class SignedDecisionsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ca_ = NewCa("Tenant MA CA");
+    dana_ = NewLeaf(ca_, SpiffeId("tenant/ma/user/dana"));
+    verifier_ = std::make_unique<TestCertificateVerifier>(ca_.certificate_pem);
+    InProcessOptions options;
+    options.certificates = verifier_.get();
+    auto app = InProcessLockbox::Create(options);
+    ASSERT_TRUE(app.ok()) << app.status();
+    app_ = std::move(*app);
+    auto world = DemoWorld::Create(app_.get());
+    ASSERT_TRUE(world.ok()) << world.status();
+    world_ = std::make_unique<DemoWorld>(std::move(*world));
+    dana_caller_ = world_->tenant_a_admin;
+    dana_caller_.certificate_pem = dana_.certificate_pem;
+  }
+
+  UseCases& use_cases() { return app_->use_cases(); }
+  const DemoWorld& w() const { return *world_; }
+
+  void RequireSignatures(bool on) {
+    v1::UpdateLockboxPolicyRequest up;
+    up.mutable_lockbox_policy()->set_name(std::string(DemoWorld::kTenantA) + "/lockboxPolicy");
+    up.mutable_lockbox_policy()->set_require_signed_decisions(on);
+    up.mutable_update_mask()->add_paths("require_signed_decisions");
+    auto policy = use_cases().policy().UpdateLockboxPolicy(w().tenant_a_admin, up);
+    ASSERT_TRUE(policy.ok()) << policy.status();
+    EXPECT_EQ(policy->require_signed_decisions(), on);
+  }
+
+  // A request of tenant A waiting for the customer.
+  v1::AccessRequest AtCustomerStage() {
+    auto request = w().PendingRequest();
+    EXPECT_TRUE(request.ok()) << request.status();
+    v1::ApproveAccessRequestRequest approve;
+    approve.set_name(request->name());
+    auto decided = use_cases().requests().ApproveAccessRequest(w().reviewer, approve);
+    EXPECT_TRUE(decided.ok()) << decided.status();
+    EXPECT_EQ(decided->stage(), v1::AccessRequest::CUSTOMER_REVIEW);
+    return *decided;
+  }
+
+  // An approval of `request` signed with `key_pem` over exactly its fields.
+  v1::ApproveAccessRequestRequest SignedApproval(const v1::AccessRequest& request,
+                                                 const std::string& comment,
+                                                 const std::string& key_pem) {
+    v1::ApproveAccessRequestRequest r;
+    r.set_name(request.name());
+    r.set_etag(request.etag());
+    r.set_comment(comment);
+    DecisionToSign d{request.name(), request.etag(), v1::Decision::APPROVE, comment,
+                     ToProto(app_->clock().Now())};
+    auto signature = SignDecision(key_pem, d);
+    EXPECT_TRUE(signature.ok()) << signature.status();
+    *r.mutable_signature()->mutable_sign_time() = d.sign_time;
+    r.mutable_signature()->set_signature(*signature);
+    return r;
+  }
+
+  // The tenant log's decision events for `request`, in order.
+  std::vector<v1::AuditEvent> DecisionEvents(const std::string& request) {
+    v1::ListAuditEventsRequest list;
+    list.set_parent(DemoWorld::kTenantA);
+    list.set_page_size(100);
+    list.set_filter("access_request = \"" + request + "\"");
+    auto events = use_cases().audit().ListAuditEvents(w().tenant_a_auditor, list);
+    EXPECT_TRUE(events.ok()) << events.status();
+    std::vector<v1::AuditEvent> out;
+    for (const auto& e : events->audit_events()) {
+      if (e.action() == "access_request.approve" || e.action() == "access_request.deny") {
+        out.push_back(e);
+      }
+    }
+    return out;
+  }
+
+  std::string Export() {
+    v1::ExportAuditEventsRequest r;
+    r.set_parent(DemoWorld::kTenantA);
+    r.set_format(v1::ExportAuditEventsRequest::JSON_LINES);
+    std::string out;
+    absl::Status s = use_cases().audit().ExportAuditEvents(w().tenant_a_auditor, r,
+                                                           [&](const std::string& chunk) {
+                                                             out += chunk;
+                                                             return true;
+                                                           });
+    EXPECT_TRUE(s.ok()) << s;
+    return out;
+  }
+
+  TestCertificate ca_, dana_;
+  std::unique_ptr<TestCertificateVerifier> verifier_;
+  std::unique_ptr<InProcessLockbox> app_;
+  std::unique_ptr<DemoWorld> world_;
+  CallerIdentity dana_caller_;
+};
+
+TEST_F(SignedDecisionsTest, PolicyFieldIsAuditedAndOffByDefault) {
+  v1::GetLockboxPolicyRequest get;
+  get.set_name(std::string(DemoWorld::kTenantA) + "/lockboxPolicy");
+  EXPECT_FALSE(use_cases().policy().GetLockboxPolicy(w().tenant_a_admin, get)->require_signed_decisions());
+  RequireSignatures(true);
+  EXPECT_TRUE(use_cases().policy().GetLockboxPolicy(w().tenant_a_admin, get)->require_signed_decisions());
+  v1::ListAuditEventsRequest list;
+  list.set_parent(DemoWorld::kTenantA);
+  list.set_filter("action = \"lockbox_policy.update\"");
+  auto events = use_cases().audit().ListAuditEvents(w().tenant_a_auditor, list);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_FALSE(events->audit_events().empty());
+  EXPECT_EQ(events->audit_events().rbegin()->details().at("require_signed_decisions"), "true");
+  // The provider cannot turn it off: it is the customer's policy.
+  v1::UpdateLockboxPolicyRequest off;
+  off.mutable_lockbox_policy()->set_name(get.name());
+  off.mutable_update_mask()->add_paths("require_signed_decisions");
+  EXPECT_EQ(use_cases().policy().UpdateLockboxPolicy(w().admin, off).status().code(),
+            Code::kPermissionDenied);
+}
+
+TEST_F(SignedDecisionsTest, RequiredButMissingIsRefused) {
+  RequireSignatures(true);
+  v1::AccessRequest request = AtCustomerStage();
+  v1::ApproveAccessRequestRequest approve;
+  approve.set_name(request.name());
+  auto refused = use_cases().requests().ApproveAccessRequest(dana_caller_, approve);
+  EXPECT_EQ(refused.status().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(ErrorReason(refused.status()), "SIGNATURE_REQUIRED");
+  v1::DenyAccessRequestRequest deny;
+  deny.set_name(request.name());
+  refused = use_cases().requests().DenyAccessRequest(dana_caller_, deny);
+  EXPECT_EQ(ErrorReason(refused.status()), "SIGNATURE_REQUIRED");
+}
+
+TEST_F(SignedDecisionsTest, ValidSignatureIsAcceptedWithEvidenceInItsAuditEvent) {
+  RequireSignatures(true);
+  v1::AccessRequest request = AtCustomerStage();
+  auto approved = use_cases().requests().ApproveAccessRequest(
+      dana_caller_, SignedApproval(request, "for TKT-42 only", dana_.key_pem));
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  EXPECT_EQ(approved->state(), v1::AccessRequest::APPROVED);
+  const v1::DecisionEvidence& evidence = approved->decisions().rbegin()->evidence();
+  EXPECT_TRUE(evidence.signed_());
+  EXPECT_EQ(evidence.certificate_sha256(), *CertificateSha256(dana_.certificate_pem));
+
+  std::vector<v1::AuditEvent> events = DecisionEvents(request.name());
+  ASSERT_EQ(events.size(), 2u);
+  const v1::AuditEvent& customer = events[1];
+  EXPECT_EQ(customer.details().at("stage"), "CUSTOMER_REVIEW");
+  EXPECT_EQ(customer.details().at("evidence.signed"), "true");
+  EXPECT_EQ(customer.details().at("evidence.certificate_sha256"), evidence.certificate_sha256());
+  EXPECT_EQ(customer.details().at("evidence.signer_certificate_pem"), dana_.certificate_pem);
+  EXPECT_EQ(customer.details().at("evidence.etag"), request.etag());
+  // The internal review's event carries no evidence: it is not the customer's.
+  EXPECT_EQ(events[0].details().count("evidence.signed"), 0u);
+  // Enough for an offline verifier.
+  auto verified = VerifySignedDecisionEvent(customer, ca_.certificate_pem);
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_TRUE(*verified);
+}
+
+TEST_F(SignedDecisionsTest, UnsignedDecisionStillRecordsItsEvidence) {
+  v1::AccessRequest request = AtCustomerStage();
+  v1::DenyAccessRequestRequest deny;
+  deny.set_name(request.name());
+  auto denied = use_cases().requests().DenyAccessRequest(dana_caller_, deny);
+  ASSERT_TRUE(denied.ok()) << denied.status();
+  EXPECT_FALSE(denied->decisions().rbegin()->evidence().signed_());
+  std::vector<v1::AuditEvent> events = DecisionEvents(request.name());
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].details().at("evidence.signed"), "false");
+  EXPECT_EQ(events[1].details().at("evidence.certificate_sha256"),
+            *CertificateSha256(dana_.certificate_pem));
+}
+
+TEST_F(SignedDecisionsTest, TamperedSignaturesAreRefusedEvenWhenNotRequired) {
+  v1::AccessRequest request = AtCustomerStage();
+  auto expect_invalid = [&](const v1::ApproveAccessRequestRequest& r, const char* what) {
+    auto refused = use_cases().requests().ApproveAccessRequest(dana_caller_, r);
+    EXPECT_EQ(refused.status().code(), Code::kInvalidArgument) << what;
+    EXPECT_EQ(ErrorReason(refused.status()), "SIGNATURE_INVALID") << what << refused.status();
+  };
+  v1::ApproveAccessRequestRequest r = SignedApproval(request, "ok", dana_.key_pem);
+  v1::ApproveAccessRequestRequest changed = r;
+  changed.set_comment("ok, and more");
+  expect_invalid(changed, "comment");
+  changed = r;
+  (*changed.mutable_signature()->mutable_signature())[3] ^= 1;
+  expect_invalid(changed, "signature bytes");
+  changed = r;
+  changed.mutable_signature()->mutable_sign_time()->set_nanos(5000);
+  expect_invalid(changed, "sign time");
+  changed = r;
+  changed.clear_etag();
+  expect_invalid(changed, "no etag");
+  // Signed by another key than the connection's certificate's.
+  expect_invalid(SignedApproval(request, "ok", NewKeyPem("ec")), "other key");
+  // A certificate in the signature that is not the connection's.
+  changed = r;
+  changed.mutable_signature()->set_certificate_pem(
+      NewLeaf(ca_, SpiffeId("tenant/ma/user/dana")).certificate_pem);
+  expect_invalid(changed, "other certificate");
+  // Outside five minutes of the server's clock.
+  changed = r;
+  changed.mutable_signature()->mutable_sign_time()->set_seconds(r.signature().sign_time().seconds() -
+                                                                 6 * 60);
+  expect_invalid(changed, "stale sign time");
+  // The decision is still open, and a correct signature then decides it.
+  auto approved = use_cases().requests().ApproveAccessRequest(dana_caller_, r);
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  EXPECT_EQ(approved->state(), v1::AccessRequest::APPROVED);
+}
+
+TEST_F(SignedDecisionsTest, StaleEtagInTheSignedBytesIsRefused) {
+  RequireSignatures(true);
+  auto pending = w().PendingRequest();
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  v1::ApproveAccessRequestRequest internal;
+  internal.set_name(pending->name());
+  auto at_customer = use_cases().requests().ApproveAccessRequest(w().reviewer, internal);
+  ASSERT_TRUE(at_customer.ok()) << at_customer.status();
+  ASSERT_NE(at_customer->etag(), pending->etag());
+  // Signed over the etag the request had before the internal review.
+  v1::ApproveAccessRequestRequest stale = SignedApproval(*pending, "", dana_.key_pem);
+  auto refused = use_cases().requests().ApproveAccessRequest(dana_caller_, stale);
+  EXPECT_EQ(refused.status().code(), Code::kAborted);
+  EXPECT_EQ(ErrorReason(refused.status()), "STALE_ETAG");
+  // The same signature sent with the current etag does not verify.
+  stale.set_etag(at_customer->etag());
+  refused = use_cases().requests().ApproveAccessRequest(dana_caller_, stale);
+  EXPECT_EQ(ErrorReason(refused.status()), "SIGNATURE_INVALID");
+}
+
+TEST_F(SignedDecisionsTest, ThroughAPortalTheUsersOwnCertificateSigns) {
+  RequireSignatures(true);
+  v1::AccessRequest request = AtCustomerStage();
+  v1::ApproveAccessRequestRequest r = SignedApproval(request, "via portal", dana_.key_pem);
+  auto refused = use_cases().requests().ApproveAccessRequest(w().portal_for_tenant_a_admin, r);
+  EXPECT_EQ(ErrorReason(refused.status()), "SIGNATURE_INVALID") << "no certificate";
+  // Another user's certificate, even from the tenant's CA.
+  TestCertificate erin = NewLeaf(ca_, SpiffeId("tenant/ma/user/erin"));
+  v1::ApproveAccessRequestRequest as_erin = SignedApproval(request, "via portal", erin.key_pem);
+  as_erin.mutable_signature()->set_certificate_pem(erin.certificate_pem);
+  refused = use_cases().requests().ApproveAccessRequest(w().portal_for_tenant_a_admin, as_erin);
+  EXPECT_EQ(ErrorReason(refused.status()), "SIGNATURE_INVALID") << "erin";
+  // Dana's name on a certificate from another CA (the provider's).
+  TestCertificate forged = NewLeaf(NewCa("Provider CA"), SpiffeId("tenant/ma/user/dana"));
+  v1::ApproveAccessRequestRequest by_forger = SignedApproval(request, "via portal", forged.key_pem);
+  by_forger.mutable_signature()->set_certificate_pem(forged.certificate_pem);
+  refused = use_cases().requests().ApproveAccessRequest(w().portal_for_tenant_a_admin, by_forger);
+  EXPECT_EQ(ErrorReason(refused.status()), "SIGNATURE_INVALID") << "forged";
+
+  r.mutable_signature()->set_certificate_pem(dana_.certificate_pem);
+  auto approved = use_cases().requests().ApproveAccessRequest(w().portal_for_tenant_a_admin, r);
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  EXPECT_EQ(approved->state(), v1::AccessRequest::APPROVED);
+  EXPECT_TRUE(approved->decisions().rbegin()->evidence().signed_());
+  EXPECT_EQ(approved->decisions().rbegin()->via(), w().portal.spiffe_id);
+}
+
+// Replaces the signature of the export's signed decision with one made by
+// another key, then recomputes that event's hash and every later one and
+// drops the checkpoints, so that the chain verifies again: only the
+// signature check can tell.
+std::string ForgeDecisionSignature(const std::string& jsonl, const std::string& forged_b64) {
+  std::vector<std::string> lines = absl::StrSplit(jsonl, '\n', absl::SkipEmpty());
+  std::string out, previous;
+  bool forged = false;
+  for (const std::string& line : lines) {
+    v1::AuditEvent e;
+    v1::AuditCheckpoint c;
+    bool is_checkpoint = false;
+    EXPECT_TRUE(ParseExportLine(line, &e, &c, &is_checkpoint).ok()) << line;
+    if (is_checkpoint) continue;
+    auto& details = *e.mutable_details();
+    if (details.count("evidence.signature") != 0 && !forged) {
+      details["evidence.signature"] = forged_b64;
+      forged = true;
+    }
+    e.set_previous_hash(previous);
+    e.set_hash(ChainHash(previous, e));
+    previous = e.hash();
+    out += ExportJsonLine(e);
+  }
+  EXPECT_TRUE(forged);
+  return out;
+}
+
+TEST_F(SignedDecisionsTest, ExportWithAForgedDecisionSignatureIsCaughtOffline) {
+  RequireSignatures(true);
+  v1::AccessRequest request = AtCustomerStage();
+  v1::ApproveAccessRequestRequest r = SignedApproval(request, "approved", dana_.key_pem);
+  ASSERT_TRUE(use_cases().requests().ApproveAccessRequest(dana_caller_, r).ok());
+
+  std::string jsonl = Export();
+  std::istringstream honest(jsonl);
+  auto verdict = VerifyAuditExport(honest, "", ca_.certificate_pem);
+  ASSERT_TRUE(verdict.ok()) << verdict.status();
+  EXPECT_TRUE(verdict->ok()) << verdict->detail();
+  EXPECT_EQ(verdict->verified_decision_signatures(), 1);
+
+  // A compromised server's own key signs the same bytes: not the tenant's.
+  DecisionToSign d{request.name(), request.etag(), v1::Decision::APPROVE, "approved",
+                   r.signature().sign_time()};
+  std::string forged_b64 = absl::Base64Escape(*SignDecision(NewKeyPem("ec"), d));
+  std::string forged = ForgeDecisionSignature(jsonl, forged_b64);
+  std::istringstream chain_only(forged);
+  auto chain = VerifyAuditExport(chain_only, "");
+  ASSERT_TRUE(chain.ok());
+  EXPECT_TRUE(chain->ok()) << "the recomputed chain verifies by itself: " << chain->detail();
+  std::istringstream with_ca(forged);
+  auto caught = VerifyAuditExport(with_ca, "", ca_.certificate_pem);
+  ASSERT_TRUE(caught.ok()) << caught.status();
+  EXPECT_FALSE(caught->ok());
+  EXPECT_EQ(caught->first_bad_event(), DecisionEvents(request.name())[1].name());
+  EXPECT_NE(caught->detail().find("signature"), std::string::npos) << caught->detail();
+}
+
+TEST_F(SignedDecisionsTest, UnsignedCustomerDecisionWhileRequiredIsCaughtOffline) {
+  // A server that skipped the check (or a forged event) leaves an unsigned
+  // customer decision in a log whose policy required signatures.
+  v1::AccessRequest request = AtCustomerStage();
+  v1::ApproveAccessRequestRequest approve;
+  approve.set_name(request.name());
+  ASSERT_TRUE(use_cases().requests().ApproveAccessRequest(dana_caller_, approve).ok());
+  std::string jsonl = Export();
+  // The policy.update that turned signatures on, moved before the decision
+  // by rewriting the chain, is what the verifier follows.
+  std::vector<std::string> lines = absl::StrSplit(jsonl, '\n', absl::SkipEmpty());
+  std::string out, previous;
+  for (const std::string& line : lines) {
+    v1::AuditEvent e;
+    v1::AuditCheckpoint c;
+    bool is_checkpoint = false;
+    ASSERT_TRUE(ParseExportLine(line, &e, &c, &is_checkpoint).ok());
+    if (is_checkpoint) continue;
+    if (e.action() == "lockbox_policy.update") {
+      (*e.mutable_details())["require_signed_decisions"] = "true";
+    }
+    e.set_previous_hash(previous);
+    e.set_hash(ChainHash(previous, e));
+    previous = e.hash();
+    out += ExportJsonLine(e);
+  }
+  std::istringstream in(out);
+  auto verdict = VerifyAuditExport(in, "", ca_.certificate_pem);
+  ASSERT_TRUE(verdict.ok());
+  EXPECT_FALSE(verdict->ok());
+  EXPECT_NE(verdict->detail().find("without a signature"), std::string::npos) << verdict->detail();
+}
+
+}  // namespace
+}  // namespace lockbox::testing
