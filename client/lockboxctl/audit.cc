@@ -4,6 +4,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -52,22 +53,38 @@ void PrintVerify(const v1::VerifyAuditLogResponse& resp) {
   }
 }
 
-// Offline: nothing but the export and, if given, the public key.
-int VerifyOffline(const Context& ctx, const std::string& file, const std::string& key_file) {
+std::optional<std::string> ReadPem(const std::string& file) {
+  std::ifstream in(file);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (!in || ss.str().empty()) return std::nullopt;
+  return ss.str();
+}
+
+// Offline: nothing but the export and, if given, the public key and the
+// tenant's CA bundle (which checks every signed customer decision).
+int VerifyOffline(const Context& ctx, const std::string& file, const std::string& key_file,
+                  const std::string& tenant_ca_file) {
   std::ifstream in(file);
   if (!in) return FailInvalid("cannot read " + file);
-  std::string pem;
+  std::string pem, bundle;
   if (!key_file.empty()) {
-    std::ifstream k(key_file);
-    std::stringstream ss;
-    ss << k.rdbuf();
-    pem = ss.str();
-    if (pem.empty()) return FailInvalid("cannot read " + key_file);
+    auto read = ReadPem(key_file);
+    if (!read) return FailInvalid("cannot read " + key_file);
+    pem = *read;
   }
-  auto verified = VerifyAuditExport(in, pem);
+  if (!tenant_ca_file.empty()) {
+    auto read = ReadPem(tenant_ca_file);
+    if (!read) return FailInvalid("cannot read " + tenant_ca_file);
+    bundle = *read;
+  }
+  auto verified = VerifyAuditExport(in, pem, bundle);
   if (!verified.ok()) return FailInvalid(std::string(verified.status().message()));
   v1::VerifyAuditLogResponse resp = *std::move(verified);
   if (pem.empty()) resp.set_detail(resp.detail() + " (signatures not checked: no --public-key)");
+  if (bundle.empty() && resp.ok()) {
+    resp.set_detail(resp.detail() + " (decision signatures not checked: no --tenant-ca)");
+  }
   if (ctx.json) {
     std::cout << Json(resp);
   } else {
@@ -78,7 +95,7 @@ int VerifyOffline(const Context& ctx, const std::string& file, const std::string
 
 void AddVerify(CLI::App* audit, Context& ctx) {
   struct Flags {
-    std::string tenant, file, key;
+    std::string tenant, file, key, tenant_ca;
   };
   auto f = std::make_shared<Flags>();
   auto* v = audit->add_subcommand(
@@ -88,8 +105,11 @@ void AddVerify(CLI::App* audit, Context& ctx) {
   v->add_option("TENANT", f->tenant, "Tenant ID, or - for the global log (online)");
   v->add_option("--file", f->file, "A JSON Lines export to verify offline");
   v->add_option("--public-key", f->key, "PEM public key (lockboxctl audit public-key)");
+  v->add_option("--tenant-ca", f->tenant_ca,
+                "The tenant's CA bundle (PEM): also check every signed customer decision "
+                "(offline, with --file)");
   OnRun(ctx, v, [&ctx, f](Client& cl) -> int {
-    if (!f->file.empty()) return VerifyOffline(ctx, f->file, f->key);
+    if (!f->file.empty()) return VerifyOffline(ctx, f->file, f->key, f->tenant_ca);
     if (f->tenant.empty()) return FailInvalid("give TENANT or --file");
     v1::VerifyAuditLogRequest r;
     if (f->tenant != "-") r.set_parent(TenantName(f->tenant));

@@ -60,12 +60,14 @@ void PrintPolicy(const v1::LockboxPolicy& p) {
   std::cout << "Lockbox policy: " << (p.enabled() ? "On" : "Off") << "\n"
             << "Request TTL:    " << p.request_ttl().seconds() / 3600.0 << " h\n"
             << "Access period:  " << p.access_duration().seconds() / 3600.0 << " h\n"
-            << "Revocation:     " << (p.allow_revocation() ? "allowed" : "not allowed") << "\n";
+            << "Revocation:     " << (p.allow_revocation() ? "allowed" : "not allowed") << "\n"
+            << "Signatures:     " << (p.require_signed_decisions() ? "required" : "optional")
+            << "\n";
   for (const auto& e : p.notification_emails()) std::cout << "Notify:         " << e << "\n";
 }
 
 struct PolicySetFlags {
-  std::string tenant, enabled, ttl, access, revocation, etag;
+  std::string tenant, enabled, ttl, access, revocation, signed_decisions, etag;
   std::vector<std::string> emails;
 };
 
@@ -82,6 +84,10 @@ int SetPolicy(const Context& ctx, const PolicySetFlags& f, Client& cl) {
   if (!f.revocation.empty()) {
     p->set_allow_revocation(f.revocation == "true");
     mask->add_paths("allow_revocation");
+  }
+  if (!f.signed_decisions.empty()) {
+    p->set_require_signed_decisions(f.signed_decisions == "true");
+    mask->add_paths("require_signed_decisions");
   }
   if (!f.ttl.empty()) {
     if (!ParseDuration(f.ttl, p->mutable_request_ttl())) {
@@ -124,6 +130,9 @@ void AddPolicy(CLI::App& app, Context& ctx) {
   sp->add_option("--access-duration", f->access, "e.g. 4h (at most 8h)");
   sp->add_option("--notification-email", f->emails, "Repeat for several; replaces the list");
   sp->add_option("--allow-revocation", f->revocation, "true|false")
+      ->check(CLI::IsMember({"true", "false"}));
+  sp->add_option("--require-signed-decisions", f->signed_decisions,
+                 "true|false: customer decisions must carry the approver's signature")
       ->check(CLI::IsMember({"true", "false"}));
   sp->add_option("--etag", f->etag);
   OnRun(ctx, sp, [&ctx, f](Client& cl) { return SetPolicy(ctx, *f, cl); });

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "backoff.h"
+#include "lockbox/decision.h"
 #include "lockbox/v1/errors.pb.h"
 
 namespace lockbox {
@@ -114,7 +115,9 @@ Result<std::unique_ptr<Client>> Client::Create(Options options) {
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   auto channel = grpc::CreateCustomChannel(options.target, grpc::SslCredentials(tls), args);
-  return std::unique_ptr<Client>(new Client(std::move(options), std::move(channel)));
+  std::unique_ptr<Client> client(new Client(std::move(options), std::move(channel)));
+  client->key_pem_ = tls.pem_private_key;
+  return client;
 }
 
 Client::Client(Options options, std::shared_ptr<grpc::Channel> channel)
@@ -186,9 +189,57 @@ LOCKBOX_CHANGE(requests_, CreateAccessRequest, v1::CreateAccessRequestRequest,
 LOCKBOX_READ(requests_, GetAccessRequest, v1::GetAccessRequestRequest, v1::AccessRequest)
 LOCKBOX_READ(requests_, ListAccessRequests, v1::ListAccessRequestsRequest,
              v1::ListAccessRequestsResponse)
-LOCKBOX_CHANGE(requests_, ApproveAccessRequest, v1::ApproveAccessRequestRequest,
-               v1::AccessRequest)
-LOCKBOX_CHANGE(requests_, DenyAccessRequest, v1::DenyAccessRequestRequest, v1::AccessRequest)
+
+grpc::Status Client::SignDecision(const std::string& name, v1::Decision::Verdict verdict,
+                                  const std::string& comment, std::string* etag,
+                                  v1::DecisionSignature* signature) {
+  if (!options_.sign_decisions || !options_.on_behalf_of.empty() || key_pem_.empty()) {
+    return grpc::Status::OK;
+  }
+  if (etag->empty()) {
+    v1::GetAccessRequestRequest get;
+    get.set_name(name);
+    Result<v1::AccessRequest> current = GetAccessRequest(get);
+    if (!current.ok()) return current.status();
+    // The provider's own review is not signed (docs/SIGNED_DECISIONS.md).
+    if (current->stage() != v1::AccessRequest::CUSTOMER_REVIEW) return grpc::Status::OK;
+    *etag = current->etag();
+  }
+  int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
+                   Clock::now().time_since_epoch())
+                   .count();
+  DecisionToSign d{name, *etag, verdict, comment, {}};
+  d.sign_time.set_seconds(us / 1000000);
+  d.sign_time.set_nanos(static_cast<int32_t>(us % 1000000) * 1000);
+  absl::StatusOr<std::string> signed_bytes = lockbox::SignDecision(key_pem_, d);
+  if (!signed_bytes.ok()) {
+    return MakeError(grpc::StatusCode::INVALID_ARGUMENT, ReasonName(v1::INVALID_FIELD),
+                     "cannot sign the decision with the key file: " +
+                         std::string(signed_bytes.status().message()));
+  }
+  *signature->mutable_sign_time() = d.sign_time;
+  signature->set_signature(*signed_bytes);
+  return grpc::Status::OK;
+}
+
+// The decision is signed before the request_id is fixed, so that a retry
+// sends the same signed bytes and the server's stored answer matches.
+#define LOCKBOX_DECIDE(Method, Request, Verdict)                                        \
+  Result<v1::AccessRequest> Client::Method(Request request) {                          \
+    if (!request.has_signature()) {                                                    \
+      grpc::Status signing = SignDecision(request.name(), Verdict, request.comment(),  \
+                                          request.mutable_etag(),                      \
+                                          request.mutable_signature());                \
+      if (!signing.ok()) return signing;                                               \
+      if (request.signature().signature().empty()) request.clear_signature();          \
+    }                                                                                  \
+    if (request.request_id().empty()) request.set_request_id(NewRequestId());          \
+    return Invoke<v1::AccessRequest>([&](grpc::ClientContext* ctx, v1::AccessRequest* out) { \
+      return requests_->Method(ctx, request, out);                                     \
+    });                                                                                \
+  }
+LOCKBOX_DECIDE(ApproveAccessRequest, v1::ApproveAccessRequestRequest, v1::Decision::APPROVE)
+LOCKBOX_DECIDE(DenyAccessRequest, v1::DenyAccessRequestRequest, v1::Decision::DENY)
 LOCKBOX_CHANGE(requests_, CancelAccessRequest, v1::CancelAccessRequestRequest,
                v1::AccessRequest)
 LOCKBOX_READ(grants_, GetGrant, v1::GetGrantRequest, v1::Grant)

@@ -73,6 +73,11 @@ struct Options {
   RetryPolicy retry;
   // For a service.portal: the tenant user every call acts for.
   std::string on_behalf_of;
+  // ApproveAccessRequest and DenyAccessRequest sign a customer's decision
+  // with key_file's key (docs/SIGNED_DECISIONS.md) unless the request
+  // carries a signature already. Never for on_behalf_of calls: the portal's
+  // key is not the user's.
+  bool sign_decisions = true;
 };
 
 // A value or the status that explains why there is none.
@@ -147,6 +152,11 @@ class Client {
   Result<v1::AccessRequest> GetAccessRequest(const v1::GetAccessRequestRequest& request);
   Result<v1::ListAccessRequestsResponse> ListAccessRequests(
       const v1::ListAccessRequestsRequest& request);
+  // With Options::sign_decisions, a decision at the customer stage is
+  // signed with this client's key: without an etag the request is read
+  // first for its etag (and stage; an internal-stage decision is sent
+  // unsigned), and the signature covers that etag, so a request changed in
+  // between is refused as stale. INVALID_ARGUMENT when the key cannot sign.
   Result<v1::AccessRequest> ApproveAccessRequest(v1::ApproveAccessRequestRequest request);
   Result<v1::AccessRequest> DenyAccessRequest(v1::DenyAccessRequestRequest request);
   Result<v1::AccessRequest> CancelAccessRequest(v1::CancelAccessRequestRequest request);
@@ -192,8 +202,14 @@ class Client {
   Result<Response> Invoke(Call call);
   std::unique_ptr<grpc::ClientContext> NewContext(
       std::chrono::system_clock::time_point deadline) const;
+  // Signs a decision as ApproveAccessRequest documents; OK and unchanged
+  // when there is nothing to sign.
+  grpc::Status SignDecision(const std::string& name, v1::Decision::Verdict verdict,
+                            const std::string& comment, std::string* etag,
+                            v1::DecisionSignature* signature);
 
   Options options_;
+  std::string key_pem_;  // key_file's contents, which sign decisions
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::PolicyService::Stub> policy_;
   std::unique_ptr<v1::AccessRequestService::Stub> requests_;

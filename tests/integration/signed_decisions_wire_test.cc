@@ -1,0 +1,134 @@
+// Signed decisions over the wire (docs/SIGNED_DECISIONS.md): the real
+// lockboxd over mTLS, a tenant requiring signed decisions, and its
+// tenant.admin approving through liblockbox, which signs by itself with the
+// key of the certificate it connects with. The export then verifies offline
+// against the tenant's CA bundle, and the server records the peer
+// certificate's fingerprint as evidence.
+//
+// Until scripts/make-certs makes a CA per tenant, the tenant's user
+// certificates come from the harness's one CA (ca.crt), which therefore
+// stands in for the tenant's bundle here.
+#include <gtest/gtest.h>
+#include <lockbox/audit.h>
+#include <lockbox/client.h>
+#include <lockbox/decision.h>
+
+#include <chrono>
+#include <sstream>
+#include <string>
+
+#include "tests/support/harness.h"
+
+namespace lockbox::testing {
+namespace {
+
+constexpr char kTd[] = "lockbox.test";
+std::string Id(const std::string& path) { return std::string("spiffe://") + kTd + "/" + path; }
+
+TEST(SignedDecisionsWire, LibraryApprovalIsSignedAndTheExportVerifiesOffline) {
+  TestDatabase db;
+  Certificates certs(kTd);
+  for (const auto& [who, path] : {std::pair<std::string, std::string>{"alice", "operator/alice"},
+                                  {"bob", "operator/bob"},
+                                  {"dana", "tenant/ma/user/dana"}}) {
+    certs.Make(who, path);
+  }
+  ServerProcess server(certs, db.url(), Id("operator/admin"));
+  ASSERT_TRUE(server.WaitReady("admin"));
+  auto admin = LibraryClient(certs, "admin", server.target());
+  auto alice = LibraryClient(certs, "alice", server.target());
+  auto bob = LibraryClient(certs, "bob", server.target());
+  auto dana = LibraryClient(certs, "dana", server.target());
+
+  // A local stand-in for the harness's tenant creation, which the tenant
+  // identity change extends.
+  v1::CreateTenantRequest ct;
+  ct.set_tenant_id("ma");
+  ASSERT_TRUE(admin->CreateTenant(ct).ok());
+  v1::CreateEnvironmentRequest ce;
+  ce.set_parent("tenants/ma");
+  ce.set_environment_id("prod");
+  ASSERT_TRUE(admin->CreateEnvironment(ce).ok());
+  for (const auto& [principal, role, tenant] :
+       {std::tuple<std::string, std::string, std::string>{Id("operator/alice"),
+                                                           "operator.engineer", ""},
+        {Id("operator/bob"), "operator.reviewer", ""},
+        {Id("tenant/ma/user/dana"), "tenant.admin", "tenants/ma"}}) {
+    v1::CreateRoleBindingRequest r;
+    r.mutable_role_binding()->set_principal(principal);
+    r.mutable_role_binding()->set_role(role);
+    r.mutable_role_binding()->set_tenant(tenant);
+    ASSERT_TRUE(admin->CreateRoleBinding(r).ok()) << principal;
+  }
+  v1::UpdateLockboxPolicyRequest up;
+  up.mutable_lockbox_policy()->set_name("tenants/ma/lockboxPolicy");
+  up.mutable_lockbox_policy()->set_enabled(true);
+  up.mutable_lockbox_policy()->set_require_signed_decisions(true);
+  up.mutable_update_mask()->add_paths("enabled");
+  up.mutable_update_mask()->add_paths("require_signed_decisions");
+  auto policy = dana->UpdateLockboxPolicy(up);
+  ASSERT_TRUE(policy.ok()) << policy.status().error_message();
+  ASSERT_TRUE(policy->require_signed_decisions());
+
+  v1::CreateAccessRequestRequest ask;
+  ask.set_parent("tenants/ma");
+  ask.mutable_access_request()->set_environment("tenants/ma/environments/prod");
+  ask.mutable_access_request()->set_reason(v1::AccessRequest::OPERATOR_INITIATED);
+  ask.mutable_access_request()->set_justification("signed on the wire");
+  auto asked = alice->CreateAccessRequest(ask);
+  ASSERT_TRUE(asked.ok()) << asked.status().error_message();
+  v1::ApproveAccessRequestRequest approve;
+  approve.set_name(asked->name());
+  auto internal = bob->ApproveAccessRequest(approve);
+  ASSERT_TRUE(internal.ok()) << internal.status().error_message();
+  ASSERT_EQ(internal->stage(), v1::AccessRequest::CUSTOMER_REVIEW);
+
+  // A client that does not sign is refused: the policy requires it.
+  auto unsigned_dana = LibraryClient(certs, "dana", server.target(),
+                                     [](Options* o) { o->sign_decisions = false; });
+  auto refused = unsigned_dana->ApproveAccessRequest(approve);
+  EXPECT_EQ(refused.status().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(refused.reason(), "SIGNATURE_REQUIRED");
+
+  approve.set_comment("approved for the ticket");
+  auto approved = dana->ApproveAccessRequest(approve);
+  ASSERT_TRUE(approved.ok()) << approved.status().error_message();
+  EXPECT_EQ(approved->state(), v1::AccessRequest::APPROVED);
+  const v1::DecisionEvidence& evidence = approved->decisions().rbegin()->evidence();
+  EXPECT_TRUE(evidence.signed_());
+  // The server took the certificate from the TLS peer.
+  EXPECT_EQ(evidence.certificate_sha256(), *CertificateSha256(certs.Read("dana.crt")));
+
+  v1::ExportAuditEventsRequest ex;
+  ex.set_parent("tenants/ma");
+  ex.set_format(v1::ExportAuditEventsRequest::JSON_LINES);
+  std::string exported;
+  auto bytes = dana->ExportAuditEvents(
+      ex,
+      [&](const std::string& chunk) {
+        exported += chunk;
+        return true;
+      },
+      std::chrono::seconds(30));
+  ASSERT_TRUE(bytes.ok()) << bytes.status().error_message();
+  std::string public_key;
+  auto keys = dana->GetAuditPublicKey(v1::GetAuditPublicKeyRequest());
+  if (keys.ok()) public_key = keys->public_key_pem();
+
+  std::istringstream in(exported);
+  auto verdict = VerifyAuditExport(in, public_key, certs.Read("ca.crt"));
+  ASSERT_TRUE(verdict.ok()) << verdict.status();
+  EXPECT_TRUE(verdict->ok()) << verdict->first_bad_event() << ": " << verdict->detail();
+  EXPECT_EQ(verdict->verified_decision_signatures(), 1);
+
+  // Against another tenant's bundle the same signature does not chain.
+  Certificates other("other.test");
+  other.Make("x", "operator/x");
+  std::istringstream again(exported);
+  auto elsewhere = VerifyAuditExport(again, public_key, other.Read("ca.crt"));
+  ASSERT_TRUE(elsewhere.ok());
+  EXPECT_FALSE(elsewhere->ok());
+}
+
+}  // namespace
+}  // namespace lockbox::testing
