@@ -230,7 +230,9 @@ void AddDecisions(CLI::App& app, Context& ctx) {
     std::string comment, etag;
   };
   auto approve = std::make_shared<Flags>();
-  auto* a = AddDecision(app, ctx, "approve", "Approve a request at its current stage (at the customer stage, signed with --key)",
+  auto* a = AddDecision(app, ctx, "approve",
+                        "Approve a request at its current stage (the customer's stage signed "
+                        "with the key of your certificate)",
                         [approve](Client& cl, const std::string& name) {
                           v1::ApproveAccessRequestRequest r;
                           r.set_name(name);

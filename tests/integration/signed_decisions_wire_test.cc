@@ -14,6 +14,8 @@
 #include <lockbox/decision.h>
 
 #include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <sstream>
 #include <string>
 
@@ -120,6 +122,64 @@ TEST(SignedDecisionsWire, LibraryApprovalIsSignedAndTheExportVerifiesOffline) {
   ASSERT_TRUE(verdict.ok()) << verdict.status();
   EXPECT_TRUE(verdict->ok()) << verdict->first_bad_event() << ": " << verdict->detail();
   EXPECT_EQ(verdict->verified_decision_signatures(), 1);
+
+  // The same through lockboxctl: approve signs, audit verify --tenant-ca
+  // counts the signatures, and a forged one fails it.
+  auto second = alice->CreateAccessRequest(ask);
+  ASSERT_TRUE(second.ok());
+  v1::ApproveAccessRequestRequest internal2;
+  internal2.set_name(second->name());
+  ASSERT_TRUE(bob->ApproveAccessRequest(internal2).ok());
+  const std::string ctl = RequiredEnv("LOCKBOX_TEST_LOCKBOXCTL");
+  const std::string env = "LOCKBOX_TARGET=" + server.target() + " LOCKBOX_CA=" +
+                          certs.Path("ca.crt") + " LOCKBOX_CERT=" + certs.Path("dana.crt") +
+                          " LOCKBOX_KEY=" + certs.Path("dana.key") + " ";
+  auto run = [&](const std::string& args, std::string* out) {
+    FILE* p = popen((env + ctl + " " + args + " 2>&1").c_str(), "r");
+    char buf[512];
+    out->clear();
+    while (fgets(buf, sizeof buf, p) != nullptr) *out += buf;
+    return pclose(p);
+  };
+  std::string out;
+  ASSERT_EQ(run("approve " + second->name() + " --comment 'by lockboxctl'", &out), 0) << out;
+  const std::string file = certs.Path("ma.jsonl");
+  ASSERT_EQ(run("audit export ma --output " + file, &out), 0) << out;
+  ASSERT_EQ(run("audit verify --file " + file + " --tenant-ca " + certs.Path("ca.crt"), &out), 0)
+      << out;
+  EXPECT_NE(out.find("verified 2 decision signatures"), std::string::npos) << out;
+
+  // A forged signature on the first signed decision, the chain recomputed
+  // and the checkpoints dropped: the chain alone verifies, the bundle not.
+  std::ifstream read(file);
+  std::string line, forged, previous;
+  bool done = false;
+  while (std::getline(read, line)) {
+    v1::AuditEvent e;
+    v1::AuditCheckpoint c;
+    bool is_checkpoint = false;
+    ASSERT_TRUE(ParseExportLine(line, &e, &c, &is_checkpoint).ok());
+    if (is_checkpoint) continue;
+    auto& details = *e.mutable_details();
+    if (!done && details.count("evidence.signature") != 0) {
+      std::string& sig = details["evidence.signature"];
+      sig[4] = sig[4] == 'A' ? 'B' : 'A';
+      done = true;
+    }
+    e.set_previous_hash(previous);
+    e.set_hash(ChainHash(previous, e));
+    previous = e.hash();
+    forged += ExportJsonLine(e);
+  }
+  ASSERT_TRUE(done);
+  const std::string forged_file = certs.Path("forged.jsonl");
+  std::ofstream(forged_file) << forged;
+  EXPECT_EQ(run("audit verify --file " + forged_file, &out), 0) << out;
+  EXPECT_NE(run("audit verify --file " + forged_file + " --tenant-ca " + certs.Path("ca.crt"),
+                &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("TAMPERED"), std::string::npos) << out;
 
   // Against another tenant's bundle the same signature does not chain.
   Certificates other("other.test");
