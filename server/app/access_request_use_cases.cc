@@ -167,8 +167,8 @@ absl::StatusOr<std::string> SignerCertificate(const UseCaseRunner& runner, Trans
   }
   ASSIGN_OR_RETURN(std::string signer, CertificateSpiffeId(pem));
   if (signer != a.principal.spiffe_id) {
-    return SignatureInvalid(absl::StrCat("signature.certificate_pem is ", signer,
-                                         "'s, not the acting user's"));
+    return SignatureInvalid(
+        absl::StrCat("signature.certificate_pem is ", signer, "'s, not the acting user's"));
   }
   absl::StatusOr<v1::TenantIdentity> identity = tx.tenancy().GetTenantIdentity(tenant, false);
   bool registered = identity.ok();
@@ -248,9 +248,8 @@ void EvidenceDetails(const v1::DecisionEvidence& evidence, const DecideArgs& arg
   put("evidence.token_subject", evidence.token_subject());
   put("evidence.token_id", evidence.token_id());
   if (evidence.has_token_issue_time()) {
-    d["evidence.token_issue_time"] =
-        absl::FormatTime(absl::RFC3339_full, FromProto(evidence.token_issue_time()),
-                         absl::UTCTimeZone());
+    d["evidence.token_issue_time"] = absl::FormatTime(
+        absl::RFC3339_full, FromProto(evidence.token_issue_time()), absl::UTCTimeZone());
   }
   d["evidence.signed"] = evidence.signed_() ? "true" : "false";
   if (!evidence.signed_()) return;
@@ -290,8 +289,8 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(const UseCaseRunner& runner, T
   std::optional<v1::DecisionEvidence> evidence;
   std::string signer_pem;
   if (reviewed.stage() == v1::AccessRequest::CUSTOMER_REVIEW) {
-    ASSIGN_OR_RETURN(evidence, ProveCustomerDecision(runner, tx, c, a, now, reviewed, args,
-                                                     verdict, &signer_pem));
+    ASSIGN_OR_RETURN(evidence, ProveCustomerDecision(runner, tx, c, a, now, reviewed, args, verdict,
+                                                     &signer_pem));
     *request.mutable_decisions(request.decisions_size() - 1)->mutable_evidence() = *evidence;
   }
   v1::AuditEvent e = NewAuditEvent(
@@ -336,8 +335,8 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::ApproveAccessRequest(
       c, "ApproveAccessRequest", r, r.request_id(),
       [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::AccessRequest> {
         v1::Grant grant;
-        ASSIGN_OR_RETURN(v1::AccessRequest request,
-                         DecideIn(runner(), tx, c, a, now, name, args, v1::Decision::APPROVE, &grant));
+        ASSIGN_OR_RETURN(v1::AccessRequest request, DecideIn(runner(), tx, c, a, now, name, args,
+                                                             v1::Decision::APPROVE, &grant));
         RETURN_IF_ERROR(NotifyDecision(tx, request, grant, now));
         return request;
       });

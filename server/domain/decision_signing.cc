@@ -40,7 +40,8 @@ using CertStack = std::unique_ptr<STACK_OF(X509), Deleter<STACK_OF(X509), CertSt
 
 void Put(absl::string_view value, std::string* out) {
   uint32_t n = static_cast<uint32_t>(value.size());
-  for (int shift = 24; shift >= 0; shift -= 8) out->push_back(static_cast<char>((n >> shift) & 0xff));
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out->push_back(static_cast<char>((n >> shift) & 0xff));
   out->append(value.data(), value.size());
 }
 
@@ -213,7 +214,8 @@ absl::Status VerifyCertificateChain(const std::string& certificate_pem,
   CertStack given = ReadCertificates(certificate_pem);
   if (sk_X509_num(given.get()) == 0) return Invalid("the signer's certificate is not PEM");
   CertStack anchors = ReadCertificates(bundle_pem);
-  if (sk_X509_num(anchors.get()) == 0) return Invalid("the tenant's CA bundle holds no certificate");
+  if (sk_X509_num(anchors.get()) == 0)
+    return Invalid("the tenant's CA bundle holds no certificate");
   Store store(X509_STORE_new());
   for (int i = 0; i < sk_X509_num(anchors.get()); ++i) {
     X509_STORE_add_cert(store.get(), sk_X509_value(anchors.get(), i));
@@ -235,8 +237,9 @@ absl::Status VerifyCertificateChain(const std::string& certificate_pem,
   // Offline, the certificate may have expired since it signed.
   X509_VERIFY_PARAM_set_time(param, static_cast<time_t>(at.seconds()));
   if (X509_verify_cert(ctx.get()) != 1) {
-    return Invalid(absl::StrCat("the signer's certificate does not chain to the tenant's CA bundle: ",
-                                X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get()))));
+    return Invalid(
+        absl::StrCat("the signer's certificate does not chain to the tenant's CA bundle: ",
+                     X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get()))));
   }
   return absl::OkStatus();
 }
@@ -291,8 +294,8 @@ absl::StatusOr<bool> VerifySignedDecisionEvent(const v1::AuditEvent& e,
   RETURN_IF_ERROR(VerifyDecisionSignature(certificate, d, signature));
   ASSIGN_OR_RETURN(std::string signer, CertificateSpiffeId(certificate));
   if (signer != e.actor()) {
-    return Invalid(absl::StrCat("the decision was signed by ", signer, ", not by its actor ",
-                                e.actor()));
+    return Invalid(
+        absl::StrCat("the decision was signed by ", signer, ", not by its actor ", e.actor()));
   }
   RETURN_IF_ERROR(VerifyCertificateChain(certificate, bundle_pem, d.sign_time));
   return true;

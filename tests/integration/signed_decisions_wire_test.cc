@@ -52,8 +52,8 @@ TEST(SignedDecisionsWire, LibraryApprovalIsSignedAndTheExportVerifiesOffline) {
   ce.set_environment_id("prod");
   ASSERT_TRUE(admin->CreateEnvironment(ce).ok());
   for (const auto& [principal, role, tenant] :
-       {std::tuple<std::string, std::string, std::string>{Id("operator/alice"),
-                                                           "operator.engineer", ""},
+       {std::tuple<std::string, std::string, std::string>{Id("operator/alice"), "operator.engineer",
+                                                          ""},
         {Id("operator/bob"), "operator.reviewer", ""},
         {Id("tenant/ma/user/dana"), "tenant.admin", "tenants/ma"}}) {
     v1::CreateRoleBindingRequest r;
@@ -86,8 +86,8 @@ TEST(SignedDecisionsWire, LibraryApprovalIsSignedAndTheExportVerifiesOffline) {
   ASSERT_EQ(internal->stage(), v1::AccessRequest::CUSTOMER_REVIEW);
 
   // A client that does not sign is refused: the policy requires it.
-  auto unsigned_dana = LibraryClient(certs, "dana", server.target(),
-                                     [](Options* o) { o->sign_decisions = false; });
+  auto unsigned_dana =
+      LibraryClient(certs, "dana", server.target(), [](Options* o) { o->sign_decisions = false; });
   auto refused = unsigned_dana->ApproveAccessRequest(approve);
   EXPECT_EQ(refused.status().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_EQ(refused.reason(), "SIGNATURE_REQUIRED");
@@ -131,9 +131,9 @@ TEST(SignedDecisionsWire, LibraryApprovalIsSignedAndTheExportVerifiesOffline) {
   internal2.set_name(second->name());
   ASSERT_TRUE(bob->ApproveAccessRequest(internal2).ok());
   const std::string ctl = RequiredEnv("LOCKBOX_TEST_LOCKBOXCTL");
-  const std::string env = "LOCKBOX_TARGET=" + server.target() + " LOCKBOX_CA=" +
-                          certs.Path("ca.crt") + " LOCKBOX_CERT=" + certs.Path("dana.crt") +
-                          " LOCKBOX_KEY=" + certs.Path("dana.key") + " ";
+  const std::string env =
+      "LOCKBOX_TARGET=" + server.target() + " LOCKBOX_CA=" + certs.Path("ca.crt") +
+      " LOCKBOX_CERT=" + certs.Path("dana.crt") + " LOCKBOX_KEY=" + certs.Path("dana.key") + " ";
   auto run = [&](const std::string& args, std::string* out) {
     FILE* p = popen((env + ctl + " " + args + " 2>&1").c_str(), "r");
     char buf[512];
@@ -175,9 +175,8 @@ TEST(SignedDecisionsWire, LibraryApprovalIsSignedAndTheExportVerifiesOffline) {
   const std::string forged_file = certs.Path("forged.jsonl");
   std::ofstream(forged_file) << forged;
   EXPECT_EQ(run("audit verify --file " + forged_file, &out), 0) << out;
-  EXPECT_NE(run("audit verify --file " + forged_file + " --tenant-ca " + certs.Path("ca.crt"),
-                &out),
-            0)
+  EXPECT_NE(
+      run("audit verify --file " + forged_file + " --tenant-ca " + certs.Path("ca.crt"), &out), 0)
       << out;
   EXPECT_NE(out.find("TAMPERED"), std::string::npos) << out;
 

@@ -71,8 +71,8 @@ void AddExtension(X509* cert, X509* issuer, int nid, const char* value) {
 }
 
 // Signs `key`'s certificate with issuer_key (itself when null).
-std::string Make(const std::string& cn, EVP_PKEY* key, X509* issuer, EVP_PKEY* issuer_key,
-                 bool ca, const std::string& spiffe_id) {
+std::string Make(const std::string& cn, EVP_PKEY* key, X509* issuer, EVP_PKEY* issuer_key, bool ca,
+                 const std::string& spiffe_id) {
   static long serial = 1;
   X509* cert = X509_new();
   X509_set_version(cert, 2);

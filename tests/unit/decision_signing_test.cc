@@ -1,12 +1,14 @@
 // Signed decisions (lockbox/decision.h, docs/SIGNED_DECISIONS.md): the
 // bytes, signing and verifying with each key type, and every field bound.
-#include "lockbox/decision.h"
-
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
 
 #include <functional>
 
 #include "absl/strings/escaping.h"
+#include "lockbox/decision.h"
 #include "lockbox/error_reason.h"
 #include "server/domain/status.h"
 #include "tests/support/test_pki.h"
@@ -96,6 +98,35 @@ TEST_P(KeyTypes, SignsAndVerifiesAndRefusesEveryTamperedField) {
 }
 
 INSTANTIATE_TEST_SUITE_P(EcRsaEd25519, KeyTypes, ::testing::Values("ec", "rsa", "ed25519"));
+
+// RSA-PSS (SHA-256, MGF1-SHA-256), as a browser's WebCrypto or an HSM may
+// make it, verifies as well as PKCS#1 v1.5.
+TEST(DecisionSigning, RsaPssVerifies) {
+  TestCertificate ca = NewCa("CA");
+  TestCertificate user = NewLeaf(ca, kUser, "rsa");
+  BIO* bio = BIO_new_mem_buf(user.key_pem.data(), static_cast<int>(user.key_pem.size()));
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  ASSERT_NE(key, nullptr);
+  std::string data = CanonicalDecisionBytes(Example());
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_PKEY_CTX* pctx = nullptr;
+  ASSERT_EQ(EVP_DigestSignInit(ctx, &pctx, EVP_sha256(), nullptr, key), 1);
+  ASSERT_EQ(EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING), 1);
+  ASSERT_EQ(EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32), 1);
+  std::string signature(512, '\0');
+  size_t len = signature.size();
+  ASSERT_EQ(EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(signature.data()), &len,
+                           reinterpret_cast<const unsigned char*>(data.data()), data.size()),
+            1);
+  signature.resize(len);
+  EVP_MD_CTX_free(ctx);
+  EVP_PKEY_free(key);
+  EXPECT_TRUE(VerifyDecisionSignature(user.certificate_pem, Example(), signature).ok());
+  DecisionToSign other = Example();
+  other.comment = "no";
+  EXPECT_FALSE(VerifyDecisionSignature(user.certificate_pem, other, signature).ok());
+}
 
 TEST(DecisionSigning, RefusesOtherKeyTypes) {
   TestCertificate ca = NewCa("CA");

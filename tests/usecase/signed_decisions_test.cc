@@ -143,9 +143,11 @@ class SignedDecisionsTest : public ::testing::Test {
 TEST_F(SignedDecisionsTest, PolicyFieldIsAuditedAndOffByDefault) {
   v1::GetLockboxPolicyRequest get;
   get.set_name(std::string(DemoWorld::kTenantA) + "/lockboxPolicy");
-  EXPECT_FALSE(use_cases().policy().GetLockboxPolicy(w().tenant_a_admin, get)->require_signed_decisions());
+  EXPECT_FALSE(
+      use_cases().policy().GetLockboxPolicy(w().tenant_a_admin, get)->require_signed_decisions());
   RequireSignatures(true);
-  EXPECT_TRUE(use_cases().policy().GetLockboxPolicy(w().tenant_a_admin, get)->require_signed_decisions());
+  EXPECT_TRUE(
+      use_cases().policy().GetLockboxPolicy(w().tenant_a_admin, get)->require_signed_decisions());
   v1::ListAuditEventsRequest list;
   list.set_parent(DemoWorld::kTenantA);
   list.set_filter("action = \"lockbox_policy.update\"");
@@ -245,8 +247,8 @@ TEST_F(SignedDecisionsTest, TamperedSignaturesAreRefusedEvenWhenNotRequired) {
   expect_invalid(changed, "other certificate");
   // Outside five minutes of the server's clock.
   changed = r;
-  changed.mutable_signature()->mutable_sign_time()->set_seconds(r.signature().sign_time().seconds() -
-                                                                 6 * 60);
+  changed.mutable_signature()->mutable_sign_time()->set_seconds(
+      r.signature().sign_time().seconds() - 6 * 60);
   expect_invalid(changed, "stale sign time");
   // The decision is still open, and a correct signature then decides it.
   auto approved = use_cases().requests().ApproveAccessRequest(dana_caller_, r);

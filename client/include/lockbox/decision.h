@@ -46,8 +46,7 @@ absl::StatusOr<std::string> SignDecision(const std::string& private_key_pem,
 // INVALID_ARGUMENT with reason SIGNATURE_INVALID when it does not, or when
 // the certificate or its key type is not one of the above.
 absl::Status VerifyDecisionSignature(const std::string& certificate_pem,
-                                     const DecisionToSign& decision,
-                                     const std::string& signature);
+                                     const DecisionToSign& decision, const std::string& signature);
 
 // The SPIFFE ID (the spiffe:// URI SAN) of the first certificate in `pem`.
 // INVALID_ARGUMENT when it is not a certificate or has no single one.
