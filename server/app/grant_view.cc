@@ -44,6 +44,12 @@ void GrantView::Start() {
     options_.feed->Run(
         [this](const std::string& payload) {
           if (payload == "bindings") {
+            {
+              // A removed operator.engineer stops allowing at once; the
+              // re-read brings back everyone who still holds it.
+              absl::WriterMutexLock view(&mu_);
+              engineers_.clear();
+            }
             absl::MutexLock lock(&work_mu_);
             dirty_bindings_ = true;
             work_cv_.Signal();
