@@ -172,12 +172,13 @@ v1::Grant NewGrant(const v1::AccessRequest& request, const v1::Environment& env,
 v1::Grant::State EffectiveState(const v1::Grant& grant, absl::Time now);
 void ApplyReadTimeState(absl::Time now, v1::Grant* grant);
 
-// One CheckAccess question.
+// One CheckAccess question. The views and pointers are not owned: what they
+// refer to outlives the check (it is asked on the hot path, without copies).
 struct AccessCheck {
-  std::string principal;
-  std::string environment;  // Its name, tenants/{t}/environments/{e}.
+  absl::string_view principal;
+  absl::string_view environment;  // Its name, tenants/{t}/environments/{e}.
   // Empty: the environment as a whole.
-  std::string data_source;
+  absl::string_view data_source;
   absl::Time now;
   // The principal holds operator.engineer now: a grant stops allowing when
   // its engineer loses the role.
