@@ -9,12 +9,27 @@
 namespace lockbox::ctl {
 namespace {
 
+// The data sources a grant pinned at approval; "[customer]" marks those the
+// customer reviewed. A grant of an environment that had no data sources
+// covers it as a whole: "[environment]". No spaces, so that the table's
+// columns split on blanks.
+std::string PinnedSources(const v1::Grant& g) {
+  std::string ds;
+  for (const auto& d : g.data_sources()) {
+    bool reviewed = false;
+    for (const auto& p : g.pinned_data_sources()) {
+      if (p.id() == d) reviewed = p.customer_reviewed();
+    }
+    ds += (ds.empty() ? "" : ",") + d + (reviewed ? "[customer]" : "");
+  }
+  if (!ds.empty()) return ds;
+  return g.customer_reviewed() ? "[environment][customer]" : "[environment]";
+}
+
 void PrintGrants(const google::protobuf::RepeatedPtrField<v1::Grant>& grants) {
   Table t({"GRANT", "PRINCIPAL", "ENVIRONMENT", "DATA SOURCES", "STATE", "STARTS", "EXPIRES"});
   for (const auto& g : grants) {
-    std::string ds;
-    for (const auto& d : g.data_sources()) ds += (ds.empty() ? "" : ",") + d;
-    t.Add({Short(g.name()), Short(g.principal()), g.environment(), ds.empty() ? "all" : ds,
+    t.Add({Short(g.name()), Short(g.principal()), g.environment(), PinnedSources(g),
            v1::Grant::State_Name(g.state()), Time(g.start_time()), Time(g.expire_time())});
   }
   t.Print();

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_join.h"
 #include "lockbox/decision.h"
 #include "server/app/audit_events.h"
 #include "server/app/list_page.h"
@@ -274,13 +275,18 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(const UseCaseRunner& runner, T
                    tx.requests().GetAccessRequest(name.tenant, name.id, true));
   RETURN_IF_ERROR(CheckEtag(args.etag, request.etag()));
   bool needs_customer = false;
-  if (verdict == v1::Decision::APPROVE && request.stage() == v1::AccessRequest::INTERNAL_REVIEW) {
-    // Whether the customer must also approve is decided now, from the
-    // current policy and environment: a policy change takes effect at once.
+  // An approval reads the environment and policy as they are now: whether
+  // the customer must also approve is decided from them (a policy change
+  // takes effect at once), and a grant pins what they say.
+  v1::Environment env;
+  v1::LockboxPolicy policy;
+  if (verdict == v1::Decision::APPROVE) {
     std::string env_id = IdOfName(request.environment());
-    ASSIGN_OR_RETURN(v1::Environment env, tx.tenancy().GetEnvironment(name.tenant, env_id, false));
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(name.tenant, false));
-    needs_customer = NeedsCustomerReview(policy, env, request.data_sources());
+    ASSIGN_OR_RETURN(env, tx.tenancy().GetEnvironment(name.tenant, env_id, false));
+    ASSIGN_OR_RETURN(policy, tx.tenancy().GetPolicy(name.tenant, false));
+    if (request.stage() == v1::AccessRequest::INTERNAL_REVIEW) {
+      needs_customer = NeedsCustomerReview(policy, env, request.data_sources());
+    }
   }
   const v1::AccessRequest reviewed = request;
   RETURN_IF_ERROR(Decide(a, verdict, args.comment, needs_customer, now, &request));
@@ -302,12 +308,20 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(const UseCaseRunner& runner, T
   if (evidence) EvidenceDetails(*evidence, args, signer_pem, &e);
   if (request.state() == v1::AccessRequest::APPROVED) {
     std::string grant_id = NewUuid();
-    v1::Grant grant = NewGrant(request, name.tenant, grant_id, now);
+    v1::Grant grant = NewGrant(request, env, policy, name.tenant, grant_id, now);
     RETURN_IF_ERROR(tx.grants().InsertGrant(name.tenant, grant_id, &grant));
     request.set_grant(grant.name());
     if (grant_out != nullptr) *grant_out = grant;
     *e.mutable_access_expire_time() = grant.expire_time();
     (*e.mutable_details())["grant"] = grant.name();
+    // What the grant pinned, so the log shows what the approval covers.
+    std::vector<std::string> pinned, reviewed;
+    for (const v1::PinnedDataSource& p : grant.pinned_data_sources()) {
+      pinned.push_back(p.id());
+      if (p.customer_reviewed()) reviewed.push_back(p.id());
+    }
+    (*e.mutable_details())["grant_data_sources"] = absl::StrJoin(pinned, ",");
+    (*e.mutable_details())["grant_customer_reviewed"] = absl::StrJoin(reviewed, ",");
   }
   RETURN_IF_ERROR(tx.requests().UpdateAccessRequest(name.tenant, name.id, &request));
   SetRequestFields(request, &e);

@@ -107,6 +107,10 @@ std::optional<absl::StatusOr<v1::CheckAccessResponse>> GrantUseCases::CheckAcces
       !view->IsEnforcer(c.spiffe_id)) {
     return std::nullopt;
   }
+  // The view applies the same coverage rule with the environment and
+  // policy as it last read them (or, while a change to them is on its way,
+  // allows only customer-reviewed sources) and leaves the rest to the
+  // database path.
   std::optional<v1::Grant> grant =
       view->Allowing(principal->spiffe_id, env->tenant, env->id, r.environment(), r.data_source(),
                      runner().clock().Now());
@@ -139,8 +143,26 @@ absl::StatusOr<v1::CheckAccessResponse> GrantUseCases::CheckAccessFromDatabase(
         ASSIGN_OR_RETURN(std::vector<v1::Grant> grants,
                          tx.grants().ActiveGrants(principal.spiffe_id, env.tenant, env.id));
         v1::CheckAccessResponse out;
-        const v1::Grant* best =
-            BestAllowingGrant(grants, principal.spiffe_id, r.environment(), r.data_source(), now);
+        const v1::Grant* best = nullptr;
+        if (!grants.empty()) {
+          // The coverage rule needs what is true now: the principal's roles,
+          // the environment and the tenant's policy.
+          ASSIGN_OR_RETURN(std::vector<Binding> bindings,
+                           tx.tenancy().BindingsOf(principal.spiffe_id));
+          // A grant's request holds its environment (a foreign key): it exists.
+          ASSIGN_OR_RETURN(v1::Environment environment,
+                           tx.tenancy().GetEnvironment(env.tenant, env.id, false));
+          ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(env.tenant, false));
+          AccessCheck check;
+          check.principal = principal.spiffe_id;
+          check.environment = r.environment();
+          check.data_source = r.data_source();
+          check.now = now;
+          check.principal_is_engineer = Permissions(std::move(bindings)).Has(Role::kEngineer);
+          check.environment_now = &environment;
+          check.policy_now = &policy;
+          best = BestAllowingGrant(grants, check);
+        }
         if (best != nullptr) {
           out.set_allowed(true);
           *out.mutable_expire_time() = best->expire_time();

@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "absl/strings/match.h"
 #include "server/domain/identity.h"
 #include "server/domain/lifecycle.h"
 #include "server/domain/names.h"
@@ -14,6 +15,10 @@ constexpr absl::Duration kRetryAfterError = absl::Milliseconds(500);
 // Ended grants leave by notification; this only bounds what an expired
 // grant costs in memory when nobody recorded its expiry.
 constexpr auto kPurgeEvery = std::chrono::seconds(30);
+
+std::string EnvironmentKey(const std::string& tenant, const std::string& environment_id) {
+  return tenant + "/" + environment_id;
+}
 
 std::string KeyOf(const std::string& principal, const std::string& tenant,
                   const std::string& environment_id) {
@@ -39,8 +44,38 @@ void GrantView::Start() {
     options_.feed->Run(
         [this](const std::string& payload) {
           if (payload == "bindings") {
+            {
+              // A removed operator.engineer stops allowing at once; the
+              // re-read brings back everyone who still holds it.
+              absl::WriterMutexLock view(&mu_);
+              engineers_.clear();
+            }
             absl::MutexLock lock(&work_mu_);
             dirty_bindings_ = true;
+            work_cv_.Signal();
+            return;
+          }
+          // What coverage depends on changed: forget it at once (the view
+          // then allows only what needs none of it), and read it again.
+          if (absl::StartsWith(payload, kEnvironmentChanged)) {
+            std::string key = payload.substr(sizeof(kEnvironmentChanged) - 1);
+            {
+              absl::WriterMutexLock view(&mu_);
+              environments_.erase(key);
+            }
+            absl::MutexLock lock(&work_mu_);
+            dirty_environments_.insert(key);
+            work_cv_.Signal();
+            return;
+          }
+          if (absl::StartsWith(payload, kPolicyChanged)) {
+            std::string tenant = payload.substr(sizeof(kPolicyChanged) - 1);
+            {
+              absl::WriterMutexLock view(&mu_);
+              policies_.erase(tenant);
+            }
+            absl::MutexLock lock(&work_mu_);
+            dirty_policies_.insert(tenant);
             work_cv_.Signal();
             return;
           }
@@ -95,8 +130,22 @@ std::optional<v1::Grant> GrantView::Allowing(const std::string& principal,
   absl::ReaderMutexLock lock(&mu_);
   auto it = grants_.find(KeyOf(principal, tenant, environment_id));
   if (it == grants_.end()) return std::nullopt;
-  const v1::Grant* best =
-      BestAllowingGrant(it->second, principal, environment_name, data_source, now);
+  AccessCheck check;
+  check.principal = principal;
+  check.environment = environment_name;
+  check.data_source = data_source;
+  check.now = now;
+  check.principal_is_engineer = engineers_.count(principal) > 0;
+  // The environment and policy as last read, unless a change to either is
+  // on its way: then only what is covered whatever they are counts (domain
+  // GrantCovers).
+  auto env = environments_.find(EnvironmentKey(tenant, environment_id));
+  auto policy = policies_.find(tenant);
+  if (env != environments_.end() && policy != policies_.end()) {
+    check.environment_now = &env->second;
+    check.policy_now = &policy->second;
+  }
+  const v1::Grant* best = BestAllowingGrant(it->second, check);
   if (best == nullptr) return std::nullopt;
   return *best;
 }
@@ -145,52 +194,118 @@ void GrantView::EraseLocked(const std::string& grant_key) {
 
 bool GrantView::Rebuild() {
   std::vector<v1::Grant> grants;
-  std::vector<std::string> enforcers;
+  std::vector<std::string> enforcers, engineers;
+  Tenancy tenancy;
   absl::Time now = options_.clock->Now();
   absl::Status status = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
     auto g = tx.grants().AllActiveGrants(now);
     if (!g.ok()) return g.status();
     auto e = tx.tenancy().PrincipalsWithRole(Role::kEnforcer);
     if (!e.ok()) return e.status();
+    auto en = tx.tenancy().PrincipalsWithRole(Role::kEngineer);
+    if (!en.ok()) return en.status();
     grants = std::move(*g);
     enforcers = std::move(*e);
-    return absl::OkStatus();
+    engineers = std::move(*en);
+    std::set<std::string> env_keys, tenants;
+    for (const v1::Grant& grant : grants) {
+      std::string tenant = TenantOfName(grant.name());
+      env_keys.insert(EnvironmentKey(tenant, IdOfName(grant.environment())));
+      tenants.insert(tenant);
+    }
+    return ReadTenancy(tx, env_keys, tenants, &tenancy);
   });
   if (!status.ok()) return false;
   absl::WriterMutexLock lock(&mu_);
   grants_.clear();
   index_.clear();
+  environments_.clear();
+  policies_.clear();
+  PutTenancyLocked(std::move(tenancy));
   for (v1::Grant& g : grants) PutLocked(std::move(g), now);
   enforcers_ = std::unordered_set<std::string>(enforcers.begin(), enforcers.end());
+  engineers_ = std::unordered_set<std::string>(engineers.begin(), engineers.end());
   return true;
 }
 
 bool GrantView::RefreshGrants(const std::vector<std::string>& keys) {
   std::vector<v1::Grant> grants;
+  Tenancy tenancy;
   absl::Status status = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
     auto g = tx.grants().GetGrantsByKey(keys);
     if (!g.ok()) return g.status();
     grants = std::move(*g);
-    return absl::OkStatus();
+    // A new grant's environment and policy, read after its notification: a
+    // change to either after this read is notified again and read again.
+    std::set<std::string> env_keys, tenants;
+    for (const v1::Grant& grant : grants) {
+      if (grant.state() != v1::Grant::ACTIVE) continue;
+      std::string tenant = TenantOfName(grant.name());
+      env_keys.insert(EnvironmentKey(tenant, IdOfName(grant.environment())));
+      tenants.insert(tenant);
+    }
+    return ReadTenancy(tx, env_keys, tenants, &tenancy);
   });
   if (!status.ok()) return false;
   absl::Time now = options_.clock->Now();
   absl::WriterMutexLock lock(&mu_);
+  PutTenancyLocked(std::move(tenancy));
   for (v1::Grant& g : grants) PutLocked(std::move(g), now);
   return true;
 }
 
-bool GrantView::RefreshEnforcers() {
-  std::vector<std::string> enforcers;
+bool GrantView::RefreshTenancy(const std::set<std::string>& environment_keys,
+                               const std::set<std::string>& tenants) {
+  Tenancy tenancy;
+  absl::Status status = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
+    return ReadTenancy(tx, environment_keys, tenants, &tenancy);
+  });
+  if (!status.ok()) return false;
+  absl::WriterMutexLock lock(&mu_);
+  PutTenancyLocked(std::move(tenancy));
+  return true;
+}
+
+absl::Status GrantView::ReadTenancy(Transaction& tx, const std::set<std::string>& environment_keys,
+                                    const std::set<std::string>& tenants, Tenancy* out) {
+  for (const std::string& key : environment_keys) {
+    size_t slash = key.find('/');
+    if (slash == std::string::npos) continue;
+    auto env = tx.tenancy().GetEnvironment(key.substr(0, slash), key.substr(slash + 1), false);
+    // One removed or never made: nothing to cover, nothing held.
+    if (absl::IsNotFound(env.status())) continue;
+    if (!env.ok()) return env.status();
+    out->environments.emplace(key, std::move(*env));
+  }
+  for (const std::string& tenant : tenants) {
+    auto policy = tx.tenancy().GetPolicy(tenant, false);
+    if (absl::IsNotFound(policy.status())) continue;
+    if (!policy.ok()) return policy.status();
+    out->policies.emplace(tenant, std::move(*policy));
+  }
+  return absl::OkStatus();
+}
+
+void GrantView::PutTenancyLocked(Tenancy tenancy) {
+  for (auto& [key, env] : tenancy.environments) environments_[key] = std::move(env);
+  for (auto& [tenant, policy] : tenancy.policies) policies_[tenant] = std::move(policy);
+}
+
+bool GrantView::RefreshBindings() {
+  std::vector<std::string> enforcers, engineers;
   absl::Status status = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
     auto e = tx.tenancy().PrincipalsWithRole(Role::kEnforcer);
     if (!e.ok()) return e.status();
+    auto en = tx.tenancy().PrincipalsWithRole(Role::kEngineer);
+    if (!en.ok()) return en.status();
     enforcers = std::move(*e);
+    engineers = std::move(*en);
     return absl::OkStatus();
   });
   if (!status.ok()) return false;
   absl::WriterMutexLock lock(&mu_);
   enforcers_ = std::unordered_set<std::string>(enforcers.begin(), enforcers.end());
+  engineers_ = std::unordered_set<std::string>(engineers.begin(), engineers.end());
   return true;
 }
 
@@ -198,7 +313,8 @@ void GrantView::Loop() {
   auto next_purge = std::chrono::steady_clock::now() + kPurgeEvery;
   work_mu_.Lock();
   while (!stopping_) {
-    if (!rebuild_ && dirty_grants_.empty() && !dirty_bindings_) {
+    if (!rebuild_ && dirty_grants_.empty() && !dirty_bindings_ && dirty_environments_.empty() &&
+        dirty_policies_.empty()) {
       // Until `next_purge` on the steady clock; a signal or a spurious
       // wakeup goes round the loop, which finds the work or waits again.
       work_cv_.WaitWithTimeout(&work_mu_,
@@ -227,6 +343,8 @@ void GrantView::Loop() {
       rebuild_ = false;
       dirty_grants_.clear();
       dirty_bindings_ = false;
+      dirty_environments_.clear();
+      dirty_policies_.clear();
       int64_t gaps = gaps_.load();
       work_mu_.Unlock();
       ok = Rebuild();
@@ -246,9 +364,16 @@ void GrantView::Loop() {
       }
       bool bindings = dirty_bindings_;
       dirty_bindings_ = false;
+      std::set<std::string> environments = std::move(dirty_environments_);
+      std::set<std::string> policies = std::move(dirty_policies_);
+      dirty_environments_.clear();
+      dirty_policies_.clear();
       work_mu_.Unlock();
       if (!keys.empty()) ok = RefreshGrants(keys);
-      if (ok && bindings) ok = RefreshEnforcers();
+      if (ok && bindings) ok = RefreshBindings();
+      if (ok && (!environments.empty() || !policies.empty())) {
+        ok = RefreshTenancy(environments, policies);
+      }
       work_mu_.Lock();
       if (!ok) {
         // What the view holds may now be wrong: stop answering from it.

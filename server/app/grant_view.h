@@ -1,6 +1,12 @@
 // This replica's in-memory view of what CheckAccess needs: the active
-// grants, and who holds service.enforcer. CheckAccess answers "allowed" from
-// it without touching the database.
+// grants, and who holds service.enforcer and operator.engineer (a grant of a
+// principal who lost operator.engineer allows nothing). CheckAccess answers
+// "allowed" from it without touching the database. For the coverage rule
+// (domain GrantCovers) it also holds the environments of its grants and
+// their tenants' policies; a change to either is notified on commit
+// (kEnvironmentChanged, kPolicyChanged), dropped at once and read again, and
+// while it is missing the view allows only what needs neither (a pinned
+// data source the customer reviewed).
 //
 // Kept current across replicas by LISTEN/NOTIFY (ChangeTopic::kAccess):
 // every grant or binding change is re-read after its notification, in
@@ -11,8 +17,9 @@
 // What the view does not hold it does not deny: a caller that finds no
 // allowing grant (or no enforcer binding) here asks the database. So a
 // grant approved on any replica allows everywhere as soon as its
-// transaction commits; only the ends of grants (release, revoke) and the
-// removal of bindings travel by notification, within the feed's delay
+// transaction commits; only the ends of grants (release, revoke), the
+// removal of bindings and changes to environments and policies travel by
+// notification, within the feed's delay
 // (milliseconds), and never later than `liveness` after the feed last
 // proved its connection, however silently that connection was lost. Expiry needs no notification: a
 // grant stops allowing at its own expire_time.
@@ -66,8 +73,8 @@ class GrantView {
   // Whether `spiffe_id` holds service.enforcer as the view knows it.
   bool IsEnforcer(const std::string& spiffe_id) const ABSL_LOCKS_EXCLUDED(mu_);
   // The grant that allows `principal` into the environment (`data_source`
-  // may be empty) at `now`, the one lasting longest; nullopt if the view has
-  // none.
+  // may be empty: the whole) at `now`, the one lasting longest; nullopt if
+  // the view has none.
   std::optional<v1::Grant> Allowing(const std::string& principal, const std::string& tenant,
                                     const std::string& environment_id,
                                     const std::string& environment_name,
@@ -91,7 +98,19 @@ class GrantView {
   // Loads everything again. False if the database could not be read.
   bool Rebuild() ABSL_LOCKS_EXCLUDED(mu_, work_mu_);
   bool RefreshGrants(const std::vector<std::string>& keys) ABSL_LOCKS_EXCLUDED(mu_, work_mu_);
-  bool RefreshEnforcers() ABSL_LOCKS_EXCLUDED(mu_, work_mu_);
+  // Who holds service.enforcer and operator.engineer.
+  bool RefreshBindings() ABSL_LOCKS_EXCLUDED(mu_, work_mu_);
+  // Environments ("<tenant>/<id>") and policies (by tenant), as read.
+  struct Tenancy {
+    std::unordered_map<std::string, v1::Environment> environments;
+    std::unordered_map<std::string, v1::LockboxPolicy> policies;
+  };
+  // Reads what the coverage of grants on these environments needs.
+  bool RefreshTenancy(const std::set<std::string>& environment_keys,
+                      const std::set<std::string>& tenants) ABSL_LOCKS_EXCLUDED(mu_, work_mu_);
+  static absl::Status ReadTenancy(Transaction& tx, const std::set<std::string>& environment_keys,
+                                  const std::set<std::string>& tenants, Tenancy* out);
+  void PutTenancyLocked(Tenancy tenancy) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PutLocked(v1::Grant grant, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EraseLocked(const std::string& grant_key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -105,6 +124,15 @@ class GrantView {
   // "<tenant>/<grant id>" -> its key in grants_.
   std::unordered_map<std::string, std::string> index_ ABSL_GUARDED_BY(mu_);
   std::unordered_set<std::string> enforcers_ ABSL_GUARDED_BY(mu_);
+  // Who holds operator.engineer: a grant of anyone else allows nothing.
+  std::unordered_set<std::string> engineers_ ABSL_GUARDED_BY(mu_);
+  // What the coverage rule needs of now, for the environments of the grants
+  // held: "<tenant>/<environment id>" -> the environment, tenant -> its
+  // policy. An entry is dropped the moment its change is notified and read
+  // again after; while either is missing the view allows only what needs
+  // neither (a customer-reviewed source).
+  std::unordered_map<std::string, v1::Environment> environments_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, v1::LockboxPolicy> policies_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> built_{false};
   // Counts on_gap(): a rebuild that saw a gap start meanwhile is stale.
   std::atomic<int64_t> gaps_{0};
@@ -116,6 +144,8 @@ class GrantView {
   absl::CondVar work_cv_;
   std::set<std::string> dirty_grants_ ABSL_GUARDED_BY(work_mu_);
   bool dirty_bindings_ ABSL_GUARDED_BY(work_mu_) = false;
+  std::set<std::string> dirty_environments_ ABSL_GUARDED_BY(work_mu_);
+  std::set<std::string> dirty_policies_ ABSL_GUARDED_BY(work_mu_);
   // Set by the feed once it listens.
   bool rebuild_ ABSL_GUARDED_BY(work_mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(work_mu_) = false;

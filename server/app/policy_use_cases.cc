@@ -1,6 +1,9 @@
 // PolicyService: tenants, lockbox policy, environments and role bindings.
 #include "server/app/policy_use_cases.h"
 
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/app/audit_events.h"
 #include "server/app/list_page.h"
@@ -10,6 +13,7 @@
 #include "server/domain/lifecycle.h"
 #include "server/domain/names.h"
 #include "server/domain/status.h"
+#include "server/observe/log.h"
 
 namespace lockbox {
 namespace {
@@ -328,6 +332,27 @@ absl::StatusOr<v1::ListRoleBindingsResponse> PolicyUseCases::ListRoleBindings(
       });
 }
 
+namespace {
+
+// Nobody could manage tenants or provider roles again without a lockbox.admin
+// (and --bootstrap-admin acts only while none exists). Every lockbox.admin
+// binding is locked, in one order, before any is removed: racing removals on
+// any number of replicas are serialised, and the last one left is refused.
+absl::Status CheckNotLastAdmin(Transaction& tx, const std::string& binding_name) {
+  ASSIGN_OR_RETURN(std::vector<std::string> ids, tx.tenancy().LockBindingsOfRole(Role::kAdmin));
+  bool present = std::any_of(ids.begin(), ids.end(), [&](const std::string& id) {
+    return absl::StrCat("roleBindings/", id) == binding_name;
+  });
+  if (!present) return NotFound(binding_name);
+  if (ids.size() <= 1) {
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kLastAdmin,
+                 "this is the last lockbox.admin binding; bind another lockbox.admin first");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<google::protobuf::Empty> PolicyUseCases::DeleteRoleBinding(
     const C& c, const v1::DeleteRoleBindingRequest& r) {
   ASSIGN_OR_RETURN(std::string id, ParseRoleBindingName(r.name(), "name"));
@@ -335,11 +360,17 @@ absl::StatusOr<google::protobuf::Empty> PolicyUseCases::DeleteRoleBinding(
       c, "DeleteRoleBinding", r, r.request_id(),
       [&](Transaction& tx, const Actor& a,
           absl::Time now) -> absl::StatusOr<google::protobuf::Empty> {
-        auto binding = tx.tenancy().GetRoleBinding(id, true);
+        auto binding = tx.tenancy().GetRoleBinding(id, false);
         // A tenant admin learns nothing of bindings outside their tenant.
         RETURN_IF_ERROR(authz::DeleteRoleBinding(
             a, binding.ok() && !binding->tenant().empty() ? binding->tenant().substr(8) : ""));
         if (!binding.ok()) return binding.status();
+        if (binding->tenant().empty() && binding->role() == RoleName(Role::kAdmin)) {
+          RETURN_IF_ERROR(CheckNotLastAdmin(tx, binding->name()));
+        }
+        // Locked now (after every lockbox.admin binding, for an admin's): a
+        // racing removal of the same binding finds it gone.
+        ASSIGN_OR_RETURN(*binding, tx.tenancy().GetRoleBinding(id, true));
         RETURN_IF_ERROR(tx.tenancy().DeleteRoleBinding(id));
         std::string tenant = binding->tenant().empty() ? "" : binding->tenant().substr(8);
         v1::AuditEvent e = NewAuditEvent(a, "role_binding.delete", tenant, binding->name(), now);
@@ -357,11 +388,12 @@ absl::Status PolicyUseCases::EnsureBootstrapAdmin(const std::string& spiffe_id) 
     return InvalidField("--bootstrap-admin", "NOT_ALLOWED",
                         "must be an operator: spiffe://<trust-domain>/operator/<user>");
   }
+  // Only while nobody holds lockbox.admin: a bootstrap identity removed by
+  // the admins it made does not come back at the next start.
+  std::vector<std::string> admins;
   absl::Status status = runner().store().RunInTransaction([&](Transaction& tx) -> absl::Status {
-    ASSIGN_OR_RETURN(std::vector<Binding> bindings, tx.tenancy().BindingsOf(spiffe_id));
-    for (const Binding& b : bindings) {
-      if (b.role == Role::kAdmin) return absl::OkStatus();
-    }
+    ASSIGN_OR_RETURN(admins, tx.tenancy().PrincipalsWithRole(Role::kAdmin));
+    if (!admins.empty()) return absl::OkStatus();
     absl::Time now = runner().clock().Now();
     std::string id = NewUuid();
     v1::RoleBinding binding;
@@ -378,8 +410,23 @@ absl::Status PolicyUseCases::EnsureBootstrapAdmin(const std::string& spiffe_id) 
     return runner().audit_log().Append(tx, &event);
   });
   // Another replica starting at the same moment made the same binding.
-  if (absl::IsAlreadyExists(status)) return absl::OkStatus();
-  return status;
+  if (absl::IsAlreadyExists(status)) {
+    Log("info", "--bootstrap-admin: another replica bound it", {{"principal", spiffe_id}});
+    return absl::OkStatus();
+  }
+  if (!status.ok()) return status;
+  if (admins.empty()) {
+    Log("warn", "--bootstrap-admin: no lockbox.admin existed; bound it",
+        {{"principal", spiffe_id}});
+  } else {
+    bool self = std::find(admins.begin(), admins.end(), spiffe_id) != admins.end();
+    Log("info",
+        self ? "--bootstrap-admin: already a lockbox.admin; nothing done"
+             : "--bootstrap-admin: a lockbox.admin exists; the flag does nothing and can be "
+               "removed",
+        {{"principal", spiffe_id}, {"admins", static_cast<int64_t>(admins.size())}});
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace lockbox

@@ -20,7 +20,10 @@ class PolicyUseCases {
   };
   explicit PolicyUseCases(Options options) : options_(options) {}
 
-  // Makes sure `spiffe_id` (an operator) holds lockbox.admin.
+  // Binds `spiffe_id` (an operator) as lockbox.admin only while nobody
+  // holds lockbox.admin, and logs what it did: once admins exist they manage
+  // the role, and a bootstrap identity they removed does not come back at
+  // the next start.
   absl::Status EnsureBootstrapAdmin(const std::string& spiffe_id);
 
   using C = CallerIdentity;

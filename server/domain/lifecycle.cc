@@ -262,6 +262,17 @@ absl::Status ValidateDataSources(const v1::Environment& env,
   return absl::OkStatus();
 }
 
+namespace {
+
+const v1::DataSource* FindDataSource(const v1::Environment& env, absl::string_view id) {
+  for (const v1::DataSource& ds : env.data_sources()) {
+    if (ds.id() == id) return &ds;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 bool IsProtected(const v1::LockboxPolicy& policy, const v1::Environment& env) {
   return policy.enabled() && env.managed();
 }
@@ -501,14 +512,33 @@ absl::Status Cancel(const Actor& actor, absl::Time now, AccessRequest* request) 
   return absl::OkStatus();
 }
 
-Grant NewGrant(const AccessRequest& request, absl::string_view tenant,
-               absl::string_view id, absl::Time now) {
+Grant NewGrant(const AccessRequest& request, const v1::Environment& env,
+               const v1::LockboxPolicy& policy, absl::string_view tenant, absl::string_view id,
+               absl::Time now) {
   Grant g;
   g.set_name(ChildName(tenant, "grants", id));
   g.set_access_request(request.name());
   g.set_principal(request.requester());
   g.set_environment(request.environment());
-  *g.mutable_data_sources() = request.data_sources();
+  bool customer_approved = std::any_of(
+      request.decisions().begin(), request.decisions().end(), [](const v1::Decision& d) {
+        return d.stage() == AccessRequest::CUSTOMER_REVIEW && d.verdict() == Decision::APPROVE;
+      });
+  g.set_customer_reviewed(customer_approved);
+  bool is_protected = IsProtected(policy, env);
+  auto pin = [&](const std::string& source) {
+    const v1::DataSource* ds = FindDataSource(env, source);
+    g.add_data_sources(source);
+    v1::PinnedDataSource* p = g.add_pinned_data_sources();
+    p->set_id(source);
+    p->set_lockbox_supported(ds != nullptr && ds->lockbox_supported());
+    p->set_customer_reviewed(customer_approved && is_protected && p->lockbox_supported());
+  };
+  if (request.data_sources().empty()) {
+    for (const v1::DataSource& ds : env.data_sources()) pin(ds.id());
+  } else {
+    for (const std::string& ds : request.data_sources()) pin(ds);
+  }
   *g.mutable_start_time() = ToProto(now);
   *g.mutable_expire_time() = ToProto(now + FromProto(request.access_duration()));
   g.set_state(Grant::ACTIVE);
@@ -523,26 +553,55 @@ void ApplyReadTimeState(absl::Time now, Grant* grant) {
   grant->set_state(EffectiveState(*grant, now));
 }
 
-bool GrantAllows(const Grant& grant, absl::string_view principal,
-                 absl::string_view environment, absl::string_view data_source,
-                 absl::Time now) {
-  if (EffectiveState(grant, now) != Grant::ACTIVE) return false;
-  if (now < FromProto(grant.start_time())) return false;
-  if (grant.principal() != principal || grant.environment() != environment) {
-    return false;
+namespace {
+
+const v1::PinnedDataSource* FindPinned(const Grant& grant, absl::string_view id) {
+  for (const v1::PinnedDataSource& p : grant.pinned_data_sources()) {
+    if (p.id() == id) return &p;
   }
-  if (grant.data_sources().empty()) return true;
-  if (data_source.empty()) return false;
-  return std::find(grant.data_sources().begin(), grant.data_sources().end(),
-                   data_source) != grant.data_sources().end();
+  return nullptr;
 }
 
-const v1::Grant* BestAllowingGrant(const std::vector<v1::Grant>& grants,
-                                   absl::string_view principal, absl::string_view environment,
-                                   absl::string_view data_source, absl::Time now) {
+// One named source, as GrantCovers states it.
+bool CoversSource(const Grant& grant, absl::string_view id, const AccessCheck& check) {
+  const v1::PinnedDataSource* pinned = FindPinned(grant, id);
+  if (pinned == nullptr) return false;
+  if (pinned->customer_reviewed()) return true;
+  if (check.environment_now == nullptr || check.policy_now == nullptr) return false;
+  const v1::DataSource* now = FindDataSource(*check.environment_now, id);
+  if (now == nullptr) return false;
+  return !(IsProtected(*check.policy_now, *check.environment_now) && now->lockbox_supported());
+}
+
+}  // namespace
+
+bool GrantCovers(const Grant& grant, const AccessCheck& check) {
+  if (!check.data_source.empty()) return CoversSource(grant, check.data_source, check);
+  // The whole depends on what the environment has now.
+  if (check.environment_now == nullptr || check.policy_now == nullptr) return false;
+  const v1::Environment& env = *check.environment_now;
+  if (env.data_sources().empty()) {
+    return grant.pinned_data_sources().empty() &&
+           (grant.customer_reviewed() || !IsProtected(*check.policy_now, env));
+  }
+  return std::all_of(env.data_sources().begin(), env.data_sources().end(),
+                     [&](const v1::DataSource& ds) { return CoversSource(grant, ds.id(), check); });
+}
+
+bool GrantAllows(const Grant& grant, const AccessCheck& check) {
+  if (!check.principal_is_engineer) return false;
+  if (EffectiveState(grant, check.now) != Grant::ACTIVE) return false;
+  if (check.now < FromProto(grant.start_time())) return false;
+  if (grant.principal() != check.principal || grant.environment() != check.environment) {
+    return false;
+  }
+  return GrantCovers(grant, check);
+}
+
+const v1::Grant* BestAllowingGrant(const std::vector<v1::Grant>& grants, const AccessCheck& check) {
   const v1::Grant* best = nullptr;
   for (const v1::Grant& g : grants) {
-    if (!GrantAllows(g, principal, environment, data_source, now)) continue;
+    if (!GrantAllows(g, check)) continue;
     if (best != nullptr && FromProto(g.expire_time()) <= FromProto(best->expire_time())) continue;
     best = &g;
   }

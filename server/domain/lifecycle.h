@@ -157,21 +157,58 @@ absl::Status Cancel(const Actor& actor, absl::Time now,
 
 // --- Grants ---------------------------------------------------------------
 
-// The grant an APPROVED request makes, starting now.
-v1::Grant NewGrant(const v1::AccessRequest& request, absl::string_view tenant,
-                   absl::string_view id, absl::Time now);
+// The grant an APPROVED request makes, starting now, pinned to what was
+// reviewed (SPEC 8 "A grant covers what was reviewed"): its data_sources are
+// the request's, or every source `env` has now when it asked for all; each
+// pinned with its lockbox_supported and whether the customer reviewed it
+// (the request has a customer-stage approval and the source was protected
+// then: IsProtected(policy, env) and lockbox-supported). Sources the
+// environment no longer has stay pinned as neither supported nor reviewed.
+// REQUIRES: `env` and `policy` are the request's environment and tenant
+// policy as they are at the approval.
+v1::Grant NewGrant(const v1::AccessRequest& request, const v1::Environment& env,
+                   const v1::LockboxPolicy& policy, absl::string_view tenant, absl::string_view id,
+                   absl::Time now);
 v1::Grant::State EffectiveState(const v1::Grant& grant, absl::Time now);
 void ApplyReadTimeState(absl::Time now, v1::Grant* grant);
-// Whether the grant lets `principal` into `environment` (and `data_source`,
-// empty meaning the environment as a whole) at `now`.
-bool GrantAllows(const v1::Grant& grant, absl::string_view principal,
-                 absl::string_view environment, absl::string_view data_source,
-                 absl::Time now);
+
+// One CheckAccess question. The views and pointers are not owned: what they
+// refer to outlives the check (it is asked on the hot path, without copies).
+struct AccessCheck {
+  absl::string_view principal;
+  absl::string_view environment;  // Its name, tenants/{t}/environments/{e}.
+  // Empty: the environment as a whole.
+  absl::string_view data_source;
+  absl::Time now;
+  // The principal holds operator.engineer now: a grant stops allowing when
+  // its engineer loses the role.
+  bool principal_is_engineer = false;
+  // The environment and its tenant's policy as they are now, both or
+  // neither. Neither (a replica's in-memory view, which does not follow
+  // them): only what is covered whatever they are now counts, which is a
+  // pinned source the customer reviewed; everything else is left to the
+  // caller that knows them.
+  const v1::Environment* environment_now = nullptr;
+  const v1::LockboxPolicy* policy_now = nullptr;
+};
+
+// The coverage rule. A named data source is covered when the grant pinned
+// it and either the customer reviewed it then, or it is not protected now
+// (policy disabled, environment unmanaged, or the source not
+// lockbox-supported) and the environment still has it. So nothing outside
+// the pinned list is covered (a source added later, a made-up name), and a
+// source protected now that the customer did not review is not either (made
+// lockbox-supported later, its environment managed later, the policy
+// enabled later). The environment as a whole is covered when every source
+// it has now is; an environment with no sources now, when the grant pinned
+// none either and the customer reviewed it or it is not protected now.
+bool GrantCovers(const v1::Grant& grant, const AccessCheck& check);
+// Whether the grant lets the check's principal into its environment (and
+// data source, as GrantCovers says) at its `now`.
+bool GrantAllows(const v1::Grant& grant, const AccessCheck& check);
 // Of `grants`, the one that allows this (as GrantAllows) and lasts longest;
 // nullptr when none does. The pointer is into `grants`.
-const v1::Grant* BestAllowingGrant(const std::vector<v1::Grant>& grants,
-                                   absl::string_view principal, absl::string_view environment,
-                                   absl::string_view data_source, absl::Time now);
+const v1::Grant* BestAllowingGrant(const std::vector<v1::Grant>& grants, const AccessCheck& check);
 // Records that an ACTIVE grant's time is up: EXPIRED, ending at its
 // expire_time. FAILED_PRECONDITION if it is not.
 absl::Status RecordExpiry(absl::Time now, v1::Grant* grant);

@@ -32,6 +32,12 @@ std::string TenantOf(const std::string& name) {
   return rest.substr(0, rest.find('/'));
 }
 
+// Where a message to provider staff (reviewers, the requesting engineer) is
+// listed: the global notifications/ collection, for lockbox.admin, never
+// under the customer's tenant, whose members must not read the provider
+// staff's addresses and messages. Delivery does not depend on it.
+constexpr char kProviderOutbox[] = "";
+
 std::string Hours(const google::protobuf::Duration& d) {
   return absl::FormatDuration(FromProto(d));
 }
@@ -122,6 +128,8 @@ std::vector<OutboundMessage> RequestMessages(RequestEvent event, const AccessReq
   const std::string about = absl::StrCat(r.environment(), " (", Ticket(r), ")");
   std::string name, subject, body;
   std::vector<std::string> to;
+  // Whether `to` is provider staff rather than the customer's people.
+  bool to_provider = true;
   switch (event) {
     case RequestEvent::kCreated:
       name = "access_request.created";
@@ -147,6 +155,7 @@ std::vector<OutboundMessage> RequestMessages(RequestEvent event, const AccessReq
           "  lockboxctl approve ", r.name(), "\n  lockboxctl deny ", r.name(),
           " --comment \"why\"\nor use your admin portal (Lockbox requests, \"Action needed\").\n");
       to = Unique(c.tenant_admins, c.policy_emails);
+      to_provider = false;
       break;
     case RequestEvent::kDecided: {
       name = "access_request.decided";
@@ -193,10 +202,11 @@ std::vector<OutboundMessage> RequestMessages(RequestEvent event, const AccessReq
                           "  lockboxctl approve ", r.name(), "\n  lockboxctl deny ", r.name(),
                           " --comment \"why\"\n");
       to = customer ? Unique(c.tenant_admins, c.policy_emails) : c.reviewers;
+      to_provider = !customer;
       break;
     }
   }
-  AddEmails(to, tenant, name, r.name(), subject, body, &out);
+  AddEmails(to, to_provider ? kProviderOutbox : tenant, name, r.name(), subject, body, &out);
   AddWebhook(c, tenant, name, r.name(), subject, now, r, grant, &out);
   return out;
 }
@@ -215,7 +225,7 @@ std::vector<OutboundMessage> GrantEndedMessages(const v1::Grant& g, const Access
       When(g.has_end_time() ? g.end_time() : g.expire_time()),
       ". Data-plane services no longer let you in.\n\n", Facts(r),
       "\nWhat to do: nothing, unless you still need access: then create a new request.\n");
-  AddEmails(c.requester, tenant, "grant.ended", g.name(), subject, body, &out);
+  AddEmails(c.requester, kProviderOutbox, "grant.ended", g.name(), subject, body, &out);
   AddWebhook(c, tenant, "grant.ended", g.name(), subject, now, r, &g, &out);
   return out;
 }

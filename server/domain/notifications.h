@@ -14,6 +14,9 @@ namespace lockbox {
 
 struct OutboundMessage {
   std::string id;  // Idempotency key: Message-ID / X-Lockbox-Idempotency-Key.
+  // Where it is listed: the customer's tenant for what goes to the
+  // customer's people and webhook; "" (notifications/, lockbox.admin) for
+  // what goes to provider staff.
   std::string tenant;
   v1::Notification::Channel channel = v1::Notification::EMAIL;
   std::string recipient;  // E-mail address or webhook URL.

@@ -57,9 +57,13 @@ enum class ChangeTopic {
   // Payload: the access request's UUID.
   kAccessRequests,
   // Payload: "<tenant>/<grant id>" for a grant, "bindings" when any role
-  // binding was made or deleted.
+  // binding was made or deleted, kEnvironmentChanged + "<tenant>/<id>" when
+  // an environment changed, kPolicyChanged + "<tenant>" when a tenant's
+  // lockbox policy did (what a grant covers depends on both).
   kAccess,
 };
+inline constexpr char kEnvironmentChanged[] = "environment:";
+inline constexpr char kPolicyChanged[] = "policy:";
 
 // Tells what changed, across every replica. Changes are published by the
 // transaction that makes them, when it commits. Thread-safe.

@@ -50,7 +50,8 @@ class TenancyStore {
   // With `for_update`, locked until the transaction ends.
   virtual absl::StatusOr<v1::LockboxPolicy> GetPolicy(const std::string& tenant,
                                                       bool for_update) = 0;
-  // Sets the policy's new etag.
+  // Sets the policy's new etag; publishes ChangeTopic::kAccess
+  // kPolicyChanged + "<tenant>" on commit.
   // REQUIRES: the policy exists.
   virtual absl::Status UpdatePolicy(const std::string& tenant, v1::LockboxPolicy* policy) = 0;
   // The tenant's webhook URL and secret ("" when none).
@@ -65,7 +66,8 @@ class TenancyStore {
   virtual absl::StatusOr<v1::Environment> GetEnvironment(const std::string& tenant,
                                                          const std::string& id,
                                                          bool for_update) = 0;
-  // Sets the environment's new etag.
+  // Sets the environment's new etag; publishes ChangeTopic::kAccess
+  // kEnvironmentChanged + "<tenant>/<id>" on commit.
   // REQUIRES: the environment exists.
   virtual absl::Status UpdateEnvironment(const std::string& tenant, const std::string& id,
                                          v1::Environment* env) = 0;
@@ -83,6 +85,11 @@ class TenancyStore {
   virtual absl::StatusOr<std::vector<Binding>> BindingsOf(const std::string& principal) = 0;
   // Every principal bound to the global `role`.
   virtual absl::StatusOr<std::vector<std::string>> PrincipalsWithRole(Role role) = 0;
+  // The IDs of every binding of the global `role`, each locked (FOR UPDATE,
+  // in ID order) until the transaction ends: two transactions that each
+  // remove one of them are serialised, and the second sees the first's
+  // removal.
+  virtual absl::StatusOr<std::vector<std::string>> LockBindingsOfRole(Role role) = 0;
   // E-mail addresses of the bindings of `role` (in `tenant` for tenant
   // roles), leaving out `except_principal`'s.
   virtual absl::StatusOr<std::vector<std::string>> ContactEmails(

@@ -491,5 +491,59 @@ TEST(DatabaseOutageTest, CallsFailFastHealthSaysNotServingAndTheServerRecovers) 
   EXPECT_TRUE(verified->ok()) << verified->detail();
 }
 
+// The case 5 over the wire: the last lockbox.admin stays, and a
+// bootstrap identity the admins removed does not come back when lockboxd
+// starts again with the same --bootstrap-admin.
+TEST(AdminTest, TheLastAdminStaysAndARemovedBootstrapAdminDoesNotReturnAtTheNextStart) {
+  TestDatabase db;
+  Certificates certs(kTd);
+  certs.Make("root2", "operator/root2");
+  int port = FreePort();
+  auto list_tenants = [&](const std::string& who) {
+    return CallAs(certs, who, "localhost:" + std::to_string(port));
+  };
+  auto admin_bindings = [&](Client& as) {
+    v1::ListRoleBindingsRequest r;
+    r.set_filter("role = \"lockbox.admin\"");
+    v1::ListRoleBindingsResponse out;
+    grpc::Status s = as.policy->ListRoleBindings(Context().get(), r, &out);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return out;
+  };
+  {
+    ServerProcess server(certs, db.url(), Id("operator/admin"), {}, port);
+    ASSERT_TRUE(server.WaitReady("admin"));
+    Client admin(MtlsChannel(certs, "admin", server.target()));
+    auto bindings = admin_bindings(admin);
+    ASSERT_EQ(bindings.role_bindings_size(), 1);
+    v1::DeleteRoleBindingRequest del;
+    del.set_name(bindings.role_bindings(0).name());
+    google::protobuf::Empty empty;
+    grpc::Status last = admin.policy->DeleteRoleBinding(Context().get(), del, &empty);
+    EXPECT_EQ(last.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << last.error_message();
+    EXPECT_EQ(ErrorInfoOf(last).reason(), "LAST_ADMIN");
+
+    v1::CreateRoleBindingRequest bind;
+    bind.mutable_role_binding()->set_principal(Id("operator/root2"));
+    bind.mutable_role_binding()->set_role("lockbox.admin");
+    v1::RoleBinding made;
+    ASSERT_TRUE(admin.policy->CreateRoleBinding(Context().get(), bind, &made).ok());
+    Client root2(MtlsChannel(certs, "root2", server.target()));
+    grpc::Status removed = root2.policy->DeleteRoleBinding(Context().get(), del, &empty);
+    ASSERT_TRUE(removed.ok()) << removed.error_message();
+    EXPECT_EQ(list_tenants("admin"), grpc::StatusCode::PERMISSION_DENIED);
+    server.Stop();
+  }
+  ServerProcess again(certs, db.url(), Id("operator/admin"), {}, port);
+  ASSERT_TRUE(again.WaitReady("root2"));
+  EXPECT_EQ(list_tenants("admin"), grpc::StatusCode::PERMISSION_DENIED)
+      << "the removed bootstrap admin came back at the start";
+  EXPECT_EQ(list_tenants("root2"), grpc::StatusCode::OK);
+  Client root2(MtlsChannel(certs, "root2", again.target()));
+  auto after = admin_bindings(root2);
+  ASSERT_EQ(after.role_bindings_size(), 1);
+  EXPECT_EQ(after.role_bindings(0).principal(), Id("operator/root2"));
+}
+
 }  // namespace
 }  // namespace lockbox::testing

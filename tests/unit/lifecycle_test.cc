@@ -61,6 +61,19 @@ class LifecycleTest : public ::testing::Test {
     return *r;
   }
 
+  // A check by an engineer, without the environment and policy as they are
+  // now unless the test sets them.
+  static AccessCheck Check(const std::string& principal, const std::string& environment,
+                           const std::string& data_source, absl::Time now) {
+    AccessCheck c;
+    c.principal = principal;
+    c.environment = environment;
+    c.data_source = data_source;
+    c.now = now;
+    c.principal_is_engineer = true;
+    return c;
+  }
+
   bool Customer(const AccessRequest& r) {
     return NeedsCustomerReview(policy_, env_, r.data_sources());
   }
@@ -262,22 +275,201 @@ TEST_F(LifecycleTest, GrantAllowsOnlyItsPrincipalEnvironmentSourcesAndWindow) {
   auto r = NewAccessRequest(asked, "contoso", "0b8f6a2e-1111-4222-8333-44445555666b", env_,
                             policy_, engineer_, clock_.Now());
   ASSERT_TRUE(r.ok());
-  Grant g = NewGrant(*r, "contoso", "0b8f6a2e-1111-4222-8333-44445555666c", clock_.Now());
+  ASSERT_TRUE(Decide(reviewer_, Decision::APPROVE, "", true, clock_.Now(), &*r).ok());
+  ASSERT_TRUE(Decide(tenant_admin_, Decision::APPROVE, "", false, clock_.Now(), &*r).ok());
+  Grant g =
+      NewGrant(*r, env_, policy_, "contoso", "0b8f6a2e-1111-4222-8333-44445555666c", clock_.Now());
   const std::string alice = "spiffe://example.org/operator/alice";
   absl::Time t = clock_.Now();
-  EXPECT_TRUE(GrantAllows(g, alice, env_.name(), "sql", t));
-  EXPECT_FALSE(GrantAllows(g, alice, env_.name(), "rcs", t));
-  EXPECT_FALSE(GrantAllows(g, alice, env_.name(), "", t));
-  EXPECT_FALSE(GrantAllows(g, "spiffe://example.org/operator/bob", env_.name(), "sql", t));
-  EXPECT_FALSE(GrantAllows(g, alice, "tenants/contoso/environments/test", "sql", t));
-  EXPECT_TRUE(GrantAllows(g, alice, env_.name(), "sql", t + absl::Hours(8) - absl::Seconds(1)));
-  EXPECT_FALSE(GrantAllows(g, alice, env_.name(), "sql", t + absl::Hours(8)));
+  auto allows = [&](const std::string& who, const std::string& env, const std::string& source,
+                    absl::Time at) {
+    AccessCheck c = Check(who, env, source, at);
+    c.environment_now = &env_;
+    c.policy_now = &policy_;
+    return GrantAllows(g, c);
+  };
+  EXPECT_TRUE(allows(alice, env_.name(), "sql", t));
+  EXPECT_FALSE(allows(alice, env_.name(), "rcs", t));
+  EXPECT_FALSE(allows(alice, env_.name(), "", t));
+  EXPECT_FALSE(allows("spiffe://example.org/operator/bob", env_.name(), "sql", t));
+  EXPECT_FALSE(allows(alice, "tenants/contoso/environments/test", "sql", t));
+  EXPECT_TRUE(allows(alice, env_.name(), "sql", t + absl::Hours(8) - absl::Seconds(1)));
+  EXPECT_FALSE(allows(alice, env_.name(), "sql", t + absl::Hours(8)));
   EXPECT_EQ(EffectiveState(g, t + absl::Hours(8)), Grant::EXPIRED);
+  // A principal without operator.engineer now is allowed nothing.
+  AccessCheck no_role = Check(alice, env_.name(), "sql", t);
+  no_role.principal_is_engineer = false;
+  EXPECT_FALSE(GrantAllows(g, no_role));
+}
+
+// An "all" request approved by the internal review alone, in an environment
+// whose only source is not lockbox-supported (the case 1).
+TEST_F(LifecycleTest, AGrantForAllPinsTheSourcesOfItsApprovalAndNothingAddedLater) {
+  v1::Environment env;
+  env.set_name(env_.name());
+  env.set_managed(true);
+  auto* logs = env.add_data_sources();
+  logs->set_id("logs");
+  logs->set_kind("storage_account");
+  logs->set_lockbox_supported(false);
+  auto r = NewAccessRequest(Asked(), "contoso", "0b8f6a2e-1111-4222-8333-444455556670", env,
+                            policy_, engineer_, clock_.Now());
+  ASSERT_TRUE(r.ok());
+  ASSERT_FALSE(NeedsCustomerReview(policy_, env, r->data_sources()));
+  ASSERT_TRUE(Decide(reviewer_, Decision::APPROVE, "", false, clock_.Now(), &*r).ok());
+  Grant g =
+      NewGrant(*r, env, policy_, "contoso", "0b8f6a2e-1111-4222-8333-444455556671", clock_.Now());
+  ASSERT_EQ(g.data_sources_size(), 1);
+  EXPECT_EQ(g.data_sources(0), "logs");
+  ASSERT_EQ(g.pinned_data_sources_size(), 1);
+  EXPECT_FALSE(g.pinned_data_sources(0).lockbox_supported());
+  EXPECT_FALSE(g.pinned_data_sources(0).customer_reviewed());
+  EXPECT_FALSE(g.customer_reviewed());
+
+  auto* crm = env.add_data_sources();
+  crm->set_id("crm");
+  crm->set_kind("sql_database");
+  crm->set_lockbox_supported(true);
+  const std::string alice = "spiffe://example.org/operator/alice";
+  auto allows = [&](const std::string& source, const v1::Environment* now_env) {
+    AccessCheck c = Check(alice, env_.name(), source, clock_.Now());
+    c.environment_now = now_env;
+    c.policy_now = now_env == nullptr ? nullptr : &policy_;
+    return GrantAllows(g, c);
+  };
+  EXPECT_TRUE(allows("logs", &env)) << "not protected now: covered";
+  EXPECT_FALSE(allows("crm", &env)) << "added later";
+  EXPECT_FALSE(allows("made-up", &env));
+  EXPECT_FALSE(allows("", &env)) << "the whole now includes crm";
+  // Without the environment as it is now (a replica's view), nothing that
+  // the customer did not review.
+  EXPECT_FALSE(allows("logs", nullptr));
+  EXPECT_FALSE(allows("crm", nullptr));
+
+  // logs made lockbox-supported later: protected now, never reviewed.
+  env.mutable_data_sources(0)->set_lockbox_supported(true);
+  EXPECT_FALSE(allows("logs", &env));
+  // Or the source removed: nothing left to cover.
+  env.mutable_data_sources()->DeleteSubrange(0, 1);
+  EXPECT_FALSE(allows("logs", &env));
+}
+
+TEST_F(LifecycleTest, ProtectionAddedLaterIsNotCovered) {
+  // Unmanaged at approval: internal review only.
+  v1::Environment env = env_;
+  env.set_managed(false);
+  auto r = NewAccessRequest(Asked(), "contoso", "0b8f6a2e-1111-4222-8333-444455556672", env,
+                            policy_, engineer_, clock_.Now());
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(Decide(reviewer_, Decision::APPROVE, "", false, clock_.Now(), &*r).ok());
+  Grant g =
+      NewGrant(*r, env, policy_, "contoso", "0b8f6a2e-1111-4222-8333-444455556673", clock_.Now());
+  ASSERT_EQ(g.pinned_data_sources_size(), 2);
+  EXPECT_TRUE(g.pinned_data_sources(0).lockbox_supported());
+  EXPECT_FALSE(g.pinned_data_sources(0).customer_reviewed());
+  const std::string alice = "spiffe://example.org/operator/alice";
+  AccessCheck c = Check(alice, env_.name(), "sql", clock_.Now());
+  c.environment_now = &env;
+  c.policy_now = &policy_;
+  EXPECT_TRUE(GrantAllows(g, c));
+  c.data_source = "";
+  EXPECT_TRUE(GrantAllows(g, c)) << "every source it has now is covered";
+  // The environment managed later.
+  env.set_managed(true);
+  EXPECT_FALSE(GrantAllows(g, c));
+  c.data_source = "sql";
+  EXPECT_FALSE(GrantAllows(g, c));
+  c.data_source = "rcs";
+  EXPECT_TRUE(GrantAllows(g, c)) << "rcs is not lockbox-supported: not protected";
+  // The policy enabled later.
+  env.set_managed(true);
+  v1::LockboxPolicy off = policy_;
+  off.set_enabled(false);
+  Grant g2 =
+      NewGrant(*r, env, off, "contoso", "0b8f6a2e-1111-4222-8333-444455556674", clock_.Now());
+  c.data_source = "sql";
+  c.policy_now = &off;
+  EXPECT_TRUE(GrantAllows(g2, c));
+  c.policy_now = &policy_;
+  EXPECT_FALSE(GrantAllows(g2, c));
+}
+
+TEST_F(LifecycleTest, CustomerReviewedSourcesAreCoveredWhateverChangesLater) {
+  auto r = NewAccessRequest(Asked(), "contoso", "0b8f6a2e-1111-4222-8333-444455556675", env_,
+                            policy_, engineer_, clock_.Now());
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(Decide(reviewer_, Decision::APPROVE, "", true, clock_.Now(), &*r).ok());
+  ASSERT_TRUE(Decide(tenant_admin_, Decision::APPROVE, "", false, clock_.Now(), &*r).ok());
+  ASSERT_EQ(r->state(), AccessRequest::APPROVED);
+  Grant g =
+      NewGrant(*r, env_, policy_, "contoso", "0b8f6a2e-1111-4222-8333-444455556676", clock_.Now());
+  EXPECT_TRUE(g.customer_reviewed());
+  ASSERT_EQ(g.pinned_data_sources_size(), 2);
+  EXPECT_EQ(g.pinned_data_sources(0).id(), "sql");
+  EXPECT_TRUE(g.pinned_data_sources(0).customer_reviewed());
+  EXPECT_EQ(g.pinned_data_sources(1).id(), "rcs");
+  EXPECT_FALSE(g.pinned_data_sources(1).customer_reviewed()) << "rcs was not protected";
+  const std::string alice = "spiffe://example.org/operator/alice";
+  // From memory too: a reviewed source needs nothing of now.
+  EXPECT_TRUE(GrantAllows(g, Check(alice, env_.name(), "sql", clock_.Now())));
+  EXPECT_FALSE(GrantAllows(g, Check(alice, env_.name(), "rcs", clock_.Now())));
+  AccessCheck c = Check(alice, env_.name(), "", clock_.Now());
+  EXPECT_FALSE(GrantAllows(g, c)) << "the whole depends on now";
+  c.environment_now = &env_;
+  c.policy_now = &policy_;
+  EXPECT_TRUE(GrantAllows(g, c));
+  // rcs made lockbox-supported later: the whole is no longer covered.
+  v1::Environment later = env_;
+  later.mutable_data_sources(1)->set_lockbox_supported(true);
+  c.environment_now = &later;
+  EXPECT_FALSE(GrantAllows(g, c));
+  c.data_source = "sql";
+  EXPECT_TRUE(GrantAllows(g, c));
+}
+
+TEST_F(LifecycleTest, AnEnvironmentWithoutSourcesIsCoveredAsAWholeUntilOneIsAdded) {
+  v1::Environment empty;
+  empty.set_name(env_.name());
+  empty.set_managed(true);
+  auto r = NewAccessRequest(Asked(), "contoso", "0b8f6a2e-1111-4222-8333-444455556677", empty,
+                            policy_, engineer_, clock_.Now());
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(NeedsCustomerReview(policy_, empty, r->data_sources()));
+  ASSERT_TRUE(Decide(reviewer_, Decision::APPROVE, "", true, clock_.Now(), &*r).ok());
+  v1::AccessRequest internal_only = *r;
+  ASSERT_TRUE(Decide(tenant_admin_, Decision::APPROVE, "", false, clock_.Now(), &*r).ok());
+  Grant g =
+      NewGrant(*r, empty, policy_, "contoso", "0b8f6a2e-1111-4222-8333-444455556678", clock_.Now());
+  EXPECT_EQ(g.data_sources_size(), 0);
+  const std::string alice = "spiffe://example.org/operator/alice";
+  AccessCheck c = Check(alice, env_.name(), "", clock_.Now());
+  c.environment_now = &empty;
+  c.policy_now = &policy_;
+  EXPECT_TRUE(GrantAllows(g, c));
+  v1::Environment added = empty;
+  added.add_data_sources()->set_id("crm");
+  c.environment_now = &added;
+  EXPECT_FALSE(GrantAllows(g, c));
+  c.data_source = "crm";
+  EXPECT_FALSE(GrantAllows(g, c));
+  // Approved internally while it was unprotected, then protected: not covered.
+  v1::Environment unmanaged = empty;
+  unmanaged.set_managed(false);
+  internal_only.set_state(AccessRequest::APPROVED);
+  Grant g2 = NewGrant(internal_only, unmanaged, policy_, "contoso",
+                      "0b8f6a2e-1111-4222-8333-444455556679", clock_.Now());
+  EXPECT_FALSE(g2.customer_reviewed());
+  c.data_source = "";
+  c.environment_now = &unmanaged;
+  EXPECT_TRUE(GrantAllows(g2, c));
+  c.environment_now = &empty;
+  EXPECT_FALSE(GrantAllows(g2, c));
 }
 
 TEST_F(LifecycleTest, GrantEndsEarlyOnlyByItsRules) {
   AccessRequest r = NewRequest();
-  Grant g = NewGrant(r, "contoso", "0b8f6a2e-1111-4222-8333-44445555666d", clock_.Now());
+  Grant g =
+      NewGrant(r, env_, policy_, "contoso", "0b8f6a2e-1111-4222-8333-44445555666d", clock_.Now());
   EXPECT_EQ(Release(reviewer_, clock_.Now(), &g).code(), absl::StatusCode::kPermissionDenied);
   // Revocation is off by default, as in the source product.
   EXPECT_EQ(Revoke(tenant_admin_, policy_, "contoso", clock_.Now(), &g).code(),
@@ -291,9 +483,13 @@ TEST_F(LifecycleTest, GrantEndsEarlyOnlyByItsRules) {
   ASSERT_TRUE(Release(engineer_, clock_.Now(), &g).ok());
   EXPECT_EQ(g.state(), Grant::RELEASED);
   EXPECT_EQ(Release(engineer_, clock_.Now(), &g).code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_FALSE(GrantAllows(g, r.requester(), env_.name(), "", clock_.Now()));
+  AccessCheck c = Check(r.requester(), env_.name(), "sql", clock_.Now());
+  c.environment_now = &env_;
+  c.policy_now = &policy_;
+  EXPECT_FALSE(GrantAllows(g, c));
   // An expired grant cannot be released either.
-  Grant g3 = NewGrant(r, "contoso", "0b8f6a2e-1111-4222-8333-44445555666e", clock_.Now());
+  Grant g3 =
+      NewGrant(r, env_, policy_, "contoso", "0b8f6a2e-1111-4222-8333-44445555666e", clock_.Now());
   EXPECT_EQ(Release(engineer_, clock_.Now() + absl::Hours(8), &g3).code(),
             absl::StatusCode::kFailedPrecondition);
 }

@@ -93,7 +93,8 @@ void Settings::Register(CLI::App* app) {
       ->envname("LOCKBOX_DATABASE_URL")
       ->required();
   app->add_option("--bootstrap-admin", bootstrap_admin,
-                  "SPIFFE ID of an operator that is made lockbox.admin at start")
+                  "SPIFFE ID of an operator made lockbox.admin at start, only while no "
+                  "lockbox.admin exists")
       ->envname("LOCKBOX_BOOTSTRAP_ADMIN");
   app->add_option("--health-listen", health_listen,
                   "Plaintext address serving only grpc.health.v1 (for Kubernetes probes); "

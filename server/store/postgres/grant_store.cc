@@ -12,9 +12,10 @@ namespace {
 
 constexpr char kGrantCols[] =
     "tenant_id, id, request_id, principal, environment_id, data_sources, "
-    "start_time, expire_time, state, end_time, version";
+    "start_time, expire_time, state, end_time, version, pinned_data_sources::text, "
+    "customer_reviewed";
 v1::Grant ToGrant(const pqxx::row& r) {
-  v1::Grant g;
+  v1::Grant g = FromJson<v1::Grant>(r[11].as<std::string>());
   std::string tenant = r[0].as<std::string>();
   g.set_name(ChildName(tenant, "grants", r[1].as<std::string>()));
   g.set_access_request(ChildName(tenant, "accessRequests", r[2].as<std::string>()));
@@ -26,7 +27,14 @@ v1::Grant ToGrant(const pqxx::row& r) {
   g.set_state(static_cast<v1::Grant::State>(r[8].as<int>()));
   if (r[9].as<int64_t>() != 0) *g.mutable_end_time() = Ts(r[9]);
   g.set_etag(EtagOf(r[10].as<int64_t>()));
+  g.set_customer_reviewed(r[12].as<bool>());
   return g;
+}
+
+std::string PinnedJson(const v1::Grant& grant) {
+  v1::Grant only;
+  *only.mutable_pinned_data_sources() = grant.pinned_data_sources();
+  return Json(only);
 }
 
 // Delivered to every replica's grant view when the transaction commits.
@@ -42,10 +50,12 @@ absl::Status PgGrantStore::InsertGrant(const std::string& tenant, const std::str
   return tx_.Run([&](pqxx::work& w) -> absl::Status {
     w.exec_params(
         "INSERT INTO grants (tenant_id, id, request_id, principal, environment_id, data_sources, "
-        "start_time, expire_time, state, end_time, version) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 1)",
+        "start_time, expire_time, state, end_time, version, pinned_data_sources, "
+        "customer_reviewed) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 1, $10::jsonb, $11)",
         tenant, id, IdOfName(g->access_request()), g->principal(), IdOfName(g->environment()),
-        List(g->data_sources()), Us(g->start_time()), Us(g->expire_time()), Enum(g->state()));
+        List(g->data_sources()), Us(g->start_time()), Us(g->expire_time()), Enum(g->state()),
+        PinnedJson(*g), g->customer_reviewed());
     g->set_etag(EtagOf(1));
     PublishGrantChanged(w, tenant, id);
     return absl::OkStatus();

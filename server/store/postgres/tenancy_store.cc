@@ -224,6 +224,9 @@ absl::Status PgTenancyStore::UpdatePolicy(const std::string& tenant, v1::Lockbox
         List(p->notification_emails()), p->allow_revocation(), Us(p->update_time()),
         p->require_signed_decisions());
     p->set_etag(EtagOf(r[0].as<int64_t>()));
+    // Every replica's grant view re-reads what its grants' coverage needs.
+    w.exec_params("SELECT pg_notify($1, $2)", ChannelOf(ChangeTopic::kAccess),
+                  absl::StrCat(kPolicyChanged, tenant));
     return absl::OkStatus();
   });
 }
@@ -283,6 +286,8 @@ absl::Status PgTenancyStore::UpdateEnvironment(const std::string& tenant, const 
         "RETURNING version",
         tenant, id, e->display_name(), e->managed(), DataSourcesJson(*e), Us(e->update_time()));
     e->set_etag(EtagOf(r[0].as<int64_t>()));
+    w.exec_params("SELECT pg_notify($1, $2)", ChannelOf(ChangeTopic::kAccess),
+                  absl::StrCat(kEnvironmentChanged, tenant, "/", id));
     return absl::OkStatus();
   });
 }
@@ -369,6 +374,15 @@ absl::StatusOr<std::vector<std::string>> PgTenancyStore::PrincipalsWithRole(Role
   return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<std::vector<std::string>> {
     return FirstColumn(
         w.exec_params("SELECT principal FROM role_bindings WHERE role = $1 AND tenant_id = ''",
+                      std::string(RoleName(role))));
+  });
+}
+
+absl::StatusOr<std::vector<std::string>> PgTenancyStore::LockBindingsOfRole(Role role) {
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<std::vector<std::string>> {
+    return FirstColumn(
+        w.exec_params("SELECT id::text FROM role_bindings WHERE role = $1 AND tenant_id = '' "
+                      "ORDER BY id FOR UPDATE",
                       std::string(RoleName(role))));
   });
 }
