@@ -48,6 +48,11 @@ std::string UnverifiedSubject(absl::string_view token) {
 
 }  // namespace
 
+std::string ClaimedOnBehalfOf(absl::string_view header) {
+  if (absl::StartsWith(header, "spiffe://")) return std::string(header.substr(0, 512));
+  return UnverifiedSubject(header).substr(0, 512);
+}
+
 bool RefusalThrottle::Admit(const std::string& caller, const std::string& tenant, absl::Time now,
                             int64_t* suppressed) {
   absl::MutexLock lock(&mu_);
@@ -179,9 +184,7 @@ absl::Status UseCaseRunner::Run(
 }
 
 void UseCaseRunner::AuditRefusal(const CallerIdentity& c, const absl::Status& refusal) const {
-  const std::string claimed = absl::StartsWith(c.on_behalf_of, "spiffe://")
-                                  ? c.on_behalf_of.substr(0, 512)
-                                  : UnverifiedSubject(c.on_behalf_of).substr(0, 512);
+  const std::string claimed = ClaimedOnBehalfOf(c.on_behalf_of);
   const absl::Time now = options_.clock->Now();
   absl::Status recorded = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
     std::string tenant;

@@ -98,6 +98,12 @@ class RefusalThrottle {
   std::map<std::pair<std::string, std::string>, Window> windows_ ABSL_GUARDED_BY(mu_);
 };
 
+// Who an x-lockbox-on-behalf-of header claims, for logs and audit
+// records: the header itself when it is a SPIFFE ID, else the unverified
+// `sub` of the token it carries (never the token: it is a bearer
+// credential until it expires). At most 512 bytes.
+std::string ClaimedOnBehalfOf(absl::string_view header);
+
 // Thread-safe: one instance serves every call.
 class UseCaseRunner {
  public:

@@ -263,4 +263,19 @@ std::string EdDsaToken(const nlohmann::json& claims, std::string* jwks_out) {
   return absl::StrCat(input, ".", B64(absl::string_view(reinterpret_cast<char*>(sig), sig_len)));
 }
 
+std::string TokenIssuersSql(const std::string& tenant_id,
+                            const std::vector<v1::TokenIssuer>& issuers) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const v1::TokenIssuer& i : issuers) {
+    list.push_back({{"issuer", i.issuer()}, {"audience", i.audience()}, {"jwks_json", i.jwks_json()}});
+  }
+  const std::string json = nlohmann::json{{"token_issuers", list}}.dump();
+  // Dollar quotes: the JSON holds quotes, never this tag.
+  return absl::StrCat(
+      "INSERT INTO tenant_identities (tenant_id, identity, update_time, version) VALUES ($t$",
+      tenant_id, "$t$, $j$", json,
+      "$j$::jsonb, 0, 1) ON CONFLICT (tenant_id) DO UPDATE SET identity = "
+      "tenant_identities.identity || EXCLUDED.identity, version = tenant_identities.version + 1");
+}
+
 }  // namespace lockbox::testing

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -69,6 +70,13 @@ std::string HmacToken(const nlohmann::json& claims, absl::string_view key,
 // alg EdDSA, really signed with a fresh Ed25519 key; `jwks_out`, when not
 // null, gets that key's public JWKS ({"keys": [{"kty": "OKP", ...}]}).
 std::string EdDsaToken(const nlohmann::json& claims, std::string* jwks_out = nullptr);
+
+// SQL that registers `issuers` as tenant `tenant_id`'s token issuers
+// (tenant_identities, migration 0007), keeping its CA bundle if it has one:
+// for over-the-wire tests to run as the database's superuser until
+// CreateTenant takes a tenant's identity.
+std::string TokenIssuersSql(const std::string& tenant_id,
+                            const std::vector<v1::TokenIssuer>& issuers);
 
 }  // namespace lockbox::testing
 
