@@ -19,7 +19,10 @@ CallerIdentity Caller(absl::string_view path, absl::string_view on_behalf_of) {
 }
 
 CallerIdentity CallerWithToken(absl::string_view path, absl::string_view token) {
-  return CallerIdentity{SpiffeId(path), std::string(token)};
+  CallerIdentity caller;
+  caller.spiffe_id = SpiffeId(path);
+  caller.on_behalf_of = std::string(token);
+  return caller;
 }
 
 InProcessLockbox::InProcessLockbox(const InProcessOptions& options)
@@ -181,8 +184,9 @@ CallerIdentity DemoWorld::PortalFor(const CallerIdentity& user,
                                     const nlohmann::json& overrides) const {
   const bool in_b = user.spiffe_id.find("/tenant/mb/") != std::string::npos;
   const TestTokenIssuer& issuer = in_b ? *issuer_b : *issuer_a;
-  return CallerIdentity{portal.spiffe_id,
-                        issuer.Sign(user.spiffe_id, app_->clock().Now(), overrides)};
+  CallerIdentity caller = portal;
+  caller.on_behalf_of = issuer.Sign(user.spiffe_id, app_->clock().Now(), overrides);
+  return caller;
 }
 
 v1::CreateAccessRequestRequest DemoWorld::Ask(const std::string& environment) {

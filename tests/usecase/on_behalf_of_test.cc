@@ -101,9 +101,8 @@ TEST_F(OnBehalfOfTest, ABareSpiffeIdIsRefused) {
     EXPECT_EQ(ErrorReason(got.status()), "ON_BEHALF_OF_NOT_ALLOWED") << user;
   }
   // Not even a token makes an operator a portal.
-  auto not_portal = Approve(CallerIdentity{w().engineer.spiffe_id,
-                                           w().PortalForTenantAAdmin().on_behalf_of},
-                            r.name());
+  auto not_portal =
+      Approve(CallerWithToken("operator/alice", w().PortalForTenantAAdmin().on_behalf_of), r.name());
   EXPECT_EQ(ErrorReason(not_portal.status()), "ON_BEHALF_OF_NOT_ALLOWED");
 }
 
