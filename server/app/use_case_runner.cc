@@ -186,6 +186,10 @@ absl::Status UseCaseRunner::Run(
 void UseCaseRunner::AuditRefusal(const CallerIdentity& c, const absl::Status& refusal) const {
   const std::string claimed = ClaimedOnBehalfOf(c.on_behalf_of);
   const absl::Time now = options_.clock->Now();
+  // Asked once: a retried transaction must not count its own refusal again
+  // and so drop the event.
+  std::optional<bool> admitted;
+  int64_t suppressed = 0;
   absl::Status recorded = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
     std::string tenant;
     auto claimed_user = ParseSpiffeId(claimed, options_.trust_domain, "on_behalf_of");
@@ -193,8 +197,8 @@ void UseCaseRunner::AuditRefusal(const CallerIdentity& c, const absl::Status& re
         tx.tenancy().GetTenant(claimed_user->tenant).ok()) {
       tenant = claimed_user->tenant;
     }
-    int64_t suppressed = 0;
-    if (!refusals_.Admit(c.spiffe_id, tenant, now, &suppressed)) return absl::OkStatus();
+    if (!admitted) admitted = refusals_.Admit(c.spiffe_id, tenant, now, &suppressed);
+    if (!*admitted) return absl::OkStatus();
     Actor caller;
     caller.principal = Principal{c.spiffe_id, Principal::Kind::kService, "", ""};
     v1::AuditEvent e = NewAuditEvent(caller, "security.on_behalf_of_refused", tenant,
