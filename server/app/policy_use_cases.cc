@@ -55,8 +55,8 @@ absl::Status MayUpdateEnvironment(const Actor& a, const EnvironmentUpdate& needs
 absl::Status MayDeleteRoleBinding(Transaction& tx, const Actor& a, const std::string& id) {
   absl::StatusOr<v1::RoleBinding> binding = tx.tenancy().GetRoleBinding(id, false);
   if (binding.ok()) {
-    return authz::DeleteRoleBinding(
-        a, binding->tenant().empty() ? "" : binding->tenant().substr(8));
+    return authz::DeleteRoleBinding(a,
+                                    binding->tenant().empty() ? "" : binding->tenant().substr(8));
   }
   if (!absl::IsNotFound(binding.status())) return binding.status();
   absl::Status global = authz::DeleteRoleBinding(a, "");

@@ -9,10 +9,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "google/protobuf/struct.pb.h"
-#include "google/protobuf/util/json_util.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
 #include "server/app/audit_events.h"
 #include "server/domain/authorization.h"
 #include "server/observe/log.h"
@@ -112,10 +112,12 @@ absl::StatusOr<UseCaseRunner::OnBehalf> UseCaseRunner::ProveOnBehalf(
     if (!user.ok() || user->kind != Principal::Kind::kTenantUser) {
       return TokenRefused("sub must be the SPIFFE ID of a tenant user of this trust domain");
     }
-    absl::StatusOr<v1::TenantIdentity> identity = tx.tenancy().GetTenantIdentity(user->tenant, false);
+    absl::StatusOr<v1::TenantIdentity> identity =
+        tx.tenancy().GetTenantIdentity(user->tenant, false);
     if (absl::IsNotFound(identity.status()) ||
         (identity.ok() && identity->token_issuers().empty())) {
-      return TokenRefused(absl::StrCat(TenantName(user->tenant), " has no registered token issuer"));
+      return TokenRefused(
+          absl::StrCat(TenantName(user->tenant), " has no registered token issuer"));
     }
     RETURN_IF_ERROR(identity.status());
     if (options_.tokens == nullptr) return TokenRefused("this server verifies no tokens");
@@ -125,13 +127,12 @@ absl::StatusOr<UseCaseRunner::OnBehalf> UseCaseRunner::ProveOnBehalf(
     // The verifier judged the same payload; the subject is the one the
     // tenant was chosen by.
     if (token.subject != sub) return TokenRefused("sub changed under verification");
-    ASSIGN_OR_RETURN(bool first,
-                     tx.operations().RecordTokenUse(token.issuer, token.token_id,
-                                                    token.expire_time, now));
+    ASSIGN_OR_RETURN(bool first, tx.operations().RecordTokenUse(token.issuer, token.token_id,
+                                                                token.expire_time, now));
     if (!first) {
       return Error(absl::StatusCode::kPermissionDenied, reason::kTokenReplayed,
-                   absl::StrCat("on-behalf-of token refused: jti \"", token.token_id,
-                                "\" of ", token.issuer, " was already used"));
+                   absl::StrCat("on-behalf-of token refused: jti \"", token.token_id, "\" of ",
+                                token.issuer, " was already used"));
     }
     proven = OnBehalf{*std::move(user), std::move(token)};
     return absl::OkStatus();

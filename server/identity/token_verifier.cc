@@ -75,8 +75,8 @@ absl::StatusOr<IssuerKey> ImportKey(json_t* entry) {
   const std::string alg = StringMember(entry, "alg");
   if (kty == "OKP" || alg == "EdDSA") return absl::InvalidArgumentError(kNoEdDsa);
   if (kty != "RSA" && kty != "EC") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("key type \"", kty, "\" is not supported (RSA for RS256, EC P-256 for ES256)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "key type \"", kty, "\" is not supported (RSA for RS256, EC P-256 for ES256)"));
   }
   if (json_object_get(entry, "d") != nullptr) {
     return absl::InvalidArgumentError("a JWKS must hold public keys only (this key has \"d\")");
@@ -95,7 +95,8 @@ absl::StatusOr<IssuerKey> ImportKey(json_t* entry) {
   cjose_err err;
   Jwk jwk(cjose_jwk_import(text.get(), strlen(text.get()), &err));
   if (jwk == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("a ", kty, " key does not import: ", err.message));
+    return absl::InvalidArgumentError(
+        absl::StrCat("a ", kty, " key does not import: ", err.message));
   }
   if (type == KeyType::kRsa) {
     if (cjose_jwk_get_kty(jwk.get(), &err) != CJOSE_JWK_KTY_RSA ||

@@ -108,7 +108,8 @@ grpc::Status CallScope::Finish(const absl::Status& result) {
   Metrics::Get().ObserveCall(method_, static_cast<int>(status.error_code()), seconds);
   LogFields fields = {{"method", method_}, {"caller", caller_.spiffe_id}};
   // The user claimed, not the header: a token in it is a credential.
-  if (!caller_.on_behalf_of.empty()) fields["on_behalf_of"] = ClaimedOnBehalfOf(caller_.on_behalf_of);
+  if (!caller_.on_behalf_of.empty())
+    fields["on_behalf_of"] = ClaimedOnBehalfOf(caller_.on_behalf_of);
   fields["code"] = GrpcCodeName(static_cast<int>(status.error_code()));
   fields["latency_ms"] = std::round(seconds * 1e6) / 1e3;
   fields["request_id"] = request_id_;

@@ -6,8 +6,8 @@
 #include <pqxx/pqxx>
 #include <thread>
 
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "absl/time/clock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/support/harness.h"
 #include "tests/support/tokens.h"
 

@@ -12,9 +12,9 @@
 #include <sstream>
 #include <thread>
 
-#include "lockbox/v1/notification_service.grpc.pb.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "absl/time/clock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "lockbox/v1/notification_service.grpc.pb.h"
 #include "tests/support/harness.h"
 #include "tests/support/tokens.h"
 

@@ -122,8 +122,7 @@ struct TestTokenIssuer::Keys {
   Jwk ec;
 };
 
-TestTokenIssuer::TestTokenIssuer(std::string issuer, std::string audience,
-                                 std::string kid_prefix)
+TestTokenIssuer::TestTokenIssuer(std::string issuer, std::string audience, std::string kid_prefix)
     : issuer_(std::move(issuer)),
       audience_(std::move(audience)),
       kid_prefix_(std::move(kid_prefix)),
@@ -267,7 +266,8 @@ std::string TokenIssuersSql(const std::string& tenant_id,
                             const std::vector<v1::TokenIssuer>& issuers) {
   nlohmann::json list = nlohmann::json::array();
   for (const v1::TokenIssuer& i : issuers) {
-    list.push_back({{"issuer", i.issuer()}, {"audience", i.audience()}, {"jwks_json", i.jwks_json()}});
+    list.push_back(
+        {{"issuer", i.issuer()}, {"audience", i.audience()}, {"jwks_json", i.jwks_json()}});
   }
   const std::string json = nlohmann::json{{"token_issuers", list}}.dump();
   // Dollar quotes: the JSON holds quotes, never this tag.

@@ -385,7 +385,9 @@ class MatrixWorld : public ::testing::Environment {
         {kPortalForAAdmin, [&w] { return w.PortalForTenantAAdmin(); }},
         {kPortalNamingAAdmin, [] { return Caller("service/portal", "tenant/ma/user/dana"); }},
         {kClaimingAAdmin,
-         [&w] { return CallerIdentity{w.engineer.spiffe_id, w.tenant_a_admin.spiffe_id}; }},
+         [&w] {
+           return CallerIdentity{w.engineer.spiffe_id, w.tenant_a_admin.spiffe_id};
+         }},
         {kUnbound, [&w] { return w.unbound; }},
     };
   }

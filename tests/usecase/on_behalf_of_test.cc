@@ -101,8 +101,8 @@ TEST_F(OnBehalfOfTest, ABareSpiffeIdIsRefused) {
     EXPECT_EQ(ErrorReason(got.status()), "ON_BEHALF_OF_NOT_ALLOWED") << user;
   }
   // Not even a token makes an operator a portal.
-  auto not_portal =
-      Approve(CallerWithToken("operator/alice", w().PortalForTenantAAdmin().on_behalf_of), r.name());
+  auto not_portal = Approve(
+      CallerWithToken("operator/alice", w().PortalForTenantAAdmin().on_behalf_of), r.name());
   EXPECT_EQ(ErrorReason(not_portal.status()), "ON_BEHALF_OF_NOT_ALLOWED");
 }
 
@@ -141,7 +141,8 @@ TEST_F(OnBehalfOfTest, AReplayedTokenIsRefused) {
   // Spent even when the call it came with failed.
   const CallerIdentity failing = w().PortalForTenantAAdmin();
   v1::GetAccessRequestRequest missing;
-  missing.set_name(std::string(DemoWorld::kTenantA) + "/accessRequests/0b7f2a4e-6d1c-4f3a-9e5b-8c2d1a0f3e47");
+  missing.set_name(std::string(DemoWorld::kTenantA) +
+                   "/accessRequests/0b7f2a4e-6d1c-4f3a-9e5b-8c2d1a0f3e47");
   EXPECT_EQ(use_cases().requests().GetAccessRequest(failing, missing).status().code(),
             Code::kNotFound);
   EXPECT_EQ(ErrorReason(ReadTenantA(failing)), "TOKEN_REPLAYED");

@@ -150,10 +150,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   p->grant_view =
       std::make_unique<GrantView>(GrantView::Options{p->store.get(), &clock, p->access_feed.get()});
   if (s.grant_view) p->grant_view->Start();
-  UseCasesOptions use_cases_options{p->store.get(),    &clock,
-                                    s.trust_domain,    page_key,
-                                    p->signer.get(),   s.grant_view ? p->grant_view.get() : nullptr,
-                                    s.audit_checkpoint_events};
+  UseCasesOptions use_cases_options;
+  use_cases_options.store = p->store.get();
+  use_cases_options.clock = &clock;
+  use_cases_options.trust_domain = s.trust_domain;
+  use_cases_options.page_token_key = page_key;
+  use_cases_options.audit_signer = p->signer.get();
+  use_cases_options.grant_view = s.grant_view ? p->grant_view.get() : nullptr;
+  use_cases_options.audit_checkpoint_events = s.audit_checkpoint_events;
   use_cases_options.tokens = &p->tokens;
   p->use_cases = std::make_unique<UseCases>(std::move(use_cases_options));
   if (!s.bootstrap_admin.empty()) {

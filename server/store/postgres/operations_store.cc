@@ -47,8 +47,8 @@ absl::Status PgOperationsStore::PutIdempotencyRecord(const std::string& caller,
 }
 
 absl::StatusOr<bool> PgOperationsStore::RecordTokenUse(const std::string& issuer,
-                                                      const std::string& jti,
-                                                      absl::Time expire_time, absl::Time now) {
+                                                       const std::string& jti,
+                                                       absl::Time expire_time, absl::Time now) {
   return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<bool> {
     // A row left over from an expired token is not a use of this one (the
     // sweeper may not have deleted it yet): the new use takes its place.
