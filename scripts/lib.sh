@@ -8,6 +8,7 @@ LOCKBOX_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   libpqxx-dev libssl-dev libcli11-dev libgtest-dev libgmock-dev libcurl4-openssl-dev
+  libcjose-dev libjansson-dev
   prometheus-cpp-dev nlohmann-json3-dev unzip
   postgresql-15 postgresql-client-15 openssl
   python3 python3-grpcio python3-protobuf python3-aiosmtpd

@@ -29,7 +29,9 @@ void AddGlobalFlags(CLI::App& app, Context& ctx) {
   app.add_option("--key", o.key_file, "Your PEM client key")->envname("LOCKBOX_KEY");
   app.add_option("--server-name", o.server_name, "Name expected in the server's certificate")
       ->envname("LOCKBOX_SERVER_NAME");
-  app.add_option("--on-behalf-of", o.on_behalf_of, "(portals) act for this tenant user")
+  app.add_option(
+         "--on-behalf-of", o.on_behalf_of,
+         "(portals) act for the tenant user this token (a JWT from their tenant's issuer) names")
       ->envname("LOCKBOX_ON_BEHALF_OF");
   app.add_option("--timeout", ctx.timeout_seconds, "Seconds each call may take")
       ->default_val(10)

@@ -48,6 +48,7 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::CreateAccessRequest(
   }
   return runner().Change<v1::AccessRequest>(
       c, "CreateAccessRequest", r, r.request_id(),
+      [](Transaction&, const Actor& a) { return authz::CreateAccessRequest(a); },
       [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::AccessRequest> {
         RETURN_IF_ERROR(authz::CreateAccessRequest(a));
         auto env = tx.tenancy().GetEnvironment(tenant, env_name.id, false);
@@ -347,6 +348,7 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::ApproveAccessRequest(
   DecideArgs args{r.etag(), r.comment(), r.has_signature() ? &r.signature() : nullptr};
   return runner().Change<v1::AccessRequest>(
       c, "ApproveAccessRequest", r, r.request_id(),
+      [&](Transaction&, const Actor& a) { return authz::DecideAccessRequests(a, name.tenant); },
       [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::AccessRequest> {
         v1::Grant grant;
         ASSIGN_OR_RETURN(v1::AccessRequest request, DecideIn(runner(), tx, c, a, now, name, args,
@@ -362,6 +364,7 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::DenyAccessRequest(
   DecideArgs args{r.etag(), r.comment(), r.has_signature() ? &r.signature() : nullptr};
   return runner().Change<v1::AccessRequest>(
       c, "DenyAccessRequest", r, r.request_id(),
+      [&](Transaction&, const Actor& a) { return authz::DecideAccessRequests(a, name.tenant); },
       [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::AccessRequest> {
         v1::Grant grant;
         ASSIGN_OR_RETURN(v1::AccessRequest request,
@@ -376,6 +379,7 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::CancelAccessRequest(
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "accessRequests", "name"));
   return runner().Change<v1::AccessRequest>(
       c, "CancelAccessRequest", r, r.request_id(),
+      [](Transaction&, const Actor& a) { return authz::CancelAccessRequest(a); },
       [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::AccessRequest> {
         RETURN_IF_ERROR(authz::CancelAccessRequest(a));
         ASSIGN_OR_RETURN(v1::AccessRequest request,

@@ -45,6 +45,7 @@ int Sweeper::RunOnce() {
       [this] { return use_cases_->requests().ExpireOneRequest(); },
       [this] { return use_cases_->grants().ExpireOneGrant(); },
       [this] { return use_cases_->requests().RemindOne(); },
+      [this] { return use_cases_->ForgetExpiredTokenUses(); },
   };
   for (const auto& step : steps) {
     for (int i = 0; i < kMaxPerRound; ++i) {

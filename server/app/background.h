@@ -49,7 +49,8 @@ class Periodic {
   std::thread thread_;
 };
 
-// Records expiries and reminders until none is due. Thread-safe.
+// Records expiries and reminders until none is due, and forgets spent
+// on-behalf-of tokens that have expired. Thread-safe.
 class Sweeper {
  public:
   // With `checkpoint_age` > 0, also signs the head of every log whose last
@@ -57,7 +58,8 @@ class Sweeper {
   // `use_cases` is not owned and outlives the sweeper.
   explicit Sweeper(UseCases* use_cases, absl::Duration checkpoint_age = absl::ZeroDuration())
       : use_cases_(use_cases), checkpoint_age_(checkpoint_age) {}
-  // One round; returns how many transitions it recorded.
+  // One round; returns how many transitions it recorded (and batches of
+  // spent tokens it forgot).
   int RunOnce();
 
  private:

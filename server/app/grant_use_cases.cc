@@ -180,6 +180,7 @@ absl::StatusOr<v1::Grant> GrantUseCases::ReleaseGrant(const C& c,
   absl::Cleanup forget = [&] { ForgetGrant(name.tenant, name.id); };
   return runner().Change<v1::Grant>(
       c, "ReleaseGrant", r, r.request_id(),
+      [](Transaction&, const Actor& a) { return authz::ReleaseGrant(a); },
       [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::Grant> {
         RETURN_IF_ERROR(authz::ReleaseGrant(a));
         ASSIGN_OR_RETURN(v1::Grant grant, tx.grants().GetGrant(name.tenant, name.id, true));
@@ -202,6 +203,7 @@ absl::StatusOr<v1::Grant> GrantUseCases::RevokeGrant(const C& c, const v1::Revok
   absl::Cleanup forget = [&] { ForgetGrant(name.tenant, name.id); };
   return runner().Change<v1::Grant>(
       c, "RevokeGrant", r, r.request_id(),
+      [&](Transaction&, const Actor& a) { return authz::RevokeGrant(a, name.tenant); },
       [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::Grant> {
         RETURN_IF_ERROR(authz::RevokeGrant(a, name.tenant));
         ASSIGN_OR_RETURN(v1::Grant grant, tx.grants().GetGrant(name.tenant, name.id, true));

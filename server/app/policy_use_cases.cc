@@ -47,6 +47,33 @@ void EnvironmentDetails(const v1::Environment& env, v1::AuditEvent* e) {
   e->set_environment(env.name());
 }
 
+// The authorisation of an environment update, checked before its replay.
+absl::Status MayUpdateEnvironment(const Actor& a, const EnvironmentUpdate& needs,
+                                  absl::string_view tenant) {
+  if (needs.provider_fields) RETURN_IF_ERROR(authz::ManageTenants(a));
+  if (needs.tenant_fields) RETURN_IF_ERROR(authz::ManageTenantPolicy(a, tenant));
+  return absl::OkStatus();
+}
+
+// Whether `a` may delete binding `id`, checked before its replay: as the
+// body decides while the binding exists; once it is gone (a retry of the
+// delete that removed it), whoever may delete bindings somewhere gets the
+// (empty) answer again, which tells nothing.
+absl::Status MayDeleteRoleBinding(Transaction& tx, const Actor& a, const std::string& id) {
+  absl::StatusOr<v1::RoleBinding> binding = tx.tenancy().GetRoleBinding(id, false);
+  if (binding.ok()) {
+    return authz::DeleteRoleBinding(a,
+                                    binding->tenant().empty() ? "" : binding->tenant().substr(8));
+  }
+  if (!absl::IsNotFound(binding.status())) return binding.status();
+  absl::Status global = authz::DeleteRoleBinding(a, "");
+  if (global.ok()) return global;
+  for (const std::string& tenant : a.permissions.Tenants()) {
+    if (authz::DeleteRoleBinding(a, tenant).ok()) return absl::OkStatus();
+  }
+  return global;
+}
+
 }  // namespace
 
 absl::StatusOr<v1::Tenant> PolicyUseCases::CreateTenant(const C& c,
@@ -58,6 +85,7 @@ absl::StatusOr<v1::Tenant> PolicyUseCases::CreateTenant(const C& c,
   RETURN_IF_ERROR(ValidateDisplayName(r.tenant().display_name(), "tenant.display_name"));
   return runner().Change<v1::Tenant>(
       c, "CreateTenant", r, r.request_id(),
+      [](Transaction&, const Actor& a) { return authz::ManageTenants(a); },
       [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::Tenant> {
         RETURN_IF_ERROR(authz::ManageTenants(a));
         if (tx.tenancy().GetTenant(r.tenant_id()).ok()) {
@@ -126,6 +154,7 @@ absl::StatusOr<v1::LockboxPolicy> PolicyUseCases::UpdateLockboxPolicy(
                    ParsePolicyName(r.lockbox_policy().name(), "lockbox_policy.name"));
   return runner().Change<v1::LockboxPolicy>(
       c, "UpdateLockboxPolicy", r, r.request_id(),
+      [&](Transaction&, const Actor& a) { return authz::ManageTenantPolicy(a, tenant); },
       [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::LockboxPolicy> {
         // The customer's policy is the customer's: not even lockbox.admin may
         // change it.
@@ -162,6 +191,7 @@ absl::StatusOr<v1::Environment> PolicyUseCases::CreateEnvironment(
   RETURN_IF_ERROR(ValidateDataSources(r.environment(), "environment.data_sources"));
   return runner().Change<v1::Environment>(
       c, "CreateEnvironment", r, r.request_id(),
+      [](Transaction&, const Actor& a) { return authz::ManageTenants(a); },
       [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::Environment> {
         RETURN_IF_ERROR(authz::ManageTenants(a));
         ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(tenant, false));
@@ -237,6 +267,7 @@ absl::StatusOr<v1::Environment> PolicyUseCases::UpdateEnvironment(
                    CheckEnvironmentUpdate(r.environment(), r.update_mask()));
   return runner().Change<v1::Environment>(
       c, "UpdateEnvironment", r, r.request_id(),
+      [&](Transaction&, const Actor& a) { return MayUpdateEnvironment(a, needs, name.tenant); },
       [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::Environment> {
         if (needs.provider_fields) RETURN_IF_ERROR(authz::ManageTenants(a));
         if (needs.tenant_fields) RETURN_IF_ERROR(authz::ManageTenantPolicy(a, name.tenant));
@@ -276,6 +307,7 @@ absl::StatusOr<v1::RoleBinding> PolicyUseCases::CreateRoleBinding(
   }
   return runner().Change<v1::RoleBinding>(
       c, "CreateRoleBinding", r, r.request_id(),
+      [&](Transaction&, const Actor& a) { return authz::CreateRoleBinding(a, *role, tenant); },
       [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::RoleBinding> {
         RETURN_IF_ERROR(authz::CreateRoleBinding(a, *role, tenant));
         if (!tenant.empty()) RETURN_IF_ERROR(tx.tenancy().GetTenant(tenant).status());
@@ -358,6 +390,7 @@ absl::StatusOr<google::protobuf::Empty> PolicyUseCases::DeleteRoleBinding(
   ASSIGN_OR_RETURN(std::string id, ParseRoleBindingName(r.name(), "name"));
   return runner().Change<google::protobuf::Empty>(
       c, "DeleteRoleBinding", r, r.request_id(),
+      [&](Transaction& tx, const Actor& a) { return MayDeleteRoleBinding(tx, a, id); },
       [&](Transaction& tx, const Actor& a,
           absl::Time now) -> absl::StatusOr<google::protobuf::Empty> {
         auto binding = tx.tenancy().GetRoleBinding(id, false);

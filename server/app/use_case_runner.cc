@@ -2,68 +2,230 @@
 
 #include <openssl/sha.h>
 
+#include <iterator>
+#include <vector>
+
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
 #include "server/app/audit_events.h"
 #include "server/domain/authorization.h"
 #include "server/observe/log.h"
 
 namespace lockbox {
 
-absl::StatusOr<Actor> UseCaseRunner::Authenticate(Transaction& tx, const CallerIdentity& c) const {
+namespace {
+
+// What refuses an on-behalf-of attempt, and so is audited.
+bool IsOnBehalfRefusal(const absl::Status& status) {
+  const std::string reason = ReasonOf(status);
+  return reason == reason::kOnBehalfOfRefused || reason == reason::kTokenRefused ||
+         reason == reason::kTokenReplayed;
+}
+
+absl::Status TokenRefused(absl::string_view why) {
+  return Error(absl::StatusCode::kPermissionDenied, reason::kTokenRefused,
+               absl::StrCat("on-behalf-of token refused: ", why));
+}
+
+// The `sub` of a compact JWS, read without verifying anything: it only
+// says whose tenant's issuers to verify the token against ("" if none).
+std::string UnverifiedSubject(absl::string_view token) {
+  std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
+  std::string payload;
+  if (parts.size() != 3 || !absl::WebSafeBase64Unescape(parts[1], &payload)) return "";
+  google::protobuf::Struct claims;
+  if (!google::protobuf::util::JsonStringToMessage(payload, &claims).ok()) return "";
+  auto sub = claims.fields().find("sub");
+  if (sub == claims.fields().end() || !sub->second.has_string_value()) return "";
+  return sub->second.string_value();
+}
+
+}  // namespace
+
+std::string ClaimedOnBehalfOf(absl::string_view header) {
+  if (absl::StartsWith(header, "spiffe://")) return std::string(header.substr(0, 512));
+  return UnverifiedSubject(header).substr(0, 512);
+}
+
+bool RefusalThrottle::Admit(const std::string& caller, const std::string& tenant, absl::Time now,
+                            int64_t* suppressed) {
+  absl::MutexLock lock(&mu_);
+  if (windows_.size() >= kMaxPairs) {
+    for (auto it = windows_.begin(); it != windows_.end();) {
+      it = now - it->second.start >= kWindow ? windows_.erase(it) : std::next(it);
+    }
+  }
+  auto [it, fresh] = windows_.try_emplace({caller, tenant}, Window{now, 0});
+  Window& w = it->second;
+  if (!fresh && now - w.start < kWindow) {
+    ++w.suppressed;
+    return false;
+  }
+  *suppressed = fresh ? 0 : w.suppressed;
+  w = Window{now, 0};
+  return true;
+}
+
+std::string IdempotencyOwner(const Actor& actor) {
+  if (!actor.via) return actor.principal.spiffe_id;
+  return absl::StrCat(actor.via->spiffe_id, " for ", actor.principal.spiffe_id);
+}
+
+absl::StatusOr<Actor> UseCaseRunner::Caller(Transaction& tx, const CallerIdentity& c) const {
   if (c.spiffe_id.empty()) {
     return Error(absl::StatusCode::kUnauthenticated, reason::kUnauthenticated,
                  "a client certificate with a SPIFFE ID is required");
   }
   ASSIGN_OR_RETURN(Principal caller, ParseSpiffeId(c.spiffe_id, options_.trust_domain));
   ASSIGN_OR_RETURN(std::vector<Binding> bindings, tx.tenancy().BindingsOf(caller.spiffe_id));
-  Actor actor{caller, std::nullopt, Permissions(std::move(bindings))};
-  if (c.on_behalf_of.empty()) return actor;
+  Actor actor;
+  actor.principal = std::move(caller);
+  actor.permissions = Permissions(std::move(bindings));
+  return actor;
+}
 
+absl::StatusOr<UseCaseRunner::OnBehalf> UseCaseRunner::ProveOnBehalf(
+    const CallerIdentity& c) const {
+  OnBehalf proven;
+  RETURN_IF_ERROR(options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(Actor portal, Caller(tx, c));
+    if (!authz::MayActOnBehalf(portal)) {
+      return Error(absl::StatusCode::kPermissionDenied, reason::kOnBehalfOfRefused,
+                   "only a service.portal caller may act on behalf of a user");
+    }
+    // A portal vouching by name is what SPEC section 8 forbids: the user
+    // must be proven by their own tenant's issuer.
+    if (absl::StartsWith(c.on_behalf_of, "spiffe://")) {
+      return Error(absl::StatusCode::kPermissionDenied, reason::kOnBehalfOfRefused,
+                   "x-lockbox-on-behalf-of must carry the user's signed token (a JWT from an "
+                   "issuer their tenant registered), not a SPIFFE ID");
+    }
+    const std::string sub = UnverifiedSubject(c.on_behalf_of);
+    if (sub.empty()) return TokenRefused("not a JWT with a sub");
+    absl::StatusOr<Principal> user = ParseSpiffeId(sub, options_.trust_domain, "sub");
+    if (!user.ok() || user->kind != Principal::Kind::kTenantUser) {
+      return TokenRefused("sub must be the SPIFFE ID of a tenant user of this trust domain");
+    }
+    absl::StatusOr<v1::TenantIdentity> identity =
+        tx.tenancy().GetTenantIdentity(user->tenant, false);
+    if (absl::IsNotFound(identity.status()) ||
+        (identity.ok() && identity->token_issuers().empty())) {
+      return TokenRefused(
+          absl::StrCat(TenantName(user->tenant), " has no registered token issuer"));
+    }
+    RETURN_IF_ERROR(identity.status());
+    if (options_.tokens == nullptr) return TokenRefused("this server verifies no tokens");
+    const absl::Time now = options_.clock->Now();
+    ASSIGN_OR_RETURN(TokenEvidence token,
+                     options_.tokens->Verify(c.on_behalf_of, identity->token_issuers(), now));
+    // The verifier judged the same payload; the subject is the one the
+    // tenant was chosen by.
+    if (token.subject != sub) return TokenRefused("sub changed under verification");
+    ASSIGN_OR_RETURN(bool first, tx.operations().RecordTokenUse(token.issuer, token.token_id,
+                                                                token.expire_time, now));
+    if (!first) {
+      return Error(absl::StatusCode::kPermissionDenied, reason::kTokenReplayed,
+                   absl::StrCat("on-behalf-of token refused: jti \"", token.token_id, "\" of ",
+                                token.issuer, " was already used"));
+    }
+    proven = OnBehalf{*std::move(user), std::move(token)};
+    return absl::OkStatus();
+  }));
+  return proven;
+}
+
+absl::StatusOr<Actor> UseCaseRunner::Authenticate(Transaction& tx, const CallerIdentity& c,
+                                                  const OnBehalf* on_behalf) const {
+  ASSIGN_OR_RETURN(Actor actor, Caller(tx, c));
+  if (on_behalf == nullptr) return actor;
+  // Bindings may have changed since the token was proven: the portal's
+  // role is read again in the call's own transaction.
   if (!authz::MayActOnBehalf(actor)) {
     return Error(absl::StatusCode::kPermissionDenied, reason::kOnBehalfOfRefused,
                  "only a service.portal caller may act on behalf of a user");
   }
-  auto user = ParseSpiffeId(c.on_behalf_of, options_.trust_domain, "x-lockbox-on-behalf-of");
-  if (!user.ok() || user->kind != Principal::Kind::kTenantUser) {
-    return Error(absl::StatusCode::kPermissionDenied, reason::kOnBehalfOfRefused,
-                 "x-lockbox-on-behalf-of must name a tenant user of this trust domain");
-  }
-  ASSIGN_OR_RETURN(std::vector<Binding> user_bindings, tx.tenancy().BindingsOf(user->spiffe_id));
-  return Actor{*user, caller, Permissions(std::move(user_bindings))};
+  ASSIGN_OR_RETURN(std::vector<Binding> user_bindings,
+                   tx.tenancy().BindingsOf(on_behalf->user.spiffe_id));
+  Actor user;
+  user.principal = on_behalf->user;
+  user.via = std::move(actor.principal);
+  user.permissions = Permissions(std::move(user_bindings));
+  user.certificate = std::move(actor.certificate);
+  user.token = on_behalf->token;
+  return user;
 }
 
 absl::Status UseCaseRunner::Run(
     const CallerIdentity& c,
     const std::function<absl::Status(Transaction&, const Actor&)>& fn) const {
-  absl::Status status = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
-    ASSIGN_OR_RETURN(Actor actor, Authenticate(tx, c));
-    return fn(tx, actor);
-  });
-  if (ReasonOf(status) == reason::kOnBehalfOfRefused) AuditRefusal(c, status);
+  std::optional<OnBehalf> on_behalf;
+  absl::Status status;
+  if (!c.on_behalf_of.empty()) {
+    absl::StatusOr<OnBehalf> proven = ProveOnBehalf(c);
+    if (proven.ok()) {
+      on_behalf = *std::move(proven);
+    } else {
+      status = proven.status();
+    }
+  }
+  if (status.ok()) {
+    status = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
+      ASSIGN_OR_RETURN(Actor actor, Authenticate(tx, c, on_behalf ? &*on_behalf : nullptr));
+      return fn(tx, actor);
+    });
+  }
+  if (IsOnBehalfRefusal(status)) AuditRefusal(c, status);
   return status;
 }
 
 void UseCaseRunner::AuditRefusal(const CallerIdentity& c, const absl::Status& refusal) const {
+  const std::string claimed = ClaimedOnBehalfOf(c.on_behalf_of);
+  const absl::Time now = options_.clock->Now();
+  // Asked once: a retried transaction must not count its own refusal again
+  // and so drop the event.
+  std::optional<bool> admitted;
+  int64_t suppressed = 0;
   absl::Status recorded = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
     std::string tenant;
-    auto claimed = ParseSpiffeId(c.on_behalf_of, options_.trust_domain, "on_behalf_of");
-    if (claimed.ok() && !claimed->tenant.empty() && tx.tenancy().GetTenant(claimed->tenant).ok()) {
-      tenant = claimed->tenant;
+    auto claimed_user = ParseSpiffeId(claimed, options_.trust_domain, "on_behalf_of");
+    if (claimed_user.ok() && !claimed_user->tenant.empty() &&
+        tx.tenancy().GetTenant(claimed_user->tenant).ok()) {
+      tenant = claimed_user->tenant;
     }
-    Actor caller{Principal{c.spiffe_id, Principal::Kind::kService, "", ""}, std::nullopt,
-                 Permissions()};
-    absl::Time now = options_.clock->Now();
+    if (!admitted) admitted = refusals_.Admit(c.spiffe_id, tenant, now, &suppressed);
+    if (!*admitted) return absl::OkStatus();
+    Actor caller;
+    caller.principal = Principal{c.spiffe_id, Principal::Kind::kService, "", ""};
     v1::AuditEvent e = NewAuditEvent(caller, "security.on_behalf_of_refused", tenant,
                                      tenant.empty() ? "" : TenantName(tenant), now);
-    (*e.mutable_details())["claimed_user"] = c.on_behalf_of.substr(0, 512);
+    (*e.mutable_details())["claimed_user"] = claimed;
     (*e.mutable_details())["reason"] = std::string(refusal.message());
+    (*e.mutable_details())["error_reason"] = ReasonOf(refusal);
+    if (suppressed > 0) {
+      // Refusals of this caller in this log since the last event, not
+      // audited one by one (RefusalThrottle).
+      (*e.mutable_details())["suppressed"] = absl::StrCat(suppressed);
+    }
     return audit_log_.Append(tx, &e);
   });
   if (!recorded.ok()) {
     Log("error", "auditing a refusal failed", {{"error", std::string(recorded.message())}});
   }
+}
+
+absl::StatusOr<bool> UseCaseRunner::ForgetExpiredTokenUses() const {
+  int forgotten = 0;
+  RETURN_IF_ERROR(options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(forgotten, tx.operations().PurgeTokenUses(options_.clock->Now(), 500));
+    return absl::OkStatus();
+  }));
+  return forgotten > 0;
 }
 
 absl::StatusOr<bool> UseCaseRunner::HandleOneDue(const Claim& claim, const Handle& handle) const {

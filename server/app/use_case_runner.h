@@ -1,17 +1,24 @@
 // What every use case does around its own logic: authenticate the caller
-// against the role bindings in the call's transaction (applying the portal's
-// on-behalf-of header), run the read or the change in that one transaction,
-// make a change with a request_id idempotent, and audit a refused
-// on-behalf-of attempt. Shared by the use-case classes of every service.
+// against the role bindings in the call's transaction (a portal's
+// on-behalf-of token verified, and its jti spent, before it), run the read
+// or the change in that one transaction, make a change with a request_id
+// idempotent for its effective principal once it is authorised, and audit a
+// refused on-behalf-of attempt, at most once a minute per caller and
+// tenant. Shared by the use-case classes of every service.
 #ifndef LOCKBOX_SERVER_APP_USE_CASE_RUNNER_H_
 #define LOCKBOX_SERVER_APP_USE_CASE_RUNNER_H_
 
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
+#include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "google/protobuf/message.h"
 #include "lockbox/v1/resources.pb.h"
@@ -64,6 +71,39 @@ class TokenVerifier {
       absl::Time now) const = 0;
 };
 
+// Decides which refused on-behalf-of attempts are audited: the first of
+// each (caller, tenant) in a minute; the next one audited after it says how
+// many were not. So a certificate holder can add at most one event a minute
+// to a tenant's log, whatever it sends. In memory, per replica: with N
+// replicas, at most N events a minute per pair, and a count not yet carried
+// when a replica stops is lost (its log line remains). Thread-safe.
+class RefusalThrottle {
+ public:
+  static constexpr absl::Duration kWindow = absl::Minutes(1);
+  // Whether to audit a refusal by `caller` in `tenant`'s log ("" global) at
+  // `now`; when so, *suppressed gets how many went unaudited since the
+  // last audited one.
+  bool Admit(const std::string& caller, const std::string& tenant, absl::Time now,
+             int64_t* suppressed) ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct Window {
+    absl::Time start;
+    int64_t suppressed = 0;
+  };
+  // Past this many pairs, windows already over are dropped (with their
+  // counts) so memory stays bounded whatever the callers do.
+  static constexpr size_t kMaxPairs = 10000;
+  absl::Mutex mu_;
+  std::map<std::pair<std::string, std::string>, Window> windows_ ABSL_GUARDED_BY(mu_);
+};
+
+// Who an x-lockbox-on-behalf-of header claims, for logs and audit
+// records: the header itself when it is a SPIFFE ID, else the unverified
+// `sub` of the token it carries (never the token: it is a bearer
+// credential until it expires). At most 512 bytes.
+std::string ClaimedOnBehalfOf(absl::string_view header);
+
 // Thread-safe: one instance serves every call.
 class UseCaseRunner {
  public:
@@ -94,6 +134,11 @@ class UseCaseRunner {
 
   template <typename R>
   using Body = std::function<absl::StatusOr<R>(Transaction&, const Actor&, absl::Time)>;
+  // Whether the actor may make a change at all (the use case's authz
+  // predicate, reading the transaction if it must): run before a stored
+  // response is looked up, so a replay is never an answer to someone who
+  // may not ask.
+  using Authorize = std::function<absl::Status(Transaction&, const Actor&)>;
 
   // What time decides, one due row at a time: `claim` locks one due row
   // (nullopt when none is left that another replica does not hold), and
@@ -108,23 +153,49 @@ class UseCaseRunner {
   template <typename R>
   absl::StatusOr<R> Read(const CallerIdentity& c, const Body<R>& fn) const;
 
-  // Runs a change in one transaction. With a request_id (a lowercase UUID),
-  // the first response is stored with the change, keyed by the caller (the
-  // portal, for an on-behalf-of call), and a retry of the same request gets
-  // it back without running fn; the same ID for a different request is
-  // INVALID_ARGUMENT. REQUIRES: R is a protobuf message.
+  // Runs a change in one transaction: `authorize`, then fn. With a
+  // request_id (a lowercase UUID), the first response is stored with the
+  // change, keyed by the effective principal (the portal and the user, for
+  // an on-behalf-of call), and a retry of the same request by the same
+  // principal gets it back without running fn, once `authorize` has passed
+  // again; the same ID for a different request is INVALID_ARGUMENT.
+  // REQUIRES: R is a protobuf message.
   template <typename R>
   absl::StatusOr<R> Change(const CallerIdentity& c, absl::string_view method,
                            const google::protobuf::Message& request, const std::string& request_id,
-                           const Body<R>& fn) const;
+                           const Authorize& authorize, const Body<R>& fn) const;
+
+  // The sweeper's part: forgets up to 500 spent tokens that have expired
+  // (they can no longer be replayed: they are refused as expired). Whether
+  // it forgot any.
+  absl::StatusOr<bool> ForgetExpiredTokenUses() const;
 
  private:
+  // The user a portal's token names, and the token's evidence.
+  struct OnBehalf {
+    Principal user;
+    TokenEvidence token;
+  };
+  // The caller itself: its SPIFFE ID parsed and its bindings loaded.
+  absl::StatusOr<Actor> Caller(Transaction& tx, const CallerIdentity& c) const;
+  // Proves the on-behalf-of header in a transaction of its own, committed
+  // before the call's so that a token is spent even when the call then
+  // fails, and spent once however often the call's transaction is retried:
+  // the caller holds service.portal (else ON_BEHALF_OF_NOT_ALLOWED); the
+  // header is a token, not a bare SPIFFE ID (else ON_BEHALF_OF_NOT_ALLOWED);
+  // its sub names a tenant user whose tenant registered the issuer that
+  // signed it (TokenVerifier; else TOKEN_REFUSED); and its (iss, jti) was
+  // never used (else TOKEN_REPLAYED).
+  absl::StatusOr<OnBehalf> ProveOnBehalf(const CallerIdentity& c) const;
   // Resolves the caller into an Actor: parses the SPIFFE ID, loads the
-  // bindings, and applies the on-behalf-of header (service.portal only).
-  absl::StatusOr<Actor> Authenticate(Transaction& tx, const CallerIdentity& c) const;
+  // bindings and, with a proven on-behalf-of token, acts as its user via
+  // the portal (whose service.portal is checked again in this transaction).
+  absl::StatusOr<Actor> Authenticate(Transaction& tx, const CallerIdentity& c,
+                                     const OnBehalf* on_behalf) const;
   // Records a refused on-behalf-of attempt in its own transaction (the
-  // call's transaction rolled back): in the claimed user's tenant log when
-  // that tenant exists, else in the global log.
+  // call's transaction rolled back), as RefusalThrottle allows: in the
+  // claimed user's tenant log when that tenant exists, else in the global
+  // log. The token itself is never recorded: only the user it claims.
   void AuditRefusal(const CallerIdentity& c, const absl::Status& refusal) const;
   // SHA-256 (hex) of the request's deterministic serialization.
   static std::string RequestHash(const google::protobuf::Message& request);
@@ -143,6 +214,7 @@ class UseCaseRunner {
 
   Options options_;
   AuditLog audit_log_;
+  mutable RefusalThrottle refusals_;
 };
 
 template <typename R>
@@ -155,17 +227,24 @@ absl::StatusOr<R> UseCaseRunner::Read(const CallerIdentity& c, const Body<R>& fn
   return result;
 }
 
+// Whose request_ids a change's are: the principal, and for an on-behalf-of
+// call the portal with the user, so that one portal's users never share an
+// answer.
+std::string IdempotencyOwner(const Actor& actor);
+
 template <typename R>
 absl::StatusOr<R> UseCaseRunner::Change(const CallerIdentity& c, absl::string_view method,
                                         const google::protobuf::Message& request,
-                                        const std::string& request_id, const Body<R>& fn) const {
+                                        const std::string& request_id, const Authorize& authorize,
+                                        const Body<R>& fn) const {
   if (!request_id.empty() && !IsUuid(request_id)) {
     return InvalidField("request_id", "BAD_FORMAT", "must be a lowercase UUID");
   }
   const std::string request_hash = request_id.empty() ? "" : RequestHash(request);
   R result;
   RETURN_IF_ERROR(Run(c, [&](Transaction& tx, const Actor& actor) -> absl::Status {
-    const std::string& owner = actor.via ? actor.via->spiffe_id : actor.principal.spiffe_id;
+    RETURN_IF_ERROR(authorize(tx, actor));
+    const std::string owner = IdempotencyOwner(actor);
     if (!request_id.empty()) {
       ASSIGN_OR_RETURN(bool replayed,
                        Replayed(tx, owner, method, request_id, request_hash, &result));

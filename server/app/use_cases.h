@@ -48,6 +48,8 @@ class UseCases {
   GrantUseCases& grants() { return grants_; }
   AuditUseCases& audit() { return audit_; }
   NotificationUseCases& notifications() { return notifications_; }
+  // The sweeper's: forgets spent on-behalf-of tokens past their expiry.
+  absl::StatusOr<bool> ForgetExpiredTokenUses() const { return runner_.ForgetExpiredTokenUses(); }
 
  private:
   UseCaseRunner runner_;

@@ -107,7 +107,9 @@ grpc::Status CallScope::Finish(const absl::Status& result) {
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   Metrics::Get().ObserveCall(method_, static_cast<int>(status.error_code()), seconds);
   LogFields fields = {{"method", method_}, {"caller", caller_.spiffe_id}};
-  if (!caller_.on_behalf_of.empty()) fields["on_behalf_of"] = caller_.on_behalf_of;
+  // The user claimed, not the header: a token in it is a credential.
+  if (!caller_.on_behalf_of.empty())
+    fields["on_behalf_of"] = ClaimedOnBehalfOf(caller_.on_behalf_of);
   fields["code"] = GrpcCodeName(static_cast<int>(status.error_code()));
   fields["latency_ms"] = std::round(seconds * 1e6) / 1e3;
   fields["request_id"] = request_id_;

@@ -1,6 +1,6 @@
 // What the server keeps for its own running rather than for a resource: the
 // request_id records that make a retried change return its first response,
-// and the counts the metrics read.
+// the on-behalf-of tokens already used, and the counts the metrics read.
 //
 // Reached through Transaction::operations(); owned by the transaction and
 // valid until it ends. Not thread-safe: it belongs to the transaction's call.
@@ -46,6 +46,16 @@ class OperationsStore {
   virtual absl::Status PutIdempotencyRecord(const std::string& caller,
                                             const std::string& request_id,
                                             const IdempotencyRecord& record, absl::Time now) = 0;
+
+  // Records the use of the token (issuer, jti) valid until `expire_time`.
+  // False when it was used before and that use has not expired; the first
+  // of two concurrent uses wins (the second waits on the key and gets
+  // false).
+  virtual absl::StatusOr<bool> RecordTokenUse(const std::string& issuer, const std::string& jti,
+                                              absl::Time expire_time, absl::Time now) = 0;
+  // Forgets uses whose token expired at or before `now`, at most `limit` of
+  // them; returns how many.
+  virtual absl::StatusOr<int> PurgeTokenUses(absl::Time now, int limit) = 0;
 
   // Counts across every tenant, for the metrics (cheap: partial indexes).
   virtual absl::StatusOr<OperationalCounts> CountOperational(absl::Time now) = 0;

@@ -6,8 +6,10 @@
 #include <pqxx/pqxx>
 #include <thread>
 
+#include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/support/harness.h"
+#include "tests/support/tokens.h"
 
 namespace lockbox::testing {
 namespace {
@@ -510,6 +512,8 @@ TEST_F(LifecycleTest, PortalActsOnBehalfOfTenantUsersOnly) {
   v1::AccessRequest out;
   ASSERT_TRUE(Approve("bob", r.name(), &out).ok());
   const std::string user = Id("tenant/portaled/user/admin");
+  TestTokenIssuer issuer("https://login.portaled.example", "lockbox");
+  world->db->Exec(TokenIssuersSql("portaled", {issuer.Registration()}));
   // The header from anyone but a portal is refused.
   grpc::Status refused = Approve("bob", r.name(), &out, "", user);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED);
@@ -517,8 +521,9 @@ TEST_F(LifecycleTest, PortalActsOnBehalfOfTenantUsersOnly) {
   // A portal cannot claim an operator.
   EXPECT_EQ(Approve("portal", r.name(), &out, "", Id("operator/carol")).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
-  // A portal acting for the tenant admin decides as them; both are audited.
-  ASSERT_TRUE(Approve("portal", r.name(), &out, "", user).ok());
+  // A portal relaying the tenant admin's token decides as them; both are
+  // audited.
+  ASSERT_TRUE(Approve("portal", r.name(), &out, "", issuer.Sign(user, absl::Now())).ok());
   EXPECT_EQ(out.state(), v1::AccessRequest::APPROVED);
   EXPECT_EQ(out.decisions(1).via(), Id("service/portal"));
   auto events = Audit("portaled", "action = access_request.approve AND actor = \"" + user + "\"");

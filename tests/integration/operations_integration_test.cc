@@ -12,9 +12,11 @@
 #include <sstream>
 #include <thread>
 
-#include "lockbox/v1/notification_service.grpc.pb.h"
+#include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "lockbox/v1/notification_service.grpc.pb.h"
 #include "tests/support/harness.h"
+#include "tests/support/tokens.h"
 
 namespace lockbox::testing {
 namespace {
@@ -224,9 +226,12 @@ TEST_F(OperationsTest, OneJsonLinePerCallAndPerLifecycleEventWithoutSecrets) {
   EXPECT_EQ(std::string(echoed->second.data(), echoed->second.size()), "test-request-42");
 
   // A portal acting for a customer's user; a request ID that is not a token
-  // is replaced, not logged.
+  // is replaced, not logged. The log names the user the token claims, never
+  // the token (a bearer credential).
   Client portal(MtlsChannel(*certs_, "portal", server_->target()));
-  auto on_behalf = Context(Id("operator/bob"));
+  TestTokenIssuer issuer("https://login.metered.example", "lockbox");
+  const std::string token = issuer.Sign(Id("tenant/metered/user/bob"), absl::Now());
+  auto on_behalf = Context(token);
   on_behalf->AddMetadata("x-request-id", "bad id\" with quotes");
   v1::GetAccessRequestRequest get;
   get.set_name(made.name());
@@ -255,7 +260,8 @@ TEST_F(OperationsTest, OneJsonLinePerCallAndPerLifecycleEventWithoutSecrets) {
   EXPECT_EQ(event["tenant"], "metered");
   EXPECT_EQ(event["actor"], Id("operator/alice"));
   EXPECT_EQ(portal_call["caller"], Id("service/portal"));
-  EXPECT_EQ(portal_call["on_behalf_of"], Id("operator/bob"));
+  EXPECT_EQ(portal_call["on_behalf_of"], Id("tenant/metered/user/bob"));
+  for (const auto& l : lines) EXPECT_EQ(l.dump().find(token), std::string::npos) << l.dump();
   EXPECT_EQ(portal_call["request_id"].get<std::string>().size(), 16u);
 
   // Every line is JSON with time, level and msg; none carries the

@@ -11,7 +11,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/time/clock.h"
 #include "tests/support/harness.h"
+#include "tests/support/tokens.h"
 
 namespace lockbox::testing {
 namespace {
@@ -38,6 +40,8 @@ class WireIdentityTest : public ::testing::Test {
     v1::CreateTenantRequest ct;
     ct.set_tenant_id("ma");
     ASSERT_TRUE(admin.CreateTenant(ct).ok());
+    issuer_ = new TestTokenIssuer("https://login.ma.example", "lockbox");
+    db_->Exec(TokenIssuersSql("ma", {issuer_->Registration()}));
     v1::CreateEnvironmentRequest ce;
     ce.set_parent("tenants/ma");
     ce.set_environment_id("prod");
@@ -55,6 +59,7 @@ class WireIdentityTest : public ::testing::Test {
   }
   static void TearDownTestSuite() {
     clients_.clear();
+    delete issuer_;
     delete server_;
     delete certs_;
     delete db_;
@@ -98,11 +103,13 @@ class WireIdentityTest : public ::testing::Test {
   static TestDatabase* db_;
   static Certificates* certs_;
   static ServerProcess* server_;
+  static TestTokenIssuer* issuer_;  // tenants/ma's registered issuer
   static std::map<std::string, std::unique_ptr<lockbox::Client>> clients_;
 };
 TestDatabase* WireIdentityTest::db_ = nullptr;
 Certificates* WireIdentityTest::certs_ = nullptr;
 ServerProcess* WireIdentityTest::server_ = nullptr;
+TestTokenIssuer* WireIdentityTest::issuer_ = nullptr;
 std::map<std::string, std::unique_ptr<lockbox::Client>> WireIdentityTest::clients_;
 
 // Each service's adapter reaches its use case with the certificate's
@@ -250,33 +257,48 @@ TEST_F(WireIdentityTest, AMessageNamingSomeoneElseChangesNothing) {
             Code::PERMISSION_DENIED);
 }
 
-// The on-behalf-of header: the portal acts as the tenant user it names, and
-// is nobody without it; from any other caller it is refused.
+// The on-behalf-of header: the portal acts as the tenant user its token
+// (from the tenant's registered issuer) names, and is nobody without it; a
+// bare SPIFFE ID is refused, from the portal or anyone else.
 TEST_F(WireIdentityTest, OnlyThePortalMayActOnBehalfOfAUser) {
+  const std::string dana = Id("tenant/ma/user/dana");
   v1::GetTenantRequest gt;
   gt.set_name("tenants/ma");
-  auto as_dana = As("portal", Id("tenant/ma/user/dana")).GetTenant(gt);
+  auto as_dana = As("portal", issuer_->Sign(dana, absl::Now())).GetTenant(gt);
   EXPECT_TRUE(as_dana.ok()) << as_dana.status().error_message();
   EXPECT_EQ(As("portal").GetTenant(gt).status().error_code(), Code::PERMISSION_DENIED);
-  auto claimed = As("alice", Id("tenant/ma/user/dana")).GetTenant(gt);
+  auto claimed = As("alice", dana).GetTenant(gt);
   EXPECT_EQ(claimed.status().error_code(), Code::PERMISSION_DENIED);
   EXPECT_EQ(claimed.reason(), "ON_BEHALF_OF_NOT_ALLOWED");
+  auto bare = As("portal", dana).GetTenant(gt);
+  EXPECT_EQ(bare.status().error_code(), Code::PERMISSION_DENIED);
+  EXPECT_EQ(bare.reason(), "ON_BEHALF_OF_NOT_ALLOWED");
+  auto elsewhere = As("portal", issuer_->Sign(dana, absl::Now(), {{"aud", "other"}})).GetTenant(gt);
+  EXPECT_EQ(elsewhere.status().error_code(), Code::PERMISSION_DENIED);
+  EXPECT_EQ(elsewhere.reason(), "TOKEN_REFUSED");
 
   // What the portal does for the user is recorded as the user's, via it; a
-  // refused claim is recorded too.
+  // refused claim is recorded too, once a minute per caller.
   v1::UpdateLockboxPolicyRequest up;
   up.mutable_lockbox_policy()->set_name("tenants/ma/lockboxPolicy");
   up.mutable_lockbox_policy()->set_enabled(true);
   up.mutable_update_mask()->add_paths("enabled");
-  auto updated = As("portal", Id("tenant/ma/user/dana")).UpdateLockboxPolicy(up);
+  const std::string token = issuer_->Sign(dana, absl::Now());
+  auto updated = As("portal", token).UpdateLockboxPolicy(up);
   ASSERT_TRUE(updated.ok()) << updated.status().error_message();
   std::vector<v1::AuditEvent> updates = Audit("action = lockbox_policy.update");
   ASSERT_FALSE(updates.empty());
-  EXPECT_EQ(updates.back().actor(), Id("tenant/ma/user/dana"));
+  EXPECT_EQ(updates.back().actor(), dana);
   EXPECT_EQ(updates.back().via(), Id("service/portal"));
+  // The same token again: spent.
+  auto replayed = As("portal", token).UpdateLockboxPolicy(up);
+  EXPECT_EQ(replayed.status().error_code(), Code::PERMISSION_DENIED);
+  EXPECT_EQ(replayed.reason(), "TOKEN_REPLAYED");
   std::vector<v1::AuditEvent> refusals = Audit("action = security.on_behalf_of_refused");
-  ASSERT_EQ(refusals.size(), 1u);
+  ASSERT_EQ(refusals.size(), 2u);
   EXPECT_EQ(refusals[0].actor(), Id("operator/alice"));
+  EXPECT_EQ(refusals[1].actor(), Id("service/portal"));
+  EXPECT_EQ(refusals[1].details().at("claimed_user"), dana);
 }
 
 }  // namespace

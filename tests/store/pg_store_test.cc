@@ -164,6 +164,38 @@ TEST_F(PgStoreTest, StateFiltersFollowTheReadTimeRule) {
   EXPECT_TRUE(s.ok()) << s;
 }
 
+// A portal's token is spent once per (issuer, jti) until it expires; the
+// sweeper's purge forgets only expired ones.
+TEST_F(PgStoreTest, TokenUsesAreSpentOnceAndForgottenAfterExpiry) {
+  auto record = [&](const std::string& iss, const std::string& jti, absl::Time exp,
+                    absl::Time now) {
+    bool first = false;
+    absl::Status s = Run([&](Transaction& tx) -> absl::Status {
+      ASSIGN_OR_RETURN(first, tx.operations().RecordTokenUse(iss, jti, exp, now));
+      return absl::OkStatus();
+    });
+    EXPECT_TRUE(s.ok()) << s;
+    return first;
+  };
+  const absl::Time exp = kNow + absl::Minutes(5);
+  EXPECT_TRUE(record("https://a", "j1", exp, kNow));
+  EXPECT_FALSE(record("https://a", "j1", exp, kNow + absl::Seconds(1)));
+  EXPECT_TRUE(record("https://b", "j1", exp, kNow));  // Another issuer's jti.
+  EXPECT_TRUE(record("https://a", "j2", kNow + absl::Minutes(1), kNow));
+  // A row of an expired token, not yet purged, is no use of a new one.
+  EXPECT_TRUE(record("https://a", "j2", kNow + absl::Minutes(9), kNow + absl::Minutes(2)));
+  EXPECT_FALSE(record("https://a", "j2", kNow + absl::Minutes(9), kNow + absl::Minutes(3)));
+
+  int purged = -1;
+  ASSERT_TRUE(Run([&](Transaction& tx) -> absl::Status {
+                ASSIGN_OR_RETURN(purged, tx.operations().PurgeTokenUses(exp, 500));
+                return absl::OkStatus();
+              }).ok());
+  EXPECT_EQ(purged, 2);  // j1 of a and of b; a's j2 lives until +9 minutes.
+  EXPECT_EQ(db_.Query("SELECT string_agg(issuer || ' ' || jti, ',') FROM token_uses"),
+            "https://a j2");
+}
+
 TEST_F(PgStoreTest, DatabaseErrorsAreStatusesAndEndTheTransaction) {
   AddTenant("t");
   bool later_call_refused = false;

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/domain/lifecycle.h"
 #include "server/domain/status.h"
 
 namespace lockbox::testing {
@@ -15,6 +16,13 @@ std::string ErrorReason(const absl::Status& status) { return ReasonOf(status); }
 
 CallerIdentity Caller(absl::string_view path, absl::string_view on_behalf_of) {
   return CallerIdentity{SpiffeId(path), on_behalf_of.empty() ? "" : SpiffeId(on_behalf_of)};
+}
+
+CallerIdentity CallerWithToken(absl::string_view path, absl::string_view token) {
+  CallerIdentity caller;
+  caller.spiffe_id = SpiffeId(path);
+  caller.on_behalf_of = std::string(token);
+  return caller;
 }
 
 InProcessLockbox::InProcessLockbox(const InProcessOptions& options)
@@ -49,6 +57,7 @@ absl::StatusOr<std::unique_ptr<InProcessLockbox>> InProcessLockbox::Create(
   // No grant view: CheckAccess reads the database, which is what decides.
   lockbox_options.grant_view = nullptr;
   lockbox_options.certificates = options.certificates;
+  lockbox_options.tokens = &app->tokens_;
   app->use_cases_ = std::make_unique<UseCases>(std::move(lockbox_options));
 
   absl::Status bootstrap = app->use_cases_->policy().EnsureBootstrapAdmin(app->admin_.spiffe_id);
@@ -70,6 +79,21 @@ absl::StatusOr<v1::Tenant> InProcessLockbox::CreateTenant(const std::string& ten
   v1::CreateTenantRequest r;
   r.set_tenant_id(tenant_id);
   return use_cases_->policy().CreateTenant(admin_, r);
+}
+
+absl::Status InProcessLockbox::SetTokenIssuers(const std::string& tenant_id,
+                                               const std::vector<v1::TokenIssuer>& issuers) {
+  return store_->RunInTransaction([&](Transaction& tx) -> absl::Status {
+    absl::StatusOr<v1::TenantIdentity> identity = tx.tenancy().GetTenantIdentity(tenant_id, true);
+    const bool exists = identity.ok();
+    if (!exists && !absl::IsNotFound(identity.status())) return identity.status();
+    v1::TenantIdentity updated = exists ? *identity : v1::TenantIdentity();
+    updated.clear_token_issuers();
+    for (const v1::TokenIssuer& issuer : issuers) *updated.add_token_issuers() = issuer;
+    *updated.mutable_update_time() = ToProto(clock_.Now());
+    return exists ? tx.tenancy().UpdateTenantIdentity(tenant_id, &updated)
+                  : tx.tenancy().InsertTenantIdentity(tenant_id, &updated);
+  });
 }
 
 absl::StatusOr<v1::Environment> InProcessLockbox::CreateEnvironment(
@@ -101,8 +125,9 @@ absl::StatusOr<DemoWorld> DemoWorld::Create(InProcessLockbox* app) {
   w.tenant_b_admin = Caller("tenant/mb/user/erin");
   w.enforcer = Caller("service/enforcer");
   w.portal = Caller("service/portal");
-  w.portal_for_tenant_a_admin = Caller("service/portal", "tenant/ma/user/dana");
   w.unbound = Caller("operator/zed");
+  w.issuer_a = std::make_shared<TestTokenIssuer>("https://login.ma.example", "lockbox", "ma-");
+  w.issuer_b = std::make_shared<TestTokenIssuer>("https://login.mb.example", "lockbox", "mb-");
 
   v1::Environment with_sources;
   auto* sql = with_sources.add_data_sources();
@@ -117,6 +142,9 @@ absl::StatusOr<DemoWorld> DemoWorld::Create(InProcessLockbox* app) {
     absl::Status made = Check(app->CreateTenant(tenant).status(), tenant);
     if (!made.ok()) return made;
     made = Check(app->CreateEnvironment(tenant, "prod", with_sources).status(), tenant);
+    if (!made.ok()) return made;
+    const TestTokenIssuer& issuer = std::string(tenant) == "ma" ? *w.issuer_a : *w.issuer_b;
+    made = Check(app->SetTokenIssuers(tenant, {issuer.Registration()}), tenant);
     if (!made.ok()) return made;
   }
 
@@ -151,6 +179,15 @@ absl::StatusOr<DemoWorld> DemoWorld::Create(InProcessLockbox* app) {
       Check(app->use_cases().policy().UpdateLockboxPolicy(w.tenant_a_admin, up).status(), "policy");
   if (!policy.ok()) return policy;
   return w;
+}
+
+CallerIdentity DemoWorld::PortalFor(const CallerIdentity& user,
+                                    const nlohmann::json& overrides) const {
+  const bool in_b = user.spiffe_id.find("/tenant/mb/") != std::string::npos;
+  const TestTokenIssuer& issuer = in_b ? *issuer_b : *issuer_a;
+  CallerIdentity caller = portal;
+  caller.on_behalf_of = issuer.Sign(user.spiffe_id, app_->clock().Now(), overrides);
+  return caller;
 }
 
 v1::CreateAccessRequestRequest DemoWorld::Ask(const std::string& environment) {

@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -18,8 +19,10 @@
 #include "server/app/use_cases.h"
 #include "server/domain/audit_signing.h"
 #include "server/domain/clock.h"
+#include "server/identity/token_verifier.h"
 #include "server/store/postgres/pg_store.h"
 #include "tests/support/harness.h"
+#include "tests/support/tokens.h"
 
 namespace lockbox::testing {
 
@@ -33,8 +36,11 @@ std::string SpiffeId(absl::string_view path);
 std::string ErrorReason(const absl::Status& status);
 
 // The caller whose certificate carries spiffe://lockbox.test/<path>, acting
-// on behalf of spiffe://lockbox.test/<on_behalf_of> when that is not empty.
+// on behalf of spiffe://lockbox.test/<on_behalf_of> when that is not empty
+// (a bare SPIFFE ID in the header, which the server refuses).
 CallerIdentity Caller(absl::string_view path, absl::string_view on_behalf_of = "");
+// The caller at <path> relaying `token` in x-lockbox-on-behalf-of.
+CallerIdentity CallerWithToken(absl::string_view path, absl::string_view token);
 
 struct InProcessOptions {
   // Where the fake clock starts. The default, the current time cut to the
@@ -71,6 +77,12 @@ class InProcessLockbox {
                                        const std::string& tenant = "");
   // Creates tenants/<tenant_id> as the bootstrap admin.
   absl::StatusOr<v1::Tenant> CreateTenant(const std::string& tenant_id);
+  // Sets the token issuers of tenants/<tenant_id>'s identity. Until
+  // CreateTenant takes the identity, straight through the store
+  // (TenancyStore::InsertTenantIdentity, or UpdateTenantIdentity when there
+  // is one), in one transaction.
+  absl::Status SetTokenIssuers(const std::string& tenant_id,
+                               const std::vector<v1::TokenIssuer>& issuers);
   // Creates tenants/<tenant_id>/environments/<environment_id> from `spec`
   // (data sources, display name) as the bootstrap admin.
   absl::StatusOr<v1::Environment> CreateEnvironment(const std::string& tenant_id,
@@ -86,6 +98,7 @@ class InProcessLockbox {
   FakeClock clock_;
   CallerIdentity admin_;
   std::unique_ptr<AuditSigner> signer_;
+  JoseTokenVerifier tokens_;
   std::unique_ptr<PgStore> store_;
   std::unique_ptr<UseCases> use_cases_;
 };
@@ -115,8 +128,19 @@ class DemoWorld {
   CallerIdentity tenant_b_admin;             // tenant.admin of tenants/mb
   CallerIdentity enforcer;                   // service.enforcer
   CallerIdentity portal;                     // service.portal, for no user
-  CallerIdentity portal_for_tenant_a_admin;  // service.portal, on behalf of tenant A's admin
   CallerIdentity unbound;                    // a valid operator ID with no binding at all
+  // Each tenant's token issuer, registered in its identity ("https://login.
+  // ma.example" and "https://login.mb.example", audience "lockbox").
+  std::shared_ptr<TestTokenIssuer> issuer_a;
+  std::shared_ptr<TestTokenIssuer> issuer_b;
+
+  // `portal` relaying a fresh token for `user` (a tenant user of ma or mb)
+  // from their tenant's issuer, valid at the app's clock, `overrides`
+  // merged into its claims. Each call makes a new token: one is good once.
+  CallerIdentity PortalFor(const CallerIdentity& user,
+                           const nlohmann::json& overrides = nlohmann::json::object()) const;
+  // PortalFor(tenant_a_admin).
+  CallerIdentity PortalForTenantAAdmin() const { return PortalFor(tenant_a_admin); }
 
   // A request by `engineer` for `environment` (kEnvironmentA by default),
   // as CreateAccessRequest would receive it.

@@ -34,7 +34,8 @@ constexpr char kAAuditor[] = "a-auditor";                        // tenant.audit
 constexpr char kBAdmin[] = "b-admin";                            // tenant.admin of tenants/mb
 constexpr char kEnforcer[] = "enforcer";                         // service.enforcer
 constexpr char kPortal[] = "portal";                             // service.portal, for no user
-constexpr char kPortalForAAdmin[] = "portal-for-a-admin";        // on behalf of a-admin
+constexpr char kPortalForAAdmin[] = "portal-for-a-admin";        // a-admin's token
+constexpr char kPortalNamingAAdmin[] = "portal-naming-a-admin";  // a bare SPIFFE ID
 constexpr char kClaimingAAdmin[] = "engineer-claiming-a-admin";  // not a portal
 constexpr char kUnbound[] = "unbound";                           // no binding at all
 
@@ -354,7 +355,8 @@ const std::vector<Row>& Table() {
   return *rows;
 }
 
-using Callers = std::vector<std::pair<std::string, CallerIdentity>>;
+// Each caller is made afresh for every call: a portal's token is good once.
+using Callers = std::vector<std::pair<std::string, std::function<CallerIdentity()>>>;
 
 // One database and demo world for the whole table, made once for every
 // suite of this binary.
@@ -372,17 +374,21 @@ class MatrixWorld : public ::testing::Environment {
     scene_ = std::make_unique<Scene>(Scene{app_->use_cases(), *world_, *pending, *grant});
     const DemoWorld& w = *world_;
     callers_ = {
-        {kAdmin, w.admin},
-        {kEngineer, w.engineer},
-        {kReviewer, w.reviewer},
-        {kAAdmin, w.tenant_a_admin},
-        {kAAuditor, w.tenant_a_auditor},
-        {kBAdmin, w.tenant_b_admin},
-        {kEnforcer, w.enforcer},
-        {kPortal, w.portal},
-        {kPortalForAAdmin, w.portal_for_tenant_a_admin},
-        {kClaimingAAdmin, CallerIdentity{w.engineer.spiffe_id, w.tenant_a_admin.spiffe_id}},
-        {kUnbound, w.unbound},
+        {kAdmin, [&w] { return w.admin; }},
+        {kEngineer, [&w] { return w.engineer; }},
+        {kReviewer, [&w] { return w.reviewer; }},
+        {kAAdmin, [&w] { return w.tenant_a_admin; }},
+        {kAAuditor, [&w] { return w.tenant_a_auditor; }},
+        {kBAdmin, [&w] { return w.tenant_b_admin; }},
+        {kEnforcer, [&w] { return w.enforcer; }},
+        {kPortal, [&w] { return w.portal; }},
+        {kPortalForAAdmin, [&w] { return w.PortalForTenantAAdmin(); }},
+        {kPortalNamingAAdmin, [] { return Caller("service/portal", "tenant/ma/user/dana"); }},
+        {kClaimingAAdmin,
+         [&w] {
+           return CallerIdentity{w.engineer.spiffe_id, w.tenant_a_admin.spiffe_id};
+         }},
+        {kUnbound, [&w] { return w.unbound; }},
     };
   }
   void TearDown() override {
@@ -417,7 +423,7 @@ class AuthorizationMatrixTest : public ::testing::TestWithParam<size_t> {
     for (const auto& [who, caller] : matrix_world->callers()) {
       auto it = expected.find(who);
       Code want = it == expected.end() ? DENIED : it->second;
-      absl::Status got = row.call(scene(), caller);
+      absl::Status got = row.call(scene(), caller());
       if (got.code() != want) {
         out.push_back(row.label + " as " + who + ": want " + absl::StatusCodeToString(want) +
                       ", got " + got.ToString());

@@ -71,7 +71,9 @@ struct Options {
   std::string server_name;
   std::chrono::milliseconds default_deadline{10000};
   RetryPolicy retry;
-  // For a service.portal: the tenant user every call acts for.
+  // For a service.portal: the signed token (a JWT from an issuer the user's
+  // tenant registered; docs/PORTAL_TOKENS.md) naming the tenant user every
+  // call acts for. The server accepts each token once.
   std::string on_behalf_of;
   // ApproveAccessRequest and DenyAccessRequest sign a customer's decision
   // with key_file's key (docs/SIGNED_DECISIONS.md) unless the request

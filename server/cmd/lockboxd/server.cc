@@ -17,6 +17,7 @@
 #include "server/app/use_cases.h"
 #include "server/app/watch_hub.h"
 #include "server/domain/audit_signing.h"
+#include "server/identity/token_verifier.h"
 #include "server/observe/log.h"
 #include "server/observe/metrics.h"
 #include "server/service/executor.h"
@@ -81,6 +82,9 @@ struct Server::Parts {
   std::unique_ptr<AuditSigner> signer;
   std::unique_ptr<PgChangeFeed> access_feed;
   std::unique_ptr<GrantView> grant_view;
+  // Verifies the tokens portals relay (stateless: the issuers come from
+  // each tenant's identity in the store).
+  JoseTokenVerifier tokens;
   std::unique_ptr<UseCases> use_cases;
   std::unique_ptr<PgChangeFeed> request_feed;
   std::unique_ptr<WatchHub> hub;
@@ -146,9 +150,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   p->grant_view =
       std::make_unique<GrantView>(GrantView::Options{p->store.get(), &clock, p->access_feed.get()});
   if (s.grant_view) p->grant_view->Start();
-  p->use_cases = std::make_unique<UseCases>(
-      UseCasesOptions{p->store.get(), &clock, s.trust_domain, page_key, p->signer.get(),
-                      s.grant_view ? p->grant_view.get() : nullptr, s.audit_checkpoint_events});
+  UseCasesOptions use_cases_options;
+  use_cases_options.store = p->store.get();
+  use_cases_options.clock = &clock;
+  use_cases_options.trust_domain = s.trust_domain;
+  use_cases_options.page_token_key = page_key;
+  use_cases_options.audit_signer = p->signer.get();
+  use_cases_options.grant_view = s.grant_view ? p->grant_view.get() : nullptr;
+  use_cases_options.audit_checkpoint_events = s.audit_checkpoint_events;
+  use_cases_options.tokens = &p->tokens;
+  p->use_cases = std::make_unique<UseCases>(std::move(use_cases_options));
   if (!s.bootstrap_admin.empty()) {
     RETURN_IF_ERROR(p->use_cases->policy().EnsureBootstrapAdmin(s.bootstrap_admin));
   }

@@ -46,6 +46,31 @@ absl::Status PgOperationsStore::PutIdempotencyRecord(const std::string& caller,
   });
 }
 
+absl::StatusOr<bool> PgOperationsStore::RecordTokenUse(const std::string& issuer,
+                                                       const std::string& jti,
+                                                       absl::Time expire_time, absl::Time now) {
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<bool> {
+    // A row left over from an expired token is not a use of this one (the
+    // sweeper may not have deleted it yet): the new use takes its place.
+    auto r = w.exec_params(
+        "INSERT INTO token_uses (issuer, jti, expire_time, use_time) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (issuer, jti) DO UPDATE SET expire_time = EXCLUDED.expire_time, "
+        "use_time = EXCLUDED.use_time WHERE token_uses.expire_time <= EXCLUDED.use_time",
+        issuer, jti, Us(expire_time), Us(now));
+    return r.affected_rows() == 1;
+  });
+}
+
+absl::StatusOr<int> PgOperationsStore::PurgeTokenUses(absl::Time now, int limit) {
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<int> {
+    auto r = w.exec_params(
+        "DELETE FROM token_uses WHERE (issuer, jti) IN (SELECT issuer, jti FROM token_uses "
+        "WHERE expire_time <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        Us(now), limit);
+    return static_cast<int>(r.affected_rows());
+  });
+}
+
 absl::StatusOr<OperationalCounts> PgOperationsStore::CountOperational(absl::Time now) {
   return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<OperationalCounts> {
     OperationalCounts out;

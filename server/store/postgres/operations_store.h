@@ -16,6 +16,9 @@ class PgOperationsStore final : public OperationsStore {
       const std::string& caller, const std::string& request_id) override;
   absl::Status PutIdempotencyRecord(const std::string& caller, const std::string& request_id,
                                     const IdempotencyRecord& record, absl::Time now) override;
+  absl::StatusOr<bool> RecordTokenUse(const std::string& issuer, const std::string& jti,
+                                      absl::Time expire_time, absl::Time now) override;
+  absl::StatusOr<int> PurgeTokenUses(absl::Time now, int limit) override;
   absl::StatusOr<OperationalCounts> CountOperational(absl::Time now) override;
 
  private:
