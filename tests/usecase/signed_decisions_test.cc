@@ -280,23 +280,23 @@ TEST_F(SignedDecisionsTest, ThroughAPortalTheUsersOwnCertificateSigns) {
   RequireSignatures(true);
   v1::AccessRequest request = AtCustomerStage();
   v1::ApproveAccessRequestRequest r = SignedApproval(request, "via portal", dana_.key_pem);
-  auto refused = use_cases().requests().ApproveAccessRequest(w().portal_for_tenant_a_admin, r);
+  auto refused = use_cases().requests().ApproveAccessRequest(w().PortalForTenantAAdmin(), r);
   EXPECT_EQ(ErrorReason(refused.status()), "SIGNATURE_INVALID") << "no certificate";
   // Another user's certificate, even from the tenant's CA.
   TestCertificate erin = NewLeaf(ca_, SpiffeId("tenant/ma/user/erin"));
   v1::ApproveAccessRequestRequest as_erin = SignedApproval(request, "via portal", erin.key_pem);
   as_erin.mutable_signature()->set_certificate_pem(erin.certificate_pem);
-  refused = use_cases().requests().ApproveAccessRequest(w().portal_for_tenant_a_admin, as_erin);
+  refused = use_cases().requests().ApproveAccessRequest(w().PortalForTenantAAdmin(), as_erin);
   EXPECT_EQ(ErrorReason(refused.status()), "SIGNATURE_INVALID") << "erin";
   // Dana's name on a certificate from another CA (the provider's).
   TestCertificate forged = NewLeaf(NewCa("Provider CA"), SpiffeId("tenant/ma/user/dana"));
   v1::ApproveAccessRequestRequest by_forger = SignedApproval(request, "via portal", forged.key_pem);
   by_forger.mutable_signature()->set_certificate_pem(forged.certificate_pem);
-  refused = use_cases().requests().ApproveAccessRequest(w().portal_for_tenant_a_admin, by_forger);
+  refused = use_cases().requests().ApproveAccessRequest(w().PortalForTenantAAdmin(), by_forger);
   EXPECT_EQ(ErrorReason(refused.status()), "SIGNATURE_INVALID") << "forged";
 
   r.mutable_signature()->set_certificate_pem(dana_.certificate_pem);
-  auto approved = use_cases().requests().ApproveAccessRequest(w().portal_for_tenant_a_admin, r);
+  auto approved = use_cases().requests().ApproveAccessRequest(w().PortalForTenantAAdmin(), r);
   ASSERT_TRUE(approved.ok()) << approved.status();
   EXPECT_EQ(approved->state(), v1::AccessRequest::APPROVED);
   EXPECT_TRUE(approved->decisions().rbegin()->evidence().signed_());
