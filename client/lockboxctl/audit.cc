@@ -52,22 +52,24 @@ void PrintVerify(const v1::VerifyAuditLogResponse& resp) {
   }
 }
 
-// Offline: nothing but the export and, if given, the public key.
-int VerifyOffline(const Context& ctx, const std::string& file, const std::string& key_file) {
+// Offline: nothing but the export and, if given, the public keys (each
+// checkpoint is checked with the one its key_id names).
+int VerifyOffline(const Context& ctx, const std::string& file,
+                  const std::vector<std::string>& key_files) {
   std::ifstream in(file);
   if (!in) return FailInvalid("cannot read " + file);
-  std::string pem;
-  if (!key_file.empty()) {
+  std::vector<std::string> pems;
+  for (const std::string& key_file : key_files) {
     std::ifstream k(key_file);
     std::stringstream ss;
     ss << k.rdbuf();
-    pem = ss.str();
-    if (pem.empty()) return FailInvalid("cannot read " + key_file);
+    if (ss.str().empty()) return FailInvalid("cannot read " + key_file);
+    pems.push_back(ss.str());
   }
-  auto verified = VerifyAuditExport(in, pem);
+  auto verified = VerifyAuditExport(in, pems);
   if (!verified.ok()) return FailInvalid(std::string(verified.status().message()));
   v1::VerifyAuditLogResponse resp = *std::move(verified);
-  if (pem.empty()) resp.set_detail(resp.detail() + " (signatures not checked: no --public-key)");
+  if (pems.empty()) resp.set_detail(resp.detail() + " (signatures not checked: no --public-key)");
   if (ctx.json) {
     std::cout << Json(resp);
   } else {
@@ -78,7 +80,8 @@ int VerifyOffline(const Context& ctx, const std::string& file, const std::string
 
 void AddVerify(CLI::App* audit, Context& ctx) {
   struct Flags {
-    std::string tenant, file, key;
+    std::string tenant, file;
+    std::vector<std::string> keys;
   };
   auto f = std::make_shared<Flags>();
   auto* v = audit->add_subcommand(
@@ -87,9 +90,12 @@ void AddVerify(CLI::App* audit, Context& ctx) {
       "offline against an export (--file) and the public key (--public-key)");
   v->add_option("TENANT", f->tenant, "Tenant ID, or - for the global log (online)");
   v->add_option("--file", f->file, "A JSON Lines export to verify offline");
-  v->add_option("--public-key", f->key, "PEM public key (lockboxctl audit public-key)");
+  v->add_option("--public-key", f->keys,
+                "PEM public key file (lockboxctl audit public-key); repeat it for every key "
+                "that signed (after a rotation), each checkpoint is checked with the one its "
+                "key_id names");
   OnRun(ctx, v, [&ctx, f](Client& cl) -> int {
-    if (!f->file.empty()) return VerifyOffline(ctx, f->file, f->key);
+    if (!f->file.empty()) return VerifyOffline(ctx, f->file, f->keys);
     if (f->tenant.empty()) return FailInvalid("give TENANT or --file");
     v1::VerifyAuditLogRequest r;
     if (f->tenant != "-") r.set_parent(TenantName(f->tenant));
@@ -139,10 +145,37 @@ void AddExport(CLI::App* audit, Context& ctx) {
 }
 
 void AddKeys(CLI::App* audit, Context& ctx) {
-  auto* pk = audit->add_subcommand("public-key", "Print the PEM key that verifies checkpoints");
-  OnRun(ctx, pk, [&ctx](Client& cl) {
+  struct KeyFlags {
+    std::string key_id;
+    bool list = false;
+  };
+  auto kf = std::make_shared<KeyFlags>();
+  auto* pk = audit->add_subcommand(
+      "public-key", "Print the PEM key that verifies checkpoints (the current one by default)");
+  pk->add_option("--key-id", kf->key_id, "Print this published key instead (after a rotation)");
+  pk->add_flag("--list", kf->list, "List every published key with its validity");
+  OnRun(ctx, pk, [&ctx, kf](Client& cl) {
     return Show(ctx, cl.GetAuditPublicKey(v1::GetAuditPublicKeyRequest()),
-                [](const v1::AuditPublicKeys& k) { std::cout << k.public_key_pem(); });
+                [kf](const v1::AuditPublicKeys& k) {
+                  if (kf->list) {
+                    Table t({"KEY ID", "ALGORITHM", "VALID FROM", "VALID UNTIL"});
+                    for (const auto& key : k.keys()) {
+                      t.Add({key.key_id() + (key.key_id() == k.key_id() ? " (current)" : ""),
+                             key.algorithm(), Time(key.valid_from()),
+                             key.has_valid_until() ? Time(key.valid_until()) : "-"});
+                    }
+                    t.Print();
+                    if (k.ephemeral()) std::cout << "the current key is EPHEMERAL: do not pin it\n";
+                    return;
+                  }
+                  if (kf->key_id.empty() || kf->key_id == k.key_id()) {
+                    std::cout << k.public_key_pem();
+                    return;
+                  }
+                  for (const auto& key : k.keys()) {
+                    if (key.key_id() == kf->key_id) std::cout << key.public_key_pem();
+                  }
+                });
   });
   auto tenant = std::make_shared<std::string>();
   auto* cp = audit->add_subcommand("checkpoint", "Sign the log's head now");

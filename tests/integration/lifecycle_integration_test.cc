@@ -805,7 +805,9 @@ TEST(StartupTest, BadSettingsAreRefusedByName) {
         {"--tls-key", certs.Path("server.key")},
         {"--tls-client-ca", certs.Path("ca.crt")},
         {"--trust-domain", kTd},
-        {"--database-url", db.url()}};
+        {"--database-url", db.roles().runtime_url},
+        {"--migration-database-url", db.roles().owner_url},
+        {"--audit-signing-key", SigningKeyFile(db.url())}};
     for (auto& [k, v] : changed) flags[k] = v;
     std::string cmd = RequiredEnv("LOCKBOX_TEST_LOCKBOXD");
     for (auto& [k, v] : flags) {
