@@ -30,11 +30,10 @@ CREATE TRIGGER audit_signing_keys_no_truncate
 
 -- A log's head is its last event, read after a per-log advisory lock
 -- (audit_store.cc): the head row no longer moves, so the runtime role needs
--- no UPDATE on any audit table. audit_heads only lists the logs that exist.
-ALTER TABLE audit_heads DROP COLUMN sequence, DROP COLUMN hash;
-CREATE TRIGGER audit_heads_append_only
-  BEFORE UPDATE OR DELETE ON audit_heads
-  FOR EACH ROW EXECUTE FUNCTION audit_events_refuse_change();
-CREATE TRIGGER audit_heads_no_truncate
-  BEFORE TRUNCATE ON audit_heads
-  FOR EACH STATEMENT EXECUTE FUNCTION audit_events_refuse_change();
+-- no UPDATE on any audit table. audit_heads only lists the logs that exist;
+-- its sequence and hash are no longer kept. Migrations only add, so that
+-- pods of the previous version keep working during a roll: a later release
+-- drops the two columns.
+ALTER TABLE audit_heads ALTER COLUMN sequence SET DEFAULT 0, ALTER COLUMN hash SET DEFAULT '';
+COMMENT ON COLUMN audit_heads.sequence IS 'unused since migration 0010; dropped later';
+COMMENT ON COLUMN audit_heads.hash IS 'unused since migration 0010; dropped later';
