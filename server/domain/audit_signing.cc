@@ -197,8 +197,8 @@ absl::StatusOr<ChainVerifier> ChainVerifier::Create(const std::vector<std::strin
     }
     if (!VerifySignature(it->second, c)) {
       free_keys();
-      v.Fail(c.name(), absl::StrCat("the checkpoint's signature does not verify with key ",
-                                    c.key_id()));
+      v.Fail(c.name(),
+             absl::StrCat("the checkpoint's signature does not verify with key ", c.key_id()));
       return v;
     }
   }

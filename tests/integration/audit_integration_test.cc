@@ -163,9 +163,8 @@ TEST_F(AuditTest, TheServersRoleCannotChangeHistory) {
   // it may append to and read the log, never change it.
   // tests/integration/database_roles_test.cc tries every other statement.
   pqxx::connection c(db_->roles().runtime_url);
-  for (const char* sql : {"UPDATE audit_events SET justification = 'x'",
-                          "DELETE FROM audit_events", "TRUNCATE audit_events",
-                          "DELETE FROM audit_checkpoints"}) {
+  for (const char* sql : {"UPDATE audit_events SET justification = 'x'", "DELETE FROM audit_events",
+                          "TRUNCATE audit_events", "DELETE FROM audit_checkpoints"}) {
     pqxx::nontransaction n(c);
     EXPECT_THROW(n.exec(sql), pqxx::insufficient_privilege) << sql;
   }

@@ -61,8 +61,7 @@ struct Started {
   bool ready;
   std::string log;
 };
-Started Start(const Certificates& certs, const std::string& url,
-              std::vector<std::string> flags) {
+Started Start(const Certificates& certs, const std::string& url, std::vector<std::string> flags) {
   std::string log = certs.Path("lockboxd-" + std::to_string(std::rand()) + ".log");
   ServerProcess server(certs, url, Id("operator/admin"), std::move(flags), 0, log);
   bool ready = server.WaitReady("admin", 15);
@@ -100,14 +99,11 @@ TEST_F(DatabaseRolesTest, TheRuntimeRoleIsRefusedEveryStatementThatCouldRewriteH
   for (const auto& [table, column] : kAuditTables) {
     const std::string t = table;
     const std::string update = "UPDATE " + t + " SET " + column + " = " + column;
-    for (const std::string& sql : std::vector<std::string>{
-             update,
-             "DELETE FROM " + t,
-             "TRUNCATE " + t,
-             "ALTER TABLE " + t + " DISABLE TRIGGER ALL",
-             "ALTER TABLE " + t + " ADD COLUMN forged text",
-             "ALTER TABLE " + t + " OWNER TO " + role,
-             "DROP TABLE " + t}) {
+    for (const std::string& sql :
+         std::vector<std::string>{update, "DELETE FROM " + t, "TRUNCATE " + t,
+                                  "ALTER TABLE " + t + " DISABLE TRIGGER ALL",
+                                  "ALTER TABLE " + t + " ADD COLUMN forged text",
+                                  "ALTER TABLE " + t + " OWNER TO " + role, "DROP TABLE " + t}) {
       pqxx::nontransaction n(c);
       EXPECT_THROW(n.exec(sql), pqxx::insufficient_privilege) << sql;
     }
@@ -116,13 +112,16 @@ TEST_F(DatabaseRolesTest, TheRuntimeRoleIsRefusedEveryStatementThatCouldRewriteH
     {
       pqxx::nontransaction n(c);
       n.exec("GRANT UPDATE, DELETE, TRUNCATE ON " + t + " TO " + role);
-      EXPECT_FALSE(n.exec1("SELECT has_table_privilege('" + t + "', 'UPDATE') OR "
-                           "has_table_privilege('" + t + "', 'DELETE') OR "
-                           "has_table_privilege('" + t + "', 'TRUNCATE')")[0]
+      EXPECT_FALSE(n.exec1("SELECT has_table_privilege('" + t +
+                           "', 'UPDATE') OR "
+                           "has_table_privilege('" +
+                           t +
+                           "', 'DELETE') OR "
+                           "has_table_privilege('" +
+                           t + "', 'TRUNCATE')")[0]
                        .as<bool>())
           << t;
-      EXPECT_THROW(n.exec(update), pqxx::insufficient_privilege)
-          << t << " after GRANT";
+      EXPECT_THROW(n.exec(update), pqxx::insufficient_privilege) << t << " after GRANT";
     }
   }
   // Nor can it become the owner, or switch the triggers off for its session.
@@ -165,8 +164,8 @@ TEST_F(DatabaseRolesTest, LockboxdRefusesARoleThatCouldRewriteHistory) {
     EXPECT_NE(s.log.find(why), std::string::npos) << s.log;
   }
   // Nor will `lockboxd migrate` grant a superuser as the runtime role.
-  Started superuser = Start(*certs_, db_->url(),
-                            {"--migration-database-url=" + db_->roles().owner_url});
+  Started superuser =
+      Start(*certs_, db_->url(), {"--migration-database-url=" + db_->roles().owner_url});
   EXPECT_FALSE(superuser.ready);
   // A hand-made grant of UPDATE on the log is found at start.
   db_->Exec("GRANT UPDATE ON audit_events TO " + db_->roles().runtime_role);
@@ -187,16 +186,18 @@ TEST(DatabaseStartTest, WithoutAMigrationUrlTheSchemaMustBeCurrent) {
   EXPECT_FALSE(s.ready);
   EXPECT_NE(s.log.find("lockboxd migrate"), std::string::npos) << s.log;
   // `lockboxd migrate` as the owner, then lockboxd without the owner's URL.
-  std::string cmd = RequiredEnv("LOCKBOX_TEST_LOCKBOXD") + " migrate '--migration-database-url=" +
-                    db.roles().owner_url + "' --runtime-role " + db.roles().runtime_role;
+  std::string cmd = RequiredEnv("LOCKBOX_TEST_LOCKBOXD") +
+                    " migrate '--migration-database-url=" + db.roles().owner_url +
+                    "' --runtime-role " + db.roles().runtime_role;
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   // Run again (the next version's Job): idempotent.
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   Started migrated = Start(certs, db.roles().runtime_url, {"--migration-database-url="});
   EXPECT_TRUE(migrated.ready) << migrated.log;
   // The owner as runtime role is refused by `lockboxd migrate` too.
-  std::string self = RequiredEnv("LOCKBOX_TEST_LOCKBOXD") + " migrate '--migration-database-url=" +
-                     db.roles().owner_url + "' --runtime-role " + db.name() + "_owner 2>/dev/null";
+  std::string self = RequiredEnv("LOCKBOX_TEST_LOCKBOXD") +
+                     " migrate '--migration-database-url=" + db.roles().owner_url +
+                     "' --runtime-role " + db.name() + "_owner 2>/dev/null";
   EXPECT_NE(std::system(self.c_str()), 0);
 }
 
@@ -295,14 +296,15 @@ TEST(SigningKeyTest, ARotatedKeyLeavesOldAndNewCheckpointsVerifiableOnlineAndOff
   std::ofstream(certs.Path("old.pub")) << pems[0];
   std::ofstream(certs.Path("new.pub")) << pems[1];
   // Offline, yet lockboxctl wants its connection settings; none is used.
-  const std::string env = "LOCKBOX_CA=" + certs.Path("ca.crt") + " LOCKBOX_CERT=" +
-                          certs.Path("admin.crt") + " LOCKBOX_KEY=" + certs.Path("admin.key") + " ";
+  const std::string env = "LOCKBOX_CA=" + certs.Path("ca.crt") +
+                          " LOCKBOX_CERT=" + certs.Path("admin.crt") +
+                          " LOCKBOX_KEY=" + certs.Path("admin.key") + " ";
   std::string ctl = env + RequiredEnv("LOCKBOX_TEST_LOCKBOXCTL") + " audit verify --file " + file +
                     " --public-key " + certs.Path("old.pub") + " --public-key " +
                     certs.Path("new.pub") + " >/dev/null";
   EXPECT_EQ(std::system(ctl.c_str()), 0) << ctl;
-  std::string ctl_new = env + RequiredEnv("LOCKBOX_TEST_LOCKBOXCTL") + " audit verify --file " + file +
-                        " --public-key " + certs.Path("new.pub") + " >/dev/null";
+  std::string ctl_new = env + RequiredEnv("LOCKBOX_TEST_LOCKBOXCTL") + " audit verify --file " +
+                        file + " --public-key " + certs.Path("new.pub") + " >/dev/null";
   EXPECT_NE(std::system(ctl_new.c_str()), 0) << ctl_new;
 }
 

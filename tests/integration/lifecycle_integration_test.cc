@@ -799,15 +799,14 @@ TEST(StartupTest, BadSettingsAreRefusedByName) {
   // Runs lockboxd with good settings except those in `changed`; returns its
   // exit status and what it printed.
   auto run = [&](std::map<std::string, std::string> changed) {
-    std::map<std::string, std::string> flags = {
-        {"--listen", "127.0.0.1:0"},
-        {"--tls-cert", certs.Path("server.crt")},
-        {"--tls-key", certs.Path("server.key")},
-        {"--tls-client-ca", certs.Path("ca.crt")},
-        {"--trust-domain", kTd},
-        {"--database-url", db.roles().runtime_url},
-        {"--migration-database-url", db.roles().owner_url},
-        {"--audit-signing-key", SigningKeyFile(db.url())}};
+    std::map<std::string, std::string> flags = {{"--listen", "127.0.0.1:0"},
+                                                {"--tls-cert", certs.Path("server.crt")},
+                                                {"--tls-key", certs.Path("server.key")},
+                                                {"--tls-client-ca", certs.Path("ca.crt")},
+                                                {"--trust-domain", kTd},
+                                                {"--database-url", db.roles().runtime_url},
+                                                {"--migration-database-url", db.roles().owner_url},
+                                                {"--audit-signing-key", SigningKeyFile(db.url())}};
     for (auto& [k, v] : changed) flags[k] = v;
     std::string cmd = RequiredEnv("LOCKBOX_TEST_LOCKBOXD");
     for (auto& [k, v] : flags) {

@@ -1,6 +1,5 @@
 #include "tests/support/harness.h"
 
-#include <algorithm>
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <google/protobuf/util/json_util.h>
@@ -64,7 +63,8 @@ std::string DatabaseOf(const std::string& url) {
 
 std::string WithUser(const std::string& url, const std::string& user) {
   auto at = url.find("user=");
-  if (at == std::string::npos) return url + (url.find('?') == std::string::npos ? "?" : "&") + "user=" + user;
+  if (at == std::string::npos)
+    return url + (url.find('?') == std::string::npos ? "?" : "&") + "user=" + user;
   auto end = url.find('&', at);
   return url.substr(0, at) + "user=" + user + (end == std::string::npos ? "" : url.substr(end));
 }

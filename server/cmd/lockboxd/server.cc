@@ -147,8 +147,7 @@ int Server::metrics_port() const { return parts_->metrics_port; }
 absl::Status MigrateDatabase(const MigrateSettings& s) {
   RETURN_IF_ERROR(postgres::MigrateAndGrant(s.migration_database_url, s.runtime_role));
   Log("info", "database migrated; runtime role granted",
-      {{"runtime_role", s.runtime_role},
-       {"schema_version", EmbeddedMigrations().back().version}});
+      {{"runtime_role", s.runtime_role}, {"schema_version", EmbeddedMigrations().back().version}});
   return absl::OkStatus();
 }
 
@@ -183,13 +182,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   p->grant_view =
       std::make_unique<GrantView>(GrantView::Options{p->store.get(), &clock, p->access_feed.get()});
   if (s.grant_view) p->grant_view->Start();
-  UseCasesOptions use_cases_options{p->store.get(),
-                                    &clock,
-                                    s.trust_domain,
-                                    page_key,
-                                    p->signer.get(),
-                                    s.grant_view ? p->grant_view.get() : nullptr,
-                                    s.audit_checkpoint_events};
+  UseCasesOptions use_cases_options{
+      p->store.get(),           &clock,
+      s.trust_domain,           page_key,
+      p->signer.get(),          s.grant_view ? p->grant_view.get() : nullptr,
+      s.audit_checkpoint_events};
   use_cases_options.audit_key_ephemeral = s.dev_ephemeral_audit_key;
   p->use_cases = std::make_unique<UseCases>(use_cases_options);
   // Published before the first checkpoint it signs, so that every key_id in

@@ -49,9 +49,8 @@ absl::Status Migrate(pqxx::connection& c) {
 }
 
 const std::vector<const char*>& AppendOnlyTables() {
-  static const std::vector<const char*> kTables = {"audit_events", "audit_checkpoints",
-                                                   "audit_heads", "audit_signing_keys",
-                                                   "server_secrets"};
+  static const std::vector<const char*> kTables = {
+      "audit_events", "audit_checkpoints", "audit_heads", "audit_signing_keys", "server_secrets"};
   return kTables;
 }
 
