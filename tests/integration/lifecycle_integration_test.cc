@@ -845,8 +845,10 @@ TEST(ReplicaStartTest, TwoReplicasMigrateOneDatabaseAtOnce) {
   pqxx::nontransaction n(c);
   // Every migration applied once, none skipped.
   auto applied = n.exec("SELECT count(*), max(version) FROM schema_migrations")[0];
+  MigrationFiles files = SourceMigrations();
   EXPECT_GE(applied[0].as<int>(), 2);
-  EXPECT_EQ(applied[0].as<int>(), applied[1].as<int>());
+  EXPECT_EQ(applied[0].as<int>(), files.count);
+  EXPECT_EQ(applied[1].as<int>(), files.highest);
   EXPECT_EQ(n.exec("SELECT count(*) FROM role_bindings")[0][0].as<int>(), 1);
 }
 

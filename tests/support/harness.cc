@@ -1,6 +1,7 @@
 #include "tests/support/harness.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <curl/curl.h>
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
@@ -67,6 +68,21 @@ std::string WithUser(const std::string& url, const std::string& user) {
     return url + (url.find('?') == std::string::npos ? "?" : "&") + "user=" + user;
   auto end = url.find('&', at);
   return url.substr(0, at) + "user=" + user + (end == std::string::npos ? "" : url.substr(end));
+}
+
+MigrationFiles SourceMigrations() {
+  MigrationFiles files;
+  std::string dir = std::string(LOCKBOX_SOURCE_DIR) + "/server/store/postgres/migrations";
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return files;
+  while (dirent* entry = readdir(d)) {
+    std::string name = entry->d_name;
+    if (name.size() < 9 || name.substr(name.size() - 4) != ".sql") continue;
+    ++files.count;
+    files.highest = std::max(files.highest, std::atoi(name.substr(0, 4).c_str()));
+  }
+  closedir(d);
+  return files;
 }
 
 DatabaseRoles PrepareRoles(const std::string& superuser_url) {

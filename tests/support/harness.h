@@ -48,6 +48,15 @@ DatabaseRoles PrepareRoles(const std::string& superuser_url);
 // made on first use: every lockboxd of one test (its replicas) shares it.
 std::string SigningKeyFile(const std::string& url);
 
+// The numbered migrations in the source tree (server/store/postgres/
+// migrations/NNNN_*.sql): how many, and the highest number. Numbers may have
+// gaps while parallel changes are merged.
+struct MigrationFiles {
+  int count = 0;
+  int highest = 0;
+};
+MigrationFiles SourceMigrations();
+
 // `url` with its user=... replaced by `user`.
 std::string WithUser(const std::string& url, const std::string& user);
 
