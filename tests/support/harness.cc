@@ -1,8 +1,8 @@
 #include "tests/support/harness.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
