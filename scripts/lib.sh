@@ -93,6 +93,27 @@ pg_start() {
   echo "postgresql:///postgres?host=$dir/run&user=postgres"
 }
 
+# pg_lockbox_database ADMIN_URL DB: in the private cluster of ADMIN_URL (a
+# superuser's), the database DB owned by the role DB_owner, which runs the
+# migrations, and the role DB_app that lockboxd serves as, owning nothing
+# (docs/OPERATIONS.md, database roles). Neither has a password: the cluster
+# trusts its Unix socket, which only this user can reach, and listens on no
+# TCP port. Idempotent. Sets OWNER_URL, APP_URL and APP_ROLE.
+pg_lockbox_database() {
+  local admin="$1" db="$2" role
+  for role in "${db}_owner" "${db}_app"; do
+    psql "$admin" -qtAc "SELECT 1 FROM pg_roles WHERE rolname = '$role'" | grep -q 1 ||
+      psql "$admin" -qc "CREATE ROLE $role LOGIN"
+  done
+  psql "$admin" -qtAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 ||
+    psql "$admin" -qc "CREATE DATABASE $db OWNER ${db}_owner"
+  local base="${admin%%\?*}" query="${admin#*\?}"
+  base="${base%/*}/$db"
+  OWNER_URL="$base?${query/user=postgres/user=${db}_owner}"
+  APP_URL="$base?${query/user=postgres/user=${db}_app}"
+  APP_ROLE="${db}_app"
+}
+
 pg_stop() {
   local dir="$1"
   if [ -f "$dir/data/postmaster.pid" ]; then

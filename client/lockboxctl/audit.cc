@@ -61,27 +61,29 @@ std::optional<std::string> ReadPem(const std::string& file) {
   return ss.str();
 }
 
-// Offline: nothing but the export and, if given, the public key and the
-// tenant's CA bundle (which checks every signed customer decision).
-int VerifyOffline(const Context& ctx, const std::string& file, const std::string& key_file,
-                  const std::string& tenant_ca_file) {
+// Offline: nothing but the export and, if given, the public keys (each
+// checkpoint is checked with the one its key_id names) and the tenant's CA
+// bundle (which checks every signed customer decision).
+int VerifyOffline(const Context& ctx, const std::string& file,
+                  const std::vector<std::string>& key_files, const std::string& tenant_ca_file) {
   std::ifstream in(file);
   if (!in) return FailInvalid("cannot read " + file);
-  std::string pem, bundle;
-  if (!key_file.empty()) {
+  std::vector<std::string> pems;
+  for (const std::string& key_file : key_files) {
     auto read = ReadPem(key_file);
     if (!read) return FailInvalid("cannot read " + key_file);
-    pem = *read;
+    pems.push_back(*read);
   }
+  std::string bundle;
   if (!tenant_ca_file.empty()) {
     auto read = ReadPem(tenant_ca_file);
     if (!read) return FailInvalid("cannot read " + tenant_ca_file);
     bundle = *read;
   }
-  auto verified = VerifyAuditExport(in, pem, bundle);
+  auto verified = VerifyAuditExport(in, pems, bundle);
   if (!verified.ok()) return FailInvalid(std::string(verified.status().message()));
   v1::VerifyAuditLogResponse resp = *std::move(verified);
-  if (pem.empty()) resp.set_detail(resp.detail() + " (signatures not checked: no --public-key)");
+  if (pems.empty()) resp.set_detail(resp.detail() + " (signatures not checked: no --public-key)");
   if (bundle.empty() && resp.ok()) {
     resp.set_detail(resp.detail() + " (decision signatures not checked: no --tenant-ca)");
   }
@@ -95,7 +97,8 @@ int VerifyOffline(const Context& ctx, const std::string& file, const std::string
 
 void AddVerify(CLI::App* audit, Context& ctx) {
   struct Flags {
-    std::string tenant, file, key, tenant_ca;
+    std::string tenant, file, tenant_ca;
+    std::vector<std::string> keys;
   };
   auto f = std::make_shared<Flags>();
   auto* v = audit->add_subcommand(
@@ -104,12 +107,15 @@ void AddVerify(CLI::App* audit, Context& ctx) {
       "offline against an export (--file) and the public key (--public-key)");
   v->add_option("TENANT", f->tenant, "Tenant ID, or - for the global log (online)");
   v->add_option("--file", f->file, "A JSON Lines export to verify offline");
-  v->add_option("--public-key", f->key, "PEM public key (lockboxctl audit public-key)");
+  v->add_option("--public-key", f->keys,
+                "PEM public key file (lockboxctl audit public-key); repeat it for every key "
+                "that signed (after a rotation), each checkpoint is checked with the one its "
+                "key_id names");
   v->add_option("--tenant-ca", f->tenant_ca,
                 "The tenant's CA bundle (PEM): also check every signed customer decision "
                 "(offline, with --file)");
   OnRun(ctx, v, [&ctx, f](Client& cl) -> int {
-    if (!f->file.empty()) return VerifyOffline(ctx, f->file, f->key, f->tenant_ca);
+    if (!f->file.empty()) return VerifyOffline(ctx, f->file, f->keys, f->tenant_ca);
     if (f->tenant.empty()) return FailInvalid("give TENANT or --file");
     v1::VerifyAuditLogRequest r;
     if (f->tenant != "-") r.set_parent(TenantName(f->tenant));
@@ -159,10 +165,37 @@ void AddExport(CLI::App* audit, Context& ctx) {
 }
 
 void AddKeys(CLI::App* audit, Context& ctx) {
-  auto* pk = audit->add_subcommand("public-key", "Print the PEM key that verifies checkpoints");
-  OnRun(ctx, pk, [&ctx](Client& cl) {
+  struct KeyFlags {
+    std::string key_id;
+    bool list = false;
+  };
+  auto kf = std::make_shared<KeyFlags>();
+  auto* pk = audit->add_subcommand(
+      "public-key", "Print the PEM key that verifies checkpoints (the current one by default)");
+  pk->add_option("--key-id", kf->key_id, "Print this published key instead (after a rotation)");
+  pk->add_flag("--list", kf->list, "List every published key with its validity");
+  OnRun(ctx, pk, [&ctx, kf](Client& cl) {
     return Show(ctx, cl.GetAuditPublicKey(v1::GetAuditPublicKeyRequest()),
-                [](const v1::AuditPublicKeys& k) { std::cout << k.public_key_pem(); });
+                [kf](const v1::AuditPublicKeys& k) {
+                  if (kf->list) {
+                    Table t({"KEY ID", "ALGORITHM", "VALID FROM", "VALID UNTIL"});
+                    for (const auto& key : k.keys()) {
+                      t.Add({key.key_id() + (key.key_id() == k.key_id() ? " (current)" : ""),
+                             key.algorithm(), Time(key.valid_from()),
+                             key.has_valid_until() ? Time(key.valid_until()) : "-"});
+                    }
+                    t.Print();
+                    if (k.ephemeral()) std::cout << "the current key is EPHEMERAL: do not pin it\n";
+                    return;
+                  }
+                  if (kf->key_id.empty() || kf->key_id == k.key_id()) {
+                    std::cout << k.public_key_pem();
+                    return;
+                  }
+                  for (const auto& key : k.keys()) {
+                    if (key.key_id() == kf->key_id) std::cout << key.public_key_pem();
+                  }
+                });
   });
   auto tenant = std::make_shared<std::string>();
   auto* cp = audit->add_subcommand("checkpoint", "Sign the log's head now");

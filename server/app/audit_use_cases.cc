@@ -72,10 +72,16 @@ absl::StatusOr<v1::VerifyAuditLogResponse> AuditUseCases::VerifyAuditLog(
         RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
         ASSIGN_OR_RETURN(std::vector<v1::AuditCheckpoint> checkpoints,
                          tx.audit().ListCheckpoints(tenant, 0, std::numeric_limits<int>::max()));
-        std::string key =
-            options_.audit_signer ? options_.audit_signer->public_key().public_key_pem() : "";
+        // Each checkpoint with the key its key_id names: the current one and
+        // every one published before it (rotation).
+        std::vector<std::string> keys;
+        if (options_.audit_signer != nullptr) {
+          keys.push_back(options_.audit_signer->public_key().public_key_pem());
+        }
+        ASSIGN_OR_RETURN(std::vector<v1::AuditPublicKey> published, tx.audit().ListSigningKeys());
+        for (const v1::AuditPublicKey& k : published) keys.push_back(k.public_key_pem());
         ASSIGN_OR_RETURN(ChainVerifier verifier,
-                         ChainVerifier::Create(key, std::move(checkpoints)));
+                         ChainVerifier::Create(keys, std::move(checkpoints)));
         int64_t after = 0;
         while (true) {
           ASSIGN_OR_RETURN(std::vector<v1::AuditEvent> batch,
@@ -122,6 +128,15 @@ absl::StatusOr<v1::AuditCheckpoint> AuditUseCases::CreateAuditCheckpoint(
       });
 }
 
+absl::Status AuditUseCases::PublishSigningKey() {
+  if (options_.audit_signer == nullptr) return absl::OkStatus();
+  absl::Time now = runner().clock().Now();
+  return runner().store().RunInTransaction([&](Transaction& tx) {
+    return tx.audit().PublishSigningKey(options_.audit_signer->public_key(), now,
+                                        options_.audit_key_ephemeral);
+  });
+}
+
 absl::StatusOr<int> AuditUseCases::CheckpointIdleLogs(absl::Duration max_age) {
   absl::Time now = runner().clock().Now();
   std::vector<std::string> due;
@@ -166,7 +181,7 @@ absl::StatusOr<v1::ListAuditCheckpointsResponse> AuditUseCases::ListAuditCheckpo
 absl::StatusOr<v1::AuditPublicKeys> AuditUseCases::GetAuditPublicKey(
     const C& c, const v1::GetAuditPublicKeyRequest&) {
   return runner().Read<v1::AuditPublicKeys>(
-      c, [&](Transaction&, const Actor& a, absl::Time) -> absl::StatusOr<v1::AuditPublicKeys> {
+      c, [&](Transaction& tx, const Actor& a, absl::Time) -> absl::StatusOr<v1::AuditPublicKeys> {
         RETURN_IF_ERROR(authz::ReadAuditPublicKey(a));
         if (options_.audit_signer == nullptr) {
           return Error(absl::StatusCode::kFailedPrecondition, reason::kNoSigningKey,
@@ -177,7 +192,15 @@ absl::StatusOr<v1::AuditPublicKeys> AuditUseCases::GetAuditPublicKey(
         keys.set_key_id(current.key_id());
         keys.set_public_key_pem(current.public_key_pem());
         keys.set_algorithm(current.algorithm());
-        *keys.add_keys() = current;
+        keys.set_ephemeral(options_.audit_key_ephemeral);
+        ASSIGN_OR_RETURN(std::vector<v1::AuditPublicKey> published, tx.audit().ListSigningKeys());
+        bool listed = false;
+        for (v1::AuditPublicKey& k : published) {
+          listed = listed || k.key_id() == current.key_id();
+          *keys.add_keys() = std::move(k);
+        }
+        // Published at start; listed even if that record were missing.
+        if (!listed) *keys.add_keys() = current;
         return keys;
       });
 }

@@ -21,6 +21,8 @@ class AuditUseCases {
     const UseCaseRunner* runner = nullptr;        // Not owned; outlives this.
     const PageTokenCodec* page_tokens = nullptr;  // Not owned; outlives this.
     const AuditSigner* audit_signer = nullptr;    // Not owned; signs checkpoints.
+    // audit_signer's key dies with the process (--dev-ephemeral-audit-key).
+    bool audit_key_ephemeral = false;
   };
   explicit AuditUseCases(Options options) : options_(options) {}
 
@@ -40,6 +42,10 @@ class AuditUseCases {
   // returns false when the client has gone.
   absl::Status ExportAuditEvents(const C& c, const v1::ExportAuditEventsRequest& r,
                                  const std::function<bool(const std::string&)>& write);
+  // Records the signing key's public half (from now, unless recorded
+  // before), so that GetAuditPublicKey and VerifyAuditLog know it after it
+  // is rotated away. At start, before any checkpoint it signs.
+  absl::Status PublishSigningKey();
   // Signs the head of every log idle past `max_age` since its last
   // checkpoint. Returns how many it signed.
   absl::StatusOr<int> CheckpointIdleLogs(absl::Duration max_age);

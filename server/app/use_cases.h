@@ -27,6 +27,8 @@ struct UseCasesOptions {
   // Not owned; prove callers' certificates and portals' tokens.
   const CertificateVerifier* certificates = nullptr;
   const TokenVerifier* tokens = nullptr;
+  // audit_signer's key was made at start and dies with the process.
+  bool audit_key_ephemeral = false;
 };
 
 class UseCases {
@@ -38,7 +40,7 @@ class UseCases {
         policy_({&runner_, &page_tokens_}),
         requests_({&runner_, &page_tokens_}),
         grants_({&runner_, &page_tokens_, options.grant_view}),
-        audit_({&runner_, &page_tokens_, options.audit_signer}),
+        audit_({&runner_, &page_tokens_, options.audit_signer, options.audit_key_ephemeral}),
         notifications_({&runner_, &page_tokens_}) {}
   UseCases(const UseCases&) = delete;
   UseCases& operator=(const UseCases&) = delete;

@@ -6,6 +6,8 @@
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 
+#include <map>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -42,6 +44,21 @@ EVP_PKEY* ReadPublicKey(const std::string& pem) {
   EVP_PKEY* key = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
   BIO_free(bio);
   return key;
+}
+
+// The ID of an Ed25519 key (AuditKeyId), public or private.
+std::string KeyIdOf(EVP_PKEY* key) {
+  unsigned char raw[32];
+  size_t raw_len = sizeof raw;
+  EVP_PKEY_get_raw_public_key(key, raw, &raw_len);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(raw, raw_len, digest);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(digest), 8));
+}
+
+absl::Status NotAPublicKey() {
+  return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidField,
+               "the public key is not a PEM Ed25519 public key");
 }
 
 bool VerifySignature(EVP_PKEY* key, const v1::AuditCheckpoint& c) {
@@ -142,13 +159,7 @@ absl::StatusOr<std::unique_ptr<AuditSigner>> AuditSigner::FromPem(const std::str
   long len = BIO_get_mem_data(out, &data);
   signer->public_key_.set_public_key_pem(std::string(data, len));
   BIO_free(out);
-  unsigned char raw[32];
-  size_t raw_len = sizeof raw;
-  EVP_PKEY_get_raw_public_key(key, raw, &raw_len);
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(raw, raw_len, digest);
-  signer->public_key_.set_key_id(absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<char*>(digest), 8)));
+  signer->public_key_.set_key_id(KeyIdOf(key));
   signer->public_key_.set_algorithm("Ed25519");
   return signer;
 }
@@ -171,28 +182,63 @@ absl::Status AuditSigner::Sign(v1::AuditCheckpoint* c) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<ChainVerifier> ChainVerifier::Create(const std::string& public_key_pem,
+absl::StatusOr<std::string> AuditKeyId(const std::string& public_key_pem) {
+  EVP_PKEY* key = ReadPublicKey(public_key_pem);
+  if (key == nullptr || EVP_PKEY_get_id(key) != EVP_PKEY_ED25519) {
+    EVP_PKEY_free(key);
+    return NotAPublicKey();
+  }
+  std::string id = KeyIdOf(key);
+  EVP_PKEY_free(key);
+  return id;
+}
+
+absl::StatusOr<ChainVerifier> ChainVerifier::Create(const std::vector<std::string>& public_key_pems,
                                                     std::vector<v1::AuditCheckpoint> checkpoints) {
   ChainVerifier v;
   v.result_.set_ok(true);
-  EVP_PKEY* key = nullptr;
-  if (!public_key_pem.empty()) {
-    key = ReadPublicKey(public_key_pem);
-    if (key == nullptr) {
-      return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidField,
-                   "the public key is not a PEM Ed25519 public key");
+  // By ID, because the ID in a checkpoint is not trusted: it only says
+  // which of the keys given must verify it.
+  std::map<std::string, EVP_PKEY*> keys;
+  auto free_keys = [&keys] {
+    for (auto& [id, key] : keys) EVP_PKEY_free(key);
+  };
+  for (const std::string& pem : public_key_pems) {
+    EVP_PKEY* key = ReadPublicKey(pem);
+    if (key == nullptr || EVP_PKEY_get_id(key) != EVP_PKEY_ED25519) {
+      EVP_PKEY_free(key);
+      free_keys();
+      return NotAPublicKey();
     }
+    auto [it, inserted] = keys.emplace(KeyIdOf(key), key);
+    if (!inserted) EVP_PKEY_free(key);
   }
   for (const auto& c : checkpoints) {
-    if (key != nullptr && !VerifySignature(key, c)) {
-      EVP_PKEY_free(key);
-      v.Fail(c.name(), "the checkpoint's signature does not verify");
+    if (keys.empty()) break;
+    auto it = keys.find(c.key_id());
+    if (it == keys.end()) {
+      free_keys();
+      v.Fail(c.name(), absl::StrCat("the checkpoint is signed by key ", c.key_id(),
+                                    ", which is not one of the keys given"));
+      return v;
+    }
+    if (!VerifySignature(it->second, c)) {
+      free_keys();
+      v.Fail(c.name(),
+             absl::StrCat("the checkpoint's signature does not verify with key ", c.key_id()));
       return v;
     }
   }
-  EVP_PKEY_free(key);
+  free_keys();
   v.checkpoints_ = std::move(checkpoints);
   return v;
+}
+
+absl::StatusOr<ChainVerifier> ChainVerifier::Create(const std::string& public_key_pem,
+                                                    std::vector<v1::AuditCheckpoint> checkpoints) {
+  std::vector<std::string> keys;
+  if (!public_key_pem.empty()) keys.push_back(public_key_pem);
+  return Create(keys, std::move(checkpoints));
 }
 
 ChainVerifier::~ChainVerifier() = default;
@@ -316,6 +362,14 @@ absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(std::istream& in,
 
 absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(
     std::istream& in, const std::string& public_key_pem, const std::string& tenant_ca_bundle_pem) {
+  std::vector<std::string> keys;
+  if (!public_key_pem.empty()) keys.push_back(public_key_pem);
+  return VerifyAuditExport(in, keys, tenant_ca_bundle_pem);
+}
+
+absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(
+    std::istream& in, const std::vector<std::string>& public_key_pems,
+    const std::string& tenant_ca_bundle_pem) {
   // Checkpoints come first in an export; the verifier needs them all before
   // the first event.
   static const std::string kCheckpoint = "{\"checkpoint\":";
@@ -333,7 +387,7 @@ absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(
     checkpoints.push_back(std::move(c));
   }
   ASSIGN_OR_RETURN(ChainVerifier verifier,
-                   ChainVerifier::Create(public_key_pem, std::move(checkpoints)));
+                   ChainVerifier::Create(public_key_pems, std::move(checkpoints)));
   // Decision signatures, checked on the events the chain has verified.
   bool signatures_required = false;
   int64_t signed_decisions = 0;

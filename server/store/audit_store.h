@@ -53,6 +53,15 @@ class AuditStore {
   // checkpoint (if any) was signed before `signed_before`.
   virtual absl::StatusOr<std::vector<std::string>> LogsDueForCheckpoint(absl::Time signed_before,
                                                                         int limit) = 0;
+
+  // Records a checkpoint signing key's public half (key_id, public_key_pem,
+  // algorithm) as first used at `now`; a key already recorded keeps its
+  // first use.
+  virtual absl::Status PublishSigningKey(const v1::AuditPublicKey& key, absl::Time now,
+                                         bool ephemeral) = 0;
+  // Every key recorded, in order of first use, with valid_from and (all but
+  // the last) valid_until: when the next key took over.
+  virtual absl::StatusOr<std::vector<v1::AuditPublicKey>> ListSigningKeys() = 0;
 };
 
 }  // namespace lockbox

@@ -87,6 +87,24 @@ if (deployment) {
   check(!/password|BEGIN/.test(config.data["lockboxd.toml"]), "no secret in the ConfigMap");
   check(c.env.some((e) => e.name === "LOCKBOX_DATABASE_URL" && e.valueFrom && e.valueFrom.secretKeyRef),
         "database URL from a Secret");
+  // SPEC section 8: migrations as the owner, in their own container with
+  // their own Secret; lockboxd never sees the owner's URL; the signing key
+  // is a mounted Secret file.
+  const migrate = (pod.initContainers || []).find((i) => i.name === "migrate");
+  check(migrate && JSON.stringify(migrate.args) === '["migrate"]', "a `lockboxd migrate` init container");
+  const ownerUrl = migrate && migrate.env.find((e) => e.name === "LOCKBOX_MIGRATION_DATABASE_URL");
+  check(ownerUrl && ownerUrl.valueFrom && ownerUrl.valueFrom.secretKeyRef, "owner URL from a Secret");
+  check(ownerUrl && !c.env.some((e) => e.valueFrom && e.valueFrom.secretKeyRef &&
+                                      e.valueFrom.secretKeyRef.name === ownerUrl.valueFrom.secretKeyRef.name),
+        "lockboxd itself does not get the owner's Secret");
+  check(migrate && migrate.env.some((e) => e.name === "LOCKBOX_RUNTIME_ROLE" && e.value),
+        "the runtime role named");
+  check(migrate && migrate.securityContext && migrate.securityContext.readOnlyRootFilesystem === true,
+        "the init container is locked down like lockboxd");
+  check(/audit-signing-key = "\/etc\/lockbox\/audit\//.test(config.data["lockboxd.toml"]),
+        "the signing key is a mounted file");
+  check((pod.volumes || []).some((v) => v.name === "audit-signing-key" && v.secret),
+        "the signing key from a Secret");
 }
 if (tomlOut && config) fs.writeFileSync(tomlOut, config.data["lockboxd.toml"]);
 if (process.exitCode) process.exit(1);

@@ -42,7 +42,8 @@ for v in "${variants[@]}"; do
   if [ -n "$LOCKBOXD" ]; then
     env -i PATH="$PATH" LOCKBOX_DATABASE_URL=postgresql:///lockbox "$LOCKBOXD" \
       --config "$WORK/$name.toml" --tls-cert "$WORK/stand-in.pem" --tls-key "$WORK/stand-in.pem" \
-      --tls-client-ca "$WORK/stand-in.pem" --smtp-credentials-file "$WORK/smtp-credentials" \
+      --tls-client-ca "$WORK/stand-in.pem" --audit-signing-key "$WORK/stand-in.pem" \
+      --smtp-credentials-file "$WORK/smtp-credentials" \
       --check-config > "$WORK/$name.effective" 2>&1 ||
       { cat "$WORK/$name.effective" >&2; fail "lockboxd refuses the chart's config file ($name)"; }
     echo "$name: lockboxd accepts the chart's lockboxd.toml"

@@ -11,9 +11,10 @@ trap 'rm -rf "$WORK"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # --check-config only reads that the files exist; contents do not matter.
-touch "$WORK/server.crt" "$WORK/server.key" "$WORK/ca.crt"
+touch "$WORK/server.crt" "$WORK/server.key" "$WORK/ca.crt" "$WORK/audit.pem"
 base=(--tls-cert "$WORK/server.crt" --tls-key "$WORK/server.key" --tls-client-ca "$WORK/ca.crt"
-      --trust-domain example.org --database-url "postgresql://lockbox:hunter2@db1,db2/lockbox?target_session_attrs=read-write")
+      --trust-domain example.org --database-url "postgresql://lockbox:hunter2@db1,db2/lockbox?target_session_attrs=read-write"
+      --audit-signing-key "$WORK/audit.pem")
 check() { env -i PATH="$PATH" "$@" "$LOCKBOXD" "${base[@]}" --check-config "${extra[@]}"; }
 value() { sed -n "s/^$1=\(.*\)\$/\1/p; s/^$1 = \(.*\)\$/\1/p" | head -1; }
 
@@ -54,6 +55,26 @@ fi
 out="$(check)"
 echo "$out" | grep -q hunter2 && fail "--check-config printed the database password"
 echo "$out" | grep -q 'lockbox:REDACTED@db1,db2' || fail "database-url not shown redacted: $out"
+extra=(--migration-database-url "postgresql://owner:s3cret@db1/lockbox")
+out="$(check)"
+echo "$out" | grep -q s3cret && fail "--check-config printed the migration database password"
+echo "$out" | grep -q 'owner:REDACTED@db1' || fail "migration-database-url not shown redacted: $out"
+extra=()
+
+# The signing key is a file, required: only the development switch does
+# without one. `lockboxd migrate` is a step of its own.
+expect_key_error() {
+  if env -i PATH="$PATH" "$LOCKBOXD" "${base[@]:0:10}" --check-config "$@" >/dev/null 2>"$WORK/err"; then
+    fail "accepted without --audit-signing-key: $*"
+  fi
+  grep -q -- "--audit-signing-key" "$WORK/err" || fail "the error does not name --audit-signing-key: $(cat "$WORK/err")"
+}
+expect_key_error
+env -i PATH="$PATH" "$LOCKBOXD" "${base[@]:0:10}" --dev-ephemeral-audit-key --check-config >/dev/null ||
+  fail "--dev-ephemeral-audit-key is refused"
+"$LOCKBOXD" migrate --help | grep -q -- --runtime-role || fail "lockboxd migrate --help lacks --runtime-role"
+"$LOCKBOXD" migrate --help | grep -q LOCKBOX_MIGRATION_DATABASE_URL ||
+  fail "lockboxd migrate --help does not name LOCKBOX_MIGRATION_DATABASE_URL"
 
 # Errors name the setting and change nothing.
 expect_error() {  # expect_error NAME-IN-MESSAGE COMMAND...

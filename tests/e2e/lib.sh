@@ -14,20 +14,31 @@ PID=""
 cleanup() {
   [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
   psql "$LOCKBOX_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  psql "$LOCKBOX_TEST_PG_URL" -qc "DROP ROLE IF EXISTS ${DB}_app, ${DB}_owner" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 fail() { echo "FAIL: $*" >&2; echo "--- lockboxd log (tail)" >&2; tail -20 "$WORK/lockboxd.log" >&2 || true; exit 1; }
 
+# As in production (docs/OPERATIONS.md): the database owned by an owner role
+# that runs `lockboxd migrate`, lockboxd serving as a runtime role that owns
+# nothing (both trusted on the private socket only), a signing key file.
 start_server() {
-  psql "$LOCKBOX_TEST_PG_URL" -qc "CREATE DATABASE $DB" >/dev/null
-  DB_URL="${LOCKBOX_TEST_PG_URL/\/\/\/postgres/\/\/\/$DB}"
+  psql "$LOCKBOX_TEST_PG_URL" -qc "CREATE ROLE ${DB}_owner LOGIN" -c "CREATE ROLE ${DB}_app LOGIN" \
+    -c "CREATE DATABASE $DB OWNER ${DB}_owner" >/dev/null
+  local su_url="${LOCKBOX_TEST_PG_URL/\/\/\/postgres/\/\/\/$DB}"
+  OWNER_URL="${su_url/user=postgres/user=${DB}_owner}"
+  DB_URL="${su_url/user=postgres/user=${DB}_app}"
   "$ROOT/scripts/make-certs" "$WORK/certs" "$TD" admin=operator/admin alice=operator/alice \
     bob=operator/bob dana=tenant/contoso/user/dana enforcer=service/enforcer >/dev/null
+  openssl genpkey -algorithm ed25519 -out "$WORK/audit-signing.pem" 2>/dev/null
+  "$BUILD/server/lockboxd" migrate --migration-database-url "$OWNER_URL" --runtime-role "${DB}_app" \
+    2>"$WORK/migrate.log" || { cat "$WORK/migrate.log" >&2; fail "lockboxd migrate"; }
   "$BUILD/server/lockboxd" --listen 127.0.0.1:0 --health-listen 127.0.0.1:0 \
     --tls-cert "$WORK/certs/server.crt" --tls-key "$WORK/certs/server.key" \
     --tls-client-ca "$WORK/certs/ca.crt" --trust-domain "$TD" --database-url "$DB_URL" \
+    --audit-signing-key "$WORK/audit-signing.pem" \
     --bootstrap-admin "spiffe://$TD/operator/admin" 2>"$WORK/lockboxd.log" &
   PID=$!
   for _ in $(seq 1 100); do

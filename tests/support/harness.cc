@@ -1,8 +1,8 @@
 #include "tests/support/harness.h"
 
-#include <algorithm>
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -25,6 +25,7 @@
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "server/domain/audit_chain.h"
+#include "server/domain/audit_signing.h"
 #include "server/domain/lifecycle.h"
 
 namespace lockbox::testing {
@@ -53,13 +54,96 @@ std::string WithDatabase(const std::string& url, const std::string& db) {
   auto query = url.find('?');
   return url.substr(0, slash + 3) + db + url.substr(query);
 }
+
+std::string DatabaseOf(const std::string& url) {
+  auto slash = url.find("///");
+  auto query = url.find('?');
+  return url.substr(slash + 3, query - slash - 3);
+}
 }  // namespace
 
+std::string WithUser(const std::string& url, const std::string& user) {
+  auto at = url.find("user=");
+  if (at == std::string::npos)
+    return url + (url.find('?') == std::string::npos ? "?" : "&") + "user=" + user;
+  auto end = url.find('&', at);
+  return url.substr(0, at) + "user=" + user + (end == std::string::npos ? "" : url.substr(end));
+}
+
+MigrationFiles SourceMigrations() {
+  MigrationFiles files;
+  std::string dir = std::string(LOCKBOX_SOURCE_DIR) + "/server/store/postgres/migrations";
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return files;
+  while (dirent* entry = readdir(d)) {
+    std::string name = entry->d_name;
+    if (name.size() < 9 || name.substr(name.size() - 4) != ".sql") continue;
+    ++files.count;
+    files.highest = std::max(files.highest, std::atoi(name.substr(0, 4).c_str()));
+  }
+  closedir(d);
+  return files;
+}
+
+DatabaseRoles PrepareRoles(const std::string& superuser_url) {
+  std::string db = DatabaseOf(superuser_url);
+  DatabaseRoles roles;
+  std::string owner = db + "_owner";
+  roles.runtime_role = db + "_app";
+  pqxx::connection c(superuser_url);
+  pqxx::nontransaction n(c);
+  for (const std::string& role : {owner, roles.runtime_role}) {
+    n.exec("DO $$ BEGIN CREATE ROLE " + n.quote_name(role) +
+           " LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$");
+  }
+  // The database's owner owns its public schema (pg_database_owner), so the
+  // owner role can create the tables and grant USAGE on the schema.
+  n.exec("ALTER DATABASE " + n.quote_name(db) + " OWNER TO " + n.quote_name(owner));
+  roles.owner_url = WithUser(superuser_url, owner);
+  roles.runtime_url = WithUser(superuser_url, roles.runtime_role);
+  return roles;
+}
+
+namespace {
+// Where SigningKeyFile keeps the key of `url`'s database (of its cluster).
+std::string SigningKeyStem(const std::string& url) {
+  std::ostringstream name;
+  name << "/tmp/lockbox-audit-key-" << DatabaseOf(url) << "-" << std::hex
+       << std::hash<std::string>()(WithUser(url, ""));
+  return name.str();
+}
+}  // namespace
+
+std::string SigningKeyFile(const std::string& url) {
+  std::string stem = SigningKeyStem(url);
+  std::string path = stem + ".pem";
+  if (access(path.c_str(), R_OK) == 0) return path;
+  absl::StatusOr<std::string> pem = AuditSigner::GeneratePem();
+  if (!pem.ok()) {
+    std::fprintf(stderr, "cannot make a signing key: %s\n", pem.status().ToString().c_str());
+    std::abort();
+  }
+  // Written aside and linked into place: a replica starting meanwhile sees
+  // the whole key or none, and the first writer's key wins.
+  std::string tmp = stem + "." + RandomSuffix() + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << *pem;
+  }
+  chmod(tmp.c_str(), 0600);
+  link(tmp.c_str(), path.c_str());
+  std::remove(tmp.c_str());
+  return path;
+}
+
 TestDatabase::TestDatabase() : name_("lockbox_test_" + RandomSuffix()) {
-  pqxx::connection admin(RequiredEnv("LOCKBOX_TEST_PG_URL"));
-  pqxx::nontransaction n(admin);
-  n.exec("CREATE DATABASE " + name_);
+  {
+    pqxx::connection admin(RequiredEnv("LOCKBOX_TEST_PG_URL"));
+    pqxx::nontransaction n(admin);
+    n.exec("CREATE DATABASE " + name_);
+  }
   url_ = WithDatabase(RequiredEnv("LOCKBOX_TEST_PG_URL"), name_);
+  roles_ = PrepareRoles(url_);
 }
 
 TestDatabase::~TestDatabase() {
@@ -67,9 +151,11 @@ TestDatabase::~TestDatabase() {
     pqxx::connection admin(RequiredEnv("LOCKBOX_TEST_PG_URL"));
     pqxx::nontransaction n(admin);
     n.exec("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+    n.exec("DROP ROLE IF EXISTS " + name_ + "_app, " + name_ + "_owner");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "dropping %s: %s\n", name_.c_str(), e.what());
   }
+  std::remove((SigningKeyStem(url_) + ".pem").c_str());
 }
 
 void TestDatabase::Exec(const std::string& sql) const {
@@ -183,6 +269,7 @@ PrivateCluster::PrivateCluster() {
 
 PrivateCluster::~PrivateCluster() {
   Stop();
+  if (!url_.empty()) std::remove((SigningKeyStem(url_) + ".pem").c_str());
   RunLib("rm -rf " + dir_);
 }
 
@@ -243,6 +330,26 @@ ServerProcess::ServerProcess(const Certificates& certs, const std::string& datab
   bool moved_clock = std::any_of(extra_flags.begin(), extra_flags.end(), [](const std::string& f) {
     return f.rfind("--testing-clock-offset-file", 0) == 0;
   });
+  auto given = [&](const char* flag) {
+    return std::any_of(extra_flags.begin(), extra_flags.end(),
+                       [&](const std::string& f) { return f.rfind(flag, 0) == 0; });
+  };
+  // As in production: migrated by the owner, served by a role that owns
+  // nothing, signing with a key file. A database the harness cannot reach
+  // now (a test of that) is passed through as it is.
+  std::string serve_url = database_url;
+  std::vector<std::string> database_flags;
+  if (!given("--dev-privileged-database-role") && !given("--migration-database-url")) {
+    try {
+      DatabaseRoles roles = PrepareRoles(database_url);
+      serve_url = roles.runtime_url;
+      database_flags.push_back("--migration-database-url=" + roles.owner_url);
+    } catch (const std::exception&) {
+    }
+  }
+  if (!given("--audit-signing-key") && !given("--dev-ephemeral-audit-key")) {
+    database_flags.push_back("--audit-signing-key=" + SigningKeyFile(database_url));
+  }
   std::vector<std::string> args = {
       RequiredEnv(moved_clock ? "LOCKBOX_TEST_LOCKBOXD_TESTING" : "LOCKBOX_TEST_LOCKBOXD"),
       "--listen=127.0.0.1:" + std::to_string(port_),
@@ -252,13 +359,18 @@ ServerProcess::ServerProcess(const Certificates& certs, const std::string& datab
       "--tls-key=" + certs.Path("server.key"),
       "--tls-client-ca=" + certs.Path("ca.crt"),
       "--trust-domain=" + certs.trust_domain(),
-      "--database-url=" + database_url,
+      "--database-url=" + serve_url,
       "--bootstrap-admin=" + bootstrap_admin,
   };
+  for (auto& f : database_flags) args.push_back(std::move(f));
   bool own_drain = false;
   for (const auto& f : extra_flags) own_drain = own_drain || f.rfind("--drain-seconds=", 0) == 0;
   if (!own_drain) args.push_back("--drain-seconds=2");
-  for (auto& f : extra_flags) args.push_back(std::move(f));
+  for (auto& f : extra_flags) {
+    // "--flag=": without that flag (see harness.h).
+    if (f.rfind("--", 0) == 0 && f.back() == '=') continue;
+    args.push_back(std::move(f));
+  }
   pid_ = fork();
   if (pid_ == 0) {
     std::vector<char*> argv;
@@ -435,8 +547,7 @@ void LoadAuditChain(const TestDatabase& db, const std::string& scratch_dir,
   chmod(scratch_dir.c_str(), 0755);
   chmod(csv.c_str(), 0644);
   db.Exec("COPY audit_events FROM '" + csv + "' (FORMAT csv, FORCE_NOT_NULL (via, previous_hash))");
-  db.Exec("INSERT INTO audit_heads VALUES ('" + tenant + "', " + std::to_string(events) + ", '" +
-          previous + "')");
+  db.Exec("INSERT INTO audit_heads VALUES ('" + tenant + "') ON CONFLICT DO NOTHING");
 }
 
 std::string Str(const google::protobuf::Struct& s, const std::string& field) {

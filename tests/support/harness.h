@@ -29,12 +29,47 @@ namespace lockbox::testing {
 // The value of a variable scripts/test sets; aborts the test run without it.
 std::string RequiredEnv(const char* name);
 
-// A database of its own, dropped at the end.
+// The two roles of a database as SPEC section 8 wants them: `owner` owns
+// the database (and so its schema and the tables its migrations make);
+// `runtime` is what lockboxd serves as, owning nothing. Both log in without
+// a password over the private cluster's socket (trust), nowhere else.
+struct DatabaseRoles {
+  std::string owner_url;
+  std::string runtime_role;
+  std::string runtime_url;
+};
+
+// Makes (if missing) the roles <database>_owner and <database>_app of the
+// database `superuser_url` names, and hands the database to the owner.
+// Idempotent. Throws what libpqxx throws when the database is unreachable.
+DatabaseRoles PrepareRoles(const std::string& superuser_url);
+
+// A PEM Ed25519 checkpoint signing key file for the database of `url`,
+// made on first use: every lockboxd of one test (its replicas) shares it.
+std::string SigningKeyFile(const std::string& url);
+
+// The numbered migrations in the source tree (server/store/postgres/
+// migrations/NNNN_*.sql): how many, and the highest number. Numbers may have
+// gaps while parallel changes are merged.
+struct MigrationFiles {
+  int count = 0;
+  int highest = 0;
+};
+MigrationFiles SourceMigrations();
+
+// `url` with its user=... replaced by `user`.
+std::string WithUser(const std::string& url, const std::string& user);
+
+// A database of its own, owned by its own owner role, dropped at the end
+// with its roles.
 class TestDatabase {
  public:
   TestDatabase();
   ~TestDatabase();
+  // The cluster's superuser in this database.
   const std::string& url() const { return url_; }
+  // The owner's and lockboxd's runtime role's (PrepareRoles).
+  const DatabaseRoles& roles() const { return roles_; }
   // Runs SQL as the cluster's superuser in this database.
   void Exec(const std::string& sql) const;
   // Runs a query as the superuser in this database: the first column of its
@@ -52,6 +87,7 @@ class TestDatabase {
  private:
   std::string name_;
   std::string url_;
+  DatabaseRoles roles_;
 };
 
 // A PostgreSQL cluster of the test's own (scripts/lib.sh pg_start), for
@@ -91,7 +127,13 @@ class Certificates {
 
 int FreePort();
 
-// lockboxd as a child process.
+// lockboxd as a child process, run as in production: `database_url` is a
+// superuser's, from which the server gets PrepareRoles' URLs
+// (--migration-database-url as the owner, --database-url as the runtime
+// role) and SigningKeyFile's key (--audit-signing-key), unless
+// `extra_flags` give their own database role, migration URL or key. A flag
+// given empty ("--migration-database-url=", "--audit-signing-key=") means
+// "without it": it is left out, and the harness adds none.
 class ServerProcess {
  public:
   // port 0: a free one. A given port lets a test restart a replica in place.

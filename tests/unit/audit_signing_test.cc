@@ -159,3 +159,55 @@ TEST_F(AuditSigningTest, WhatIsNotAnExportOrAKeyIsRefused) {
 
 }  // namespace
 }  // namespace lockbox
+
+namespace lockbox {
+namespace {
+
+// Rotation: checkpoints of two keys in one log, each checked with the key
+// its key_id names.
+TEST_F(AuditSigningTest, EachCheckpointIsCheckedWithTheKeyItsIdNames) {
+  auto pem = AuditSigner::GeneratePem();
+  ASSERT_TRUE(pem.ok());
+  auto next = AuditSigner::FromPem(*pem);
+  ASSERT_TRUE(next.ok());
+  v1::AuditCheckpoint old_cp = At(5);
+  std::swap(signer_, *next);
+  v1::AuditCheckpoint new_cp = At(10);
+  std::swap(signer_, *next);
+  const std::string old_pem = signer_->public_key().public_key_pem();
+  const std::string new_pem = (*next)->public_key().public_key_pem();
+  ASSERT_NE(old_cp.key_id(), new_cp.key_id());
+  EXPECT_EQ(*AuditKeyId(old_pem), old_cp.key_id());
+  EXPECT_EQ(*AuditKeyId(new_pem), new_cp.key_id());
+
+  auto run = [&](const std::vector<std::string>& keys, std::vector<v1::AuditCheckpoint> cps) {
+    auto v = ChainVerifier::Create(keys, std::move(cps));
+    EXPECT_TRUE(v.ok());
+    for (const auto& e : events_) {
+      if (!v->Add(e)) break;
+    }
+    return v->Finish();
+  };
+  auto both = run({new_pem, old_pem}, {old_cp, new_cp});
+  EXPECT_TRUE(both.ok()) << both.detail();
+  EXPECT_EQ(both.verified_checkpoints(), 2);
+
+  auto only_new = run({new_pem}, {old_cp, new_cp});
+  EXPECT_FALSE(only_new.ok());
+  EXPECT_EQ(only_new.first_bad_event(), old_cp.name());
+  EXPECT_NE(only_new.detail().find(old_cp.key_id()), std::string::npos) << only_new.detail();
+
+  // A checkpoint claiming the other key's ID is checked with that key, and
+  // fails.
+  v1::AuditCheckpoint relabelled = old_cp;
+  relabelled.set_key_id(new_cp.key_id());
+  auto forged = run({new_pem, old_pem}, {relabelled});
+  EXPECT_FALSE(forged.ok());
+  EXPECT_EQ(forged.first_bad_event(), old_cp.name());
+
+  EXPECT_EQ(AuditKeyId("not a key").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(ChainVerifier::Create(std::vector<std::string>{new_pem, "junk"}, {}).ok());
+}
+
+}  // namespace
+}  // namespace lockbox

@@ -19,7 +19,7 @@ class SettingsTest : public ::testing::Test {
     char dir[] = "/tmp/lockbox-settings-XXXXXX";
     ASSERT_NE(mkdtemp(dir), nullptr);
     dir_ = dir;
-    for (const char* name : {"cert.pem", "key.pem", "ca.pem"}) {
+    for (const char* name : {"cert.pem", "key.pem", "ca.pem", "audit.pem"}) {
       std::ofstream(dir_ + "/" + name) << "not checked here\n";
     }
     good_.tls_cert = dir_ + "/cert.pem";
@@ -27,6 +27,7 @@ class SettingsTest : public ::testing::Test {
     good_.tls_client_ca = dir_ + "/ca.pem";
     good_.trust_domain = "example.org";
     good_.database_url = "postgresql:///lockbox?host=/tmp";
+    good_.audit_signing_key = dir_ + "/audit.pem";
   }
   void TearDown() override {
     std::string cmd = "rm -rf " + dir_;
@@ -52,6 +53,11 @@ TEST_F(SettingsTest, GoodSettingsAreAccepted) {
   s.metrics_listen = "[::1]:9090";
   s.smtp_url = "smtps://mail.example.org:465";
   s.database_url = "host=/tmp dbname=lockbox";
+  s.migration_database_url = "host=/tmp dbname=lockbox user=lockbox_owner";
+  EXPECT_TRUE(s.Validate().ok()) << s.Validate();
+  // Development only: an ephemeral key instead of the file.
+  s.audit_signing_key.clear();
+  s.dev_ephemeral_audit_key = true;
   EXPECT_TRUE(s.Validate().ok()) << s.Validate();
 }
 
@@ -74,6 +80,11 @@ TEST_F(SettingsTest, EachRefusalNamesItsSetting) {
       {"--trust-domain", [](Settings* s) { s->trust_domain = "spiffe://example.org"; }},
       {"--trust-domain", [](Settings* s) { s->trust_domain = ""; }},
       {"--database-url", [](Settings* s) { s->database_url = "mysql://db"; }},
+      {"--migration-database-url", [](Settings* s) { s->migration_database_url = "mysql://db"; }},
+      // The signing key is a file, required (never kept in the database).
+      {"--audit-signing-key", [](Settings* s) { s->audit_signing_key = ""; }},
+      {"--audit-signing-key", [](Settings* s) { s->audit_signing_key = "/nonexistent/a.pem"; }},
+      {"--dev-ephemeral-audit-key", [](Settings* s) { s->dev_ephemeral_audit_key = true; }},
   };
   for (const Case& c : cases) {
     Settings s = good_;

@@ -55,12 +55,13 @@ app.kubernetes.io/part-of: lockbox
 {{- default (printf "%s-database" (include "lockbox.fullname" .)) .Values.database.existingSecret.name }}
 {{- end }}
 
-{{- define "lockbox.auditKeySecretName" -}}
-{{- if .Values.auditSigningKey.existingSecret }}
-{{- .Values.auditSigningKey.existingSecret }}
-{{- else if and .Values.externalSecrets.enabled .Values.externalSecrets.auditSigningKey.remoteKey }}
-{{- printf "%s-audit-signing-key" (include "lockbox.fullname" .) }}
+{{- define "lockbox.migrationSecretName" -}}
+{{- default (printf "%s-database-owner" (include "lockbox.fullname" .)) .Values.database.migration.existingSecret.name }}
 {{- end }}
+
+{{/* Always a Secret: the signing key never lives in the database. */}}
+{{- define "lockbox.auditKeySecretName" -}}
+{{- default (printf "%s-audit-signing-key" (include "lockbox.fullname" .)) .Values.auditSigningKey.existingSecret }}
 {{- end }}
 
 {{- define "lockbox.image" -}}

@@ -3,7 +3,7 @@
 // verifies an export by itself (the formats are in docs/AUDIT_CHAIN.md).
 //
 //   std::ifstream export_file("audit.jsonl");  // lockboxctl audit export
-//   auto verdict = lockbox::VerifyAuditExport(export_file, public_key_pem);
+//   auto verdict = lockbox::VerifyAuditExport(export_file, public_key_pems);
 //   if (!verdict.ok()) ...                      // not an export, or not a key
 //   else if (!verdict->ok()) std::cout << "tampered at " << verdict->first_bad_event();
 //
@@ -42,6 +42,12 @@ std::string ChainHash(const std::string& previous_hash_hex, const v1::AuditEvent
 // The bytes a checkpoint's signature covers.
 std::string CheckpointBytes(const v1::AuditCheckpoint& checkpoint);
 
+// A key's ID: lowercase hex of the first 8 bytes of SHA-256 over its raw
+// 32-byte Ed25519 public key. Every checkpoint names the key that signed it
+// by this ID. INVALID_ARGUMENT when `public_key_pem` is not a PEM Ed25519
+// public key.
+absl::StatusOr<std::string> AuditKeyId(const std::string& public_key_pem);
+
 // Holds an Ed25519 private key. Thread-safe (immutable).
 class AuditSigner {
  public:
@@ -67,9 +73,14 @@ class AuditSigner {
 // Not thread-safe: one verifier per log, used by one thread at a time.
 class ChainVerifier {
  public:
-  // `checkpoints` of this log in sequence order; `public_key_pem` empty
-  // checks the chain only. INVALID_ARGUMENT when the key is not an Ed25519
-  // public key in PEM.
+  // `checkpoints` of this log in sequence order; each is checked with the
+  // key of `public_key_pems` its key_id names (keys rotate: a log holds
+  // checkpoints of several keys), and a checkpoint whose key is not among
+  // them fails the log. No keys: the chain only. INVALID_ARGUMENT when a
+  // key is not an Ed25519 public key in PEM.
+  static absl::StatusOr<ChainVerifier> Create(const std::vector<std::string>& public_key_pems,
+                                              std::vector<v1::AuditCheckpoint> checkpoints);
+  // One key ("" : the chain only).
   static absl::StatusOr<ChainVerifier> Create(const std::string& public_key_pem,
                                               std::vector<v1::AuditCheckpoint> checkpoints);
   ChainVerifier(ChainVerifier&&) = default;
@@ -104,11 +115,16 @@ absl::Status ParseExportLine(const std::string& line, v1::AuditEvent* event,
                              v1::AuditCheckpoint* checkpoint, bool* is_checkpoint);
 
 // Verifies a JSON Lines export read from `in` to its end (or to the first
-// bad event): its chain and, unless `public_key_pem` is empty, its signed
-// checkpoints. The verdict says ok, or names the first bad event or
-// checkpoint and why. INVALID_ARGUMENT when the key is not an Ed25519 public
+// bad event): its chain and, unless `public_key_pems` is empty, its signed
+// checkpoints, each with the key its key_id names (a checkpoint of a key not
+// given fails). The verdict says ok, or names the first bad event or
+// checkpoint and why. INVALID_ARGUMENT when a key is not an Ed25519 public
 // key or a line is not a line of an export. Reads line by line: memory does
 // not grow with the export.
+absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(
+    std::istream& in, const std::vector<std::string>& public_key_pems,
+    const std::string& tenant_ca_bundle_pem = "");
+// One key ("": the chain only).
 absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(std::istream& in,
                                                              const std::string& public_key_pem);
 // The same, and with a non-empty `tenant_ca_bundle_pem` (the tenant's CA

@@ -24,9 +24,31 @@ int Fail(const std::string& message) {
   return 2;
 }
 
+// `lockboxd migrate`: a step of its own (the chart's Job or init container),
+// so that the owner's URL reaches no serving process. Parsed apart from the
+// server's settings, which it does not need.
+int Migrate(int argc, char** argv) {
+  lockbox::MigrateSettings settings;
+  CLI::App app{
+      "lockboxd migrate: apply the schema migrations as the schema's owner, then grant the "
+      "runtime role what lockboxd needs (and nothing it could rewrite history with). Run it "
+      "before every version's replicas start; it is safe to run again.",
+      "lockboxd migrate"};
+  settings.Register(&app);
+  CLI11_PARSE(app, argc, argv);
+  if (absl::Status valid = settings.Validate(); !valid.ok()) {
+    return Fail(std::string(valid.message()));
+  }
+  if (absl::Status migrated = lockbox::MigrateDatabase(settings); !migrated.ok()) {
+    return Fail(std::string(migrated.message()));
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "migrate") return Migrate(argc - 1, argv + 1);
   // Blocked before any thread starts, so that every thread inherits the
   // mask and the signals reach only the sigwait below.
   sigset_t signals;

@@ -49,24 +49,50 @@ absl::Status Named(absl::string_view setting, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(setting, ": ", status.message()));
 }
 
-// The PEM of the checkpoint signing key: the file's, or one generated once
-// and kept in the database.
-absl::StatusOr<std::string> SigningKeyPem(const Settings& s, PgStore& store) {
-  if (!s.audit_signing_key.empty()) {
-    std::ifstream in(s.audit_signing_key);
-    std::stringstream pem;
-    pem << in.rdbuf();
-    if (!in) {
-      return absl::InvalidArgumentError("--audit-signing-key: cannot read " + s.audit_signing_key);
-    }
-    return pem.str();
+// The checkpoint signer: the key file's, or (--dev-ephemeral-audit-key) one
+// made now. Never from the database: whoever could read it there could sign
+// a rewritten history.
+absl::StatusOr<std::unique_ptr<AuditSigner>> MakeSigner(const Settings& s) {
+  if (s.dev_ephemeral_audit_key) {
+    ASSIGN_OR_RETURN(std::string generated, AuditSigner::GeneratePem());
+    ASSIGN_OR_RETURN(std::unique_ptr<AuditSigner> signer, AuditSigner::FromPem(generated));
+    Log("warn",
+        "--dev-ephemeral-audit-key: checkpoints are signed by a key made at start that dies "
+        "with this process; do not pin it",
+        {{"key_id", signer->public_key().key_id()}});
+    return signer;
   }
-  // Convenient, but whoever can read the database could sign: production
-  // deployments give every replica the same key file instead.
-  ASSIGN_OR_RETURN(std::string generated, AuditSigner::GeneratePem());
-  ASSIGN_OR_RETURN(std::string shared, store.SharedSecret("audit_signing_key", generated));
-  Log("warn", "no --audit-signing-key: using the key kept in the database");
-  return shared;
+  std::ifstream in(s.audit_signing_key);
+  std::stringstream pem;
+  pem << in.rdbuf();
+  if (!in) {
+    return absl::InvalidArgumentError("--audit-signing-key: cannot read " + s.audit_signing_key);
+  }
+  auto signer = AuditSigner::FromPem(pem.str());
+  if (!signer.ok()) return Named("--audit-signing-key", signer.status());
+  return signer;
+}
+
+// The database as SPEC section 8 wants it: migrated by the owner (with
+// --migration-database-url), served by a role that owns nothing.
+absl::Status PrepareDatabase(const Settings& s, PgStoreOptions* store_options) {
+  if (!s.migration_database_url.empty()) {
+    auto role = postgres::RoleOf(s.database_url);
+    if (!role.ok()) return Named("--database-url", role.status());
+    absl::Status migrated = postgres::MigrateAndGrant(s.migration_database_url, *role);
+    if (!migrated.ok()) return Named("--migration-database-url", migrated);
+    store_options->migrate = false;
+  } else {
+    // Without an owner's URL only a development role may migrate by itself.
+    store_options->migrate = s.dev_privileged_database_role;
+  }
+  store_options->check_runtime_role = !s.dev_privileged_database_role;
+  if (s.dev_privileged_database_role) {
+    Log("warn",
+        "--dev-privileged-database-role: the server's database role is not checked; if it owns "
+        "the tables it can rewrite the audit log");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -122,6 +148,13 @@ int Server::port() const { return parts_->port; }
 int Server::health_port() const { return parts_->health_port; }
 int Server::metrics_port() const { return parts_->metrics_port; }
 
+absl::Status MigrateDatabase(const MigrateSettings& s) {
+  RETURN_IF_ERROR(postgres::MigrateAndGrant(s.migration_database_url, s.runtime_role));
+  Log("info", "database migrated; runtime role granted",
+      {{"runtime_role", s.runtime_role}, {"schema_version", EmbeddedMigrations().back().version}});
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   auto p = std::make_unique<Parts>();
   p->options = std::move(options);
@@ -137,12 +170,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   store_options.database_url = s.database_url;
   store_options.pool_size = s.db_pool_size;
   store_options.on_committed_event = LogCommittedEvent;
+  RETURN_IF_ERROR(PrepareDatabase(s, &store_options));
   auto store = PgStore::Create(store_options);
   if (!store.ok()) return Named("--database-url", store.status());
   p->store = std::move(*store);
+  // The page-token key may stay in the database: it only keeps list
+  // cursors from being forged, and a cursor grants nothing (every page is
+  // authorised again); it is no consent secret.
   ASSIGN_OR_RETURN(std::string page_key, p->store->SharedSecret("page_token_key"));
-  ASSIGN_OR_RETURN(std::string signing_pem, SigningKeyPem(s, *p->store));
-  ASSIGN_OR_RETURN(p->signer, AuditSigner::FromPem(signing_pem));
+  ASSIGN_OR_RETURN(p->signer, MakeSigner(s));
 
   // Probed every 200 ms: the grant view trusts it for 800 ms after a proof.
   p->access_feed =
@@ -159,7 +195,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   use_cases_options.grant_view = s.grant_view ? p->grant_view.get() : nullptr;
   use_cases_options.audit_checkpoint_events = s.audit_checkpoint_events;
   use_cases_options.tokens = &p->tokens;
+  use_cases_options.audit_key_ephemeral = s.dev_ephemeral_audit_key;
   p->use_cases = std::make_unique<UseCases>(std::move(use_cases_options));
+  // Published before the first checkpoint it signs, so that every key_id in
+  // the log is listed by GetAuditPublicKey.
+  RETURN_IF_ERROR(p->use_cases->audit().PublishSigningKey());
   if (!s.bootstrap_admin.empty()) {
     RETURN_IF_ERROR(p->use_cases->policy().EnsureBootstrapAdmin(s.bootstrap_admin));
   }

@@ -22,10 +22,18 @@ struct ServerOptions {
   const Clock* clock = nullptr;
 };
 
+// `lockboxd migrate`: applies the migrations as the schema's owner and
+// grants the runtime role what it needs (postgres::MigrateAndGrant).
+absl::Status MigrateDatabase(const MigrateSettings& settings);
+
 // Thread-safe.
 class Server {
  public:
-  // Connects to the database (applying migrations), makes the bootstrap
+  // Migrates with --migration-database-url if given, connects to the
+  // database as the runtime role (refusing a schema that is not current, or
+  // a role that could rewrite history, unless
+  // --dev-privileged-database-role), records the signing key's public half,
+  // makes the bootstrap
   // admin, starts every port and the background work. An error names the
   // setting at fault.
   // REQUIRES: the calling thread, and so every thread the server starts,

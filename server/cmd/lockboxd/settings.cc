@@ -34,6 +34,11 @@ class EnvironmentFirstConfig final : public CLI::ConfigTOML {
   }
 };
 
+bool IsDatabaseUrl(const std::string& url) {
+  return absl::StartsWith(url, "postgresql://") || absl::StartsWith(url, "postgres://") ||
+         url.find('=') != std::string::npos;
+}
+
 }  // namespace
 
 std::string EnvNameOf(const std::string& key) {
@@ -92,6 +97,16 @@ void Settings::Register(CLI::App* app) {
                   "(target_session_attrs=read-write)")
       ->envname("LOCKBOX_DATABASE_URL")
       ->required();
+  app->add_option("--migration-database-url", migration_database_url,
+                  "libpq URL of the schema's owner: at start, apply the migrations and the "
+                  "runtime role's grants with it (as `lockboxd migrate`), then serve with "
+                  "--database-url. Empty: the schema must already be current")
+      ->envname("LOCKBOX_MIGRATION_DATABASE_URL");
+  app->add_flag("--dev-privileged-database-role", dev_privileged_database_role,
+                "DEVELOPMENT ONLY: serve even when --database-url's role is a superuser or owns "
+                "the tables (and then migrate with it when no --migration-database-url is "
+                "given); such a role can rewrite the audit log")
+      ->envname("LOCKBOX_DEV_PRIVILEGED_DATABASE_ROLE");
   app->add_option("--bootstrap-admin", bootstrap_admin,
                   "SPIFFE ID of an operator made lockbox.admin at start, only while no "
                   "lockbox.admin exists")
@@ -172,9 +187,14 @@ void Settings::Register(CLI::App* app) {
       ->check(CLI::Range(1, 3600000))
       ->capture_default_str();
   app->add_option("--audit-signing-key", audit_signing_key,
-                  "PEM Ed25519 private key that signs audit checkpoints (same on every replica); "
-                  "without it a key is generated once and kept in the database")
+                  "PEM Ed25519 private key file that signs audit checkpoints (the same on "
+                  "every replica); required. Rotate by giving a new file: every key that "
+                  "signed stays listed by GetAuditPublicKey")
       ->envname("LOCKBOX_AUDIT_SIGNING_KEY");
+  app->add_flag("--dev-ephemeral-audit-key", dev_ephemeral_audit_key,
+                "DEVELOPMENT ONLY: without --audit-signing-key, sign with a key made at start "
+                "that dies with the process (GetAuditPublicKey says ephemeral)")
+      ->envname("LOCKBOX_DEV_EPHEMERAL_AUDIT_KEY");
   app->add_option("--audit-checkpoint-events", audit_checkpoint_events,
                   "Sign a checkpoint at least every this many events of a log")
       ->envname("LOCKBOX_AUDIT_CHECKPOINT_EVENTS")
@@ -221,11 +241,46 @@ absl::Status Settings::Validate() const {
       trust_domain.find_first_of("/:@ ") != std::string::npos) {
     return bad("--trust-domain", "must be a DNS-like name such as example.org");
   }
-  if (!absl::StartsWith(database_url, "postgresql://") &&
-      !absl::StartsWith(database_url, "postgres://") &&
-      database_url.find('=') == std::string::npos) {
+  if (!IsDatabaseUrl(database_url)) {
     return bad("--database-url", "must be a libpq URL (postgresql://...) or key=value string");
   }
+  if (!migration_database_url.empty() && !IsDatabaseUrl(migration_database_url)) {
+    return bad("--migration-database-url",
+               "must be a libpq URL (postgresql://...) or key=value string");
+  }
+  if (audit_signing_key.empty() && !dev_ephemeral_audit_key) {
+    return bad("--audit-signing-key",
+               "required: a PEM Ed25519 private key file (the key never lives in the database; "
+               "--dev-ephemeral-audit-key makes a throwaway one for development)");
+  }
+  if (!audit_signing_key.empty() && dev_ephemeral_audit_key) {
+    return bad("--dev-ephemeral-audit-key", "conflicts with --audit-signing-key");
+  }
+  if (!audit_signing_key.empty()) {
+    std::ifstream probe(audit_signing_key);
+    if (!probe) return bad("--audit-signing-key", absl::StrCat("cannot read ", audit_signing_key));
+  }
+  return absl::OkStatus();
+}
+
+void MigrateSettings::Register(CLI::App* app) {
+  app->add_option("--migration-database-url", migration_database_url,
+                  "libpq URL of the role that owns the schema and applies the migrations")
+      ->envname("LOCKBOX_MIGRATION_DATABASE_URL")
+      ->required();
+  app->add_option("--runtime-role", runtime_role,
+                  "The database role lockboxd serves as (its --database-url's user): granted "
+                  "what it needs, owning nothing")
+      ->envname("LOCKBOX_RUNTIME_ROLE")
+      ->required();
+}
+
+absl::Status MigrateSettings::Validate() const {
+  if (!IsDatabaseUrl(migration_database_url)) {
+    return absl::InvalidArgumentError(
+        "--migration-database-url: must be a libpq URL (postgresql://...) or key=value string");
+  }
+  if (runtime_role.empty()) return absl::InvalidArgumentError("--runtime-role: empty");
   return absl::OkStatus();
 }
 
@@ -259,7 +314,9 @@ std::string ConfigForDisplay(const CLI::App& app) {
         line.rfind("config =", 0) == 0) {
       continue;
     }
-    if (line.rfind("database-url", 0) == 0) line = RedactUrl(line);
+    if (line.rfind("database-url", 0) == 0 || line.rfind("migration-database-url", 0) == 0) {
+      line = RedactUrl(line);
+    }
     absl::StrAppend(&out, line, "\n");
   }
   return out;

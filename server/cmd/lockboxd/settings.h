@@ -19,6 +19,8 @@ struct Settings {
   std::string tls_crl_dir;
   std::string trust_domain;
   std::string database_url;
+  std::string migration_database_url;
+  bool dev_privileged_database_role = false;
   std::string bootstrap_admin;
   std::string health_listen;
   std::string metrics_listen;
@@ -38,6 +40,7 @@ struct Settings {
   int delivery_max_attempts = 10;
   int delivery_backoff_ms = 2000;
   std::string audit_signing_key;
+  bool dev_ephemeral_audit_key = false;
   int audit_checkpoint_events = 1000;
   int audit_checkpoint_minutes = 10;
   bool grant_view = true;
@@ -56,6 +59,16 @@ struct Settings {
   // LOCKBOX_SMTP_USERNAME / LOCKBOX_SMTP_PASSWORD, never from a flag value
   // (which would show in the process list).
   absl::Status LoadSmtp(SmtpOptions* smtp) const;
+};
+
+// `lockboxd migrate`'s settings: the schema owner's URL and the runtime
+// role to grant, as flags, LOCKBOX_<NAME> variables or config file keys.
+struct MigrateSettings {
+  std::string migration_database_url;
+  std::string runtime_role;
+
+  void Register(CLI::App* app);
+  absl::Status Validate() const;
 };
 
 // The environment variable of a setting: db-pool-size is

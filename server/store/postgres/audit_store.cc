@@ -8,6 +8,11 @@
 namespace lockbox::postgres {
 namespace {
 
+// The first key of the two-key advisory locks that serialize appends to a
+// log (the second is the log's hashed name). Two-key locks never collide
+// with the one-key migration lock.
+constexpr int kChainLockSpace = 0x4c42;  // "LB"
+
 constexpr char kAuditCols[] =
     "tenant_id, sequence, event_time, actor, via, action, resource, access_request, "
     "request_create_time, operator_user_id, request_state, support_ticket_id, "
@@ -55,14 +60,19 @@ v1::AuditCheckpoint ToCheckpoint(const pqxx::row& row) {
 
 absl::StatusOr<ChainHead> PgAuditStore::LockHead(const std::string& tenant) {
   return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<ChainHead> {
-    // Made if missing, so that even a log's first appends queue on it.
-    w.exec_params(
-        "INSERT INTO audit_heads (tenant_id, sequence, hash) VALUES ($1, 0, '') "
-        "ON CONFLICT (tenant_id) DO NOTHING",
+    // A transaction-level advisory lock per log, not a locked row: locking a
+    // row (FOR UPDATE) would need UPDATE on it, which the runtime role must
+    // not have on any audit table. Two logs whose names hash alike merely
+    // queue together.
+    w.exec_params("SELECT pg_advisory_xact_lock($1, hashtext($2))", kChainLockSpace, tenant);
+    // Read after the lock, so the statement's snapshot holds every append
+    // committed before it (READ COMMITTED).
+    auto head = w.exec_params(
+        "SELECT sequence, hash FROM audit_events WHERE tenant_id = $1 "
+        "ORDER BY sequence DESC LIMIT 1",
         tenant);
-    auto head = w.exec_params1(
-        "SELECT sequence, hash FROM audit_heads WHERE tenant_id = $1 FOR UPDATE", tenant);
-    return ChainHead{head[0].as<int64_t>(), head[1].as<std::string>()};
+    if (head.empty()) return ChainHead{0, ""};
+    return ChainHead{head[0][0].as<int64_t>(), head[0][1].as<std::string>()};
   });
 }
 
@@ -82,8 +92,11 @@ absl::Status PgAuditStore::InsertEvent(const v1::AuditEvent& e) {
         OptionalUs(e.has_request_expire_time(), e.request_expire_time()),
         OptionalUs(e.has_access_expire_time(), e.access_expire_time()), e.environment(),
         e.justification(), Json(details_only), e.previous_hash(), e.hash());
-    w.exec_params("UPDATE audit_heads SET sequence = $2, hash = $3 WHERE tenant_id = $1",
-                  e.tenant(), e.sequence(), e.hash());
+    // A log's first event lists the log, for the idle-checkpoint sweep.
+    if (e.sequence() == 1) {
+      w.exec_params("INSERT INTO audit_heads (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING",
+                    e.tenant());
+    }
     return absl::OkStatus();
   }));
   tx_.AddInserted(e);
@@ -147,14 +160,45 @@ absl::StatusOr<std::vector<std::string>> PgAuditStore::LogsDueForCheckpoint(
     absl::Time signed_before, int limit) {
   return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<std::vector<std::string>> {
     auto r = w.exec_params(
-        "SELECT h.tenant_id FROM audit_heads h LEFT JOIN LATERAL (SELECT sequence, sign_time "
-        "FROM audit_checkpoints c WHERE c.tenant_id = h.tenant_id ORDER BY sequence DESC "
-        "LIMIT 1) last ON true WHERE h.sequence > COALESCE(last.sequence, 0) "
+        "SELECT h.tenant_id FROM audit_heads h CROSS JOIN LATERAL (SELECT sequence FROM "
+        "audit_events e WHERE e.tenant_id = h.tenant_id ORDER BY sequence DESC LIMIT 1) head "
+        "LEFT JOIN LATERAL (SELECT sequence, sign_time FROM audit_checkpoints c "
+        "WHERE c.tenant_id = h.tenant_id ORDER BY sequence DESC LIMIT 1) last ON true "
+        "WHERE head.sequence > COALESCE(last.sequence, 0) "
         "AND COALESCE(last.sign_time, 0) < $1 LIMIT $2",
         Us(signed_before), limit);
     std::vector<std::string> out;
     for (const auto& row : r) out.push_back(row[0].as<std::string>());
     return out;
+  });
+}
+
+absl::Status PgAuditStore::PublishSigningKey(const v1::AuditPublicKey& key, absl::Time now,
+                                             bool ephemeral) {
+  return tx_.Run([&](pqxx::work& w) -> absl::Status {
+    w.exec_params(
+        "INSERT INTO audit_signing_keys (key_id, public_key_pem, algorithm, valid_from, "
+        "ephemeral) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key_id) DO NOTHING",
+        key.key_id(), key.public_key_pem(), key.algorithm(), Us(now), ephemeral);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<v1::AuditPublicKey>> PgAuditStore::ListSigningKeys() {
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<std::vector<v1::AuditPublicKey>> {
+    auto r = w.exec(
+        "SELECT key_id, public_key_pem, algorithm, valid_from, "
+        "lead(valid_from) OVER (ORDER BY valid_from, key_id) FROM audit_signing_keys "
+        "ORDER BY valid_from, key_id");
+    return MapRows<v1::AuditPublicKey>(r, [](const pqxx::row& row) {
+      v1::AuditPublicKey k;
+      k.set_key_id(row[0].as<std::string>());
+      k.set_public_key_pem(row[1].as<std::string>());
+      k.set_algorithm(row[2].as<std::string>());
+      *k.mutable_valid_from() = Ts(row[3]);
+      if (!row[4].is_null()) *k.mutable_valid_until() = Ts(row[4]);
+      return k;
+    });
   });
 }
 

@@ -24,6 +24,9 @@ class PgAuditStore final : public AuditStore {
                                                                    int limit) override;
   absl::StatusOr<std::vector<std::string>> LogsDueForCheckpoint(absl::Time signed_before,
                                                                 int limit) override;
+  absl::Status PublishSigningKey(const v1::AuditPublicKey& key, absl::Time now,
+                                 bool ephemeral) override;
+  absl::StatusOr<std::vector<v1::AuditPublicKey>> ListSigningKeys() override;
 
  private:
   TxContext& tx_;

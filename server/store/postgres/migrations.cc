@@ -48,4 +48,150 @@ absl::Status Migrate(pqxx::connection& c) {
   return result;
 }
 
+const std::vector<const char*>& AppendOnlyTables() {
+  static const std::vector<const char*> kTables = {
+      "audit_events", "audit_checkpoints", "audit_heads", "audit_signing_keys", "server_secrets"};
+  return kTables;
+}
+
+namespace {
+
+absl::Status Refused(absl::string_view why) {
+  return Error(absl::StatusCode::kFailedPrecondition, reason::kInternal, why);
+}
+
+// The grants of MigrateAndGrant, in the owner's transaction `w`.
+absl::Status Grant(pqxx::work& w, const std::string& role) {
+  auto found = w.exec_params(
+      "SELECT pg_has_role($1, current_user, 'MEMBER'), $1 = current_user FROM pg_roles "
+      "WHERE rolname = $1",
+      role);
+  if (found.empty()) return Refused(absl::StrCat("the runtime role ", role, " does not exist"));
+  if (found[0][1].as<bool>()) {
+    return Refused("the runtime role must not be the role that runs the migrations");
+  }
+  if (found[0][0].as<bool>()) {
+    return Refused(absl::StrCat("the runtime role ", role,
+                                " is a member of the migrating role and would own its tables"));
+  }
+  std::string r = w.quote_name(role);
+  std::string schema = w.quote_name(w.exec1("SELECT current_schema()")[0].as<std::string>());
+  // Start from nothing, so that a privilege granted by hand or by an older
+  // version does not survive this run.
+  for (const std::string& sql : std::vector<std::string>{
+           absl::StrCat("REVOKE ALL ON ALL TABLES IN SCHEMA ", schema, " FROM ", r),
+           absl::StrCat("REVOKE ALL ON ALL SEQUENCES IN SCHEMA ", schema, " FROM ", r),
+           absl::StrCat("GRANT USAGE ON SCHEMA ", schema, " TO ", r),
+           absl::StrCat("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ", schema,
+                        " TO ", r),
+           absl::StrCat("GRANT USAGE ON ALL SEQUENCES IN SCHEMA ", schema, " TO ", r),
+           absl::StrCat("REVOKE INSERT, UPDATE, DELETE ON schema_migrations FROM ", r)}) {
+    w.exec(sql);
+  }
+  for (const char* table : AppendOnlyTables()) {
+    w.exec(absl::StrCat("REVOKE UPDATE, DELETE ON ", w.quote_name(table), " FROM ", r));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status MigrateAndGrant(const std::string& owner_url, const std::string& runtime_role) {
+  try {
+    pqxx::connection c(owner_url);
+    // Replicas starting at once grant in turn, too: two GRANTs on one table
+    // at once fail ("tuple concurrently updated"). Migrate takes the same
+    // session lock again; it stacks.
+    {
+      pqxx::nontransaction lock(c);
+      lock.exec_params("SELECT pg_advisory_lock($1)", kMigrationLockKey);
+    }
+    absl::Status status = Migrate(c);
+    if (status.ok()) {
+      try {
+        pqxx::work w(c);
+        status = Grant(w, runtime_role);
+        if (status.ok()) w.commit();
+      } catch (const pqxx::sql_error& e) {
+        status = Error(absl::StatusCode::kInternal, reason::kInternal,
+                       absl::StrCat("granting the runtime role failed: ", e.what()));
+      }
+    }
+    pqxx::nontransaction unlock(c);
+    unlock.exec_params("SELECT pg_advisory_unlock($1)", kMigrationLockKey);
+    return status;
+  } catch (const pqxx::broken_connection& e) {
+    return Error(absl::StatusCode::kUnavailable, reason::kDatabaseUnavailable,
+                 absl::StrCat("cannot connect to the database: ", e.what()));
+  } catch (const std::exception& e) {
+    return Error(absl::StatusCode::kInternal, reason::kInternal,
+                 absl::StrCat("granting the runtime role failed: ", e.what()));
+  }
+}
+
+absl::StatusOr<std::string> RoleOf(const std::string& url) {
+  try {
+    pqxx::connection c(url);
+    pqxx::nontransaction n(c);
+    return n.exec1("SELECT current_user")[0].as<std::string>();
+  } catch (const std::exception& e) {
+    return Error(absl::StatusCode::kUnavailable, reason::kDatabaseUnavailable,
+                 absl::StrCat("cannot connect to the database: ", e.what()));
+  }
+}
+
+absl::Status CheckSchemaCurrent(pqxx::connection& c) {
+  pqxx::nontransaction n(c);
+  if (n.exec1("SELECT to_regclass('schema_migrations') IS NULL")[0].as<bool>()) {
+    return Refused(
+        "the database has no Lockbox schema: run `lockboxd migrate` (or give "
+        "--migration-database-url) first");
+  }
+  int missing = 0, first_missing = 0;
+  for (const Migration& m : EmbeddedMigrations()) {
+    auto done = n.exec_params("SELECT 1 FROM schema_migrations WHERE version = $1", m.version);
+    if (done.empty() && missing++ == 0) first_missing = m.version;
+  }
+  if (missing > 0) {
+    return Refused(absl::StrCat("the database schema is not current: ", missing,
+                                " migration(s) from ", first_missing,
+                                " not applied; run `lockboxd migrate` (or give "
+                                "--migration-database-url) first"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckRuntimeRole(pqxx::connection& c) {
+  pqxx::nontransaction n(c);
+  auto role = n.exec1("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user");
+  std::string name = role[0].as<std::string>();
+  if (role[1].as<bool>()) {
+    return Refused(absl::StrCat("the database role ", name,
+                                " is a superuser; lockboxd runs as a role that owns nothing "
+                                "(docs/OPERATIONS.md, database roles)"));
+  }
+  auto owned = n.exec(
+      "SELECT n.nspname FROM pg_namespace n WHERE n.nspname = current_schema() "
+      "AND pg_has_role(current_user, n.nspowner, 'MEMBER') "
+      "UNION ALL SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+      "WHERE n.nspname = current_schema() AND pg_has_role(current_user, c.relowner, 'MEMBER') "
+      "LIMIT 1");
+  if (!owned.empty()) {
+    return Refused(absl::StrCat("the database role ", name, " owns ", owned[0][0].as<std::string>(),
+                                " (or is a member of its owner); lockboxd runs as a role that "
+                                "owns nothing: migrate as the owner with `lockboxd migrate`"));
+  }
+  for (const char* table : AppendOnlyTables()) {
+    auto can = n.exec_params(
+        "SELECT has_table_privilege($1, 'UPDATE') OR has_table_privilege($1, 'DELETE') OR "
+        "has_table_privilege($1, 'TRUNCATE')",
+        std::string(table));
+    if (can[0][0].as<bool>()) {
+      return Refused(absl::StrCat("the database role ", name, " may change ", table,
+                                  "; run `lockboxd migrate` to reset its grants"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace lockbox::postgres

@@ -5,9 +5,11 @@
 #define LOCKBOX_SERVER_STORE_POSTGRES_MIGRATIONS_H_
 
 #include <pqxx/connection>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace lockbox {
 
@@ -28,6 +30,33 @@ namespace postgres {
 // (the caller, PgStore::Create, reports it as a failure to connect).
 // REQUIRES: `conn` is open and used by no one else meanwhile.
 absl::Status Migrate(pqxx::connection& conn);
+
+// The tables the runtime role may read and append to but never change
+// (SELECT and INSERT only): the audit log, its checkpoints, the list of
+// logs, the published signing keys, and the shared secrets (made once).
+const std::vector<const char*>& AppendOnlyTables();
+
+// What `lockboxd migrate` does, connected as the schema's owner with
+// `owner_url`: Migrate, then the grants of `runtime_role`, made afresh on
+// every run so that the tables of later migrations are covered: USAGE on the
+// schema and its sequences, SELECT, INSERT, UPDATE and DELETE on every table
+// but those of AppendOnlyTables (SELECT and INSERT) and schema_migrations
+// (SELECT); never ownership, never GRANT OPTION. FAILED_PRECONDITION when
+// the runtime role does not exist, is the owner or a member of it;
+// UNAVAILABLE when the database cannot be reached.
+absl::Status MigrateAndGrant(const std::string& owner_url, const std::string& runtime_role);
+
+// The role a connection URL logs in as (current_user).
+absl::StatusOr<std::string> RoleOf(const std::string& url);
+
+// FAILED_PRECONDITION unless every migration of this binary is applied.
+absl::Status CheckSchemaCurrent(pqxx::connection& conn);
+
+// FAILED_PRECONDITION when the connection's role is a superuser, owns (or
+// is a member of a role that owns) the schema or any of its tables, or may
+// UPDATE, DELETE or TRUNCATE an audit table: a role that could rewrite
+// history must not serve.
+absl::Status CheckRuntimeRole(pqxx::connection& conn);
 
 }  // namespace postgres
 }  // namespace lockbox

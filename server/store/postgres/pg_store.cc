@@ -81,7 +81,12 @@ absl::StatusOr<std::unique_ptr<PgStore>> PgStore::Create(PgStoreOptions options)
   std::unique_ptr<PgStore> store(new PgStore(std::move(options)));
   try {
     auto conn = std::make_unique<pqxx::connection>(store->options_.database_url);
-    RETURN_IF_ERROR(postgres::Migrate(*conn));
+    if (store->options_.migrate) {
+      RETURN_IF_ERROR(postgres::Migrate(*conn));
+    } else {
+      RETURN_IF_ERROR(postgres::CheckSchemaCurrent(*conn));
+    }
+    if (store->options_.check_runtime_role) RETURN_IF_ERROR(postgres::CheckRuntimeRole(*conn));
     absl::MutexLock lock(&store->mu_);
     store->idle_.push_back(std::move(conn));
     store->open_ = 1;

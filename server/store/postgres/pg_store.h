@@ -30,6 +30,12 @@ struct PgStoreOptions {
   int pool_size = 8;
   // How long a call waits for a free connection before UNAVAILABLE.
   absl::Duration acquire_timeout = absl::Seconds(5);
+  // Apply the migrations at start (the tests' and --dev-privileged-database-
+  // role's way). false: only check that the schema is current, as lockboxd's
+  // runtime role, which may not migrate, does.
+  bool migrate = true;
+  // Refuse a role that could rewrite history (postgres::CheckRuntimeRole).
+  bool check_runtime_role = false;
   // Called after each commit, once per audit event the transaction
   // inserted (the lifecycle events' log lines and counters), on the
   // committing thread.
@@ -40,9 +46,11 @@ struct PgStoreOptions {
 // pooled connection while it runs.
 class PgStore final : public Store {
  public:
-  // Connects, and applies any migration not yet applied. Safe when several
+  // Connects, and applies any migration not yet applied (or, without
+  // `migrate`, refuses a schema that is not current). Safe when several
   // replicas start at once: migrations run under an advisory lock, each in
-  // its own transaction.
+  // its own transaction. FAILED_PRECONDITION for a schema not current or a
+  // role refused by `check_runtime_role`.
   static absl::StatusOr<std::unique_ptr<PgStore>> Create(PgStoreOptions options);
   ~PgStore() override;
 

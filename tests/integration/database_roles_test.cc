@@ -1,0 +1,312 @@
+// SPEC section 8, "the audit log's trust does not live in the database":
+// lockboxd's runtime role is refused every statement that could rewrite
+// history, lockboxd refuses to serve as a role that could, the signing key
+// is a file (never a row), and a rotated key leaves old and new checkpoints
+// verifiable online and offline. Real PostgreSQL, real lockboxd.
+#include <gtest/gtest.h>
+#include <lockbox/audit.h>
+#include <lockbox/client.h>
+
+#include <cstdio>
+#include <fstream>
+#include <pqxx/pqxx>
+#include <sstream>
+
+#include "tests/support/harness.h"
+
+namespace lockbox::testing {
+namespace {
+
+constexpr char kTd[] = "lockbox.test";
+std::string Id(const std::string& path) { return std::string("spiffe://") + kTd + "/" + path; }
+
+// The audit tables of migrations 0001-0010, each with a column of it.
+const std::pair<const char*, const char*> kAuditTables[] = {{"audit_events", "tenant_id"},
+                                                            {"audit_checkpoints", "tenant_id"},
+                                                            {"audit_heads", "tenant_id"},
+                                                            {"audit_signing_keys", "key_id"}};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A tenant with an environment and a few events in its log, made with
+// hand-built requests: the harness has no tenant helper for a ServerProcess
+// yet (the "identity" helper's change adds one).
+void Populate(lockbox::Client& admin, const std::string& tenant) {
+  v1::CreateTenantRequest t;
+  t.set_tenant_id(tenant);
+  auto made = admin.CreateTenant(t);
+  ASSERT_TRUE(made.ok() || made.status().error_code() == grpc::StatusCode::ALREADY_EXISTS)
+      << made.status().error_message();
+  v1::CreateEnvironmentRequest e;
+  e.set_parent("tenants/" + tenant);
+  e.set_environment_id("env" + std::to_string(std::rand()));
+  ASSERT_TRUE(admin.CreateEnvironment(e).ok());
+}
+
+v1::AuditCheckpoint Checkpoint(lockbox::Client& admin, const std::string& tenant) {
+  v1::CreateAuditCheckpointRequest r;
+  r.set_parent("tenants/" + tenant);
+  auto c = admin.CreateAuditCheckpoint(r);
+  EXPECT_TRUE(c.ok()) << c.status().error_message();
+  return c.ok() ? *c : v1::AuditCheckpoint();
+}
+
+// Runs lockboxd until it is ready or has exited; its log is returned.
+struct Started {
+  bool ready;
+  std::string log;
+};
+Started Start(const Certificates& certs, const std::string& url, std::vector<std::string> flags) {
+  std::string log = certs.Path("lockboxd-" + std::to_string(std::rand()) + ".log");
+  ServerProcess server(certs, url, Id("operator/admin"), std::move(flags), 0, log);
+  bool ready = server.WaitReady("admin", 15);
+  server.Stop();
+  return {ready, ReadFile(log)};
+}
+
+class DatabaseRolesTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    db_ = new TestDatabase();
+    certs_ = new Certificates(kTd);
+    server_ = new ServerProcess(*certs_, db_->url(), Id("operator/admin"));
+    ASSERT_TRUE(server_->WaitReady("admin"));
+    auto admin = LibraryClient(*certs_, "admin", server_->target());
+    Populate(*admin, "contoso");
+    Checkpoint(*admin, "contoso");
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete certs_;
+    delete db_;
+  }
+  static TestDatabase* db_;
+  static Certificates* certs_;
+  static ServerProcess* server_;
+};
+TestDatabase* DatabaseRolesTest::db_ = nullptr;
+Certificates* DatabaseRolesTest::certs_ = nullptr;
+ServerProcess* DatabaseRolesTest::server_ = nullptr;
+
+TEST_F(DatabaseRolesTest, TheRuntimeRoleIsRefusedEveryStatementThatCouldRewriteHistory) {
+  const std::string role = db_->roles().runtime_role;
+  pqxx::connection c(db_->roles().runtime_url);
+  for (const auto& [table, column] : kAuditTables) {
+    const std::string t = table;
+    const std::string update = "UPDATE " + t + " SET " + column + " = " + column;
+    for (const std::string& sql :
+         std::vector<std::string>{update, "DELETE FROM " + t, "TRUNCATE " + t,
+                                  "ALTER TABLE " + t + " DISABLE TRIGGER ALL",
+                                  "ALTER TABLE " + t + " ADD COLUMN forged text",
+                                  "ALTER TABLE " + t + " OWNER TO " + role, "DROP TABLE " + t}) {
+      pqxx::nontransaction n(c);
+      EXPECT_THROW(n.exec(sql), pqxx::insufficient_privilege) << sql;
+    }
+    // GRANT without a grant option grants nothing (PostgreSQL warns rather
+    // than fails): the right is still not there, and UPDATE still refused.
+    {
+      pqxx::nontransaction n(c);
+      n.exec("GRANT UPDATE, DELETE, TRUNCATE ON " + t + " TO " + role);
+      EXPECT_FALSE(n.exec1("SELECT has_table_privilege('" + t +
+                           "', 'UPDATE') OR "
+                           "has_table_privilege('" +
+                           t +
+                           "', 'DELETE') OR "
+                           "has_table_privilege('" +
+                           t + "', 'TRUNCATE')")[0]
+                       .as<bool>())
+          << t;
+      EXPECT_THROW(n.exec(update), pqxx::insufficient_privilege) << t << " after GRANT";
+    }
+  }
+  // Nor can it become the owner, or switch the triggers off for its session.
+  for (const std::string& sql :
+       {"SET ROLE " + db_->name() + "_owner", std::string("SET session_replication_role = replica"),
+        "GRANT " + db_->name() + "_owner TO " + role}) {
+    pqxx::nontransaction n(c);
+    EXPECT_THROW(n.exec(sql), pqxx::insufficient_privilege) << sql;
+  }
+  // It may still append and read, as lockboxd does.
+  pqxx::nontransaction n(c);
+  EXPECT_GT(n.exec1("SELECT count(*) FROM audit_events")[0].as<int>(), 0);
+}
+
+TEST_F(DatabaseRolesTest, TheSigningKeyIsNowhereInTheDatabase) {
+  // Only the page-token key is a shared secret; no row holds a private key.
+  EXPECT_EQ(db_->Query("SELECT string_agg(name, ',') FROM server_secrets"), "page_token_key");
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM server_secrets WHERE name = 'audit_signing_key'"),
+            "0");
+  EXPECT_EQ(db_->Query("SELECT count(*) FROM audit_signing_keys WHERE public_key_pem LIKE "
+                       "'%PRIVATE%' OR public_key_pem NOT LIKE '-----BEGIN PUBLIC KEY-----%'"),
+            "0");
+  // The key the database lists is the file's public half.
+  auto admin = LibraryClient(*certs_, "admin", server_->target());
+  auto keys = admin->GetAuditPublicKey(v1::GetAuditPublicKeyRequest());
+  ASSERT_TRUE(keys.ok()) << keys.status().error_message();
+  auto signer = AuditSigner::FromPem(ReadFile(SigningKeyFile(db_->url())));
+  ASSERT_TRUE(signer.ok());
+  EXPECT_EQ(keys->key_id(), (*signer)->public_key().key_id());
+  EXPECT_FALSE(keys->ephemeral());
+}
+
+TEST_F(DatabaseRolesTest, LockboxdRefusesARoleThatCouldRewriteHistory) {
+  // The superuser, and the owner of the tables, each refused by name.
+  for (const auto& [url, why] : std::vector<std::pair<std::string, std::string>>{
+           {db_->url(), "is a superuser"}, {db_->roles().owner_url, " owns "}}) {
+    Started s = Start(*certs_, url, {"--migration-database-url="});
+    EXPECT_FALSE(s.ready) << url;
+    EXPECT_NE(s.log.find("--database-url"), std::string::npos) << s.log;
+    EXPECT_NE(s.log.find(why), std::string::npos) << s.log;
+  }
+  // Nor will `lockboxd migrate` grant a superuser as the runtime role.
+  Started superuser =
+      Start(*certs_, db_->url(), {"--migration-database-url=" + db_->roles().owner_url});
+  EXPECT_FALSE(superuser.ready);
+  // A hand-made grant of UPDATE on the log is found at start.
+  db_->Exec("GRANT UPDATE ON audit_events TO " + db_->roles().runtime_role);
+  Started granted = Start(*certs_, db_->roles().runtime_url, {"--migration-database-url="});
+  EXPECT_FALSE(granted.ready);
+  EXPECT_NE(granted.log.find("may change audit_events"), std::string::npos) << granted.log;
+  db_->Exec("REVOKE UPDATE ON audit_events FROM " + db_->roles().runtime_role);
+  // The development switch serves anyway, and says so.
+  Started dev = Start(*certs_, db_->url(), {"--dev-privileged-database-role"});
+  EXPECT_TRUE(dev.ready) << dev.log;
+  EXPECT_NE(dev.log.find("dev-privileged-database-role"), std::string::npos);
+}
+
+TEST(DatabaseStartTest, WithoutAMigrationUrlTheSchemaMustBeCurrent) {
+  TestDatabase db;
+  Certificates certs(kTd);
+  Started s = Start(certs, db.roles().runtime_url, {"--migration-database-url="});
+  EXPECT_FALSE(s.ready);
+  EXPECT_NE(s.log.find("lockboxd migrate"), std::string::npos) << s.log;
+  // `lockboxd migrate` as the owner, then lockboxd without the owner's URL.
+  std::string cmd = RequiredEnv("LOCKBOX_TEST_LOCKBOXD") +
+                    " migrate '--migration-database-url=" + db.roles().owner_url +
+                    "' --runtime-role " + db.roles().runtime_role;
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  // Run again (the next version's Job): idempotent.
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  Started migrated = Start(certs, db.roles().runtime_url, {"--migration-database-url="});
+  EXPECT_TRUE(migrated.ready) << migrated.log;
+  // The owner as runtime role is refused by `lockboxd migrate` too.
+  std::string self = RequiredEnv("LOCKBOX_TEST_LOCKBOXD") +
+                     " migrate '--migration-database-url=" + db.roles().owner_url +
+                     "' --runtime-role " + db.name() + "_owner 2>/dev/null";
+  EXPECT_NE(std::system(self.c_str()), 0);
+}
+
+TEST(SigningKeyTest, LockboxdRefusesToStartWithoutAKeyFileExceptTheEphemeralDevKey) {
+  TestDatabase db;
+  Certificates certs(kTd);
+  Started none = Start(certs, db.url(), {"--audit-signing-key="});
+  EXPECT_FALSE(none.ready);
+  EXPECT_NE(none.log.find("--audit-signing-key"), std::string::npos) << none.log;
+
+  std::string log = certs.Path("ephemeral.log");
+  ServerProcess server(certs, db.url(), Id("operator/admin"), {"--dev-ephemeral-audit-key"}, 0,
+                       log);
+  ASSERT_TRUE(server.WaitReady("admin"));
+  auto admin = LibraryClient(certs, "admin", server.target());
+  auto keys = admin->GetAuditPublicKey(v1::GetAuditPublicKeyRequest());
+  ASSERT_TRUE(keys.ok()) << keys.status().error_message();
+  EXPECT_TRUE(keys->ephemeral());
+  EXPECT_FALSE(keys->key_id().empty());
+  EXPECT_NE(ReadFile(log).find("dev-ephemeral-audit-key"), std::string::npos);
+}
+
+TEST(SigningKeyTest, ARotatedKeyLeavesOldAndNewCheckpointsVerifiableOnlineAndOffline) {
+  TestDatabase db;
+  Certificates certs(kTd);
+  const std::string old_key = SigningKeyFile(db.url());
+  const std::string new_key = certs.Path("new-signing.pem");
+  {
+    auto pem = AuditSigner::GeneratePem();
+    ASSERT_TRUE(pem.ok());
+    std::ofstream(new_key) << *pem;
+  }
+  v1::AuditCheckpoint by_old, by_new;
+  {
+    ServerProcess a(certs, db.url(), Id("operator/admin"), {"--audit-signing-key=" + old_key});
+    ASSERT_TRUE(a.WaitReady("admin"));
+    auto admin = LibraryClient(certs, "admin", a.target());
+    Populate(*admin, "rotated");
+    by_old = Checkpoint(*admin, "rotated");
+  }
+  ServerProcess b(certs, db.url(), Id("operator/admin"), {"--audit-signing-key=" + new_key});
+  ASSERT_TRUE(b.WaitReady("admin"));
+  auto admin = LibraryClient(certs, "admin", b.target());
+  Populate(*admin, "rotated");
+  by_new = Checkpoint(*admin, "rotated");
+  ASSERT_NE(by_old.key_id(), by_new.key_id());
+
+  // Online: each checkpoint with the key its key_id names.
+  v1::VerifyAuditLogRequest v;
+  v.set_parent("tenants/rotated");
+  auto online = admin->VerifyAuditLog(v);
+  ASSERT_TRUE(online.ok()) << online.status().error_message();
+  EXPECT_TRUE(online->ok()) << online->detail();
+  EXPECT_EQ(online->verified_checkpoints(), 2);
+
+  // Both published, by ID, the old one valid until the new one took over.
+  auto keys = admin->GetAuditPublicKey(v1::GetAuditPublicKeyRequest());
+  ASSERT_TRUE(keys.ok());
+  EXPECT_EQ(keys->key_id(), by_new.key_id());
+  ASSERT_EQ(keys->keys_size(), 2);
+  EXPECT_EQ(keys->keys(0).key_id(), by_old.key_id());
+  EXPECT_EQ(keys->keys(1).key_id(), by_new.key_id());
+  EXPECT_TRUE(keys->keys(0).has_valid_from());
+  EXPECT_TRUE(keys->keys(0).has_valid_until());
+  EXPECT_EQ(keys->keys(0).valid_until().seconds(), keys->keys(1).valid_from().seconds());
+  EXPECT_FALSE(keys->keys(1).has_valid_until());
+
+  // Offline: the export with both public keys verifies; with the new one
+  // alone, the old key's checkpoint is named.
+  std::string file = certs.Path("rotated.jsonl");
+  {
+    std::ofstream out(file);
+    v1::ExportAuditEventsRequest e;
+    e.set_parent("tenants/rotated");
+    auto written = admin->ExportAuditEvents(
+        e, [&](const std::string& chunk) { return static_cast<bool>(out << chunk); },
+        std::chrono::seconds(60));
+    ASSERT_TRUE(written.ok()) << written.status().error_message();
+  }
+  std::vector<std::string> pems = {keys->keys(0).public_key_pem(), keys->keys(1).public_key_pem()};
+  {
+    std::ifstream in(file);
+    auto offline = VerifyAuditExport(in, pems);
+    ASSERT_TRUE(offline.ok());
+    EXPECT_TRUE(offline->ok()) << offline->detail();
+    EXPECT_EQ(offline->verified_checkpoints(), 2);
+  }
+  {
+    std::ifstream in(file);
+    auto only_new = VerifyAuditExport(in, std::vector<std::string>{pems[1]});
+    ASSERT_TRUE(only_new.ok());
+    EXPECT_FALSE(only_new->ok());
+    EXPECT_EQ(only_new->first_bad_event(), by_old.name());
+  }
+  // And lockboxctl, with the keys as a customer pinned them.
+  std::ofstream(certs.Path("old.pub")) << pems[0];
+  std::ofstream(certs.Path("new.pub")) << pems[1];
+  // Offline, yet lockboxctl wants its connection settings; none is used.
+  const std::string env = "LOCKBOX_CA=" + certs.Path("ca.crt") +
+                          " LOCKBOX_CERT=" + certs.Path("admin.crt") +
+                          " LOCKBOX_KEY=" + certs.Path("admin.key") + " ";
+  std::string ctl = env + RequiredEnv("LOCKBOX_TEST_LOCKBOXCTL") + " audit verify --file " + file +
+                    " --public-key " + certs.Path("old.pub") + " --public-key " +
+                    certs.Path("new.pub") + " >/dev/null";
+  EXPECT_EQ(std::system(ctl.c_str()), 0) << ctl;
+  std::string ctl_new = env + RequiredEnv("LOCKBOX_TEST_LOCKBOXCTL") + " audit verify --file " +
+                        file + " --public-key " + certs.Path("new.pub") + " >/dev/null";
+  EXPECT_NE(std::system(ctl_new.c_str()), 0) << ctl_new;
+}
+
+}  // namespace
+}  // namespace lockbox::testing
