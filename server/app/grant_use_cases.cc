@@ -107,6 +107,10 @@ std::optional<absl::StatusOr<v1::CheckAccessResponse>> GrantUseCases::CheckAcces
       !view->IsEnforcer(c.spiffe_id)) {
     return std::nullopt;
   }
+  // The view knows the enforcer by name; the name is only as good as the
+  // anchor its certificate chains to. Any doubt goes to the slow path,
+  // which refuses with the reason.
+  if (!runner().VerifyProviderCertificate(c).ok()) return std::nullopt;
   std::optional<v1::Grant> grant =
       view->Allowing(principal->spiffe_id, env->tenant, env->id, r.environment(), r.data_source(),
                      runner().clock().Now());

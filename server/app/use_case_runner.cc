@@ -17,8 +17,10 @@ absl::StatusOr<Actor> UseCaseRunner::Authenticate(Transaction& tx, const CallerI
                  "a client certificate with a SPIFFE ID is required");
   }
   ASSIGN_OR_RETURN(Principal caller, ParseSpiffeId(c.spiffe_id, options_.trust_domain));
+  ASSIGN_OR_RETURN(CertificateEvidence evidence, VerifyCertificate(tx, caller, c));
   ASSIGN_OR_RETURN(std::vector<Binding> bindings, tx.tenancy().BindingsOf(caller.spiffe_id));
   Actor actor{caller, std::nullopt, Permissions(std::move(bindings))};
+  actor.certificate = evidence;
   if (c.on_behalf_of.empty()) return actor;
 
   if (!authz::MayActOnBehalf(actor)) {
@@ -31,7 +33,41 @@ absl::StatusOr<Actor> UseCaseRunner::Authenticate(Transaction& tx, const CallerI
                  "x-lockbox-on-behalf-of must name a tenant user of this trust domain");
   }
   ASSIGN_OR_RETURN(std::vector<Binding> user_bindings, tx.tenancy().BindingsOf(user->spiffe_id));
-  return Actor{*user, caller, Permissions(std::move(user_bindings))};
+  Actor on_behalf{*user, caller, Permissions(std::move(user_bindings))};
+  on_behalf.certificate = evidence;
+  return on_behalf;
+}
+
+absl::StatusOr<CertificateEvidence> UseCaseRunner::VerifyCertificate(
+    Transaction& tx, const Principal& caller, const CallerIdentity& c) const {
+  // Fail closed: a runner built without a verifier serves nobody.
+  if (options_.certificates == nullptr) {
+    return Error(absl::StatusCode::kUnauthenticated, reason::kUntrustedAnchor,
+                 "this server has no certificate verifier");
+  }
+  std::optional<v1::TenantIdentity> identity;
+  if (caller.kind == Principal::Kind::kTenantUser) {
+    auto stored = tx.tenancy().GetTenantIdentity(caller.tenant, false);
+    if (stored.ok()) {
+      identity = std::move(*stored);
+    } else if (!absl::IsNotFound(stored.status())) {
+      return stored.status();
+    }
+  }
+  return options_.certificates->Verify(caller, c, identity ? &*identity : nullptr);
+}
+
+absl::Status UseCaseRunner::VerifyProviderCertificate(const CallerIdentity& c) const {
+  ASSIGN_OR_RETURN(Principal caller, ParseSpiffeId(c.spiffe_id, options_.trust_domain));
+  if (caller.kind == Principal::Kind::kTenantUser) {
+    return Error(absl::StatusCode::kUnauthenticated, reason::kUntrustedAnchor,
+                 "a tenant user is proven by their tenant's bundle, not the provider's CA");
+  }
+  if (options_.certificates == nullptr) {
+    return Error(absl::StatusCode::kUnauthenticated, reason::kUntrustedAnchor,
+                 "this server has no certificate verifier");
+  }
+  return options_.certificates->Verify(caller, c, nullptr).status();
 }
 
 absl::Status UseCaseRunner::Run(

@@ -75,7 +75,8 @@ class UseCaseRunner {
     // Every this many events of a log, an append also signs a checkpoint
     // (with audit_signer); 0: only on demand and when idle.
     int audit_checkpoint_events = 0;
-    // Not owned; outlive the runner.
+    // Not owned; outlive the runner. `certificates` is required: without
+    // it every call is UNAUTHENTICATED.
     const CertificateVerifier* certificates = nullptr;
     const TokenVerifier* tokens = nullptr;
   };
@@ -100,6 +101,11 @@ class UseCaseRunner {
   using Handle = std::function<absl::Status(Transaction&, const ClaimedRow&, absl::Time)>;
   absl::StatusOr<bool> HandleOneDue(const Claim& claim, const Handle& handle) const;
 
+  // Whether an operator's or service's certificate chains to the provider's
+  // CA, without a transaction: for CheckAccess's memory path, which must not
+  // serve an enforcer certificate minted by a tenant CA.
+  absl::Status VerifyProviderCertificate(const CallerIdentity& c) const;
+
   // Runs a read in one transaction with the authenticated actor and the
   // time of the call.
   template <typename R>
@@ -119,6 +125,10 @@ class UseCaseRunner {
   // Resolves the caller into an Actor: parses the SPIFFE ID, loads the
   // bindings, and applies the on-behalf-of header (service.portal only).
   absl::StatusOr<Actor> Authenticate(Transaction& tx, const CallerIdentity& c) const;
+  // Options::certificates on the caller's certificate, with their tenant's
+  // identity (read in `tx`) for a tenant user.
+  absl::StatusOr<CertificateEvidence> VerifyCertificate(Transaction& tx, const Principal& caller,
+                                                        const CallerIdentity& c) const;
   // Records a refused on-behalf-of attempt in its own transaction (the
   // call's transaction rolled back): in the claimed user's tenant log when
   // that tenant exists, else in the global log.

@@ -17,6 +17,7 @@
 #include "server/app/use_cases.h"
 #include "server/app/watch_hub.h"
 #include "server/domain/audit_signing.h"
+#include "server/identity/certificate_anchors.h"
 #include "server/observe/log.h"
 #include "server/observe/metrics.h"
 #include "server/service/executor.h"
@@ -79,6 +80,7 @@ struct Server::Parts {
   const Clock* clock = nullptr;
   std::unique_ptr<PgStore> store;
   std::unique_ptr<AuditSigner> signer;
+  std::unique_ptr<AnchorVerifier> certificates;
   std::unique_ptr<PgChangeFeed> access_feed;
   std::unique_ptr<GrantView> grant_view;
   std::unique_ptr<UseCases> use_cases;
@@ -140,15 +142,24 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   ASSIGN_OR_RETURN(std::string signing_pem, SigningKeyPem(s, *p->store));
   ASSIGN_OR_RETURN(p->signer, AuditSigner::FromPem(signing_pem));
 
+  // Which anchor vouches for each caller: the provider's CA (the same file
+  // the TLS layer trusts for it) or the caller's tenant's bundle.
+  auto certificates = AnchorVerifier::Create(AnchorVerifier::Options{s.tls_client_ca});
+  if (!certificates.ok()) return Named("--tls-client-ca", certificates.status());
+  p->certificates = std::move(*certificates);
+
   // Probed every 200 ms: the grant view trusts it for 800 ms after a proof.
   p->access_feed =
       std::make_unique<PgChangeFeed>(s.database_url, ChangeTopic::kAccess, absl::Milliseconds(200));
   p->grant_view =
       std::make_unique<GrantView>(GrantView::Options{p->store.get(), &clock, p->access_feed.get()});
   if (s.grant_view) p->grant_view->Start();
-  p->use_cases = std::make_unique<UseCases>(
-      UseCasesOptions{p->store.get(), &clock, s.trust_domain, page_key, p->signer.get(),
-                      s.grant_view ? p->grant_view.get() : nullptr, s.audit_checkpoint_events});
+  UseCasesOptions use_case_options{p->store.get(),  &clock,
+                                   s.trust_domain,  page_key,
+                                   p->signer.get(), s.grant_view ? p->grant_view.get() : nullptr,
+                                   s.audit_checkpoint_events};
+  use_case_options.certificates = p->certificates.get();
+  p->use_cases = std::make_unique<UseCases>(std::move(use_case_options));
   if (!s.bootstrap_admin.empty()) {
     RETURN_IF_ERROR(p->use_cases->policy().EnsureBootstrapAdmin(s.bootstrap_admin));
   }
