@@ -56,7 +56,8 @@ ctl bob approve 00000000-0000-4000-8000-000000000000 2>"$WORK/nf.err" >/dev/null
 [ $? -eq 8 ] || fail "an ID nobody has should exit 8"
 grep -q "no access request with ID 00000000-0000-4000-8000-000000000000" "$WORK/nf.err" ||
   fail "an unknown ID should say so: $(cat "$WORK/nf.err")"
-ctl alice tenants create nope >/dev/null 2>&1; [ $? -eq 7 ] || fail "permission denied should exit 7"
+ctl alice tenants create nope --ca-bundle "$WORK/certs/tenant-contoso-ca.crt" \
+  --first-admin "spiffe://$TD/tenant/nope/user/x" >/dev/null 2>&1; [ $? -eq 7 ] || fail "permission denied should exit 7"
 ctl alice --no-such-flag >/dev/null 2>&1; [ $? -eq 1 ] || fail "a usage error should exit 1"
 set -e
 ctl dana audit verify contoso | grep -q "^OK: verified" || fail "audit verify"

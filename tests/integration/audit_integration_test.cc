@@ -58,9 +58,7 @@ class AuditTest : public ::testing::Test {
   // A tenant whose log holds a dozen events.
   static void Populate(const std::string& tenant) {
     auto admin = Admin();
-    v1::CreateTenantRequest t;
-    t.set_tenant_id(tenant);
-    ASSERT_TRUE(admin->CreateTenant(t).ok());
+    ASSERT_TRUE(admin->CreateTenant(TenantRequest(*certs_, tenant)).ok());
     v1::CreateEnvironmentRequest e;
     e.set_parent("tenants/" + tenant);
     e.set_environment_id("prod");

@@ -77,10 +77,12 @@ class LifecycleTest : public ::testing::Test {
   // SQL database and an unsupported RCS store, its admin and auditor.
   void MakeTenant(const std::string& tenant, bool enabled) {
     Client admin = As("admin");
-    v1::CreateTenantRequest ct;
-    ct.set_tenant_id(tenant);
+    // Its admin is the tenant's first, named at its creation.
+    world->certs->Make(tenant + "-admin", "tenant/" + tenant + "/user/admin");
+    v1::CreateTenantRequest ct = TenantRequest(*world->certs, tenant, "admin", "admin@example.com");
     v1::Tenant t;
     ASSERT_TRUE(admin.policy->CreateTenant(Context().get(), ct, &t).ok());
+    ASSERT_TRUE(world->server->WaitReady(tenant + "-admin", 15));
     v1::CreateEnvironmentRequest ce;
     ce.set_parent("tenants/" + tenant);
     ce.set_environment_id("prod");
@@ -96,10 +98,9 @@ class LifecycleTest : public ::testing::Test {
     grpc::Status s = admin.policy->CreateEnvironment(Context().get(), ce, &env);
     ASSERT_TRUE(s.ok()) << s.error_message();
     EXPECT_TRUE(env.managed());
-    world->certs->Make(tenant + "-admin", "tenant/" + tenant + "/user/admin");
     world->certs->Make(tenant + "-auditor", "tenant/" + tenant + "/user/auditor");
-    World::Bind(admin, Id("tenant/" + tenant + "/user/admin"), "tenant.admin", "tenants/" + tenant);
-    World::Bind(admin, Id("tenant/" + tenant + "/user/auditor"), "tenant.auditor",
+    Client tenant_admin = As(tenant + "-admin");
+    World::Bind(tenant_admin, Id("tenant/" + tenant + "/user/auditor"), "tenant.auditor",
                 "tenants/" + tenant);
     if (enabled) SetPolicy(tenant, true, false);
   }

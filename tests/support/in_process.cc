@@ -22,7 +22,7 @@ std::string SpiffeId(absl::string_view path) {
 
 std::string ErrorReason(const absl::Status& status) { return ReasonOf(status); }
 
-std::string TestCaPem(const std::string& common_name) {
+std::string TestCaPem(const std::string& common_name, bool ca) {
   EVP_PKEY* key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
   X509* cert = X509_new();
   X509_set_version(cert, 2);
@@ -39,8 +39,10 @@ std::string TestCaPem(const std::string& common_name) {
   X509V3_CTX ctx;
   X509V3_set_ctx_nodb(&ctx);
   X509V3_set_ctx(&ctx, cert, cert, nullptr, nullptr, 0);
-  for (auto [nid, value] : {std::pair<int, const char*>{NID_basic_constraints, "critical,CA:TRUE"},
-                            {NID_key_usage, "critical,keyCertSign,cRLSign"}}) {
+  for (auto [nid, value] :
+       {std::pair<int, const char*>{NID_basic_constraints,
+                                    ca ? "critical,CA:TRUE" : "critical,CA:FALSE"},
+        {NID_key_usage, ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature"}}) {
     X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
     X509_add_ext(cert, ext, -1);
     X509_EXTENSION_free(ext);

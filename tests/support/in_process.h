@@ -32,8 +32,9 @@ inline constexpr char kTrustDomain[] = "lockbox.test";
 std::string SpiffeId(absl::string_view path);
 
 // A fresh self-signed CA certificate (PEM) called `common_name`: a tenant's
-// bundle for tests with no certificate files.
-std::string TestCaPem(const std::string& common_name);
+// bundle for tests with no certificate files. With `ca` false, a
+// self-signed certificate that is not a CA (basicConstraints CA:FALSE).
+std::string TestCaPem(const std::string& common_name, bool ca = true);
 
 // What the in-process certificate verifier refuses: a caller whose
 // certificate_pem is this gets UNAUTHENTICATED (UNTRUSTED_CERTIFICATE_ANCHOR),

@@ -5,7 +5,11 @@
 #include <grpcpp/impl/server_builder_option.h>
 #include <prometheus/exposer.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -14,6 +18,7 @@
 #include "server/app/grant_view.h"
 #include "server/app/lifecycle_log.h"
 #include "server/app/operational_gauges.h"
+#include "server/app/trust_roots.h"
 #include "server/app/use_cases.h"
 #include "server/app/watch_hub.h"
 #include "server/domain/audit_signing.h"
@@ -44,6 +49,30 @@ class WithoutReflection final : public grpc::ServerBuilderOption {
         plugins->end());
   }
 };
+
+// The runtime directory, made private: the roots file in it decides whom
+// the TLS layer lets in, so nobody else may write there.
+absl::StatusOr<std::string> RuntimeDir(const Settings& s) {
+  if (s.runtime_dir.empty()) {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string tmpl = absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp",
+                                    "/lockboxd-runtime.XXXXXX");
+    if (mkdtemp(tmpl.data()) == nullptr) {
+      return absl::UnavailableError(absl::StrCat("--runtime-dir: cannot make ", tmpl));
+    }
+    return tmpl;
+  }
+  if (mkdir(s.runtime_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return absl::UnavailableError(absl::StrCat("--runtime-dir: cannot make ", s.runtime_dir));
+  }
+  struct stat st {};
+  if (stat(s.runtime_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+      chmod(s.runtime_dir.c_str(), 0700) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--runtime-dir: ", s.runtime_dir, " is not a directory lockboxd owns"));
+  }
+  return s.runtime_dir;
+}
 
 absl::Status Named(absl::string_view setting, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(setting, ": ", status.message()));
@@ -81,6 +110,8 @@ struct Server::Parts {
   std::unique_ptr<PgStore> store;
   std::unique_ptr<AuditSigner> signer;
   std::unique_ptr<AnchorVerifier> certificates;
+  std::unique_ptr<PgChangeFeed> roots_feed;
+  std::unique_ptr<TrustRoots> roots;
   std::unique_ptr<PgChangeFeed> access_feed;
   std::unique_ptr<GrantView> grant_view;
   std::unique_ptr<UseCases> use_cases;
@@ -127,10 +158,6 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   p->clock = p->options.clock != nullptr ? p->options.clock : &p->system_clock;
   const Clock& clock = *p->clock;
 
-  auto creds = MutualTlsCredentials(TlsFiles{s.tls_cert, s.tls_key, s.tls_client_ca, s.tls_crl_dir},
-                                    s.trust_domain);
-  if (!creds.ok()) return creds.status();
-
   PgStoreOptions store_options;
   store_options.database_url = s.database_url;
   store_options.pool_size = s.db_pool_size;
@@ -141,6 +168,19 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   ASSIGN_OR_RETURN(std::string page_key, p->store->SharedSecret("page_token_key"));
   ASSIGN_OR_RETURN(std::string signing_pem, SigningKeyPem(s, *p->store));
   ASSIGN_OR_RETURN(p->signer, AuditSigner::FromPem(signing_pem));
+
+  // The handshake trusts the provider's CA and every tenant's bundle; the
+  // CertificateVerifier then holds each caller to its own anchor.
+  ASSIGN_OR_RETURN(std::string runtime_dir, RuntimeDir(s));
+  p->roots_feed = std::make_unique<PgChangeFeed>(s.database_url, ChangeTopic::kAccess);
+  p->roots = std::make_unique<TrustRoots>(TrustRoots::Options{
+      p->store.get(), p->roots_feed.get(), s.tls_client_ca, runtime_dir + "/client-roots.pem"});
+  RETURN_IF_ERROR(Named("--tls-client-ca", p->roots->Refresh()));
+  p->roots->Start();
+  auto creds = MutualTlsCredentials(
+      TlsFiles{s.tls_cert, s.tls_key, runtime_dir + "/client-roots.pem", s.tls_crl_dir},
+      s.trust_domain);
+  if (!creds.ok()) return creds.status();
 
   // Which anchor vouches for each caller: the provider's CA (the same file
   // the TLS layer trusts for it) or the caller's tenant's bundle.
@@ -284,6 +324,7 @@ void Server::Drain() {
   p.delivering->Stop();
   p.hub->Stop();  // Watchers are told to reconnect.
   p.grant_view->Stop();
+  p.roots->Stop();
   p.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(drain_seconds));
   if (p.health_server) p.health_server->Shutdown(std::chrono::system_clock::now());
 }
