@@ -26,7 +26,8 @@ struct IssuerFlags {
 
 void AddIssuerFlags(CLI::App* cmd, IssuerFlags& f) {
   cmd->add_option("--issuer", f.issuers, "A token issuer (iss) the tenant trusts; repeatable");
-  cmd->add_option("--audience", f.audiences, "The audience (aud) its tokens carry, one per --issuer");
+  cmd->add_option("--audience", f.audiences,
+                  "The audience (aud) its tokens carry, one per --issuer");
   cmd->add_option("--jwks", f.jwks_files, "File with its JSON Web Key Set, one per --issuer");
 }
 

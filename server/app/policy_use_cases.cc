@@ -193,8 +193,7 @@ absl::StatusOr<v1::TenantIdentity> PolicyUseCases::UpdateTenantIdentity(
     }
   }
   if (bundle) {
-    RETURN_IF_ERROR(
-        ParseCaBundle(r.identity().ca_bundle_pem(), "identity.ca_bundle_pem").status());
+    RETURN_IF_ERROR(ParseCaBundle(r.identity().ca_bundle_pem(), "identity.ca_bundle_pem").status());
   }
   if (issuers) {
     RETURN_IF_ERROR(ValidateTokenIssuers(r.identity().token_issuers(), "identity.token_issuers"));

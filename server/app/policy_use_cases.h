@@ -31,8 +31,8 @@ class PolicyUseCases {
                                                        const v1::GetTenantIdentityRequest& r);
   // Only the tenant's own tenant.admin; audited in the tenant's log and told
   // to its admins.
-  absl::StatusOr<v1::TenantIdentity> UpdateTenantIdentity(
-      const C& c, const v1::UpdateTenantIdentityRequest& r);
+  absl::StatusOr<v1::TenantIdentity> UpdateTenantIdentity(const C& c,
+                                                          const v1::UpdateTenantIdentityRequest& r);
   absl::StatusOr<v1::ListTenantsResponse> ListTenants(const C& c, const v1::ListTenantsRequest& r);
   absl::StatusOr<v1::LockboxPolicy> GetLockboxPolicy(const C& c,
                                                      const v1::GetLockboxPolicyRequest& r);

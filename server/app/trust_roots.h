@@ -27,8 +27,8 @@ namespace lockbox {
 class TrustRoots {
  public:
   struct Options {
-    Store* store = nullptr;       // Not owned; outlives this.
-    ChangeFeed* feed = nullptr;   // Not owned; may be null (then only the poll).
+    Store* store = nullptr;        // Not owned; outlives this.
+    ChangeFeed* feed = nullptr;    // Not owned; may be null (then only the poll).
     std::string provider_ca_file;  // Read at every refresh: rotations follow.
     std::string roots_file;        // Written; its directory must be private.
     absl::Duration poll = absl::Seconds(1);

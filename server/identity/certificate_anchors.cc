@@ -58,7 +58,8 @@ std::vector<std::unique_ptr<X509, X509Free>> ReadPemCertificates(absl::string_vi
   std::vector<std::unique_ptr<X509, X509Free>> out;
   if (pem.empty()) return out;
   std::unique_ptr<BIO, BioFree> in(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  while (X509* cert = PEM_read_bio_X509(in.get(), nullptr, nullptr, nullptr)) out.emplace_back(cert);
+  while (X509* cert = PEM_read_bio_X509(in.get(), nullptr, nullptr, nullptr))
+    out.emplace_back(cert);
   ERR_clear_error();
   return out;
 }
@@ -174,9 +175,9 @@ absl::StatusOr<CertificateEvidence> AnchorVerifier::Verify(
     anchors_digest = provider->digest;
     anchor_name = absl::StrCat("the provider's CA (", KindName(principal.kind), ")");
   }
-  std::string key = absl::StrCat(Sha256Hex(absl::StrCat(caller.certificate_pem, "\n--\n",
-                                                        caller.certificate_chain_pem)),
-                                 ":", anchors_digest);
+  std::string key = absl::StrCat(
+      Sha256Hex(absl::StrCat(caller.certificate_pem, "\n--\n", caller.certificate_chain_pem)), ":",
+      anchors_digest);
   {
     absl::MutexLock lock(&mu_);
     auto it = cache_.find(key);
@@ -191,8 +192,8 @@ absl::StatusOr<CertificateEvidence> AnchorVerifier::Verify(
   } else {
     auto bundle = ParseCaBundle(tenant_identity->ca_bundle_pem(), "ca_bundle_pem");
     if (!bundle.ok()) {
-      result = Untrusted(absl::StrCat("the CA bundle of tenant ", principal.tenant,
-                                      " does not parse"));
+      result =
+          Untrusted(absl::StrCat("the CA bundle of tenant ", principal.tenant, " does not parse"));
     } else {
       result = VerifyAgainstAnchors(caller.certificate_pem, caller.certificate_chain_pem, *bundle,
                                     anchor_name);

@@ -23,6 +23,8 @@ curl_as admin -d "$create" \
   fail "CreateTenant"
 curl_as admin -d '{}' "https://localhost:$PORT/lockbox.v1.PolicyService/ListTenants" |
   grep -q fabrikam || fail "ListTenants"
-out="$(curl_as alice -d '{"tenant_id":"x"}' "https://localhost:$PORT/lockbox.v1.PolicyService/CreateTenant" 2>&1 || true)"
+# A valid request from someone who is not lockbox.admin.
+create_x="$(echo "$create" | sed -e 's/"tenant_id": "fabrikam"/"tenant_id": "x"/' -e 's#/tenant/fabrikam/#/tenant/x/#')"
+out="$(curl_as alice -d "$create_x" "https://localhost:$PORT/lockbox.v1.PolicyService/CreateTenant" 2>&1 || true)"
 echo "$out" | grep -q permission_denied || fail "expected permission_denied: $out"
 echo "1 passed, 0 failed"

@@ -762,11 +762,12 @@ TEST_F(LifecycleTest, ConfigurationChangesAreOwnedAndAudited) {
   EXPECT_EQ(admin.policy->DeleteRoleBinding(Context().get(), del, &empty).error_code(),
             grpc::StatusCode::NOT_FOUND);
 
-  // One audit event for every change of every resource kind, in order.
+  // One audit event for every change of every resource kind, in order: the
+  // tenant comes with its first admin's binding.
   std::vector<std::string> actions;
   for (const auto& e : Audit("configured")) actions.push_back(e.action());
   std::vector<std::string> expected = {
-      "tenant.create",          "environment.create",    "role_binding.create",
+      "tenant.create",          "role_binding.create",   "environment.create",
       "role_binding.create",    "lockbox_policy.update", "environment.update",
       "environment.update",     "role_binding.create",   "role_binding.delete"};
   EXPECT_EQ(actions, expected);

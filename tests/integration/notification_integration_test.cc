@@ -103,7 +103,8 @@ class Stack {
   void Tenant(const std::string& t, bool enabled) {
     auto admin = As("admin");
     certs.Make(t + "-dana", "tenant/" + t + "/user/dana");
-    ASSERT_TRUE(admin->CreateTenant(TenantRequest(certs, t, "dana", "dana@" + t + ".example")).ok());
+    ASSERT_TRUE(
+        admin->CreateTenant(TenantRequest(certs, t, "dana", "dana@" + t + ".example")).ok());
     // Every replica trusts the new tenant's CA within a couple of seconds.
     for (auto& s : servers) ASSERT_TRUE(s->WaitReady(t + "-dana", 15));
     v1::CreateEnvironmentRequest ce;

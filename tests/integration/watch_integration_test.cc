@@ -292,9 +292,8 @@ TEST_F(WatchTest, ExpiryEndsTheWatchWithoutAnyWrite) {
   e.set_parent("tenants/shortlived");
   e.set_environment_id("prod");
   ASSERT_TRUE(admin->CreateEnvironment(e).ok());
-  for (const auto& [who, role, tenant] :
-       {std::tuple<std::string, std::string, std::string>{"operator/alice", "operator.engineer",
-                                                          ""}}) {
+  for (const auto& [who, role, tenant] : {std::tuple<std::string, std::string, std::string>{
+           "operator/alice", "operator.engineer", ""}}) {
     v1::CreateRoleBindingRequest rb;
     rb.mutable_role_binding()->set_principal(Id(who));
     rb.mutable_role_binding()->set_role(role);

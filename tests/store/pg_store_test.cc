@@ -324,9 +324,8 @@ TEST_F(PgStoreTest, TenantIdentityIsStoredVersionedAndListed) {
   EXPECT_EQ(got.etag(), a.etag());
   EXPECT_EQ(FromProto(got.update_time()), kNow);
 
-  absl::Status missing = Run([&](Transaction& tx) {
-    return tx.tenancy().GetTenantIdentity("none", false).status();
-  });
+  absl::Status missing =
+      Run([&](Transaction& tx) { return tx.tenancy().GetTenantIdentity("none", false).status(); });
   EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound) << missing;
 
   ASSERT_TRUE(Run([&](Transaction& tx) -> absl::Status {
@@ -344,8 +343,8 @@ TEST_F(PgStoreTest, TenantIdentityIsStoredVersionedAndListed) {
                 ASSIGN_OR_RETURN(bundles, tx.tenancy().TenantCaBundles());
                 return absl::OkStatus();
               }).ok());
-  EXPECT_EQ(bundles, (std::vector<std::pair<std::string, std::string>>{{"ida", "A2"},
-                                                                      {"idb", "B"}}));
+  EXPECT_EQ(bundles,
+            (std::vector<std::pair<std::string, std::string>>{{"ida", "A2"}, {"idb", "B"}}));
 }
 
 }  // namespace

@@ -1,13 +1,13 @@
 #include "tests/support/in_process.h"
 
-#include <utility>
-
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+
+#include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -219,8 +219,9 @@ absl::StatusOr<DemoWorld> DemoWorld::Create(InProcessLockbox* app) {
   rcs->set_id("rcs");
   rcs->set_kind("storage_account");
   rcs->set_lockbox_supported(false);
-  for (auto [tenant, first_admin] : {std::pair<const char*, const char*>{"ma", "tenant/ma/user/dana"},
-                                     {"mb", "tenant/mb/user/erin"}}) {
+  for (auto [tenant, first_admin] :
+       {std::pair<const char*, const char*>{"ma", "tenant/ma/user/dana"},
+        {"mb", "tenant/mb/user/erin"}}) {
     absl::Status made = Check(app->CreateTenant(tenant, first_admin).status(), tenant);
     if (!made.ok()) return made;
     made = Check(app->CreateEnvironment(tenant, "prod", with_sources).status(), tenant);

@@ -13,10 +13,9 @@
 #include <memory>
 #include <string>
 
-#include "absl/synchronization/mutex.h"
-
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/app/use_cases.h"
 #include "server/domain/audit_signing.h"

@@ -4,6 +4,8 @@
 // tenant.admin, audited in its log and told to its admins; the tenant's
 // roles are bound by its admin alone; a caller whose certificate does not
 // chain to its anchor is UNAUTHENTICATED.
+#include "server/identity/tenant_identity.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,7 +14,6 @@
 #include <vector>
 
 #include "server/domain/status.h"
-#include "server/identity/tenant_identity.h"
 #include "tests/support/in_process.h"
 
 namespace lockbox::testing {
@@ -89,10 +90,9 @@ TEST_F(TenantIdentityTest, CreateTenantRefusesAMissingOrBadIdentity) {
                 r->mutable_first_admin()->set_principal(SpiffeId("tenant/other/user/x"));
               }),
               "first_admin.principal", "NOT_ALLOWED");
-  ExpectField(refused([](auto* r) {
-                r->mutable_first_admin()->set_principal(SpiffeId("operator/admin"));
-              }),
-              "first_admin.principal", "NOT_ALLOWED");
+  ExpectField(
+      refused([](auto* r) { r->mutable_first_admin()->set_principal(SpiffeId("operator/admin")); }),
+      "first_admin.principal", "NOT_ALLOWED");
   ExpectField(refused([](auto* r) { r->mutable_first_admin()->set_role("tenant.auditor"); }),
               "first_admin.role", "NOT_ALLOWED");
   ExpectField(refused([](auto* r) { r->mutable_first_admin()->set_tenant("tenants/ma"); }),
@@ -154,8 +154,7 @@ TEST_F(TenantIdentityTest, CreateTenantRecordsTheIdentityAndTheFirstAdminInOneGo
   EXPECT_TRUE(policy().GetTenantIdentity(w().admin, get).ok());
   EXPECT_EQ(policy().GetTenantIdentity(w().tenant_a_admin, get).status().code(),
             Code::kPermissionDenied);
-  EXPECT_EQ(policy().GetTenantIdentity(w().engineer, get).status().code(),
-            Code::kPermissionDenied);
+  EXPECT_EQ(policy().GetTenantIdentity(w().engineer, get).status().code(), Code::kPermissionDenied);
 
   // The creation's audit event records what was registered.
   v1::ListAuditEventsRequest audit;
@@ -185,8 +184,8 @@ TEST_F(TenantIdentityTest, CreateTenantRecordsTheIdentityAndTheFirstAdminInOneGo
 TEST_F(TenantIdentityTest, OnlyTheTenantsOwnAdminChangesItsIdentity) {
   std::string next = TestCaPem("Contoso next CA");
   // Not lockbox.admin, not another tenant's admin, not an auditor.
-  for (const CallerIdentity* who : {&w().admin, &w().tenant_b_admin, &w().tenant_a_auditor,
-                                    &w().reviewer}) {
+  for (const CallerIdentity* who :
+       {&w().admin, &w().tenant_b_admin, &w().tenant_a_auditor, &w().reviewer}) {
     auto got = policy().UpdateTenantIdentity(*who, NewBundle(next));
     EXPECT_EQ(got.status().code(), Code::kPermissionDenied) << who->spiffe_id;
   }
@@ -251,8 +250,7 @@ TEST_F(TenantIdentityTest, AChangeIsToldToTheTenantsAdmins) {
   for (const v1::Notification& n : sent->notifications()) {
     to.push_back(n.recipient());
     EXPECT_EQ(n.resource(), "tenants/told/identity");
-    EXPECT_NE(n.subject().find("identity configuration changed"), std::string::npos)
-        << n.subject();
+    EXPECT_NE(n.subject().find("identity configuration changed"), std::string::npos) << n.subject();
   }
   std::sort(to.begin(), to.end());
   EXPECT_EQ(to, (std::vector<std::string>{"tia@told.example", "tom@told.example"}));

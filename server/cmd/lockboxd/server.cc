@@ -4,7 +4,6 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/impl/server_builder_option.h>
 #include <prometheus/exposer.h>
-
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -55,8 +54,8 @@ class WithoutReflection final : public grpc::ServerBuilderOption {
 absl::StatusOr<std::string> RuntimeDir(const Settings& s) {
   if (s.runtime_dir.empty()) {
     const char* tmp = std::getenv("TMPDIR");
-    std::string tmpl = absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp",
-                                    "/lockboxd-runtime.XXXXXX");
+    std::string tmpl =
+        absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/lockboxd-runtime.XXXXXX");
     if (mkdtemp(tmpl.data()) == nullptr) {
       return absl::UnavailableError(absl::StrCat("--runtime-dir: cannot make ", tmpl));
     }
@@ -194,10 +193,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   p->grant_view =
       std::make_unique<GrantView>(GrantView::Options{p->store.get(), &clock, p->access_feed.get()});
   if (s.grant_view) p->grant_view->Start();
-  UseCasesOptions use_case_options{p->store.get(),  &clock,
-                                   s.trust_domain,  page_key,
-                                   p->signer.get(), s.grant_view ? p->grant_view.get() : nullptr,
-                                   s.audit_checkpoint_events};
+  UseCasesOptions use_case_options;
+  use_case_options.store = p->store.get();
+  use_case_options.clock = &clock;
+  use_case_options.trust_domain = s.trust_domain;
+  use_case_options.page_token_key = page_key;
+  use_case_options.audit_signer = p->signer.get();
+  use_case_options.grant_view = s.grant_view ? p->grant_view.get() : nullptr;
+  use_case_options.audit_checkpoint_events = s.audit_checkpoint_events;
+  // Required: without it every call is UNAUTHENTICATED.
   use_case_options.certificates = p->certificates.get();
   p->use_cases = std::make_unique<UseCases>(std::move(use_case_options));
   if (!s.bootstrap_admin.empty()) {
