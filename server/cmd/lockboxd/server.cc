@@ -5,9 +5,11 @@
 #include <grpcpp/impl/server_builder_option.h>
 #include <prometheus/exposer.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -73,6 +75,19 @@ absl::StatusOr<std::string> RuntimeDir(const Settings& s) {
   return s.runtime_dir;
 }
 
+// A runtime directory lockboxd made for itself goes when the server does.
+struct OwnedRuntimeDir {
+  std::string path;
+  bool made = false;
+  ~OwnedRuntimeDir() {
+    if (!made) return;
+    for (const char* file : {"/client-roots.pem", "/client-roots.pem.new"}) {
+      std::remove((path + file).c_str());
+    }
+    rmdir(path.c_str());
+  }
+};
+
 absl::Status Named(absl::string_view setting, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(setting, ": ", status.message()));
 }
@@ -104,6 +119,7 @@ absl::StatusOr<std::string> SigningKeyPem(const Settings& s, PgStore& store) {
 // before the use cases, everything before the store.
 struct Server::Parts {
   ServerOptions options;
+  OwnedRuntimeDir runtime_dir;
   SystemClock system_clock;
   const Clock* clock = nullptr;
   std::unique_ptr<PgStore> store;
@@ -171,6 +187,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   // The handshake trusts the provider's CA and every tenant's bundle; the
   // CertificateVerifier then holds each caller to its own anchor.
   ASSIGN_OR_RETURN(std::string runtime_dir, RuntimeDir(s));
+  p->runtime_dir.path = runtime_dir;
+  p->runtime_dir.made = s.runtime_dir.empty();
   p->roots_feed = std::make_unique<PgChangeFeed>(s.database_url, ChangeTopic::kAccess);
   p->roots = std::make_unique<TrustRoots>(TrustRoots::Options{
       p->store.get(), p->roots_feed.get(), s.tls_client_ca, runtime_dir + "/client-roots.pem"});
