@@ -524,8 +524,13 @@ int RunWatchers(const Common& c, int count, int pid) {
 // The bench tenant: an environment, a policy, and the people of a life.
 int RunSetup(const Common& c, bool protect) {
   auto admin = Library(c, "admin", c.target);
+  // As the tests' harness does (tests/support TenantRequest): the tenant's
+  // CA from make-certs as its bundle, dana as its first tenant.admin.
   lockbox::v1::CreateTenantRequest t;
   t.set_tenant_id(c.tenant);
+  t.mutable_identity()->set_ca_bundle_pem(Read(c.certs + "/tenant-" + c.tenant + "-ca.crt"));
+  t.mutable_first_admin()->set_principal(Spiffe(c, "tenant/" + c.tenant + "/user/dana"));
+  t.mutable_first_admin()->set_email("dana@bench.example");
   auto made = admin->CreateTenant(t);
   if (!made.ok() && made.status().error_code() != grpc::StatusCode::ALREADY_EXISTS) {
     Die("CreateTenant", made.status());
@@ -554,9 +559,14 @@ int RunSetup(const Common& c, bool protect) {
   bind("operator/alice", "operator.engineer", "");
   bind("operator/bob", "operator.reviewer", "");
   bind("service/enforcer", "service.enforcer", "");
-  bind("tenant/" + c.tenant + "/user/dana", "tenant.admin", "tenants/" + c.tenant);
   if (protect) {
+    // The server trusts a new tenant's CA within a couple of seconds.
     auto dana = Library(c, c.tenant_admin, c.target);
+    lockbox::v1::GetTenantRequest g;
+    g.set_name("tenants/" + c.tenant);
+    for (int i = 0; i < 100 && !dana->GetTenant(g).ok(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
     lockbox::v1::UpdateLockboxPolicyRequest p;
     p.mutable_lockbox_policy()->set_name("tenants/" + c.tenant + "/lockboxPolicy");
     p.mutable_lockbox_policy()->set_enabled(true);

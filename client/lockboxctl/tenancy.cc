@@ -1,12 +1,62 @@
 #include "tenancy.h"
 
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
 namespace lockbox::ctl {
 namespace {
+
+bool ReadWhole(const std::string& file, std::string* out) {
+  std::ifstream in(file);
+  if (!in) return false;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  *out = ss.str();
+  return true;
+}
+
+// --issuer/--audience/--jwks, given once per issuer and paired in order.
+struct IssuerFlags {
+  std::vector<std::string> issuers, audiences, jwks_files;
+};
+
+void AddIssuerFlags(CLI::App* cmd, IssuerFlags& f) {
+  cmd->add_option("--issuer", f.issuers, "A token issuer (iss) the tenant trusts; repeatable");
+  cmd->add_option("--audience", f.audiences,
+                  "The audience (aud) its tokens carry, one per --issuer");
+  cmd->add_option("--jwks", f.jwks_files, "File with its JSON Web Key Set, one per --issuer");
+}
+
+// Fills `out`; a message for FailInvalid when the flags do not pair up.
+std::string TokenIssuers(const IssuerFlags& f,
+                         google::protobuf::RepeatedPtrField<v1::TokenIssuer>* out) {
+  if (f.audiences.size() != f.issuers.size() || f.jwks_files.size() != f.issuers.size()) {
+    return "give --issuer, --audience and --jwks once for each issuer";
+  }
+  for (size_t i = 0; i < f.issuers.size(); ++i) {
+    v1::TokenIssuer* issuer = out->Add();
+    issuer->set_issuer(f.issuers[i]);
+    issuer->set_audience(f.audiences[i]);
+    if (!ReadWhole(f.jwks_files[i], issuer->mutable_jwks_json())) {
+      return "cannot read " + f.jwks_files[i];
+    }
+  }
+  return "";
+}
+
+void PrintIdentity(const v1::TenantIdentity& identity) {
+  std::cout << "Identity:       " << identity.name() << "\n";
+  for (const auto& f : identity.ca_fingerprints()) std::cout << "CA (SHA-256):   " << f << "\n";
+  for (const auto& i : identity.token_issuers()) {
+    std::cout << "Token issuer:   " << i.issuer() << " (audience " << i.audience() << ")\n";
+  }
+  std::cout << "Updated:        " << Time(identity.update_time()) << "\n"
+            << "Etag:           " << identity.etag() << "\n";
+}
 
 // --- tenants ----------------------------------------------------------------
 
@@ -15,18 +65,80 @@ void AddTenants(CLI::App& app, Context& ctx) {
   tenants->require_subcommand(1);
 
   struct CreateFlags {
-    std::string id, display;
+    std::string id, display, ca_bundle, first_admin, first_admin_email;
+    IssuerFlags issuers;
   };
   auto create = std::make_shared<CreateFlags>();
-  auto* c = tenants->add_subcommand("create", "Create a tenant");
+  auto* c = tenants->add_subcommand(
+      "create", "Create a tenant with the identity configuration the customer handed over");
   c->add_option("ID", create->id, "Tenant ID ([a-z][a-z0-9-]*)")->required();
   c->add_option("--display-name", create->display);
+  c->add_option("--ca-bundle", create->ca_bundle,
+                "PEM file of the CA certificates that issue the tenant's user certificates")
+      ->required();
+  c->add_option("--first-admin", create->first_admin,
+                "The first tenant.admin: spiffe://<td>/tenant/<ID>/user/<user>")
+      ->required();
+  c->add_option("--first-admin-email", create->first_admin_email);
+  AddIssuerFlags(c, create->issuers);
   OnRun(ctx, c, [&ctx, create](Client& cl) {
     v1::CreateTenantRequest r;
     r.set_tenant_id(create->id);
     r.mutable_tenant()->set_display_name(create->display);
+    if (!ReadWhole(create->ca_bundle, r.mutable_identity()->mutable_ca_bundle_pem())) {
+      return FailInvalid("cannot read " + create->ca_bundle);
+    }
+    std::string bad = TokenIssuers(create->issuers, r.mutable_identity()->mutable_token_issuers());
+    if (!bad.empty()) return FailInvalid(bad);
+    r.mutable_first_admin()->set_principal(create->first_admin);
+    r.mutable_first_admin()->set_email(create->first_admin_email);
     return Show(ctx, cl.CreateTenant(r),
                 [](const v1::Tenant& t) { std::cout << t.name() << "\n"; });
+  });
+
+  auto* identity = tenants->add_subcommand(
+      "identity", "The tenant's CA bundle and token issuers (changed by its tenant.admin)");
+  identity->require_subcommand(1);
+  auto identity_get = std::make_shared<std::string>();
+  auto* ig = identity->add_subcommand("get", "Show the CA fingerprints and token issuers");
+  ig->add_option("ID", *identity_get)->required();
+  OnRun(ctx, ig, [&ctx, identity_get](Client& cl) {
+    v1::GetTenantIdentityRequest r;
+    r.set_name(TenantName(*identity_get) + "/identity");
+    return Show(ctx, cl.GetTenantIdentity(r), PrintIdentity);
+  });
+  struct SetFlags {
+    std::string id, ca_bundle, etag;
+    bool no_issuers = false;
+    IssuerFlags issuers;
+  };
+  auto set = std::make_shared<SetFlags>();
+  auto* is = identity->add_subcommand(
+      "set", "Replace the CA bundle and/or the token issuers (only what is given)");
+  is->add_option("ID", set->id)->required();
+  is->add_option("--ca-bundle", set->ca_bundle, "PEM file of the tenant's CA certificates");
+  AddIssuerFlags(is, set->issuers);
+  is->add_flag("--no-issuers", set->no_issuers, "Trust no token issuer");
+  is->add_option("--etag", set->etag, "Fail if the identity changed since this etag");
+  OnRun(ctx, is, [&ctx, set](Client& cl) {
+    v1::UpdateTenantIdentityRequest r;
+    r.mutable_identity()->set_name(TenantName(set->id) + "/identity");
+    r.mutable_identity()->set_etag(set->etag);
+    if (!set->ca_bundle.empty()) {
+      if (!ReadWhole(set->ca_bundle, r.mutable_identity()->mutable_ca_bundle_pem())) {
+        return FailInvalid("cannot read " + set->ca_bundle);
+      }
+      r.mutable_update_mask()->add_paths("ca_bundle_pem");
+    }
+    if (!set->issuers.issuers.empty() || set->no_issuers) {
+      std::string bad = TokenIssuers(set->issuers, r.mutable_identity()->mutable_token_issuers());
+      if (!bad.empty()) return FailInvalid(bad);
+      r.mutable_update_mask()->add_paths("token_issuers");
+    }
+    if (r.update_mask().paths().empty()) {
+      return FailInvalid("nothing to change: give --ca-bundle and/or --issuer (or --no-issuers)");
+    }
+    return Show(ctx, cl.UpdateTenantIdentity(r), PrintIdentity);
   });
 
   auto get_id = std::make_shared<std::string>();

@@ -171,6 +171,8 @@ Result<Response> Client::Invoke(Call call) {
 
 LOCKBOX_CHANGE(policy_, CreateTenant, v1::CreateTenantRequest, v1::Tenant)
 LOCKBOX_READ(policy_, GetTenant, v1::GetTenantRequest, v1::Tenant)
+LOCKBOX_READ(policy_, GetTenantIdentity, v1::GetTenantIdentityRequest, v1::TenantIdentity)
+LOCKBOX_CHANGE(policy_, UpdateTenantIdentity, v1::UpdateTenantIdentityRequest, v1::TenantIdentity)
 LOCKBOX_READ(policy_, ListTenants, v1::ListTenantsRequest, v1::ListTenantsResponse)
 LOCKBOX_READ(policy_, GetLockboxPolicy, v1::GetLockboxPolicyRequest, v1::LockboxPolicy)
 LOCKBOX_CHANGE(policy_, UpdateLockboxPolicy, v1::UpdateLockboxPolicyRequest, v1::LockboxPolicy)

@@ -107,6 +107,10 @@ std::optional<absl::StatusOr<v1::CheckAccessResponse>> GrantUseCases::CheckAcces
       !view->IsEnforcer(c.spiffe_id)) {
     return std::nullopt;
   }
+  // The view knows the enforcer by name; the name is only as good as the
+  // anchor its certificate chains to. Any doubt goes to the slow path,
+  // which refuses with the reason.
+  if (!runner().VerifyProviderCertificate(c).ok()) return std::nullopt;
   // The view applies the same coverage rule with the environment and
   // policy as it last read them (or, while a change to them is on its way,
   // allows only customer-reviewed sources) and leaves the rest to the

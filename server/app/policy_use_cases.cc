@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "server/app/audit_events.h"
 #include "server/app/list_page.h"
@@ -14,6 +15,7 @@
 #include "server/domain/names.h"
 #include "server/domain/status.h"
 #include "server/observe/log.h"
+#include "server/identity/tenant_identity.h"
 
 namespace lockbox {
 namespace {
@@ -72,6 +74,71 @@ absl::Status MayDeleteRoleBinding(Transaction& tx, const Actor& a, const std::st
     if (authz::DeleteRoleBinding(a, tenant).ok()) return absl::OkStatus();
   }
   return global;
+// What the audit event of an identity change records: the CA fingerprints
+// and the issuers (with their audiences), under `prefix`.
+void IdentityDetails(const v1::TenantIdentity& identity, absl::string_view prefix,
+                     v1::AuditEvent* e) {
+  auto& d = *e->mutable_details();
+  d[absl::StrCat(prefix, "ca_fingerprints")] = absl::StrJoin(identity.ca_fingerprints(), ",");
+  std::vector<std::string> issuers;
+  for (const v1::TokenIssuer& i : identity.token_issuers()) {
+    issuers.push_back(absl::StrCat(i.issuer(), " aud=", i.audience()));
+  }
+  d[absl::StrCat(prefix, "token_issuers")] = absl::StrJoin(issuers, ",");
+}
+
+// Each issuer's keys, checked by the token verifier: they load, and are of a
+// kind it accepts (so a registration never holds a key no token can use).
+absl::Status CheckIssuerKeys(const UseCaseRunner& runner,
+                             const google::protobuf::RepeatedPtrField<v1::TokenIssuer>& issuers) {
+  if (issuers.empty()) return absl::OkStatus();
+  if (runner.tokens() == nullptr) {
+    return InvalidField("identity.token_issuers", "NOT_ALLOWED",
+                        "this server verifies no tokens");
+  }
+  for (int i = 0; i < issuers.size(); ++i) {
+    RETURN_IF_ERROR(runner.tokens()->CheckIssuer(
+        issuers[i], absl::StrCat("identity.token_issuers[", i, "]")));
+  }
+  return absl::OkStatus();
+}
+
+// The first tenant.admin of CreateTenant: a user of this very tenant.
+absl::StatusOr<Principal> FirstAdmin(const v1::CreateTenantRequest& r,
+                                     absl::string_view trust_domain) {
+  const v1::RoleBinding& in = r.first_admin();
+  if (in.principal().empty()) {
+    return InvalidField("first_admin.principal", "REQUIRED",
+                        "the tenant's first tenant.admin, spiffe://<td>/tenant/<id>/user/<user>");
+  }
+  ASSIGN_OR_RETURN(Principal p,
+                   ParseSpiffeId(in.principal(), trust_domain, "first_admin.principal"));
+  if (p.kind != Principal::Kind::kTenantUser || p.tenant != r.tenant_id()) {
+    return InvalidField("first_admin.principal", "NOT_ALLOWED",
+                        absl::StrCat("must be a user of this tenant: spiffe://", trust_domain,
+                                     "/tenant/", r.tenant_id(), "/user/<user>"));
+  }
+  if (!in.role().empty() && in.role() != RoleName(Role::kTenantAdmin)) {
+    return InvalidField("first_admin.role", "NOT_ALLOWED", "must be empty or tenant.admin");
+  }
+  if (!in.tenant().empty() && in.tenant() != TenantName(r.tenant_id())) {
+    return InvalidField("first_admin.tenant", "NOT_ALLOWED",
+                        absl::StrCat("must be empty or ", TenantName(r.tenant_id())));
+  }
+  if (!in.email().empty() && !IsValidEmail(in.email())) {
+    return InvalidField("first_admin.email", "BAD_FORMAT", "is not an e-mail address");
+  }
+  return p;
+}
+
+absl::StatusOr<std::string> ParseIdentityName(absl::string_view name, absl::string_view field) {
+  std::string s(name);
+  constexpr absl::string_view kSuffix = "/identity";
+  if (!absl::EndsWith(s, kSuffix)) {
+    return InvalidField(field, name.empty() ? "REQUIRED" : "BAD_FORMAT",
+                        "must be tenants/{tenant}/identity");
+  }
+  return ParseTenantName(s.substr(0, s.size() - kSuffix.size()), field);
 }
 
 }  // namespace
@@ -83,6 +150,11 @@ absl::StatusOr<v1::Tenant> PolicyUseCases::CreateTenant(const C& c,
                         "must match [a-z][a-z0-9-]{0,62}");
   }
   RETURN_IF_ERROR(ValidateDisplayName(r.tenant().display_name(), "tenant.display_name"));
+  // Who vouches for the tenant's users comes with the tenant, from the
+  // customer, and is recorded with it: a tenant never exists without it.
+  RETURN_IF_ERROR(ValidateTenantIdentity(r.identity(), "identity"));
+  RETURN_IF_ERROR(CheckIssuerKeys(runner(), r.identity().token_issuers()));
+  ASSIGN_OR_RETURN(Principal first_admin, FirstAdmin(r, runner().trust_domain()));
   return runner().Change<v1::Tenant>(
       c, "CreateTenant", r, r.request_id(),
       [](Transaction&, const Actor& a) { return authz::ManageTenants(a); },
@@ -101,10 +173,34 @@ absl::StatusOr<v1::Tenant> PolicyUseCases::CreateTenant(const C& c,
         v1::LockboxPolicy policy = DefaultPolicy(r.tenant_id());
         *policy.mutable_update_time() = ToProto(now);
         RETURN_IF_ERROR(tx.tenancy().InsertPolicy(r.tenant_id(), &policy));
+        v1::TenantIdentity identity;
+        identity.set_ca_bundle_pem(r.identity().ca_bundle_pem());
+        *identity.mutable_token_issuers() = r.identity().token_issuers();
+        *identity.mutable_update_time() = ToProto(now);
+        RETURN_IF_ERROR(tx.tenancy().InsertTenantIdentity(r.tenant_id(), &identity));
+        FillCaFingerprints(&identity);
         v1::AuditEvent e = NewAuditEvent(a, "tenant.create", r.tenant_id(), t.name(), now);
         (*e.mutable_details())["display_name"] = t.display_name();
         PolicyDetails(policy, &e);
+        IdentityDetails(identity, "identity.", &e);
+        (*e.mutable_details())["first_admin"] = first_admin.spiffe_id;
         RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
+
+        std::string id = NewUuid();
+        v1::RoleBinding b;
+        b.set_name(absl::StrCat("roleBindings/", id));
+        b.set_principal(first_admin.spiffe_id);
+        b.set_role(std::string(RoleName(Role::kTenantAdmin)));
+        b.set_tenant(t.name());
+        b.set_email(r.first_admin().email());
+        *b.mutable_create_time() = ToProto(now);
+        RETURN_IF_ERROR(tx.tenancy().InsertRoleBinding(id, b));
+        v1::AuditEvent be = NewAuditEvent(a, "role_binding.create", r.tenant_id(), b.name(), now);
+        (*be.mutable_details())["principal"] = b.principal();
+        (*be.mutable_details())["role"] = b.role();
+        (*be.mutable_details())["email"] = b.email();
+        (*be.mutable_details())["first_admin"] = "true";
+        RETURN_IF_ERROR(runner().audit_log().Append(tx, &be));
         return t;
       });
 }
@@ -115,6 +211,64 @@ absl::StatusOr<v1::Tenant> PolicyUseCases::GetTenant(const C& c, const v1::GetTe
       c, [&](Transaction& tx, const Actor& a, absl::Time) -> absl::StatusOr<v1::Tenant> {
         RETURN_IF_ERROR(authz::ReadTenantConfig(a, tenant));
         return tx.tenancy().GetTenant(tenant);
+      });
+}
+
+absl::StatusOr<v1::TenantIdentity> PolicyUseCases::GetTenantIdentity(
+    const C& c, const v1::GetTenantIdentityRequest& r) {
+  ASSIGN_OR_RETURN(std::string tenant, ParseIdentityName(r.name(), "name"));
+  return runner().Read<v1::TenantIdentity>(
+      c, [&](Transaction& tx, const Actor& a, absl::Time) -> absl::StatusOr<v1::TenantIdentity> {
+        RETURN_IF_ERROR(authz::ReadTenantIdentity(a, tenant));
+        ASSIGN_OR_RETURN(v1::TenantIdentity identity,
+                         tx.tenancy().GetTenantIdentity(tenant, false));
+        FillCaFingerprints(&identity);
+        return identity;
+      });
+}
+
+absl::StatusOr<v1::TenantIdentity> PolicyUseCases::UpdateTenantIdentity(
+    const C& c, const v1::UpdateTenantIdentityRequest& r) {
+  ASSIGN_OR_RETURN(std::string tenant, ParseIdentityName(r.identity().name(), "identity.name"));
+  bool bundle = r.update_mask().paths().empty();
+  bool issuers = bundle;
+  for (const std::string& path : r.update_mask().paths()) {
+    if (path == "ca_bundle_pem") {
+      bundle = true;
+    } else if (path == "token_issuers") {
+      issuers = true;
+    } else {
+      return InvalidField("update_mask", "UNKNOWN_VALUE",
+                          absl::StrCat("\"", path, "\" is not ca_bundle_pem or token_issuers"));
+    }
+  }
+  if (bundle) {
+    RETURN_IF_ERROR(ParseCaBundle(r.identity().ca_bundle_pem(), "identity.ca_bundle_pem").status());
+  }
+  if (issuers) {
+    RETURN_IF_ERROR(ValidateTokenIssuers(r.identity().token_issuers(), "identity.token_issuers"));
+    RETURN_IF_ERROR(CheckIssuerKeys(runner(), r.identity().token_issuers()));
+  }
+  return runner().Change<v1::TenantIdentity>(
+      c, "UpdateTenantIdentity", r, r.request_id(),
+      [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::TenantIdentity> {
+        RETURN_IF_ERROR(authz::ManageTenantIdentity(a, tenant));
+        ASSIGN_OR_RETURN(v1::TenantIdentity identity, tx.tenancy().GetTenantIdentity(tenant, true));
+        RETURN_IF_ERROR(CheckEtag(r.identity().etag(), identity.etag()));
+        v1::TenantIdentity before = identity;
+        FillCaFingerprints(&before);
+        if (bundle) identity.set_ca_bundle_pem(r.identity().ca_bundle_pem());
+        if (issuers) *identity.mutable_token_issuers() = r.identity().token_issuers();
+        *identity.mutable_update_time() = ToProto(now);
+        RETURN_IF_ERROR(tx.tenancy().UpdateTenantIdentity(tenant, &identity));
+        FillCaFingerprints(&identity);
+        v1::AuditEvent e = NewAuditEvent(a, "tenant_identity.update", tenant, identity.name(), now);
+        IdentityDetails(before, "before.", &e);
+        IdentityDetails(identity, "after.", &e);
+        RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
+        RETURN_IF_ERROR(
+            NotifyIdentityChanged(tx, tenant, before, identity, a.principal.spiffe_id, now));
+        return identity;
       });
 }
 

@@ -29,6 +29,13 @@ class PolicyUseCases {
   using C = CallerIdentity;
   absl::StatusOr<v1::Tenant> CreateTenant(const C& c, const v1::CreateTenantRequest& r);
   absl::StatusOr<v1::Tenant> GetTenant(const C& c, const v1::GetTenantRequest& r);
+  // The tenant's CA bundle and token issuers, with ca_fingerprints.
+  absl::StatusOr<v1::TenantIdentity> GetTenantIdentity(const C& c,
+                                                       const v1::GetTenantIdentityRequest& r);
+  // Only the tenant's own tenant.admin; audited in the tenant's log and told
+  // to its admins.
+  absl::StatusOr<v1::TenantIdentity> UpdateTenantIdentity(const C& c,
+                                                          const v1::UpdateTenantIdentityRequest& r);
   absl::StatusOr<v1::ListTenantsResponse> ListTenants(const C& c, const v1::ListTenantsRequest& r);
   absl::StatusOr<v1::LockboxPolicy> GetLockboxPolicy(const C& c,
                                                      const v1::GetLockboxPolicyRequest& r);

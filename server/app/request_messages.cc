@@ -29,4 +29,14 @@ absl::Status NotifyGrantEnded(Transaction& tx, const v1::Grant& grant,
   return tx.outbox().EnqueueMessages(GrantEndedMessages(grant, request, contacts, now), now);
 }
 
+absl::Status NotifyIdentityChanged(Transaction& tx, const std::string& tenant,
+                                   const v1::TenantIdentity& before,
+                                   const v1::TenantIdentity& after, const std::string& changed_by,
+                                   absl::Time now) {
+  ASSIGN_OR_RETURN(std::vector<std::string> admins,
+                   tx.tenancy().ContactEmails(Role::kTenantAdmin, tenant, ""));
+  return tx.outbox().EnqueueMessages(
+      IdentityChangedMessages(before, after, changed_by, admins, now), now);
+}
+
 }  // namespace lockbox

@@ -23,6 +23,13 @@ absl::Status NotifyRequest(Transaction& tx, RequestEvent event, const v1::Access
 absl::Status NotifyGrantEnded(Transaction& tx, const v1::Grant& grant,
                               const v1::AccessRequest& request, absl::Time now);
 
+// Puts the e-mails telling the tenant's admins that its identity
+// configuration changed in this transaction's outbox.
+absl::Status NotifyIdentityChanged(Transaction& tx, const std::string& tenant,
+                                   const v1::TenantIdentity& before,
+                                   const v1::TenantIdentity& after, const std::string& changed_by,
+                                   absl::Time now);
+
 }  // namespace lockbox
 
 #endif  // LOCKBOX_SERVER_APP_REQUEST_MESSAGES_H_

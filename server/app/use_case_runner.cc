@@ -83,10 +83,12 @@ absl::StatusOr<Actor> UseCaseRunner::Caller(Transaction& tx, const CallerIdentit
                  "a client certificate with a SPIFFE ID is required");
   }
   ASSIGN_OR_RETURN(Principal caller, ParseSpiffeId(c.spiffe_id, options_.trust_domain));
+  ASSIGN_OR_RETURN(CertificateEvidence evidence, VerifyCertificate(tx, caller, c));
   ASSIGN_OR_RETURN(std::vector<Binding> bindings, tx.tenancy().BindingsOf(caller.spiffe_id));
   Actor actor;
   actor.principal = std::move(caller);
   actor.permissions = Permissions(std::move(bindings));
+  actor.certificate = std::move(evidence);
   return actor;
 }
 
@@ -159,6 +161,38 @@ absl::StatusOr<Actor> UseCaseRunner::Authenticate(Transaction& tx, const CallerI
   user.certificate = std::move(actor.certificate);
   user.token = on_behalf->token;
   return user;
+}
+
+absl::StatusOr<CertificateEvidence> UseCaseRunner::VerifyCertificate(
+    Transaction& tx, const Principal& caller, const CallerIdentity& c) const {
+  // Fail closed: a runner built without a verifier serves nobody.
+  if (options_.certificates == nullptr) {
+    return Error(absl::StatusCode::kUnauthenticated, reason::kUntrustedAnchor,
+                 "this server has no certificate verifier");
+  }
+  std::optional<v1::TenantIdentity> identity;
+  if (caller.kind == Principal::Kind::kTenantUser) {
+    auto stored = tx.tenancy().GetTenantIdentity(caller.tenant, false);
+    if (stored.ok()) {
+      identity = std::move(*stored);
+    } else if (!absl::IsNotFound(stored.status())) {
+      return stored.status();
+    }
+  }
+  return options_.certificates->Verify(caller, c, identity ? &*identity : nullptr);
+}
+
+absl::Status UseCaseRunner::VerifyProviderCertificate(const CallerIdentity& c) const {
+  ASSIGN_OR_RETURN(Principal caller, ParseSpiffeId(c.spiffe_id, options_.trust_domain));
+  if (caller.kind == Principal::Kind::kTenantUser) {
+    return Error(absl::StatusCode::kUnauthenticated, reason::kUntrustedAnchor,
+                 "a tenant user is proven by their tenant's bundle, not the provider's CA");
+  }
+  if (options_.certificates == nullptr) {
+    return Error(absl::StatusCode::kUnauthenticated, reason::kUntrustedAnchor,
+                 "this server has no certificate verifier");
+  }
+  return options_.certificates->Verify(caller, c, nullptr).status();
 }
 
 absl::Status UseCaseRunner::Run(

@@ -69,6 +69,11 @@ class TokenVerifier {
   virtual absl::StatusOr<TokenEvidence> Verify(
       absl::string_view token, const google::protobuf::RepeatedPtrField<v1::TokenIssuer>& issuers,
       absl::Time now) const = 0;
+  // Whether `issuer` can be registered (its keys load and are of a kind
+  // Verify accepts); INVALID_ARGUMENT on `field` (e.g.
+  // "identity.token_issuers[0]") otherwise.
+  virtual absl::Status CheckIssuer(const v1::TokenIssuer& issuer,
+                                   absl::string_view field) const = 0;
 };
 
 // Decides which refused on-behalf-of attempts are audited: the first of
@@ -115,7 +120,8 @@ class UseCaseRunner {
     // Every this many events of a log, an append also signs a checkpoint
     // (with audit_signer); 0: only on demand and when idle.
     int audit_checkpoint_events = 0;
-    // Not owned; outlive the runner.
+    // Not owned; outlive the runner. `certificates` is required: without
+    // it every call is UNAUTHENTICATED.
     const CertificateVerifier* certificates = nullptr;
     const TokenVerifier* tokens = nullptr;
   };
@@ -126,6 +132,8 @@ class UseCaseRunner {
   Store& store() const { return *options_.store; }
   const Clock& clock() const { return *options_.clock; }
   const std::string& trust_domain() const { return options_.trust_domain; }
+  // May be null (then no token is accepted).
+  const TokenVerifier* tokens() const { return options_.tokens; }
   // Where every use case appends its audit events, in its transaction.
   const AuditLog& audit_log() const { return audit_log_; }
   // Proves certificates other than the caller's own (a decision's signer
@@ -147,6 +155,11 @@ class UseCaseRunner {
   using Claim = std::function<absl::StatusOr<std::optional<ClaimedRow>>(Transaction&, absl::Time)>;
   using Handle = std::function<absl::Status(Transaction&, const ClaimedRow&, absl::Time)>;
   absl::StatusOr<bool> HandleOneDue(const Claim& claim, const Handle& handle) const;
+
+  // Whether an operator's or service's certificate chains to the provider's
+  // CA, without a transaction: for CheckAccess's memory path, which must not
+  // serve an enforcer certificate minted by a tenant CA.
+  absl::Status VerifyProviderCertificate(const CallerIdentity& c) const;
 
   // Runs a read in one transaction with the authenticated actor and the
   // time of the call.
@@ -192,6 +205,10 @@ class UseCaseRunner {
   // the portal (whose service.portal is checked again in this transaction).
   absl::StatusOr<Actor> Authenticate(Transaction& tx, const CallerIdentity& c,
                                      const OnBehalf* on_behalf) const;
+  // Options::certificates on the caller's certificate, with their tenant's
+  // identity (read in `tx`) for a tenant user.
+  absl::StatusOr<CertificateEvidence> VerifyCertificate(Transaction& tx, const Principal& caller,
+                                                        const CallerIdentity& c) const;
   // Records a refused on-behalf-of attempt in its own transaction (the
   // call's transaction rolled back), as RefusalThrottle allows: in the
   // claimed user's tenant log when that tenant exists, else in the global

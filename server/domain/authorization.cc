@@ -74,10 +74,23 @@ absl::Status ManageTenantPolicy(const Actor& a, absl::string_view tenant) {
                "needs tenant.admin of the tenant");
 }
 
+absl::Status ReadTenantIdentity(const Actor& a, absl::string_view tenant) {
+  return Allow(a.permissions.Has(Role::kAdmin) || a.permissions.IsTenantMember(tenant),
+               "reading a tenant's identity needs lockbox.admin or a role in that tenant");
+}
+
+absl::Status ManageTenantIdentity(const Actor& a, absl::string_view tenant) {
+  return Allow(a.permissions.HasInTenant(Role::kTenantAdmin, tenant),
+               "needs tenant.admin of the tenant (the provider cannot change who vouches for "
+               "a customer's users)");
+}
+
 absl::Status CreateRoleBinding(const Actor& a, Role role, absl::string_view tenant) {
-  return Allow(a.permissions.Has(Role::kAdmin) ||
-                   (IsTenantRole(role) && a.permissions.HasInTenant(Role::kTenantAdmin, tenant)),
-               "needs lockbox.admin, or tenant.admin of the tenant for tenant roles");
+  if (IsTenantRole(role)) {
+    return Allow(!tenant.empty() && a.permissions.HasInTenant(Role::kTenantAdmin, tenant),
+                 "tenant roles are bound only by tenant.admin of the tenant");
+  }
+  return Allow(a.permissions.Has(Role::kAdmin), "provider roles need lockbox.admin");
 }
 
 absl::StatusOr<ListScope> ListRoleBindings(const Actor& a, absl::string_view tenant) {
@@ -96,10 +109,11 @@ absl::StatusOr<ListScope> ListRoleBindings(const Actor& a, absl::string_view ten
 }
 
 absl::Status DeleteRoleBinding(const Actor& a, absl::string_view binding_tenant) {
-  if (a.permissions.Has(Role::kAdmin)) return absl::OkStatus();
-  return Allow(
-      !binding_tenant.empty() && a.permissions.HasInTenant(Role::kTenantAdmin, binding_tenant),
-      "needs lockbox.admin, or tenant.admin of the binding's tenant");
+  if (!binding_tenant.empty()) {
+    return Allow(a.permissions.HasInTenant(Role::kTenantAdmin, binding_tenant),
+                 "a tenant's bindings are removed only by tenant.admin of the tenant");
+  }
+  return Allow(a.permissions.Has(Role::kAdmin), "provider bindings need lockbox.admin");
 }
 
 absl::Status CreateAccessRequest(const Actor& a) {

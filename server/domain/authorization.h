@@ -34,12 +34,20 @@ absl::Status ReadTenantConfig(const Actor& a, absl::string_view tenant);
 absl::StatusOr<ListScope> ListTenants(const Actor& a);
 absl::Status ManageTenants(const Actor& a);
 absl::Status ManageTenantPolicy(const Actor& a, absl::string_view tenant);
-// `tenant` is "" for a global binding.
+// The tenant's identity configuration (CA bundle, token issuers): read by
+// its members and lockbox.admin, changed only by its own tenant.admin (SPEC
+// section 8: not even lockbox.admin may say who the tenant's users are).
+absl::Status ReadTenantIdentity(const Actor& a, absl::string_view tenant);
+absl::Status ManageTenantIdentity(const Actor& a, absl::string_view tenant);
+// `tenant` is "" for a global binding. Tenant roles are the tenant's own:
+// only its tenant.admin binds them; lockbox.admin binds provider roles only.
 absl::Status CreateRoleBinding(const Actor& a, Role role, absl::string_view tenant);
 // `tenant` "" lists every binding the caller may see.
 absl::StatusOr<ListScope> ListRoleBindings(const Actor& a, absl::string_view tenant);
 // `binding_tenant` is the binding's tenant, "" when it is global or unknown
-// (a tenant admin learns nothing of bindings outside their tenant).
+// (a tenant admin learns nothing of bindings outside their tenant). As
+// CreateRoleBinding: a tenant's bindings by its tenant.admin, global ones by
+// lockbox.admin.
 absl::Status DeleteRoleBinding(const Actor& a, absl::string_view binding_tenant);
 
 // Access requests. Engineers who are not reviewers see only their own.

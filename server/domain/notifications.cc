@@ -230,6 +230,45 @@ std::vector<OutboundMessage> GrantEndedMessages(const v1::Grant& g, const Access
   return out;
 }
 
+namespace {
+
+std::string IdentitySummary(const v1::TenantIdentity& identity) {
+  std::string out;
+  for (const std::string& f : identity.ca_fingerprints()) {
+    absl::StrAppend(&out, "  CA (SHA-256):  ", f, "\n");
+  }
+  if (identity.token_issuers().empty()) absl::StrAppend(&out, "  Token issuers: none\n");
+  for (const v1::TokenIssuer& i : identity.token_issuers()) {
+    absl::StrAppend(&out, "  Token issuer:  ", i.issuer(), " (audience ", i.audience(), ")\n");
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<OutboundMessage> IdentityChangedMessages(const v1::TenantIdentity& before,
+                                                     const v1::TenantIdentity& after,
+                                                     const std::string& changed_by,
+                                                     const std::vector<std::string>& tenant_admins,
+                                                     absl::Time now) {
+  std::vector<OutboundMessage> out;
+  const std::string tenant = TenantOf(after.name());
+  std::string subject =
+      absl::StrCat("[Lockbox] Your organisation's identity configuration changed (", tenant, ")");
+  std::string body = absl::StrCat(
+      "Who Lockbox trusts to prove your users changed at ",
+      absl::FormatTime("%Y-%m-%d %H:%M UTC", now, absl::UTCTimeZone()), ".\n\n",
+      "Changed by:      ", changed_by, "\n\nBefore:\n", IdentitySummary(before), "\nNow:\n",
+      IdentitySummary(after),
+      "\nWhat to do: compare the fingerprints with your own CA certificates:\n"
+      "  lockboxctl tenants identity get ",
+      tenant,
+      "\nIf you did not expect this change, remove the admin who made it and set your own "
+      "bundle again.\n");
+  AddEmails(tenant_admins, tenant, "tenant_identity.updated", after.name(), subject, body, &out);
+  return out;
+}
+
 std::string WebhookSignature(const std::string& secret, int64_t unix_seconds,
                              const std::string& body) {
   std::string signed_text = absl::StrCat(unix_seconds, ".", body);

@@ -56,6 +56,16 @@ std::vector<OutboundMessage> GrantEndedMessages(const v1::Grant& grant,
                                                 const v1::AccessRequest& request,
                                                 const Contacts& contacts, absl::Time now);
 
+// The tenant's identity configuration (CA bundle, token issuers) was
+// changed by `changed_by`: told to the tenant's admins, with the CA
+// fingerprints and issuers before and after (ca_fingerprints filled), so
+// an admin who did not make the change sees it at once.
+std::vector<OutboundMessage> IdentityChangedMessages(const v1::TenantIdentity& before,
+                                                     const v1::TenantIdentity& after,
+                                                     const std::string& changed_by,
+                                                     const std::vector<std::string>& tenant_admins,
+                                                     absl::Time now);
+
 // "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>", the value
 // of the X-Lockbox-Signature header. Receivers recompute it and reject old
 // timestamps to stop replays.

@@ -271,4 +271,9 @@ absl::Status ValidateTokenIssuer(const v1::TokenIssuer& issuer, absl::string_vie
   return absl::OkStatus();
 }
 
+absl::Status JoseTokenVerifier::CheckIssuer(const v1::TokenIssuer& issuer,
+                                           absl::string_view field) const {
+  return ValidateTokenIssuer(issuer, field);
+}
+
 }  // namespace lockbox

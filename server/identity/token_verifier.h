@@ -43,6 +43,8 @@ class JoseTokenVerifier final : public TokenVerifier {
   absl::StatusOr<TokenEvidence> Verify(
       absl::string_view token, const google::protobuf::RepeatedPtrField<v1::TokenIssuer>& issuers,
       absl::Time now) const override;
+  // ValidateTokenIssuer.
+  absl::Status CheckIssuer(const v1::TokenIssuer& issuer, absl::string_view field) const override;
 };
 
 // Whether `issuer` can be registered: issuer and audience set, and its

@@ -21,6 +21,8 @@ class PolicyService final : public v1::PolicyService::Service {
   explicit PolicyService(PolicyUseCases* use_cases) : use_cases_(use_cases) {}
   LOCKBOX_UNARY(CreateTenant, v1::CreateTenantRequest, v1::Tenant)
   LOCKBOX_UNARY(GetTenant, v1::GetTenantRequest, v1::Tenant)
+  LOCKBOX_UNARY(GetTenantIdentity, v1::GetTenantIdentityRequest, v1::TenantIdentity)
+  LOCKBOX_UNARY(UpdateTenantIdentity, v1::UpdateTenantIdentityRequest, v1::TenantIdentity)
   LOCKBOX_UNARY(ListTenants, v1::ListTenantsRequest, v1::ListTenantsResponse)
   LOCKBOX_UNARY(GetLockboxPolicy, v1::GetLockboxPolicyRequest, v1::LockboxPolicy)
   LOCKBOX_UNARY(UpdateLockboxPolicy, v1::UpdateLockboxPolicyRequest, v1::LockboxPolicy)

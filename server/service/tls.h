@@ -17,7 +17,9 @@ namespace lockbox {
 struct TlsFiles {
   std::string cert;       // PEM server certificate chain.
   std::string key;        // PEM private key.
-  std::string client_ca;  // PEM CA bundle that client certificates must chain to.
+  // PEM CA bundle that client certificates must chain to: lockboxd's
+  // combined trust roots (provider CA and every tenant's bundle).
+  std::string client_ca;
   // Directory of hashed CRL files (<issuer hash>.r<N>); empty: no CRL check.
   std::string crl_dir;
 };

@@ -12,11 +12,19 @@ curl_as alice "https://localhost:$PORT/grpc.health.v1.Health/Check" | grep -q SE
   fail "health over mTLS"
 curl_as admin --list-methods "https://localhost:$PORT" | grep -q "lockbox.v1.AccessRequestService/WatchAccessRequest" ||
   fail "reflection does not list the API"
-curl_as admin -d '{"tenant_id":"fabrikam","tenant":{"display_name":"Fabrikam"}}' \
+"$ROOT/scripts/make-certs" "$WORK/certs" "$TD" --tenant-ca fabrikam
+create="$(python3 -c 'import json, sys
+print(json.dumps({"tenant_id": "fabrikam", "tenant": {"display_name": "Fabrikam"},
+                  "identity": {"ca_bundle_pem": open(sys.argv[1]).read()},
+                  "first_admin": {"principal": sys.argv[2]}}))' \
+  "$WORK/certs/tenant-fabrikam-ca.crt" "spiffe://$TD/tenant/fabrikam/user/fay")"
+curl_as admin -d "$create" \
   "https://localhost:$PORT/lockbox.v1.PolicyService/CreateTenant" | grep -q '"name": "tenants/fabrikam"' ||
   fail "CreateTenant"
 curl_as admin -d '{}' "https://localhost:$PORT/lockbox.v1.PolicyService/ListTenants" |
   grep -q fabrikam || fail "ListTenants"
-out="$(curl_as alice -d '{"tenant_id":"x"}' "https://localhost:$PORT/lockbox.v1.PolicyService/CreateTenant" 2>&1 || true)"
+# A valid request from someone who is not lockbox.admin.
+create_x="$(echo "$create" | sed -e 's/"tenant_id": "fabrikam"/"tenant_id": "x"/' -e 's#/tenant/fabrikam/#/tenant/x/#')"
+out="$(curl_as alice -d "$create_x" "https://localhost:$PORT/lockbox.v1.PolicyService/CreateTenant" 2>&1 || true)"
 echo "$out" | grep -q permission_denied || fail "expected permission_denied: $out"
 echo "1 passed, 0 failed"

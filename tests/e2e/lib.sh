@@ -58,16 +58,30 @@ ctl() {
   LOCKBOX_CERT="$WORK/certs/$who.crt" LOCKBOX_KEY="$WORK/certs/$who.key" "$BUILD/client/lockboxctl" "$@"
 }
 
-# The demo tenant: contoso with a protected environment prod.
+# The demo tenant: contoso with a protected environment prod. Its CA bundle
+# is make-certs' tenant CA and dana its first tenant.admin, as the harness's
+# TenantRequest does for the C++ tests.
 seed() {
-  ctl admin tenants create contoso --display-name "Contoso Ltd" >/dev/null
+  ctl admin tenants create contoso --display-name "Contoso Ltd" \
+    --ca-bundle "$WORK/certs/tenant-contoso-ca.crt" \
+    --first-admin "spiffe://$TD/tenant/contoso/user/dana" >/dev/null
+  wait_trusted dana contoso
   ctl admin environments create contoso prod --data-source sql:sql_database \
     --data-source rcs:storage_account:unsupported >/dev/null
   ctl admin bindings create "spiffe://$TD/operator/alice" operator.engineer >/dev/null
   ctl admin bindings create "spiffe://$TD/operator/bob" operator.reviewer >/dev/null
   ctl admin bindings create "spiffe://$TD/service/enforcer" service.enforcer >/dev/null
-  ctl admin bindings create "spiffe://$TD/tenant/contoso/user/dana" tenant.admin --tenant contoso >/dev/null
   ctl dana policy set contoso --enabled true >/dev/null
+}
+
+# wait_trusted WHO TENANT: until WHO (a user of TENANT) gets through: the
+# server trusts a new tenant's CA within a couple of seconds.
+wait_trusted() {
+  for _ in $(seq 1 100); do
+    ctl "$1" tenants get "$2" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  fail "$1 is not trusted after creating tenant $2"
 }
 
 # pending STAGE: the newest pending request of contoso in STAGE, waiting for it.

@@ -56,7 +56,8 @@ ctl bob approve 00000000-0000-4000-8000-000000000000 2>"$WORK/nf.err" >/dev/null
 [ $? -eq 8 ] || fail "an ID nobody has should exit 8"
 grep -q "no access request with ID 00000000-0000-4000-8000-000000000000" "$WORK/nf.err" ||
   fail "an unknown ID should say so: $(cat "$WORK/nf.err")"
-ctl alice tenants create nope >/dev/null 2>&1; [ $? -eq 7 ] || fail "permission denied should exit 7"
+ctl alice tenants create nope --ca-bundle "$WORK/certs/tenant-contoso-ca.crt" \
+  --first-admin "spiffe://$TD/tenant/nope/user/x" >/dev/null 2>&1; [ $? -eq 7 ] || fail "permission denied should exit 7"
 ctl alice --no-such-flag >/dev/null 2>&1; [ $? -eq 1 ] || fail "a usage error should exit 1"
 set -e
 ctl dana audit verify contoso | grep -q "^OK: verified" || fail "audit verify"
@@ -64,9 +65,22 @@ ctl dana audit list contoso --filter "action = access_request.deny" | grep -q ac
   fail "audit list"
 ctl dana notifications list contoso >/dev/null || fail "notifications list"
 ctl dana --json notifications list contoso --failed >/dev/null || fail "notifications list --failed"
+# The tenant's identity: what was registered, its fingerprint as openssl
+# computes it; changed by the tenant's admin only (exit 7 for lockbox.admin).
+want="$(openssl x509 -in "$WORK/certs/tenant-contoso-ca.crt" -outform DER | sha256sum | cut -d' ' -f1)"
+ctl dana tenants identity get contoso | grep -q "CA (SHA-256):   $want" ||
+  fail "identity get: $(ctl dana tenants identity get contoso 2>&1)"
+set +e
+ctl admin tenants identity set contoso --ca-bundle "$WORK/certs/tenant-contoso-ca.crt" \
+  >/dev/null 2>&1; [ $? -eq 7 ] || fail "lockbox.admin changing a tenant's identity should exit 7"
+set -e
+ctl dana tenants identity set contoso --ca-bundle "$WORK/certs/tenant-contoso-ca.crt" |
+  grep -q "CA (SHA-256):   $want" || fail "identity set by the tenant's admin"
+ctl dana audit list contoso --filter "action = tenant_identity.update" |
+  grep -q tenant_identity.update || fail "identity change not audited"
 for cmd in "" tenants policy environments bindings request requests approve deny cancel grants \
            grant release revoke check audit "audit list" "audit verify" "request create" \
-           notifications "notifications list"; do
+           notifications "notifications list" "tenants identity" "tenants identity set"; do
   ctl alice $cmd --help >/dev/null || fail "lockboxctl $cmd --help"
 done
 echo "1 passed, 0 failed"

@@ -55,12 +55,11 @@ class AuditTest : public ::testing::Test {
   }
   static std::unique_ptr<lockbox::Client> Admin() { return Connect(*certs_, "admin", *server_); }
 
-  // A tenant whose log holds a dozen events.
+  // A tenant whose log holds 13 events (its creation with its first
+  // admin's binding, its environment and ten requests).
   static void Populate(const std::string& tenant) {
     auto admin = Admin();
-    v1::CreateTenantRequest t;
-    t.set_tenant_id(tenant);
-    ASSERT_TRUE(admin->CreateTenant(t).ok());
+    ASSERT_TRUE(admin->CreateTenant(TenantRequest(*certs_, tenant)).ok());
     v1::CreateEnvironmentRequest e;
     e.set_parent("tenants/" + tenant);
     e.set_environment_id("prod");
@@ -106,7 +105,7 @@ TEST_F(AuditTest, AnUntouchedLogVerifiesWithItsCheckpoints) {
   Populate("clean");
   auto r = Verify("clean");
   EXPECT_TRUE(r.ok()) << r.detail();
-  EXPECT_EQ(r.verified_events(), 12);
+  EXPECT_EQ(r.verified_events(), 13);
   EXPECT_EQ(r.verified_checkpoints(), 2);  // Every 5 events.
 }
 
@@ -196,8 +195,8 @@ TEST_F(AuditTest, ThreeReplicasAppendingToOneTenantLeaveOneChain) {
   EXPECT_EQ(ok.load(), 90);
   auto r = Verify("shared");
   EXPECT_TRUE(r.ok()) << r.detail();
-  EXPECT_EQ(r.verified_events(), 12 + 90);
-  EXPECT_EQ(r.verified_checkpoints(), (12 + 90) / 5);
+  EXPECT_EQ(r.verified_events(), 13 + 90);
+  EXPECT_EQ(r.verified_checkpoints(), (13 + 90) / 5);
 }
 
 TEST_F(AuditTest, TwoHundredThousandEventsExportInFlatMemoryAndVerifyOffline) {

@@ -37,16 +37,16 @@ class GrantViewTest : public ::testing::Test {
     ASSERT_TRUE(a_->WaitReady("admin"));
     ASSERT_TRUE(b_->WaitReady("admin"));
     auto admin = LibraryClient(*certs_, "admin", b_->target());
-    v1::CreateTenantRequest t;
-    t.set_tenant_id("viewed");
-    ASSERT_TRUE(admin->CreateTenant(t).ok());
+    ASSERT_TRUE(admin->CreateTenant(TenantRequest(*certs_, "viewed", "dana")).ok());
+    // Each replica trusts the new tenant's CA within a couple of seconds.
+    ASSERT_TRUE(a_->WaitReady("dana", 15));
+    ASSERT_TRUE(b_->WaitReady("dana", 15));
     v1::CreateEnvironmentRequest e;
     e.set_parent("tenants/viewed");
     e.set_environment_id("prod");
     ASSERT_TRUE(admin->CreateEnvironment(e).ok());
     Bind(*admin, Id("operator/alice"), "operator.engineer", "");
     Bind(*admin, Id("operator/bob"), "operator.reviewer", "");
-    Bind(*admin, Id("tenant/viewed/user/dana"), "tenant.admin", "tenants/viewed");
     Bind(*admin, Id("service/enforcer"), "service.enforcer", "");
     // Unprotected (internal review only), and the customer may revoke.
     v1::UpdateLockboxPolicyRequest p;

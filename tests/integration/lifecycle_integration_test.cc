@@ -79,10 +79,12 @@ class LifecycleTest : public ::testing::Test {
   // SQL database and an unsupported RCS store, its admin and auditor.
   void MakeTenant(const std::string& tenant, bool enabled) {
     Client admin = As("admin");
-    v1::CreateTenantRequest ct;
-    ct.set_tenant_id(tenant);
+    // Its admin is the tenant's first, named at its creation.
+    world->certs->Make(tenant + "-admin", "tenant/" + tenant + "/user/admin");
+    v1::CreateTenantRequest ct = TenantRequest(*world->certs, tenant, "admin", "admin@example.com");
     v1::Tenant t;
     ASSERT_TRUE(admin.policy->CreateTenant(Context().get(), ct, &t).ok());
+    ASSERT_TRUE(world->server->WaitReady(tenant + "-admin", 15));
     v1::CreateEnvironmentRequest ce;
     ce.set_parent("tenants/" + tenant);
     ce.set_environment_id("prod");
@@ -98,10 +100,9 @@ class LifecycleTest : public ::testing::Test {
     grpc::Status s = admin.policy->CreateEnvironment(Context().get(), ce, &env);
     ASSERT_TRUE(s.ok()) << s.error_message();
     EXPECT_TRUE(env.managed());
-    world->certs->Make(tenant + "-admin", "tenant/" + tenant + "/user/admin");
     world->certs->Make(tenant + "-auditor", "tenant/" + tenant + "/user/auditor");
-    World::Bind(admin, Id("tenant/" + tenant + "/user/admin"), "tenant.admin", "tenants/" + tenant);
-    World::Bind(admin, Id("tenant/" + tenant + "/user/auditor"), "tenant.auditor",
+    Client tenant_admin = As(tenant + "-admin");
+    World::Bind(tenant_admin, Id("tenant/" + tenant + "/user/auditor"), "tenant.auditor",
                 "tenants/" + tenant);
     if (enabled) SetPolicy(tenant, true, false);
   }
@@ -766,11 +767,12 @@ TEST_F(LifecycleTest, ConfigurationChangesAreOwnedAndAudited) {
   EXPECT_EQ(admin.policy->DeleteRoleBinding(Context().get(), del, &empty).error_code(),
             grpc::StatusCode::NOT_FOUND);
 
-  // One audit event for every change of every resource kind, in order.
+  // One audit event for every change of every resource kind, in order: the
+  // tenant comes with its first admin's binding.
   std::vector<std::string> actions;
   for (const auto& e : Audit("configured")) actions.push_back(e.action());
   std::vector<std::string> expected = {
-      "tenant.create",          "environment.create",    "role_binding.create",
+      "tenant.create",          "role_binding.create",   "environment.create",
       "role_binding.create",    "lockbox_policy.update", "environment.update",
       "environment.update",     "role_binding.create",   "role_binding.delete"};
   EXPECT_EQ(actions, expected);

@@ -102,16 +102,15 @@ class Stack {
   // when `enabled`, the lockbox on with two extra addresses and a webhook.
   void Tenant(const std::string& t, bool enabled) {
     auto admin = As("admin");
-    v1::CreateTenantRequest ct;
-    ct.set_tenant_id(t);
-    ASSERT_TRUE(admin->CreateTenant(ct).ok());
+    certs.Make(t + "-dana", "tenant/" + t + "/user/dana");
+    ASSERT_TRUE(
+        admin->CreateTenant(TenantRequest(certs, t, "dana", "dana@" + t + ".example")).ok());
+    // Every replica trusts the new tenant's CA within a couple of seconds.
+    for (auto& s : servers) ASSERT_TRUE(s->WaitReady(t + "-dana", 15));
     v1::CreateEnvironmentRequest ce;
     ce.set_parent("tenants/" + t);
     ce.set_environment_id("prod");
     ASSERT_TRUE(admin->CreateEnvironment(ce).ok());
-    certs.Make(t + "-dana", "tenant/" + t + "/user/dana");
-    Bind(*admin, Id("tenant/" + t + "/user/dana"), "tenant.admin", "tenants/" + t,
-         "dana@" + t + ".example");
     if (!enabled) return;
     v1::UpdateLockboxPolicyRequest up;
     auto* p = up.mutable_lockbox_policy();

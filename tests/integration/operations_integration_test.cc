@@ -39,9 +39,7 @@ class OperationsTest : public ::testing::Test {
     server_ = new ServerProcess(*certs_, db_->url(), Id("operator/admin"), {}, 0, *log_);
     ASSERT_TRUE(server_->WaitReady("admin"));
     auto admin = LibraryClient(*certs_, "admin", server_->target());
-    v1::CreateTenantRequest t;
-    t.set_tenant_id("metered");
-    ASSERT_TRUE(admin->CreateTenant(t).ok());
+    ASSERT_TRUE(admin->CreateTenant(TenantRequest(*certs_, "metered")).ok());
     v1::CreateEnvironmentRequest e;
     e.set_parent("tenants/metered");
     e.set_environment_id("prod");

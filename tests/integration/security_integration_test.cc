@@ -135,9 +135,7 @@ class ServerLifeTest : public ::testing::Test {
     };
     bind("alice", "operator.engineer");
     bind("bob", "operator.reviewer");
-    v1::CreateTenantRequest t;
-    t.set_tenant_id("busy");
-    ASSERT_TRUE(admin->CreateTenant(t).ok());
+    ASSERT_TRUE(admin->CreateTenant(TenantRequest(certs_, "busy")).ok());
     v1::CreateEnvironmentRequest e;
     e.set_parent("tenants/busy");
     e.set_environment_id("prod");
@@ -310,11 +308,14 @@ TEST_F(ServerLifeTest, SigkillUnderLoadLosesNothingAcknowledgedAndHalfWritesNoth
   v1::VerifyAuditLogRequest v;
   v.set_parent("tenants/busy");
   certs_.Make("auditor", "tenant/busy/user/auditor");
+  // Bound by the tenant's own admin (its first, from CreateTenant).
+  certs_.Make("busy-admin", "tenant/busy/user/admin");
+  ASSERT_TRUE(server_->WaitReady("busy-admin", 15));
   v1::CreateRoleBindingRequest b;
   b.mutable_role_binding()->set_principal(Id("tenant/busy/user/auditor"));
   b.mutable_role_binding()->set_role("tenant.auditor");
   b.mutable_role_binding()->set_tenant("tenants/busy");
-  ASSERT_TRUE(Connect("admin")->CreateRoleBinding(b).ok());
+  ASSERT_TRUE(Connect("busy-admin")->CreateRoleBinding(b).ok());
   auto verified = Connect("auditor")->VerifyAuditLog(v);
   ASSERT_TRUE(verified.ok());
   EXPECT_TRUE(verified->ok()) << verified->detail();
@@ -395,9 +396,7 @@ TEST(DatabaseOutageTest, CallsFailFastHealthSaysNotServingAndTheServerRecovers) 
   b.mutable_role_binding()->set_principal(Id("operator/alice"));
   b.mutable_role_binding()->set_role("operator.engineer");
   ASSERT_TRUE(admin->CreateRoleBinding(b).ok());
-  v1::CreateTenantRequest t;
-  t.set_tenant_id("outage");
-  ASSERT_TRUE(admin->CreateTenant(t).ok());
+  ASSERT_TRUE(admin->CreateTenant(TenantRequest(certs, "outage")).ok());
   v1::CreateEnvironmentRequest e;
   e.set_parent("tenants/outage");
   e.set_environment_id("prod");

@@ -36,9 +36,9 @@ class WatchTest : public ::testing::Test {
       r.mutable_role_binding()->set_tenant(tenant);
       ASSERT_TRUE(admin->CreateRoleBinding(r).ok()) << who;
     };
-    v1::CreateTenantRequest t;
-    t.set_tenant_id("watched");
-    ASSERT_TRUE(admin->CreateTenant(t).ok());
+    ASSERT_TRUE(admin->CreateTenant(TenantRequest(*certs_, "watched", "dana")).ok());
+    ASSERT_TRUE(a_->WaitReady("dana", 15));
+    ASSERT_TRUE(b_->WaitReady("dana", 15));
     v1::CreateEnvironmentRequest e;
     e.set_parent("tenants/watched");
     e.set_environment_id("prod");
@@ -46,7 +46,6 @@ class WatchTest : public ::testing::Test {
     bind(Id("operator/alice"), "operator.engineer", "");
     bind(Id("operator/mallory"), "operator.engineer", "");
     bind(Id("operator/bob"), "operator.reviewer", "");
-    bind(Id("tenant/watched/user/dana"), "tenant.admin", "tenants/watched");
     v1::UpdateLockboxPolicyRequest p;
     p.mutable_lockbox_policy()->set_name("tenants/watched/lockboxPolicy");
     p.mutable_lockbox_policy()->set_enabled(true);
@@ -286,18 +285,15 @@ TEST_F(WatchTest, ExpiryEndsTheWatchWithoutAnyWrite) {
                         "--testing-clock-offset-file=" + clock_file});
   ASSERT_TRUE(server.WaitReady("admin"));
   auto admin = Connect("admin", server.target());
-  v1::CreateTenantRequest t;
-  t.set_tenant_id("shortlived");
-  ASSERT_TRUE(admin->CreateTenant(t).ok());
+  certs_->Make("sam", "tenant/shortlived/user/sam");
+  ASSERT_TRUE(admin->CreateTenant(TenantRequest(*certs_, "shortlived", "sam")).ok());
+  ASSERT_TRUE(server.WaitReady("sam", 15));
   v1::CreateEnvironmentRequest e;
   e.set_parent("tenants/shortlived");
   e.set_environment_id("prod");
   ASSERT_TRUE(admin->CreateEnvironment(e).ok());
-  certs_->Make("sam", "tenant/shortlived/user/sam");
-  for (const auto& [who, role, tenant] :
-       {std::tuple<std::string, std::string, std::string>{"tenant/shortlived/user/sam",
-                                                          "tenant.admin", "tenants/shortlived"},
-        {"operator/alice", "operator.engineer", ""}}) {
+  for (const auto& [who, role, tenant] : {std::tuple<std::string, std::string, std::string>{
+           "operator/alice", "operator.engineer", ""}}) {
     v1::CreateRoleBindingRequest rb;
     rb.mutable_role_binding()->set_principal(Id(who));
     rb.mutable_role_binding()->set_role(role);
@@ -344,9 +340,7 @@ TEST_F(WatchTest, AThousandWatchersAreAllReleased) {
   constexpr int kWatchers = 1000;
   // Internal review only: an unprotected tenant.
   auto admin = Connect("admin", b_->target());
-  v1::CreateTenantRequest t;
-  t.set_tenant_id("crowd");
-  ASSERT_TRUE(admin->CreateTenant(t).ok());
+  ASSERT_TRUE(admin->CreateTenant(TenantRequest(*certs_, "crowd")).ok());
   v1::CreateEnvironmentRequest e;
   e.set_parent("tenants/crowd");
   e.set_environment_id("prod");

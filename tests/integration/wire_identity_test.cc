@@ -37,18 +37,19 @@ class WireIdentityTest : public ::testing::Test {
     server_ = new ServerProcess(*certs_, db_->url(), Id("operator/admin"));
     ASSERT_TRUE(server_->WaitReady("admin"));
     lockbox::Client& admin = As("admin");
-    v1::CreateTenantRequest ct;
-    ct.set_tenant_id("ma");
-    ASSERT_TRUE(admin.CreateTenant(ct).ok());
+    // dana is the tenant's first tenant.admin, named at its creation, with
+    // the tenant's token issuer.
     issuer_ = new TestTokenIssuer("https://login.ma.example", "lockbox");
-    db_->Exec(TokenIssuersSql("ma", {issuer_->Registration()}));
+    v1::CreateTenantRequest ct = TenantRequest(*certs_, "ma", "dana");
+    *ct.mutable_identity()->add_token_issuers() = issuer_->Registration();
+    ASSERT_TRUE(admin.CreateTenant(ct).ok());
+    ASSERT_TRUE(server_->WaitReady("dana", 15));
     v1::CreateEnvironmentRequest ce;
     ce.set_parent("tenants/ma");
     ce.set_environment_id("prod");
     ASSERT_TRUE(admin.CreateEnvironment(ce).ok());
     Bind(Id("operator/alice"), "operator.engineer", "");
     Bind(Id("operator/bob"), "operator.reviewer", "");
-    Bind(Id("tenant/ma/user/dana"), "tenant.admin", "tenants/ma");
     Bind(Id("service/enforcer"), "service.enforcer", "");
     Bind(Id("service/portal"), "service.portal", "");
     v1::UpdateLockboxPolicyRequest up;

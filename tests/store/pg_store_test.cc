@@ -314,3 +314,70 @@ TEST_F(PgStoreTest, AuditLogLinksEventsAndSignsEveryNth) {
 
 }  // namespace
 }  // namespace lockbox
+
+namespace lockbox {
+namespace {
+
+// A tenant's identity: stored as given, versioned by its etag, NOT_FOUND
+// when none, and every tenant's bundle listed for the TLS roots.
+TEST_F(PgStoreTest, TenantIdentityIsStoredVersionedAndListed) {
+  AddTenant("ida");
+  AddTenant("idb");
+  AddTenant("none");
+  v1::TenantIdentity a;
+  a.set_ca_bundle_pem("-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n");
+  v1::TokenIssuer* issuer = a.add_token_issuers();
+  issuer->set_issuer("https://idp.a.example");
+  issuer->set_audience("lockbox");
+  issuer->set_jwks_json(R"({"keys":[]})");
+  a.add_ca_fingerprints("not stored: filled on every read");
+  *a.mutable_update_time() = ToProto(kNow);
+  v1::TenantIdentity b;
+  b.set_ca_bundle_pem("B");
+  *b.mutable_update_time() = ToProto(kNow);
+  ASSERT_TRUE(Run([&](Transaction& tx) -> absl::Status {
+                RETURN_IF_ERROR(tx.tenancy().InsertTenantIdentity("ida", &a));
+                return tx.tenancy().InsertTenantIdentity("idb", &b);
+              }).ok());
+  EXPECT_EQ(a.name(), "tenants/ida/identity");
+  EXPECT_FALSE(a.etag().empty());
+
+  v1::TenantIdentity got;
+  ASSERT_TRUE(Run([&](Transaction& tx) -> absl::Status {
+                ASSIGN_OR_RETURN(got, tx.tenancy().GetTenantIdentity("ida", false));
+                return absl::OkStatus();
+              }).ok());
+  EXPECT_EQ(got.name(), "tenants/ida/identity");
+  EXPECT_EQ(got.ca_bundle_pem(), a.ca_bundle_pem());
+  ASSERT_EQ(got.token_issuers_size(), 1);
+  EXPECT_EQ(got.token_issuers(0).issuer(), "https://idp.a.example");
+  EXPECT_EQ(got.token_issuers(0).jwks_json(), R"({"keys":[]})");
+  EXPECT_EQ(got.ca_fingerprints_size(), 0);
+  EXPECT_EQ(got.etag(), a.etag());
+  EXPECT_EQ(FromProto(got.update_time()), kNow);
+
+  absl::Status missing =
+      Run([&](Transaction& tx) { return tx.tenancy().GetTenantIdentity("none", false).status(); });
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound) << missing;
+
+  ASSERT_TRUE(Run([&](Transaction& tx) -> absl::Status {
+                ASSIGN_OR_RETURN(v1::TenantIdentity locked,
+                                 tx.tenancy().GetTenantIdentity("ida", true));
+                locked.set_ca_bundle_pem("A2");
+                locked.clear_token_issuers();
+                *locked.mutable_update_time() = ToProto(kNow + absl::Minutes(1));
+                RETURN_IF_ERROR(tx.tenancy().UpdateTenantIdentity("ida", &locked));
+                EXPECT_NE(locked.etag(), a.etag());
+                return absl::OkStatus();
+              }).ok());
+  std::vector<std::pair<std::string, std::string>> bundles;
+  ASSERT_TRUE(Run([&](Transaction& tx) -> absl::Status {
+                ASSIGN_OR_RETURN(bundles, tx.tenancy().TenantCaBundles());
+                return absl::OkStatus();
+              }).ok());
+  EXPECT_EQ(bundles,
+            (std::vector<std::pair<std::string, std::string>>{{"ida", "A2"}, {"idb", "B"}}));
+}
+
+}  // namespace
+}  // namespace lockbox

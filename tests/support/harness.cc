@@ -292,6 +292,27 @@ void Certificates::Make(const std::string& name, const std::string& path) const 
   }
 }
 
+std::string Certificates::TenantCa(const std::string& tenant) const {
+  std::string cmd = RequiredEnv("LOCKBOX_TEST_MAKE_CERTS") + " " + dir_ + " " + trust_domain_ +
+                    " --tenant-ca " + tenant;
+  if (std::system(cmd.c_str()) != 0) {
+    std::fprintf(stderr, "make-certs failed: %s\n", cmd.c_str());
+    std::abort();
+  }
+  return Read("tenant-" + tenant + "-ca.crt");
+}
+
+v1::CreateTenantRequest TenantRequest(const Certificates& certs, const std::string& tenant_id,
+                                      const std::string& first_admin, const std::string& email) {
+  v1::CreateTenantRequest r;
+  r.set_tenant_id(tenant_id);
+  r.mutable_identity()->set_ca_bundle_pem(certs.TenantCa(tenant_id));
+  r.mutable_first_admin()->set_principal("spiffe://" + certs.trust_domain() + "/tenant/" +
+                                         tenant_id + "/user/" + first_admin);
+  r.mutable_first_admin()->set_email(email);
+  return r;
+}
+
 std::string Certificates::Read(const std::string& file) const {
   std::ifstream in(Path(file));
   std::stringstream ss;

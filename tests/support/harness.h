@@ -112,6 +112,9 @@ class Certificates {
   // Makes NAME.crt/key with URI SAN spiffe://<trust domain>/<path> ("-": no SAN).
   void Make(const std::string& name, const std::string& path) const;
   std::string Path(const std::string& file) const { return dir_ + "/" + file; }
+  // Tenant `tenant`'s CA (PEM), which make-certs uses for the tenant's users:
+  // tenant-<tenant>-ca.crt, made here if it does not exist yet.
+  std::string TenantCa(const std::string& tenant) const;
   std::string Read(const std::string& file) const;
   // Copies `file` of another set here as `as`: e.g. another CA's ca.crt, so a
   // client of this set trusts that CA's server while presenting this set's
@@ -124,6 +127,15 @@ class Certificates {
   std::string dir_;
   std::string trust_domain_;
 };
+
+// A valid CreateTenantRequest for tenants/<tenant_id>: its identity's CA
+// bundle is the tenant's CA of `certs` (Certificates::TenantCa), and its first
+// tenant.admin spiffe://<trust domain>/tenant/<tenant_id>/user/<first_admin>
+// (with `email`, if any). Every test makes its tenants with this, so that
+// what a tenant needs at creation changes in one place.
+v1::CreateTenantRequest TenantRequest(const Certificates& certs, const std::string& tenant_id,
+                                      const std::string& first_admin = "admin",
+                                      const std::string& email = "");
 
 int FreePort();
 

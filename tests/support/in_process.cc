@@ -1,10 +1,19 @@
 #include "tests/support/in_process.h"
 
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "server/domain/lifecycle.h"
 #include "server/domain/status.h"
+#include "server/identity/tenant_identity.h"
 
 namespace lockbox::testing {
 
@@ -13,6 +22,73 @@ std::string SpiffeId(absl::string_view path) {
 }
 
 std::string ErrorReason(const absl::Status& status) { return ReasonOf(status); }
+
+std::string TestCaPem(const std::string& common_name, bool ca) {
+  EVP_PKEY* key = EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256");
+  X509* cert = X509_new();
+  X509_set_version(cert, 2);
+  static int serial = 1;
+  ASN1_INTEGER_set(X509_get_serialNumber(cert), serial++);
+  X509_gmtime_adj(X509_getm_notBefore(cert), -60);
+  X509_gmtime_adj(X509_getm_notAfter(cert), 30L * 24 * 3600);
+  X509_NAME* name = X509_get_subject_name(cert);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                             reinterpret_cast<const unsigned char*>(common_name.c_str()), -1, -1,
+                             0);
+  X509_set_issuer_name(cert, name);
+  X509_set_pubkey(cert, key);
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, cert, cert, nullptr, nullptr, 0);
+  for (auto [nid, value] :
+       {std::pair<int, const char*>{NID_basic_constraints,
+                                    ca ? "critical,CA:TRUE" : "critical,CA:FALSE"},
+        {NID_key_usage, ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature"}}) {
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
+    X509_add_ext(cert, ext, -1);
+    X509_EXTENSION_free(ext);
+  }
+  X509_sign(cert, key, EVP_sha256());
+  BIO* out = BIO_new(BIO_s_mem());
+  PEM_write_bio_X509(out, cert);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(out, &data);
+  std::string pem(data, n);
+  BIO_free(out);
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  return pem;
+}
+
+absl::StatusOr<CertificateEvidence> InProcessCertificateVerifier::Verify(
+    const Principal& principal, const CallerIdentity& caller,
+    const v1::TenantIdentity* tenant_identity) const {
+  if (caller.certificate_pem == kUntrustedCertificate) {
+    return Error(absl::StatusCode::kUnauthenticated, reason::kUntrustedAnchor,
+                 "the client certificate does not chain to the anchor its identity needs");
+  }
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(principal.spiffe_id.data()),
+         principal.spiffe_id.size(), digest);
+  CertificateEvidence evidence;
+  evidence.certificate_sha256 =
+      absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(digest), sizeof digest));
+  if (principal.kind != Principal::Kind::kTenantUser) {
+    evidence.anchor_sha256 = "in-process-provider-ca";
+    evidence.anchor_subject = "CN=in-process provider CA";
+    return evidence;
+  }
+  auto bundle = tenant_identity == nullptr
+                    ? absl::StatusOr<std::vector<CaCertificate>>(absl::NotFoundError("none"))
+                    : ParseCaBundle(tenant_identity->ca_bundle_pem(), "ca_bundle_pem");
+  if (!bundle.ok()) {
+    return Error(absl::StatusCode::kUnauthenticated, reason::kUntrustedAnchor,
+                 absl::StrCat("tenant ", principal.tenant, " has no usable CA bundle"));
+  }
+  evidence.anchor_sha256 = bundle->front().sha256;
+  evidence.anchor_subject = bundle->front().subject;
+  return evidence;
+}
 
 CallerIdentity Caller(absl::string_view path, absl::string_view on_behalf_of) {
   return CallerIdentity{SpiffeId(path), on_behalf_of.empty() ? "" : SpiffeId(on_behalf_of)};
@@ -56,7 +132,8 @@ absl::StatusOr<std::unique_ptr<InProcessLockbox>> InProcessLockbox::Create(
   lockbox_options.audit_signer = app->signer_.get();
   // No grant view: CheckAccess reads the database, which is what decides.
   lockbox_options.grant_view = nullptr;
-  lockbox_options.certificates = options.certificates;
+  lockbox_options.certificates =
+      options.certificates != nullptr ? options.certificates : &app->certificates_;
   lockbox_options.tokens = &app->tokens_;
   app->use_cases_ = std::make_unique<UseCases>(std::move(lockbox_options));
 
@@ -72,13 +149,43 @@ absl::StatusOr<v1::RoleBinding> InProcessLockbox::Bind(const std::string& princi
   r.mutable_role_binding()->set_principal(principal);
   r.mutable_role_binding()->set_role(role);
   r.mutable_role_binding()->set_tenant(tenant);
-  return use_cases_->policy().CreateRoleBinding(admin_, r);
+  CallerIdentity as = admin_;
+  if (!tenant.empty()) as = TenantAdmin(tenant.substr(tenant.find('/') + 1));
+  return use_cases_->policy().CreateRoleBinding(as, r);
 }
 
-absl::StatusOr<v1::Tenant> InProcessLockbox::CreateTenant(const std::string& tenant_id) {
+std::string InProcessLockbox::TenantCaPem(const std::string& tenant_id) {
+  absl::MutexLock lock(&mu_);
+  std::string& pem = tenant_cas_[tenant_id];
+  if (pem.empty()) pem = TestCaPem("Lockbox test tenant " + tenant_id + " CA");
+  return pem;
+}
+
+v1::CreateTenantRequest InProcessLockbox::TenantRequest(const std::string& tenant_id,
+                                                        const std::string& first_admin) {
   v1::CreateTenantRequest r;
   r.set_tenant_id(tenant_id);
-  return use_cases_->policy().CreateTenant(admin_, r);
+  r.mutable_identity()->set_ca_bundle_pem(TenantCaPem(tenant_id));
+  r.mutable_first_admin()->set_principal(
+      SpiffeId(first_admin.empty() ? "tenant/" + tenant_id + "/user/admin" : first_admin));
+  return r;
+}
+
+absl::StatusOr<v1::Tenant> InProcessLockbox::CreateTenant(const std::string& tenant_id,
+                                                          const std::string& first_admin) {
+  v1::CreateTenantRequest r = TenantRequest(tenant_id, first_admin);
+  absl::StatusOr<v1::Tenant> made = use_cases_->policy().CreateTenant(admin_, r);
+  if (made.ok()) {
+    absl::MutexLock lock(&mu_);
+    tenant_admins_[tenant_id] = CallerIdentity{r.first_admin().principal(), ""};
+  }
+  return made;
+}
+
+CallerIdentity InProcessLockbox::TenantAdmin(const std::string& tenant_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = tenant_admins_.find(tenant_id);
+  return it == tenant_admins_.end() ? CallerIdentity{} : it->second;
 }
 
 absl::Status InProcessLockbox::SetTokenIssuers(const std::string& tenant_id,
@@ -138,8 +245,10 @@ absl::StatusOr<DemoWorld> DemoWorld::Create(InProcessLockbox* app) {
   rcs->set_id("rcs");
   rcs->set_kind("storage_account");
   rcs->set_lockbox_supported(false);
-  for (const char* tenant : {"ma", "mb"}) {
-    absl::Status made = Check(app->CreateTenant(tenant).status(), tenant);
+  for (auto [tenant, first_admin] :
+       {std::pair<const char*, const char*>{"ma", "tenant/ma/user/dana"},
+        {"mb", "tenant/mb/user/erin"}}) {
+    absl::Status made = Check(app->CreateTenant(tenant, first_admin).status(), tenant);
     if (!made.ok()) return made;
     made = Check(app->CreateEnvironment(tenant, "prod", with_sources).status(), tenant);
     if (!made.ok()) return made;
@@ -156,9 +265,9 @@ absl::StatusOr<DemoWorld> DemoWorld::Create(InProcessLockbox* app) {
       {&w.engineer, "operator.engineer", ""},
       {&w.reviewer, "operator.reviewer", ""},
       {&w.second_reviewer, "operator.reviewer", ""},
-      {&w.tenant_a_admin, "tenant.admin", kTenantA},
+      // The tenants' admins are CreateTenant's first admins; the tenant's
+      // other roles are bound by them (Bind).
       {&w.tenant_a_auditor, "tenant.auditor", kTenantA},
-      {&w.tenant_b_admin, "tenant.admin", kTenantB},
       {&w.enforcer, "service.enforcer", ""},
       {&w.portal, "service.portal", ""},
   };

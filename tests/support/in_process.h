@@ -9,12 +9,14 @@
 #ifndef LOCKBOX_TESTS_SUPPORT_IN_PROCESS_H_
 #define LOCKBOX_TESTS_SUPPORT_IN_PROCESS_H_
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/app/use_cases.h"
 #include "server/domain/audit_signing.h"
@@ -30,6 +32,29 @@ inline constexpr char kTrustDomain[] = "lockbox.test";
 
 // spiffe://lockbox.test/<path>
 std::string SpiffeId(absl::string_view path);
+
+// A fresh self-signed CA certificate (PEM) called `common_name`: a tenant's
+// bundle for tests with no certificate files. With `ca` false, a
+// self-signed certificate that is not a CA (basicConstraints CA:FALSE).
+std::string TestCaPem(const std::string& common_name, bool ca = true);
+
+// What the in-process certificate verifier refuses: a caller whose
+// certificate_pem is this gets UNAUTHENTICATED (UNTRUSTED_CERTIFICATE_ANCHOR),
+// as a certificate from the wrong anchor would over the wire.
+inline constexpr char kUntrustedCertificate[] = "in-process: a certificate from the wrong anchor";
+
+// The CertificateVerifier of in-process tests, whose callers carry no
+// certificates: it accepts every caller, except a tenant user whose tenant
+// has no CA bundle and a caller with kUntrustedCertificate, and fills
+// recognisable evidence: certificate_sha256 is the hex SHA-256 of the SPIFFE
+// ID; the anchor is the first CA of the tenant's bundle (its fingerprint and
+// subject) for a tenant user, "in-process-provider-ca" otherwise.
+class InProcessCertificateVerifier final : public CertificateVerifier {
+ public:
+  absl::StatusOr<CertificateEvidence> Verify(
+      const Principal& principal, const CallerIdentity& caller,
+      const v1::TenantIdentity* tenant_identity) const override;
+};
 
 // The machine-readable reason an error of the use cases carries (what the
 // wire sends as ErrorInfo.reason); "" for none.
@@ -71,18 +96,30 @@ class InProcessLockbox {
   const CallerIdentity& admin() const { return admin_; }
 
   // Binds `role` to `principal` (a full SPIFFE ID), in `tenant`
-  // ("tenants/<id>", empty for global roles), through CreateRoleBinding as
-  // the bootstrap admin: the path every binding takes in production.
+  // ("tenants/<id>", empty for global roles), through CreateRoleBinding:
+  // global roles as the bootstrap admin, tenant roles as the tenant's first
+  // tenant.admin (SPEC section 8: only the tenant binds its roles).
   absl::StatusOr<v1::RoleBinding> Bind(const std::string& principal, const std::string& role,
                                        const std::string& tenant = "");
-  // Creates tenants/<tenant_id> as the bootstrap admin.
-  absl::StatusOr<v1::Tenant> CreateTenant(const std::string& tenant_id);
-  // Sets the token issuers of tenants/<tenant_id>'s identity. Until
-  // CreateTenant takes the identity, straight through the store
-  // (TenancyStore::InsertTenantIdentity, or UpdateTenantIdentity when there
-  // is one), in one transaction.
+  // Sets the token issuers of tenants/<tenant_id>'s identity straight
+  // through the store (TenancyStore::InsertTenantIdentity, or
+  // UpdateTenantIdentity when there is one), in one transaction.
   absl::Status SetTokenIssuers(const std::string& tenant_id,
                                const std::vector<v1::TokenIssuer>& issuers);
+  // A valid CreateTenantRequest for tenants/<tenant_id>: the tenant's test CA
+  // (TenantCaPem) as its bundle and `first_admin` (a path such as
+  // "tenant/<id>/user/dana"; default "tenant/<id>/user/admin") as its first
+  // tenant.admin.
+  v1::CreateTenantRequest TenantRequest(const std::string& tenant_id,
+                                        const std::string& first_admin = "");
+  // CreateTenant(TenantRequest(...)) as the bootstrap admin.
+  absl::StatusOr<v1::Tenant> CreateTenant(const std::string& tenant_id,
+                                          const std::string& first_admin = "");
+  // The first tenant.admin CreateTenant named for `tenant_id` (empty
+  // identity if none was made here).
+  CallerIdentity TenantAdmin(const std::string& tenant_id) const;
+  // The tenant's test CA, made on first use and the same afterwards.
+  std::string TenantCaPem(const std::string& tenant_id);
   // Creates tenants/<tenant_id>/environments/<environment_id> from `spec`
   // (data sources, display name) as the bootstrap admin.
   absl::StatusOr<v1::Environment> CreateEnvironment(const std::string& tenant_id,
@@ -97,6 +134,10 @@ class InProcessLockbox {
   TestDatabase database_;
   FakeClock clock_;
   CallerIdentity admin_;
+  InProcessCertificateVerifier certificates_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::string> tenant_cas_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, CallerIdentity> tenant_admins_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<AuditSigner> signer_;
   JoseTokenVerifier tokens_;
   std::unique_ptr<PgStore> store_;

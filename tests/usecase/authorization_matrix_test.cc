@@ -43,6 +43,7 @@ using Expected = std::map<std::string, Code>;
 
 // The calls need these; they are made once for the whole table.
 struct Scene {
+  InProcessLockbox& app;
   UseCases& use_cases;
   const DemoWorld& world;
   v1::AccessRequest pending;  // Stays PENDING: nothing in the table decides it.
@@ -100,9 +101,22 @@ std::vector<Row> Matrix() {
   // PolicyService
   add("CreateTenant", "PolicyService", "CreateTenant", {{kAdmin, OK}},
       [](Scene& s, const CallerIdentity& c) {
-        v1::CreateTenantRequest r;
-        r.set_tenant_id(s.Unique("new"));
-        return s.use_cases.policy().CreateTenant(c, r).status();
+        return s.use_cases.policy().CreateTenant(c, s.app.TenantRequest(s.Unique("new"))).status();
+      });
+  add("GetTenantIdentity", "PolicyService", "GetTenantIdentity", kAuditReaders,
+      [](Scene& s, const CallerIdentity& c) {
+        v1::GetTenantIdentityRequest r;
+        r.set_name(absl::StrCat(DemoWorld::kTenantA, "/identity"));
+        return s.use_cases.policy().GetTenantIdentity(c, r).status();
+      });
+  // Not even lockbox.admin says who vouches for a customer's users.
+  add("UpdateTenantIdentity", "PolicyService", "UpdateTenantIdentity", kTenantAAdminOnly,
+      [](Scene& s, const CallerIdentity& c) {
+        v1::UpdateTenantIdentityRequest r;
+        r.mutable_identity()->set_name(absl::StrCat(DemoWorld::kTenantA, "/identity"));
+        r.mutable_identity()->set_ca_bundle_pem(s.app.TenantCaPem("ma"));
+        r.mutable_update_mask()->add_paths("ca_bundle_pem");
+        return s.use_cases.policy().UpdateTenantIdentity(c, r).status();
       });
   add("GetTenant", "PolicyService", "GetTenant", kReaders, [](Scene& s, const CallerIdentity& c) {
     v1::GetTenantRequest r;
@@ -164,12 +178,21 @@ std::vector<Row> Matrix() {
         r.mutable_update_mask()->add_paths("managed");
         return s.use_cases.policy().UpdateEnvironment(c, r).status();
       });
+  // A tenant's roles are the tenant's: lockbox.admin binds provider roles
+  // only (next row).
   add("CreateRoleBinding", "PolicyService", "CreateRoleBinding",
-      {{kAdmin, OK}, {kAAdmin, OK}, {kPortalForAAdmin, OK}}, [](Scene& s, const CallerIdentity& c) {
+      {{kAAdmin, OK}, {kPortalForAAdmin, OK}}, [](Scene& s, const CallerIdentity& c) {
         v1::CreateRoleBindingRequest r;
         r.mutable_role_binding()->set_principal(SpiffeId(s.Unique("tenant/ma/user/new")));
         r.mutable_role_binding()->set_role("tenant.auditor");
         r.mutable_role_binding()->set_tenant(DemoWorld::kTenantA);
+        return s.use_cases.policy().CreateRoleBinding(c, r).status();
+      });
+  add("CreateRoleBinding (provider role)", "PolicyService", "CreateRoleBinding", {{kAdmin, OK}},
+      [](Scene& s, const CallerIdentity& c) {
+        v1::CreateRoleBindingRequest r;
+        r.mutable_role_binding()->set_principal(SpiffeId(s.Unique("operator/new")));
+        r.mutable_role_binding()->set_role("operator.engineer");
         return s.use_cases.policy().CreateRoleBinding(c, r).status();
       });
   add("ListRoleBindings", "PolicyService", "ListRoleBindings", kAuditReaders,
@@ -179,12 +202,26 @@ std::vector<Row> Matrix() {
         return s.use_cases.policy().ListRoleBindings(c, r).status();
       });
   add("DeleteRoleBinding", "PolicyService", "DeleteRoleBinding",
-      {{kAdmin, OK}, {kAAdmin, OK}, {kPortalForAAdmin, OK}}, [](Scene& s, const CallerIdentity& c) {
+      {{kAAdmin, OK}, {kPortalForAAdmin, OK}}, [](Scene& s, const CallerIdentity& c) {
         v1::CreateRoleBindingRequest make;
         make.mutable_role_binding()->set_principal(SpiffeId(s.Unique("tenant/ma/user/temp")));
         make.mutable_role_binding()->set_role("tenant.auditor");
         make.mutable_role_binding()->set_tenant(DemoWorld::kTenantA);
-        absl::StatusOr<v1::RoleBinding> made = s.use_cases.policy().CreateRoleBinding(s.world.admin, make);
+        absl::StatusOr<v1::RoleBinding> made =
+            s.use_cases.policy().CreateRoleBinding(s.world.tenant_a_admin, make);
+        if (!made.ok()) return SetupFailed(made.status());
+        v1::DeleteRoleBindingRequest r;
+        r.set_name(made->name());
+        return s.use_cases.policy().DeleteRoleBinding(c, r).status();
+      });
+
+  add("DeleteRoleBinding (provider role)", "PolicyService", "DeleteRoleBinding", {{kAdmin, OK}},
+      [](Scene& s, const CallerIdentity& c) {
+        v1::CreateRoleBindingRequest make;
+        make.mutable_role_binding()->set_principal(SpiffeId(s.Unique("operator/temp")));
+        make.mutable_role_binding()->set_role("operator.engineer");
+        absl::StatusOr<v1::RoleBinding> made =
+            s.use_cases.policy().CreateRoleBinding(s.world.admin, make);
         if (!made.ok()) return SetupFailed(made.status());
         v1::DeleteRoleBindingRequest r;
         r.set_name(made->name());
@@ -371,7 +408,7 @@ class MatrixWorld : public ::testing::Environment {
     ASSERT_TRUE(pending.ok()) << pending.status();
     auto grant = world_->ActiveGrant();
     ASSERT_TRUE(grant.ok()) << grant.status();
-    scene_ = std::make_unique<Scene>(Scene{app_->use_cases(), *world_, *pending, *grant});
+    scene_ = std::make_unique<Scene>(Scene{*app_, app_->use_cases(), *world_, *pending, *grant});
     const DemoWorld& w = *world_;
     callers_ = {
         {kAdmin, [&w] { return w.admin; }},

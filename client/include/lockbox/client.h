@@ -136,6 +136,8 @@ class Client {
   // --- PolicyService ----------------------------------------------------
   Result<v1::Tenant> CreateTenant(v1::CreateTenantRequest request);
   Result<v1::Tenant> GetTenant(const v1::GetTenantRequest& request);
+  Result<v1::TenantIdentity> GetTenantIdentity(const v1::GetTenantIdentityRequest& request);
+  Result<v1::TenantIdentity> UpdateTenantIdentity(v1::UpdateTenantIdentityRequest request);
   Result<v1::ListTenantsResponse> ListTenants(const v1::ListTenantsRequest& request);
   Result<v1::LockboxPolicy> GetLockboxPolicy(const v1::GetLockboxPolicyRequest& request);
   Result<v1::LockboxPolicy> UpdateLockboxPolicy(v1::UpdateLockboxPolicyRequest request);

@@ -4,8 +4,13 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/impl/server_builder_option.h>
 #include <prometheus/exposer.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -14,9 +19,11 @@
 #include "server/app/grant_view.h"
 #include "server/app/lifecycle_log.h"
 #include "server/app/operational_gauges.h"
+#include "server/app/trust_roots.h"
 #include "server/app/use_cases.h"
 #include "server/app/watch_hub.h"
 #include "server/domain/audit_signing.h"
+#include "server/identity/certificate_anchors.h"
 #include "server/identity/token_verifier.h"
 #include "server/observe/log.h"
 #include "server/observe/metrics.h"
@@ -42,6 +49,43 @@ class WithoutReflection final : public grpc::ServerBuilderOption {
                                     p.get()) != nullptr;
                        }),
         plugins->end());
+  }
+};
+
+// The runtime directory, made private: the roots file in it decides whom
+// the TLS layer lets in, so nobody else may write there.
+absl::StatusOr<std::string> RuntimeDir(const Settings& s) {
+  if (s.runtime_dir.empty()) {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string tmpl =
+        absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/lockboxd-runtime.XXXXXX");
+    if (mkdtemp(tmpl.data()) == nullptr) {
+      return absl::UnavailableError(absl::StrCat("--runtime-dir: cannot make ", tmpl));
+    }
+    return tmpl;
+  }
+  if (mkdir(s.runtime_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return absl::UnavailableError(absl::StrCat("--runtime-dir: cannot make ", s.runtime_dir));
+  }
+  struct stat st {};
+  if (stat(s.runtime_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+      chmod(s.runtime_dir.c_str(), 0700) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--runtime-dir: ", s.runtime_dir, " is not a directory lockboxd owns"));
+  }
+  return s.runtime_dir;
+}
+
+// A runtime directory lockboxd made for itself goes when the server does.
+struct OwnedRuntimeDir {
+  std::string path;
+  bool made = false;
+  ~OwnedRuntimeDir() {
+    if (!made) return;
+    for (const char* file : {"/client-roots.pem", "/client-roots.pem.new"}) {
+      std::remove((path + file).c_str());
+    }
+    rmdir(path.c_str());
   }
 };
 
@@ -102,10 +146,14 @@ absl::Status PrepareDatabase(const Settings& s, PgStoreOptions* store_options) {
 // before the use cases, everything before the store.
 struct Server::Parts {
   ServerOptions options;
+  OwnedRuntimeDir runtime_dir;
   SystemClock system_clock;
   const Clock* clock = nullptr;
   std::unique_ptr<PgStore> store;
   std::unique_ptr<AuditSigner> signer;
+  std::unique_ptr<AnchorVerifier> certificates;
+  std::unique_ptr<PgChangeFeed> roots_feed;
+  std::unique_ptr<TrustRoots> roots;
   std::unique_ptr<PgChangeFeed> access_feed;
   std::unique_ptr<GrantView> grant_view;
   // Verifies the tokens portals relay (stateless: the issuers come from
@@ -162,10 +210,6 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   p->clock = p->options.clock != nullptr ? p->options.clock : &p->system_clock;
   const Clock& clock = *p->clock;
 
-  auto creds = MutualTlsCredentials(TlsFiles{s.tls_cert, s.tls_key, s.tls_client_ca, s.tls_crl_dir},
-                                    s.trust_domain);
-  if (!creds.ok()) return creds.status();
-
   PgStoreOptions store_options;
   store_options.database_url = s.database_url;
   store_options.pool_size = s.db_pool_size;
@@ -179,6 +223,27 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   // authorised again); it is no consent secret.
   ASSIGN_OR_RETURN(std::string page_key, p->store->SharedSecret("page_token_key"));
   ASSIGN_OR_RETURN(p->signer, MakeSigner(s));
+
+  // The handshake trusts the provider's CA and every tenant's bundle; the
+  // CertificateVerifier then holds each caller to its own anchor.
+  ASSIGN_OR_RETURN(std::string runtime_dir, RuntimeDir(s));
+  p->runtime_dir.path = runtime_dir;
+  p->runtime_dir.made = s.runtime_dir.empty();
+  p->roots_feed = std::make_unique<PgChangeFeed>(s.database_url, ChangeTopic::kAccess);
+  p->roots = std::make_unique<TrustRoots>(TrustRoots::Options{
+      p->store.get(), p->roots_feed.get(), s.tls_client_ca, runtime_dir + "/client-roots.pem"});
+  RETURN_IF_ERROR(Named("--tls-client-ca", p->roots->Refresh()));
+  p->roots->Start();
+  auto creds = MutualTlsCredentials(
+      TlsFiles{s.tls_cert, s.tls_key, runtime_dir + "/client-roots.pem", s.tls_crl_dir},
+      s.trust_domain);
+  if (!creds.ok()) return creds.status();
+
+  // Which anchor vouches for each caller: the provider's CA (the same file
+  // the TLS layer trusts for it) or the caller's tenant's bundle.
+  auto certificates = AnchorVerifier::Create(AnchorVerifier::Options{s.tls_client_ca});
+  if (!certificates.ok()) return Named("--tls-client-ca", certificates.status());
+  p->certificates = std::move(*certificates);
 
   // Probed every 200 ms: the grant view trusts it for 800 ms after a proof.
   p->access_feed =
@@ -194,6 +259,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   use_cases_options.audit_signer = p->signer.get();
   use_cases_options.grant_view = s.grant_view ? p->grant_view.get() : nullptr;
   use_cases_options.audit_checkpoint_events = s.audit_checkpoint_events;
+  // Required: without it every call is UNAUTHENTICATED.
+  use_cases_options.certificates = p->certificates.get();
   use_cases_options.tokens = &p->tokens;
   use_cases_options.audit_key_ephemeral = s.dev_ephemeral_audit_key;
   p->use_cases = std::make_unique<UseCases>(std::move(use_cases_options));
@@ -324,6 +391,7 @@ void Server::Drain() {
   p.delivering->Stop();
   p.hub->Stop();  // Watchers are told to reconnect.
   p.grant_view->Stop();
+  p.roots->Stop();
   p.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(drain_seconds));
   if (p.health_server) p.health_server->Shutdown(std::chrono::system_clock::now());
 }

@@ -84,6 +84,11 @@ void Settings::Register(CLI::App* app) {
                   "PEM CA bundle client certificates must chain to (reloaded when it changes)")
       ->envname("LOCKBOX_TLS_CLIENT_CA")
       ->required();
+  app->add_option("--runtime-dir", runtime_dir,
+                  "Private directory (made mode 0700) for files lockboxd writes while it runs: "
+                  "the client trust roots (provider CA plus every tenant's CA bundle). "
+                  "Default: a fresh directory under $TMPDIR")
+      ->envname("LOCKBOX_RUNTIME_DIR");
   app->add_option("--tls-crl-dir", tls_crl_dir,
                   "Directory of hashed CRL files (<issuer hash>.r0) checked for every client "
                   "certificate")

@@ -17,6 +17,9 @@ struct Settings {
   std::string tls_key;
   std::string tls_client_ca;
   std::string tls_crl_dir;
+  // Where lockboxd writes what it makes at run time (the combined client
+  // trust roots); empty: a fresh private directory under $TMPDIR.
+  std::string runtime_dir;
   std::string trust_domain;
   std::string database_url;
   std::string migration_database_url;
