@@ -74,6 +74,8 @@ absl::Status MayDeleteRoleBinding(Transaction& tx, const Actor& a, const std::st
     if (authz::DeleteRoleBinding(a, tenant).ok()) return absl::OkStatus();
   }
   return global;
+}
+
 // What the audit event of an identity change records: the CA fingerprints
 // and the issuers (with their audiences), under `prefix`.
 void IdentityDetails(const v1::TenantIdentity& identity, absl::string_view prefix,
@@ -251,6 +253,7 @@ absl::StatusOr<v1::TenantIdentity> PolicyUseCases::UpdateTenantIdentity(
   }
   return runner().Change<v1::TenantIdentity>(
       c, "UpdateTenantIdentity", r, r.request_id(),
+      [&](Transaction&, const Actor& a) { return authz::ManageTenantIdentity(a, tenant); },
       [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::TenantIdentity> {
         RETURN_IF_ERROR(authz::ManageTenantIdentity(a, tenant));
         ASSIGN_OR_RETURN(v1::TenantIdentity identity, tx.tenancy().GetTenantIdentity(tenant, true));
