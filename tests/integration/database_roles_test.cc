@@ -33,13 +33,9 @@ std::string ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// A tenant with an environment and a few events in its log, made with
-// hand-built requests: the harness has no tenant helper for a ServerProcess
-// yet (the "identity" helper's change adds one).
-void Populate(lockbox::Client& admin, const std::string& tenant) {
-  v1::CreateTenantRequest t;
-  t.set_tenant_id(tenant);
-  auto made = admin.CreateTenant(t);
+// A tenant (once) with an environment, and so a few events in its log.
+void Populate(const Certificates& certs, lockbox::Client& admin, const std::string& tenant) {
+  auto made = admin.CreateTenant(TenantRequest(certs, tenant));
   ASSERT_TRUE(made.ok() || made.status().error_code() == grpc::StatusCode::ALREADY_EXISTS)
       << made.status().error_message();
   v1::CreateEnvironmentRequest e;
@@ -77,7 +73,7 @@ class DatabaseRolesTest : public ::testing::Test {
     server_ = new ServerProcess(*certs_, db_->url(), Id("operator/admin"));
     ASSERT_TRUE(server_->WaitReady("admin"));
     auto admin = LibraryClient(*certs_, "admin", server_->target());
-    Populate(*admin, "contoso");
+    Populate(*certs_, *admin, "contoso");
     Checkpoint(*admin, "contoso");
   }
   static void TearDownTestSuite() {
@@ -235,13 +231,13 @@ TEST(SigningKeyTest, ARotatedKeyLeavesOldAndNewCheckpointsVerifiableOnlineAndOff
     ServerProcess a(certs, db.url(), Id("operator/admin"), {"--audit-signing-key=" + old_key});
     ASSERT_TRUE(a.WaitReady("admin"));
     auto admin = LibraryClient(certs, "admin", a.target());
-    Populate(*admin, "rotated");
+    Populate(certs, *admin, "rotated");
     by_old = Checkpoint(*admin, "rotated");
   }
   ServerProcess b(certs, db.url(), Id("operator/admin"), {"--audit-signing-key=" + new_key});
   ASSERT_TRUE(b.WaitReady("admin"));
   auto admin = LibraryClient(certs, "admin", b.target());
-  Populate(*admin, "rotated");
+  Populate(certs, *admin, "rotated");
   by_new = Checkpoint(*admin, "rotated");
   ASSERT_NE(by_old.key_id(), by_new.key_id());
 

@@ -42,24 +42,22 @@ TEST(SignedDecisionsWire, LibraryApprovalIsSignedAndTheExportVerifiesOffline) {
   auto bob = LibraryClient(certs, "bob", server.target());
   auto dana = LibraryClient(certs, "dana", server.target());
 
-  // A local stand-in for the harness's tenant creation, which the tenant
-  // identity change extends.
-  v1::CreateTenantRequest ct;
-  ct.set_tenant_id("ma");
-  ASSERT_TRUE(admin->CreateTenant(ct).ok());
+  // dana is the tenant's first tenant.admin, her certificate from the
+  // tenant's own CA.
+  ASSERT_TRUE(admin->CreateTenant(TenantRequest(certs, "ma", "dana")).ok());
+  ASSERT_TRUE(server.WaitReady("dana", 15));
+  const std::string tenant_ca = certs.TenantCa("ma");
+  const std::string tenant_ca_file = certs.Path("tenant-ma-ca.crt");
   v1::CreateEnvironmentRequest ce;
   ce.set_parent("tenants/ma");
   ce.set_environment_id("prod");
   ASSERT_TRUE(admin->CreateEnvironment(ce).ok());
-  for (const auto& [principal, role, tenant] :
-       {std::tuple<std::string, std::string, std::string>{Id("operator/alice"), "operator.engineer",
-                                                          ""},
-        {Id("operator/bob"), "operator.reviewer", ""},
-        {Id("tenant/ma/user/dana"), "tenant.admin", "tenants/ma"}}) {
+  for (const auto& [principal, role] :
+       {std::pair<std::string, std::string>{Id("operator/alice"), "operator.engineer"},
+        {Id("operator/bob"), "operator.reviewer"}}) {
     v1::CreateRoleBindingRequest r;
     r.mutable_role_binding()->set_principal(principal);
     r.mutable_role_binding()->set_role(role);
-    r.mutable_role_binding()->set_tenant(tenant);
     ASSERT_TRUE(admin->CreateRoleBinding(r).ok()) << principal;
   }
   v1::UpdateLockboxPolicyRequest up;
@@ -118,7 +116,7 @@ TEST(SignedDecisionsWire, LibraryApprovalIsSignedAndTheExportVerifiesOffline) {
   if (keys.ok()) public_key = keys->public_key_pem();
 
   std::istringstream in(exported);
-  auto verdict = VerifyAuditExport(in, public_key, certs.Read("ca.crt"));
+  auto verdict = VerifyAuditExport(in, public_key, tenant_ca);
   ASSERT_TRUE(verdict.ok()) << verdict.status();
   EXPECT_TRUE(verdict->ok()) << verdict->first_bad_event() << ": " << verdict->detail();
   EXPECT_EQ(verdict->verified_decision_signatures(), 1);
@@ -145,7 +143,7 @@ TEST(SignedDecisionsWire, LibraryApprovalIsSignedAndTheExportVerifiesOffline) {
   ASSERT_EQ(run("approve " + second->name() + " --comment 'by lockboxctl'", &out), 0) << out;
   const std::string file = certs.Path("ma.jsonl");
   ASSERT_EQ(run("audit export ma --output " + file, &out), 0) << out;
-  ASSERT_EQ(run("audit verify --file " + file + " --tenant-ca " + certs.Path("ca.crt"), &out), 0)
+  ASSERT_EQ(run("audit verify --file " + file + " --tenant-ca " + tenant_ca_file, &out), 0)
       << out;
   EXPECT_NE(out.find("verified 2 decision signatures"), std::string::npos) << out;
 
@@ -176,17 +174,18 @@ TEST(SignedDecisionsWire, LibraryApprovalIsSignedAndTheExportVerifiesOffline) {
   std::ofstream(forged_file) << forged;
   EXPECT_EQ(run("audit verify --file " + forged_file, &out), 0) << out;
   EXPECT_NE(
-      run("audit verify --file " + forged_file + " --tenant-ca " + certs.Path("ca.crt"), &out), 0)
+      run("audit verify --file " + forged_file + " --tenant-ca " + tenant_ca_file, &out), 0)
       << out;
   EXPECT_NE(out.find("TAMPERED"), std::string::npos) << out;
 
-  // Against another tenant's bundle the same signature does not chain.
-  Certificates other("other.test");
-  other.Make("x", "operator/x");
-  std::istringstream again(exported);
-  auto elsewhere = VerifyAuditExport(again, public_key, other.Read("ca.crt"));
-  ASSERT_TRUE(elsewhere.ok());
-  EXPECT_FALSE(elsewhere->ok());
+  // Against another bundle (another tenant's CA, or the provider's own) the
+  // same signature does not chain.
+  for (const std::string& bundle : {certs.TenantCa("other"), certs.Read("ca.crt")}) {
+    std::istringstream again(exported);
+    auto elsewhere = VerifyAuditExport(again, public_key, bundle);
+    ASSERT_TRUE(elsewhere.ok());
+    EXPECT_FALSE(elsewhere->ok());
+  }
 }
 
 }  // namespace

@@ -54,6 +54,7 @@ class GrantCoverageTest : public ::testing::Test {
     options.page_token_key = "in-process-test-page-token-key";
     options.audit_signer = signer_.get();
     options.grant_view = view_.get();
+    options.certificates = &certificates_;
     with_view_ = std::make_unique<UseCases>(std::move(options));
     ASSERT_TRUE(WaitFor([&] { return view_->Ready(); })) << "the grant view never got ready";
   }
@@ -160,6 +161,7 @@ class GrantCoverageTest : public ::testing::Test {
   std::unique_ptr<AuditSigner> signer_;
   std::unique_ptr<PgChangeFeed> feed_;
   std::unique_ptr<GrantView> view_;
+  InProcessCertificateVerifier certificates_;
   std::unique_ptr<UseCases> with_view_;
 };
 
@@ -384,7 +386,8 @@ TEST_F(GrantCoverageTest, ProviderStaffMessagesAreNotListedUnderTheTenant) {
   ta.mutable_role_binding()->set_role("tenant.admin");
   ta.mutable_role_binding()->set_tenant(DemoWorld::kTenantA);
   ta.mutable_role_binding()->set_email("tess@ma.example");
-  ASSERT_TRUE(app_->use_cases().policy().CreateRoleBinding(world_->admin, ta).ok());
+  // Tenant roles are bound by the tenant's own admin.
+  ASSERT_TRUE(app_->use_cases().policy().CreateRoleBinding(world_->tenant_a_admin, ta).ok());
   auto request = world_->PendingRequest();
   ASSERT_TRUE(request.ok());
   v1::ApproveAccessRequestRequest approve;

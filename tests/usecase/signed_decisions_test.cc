@@ -24,12 +24,17 @@ namespace {
 using Code = absl::StatusCode;
 
 // Proves a certificate as the server's verifier would: it chains to the
-// test's tenant CA. Thread-safe (immutable).
+// test's tenant CA. The demo world's callers carry no certificate; they are
+// proven as every in-process test proves them. Thread-safe (immutable).
 class TestCertificateVerifier final : public CertificateVerifier {
  public:
   explicit TestCertificateVerifier(std::string ca_pem) : ca_pem_(std::move(ca_pem)) {}
-  absl::StatusOr<CertificateEvidence> Verify(const Principal&, const CallerIdentity& caller,
-                                             const v1::TenantIdentity*) const override {
+  absl::StatusOr<CertificateEvidence> Verify(
+      const Principal& principal, const CallerIdentity& caller,
+      const v1::TenantIdentity* tenant_identity) const override {
+    if (caller.certificate_pem.empty()) {
+      return synthetic_.Verify(principal, caller, tenant_identity);
+    }
     google::protobuf::Timestamp now;
     now.set_seconds(absl::ToUnixSeconds(absl::Now()));
     RETURN_IF_ERROR(VerifyCertificateChain(caller.certificate_pem, ca_pem_, now));
@@ -40,6 +45,7 @@ class TestCertificateVerifier final : public CertificateVerifier {
 
  private:
   std::string ca_pem_;
+  InProcessCertificateVerifier synthetic_;
 };
 
 class SignedDecisionsTest : public ::testing::Test {

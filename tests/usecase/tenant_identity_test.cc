@@ -15,6 +15,7 @@
 
 #include "server/domain/status.h"
 #include "tests/support/in_process.h"
+#include "tests/support/tokens.h"
 
 namespace lockbox::testing {
 namespace {
@@ -100,13 +101,15 @@ TEST_F(TenantIdentityTest, CreateTenantRefusesAMissingOrBadIdentity) {
   ExpectField(refused([](auto* r) { r->mutable_first_admin()->set_email("nope"); }),
               "first_admin.email", "BAD_FORMAT");
 
-  auto issuer = [](v1::CreateTenantRequest* r) {
+  TestTokenIssuer idp("https://idp.newco.example", "lockbox");
+  auto issuer = [&idp](v1::CreateTenantRequest* r) {
     v1::TokenIssuer* i = r->mutable_identity()->add_token_issuers();
-    i->set_issuer("https://idp.newco.example");
-    i->set_audience("lockbox");
-    i->set_jwks_json(R"({"keys": []})");
+    *i = idp.Registration();
     return i;
   };
+  // A key set no token could ever verify against.
+  ExpectField(refused([&](auto* r) { issuer(r)->set_jwks_json(R"({"keys": []})"); }),
+              "identity.token_issuers[0].jwks_json", "BAD_FORMAT");
   ExpectField(refused([&](auto* r) { issuer(r)->clear_audience(); }),
               "identity.token_issuers[0].audience", "REQUIRED");
   ExpectField(refused([&](auto* r) { issuer(r)->clear_issuer(); }),
@@ -130,11 +133,10 @@ TEST_F(TenantIdentityTest, CreateTenantRefusesAMissingOrBadIdentity) {
 TEST_F(TenantIdentityTest, CreateTenantRecordsTheIdentityAndTheFirstAdminInOneGo) {
   v1::CreateTenantRequest r = app_->TenantRequest("newco", "tenant/newco/user/nia");
   r.mutable_first_admin()->set_email("nia@newco.example");
-  v1::TokenIssuer* i = r.mutable_identity()->add_token_issuers();
-  i->set_issuer("https://idp.newco.example");
-  i->set_audience("lockbox");
-  i->set_jwks_json(R"({"keys": []})");
-  ASSERT_TRUE(policy().CreateTenant(w().admin, r).ok());
+  TestTokenIssuer idp("https://idp.newco.example", "lockbox");
+  *r.mutable_identity()->add_token_issuers() = idp.Registration();
+  auto made = policy().CreateTenant(w().admin, r);
+  ASSERT_TRUE(made.ok()) << made.status();
   std::vector<std::string> fingerprints = CaFingerprints(r.identity().ca_bundle_pem());
   ASSERT_EQ(fingerprints.size(), 1u);
 
