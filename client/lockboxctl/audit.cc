@@ -115,7 +115,6 @@ void AddVerify(CLI::App* audit, Context& ctx) {
                 "The tenant's CA bundle (PEM): also check every signed customer decision "
                 "(offline, with --file)");
   OnRun(ctx, v, [&ctx, f](Client& cl) -> int {
-    if (!f->file.empty()) return VerifyOffline(ctx, f->file, f->keys, f->tenant_ca);
     if (f->tenant.empty()) return FailInvalid("give TENANT or --file");
     v1::VerifyAuditLogRequest r;
     if (f->tenant != "-") r.set_parent(TenantName(f->tenant));
@@ -123,6 +122,11 @@ void AddVerify(CLI::App* audit, Context& ctx) {
     int rc = Show(ctx, res, PrintVerify);
     if (rc == kOk && !res->ok()) return kFailed;
     return rc;
+  });
+  // With --file nothing is asked of a server: no connection settings needed.
+  v->parse_complete_callback([&ctx, f] {
+    if (f->file.empty()) return;
+    ctx.offline_action = [&ctx, f] { return VerifyOffline(ctx, f->file, f->keys, f->tenant_ca); };
   });
 }
 

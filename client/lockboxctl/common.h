@@ -43,6 +43,9 @@ struct Context {
   bool json = false;
   int timeout_seconds = 10;
   std::function<int(Client&)> action;
+  // Set instead of `action` by a command that needs no server (an offline
+  // verification): it runs without connection settings.
+  std::function<int()> offline_action;
 };
 
 // Adds the connection flags, --timeout and --json to the top-level app.

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? kOk : kUsage;
   }
+  if (ctx.offline_action) return ctx.offline_action();
   ctx.options.default_deadline = std::chrono::seconds(ctx.timeout_seconds);
   auto client = lockbox::Client::Create(ctx.options);
   if (!client.ok()) {

@@ -15,25 +15,10 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "server/domain/status.h"
+#include "server/identity/openssl_ptr.h"
 
 namespace lockbox {
 namespace {
-
-struct BioFree {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct X509Free {
-  void operator()(X509* x) const { X509_free(x); }
-};
-struct StoreFree {
-  void operator()(X509_STORE* s) const { X509_STORE_free(s); }
-};
-struct StoreCtxFree {
-  void operator()(X509_STORE_CTX* c) const { X509_STORE_CTX_free(c); }
-};
-struct StackFree {
-  void operator()(STACK_OF(X509) * s) const { sk_X509_pop_free(s, X509_free); }
-};
 
 std::string Sha256Hex(absl::string_view bytes) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
@@ -54,10 +39,10 @@ absl::Status Untrusted(absl::string_view message) {
   return Error(absl::StatusCode::kUnauthenticated, reason::kUntrustedAnchor, message);
 }
 
-std::vector<std::unique_ptr<X509, X509Free>> ReadPemCertificates(absl::string_view pem) {
-  std::vector<std::unique_ptr<X509, X509Free>> out;
+std::vector<openssl::Cert> ReadPemCertificates(absl::string_view pem) {
+  std::vector<openssl::Cert> out;
   if (pem.empty()) return out;
-  std::unique_ptr<BIO, BioFree> in(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  openssl::Bio in(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   while (X509* cert = PEM_read_bio_X509(in.get(), nullptr, nullptr, nullptr))
     out.emplace_back(cert);
   ERR_clear_error();
@@ -84,18 +69,18 @@ absl::StatusOr<CertificateEvidence> VerifyAgainstAnchors(absl::string_view certi
                                                          absl::string_view anchor_name) {
   auto leaf = ReadPemCertificates(certificate_pem);
   if (leaf.empty()) return Untrusted("the connection carries no client certificate");
-  std::unique_ptr<X509_STORE, StoreFree> store(X509_STORE_new());
+  openssl::Store store(X509_STORE_new());
   for (const CaCertificate& ca : anchors) {
     const unsigned char* p = reinterpret_cast<const unsigned char*>(ca.der.data());
-    std::unique_ptr<X509, X509Free> cert(d2i_X509(nullptr, &p, static_cast<long>(ca.der.size())));
+    openssl::Cert cert(d2i_X509(nullptr, &p, static_cast<long>(ca.der.size())));
     if (cert != nullptr) X509_STORE_add_cert(store.get(), cert.get());
   }
   // An anchor is what the tenant registered, whether a root or an
   // intermediate: the chain may end at any certificate of the bundle.
   X509_STORE_set_flags(store.get(), X509_V_FLAG_PARTIAL_CHAIN);
-  std::unique_ptr<STACK_OF(X509), StackFree> untrusted(sk_X509_new_null());
+  openssl::CertStack untrusted(sk_X509_new_null());
   for (auto& c : ReadPemCertificates(chain_pem)) sk_X509_push(untrusted.get(), c.release());
-  std::unique_ptr<X509_STORE_CTX, StoreCtxFree> ctx(X509_STORE_CTX_new());
+  openssl::StoreCtx ctx(X509_STORE_CTX_new());
   if (X509_STORE_CTX_init(ctx.get(), store.get(), leaf[0].get(), untrusted.get()) != 1) {
     return Error(absl::StatusCode::kInternal, reason::kInternal, "X509_STORE_CTX_init failed");
   }

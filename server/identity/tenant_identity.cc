@@ -16,23 +16,17 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/domain/status.h"
+#include "server/identity/openssl_ptr.h"
 
 namespace lockbox {
 namespace {
-
-struct BioFree {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-struct X509Free {
-  void operator()(X509* x) const { X509_free(x); }
-};
 
 std::string Hex(const unsigned char* bytes, size_t n) {
   return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(bytes), n));
 }
 
 std::string SubjectOf(X509* cert) {
-  std::unique_ptr<BIO, BioFree> out(BIO_new(BIO_s_mem()));
+  openssl::Bio out(BIO_new(BIO_s_mem()));
   X509_NAME_print_ex(out.get(), X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
   char* data = nullptr;
   long n = BIO_get_mem_data(out.get(), &data);
@@ -52,7 +46,7 @@ absl::StatusOr<std::vector<CaCertificate>> ParseCaBundle(absl::string_view pem,
   if (pem.size() > kMaxBundleBytes) return InvalidField(field, "TOO_LONG", "at most 256 KiB");
   // Everything in the text must be a certificate: a stray private key or
   // garbage between blocks is refused rather than skipped.
-  std::unique_ptr<BIO, BioFree> in(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  openssl::Bio in(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   std::vector<CaCertificate> out;
   while (true) {
     char* name = nullptr;
@@ -73,7 +67,7 @@ absl::StatusOr<std::vector<CaCertificate>> ParseCaBundle(absl::string_view pem,
                           absl::StrCat("holds a PEM \"", block_name, "\" block; only CERTIFICATE"));
     }
     const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
-    std::unique_ptr<X509, X509Free> cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+    openssl::Cert cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
     if (cert == nullptr) {
       ERR_clear_error();
       return InvalidField(field, "BAD_FORMAT",
