@@ -175,6 +175,41 @@ TEST_F(DatabaseRolesTest, LockboxdRefusesARoleThatCouldRewriteHistory) {
   EXPECT_NE(dev.log.find("dev-privileged-database-role"), std::string::npos);
 }
 
+// Ways to become the owner without owning a table: CREATEROLE (on
+// PostgreSQL 15 it grants itself the owner's role, SETs ROLE to it and
+// switches the audit triggers off), and a function the runtime role owns
+// (a trigger function it could replace).
+TEST_F(DatabaseRolesTest, LockboxdRefusesARoleThatCouldBecomeTheOwner) {
+  const std::string role = db_->roles().runtime_role;
+  auto refused = [&](const std::string& why) {
+    Started s = Start(*certs_, db_->roles().runtime_url, {"--migration-database-url="});
+    EXPECT_FALSE(s.ready) << why;
+    EXPECT_NE(s.log.find("--database-url"), std::string::npos) << s.log;
+    EXPECT_NE(s.log.find(why), std::string::npos) << s.log;
+  };
+  for (const char* attribute : {"CREATEROLE", "REPLICATION", "BYPASSRLS"}) {
+    db_->Exec("ALTER ROLE " + role + " " + attribute);
+    refused(std::string("has ") + attribute);
+    db_->Exec("ALTER ROLE " + role + " NO" + attribute);
+  }
+  // An attribute of a role it is a member of counts: it may SET ROLE to it.
+  const std::string helper = db_->name() + "_helper";
+  db_->Exec("CREATE ROLE " + helper + " NOLOGIN CREATEROLE");
+  db_->Exec("GRANT " + helper + " TO " + role);
+  refused("is a member of " + helper + ", which has CREATEROLE");
+  db_->Exec("DROP ROLE " + helper);
+
+  db_->Exec("CREATE FUNCTION lockbox_leftover() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RETURN NEW; END $$");
+  db_->Exec("ALTER FUNCTION lockbox_leftover() OWNER TO " + role);
+  refused("owns function lockbox_leftover()");
+  db_->Exec("DROP FUNCTION lockbox_leftover()");
+
+  // As it was, it serves.
+  Started plain = Start(*certs_, db_->roles().runtime_url, {"--migration-database-url="});
+  EXPECT_TRUE(plain.ready) << plain.log;
+}
+
 TEST(DatabaseStartTest, WithoutAMigrationUrlTheSchemaMustBeCurrent) {
   TestDatabase db;
   Certificates certs(kTd);
