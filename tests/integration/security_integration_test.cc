@@ -316,6 +316,10 @@ TEST_F(ServerLifeTest, SigkillUnderLoadLosesNothingAcknowledgedAndHalfWritesNoth
   b.mutable_role_binding()->set_role("tenant.auditor");
   b.mutable_role_binding()->set_tenant("tenants/busy");
   ASSERT_TRUE(Connect("busy-admin")->CreateRoleBinding(b).ok());
+  // Fewer events than a checkpoint's worth: sign the head, then verify.
+  v1::CreateAuditCheckpointRequest cp;
+  cp.set_parent("tenants/busy");
+  ASSERT_TRUE(Connect("auditor")->CreateAuditCheckpoint(cp).ok());
   auto verified = Connect("auditor")->VerifyAuditLog(v);
   ASSERT_TRUE(verified.ok());
   EXPECT_TRUE(verified->ok()) << verified->detail();
@@ -483,6 +487,10 @@ TEST(DatabaseOutageTest, CallsFailFastHealthSaysNotServingAndTheServerRecovers) 
   int creates = n.exec("SELECT count(*) FROM audit_events WHERE action = 'access_request.create'")[0][0].as<int>();
   EXPECT_EQ(requests, static_cast<int>(attempted.size()));
   EXPECT_EQ(creates, requests);
+  v1::CreateAuditCheckpointRequest cp;
+  cp.set_parent("tenants/outage");
+  auto checkpoint = admin->CreateAuditCheckpoint(cp);
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status().error_message();
   v1::VerifyAuditLogRequest v;
   v.set_parent("tenants/outage");
   auto verified = admin->VerifyAuditLog(v);
