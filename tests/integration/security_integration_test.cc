@@ -197,6 +197,16 @@ TEST_F(ServerLifeTest, SigtermLetsInFlightCallsFinishWhileHealthSaysNotServing) 
       std::vector<std::string>{"--drain-seconds=60", "--sweep-interval-ms=3600000"});
   ASSERT_TRUE(server_->WaitReady("admin"));
   LoadAuditChain(db_, certs_.dir(), "longlog", 60000);
+  {
+    // A bulk-loaded log has no checkpoint yet; verification wants one.
+    Client signer(MtlsChannel(certs_, "admin", server_->target()));
+    v1::CreateAuditCheckpointRequest cp;
+    cp.set_parent("tenants/longlog");
+    v1::AuditCheckpoint made;
+    auto ctx = Context();
+    grpc::Status signed_head = signer.audit->CreateAuditCheckpoint(ctx.get(), cp, &made);
+    ASSERT_TRUE(signed_head.ok()) << signed_head.error_message();
+  }
   pqxx::connection holder(db_.url());
   auto lock = std::make_unique<pqxx::work>(holder);
   lock->exec("LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE");
