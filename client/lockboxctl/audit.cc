@@ -47,6 +47,9 @@ void AddList(CLI::App* audit, Context& ctx) {
 void PrintVerify(const v1::VerifyAuditLogResponse& resp) {
   if (resp.ok()) {
     std::cout << "OK: " << resp.detail() << "\n";
+  } else if (resp.first_bad_event().empty()) {
+    // Nothing mismatched, but nothing signed was verified either.
+    std::cout << "NOT VERIFIED: " << resp.detail() << "\n";
   } else {
     std::cout << "TAMPERED: first bad event " << resp.first_bad_event() << ": " << resp.detail()
               << "\n";
@@ -83,7 +86,6 @@ int VerifyOffline(const Context& ctx, const std::string& file,
   auto verified = VerifyAuditExport(in, pems, bundle);
   if (!verified.ok()) return FailInvalid(std::string(verified.status().message()));
   v1::VerifyAuditLogResponse resp = *std::move(verified);
-  if (pems.empty()) resp.set_detail(resp.detail() + " (signatures not checked: no --public-key)");
   if (bundle.empty() && resp.ok()) {
     resp.set_detail(resp.detail() + " (decision signatures not checked: no --tenant-ca)");
   }

@@ -32,6 +32,7 @@ ChainHead LinkAuditEvent(const ChainHead& head, v1::AuditEvent* event) {
 }
 
 bool CheckpointDue(const ChainHead& head, int every) {
+  if (head.sequence == 1) return true;
   return every > 0 && head.sequence > 0 && head.sequence % every == 0;
 }
 

@@ -31,8 +31,10 @@ std::string AuditCheckpointName(const std::string& tenant, int64_t sequence);
 // that nothing else links after it meanwhile.
 ChainHead LinkAuditEvent(const ChainHead& head, v1::AuditEvent* event);
 
-// Whether the append that made `head` also signs a checkpoint of it: every
-// `every` events of a log; never when `every` <= 0.
+// Whether the append that made `head` also signs a checkpoint of it: a
+// log's first event, so that every log that has events has a checkpoint
+// (one stripped away is then noticed, SECURITY.md), and every `every` events
+// after it (never when `every` <= 0).
 bool CheckpointDue(const ChainHead& head, int every);
 
 // A checkpoint of `tenant`'s log at `head`, signed at `sign_time`, not yet

@@ -230,6 +230,7 @@ absl::StatusOr<ChainVerifier> ChainVerifier::Create(const std::vector<std::strin
     }
   }
   free_keys();
+  v.signatures_checked_ = !keys.empty();
   v.checkpoints_ = std::move(checkpoints);
   return v;
 }
@@ -272,7 +273,12 @@ bool ChainVerifier::Add(const v1::AuditEvent& e) {
                                          checkpoints_[next_checkpoint_].name(),
                                          ": history was rewritten"));
     }
-    result_.set_verified_checkpoints(result_.verified_checkpoints() + 1);
+    // Without keys a checkpoint is only a hash anyone could have written:
+    // it still catches a chain that disagrees with it, but proves nothing.
+    if (signatures_checked_) {
+      result_.set_verified_checkpoints(result_.verified_checkpoints() + 1);
+      newest_verified_ = next_checkpoint_;
+    }
     ++next_checkpoint_;
   }
   previous_ = e.hash();
@@ -288,12 +294,39 @@ v1::VerifyAuditLogResponse ChainVerifier::Finish() {
                                 " is beyond the log's last event ", expected_ - 1,
                                 ": events were removed from the end"));
   }
+  // Stripping checkpoints leaves a chain that verifies: with keys, a log
+  // with events needs at least one checkpoint whose signature verified,
+  // and the newest is named so that it can be compared with one pinned
+  // earlier (stripping only the later ones shows as an older checkpoint).
+  if (!failed_ && signatures_checked_ && result_.verified_events() > 0 &&
+      result_.verified_checkpoints() == 0) {
+    failed_ = true;
+    result_.set_ok(false);
+    result_.set_detail(absl::StrCat(
+        "no signed checkpoint verified: none of the log's ", result_.verified_events(),
+        " events is covered by a checkpoint signed by one of the keys given (checkpoints "
+        "were removed, or the log is younger than its first checkpoint: sign one with "
+        "CreateAuditCheckpoint and verify again)"));
+  }
   result_.set_head_hash(previous_);
   if (!failed_) {
+    std::string checkpoints;
+    if (!signatures_checked_) {
+      checkpoints = "; no keys given, so checkpoint signatures not checked (0 verified)";
+    } else if (newest_verified_ < checkpoints_.size()) {
+      const v1::AuditCheckpoint& newest = checkpoints_[newest_verified_];
+      checkpoints = absl::StrCat(
+          "; newest verified checkpoint at sequence ", newest.sequence(), ", signed ",
+          // As the checkpoint's JSON writes it, to compare by eye.
+          absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
+                           absl::FromUnixSeconds(newest.sign_time().seconds()),
+                           absl::UTCTimeZone()),
+          " by key ", newest.key_id());
+    }
     result_.set_detail(absl::StrCat("verified ", result_.verified_events(), " events and ",
                                     result_.verified_checkpoints(),
                                     " signed checkpoints up to head ",
-                                    previous_.empty() ? "(empty log)" : previous_));
+                                    previous_.empty() ? "(empty log)" : previous_, checkpoints));
   }
   return result_;
 }

@@ -60,6 +60,8 @@ ctl alice tenants create nope --ca-bundle "$WORK/certs/tenant-contoso-ca.crt" \
   --first-admin "spiffe://$TD/tenant/nope/user/x" >/dev/null 2>&1; [ $? -eq 7 ] || fail "permission denied should exit 7"
 ctl alice --no-such-flag >/dev/null 2>&1; [ $? -eq 1 ] || fail "a usage error should exit 1"
 set -e
+# A log this young has no checkpoint yet: sign its head, then verify.
+ctl dana audit checkpoint contoso >/dev/null || fail "audit checkpoint"
 ctl dana audit verify contoso | grep -q "^OK: verified" || fail "audit verify"
 ctl dana audit list contoso --filter "action = access_request.deny" | grep -q access_request.deny ||
   fail "audit list"

@@ -106,7 +106,7 @@ TEST_F(AuditTest, AnUntouchedLogVerifiesWithItsCheckpoints) {
   auto r = Verify("clean");
   EXPECT_TRUE(r.ok()) << r.detail();
   EXPECT_EQ(r.verified_events(), 13);
-  EXPECT_EQ(r.verified_checkpoints(), 2);  // Every 5 events.
+  EXPECT_EQ(r.verified_checkpoints(), 3);  // The first event, then every 5.
 }
 
 TEST_F(AuditTest, AlteringOneJustificationNamesThatEvent) {
@@ -196,7 +196,10 @@ TEST_F(AuditTest, ThreeReplicasAppendingToOneTenantLeaveOneChain) {
   auto r = Verify("shared");
   EXPECT_TRUE(r.ok()) << r.detail();
   EXPECT_EQ(r.verified_events(), 13 + 90);
-  EXPECT_EQ(r.verified_checkpoints(), (13 + 90) / 5);
+  // The first event's, then every 5th; on a slow machine (the sanitizer
+  // build) an idle-log sweep of one replica may sign one more head.
+  EXPECT_GE(r.verified_checkpoints(), 1 + (13 + 90) / 5);
+  EXPECT_LE(r.verified_checkpoints(), 2 + (13 + 90) / 5);
 }
 
 TEST_F(AuditTest, TwoHundredThousandEventsExportInFlatMemoryAndVerifyOffline) {

@@ -175,6 +175,41 @@ TEST_F(DatabaseRolesTest, LockboxdRefusesARoleThatCouldRewriteHistory) {
   EXPECT_NE(dev.log.find("dev-privileged-database-role"), std::string::npos);
 }
 
+// Ways to become the owner without owning a table: CREATEROLE (on
+// PostgreSQL 15 it grants itself the owner's role, SETs ROLE to it and
+// switches the audit triggers off), and a function the runtime role owns
+// (a trigger function it could replace).
+TEST_F(DatabaseRolesTest, LockboxdRefusesARoleThatCouldBecomeTheOwner) {
+  const std::string role = db_->roles().runtime_role;
+  auto refused = [&](const std::string& why) {
+    Started s = Start(*certs_, db_->roles().runtime_url, {"--migration-database-url="});
+    EXPECT_FALSE(s.ready) << why;
+    EXPECT_NE(s.log.find("--database-url"), std::string::npos) << s.log;
+    EXPECT_NE(s.log.find(why), std::string::npos) << s.log;
+  };
+  for (const char* attribute : {"CREATEROLE", "REPLICATION", "BYPASSRLS"}) {
+    db_->Exec("ALTER ROLE " + role + " " + attribute);
+    refused(std::string("has ") + attribute);
+    db_->Exec("ALTER ROLE " + role + " NO" + attribute);
+  }
+  // An attribute of a role it is a member of counts: it may SET ROLE to it.
+  const std::string helper = db_->name() + "_helper";
+  db_->Exec("CREATE ROLE " + helper + " NOLOGIN CREATEROLE");
+  db_->Exec("GRANT " + helper + " TO " + role);
+  refused("is a member of " + helper + ", which has CREATEROLE");
+  db_->Exec("DROP ROLE " + helper);
+
+  db_->Exec("CREATE FUNCTION lockbox_leftover() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RETURN NEW; END $$");
+  db_->Exec("ALTER FUNCTION lockbox_leftover() OWNER TO " + role);
+  refused("owns function lockbox_leftover()");
+  db_->Exec("DROP FUNCTION lockbox_leftover()");
+
+  // As it was, it serves.
+  Started plain = Start(*certs_, db_->roles().runtime_url, {"--migration-database-url="});
+  EXPECT_TRUE(plain.ready) << plain.log;
+}
+
 TEST(DatabaseStartTest, WithoutAMigrationUrlTheSchemaMustBeCurrent) {
   TestDatabase db;
   Certificates certs(kTd);
@@ -247,7 +282,8 @@ TEST(SigningKeyTest, ARotatedKeyLeavesOldAndNewCheckpointsVerifiableOnlineAndOff
   auto online = admin->VerifyAuditLog(v);
   ASSERT_TRUE(online.ok()) << online.status().error_message();
   EXPECT_TRUE(online->ok()) << online->detail();
-  EXPECT_EQ(online->verified_checkpoints(), 2);
+  // The first event's (by the old key), and one asked for by each key.
+  EXPECT_EQ(online->verified_checkpoints(), 3);
 
   // Both published, by ID, the old one valid until the new one took over.
   auto keys = admin->GetAuditPublicKey(v1::GetAuditPublicKeyRequest());
@@ -262,7 +298,7 @@ TEST(SigningKeyTest, ARotatedKeyLeavesOldAndNewCheckpointsVerifiableOnlineAndOff
   EXPECT_FALSE(keys->keys(1).has_valid_until());
 
   // Offline: the export with both public keys verifies; with the new one
-  // alone, the old key's checkpoint is named.
+  // alone, the old key's first checkpoint is named.
   std::string file = certs.Path("rotated.jsonl");
   {
     std::ofstream out(file);
@@ -279,14 +315,15 @@ TEST(SigningKeyTest, ARotatedKeyLeavesOldAndNewCheckpointsVerifiableOnlineAndOff
     auto offline = VerifyAuditExport(in, pems);
     ASSERT_TRUE(offline.ok());
     EXPECT_TRUE(offline->ok()) << offline->detail();
-    EXPECT_EQ(offline->verified_checkpoints(), 2);
+    EXPECT_EQ(offline->verified_checkpoints(), 3);
   }
   {
     std::ifstream in(file);
     auto only_new = VerifyAuditExport(in, std::vector<std::string>{pems[1]});
     ASSERT_TRUE(only_new.ok());
     EXPECT_FALSE(only_new->ok());
-    EXPECT_EQ(only_new->first_bad_event(), by_old.name());
+    // The old key's first: the one of the log's first event.
+    EXPECT_EQ(only_new->first_bad_event(), "tenants/rotated/auditCheckpoints/1");
   }
   // And lockboxctl, with the keys as a customer pinned them.
   std::ofstream(certs.Path("old.pub")) << pems[0];

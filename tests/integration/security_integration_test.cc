@@ -197,6 +197,16 @@ TEST_F(ServerLifeTest, SigtermLetsInFlightCallsFinishWhileHealthSaysNotServing) 
       std::vector<std::string>{"--drain-seconds=60", "--sweep-interval-ms=3600000"});
   ASSERT_TRUE(server_->WaitReady("admin"));
   LoadAuditChain(db_, certs_.dir(), "longlog", 60000);
+  {
+    // A bulk-loaded log has no checkpoint yet; verification wants one.
+    Client signer(MtlsChannel(certs_, "admin", server_->target()));
+    v1::CreateAuditCheckpointRequest cp;
+    cp.set_parent("tenants/longlog");
+    v1::AuditCheckpoint made;
+    auto ctx = Context();
+    grpc::Status signed_head = signer.audit->CreateAuditCheckpoint(ctx.get(), cp, &made);
+    ASSERT_TRUE(signed_head.ok()) << signed_head.error_message();
+  }
   pqxx::connection holder(db_.url());
   auto lock = std::make_unique<pqxx::work>(holder);
   lock->exec("LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE");
@@ -316,6 +326,10 @@ TEST_F(ServerLifeTest, SigkillUnderLoadLosesNothingAcknowledgedAndHalfWritesNoth
   b.mutable_role_binding()->set_role("tenant.auditor");
   b.mutable_role_binding()->set_tenant("tenants/busy");
   ASSERT_TRUE(Connect("busy-admin")->CreateRoleBinding(b).ok());
+  // Fewer events than a checkpoint's worth: sign the head, then verify.
+  v1::CreateAuditCheckpointRequest cp;
+  cp.set_parent("tenants/busy");
+  ASSERT_TRUE(Connect("auditor")->CreateAuditCheckpoint(cp).ok());
   auto verified = Connect("auditor")->VerifyAuditLog(v);
   ASSERT_TRUE(verified.ok());
   EXPECT_TRUE(verified->ok()) << verified->detail();
@@ -483,6 +497,10 @@ TEST(DatabaseOutageTest, CallsFailFastHealthSaysNotServingAndTheServerRecovers) 
   int creates = n.exec("SELECT count(*) FROM audit_events WHERE action = 'access_request.create'")[0][0].as<int>();
   EXPECT_EQ(requests, static_cast<int>(attempted.size()));
   EXPECT_EQ(creates, requests);
+  v1::CreateAuditCheckpointRequest cp;
+  cp.set_parent("tenants/outage");
+  auto checkpoint = admin->CreateAuditCheckpoint(cp);
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status().error_message();
   v1::VerifyAuditLogRequest v;
   v.set_parent("tenants/outage");
   auto verified = admin->VerifyAuditLog(v);

@@ -99,6 +99,13 @@ TEST(SignedDecisionsWire, LibraryApprovalIsSignedAndTheExportVerifiesOffline) {
   // The server took the certificate from the TLS peer.
   EXPECT_EQ(evidence.certificate_sha256(), *CertificateSha256(certs.Read("dana.crt")));
 
+  // Signed before the export, so that the key has a checkpoint to verify
+  // (a log this young has none yet).
+  v1::CreateAuditCheckpointRequest cp;
+  cp.set_parent("tenants/ma");
+  auto checkpoint = dana->CreateAuditCheckpoint(cp);
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status().error_message();
+
   v1::ExportAuditEventsRequest ex;
   ex.set_parent("tenants/ma");
   ex.set_format(v1::ExportAuditEventsRequest::JSON_LINES);

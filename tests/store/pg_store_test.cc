@@ -295,12 +295,15 @@ TEST_F(PgStoreTest, AuditLogLinksEventsAndSignsEveryNth) {
   for (size_t i = 1; i < events.size(); ++i) {
     EXPECT_EQ(events[i].previous_hash(), events[i - 1].hash());
   }
-  ASSERT_EQ(checkpoints.size(), 2u);
-  EXPECT_EQ(checkpoints[0].sequence(), 2);
-  EXPECT_EQ(checkpoints[0].head_hash(), events[1].hash());
-  EXPECT_EQ(checkpoints[1].sequence(), 4);
-  EXPECT_EQ(checkpoints[1].name(), "tenants/t/auditCheckpoints/4");
-  EXPECT_EQ(checkpoints[1].sign_time().seconds(), events[3].event_time().seconds());
+  // The first event's, then every 2nd.
+  ASSERT_EQ(checkpoints.size(), 3u);
+  EXPECT_EQ(checkpoints[0].sequence(), 1);
+  EXPECT_EQ(checkpoints[0].head_hash(), events[0].hash());
+  EXPECT_EQ(checkpoints[1].sequence(), 2);
+  EXPECT_EQ(checkpoints[1].head_hash(), events[1].hash());
+  EXPECT_EQ(checkpoints[2].sequence(), 4);
+  EXPECT_EQ(checkpoints[2].name(), "tenants/t/auditCheckpoints/4");
+  EXPECT_EQ(checkpoints[2].sign_time().seconds(), events[3].event_time().seconds());
 
   auto verifier =
       ChainVerifier::Create((*signer)->public_key().public_key_pem(), std::move(checkpoints));
@@ -309,7 +312,7 @@ TEST_F(PgStoreTest, AuditLogLinksEventsAndSignsEveryNth) {
   v1::VerifyAuditLogResponse verified = verifier->Finish();
   EXPECT_TRUE(verified.ok()) << verified.detail();
   EXPECT_EQ(verified.verified_events(), 5);
-  EXPECT_EQ(verified.verified_checkpoints(), 2);
+  EXPECT_EQ(verified.verified_checkpoints(), 3);
 }
 
 }  // namespace

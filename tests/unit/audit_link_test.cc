@@ -43,8 +43,11 @@ TEST(AuditLinkTest, GlobalLogNames) {
   EXPECT_EQ(AuditCheckpointName("t", 7), "tenants/t/auditCheckpoints/7");
 }
 
-TEST(AuditLinkTest, CheckpointEveryNth) {
-  EXPECT_FALSE(CheckpointDue(ChainHead{1, "x"}, 2));
+TEST(AuditLinkTest, CheckpointAtTheFirstEventAndEveryNth) {
+  // The first event always: a log with events always has a checkpoint.
+  EXPECT_TRUE(CheckpointDue(ChainHead{1, "x"}, 2));
+  EXPECT_TRUE(CheckpointDue(ChainHead{1, "x"}, 0));
+  EXPECT_FALSE(CheckpointDue(ChainHead{3, "x"}, 2));
   EXPECT_TRUE(CheckpointDue(ChainHead{2, "x"}, 2));
   EXPECT_TRUE(CheckpointDue(ChainHead{4, "x"}, 2));
   EXPECT_TRUE(CheckpointDue(ChainHead{1, "x"}, 1));

@@ -89,7 +89,10 @@ TEST_F(AuditSigningTest, AFullyRecomputedRewriteIsCaughtByTheCheckpoint) {
     rewritten[i].set_hash(ChainHash(previous, rewritten[i]));
     previous = rewritten[i].hash();
   }
-  EXPECT_TRUE(Verify({}, rewritten).ok());  // The chain alone is fooled...
+  auto chain_only = ChainVerifier::Create("", {});
+  ASSERT_TRUE(chain_only.ok());
+  for (const auto& e : rewritten) ASSERT_TRUE(chain_only->Add(e));
+  EXPECT_TRUE(chain_only->Finish().ok());   // The chain alone is fooled...
   auto r = Verify({At(5)}, rewritten);      // ...the signed checkpoint is not.
   EXPECT_FALSE(r.ok());
   EXPECT_EQ(r.first_bad_event(), "tenants/t/auditEvents/5");
@@ -101,6 +104,62 @@ TEST_F(AuditSigningTest, EventsRemovedFromTheEndAreCaught) {
   auto r = Verify({At(10)}, cut);
   EXPECT_FALSE(r.ok());
   EXPECT_EQ(r.first_bad_event(), "tenants/t/auditCheckpoints/10");
+}
+
+// An export whose checkpoints were removed still has a sound chain: with a
+// key, not one verified checkpoint is a failure; without, none counts.
+TEST_F(AuditSigningTest, StrippedCheckpointsDoNotVerify) {
+  std::string events;
+  for (const auto& e : events_) events += ExportJsonLine(e);
+  const std::string key = signer_->public_key().public_key_pem();
+  {
+    std::istringstream stripped(events);
+    auto r = VerifyAuditExport(stripped, key);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_FALSE(r->ok());
+    EXPECT_EQ(r->verified_checkpoints(), 0);
+    EXPECT_NE(r->detail().find("no signed checkpoint verified"), std::string::npos) << r->detail();
+  }
+  {
+    std::istringstream stripped(events);
+    auto r = VerifyAuditExport(stripped, "");
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(r->ok()) << r->detail();
+    EXPECT_EQ(r->verified_events(), 10);
+    EXPECT_EQ(r->verified_checkpoints(), 0);
+    EXPECT_NE(r->detail().find("signatures not checked"), std::string::npos) << r->detail();
+  }
+  // Checkpoints kept but not checked count for nothing either.
+  {
+    std::istringstream unchecked(ExportJsonLine(At(5)) + ExportJsonLine(At(10)) + events);
+    auto r = VerifyAuditExport(unchecked, "");
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(r->ok()) << r->detail();
+    EXPECT_EQ(r->verified_checkpoints(), 0);
+    EXPECT_NE(r->detail().find("signatures not checked"), std::string::npos) << r->detail();
+  }
+  // Those from some sequence on removed: ok, but the newest verified
+  // checkpoint named is the older one, for comparing with a pinned one.
+  {
+    std::istringstream cut(ExportJsonLine(At(5)) + events);
+    auto r = VerifyAuditExport(cut, key);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(r->ok()) << r->detail();
+    EXPECT_EQ(r->verified_checkpoints(), 1);
+    EXPECT_NE(r->detail().find("newest verified checkpoint at sequence 5, signed "
+                               "2030-03-17T17:46:40Z by key " +
+                               signer_->public_key().key_id()),
+              std::string::npos)
+        << r->detail();
+  }
+  // The same verdicts online (the verifier VerifyAuditLog uses).
+  auto online = Verify({}, events_);
+  EXPECT_FALSE(online.ok());
+  EXPECT_NE(online.detail().find("no signed checkpoint verified"), std::string::npos);
+  EXPECT_NE(Verify({At(5), At(10)}, events_).detail().find("checkpoint at sequence 10"),
+            std::string::npos);
+  // An empty log has nothing to cover.
+  EXPECT_TRUE(Verify({}, {}).ok());
 }
 
 TEST_F(AuditSigningTest, ExportLinesRoundTrip) {

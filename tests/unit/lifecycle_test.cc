@@ -63,8 +63,10 @@ class LifecycleTest : public ::testing::Test {
 
   // A check by an engineer, without the environment and policy as they are
   // now unless the test sets them.
-  static AccessCheck Check(const std::string& principal, const std::string& environment,
-                           const std::string& data_source, absl::Time now) {
+  // AccessCheck holds views: the arguments must outlive it (string
+  // literals, or strings of the test).
+  static AccessCheck Check(absl::string_view principal, absl::string_view environment,
+                           absl::string_view data_source, absl::Time now) {
     AccessCheck c;
     c.principal = principal;
     c.environment = environment;

@@ -76,7 +76,11 @@ class ChainVerifier {
   // `checkpoints` of this log in sequence order; each is checked with the
   // key of `public_key_pems` its key_id names (keys rotate: a log holds
   // checkpoints of several keys), and a checkpoint whose key is not among
-  // them fails the log. No keys: the chain only. INVALID_ARGUMENT when a
+  // them fails the log. No keys: the chain only (a checkpoint's head hash
+  // is still compared, but no checkpoint counts as verified). With keys, a
+  // log with events of which no checkpoint verified is not ok, and an ok
+  // verdict's detail names the newest verified checkpoint (sequence, sign
+  // time, key) to compare with one pinned earlier. INVALID_ARGUMENT when a
   // key is not an Ed25519 public key in PEM.
   static absl::StatusOr<ChainVerifier> Create(const std::vector<std::string>& public_key_pems,
                                               std::vector<v1::AuditCheckpoint> checkpoints);
@@ -97,6 +101,10 @@ class ChainVerifier {
 
   std::vector<v1::AuditCheckpoint> checkpoints_;
   size_t next_checkpoint_ = 0;
+  // Keys were given, so every checkpoint's signature was checked.
+  bool signatures_checked_ = false;
+  // The newest checkpoint the chain reached with a checked signature.
+  size_t newest_verified_ = static_cast<size_t>(-1);
   std::string previous_;
   int64_t expected_ = 1;
   v1::VerifyAuditLogResponse result_;
@@ -117,8 +125,9 @@ absl::Status ParseExportLine(const std::string& line, v1::AuditEvent* event,
 // Verifies a JSON Lines export read from `in` to its end (or to the first
 // bad event): its chain and, unless `public_key_pems` is empty, its signed
 // checkpoints, each with the key its key_id names (a checkpoint of a key not
-// given fails). The verdict says ok, or names the first bad event or
-// checkpoint and why. INVALID_ARGUMENT when a key is not an Ed25519 public
+// given fails; with keys, so does an export of which no checkpoint
+// verified, e.g. one stripped of them: see ChainVerifier::Create). The
+// verdict says ok, or names the first bad event or checkpoint and why. INVALID_ARGUMENT when a key is not an Ed25519 public
 // key or a line is not a line of an export. Reads line by line: memory does
 // not grow with the export.
 absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(

@@ -163,18 +163,44 @@ absl::Status CheckSchemaCurrent(pqxx::connection& c) {
 
 absl::Status CheckRuntimeRole(pqxx::connection& c) {
   pqxx::nontransaction n(c);
-  auto role = n.exec1("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user");
-  std::string name = role[0].as<std::string>();
-  if (role[1].as<bool>()) {
-    return Refused(absl::StrCat("the database role ", name,
-                                " is a superuser; lockboxd runs as a role that owns nothing "
+  const std::string name = n.exec1("SELECT current_user")[0].as<std::string>();
+  // The role's own attributes and those of every role it is a member of
+  // (it may SET ROLE to one): a superuser bypasses every check; CREATEROLE
+  // can grant itself the owner's role (PostgreSQL 15 lets it grant any role
+  // but a superuser), then SET ROLE and disable the append-only triggers;
+  // REPLICATION and BYPASSRLS read or write past the server's checks.
+  auto privileged = n.exec(
+      "SELECT rolname, rolsuper, rolcreaterole, rolreplication, rolbypassrls FROM pg_roles "
+      "WHERE pg_has_role(current_user, oid, 'MEMBER') "
+      "AND (rolsuper OR rolcreaterole OR rolreplication OR rolbypassrls) "
+      "ORDER BY rolname <> current_user, rolname LIMIT 1");
+  if (!privileged.empty()) {
+    const auto& r = privileged[0];
+    const std::string holder = r[0].as<std::string>();
+    std::string what = r[1].as<bool>()   ? "is a superuser"
+                       : r[2].as<bool>() ? "has CREATEROLE"
+                       : r[3].as<bool>() ? "has REPLICATION"
+                                         : "has BYPASSRLS";
+    std::string who = holder == name ? "" : absl::StrCat(" is a member of ", holder, ", which");
+    return Refused(absl::StrCat("the database role ", name, who, " ", what,
+                                "; lockboxd runs as a role that owns nothing "
                                 "(docs/OPERATIONS.md, database roles)"));
   }
+  // Whoever owns a table, or a function a trigger of one calls, can switch
+  // the triggers off or replace what they do; a member of the owner can
+  // become it. Trigger functions are checked wherever they live.
   auto owned = n.exec(
-      "SELECT n.nspname FROM pg_namespace n WHERE n.nspname = current_schema() "
+      "SELECT 'schema ' || n.nspname FROM pg_namespace n WHERE n.nspname = current_schema() "
       "AND pg_has_role(current_user, n.nspowner, 'MEMBER') "
       "UNION ALL SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
       "WHERE n.nspname = current_schema() AND pg_has_role(current_user, c.relowner, 'MEMBER') "
+      "UNION ALL SELECT 'function ' || p.oid::regprocedure::text FROM pg_proc p "
+      "JOIN pg_namespace n ON n.oid = p.pronamespace "
+      "WHERE n.nspname = current_schema() AND pg_has_role(current_user, p.proowner, 'MEMBER') "
+      "UNION ALL SELECT 'function ' || p.oid::regprocedure::text FROM pg_trigger t "
+      "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+      "JOIN pg_proc p ON p.oid = t.tgfoid "
+      "WHERE n.nspname = current_schema() AND pg_has_role(current_user, p.proowner, 'MEMBER') "
       "LIMIT 1");
   if (!owned.empty()) {
     return Refused(absl::StrCat("the database role ", name, " owns ", owned[0][0].as<std::string>(),
