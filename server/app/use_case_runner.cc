@@ -158,7 +158,8 @@ absl::StatusOr<Actor> UseCaseRunner::Authenticate(Transaction& tx, const CallerI
   user.principal = on_behalf->user;
   user.via = std::move(actor.principal);
   user.permissions = Permissions(std::move(user_bindings));
-  user.certificate = std::move(actor.certificate);
+  // The peer's certificate is the portal's: never evidence of the user.
+  user.via_certificate = std::move(actor.certificate);
   user.token = on_behalf->token;
   return user;
 }
