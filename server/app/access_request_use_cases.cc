@@ -143,12 +143,13 @@ absl::Status SignatureInvalid(absl::string_view why) {
 // The certificate whose key signed a customer's decision: over direct mTLS
 // the TLS peer's (proven by the transport and at authentication); through a
 // portal the one the signature carries, which must be the token user's own
-// and chain to their tenant's bundle.
+// and chain to their tenant's bundle; then `proven` gets how it was proven
+// (the anchor only when the server's verifier proved it).
 absl::StatusOr<std::string> SignerCertificate(const UseCaseRunner& runner, Transaction& tx,
                                               const CallerIdentity& c, const Actor& a,
                                               const std::string& tenant,
                                               const v1::DecisionSignature& signature,
-                                              absl::Time now) {
+                                              absl::Time now, CertificateEvidence* proven) {
   if (!a.via) {
     if (c.certificate_pem.empty()) {
       return SignatureInvalid("the connection carries no client certificate to verify it with");
@@ -178,21 +179,27 @@ absl::StatusOr<std::string> SignerCertificate(const UseCaseRunner& runner, Trans
   if (runner.certificates() != nullptr) {
     // The verifier that proves callers proves the signer the same way.
     CallerIdentity as_signer{a.principal.spiffe_id, "", pem, pem};
-    absl::StatusOr<CertificateEvidence> proven =
+    absl::StatusOr<CertificateEvidence> verified =
         runner.certificates()->Verify(a.principal, as_signer, registered ? &*identity : nullptr);
-    if (!proven.ok()) return SignatureInvalid(proven.status().message());
+    if (!verified.ok()) return SignatureInvalid(verified.status().message());
+    *proven = *std::move(verified);
     return pem;
   }
   if (!registered) {
     return SignatureInvalid("the tenant has no CA bundle to prove the signer's certificate");
   }
   RETURN_IF_ERROR(VerifyCertificateChain(pem, identity->ca_bundle_pem(), ToProto(now)));
+  ASSIGN_OR_RETURN(proven->certificate_sha256, CertificateSha256(pem));
   return pem;
 }
 
 // How the customer's reviewer was proven, with their signature verified when
 // the call carries one (docs/SIGNED_DECISIONS.md); `signer_pem` gets the
 // signing certificate. `request` is the request as it was reviewed.
+// certificate_sha256 and anchor_* are only ever the reviewer's own: through
+// a portal, the peer is the portal, so they are set only from the user's
+// certificate a signature carries (the portal's is the caller's to record
+// as the via certificate).
 absl::StatusOr<v1::DecisionEvidence> ProveCustomerDecision(
     const UseCaseRunner& runner, Transaction& tx, const CallerIdentity& c, const Actor& a,
     absl::Time now, const v1::AccessRequest& request, const DecideArgs& args,
@@ -228,16 +235,25 @@ absl::StatusOr<v1::DecisionEvidence> ProveCustomerDecision(
   if (absl::AbsDuration(FromProto(signature.sign_time()) - now) > kSignTimeSkew) {
     return SignatureInvalid("signature.sign_time is more than 5 minutes from the server's clock");
   }
-  ASSIGN_OR_RETURN(*signer_pem, SignerCertificate(runner, tx, c, a, tenant, signature, now));
+  CertificateEvidence signer;
+  ASSIGN_OR_RETURN(*signer_pem,
+                   SignerCertificate(runner, tx, c, a, tenant, signature, now, &signer));
   DecisionToSign signed_bytes{request.name(), args.etag, verdict, args.comment,
                               signature.sign_time()};
   RETURN_IF_ERROR(VerifyDecisionSignature(*signer_pem, signed_bytes, signature.signature()));
   evidence.set_signed_(true);
+  if (a.via) {
+    evidence.set_certificate_sha256(signer.certificate_sha256);
+    evidence.set_anchor_sha256(signer.anchor_sha256);
+    evidence.set_anchor_subject(signer.anchor_subject);
+  }
   return evidence;
 }
 
-// evidence.* in a decision's audit event: what an offline verifier needs.
-void EvidenceDetails(const v1::DecisionEvidence& evidence, const DecideArgs& args,
+// evidence.* in a decision's audit event: what an offline verifier needs,
+// and for a portal call the portal's certificate, apart from the
+// reviewer's.
+void EvidenceDetails(const v1::DecisionEvidence& evidence, const Actor& a, const DecideArgs& args,
                      const std::string& signer_pem, v1::AuditEvent* e) {
   auto& d = *e->mutable_details();
   auto put = [&](const char* key, const std::string& value) {
@@ -249,6 +265,7 @@ void EvidenceDetails(const v1::DecisionEvidence& evidence, const DecideArgs& arg
   put("evidence.token_issuer", evidence.token_issuer());
   put("evidence.token_subject", evidence.token_subject());
   put("evidence.token_id", evidence.token_id());
+  if (a.via) put("evidence.via_certificate_sha256", a.via_certificate.certificate_sha256);
   if (evidence.has_token_issue_time()) {
     d["evidence.token_issue_time"] = absl::FormatTime(
         absl::RFC3339_full, FromProto(evidence.token_issue_time()), absl::UTCTimeZone());
@@ -306,7 +323,7 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(const UseCaseRunner& runner, T
   (*e.mutable_details())["stage"] =
       v1::AccessRequest::Stage_Name(request.decisions().rbegin()->stage());
   if (!args.comment.empty()) (*e.mutable_details())["comment"] = args.comment;
-  if (evidence) EvidenceDetails(*evidence, args, signer_pem, &e);
+  if (evidence) EvidenceDetails(*evidence, a, args, signer_pem, &e);
   if (request.state() == v1::AccessRequest::APPROVED) {
     std::string grant_id = NewUuid();
     v1::Grant grant = NewGrant(request, env, policy, name.tenant, grant_id, now);

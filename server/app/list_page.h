@@ -21,8 +21,9 @@ namespace lockbox {
 class ListPage {
  public:
   // Starts a page of the list `method` of `parent` with `filter` for
-  // `caller`: a token works only for the same query by the same caller
-  // (both identities, for a portal's call). Sets query->after from the
+  // `caller`: a token works only for the same query by the same effective
+  // principal (for a portal's call, the portal and the user its token
+  // names, whatever token carries the next call). Sets query->after from the
   // token and query->limit to the page size plus one.
   // REQUIRES: `codec` outlives the page.
   static absl::StatusOr<ListPage> Start(const PageTokenCodec& codec, absl::string_view method,

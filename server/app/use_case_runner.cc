@@ -53,23 +53,54 @@ std::string ClaimedOnBehalfOf(absl::string_view header) {
   return UnverifiedSubject(header).substr(0, 512);
 }
 
-bool RefusalThrottle::Admit(const std::string& caller, const std::string& tenant, absl::Time now,
-                            int64_t* suppressed) {
+void RefusalThrottle::SweepIfFull(absl::Time now) {
+  if (windows_.size() < kMaxPairs) return;
+  while (!by_start_.empty()) {
+    auto it = windows_.find(by_start_.front());
+    if (now - it->second.start < kWindow) break;
+    windows_.erase(it);
+    by_start_.pop_front();
+  }
+}
+
+RefusalThrottle::Admission RefusalThrottle::Admit(const std::string& caller,
+                                                  const std::string& tenant, absl::Time now) {
   absl::MutexLock lock(&mu_);
-  if (windows_.size() >= kMaxPairs) {
-    for (auto it = windows_.begin(); it != windows_.end();) {
-      it = now - it->second.start >= kWindow ? windows_.erase(it) : std::next(it);
+  Pair pair{caller, tenant};
+  auto it = windows_.find(pair);
+  if (it == windows_.end()) {
+    SweepIfFull(now);
+    if (windows_.size() >= kMaxPairs) {
+      if (overflow_start_ && now - *overflow_start_ < kWindow) {
+        ++overflow_suppressed_;
+        return Admission{false, true, 0};
+      }
+      Admission admitted{true, true, overflow_suppressed_};
+      overflow_start_ = now;
+      overflow_suppressed_ = 0;
+      return admitted;
     }
+    by_start_.push_back(pair);
+    windows_.emplace(std::move(pair), Window{now, 0, std::prev(by_start_.end())});
+    return Admission{true, false, 0};
   }
-  auto [it, fresh] = windows_.try_emplace({caller, tenant}, Window{now, 0});
   Window& w = it->second;
-  if (!fresh && now - w.start < kWindow) {
+  if (now - w.start < kWindow) {
     ++w.suppressed;
-    return false;
+    return Admission{false, false, 0};
   }
-  *suppressed = fresh ? 0 : w.suppressed;
-  w = Window{now, 0};
-  return true;
+  Admission admitted{true, false, w.suppressed};
+  w.start = now;
+  w.suppressed = 0;
+  // Restarted: now the newest. (A clock stepping back only makes a sweep
+  // stop early, never drop a live window.)
+  by_start_.splice(by_start_.end(), by_start_, w.position);
+  return admitted;
+}
+
+size_t RefusalThrottle::pairs() const {
+  absl::MutexLock lock(&mu_);
+  return windows_.size();
 }
 
 std::string IdempotencyOwner(const Actor& actor) {
@@ -158,7 +189,8 @@ absl::StatusOr<Actor> UseCaseRunner::Authenticate(Transaction& tx, const CallerI
   user.principal = on_behalf->user;
   user.via = std::move(actor.principal);
   user.permissions = Permissions(std::move(user_bindings));
-  user.certificate = std::move(actor.certificate);
+  // The peer's certificate is the portal's: never evidence of the user.
+  user.via_certificate = std::move(actor.certificate);
   user.token = on_behalf->token;
   return user;
 }
@@ -223,8 +255,7 @@ void UseCaseRunner::AuditRefusal(const CallerIdentity& c, const absl::Status& re
   const absl::Time now = options_.clock->Now();
   // Asked once: a retried transaction must not count its own refusal again
   // and so drop the event.
-  std::optional<bool> admitted;
-  int64_t suppressed = 0;
+  std::optional<RefusalThrottle::Admission> admitted;
   absl::Status recorded = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
     std::string tenant;
     auto claimed_user = ParseSpiffeId(claimed, options_.trust_domain, "on_behalf_of");
@@ -232,8 +263,11 @@ void UseCaseRunner::AuditRefusal(const CallerIdentity& c, const absl::Status& re
         tx.tenancy().GetTenant(claimed_user->tenant).ok()) {
       tenant = claimed_user->tenant;
     }
-    if (!admitted) admitted = refusals_.Admit(c.spiffe_id, tenant, now, &suppressed);
-    if (!*admitted) return absl::OkStatus();
+    if (!admitted) admitted = refusals_.Admit(c.spiffe_id, tenant, now);
+    if (!admitted->audit) return absl::OkStatus();
+    // The overflow window's count is of many pairs, most of them not this
+    // tenant's: it goes to the provider's log, not to the tenant's.
+    if (admitted->overflow) tenant.clear();
     Actor caller;
     caller.principal = Principal{c.spiffe_id, Principal::Kind::kService, "", ""};
     v1::AuditEvent e = NewAuditEvent(caller, "security.on_behalf_of_refused", tenant,
@@ -241,10 +275,12 @@ void UseCaseRunner::AuditRefusal(const CallerIdentity& c, const absl::Status& re
     (*e.mutable_details())["claimed_user"] = claimed;
     (*e.mutable_details())["reason"] = std::string(refusal.message());
     (*e.mutable_details())["error_reason"] = ReasonOf(refusal);
-    if (suppressed > 0) {
-      // Refusals of this caller in this log since the last event, not
-      // audited one by one (RefusalThrottle).
-      (*e.mutable_details())["suppressed"] = absl::StrCat(suppressed);
+    if (admitted->overflow) (*e.mutable_details())["overflow"] = "true";
+    if (admitted->suppressed > 0) {
+      // Refusals of this caller in this log (or, with overflow, of any
+      // caller and tenant past the throttle's bound) since the last event,
+      // not audited one by one (RefusalThrottle).
+      (*e.mutable_details())["suppressed"] = absl::StrCat(admitted->suppressed);
     }
     return audit_log_.Append(tx, &e);
   });

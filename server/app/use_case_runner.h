@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <map>
 #include <optional>
 #include <string>
@@ -79,28 +80,53 @@ class TokenVerifier {
 // Decides which refused on-behalf-of attempts are audited: the first of
 // each (caller, tenant) in a minute; the next one audited after it says how
 // many were not. So a certificate holder can add at most one event a minute
-// to a tenant's log, whatever it sends. In memory, per replica: with N
-// replicas, at most N events a minute per pair, and a count not yet carried
-// when a replica stops is lost (its log line remains). Thread-safe.
+// to a tenant's log, whatever it sends. At most kMaxPairs pairs are
+// remembered: when that many have live windows, a refusal of any other pair
+// is counted in one overflow window shared by all of them (one event a
+// minute in all, with its own count), so memory and events stay bounded
+// however many callers and claimed tenants there are. In memory, per
+// replica: with N replicas, at most N events a minute per pair, and a count
+// not yet carried when a replica stops is lost (its log line remains).
+// Thread-safe.
 class RefusalThrottle {
  public:
   static constexpr absl::Duration kWindow = absl::Minutes(1);
+  static constexpr size_t kMaxPairs = 10000;
+
+  struct Admission {
+    bool audit = false;
+    // Counted in the overflow window rather than the pair's: its event
+    // speaks for every overflowing pair, not for `tenant`.
+    bool overflow = false;
+    // When audited: how many refusals of the pair (or of the overflow
+    // window) went unaudited since its last audited one.
+    int64_t suppressed = 0;
+  };
   // Whether to audit a refusal by `caller` in `tenant`'s log ("" global) at
-  // `now`; when so, *suppressed gets how many went unaudited since the
-  // last audited one.
-  bool Admit(const std::string& caller, const std::string& tenant, absl::Time now,
-             int64_t* suppressed) ABSL_LOCKS_EXCLUDED(mu_);
+  // `now`. Amortised O(log kMaxPairs).
+  Admission Admit(const std::string& caller, const std::string& tenant, absl::Time now)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // How many pairs are remembered (at most kMaxPairs).
+  size_t pairs() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  using Pair = std::pair<std::string, std::string>;
   struct Window {
     absl::Time start;
     int64_t suppressed = 0;
+    std::list<Pair>::iterator position;  // In by_start_.
   };
-  // Past this many pairs, windows already over are dropped (with their
-  // counts) so memory stays bounded whatever the callers do.
-  static constexpr size_t kMaxPairs = 10000;
-  absl::Mutex mu_;
-  std::map<std::pair<std::string, std::string>, Window> windows_ ABSL_GUARDED_BY(mu_);
+  // Only when full, drops the windows already over (with their counts),
+  // oldest first, stopping at the first live one: each is dropped once, so
+  // the sweeps cost O(1) a call amortised.
+  void SweepIfFull(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  mutable absl::Mutex mu_;
+  std::map<Pair, Window> windows_ ABSL_GUARDED_BY(mu_);
+  // The pairs by their window's start, oldest first.
+  std::list<Pair> by_start_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::Time> overflow_start_ ABSL_GUARDED_BY(mu_);
+  int64_t overflow_suppressed_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // Who an x-lockbox-on-behalf-of header claims, for logs and audit
@@ -211,8 +237,9 @@ class UseCaseRunner {
                                                         const CallerIdentity& c) const;
   // Records a refused on-behalf-of attempt in its own transaction (the
   // call's transaction rolled back), as RefusalThrottle allows: in the
-  // claimed user's tenant log when that tenant exists, else in the global
-  // log. The token itself is never recorded: only the user it claims.
+  // claimed user's tenant log when that tenant exists, else (and for the
+  // throttle's overflow window, which counts many tenants' refusals) in the
+  // global log. The token itself is never recorded: only the user it claims.
   void AuditRefusal(const CallerIdentity& c, const absl::Status& refusal) const;
   // SHA-256 (hex) of the request's deterministic serialization.
   static std::string RequestHash(const google::protobuf::Message& request);

@@ -2,6 +2,7 @@
 // OpenSSL 3. The encoding is docs/SIGNED_DECISIONS.md.
 #include <openssl/bio.h>
 #include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -60,13 +61,19 @@ CertStack ReadCertificates(const std::string& pem) {
   while (X509* cert = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
     sk_X509_push(out.get(), cert);
   }
+  // The loop ends on a failed read (at best "no start line" at the end):
+  // left on the thread's queue, it would be blamed on its next OpenSSL call.
+  ERR_clear_error();
   return out;
 }
 
 absl::StatusOr<Cert> FirstCertificate(const std::string& pem) {
   Bio bio = MemBio(pem);
   Cert cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
-  if (cert == nullptr) return Invalid("the signer's certificate is not a PEM certificate");
+  if (cert == nullptr) {
+    ERR_clear_error();
+    return Invalid("the signer's certificate is not a PEM certificate");
+  }
   return cert;
 }
 
@@ -135,6 +142,7 @@ absl::StatusOr<std::string> SignDecision(const std::string& private_key_pem,
   Bio bio = MemBio(private_key_pem);
   Key key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
   if (key == nullptr) {
+    ERR_clear_error();
     return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidField,
                  "the signing key is not a PEM private key");
   }

@@ -99,9 +99,14 @@ struct Actor {
   Principal principal;          // Who acts (the user, for a portal call).
   std::optional<Principal> via;  // The portal, when on behalf of a user.
   Permissions permissions;       // Of `principal`.
-  // The certificate of the connection's peer (the portal's, for a portal
-  // call), and the token that named the user, for a portal call.
+  // The certificate of `principal` itself: the connection's peer over
+  // direct mTLS; empty for a portal call, whose peer is the portal, not the
+  // user (their own certificate is proven only when a signed decision
+  // carries it).
   CertificateEvidence certificate;
+  // For a portal call: the portal's certificate (the connection's peer),
+  // and the token that named the user.
+  CertificateEvidence via_certificate;
   std::optional<TokenEvidence> token;
 };
 

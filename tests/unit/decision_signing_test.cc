@@ -1,6 +1,7 @@
 // Signed decisions (lockbox/decision.h, docs/SIGNED_DECISIONS.md): the
 // bytes, signing and verifying with each key type, and every field bound.
 #include <gtest/gtest.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -164,6 +165,22 @@ TEST(DecisionSigning, CertificateSpiffeIdAndChain) {
   google::protobuf::Timestamp later = now;
   later.set_seconds(now.seconds() + 2 * 24 * 3600);
   EXPECT_FALSE(VerifyCertificateChain(user.certificate_pem, ca.certificate_pem, later).ok());
+}
+
+// A PEM read that fails (as every read loop's last does) leaves nothing on
+// the thread's OpenSSL error queue for a later call to be blamed for.
+TEST(DecisionSigning, LeavesNoOpenSslErrorQueued) {
+  TestCertificate ca = NewCa("Tenant MA CA");
+  TestCertificate user = NewLeaf(ca, kUser);
+  google::protobuf::Timestamp now;
+  now.set_seconds(time(nullptr));
+  ERR_clear_error();
+  EXPECT_TRUE(VerifyCertificateChain(user.certificate_pem, ca.certificate_pem, now).ok());
+  EXPECT_EQ(ERR_peek_error(), 0u) << "after the read loops";
+  EXPECT_FALSE(CertificateSha256("not a certificate").ok());
+  EXPECT_EQ(ERR_peek_error(), 0u) << "after a failed certificate read";
+  EXPECT_FALSE(SignDecision("not a key", Example()).ok());
+  EXPECT_EQ(ERR_peek_error(), 0u) << "after a failed key read";
 }
 
 // An audit event as lockboxd records a signed customer decision.

@@ -132,6 +132,34 @@ TEST_F(OnBehalfOfTest, TheRefusalAuditIsBoundedPerCallerAndMinute) {
   EXPECT_EQ(events.back().details().at("suppressed"), "99");
 }
 
+// A page token is the effective principal's, not the single-use token's:
+// the next page comes with a fresh token for the same user, and a token for
+// another user cannot carry it on.
+TEST_F(OnBehalfOfTest, APortalPagesOnWithAFreshTokenForTheSameUserOnly) {
+  v1::ListAuditEventsRequest r;
+  r.set_parent(DemoWorld::kTenantA);
+  r.set_page_size(1);
+  auto first = use_cases().audit().ListAuditEvents(w().PortalForTenantAAdmin(), r);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->audit_events_size(), 1);
+  ASSERT_FALSE(first->next_page_token().empty());
+
+  r.set_page_token(first->next_page_token());
+  auto second = use_cases().audit().ListAuditEvents(w().PortalForTenantAAdmin(), r);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_EQ(second->audit_events_size(), 1);
+  EXPECT_NE(second->audit_events(0).name(), first->audit_events(0).name());
+
+  // The auditor of the same tenant may list the same log, but not on the
+  // admin's page token; nor may the portal alone, nor the user directly.
+  for (const CallerIdentity& other :
+       {w().PortalFor(w().tenant_a_auditor), w().portal, w().tenant_a_admin}) {
+    auto refused = use_cases().audit().ListAuditEvents(other, r);
+    EXPECT_EQ(refused.status().code(), Code::kInvalidArgument) << other.spiffe_id;
+    EXPECT_EQ(ErrorReason(refused.status()), "INVALID_PAGE_TOKEN") << other.spiffe_id;
+  }
+}
+
 TEST_F(OnBehalfOfTest, AReplayedTokenIsRefused) {
   const CallerIdentity once = w().PortalForTenantAAdmin();
   ASSERT_TRUE(ReadTenantA(once).ok());

@@ -309,6 +309,65 @@ TEST_F(SignedDecisionsTest, ThroughAPortalTheUsersOwnCertificateSigns) {
   EXPECT_EQ(approved->decisions().rbegin()->via(), w().portal.spiffe_id);
 }
 
+// Through a portal the TLS peer is the portal: its certificate is recorded
+// as the via certificate, never as the reviewer's, and the reviewer's
+// certificate is in the evidence only when their signature carries it.
+TEST_F(SignedDecisionsTest, APortalsCertificateIsNeverTheReviewersEvidence) {
+  auto portal = ParseSpiffeId(w().portal.spiffe_id, kTrustDomain);
+  ASSERT_TRUE(portal.ok()) << portal.status();
+  auto portal_certificate =
+      InProcessCertificateVerifier().Verify(*portal, w().portal, nullptr);
+  ASSERT_TRUE(portal_certificate.ok()) << portal_certificate.status();
+  const std::string via_sha = portal_certificate->certificate_sha256;
+  ASSERT_FALSE(via_sha.empty());
+
+  v1::AccessRequest unsigned_request = AtCustomerStage();
+  v1::ApproveAccessRequestRequest plain;
+  plain.set_name(unsigned_request.name());
+  auto approved = use_cases().requests().ApproveAccessRequest(w().PortalForTenantAAdmin(), plain);
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  const v1::DecisionEvidence& evidence = approved->decisions().rbegin()->evidence();
+  EXPECT_FALSE(evidence.signed_());
+  EXPECT_EQ(evidence.certificate_sha256(), "");
+  EXPECT_EQ(evidence.anchor_sha256(), "");
+  EXPECT_EQ(evidence.anchor_subject(), "");
+  EXPECT_EQ(evidence.token_subject(), w().tenant_a_admin.spiffe_id);
+  EXPECT_FALSE(evidence.token_id().empty());
+  std::vector<v1::AuditEvent> events = DecisionEvents(unsigned_request.name());
+  ASSERT_EQ(events.size(), 2u);
+  const auto& details = events[1].details();
+  EXPECT_EQ(details.count("evidence.certificate_sha256"), 0u);
+  EXPECT_EQ(details.count("evidence.anchor_sha256"), 0u);
+  EXPECT_EQ(details.at("evidence.via_certificate_sha256"), via_sha);
+  EXPECT_EQ(details.at("evidence.token_id"), evidence.token_id());
+
+  v1::AccessRequest signed_request = AtCustomerStage();
+  v1::ApproveAccessRequestRequest r = SignedApproval(signed_request, "signed", dana_.key_pem);
+  r.mutable_signature()->set_certificate_pem(dana_.certificate_pem);
+  approved = use_cases().requests().ApproveAccessRequest(w().PortalForTenantAAdmin(), r);
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  const v1::DecisionEvidence& signed_evidence = approved->decisions().rbegin()->evidence();
+  EXPECT_TRUE(signed_evidence.signed_());
+  EXPECT_EQ(signed_evidence.certificate_sha256(), *CertificateSha256(dana_.certificate_pem));
+  EXPECT_EQ(signed_evidence.anchor_sha256(), *CertificateSha256(ca_.certificate_pem));
+  EXPECT_EQ(signed_evidence.anchor_subject(), "CN=Tenant MA CA");
+  EXPECT_EQ(signed_evidence.token_subject(), w().tenant_a_admin.spiffe_id);
+  events = DecisionEvents(signed_request.name());
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].details().at("evidence.certificate_sha256"),
+            signed_evidence.certificate_sha256());
+  EXPECT_EQ(events[1].details().at("evidence.via_certificate_sha256"), via_sha);
+  EXPECT_NE(via_sha, signed_evidence.certificate_sha256());
+
+  // Over direct mTLS there is no via certificate.
+  v1::AccessRequest direct = AtCustomerStage();
+  v1::ApproveAccessRequestRequest own = SignedApproval(direct, "direct", dana_.key_pem);
+  ASSERT_TRUE(use_cases().requests().ApproveAccessRequest(dana_caller_, own).ok());
+  events = DecisionEvents(direct.name());
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].details().count("evidence.via_certificate_sha256"), 0u);
+}
+
 // Replaces the signature of the export's signed decision with one made by
 // another key, then recomputes that event's hash and every later one and
 // drops the checkpoints, so that the chain verifies again: only the
