@@ -340,6 +340,8 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(const UseCaseRunner& runner, T
     }
     (*e.mutable_details())["grant_data_sources"] = absl::StrJoin(pinned, ",");
     (*e.mutable_details())["grant_customer_reviewed"] = absl::StrJoin(reviewed, ",");
+    // An environment without sources, reviewed as a whole by the customer.
+    if (grant.customer_reviewed()) (*e.mutable_details())["grant_customer_reviewed_whole"] = "true";
   }
   RETURN_IF_ERROR(tx.requests().UpdateAccessRequest(name.tenant, name.id, &request));
   SetRequestFields(request, &e);

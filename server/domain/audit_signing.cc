@@ -117,6 +117,18 @@ std::string CheckDecision(const v1::AuditEvent& e, const std::string& bundle, bo
   if (customer && *required) {
     return "a customer decision without a signature while the policy required signed decisions";
   }
+  // Whatever stage it claims, an approval whose grant covers what the
+  // customer reviewed is the customer's own: a server that labels it an
+  // internal decision to skip the signature is caught here.
+  auto reviewed = details.find("grant_customer_reviewed");
+  auto whole = details.find("grant_customer_reviewed_whole");
+  bool grants_reviewed = e.action() == "access_request.approve" &&
+                         ((reviewed != details.end() && !reviewed->second.empty()) ||
+                          (whole != details.end() && whole->second == "true"));
+  if (grants_reviewed && *required) {
+    return "an unsigned approval whose grant covers customer-reviewed sources while the policy "
+           "required signed decisions";
+  }
   return "";
 }
 

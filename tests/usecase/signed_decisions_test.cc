@@ -459,5 +459,42 @@ TEST_F(SignedDecisionsTest, UnsignedCustomerDecisionWhileRequiredIsCaughtOffline
   EXPECT_NE(verdict->detail().find("without a signature"), std::string::npos) << verdict->detail();
 }
 
+TEST_F(SignedDecisionsTest, AnUnsignedApprovalRelabelledInternalIsCaughtOffline) {
+  // A compromised server that writes the customer's approval as an internal
+  // one to skip the signature: its grant still covers what only the
+  // customer may approve.
+  v1::AccessRequest request = AtCustomerStage();
+  v1::ApproveAccessRequestRequest approve;
+  approve.set_name(request.name());
+  ASSERT_TRUE(use_cases().requests().ApproveAccessRequest(dana_caller_, approve).ok());
+  std::vector<std::string> lines = absl::StrSplit(Export(), '\n', absl::SkipEmpty());
+  std::string out, previous;
+  bool relabelled = false;
+  for (const std::string& line : lines) {
+    v1::AuditEvent e;
+    v1::AuditCheckpoint c;
+    bool is_checkpoint = false;
+    ASSERT_TRUE(ParseExportLine(line, &e, &c, &is_checkpoint).ok());
+    if (is_checkpoint) continue;
+    auto& d = *e.mutable_details();
+    // The log says signatures stayed required.
+    if (e.action() == "lockbox_policy.update") d["require_signed_decisions"] = "true";
+    if (e.action() == "access_request.approve" && d["stage"] == "CUSTOMER_REVIEW") {
+      d["stage"] = "INTERNAL_REVIEW";
+      relabelled = true;
+    }
+    e.set_previous_hash(previous);
+    e.set_hash(ChainHash(previous, e));
+    previous = e.hash();
+    out += ExportJsonLine(e);
+  }
+  ASSERT_TRUE(relabelled);
+  std::istringstream in(out);
+  auto verdict = VerifyAuditExport(in, "", ca_.certificate_pem);
+  ASSERT_TRUE(verdict.ok());
+  EXPECT_FALSE(verdict->ok());
+  EXPECT_NE(verdict->detail().find("customer-reviewed"), std::string::npos) << verdict->detail();
+}
+
 }  // namespace
 }  // namespace lockbox::testing
