@@ -8,6 +8,7 @@
 // transport sets it.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <sstream>
 
 #include "absl/strings/escaping.h"
@@ -372,26 +373,37 @@ TEST_F(SignedDecisionsTest, APortalsCertificateIsNeverTheReviewersEvidence) {
 // another key, then recomputes that event's hash and every later one and
 // drops the checkpoints, so that the chain verifies again: only the
 // signature check can tell.
-std::string ForgeDecisionSignature(const std::string& jsonl, const std::string& forged_b64) {
+// The export's events with `edit` applied to each and the chain recomputed
+// over them, its checkpoints dropped: what someone who rewrites the log and
+// its hashes (but holds no signing key) can produce.
+std::string RewriteChain(const std::string& jsonl,
+                         const std::function<void(v1::AuditEvent*)>& edit) {
   std::vector<std::string> lines = absl::StrSplit(jsonl, '\n', absl::SkipEmpty());
   std::string out, previous;
-  bool forged = false;
   for (const std::string& line : lines) {
     v1::AuditEvent e;
     v1::AuditCheckpoint c;
     bool is_checkpoint = false;
     EXPECT_TRUE(ParseExportLine(line, &e, &c, &is_checkpoint).ok()) << line;
     if (is_checkpoint) continue;
-    auto& details = *e.mutable_details();
-    if (details.count("evidence.signature") != 0 && !forged) {
-      details["evidence.signature"] = forged_b64;
-      forged = true;
-    }
+    edit(&e);
     e.set_previous_hash(previous);
     e.set_hash(ChainHash(previous, e));
     previous = e.hash();
     out += ExportJsonLine(e);
   }
+  return out;
+}
+
+std::string ForgeDecisionSignature(const std::string& jsonl, const std::string& forged_b64) {
+  bool forged = false;
+  std::string out = RewriteChain(jsonl, [&](v1::AuditEvent* e) {
+    auto& details = *e->mutable_details();
+    if (details.count("evidence.signature") != 0 && !forged) {
+      details["evidence.signature"] = forged_b64;
+      forged = true;
+    }
+  });
   EXPECT_TRUE(forged);
   return out;
 }
@@ -436,22 +448,11 @@ TEST_F(SignedDecisionsTest, UnsignedCustomerDecisionWhileRequiredIsCaughtOffline
   std::string jsonl = Export();
   // The policy.update that turned signatures on, moved before the decision
   // by rewriting the chain, is what the verifier follows.
-  std::vector<std::string> lines = absl::StrSplit(jsonl, '\n', absl::SkipEmpty());
-  std::string out, previous;
-  for (const std::string& line : lines) {
-    v1::AuditEvent e;
-    v1::AuditCheckpoint c;
-    bool is_checkpoint = false;
-    ASSERT_TRUE(ParseExportLine(line, &e, &c, &is_checkpoint).ok());
-    if (is_checkpoint) continue;
-    if (e.action() == "lockbox_policy.update") {
-      (*e.mutable_details())["require_signed_decisions"] = "true";
+  std::string out = RewriteChain(jsonl, [](v1::AuditEvent* e) {
+    if (e->action() == "lockbox_policy.update") {
+      (*e->mutable_details())["require_signed_decisions"] = "true";
     }
-    e.set_previous_hash(previous);
-    e.set_hash(ChainHash(previous, e));
-    previous = e.hash();
-    out += ExportJsonLine(e);
-  }
+  });
   std::istringstream in(out);
   auto verdict = VerifyAuditExport(in, "", ca_.certificate_pem);
   ASSERT_TRUE(verdict.ok());
@@ -467,27 +468,16 @@ TEST_F(SignedDecisionsTest, AnUnsignedApprovalRelabelledInternalIsCaughtOffline)
   v1::ApproveAccessRequestRequest approve;
   approve.set_name(request.name());
   ASSERT_TRUE(use_cases().requests().ApproveAccessRequest(dana_caller_, approve).ok());
-  std::vector<std::string> lines = absl::StrSplit(Export(), '\n', absl::SkipEmpty());
-  std::string out, previous;
   bool relabelled = false;
-  for (const std::string& line : lines) {
-    v1::AuditEvent e;
-    v1::AuditCheckpoint c;
-    bool is_checkpoint = false;
-    ASSERT_TRUE(ParseExportLine(line, &e, &c, &is_checkpoint).ok());
-    if (is_checkpoint) continue;
-    auto& d = *e.mutable_details();
+  std::string out = RewriteChain(Export(), [&](v1::AuditEvent* e) {
+    auto& d = *e->mutable_details();
     // The log says signatures stayed required.
-    if (e.action() == "lockbox_policy.update") d["require_signed_decisions"] = "true";
-    if (e.action() == "access_request.approve" && d["stage"] == "CUSTOMER_REVIEW") {
+    if (e->action() == "lockbox_policy.update") d["require_signed_decisions"] = "true";
+    if (e->action() == "access_request.approve" && d["stage"] == "CUSTOMER_REVIEW") {
       d["stage"] = "INTERNAL_REVIEW";
       relabelled = true;
     }
-    e.set_previous_hash(previous);
-    e.set_hash(ChainHash(previous, e));
-    previous = e.hash();
-    out += ExportJsonLine(e);
-  }
+  });
   ASSERT_TRUE(relabelled);
   std::istringstream in(out);
   auto verdict = VerifyAuditExport(in, "", ca_.certificate_pem);
