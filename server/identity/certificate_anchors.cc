@@ -2,6 +2,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
@@ -10,6 +11,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <initializer_list>
 #include <sstream>
 
 #include "absl/strings/escaping.h"
@@ -20,11 +22,19 @@
 namespace lockbox {
 namespace {
 
-std::string Sha256Hex(absl::string_view bytes) {
+// Hex SHA-256 of the parts one after the other, without joining them first
+// (the cache key of every call is a digest of its certificate and chain).
+std::string Sha256Hex(std::initializer_list<absl::string_view> parts) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
-  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(digest), sizeof digest));
+  unsigned int length = 0;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  for (absl::string_view part : parts) EVP_DigestUpdate(ctx, part.data(), part.size());
+  EVP_DigestFinal_ex(ctx, digest, &length);
+  EVP_MD_CTX_free(ctx);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(digest), length));
 }
+std::string Sha256Hex(absl::string_view bytes) { return Sha256Hex({bytes}); }
 
 std::string DerOf(X509* cert) {
   unsigned char* der = nullptr;
@@ -112,8 +122,14 @@ absl::StatusOr<std::unique_ptr<AnchorVerifier>> AnchorVerifier::Create(Options o
 
 absl::StatusOr<std::shared_ptr<const AnchorVerifier::Anchors>> AnchorVerifier::ProviderAnchors()
     const {
-  absl::MutexLock lock(&mu_);
   absl::Time now = absl::Now();
+  {
+    // Every call of an operator or service asks: the common answer (checked
+    // within the second) takes a shared lock only.
+    absl::ReaderMutexLock read(&mu_);
+    if (provider_ != nullptr && now - provider_checked_ < absl::Seconds(1)) return provider_;
+  }
+  absl::MutexLock lock(&mu_);
   if (provider_ != nullptr && now - provider_checked_ < absl::Seconds(1)) return provider_;
   provider_checked_ = now;
   struct stat st {};
@@ -160,11 +176,11 @@ absl::StatusOr<CertificateEvidence> AnchorVerifier::Verify(
     anchors_digest = provider->digest;
     anchor_name = absl::StrCat("the provider's CA (", KindName(principal.kind), ")");
   }
-  std::string key = absl::StrCat(
-      Sha256Hex(absl::StrCat(caller.certificate_pem, "\n--\n", caller.certificate_chain_pem)), ":",
-      anchors_digest);
+  std::string key =
+      absl::StrCat(Sha256Hex({caller.certificate_pem, "\n--\n", caller.certificate_chain_pem}),
+                   ":", anchors_digest);
   {
-    absl::MutexLock lock(&mu_);
+    absl::ReaderMutexLock lock(&mu_);
     auto it = cache_.find(key);
     if (it != cache_.end() && absl::Now() - it->second.verified < absl::Minutes(1)) {
       return it->second.result;
