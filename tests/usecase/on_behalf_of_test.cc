@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/demo_app_test.h"
 #include "tests/support/in_process.h"
 
 namespace lockbox::testing {
@@ -18,18 +19,8 @@ using Code = absl::StatusCode;
 
 constexpr char kRequestId[] = "5b0c6c5e-2f0e-4a53-9d0e-2d4a0f9c1a11";
 
-class OnBehalfOfTest : public ::testing::Test {
+class OnBehalfOfTest : public DemoAppTest {
  protected:
-  void SetUp() override {
-    auto demo = StartDemoApp();
-    ASSERT_TRUE(demo.ok()) << demo.status();
-    app_ = std::move(demo->app);
-    world_ = std::move(demo->world);
-  }
-
-  UseCases& use_cases() { return app_->use_cases(); }
-  const DemoWorld& w() const { return *world_; }
-
   // A request of tenant A waiting for the customer.
   v1::AccessRequest AtCustomerReview() {
     auto pending = w().PendingRequest();
@@ -66,9 +57,6 @@ class OnBehalfOfTest : public ::testing::Test {
   std::vector<v1::AuditEvent> Refusals() {
     return Audit(DemoWorld::kTenantA, "action = security.on_behalf_of_refused");
   }
-
-  std::unique_ptr<InProcessLockbox> app_;
-  std::unique_ptr<DemoWorld> world_;
 };
 
 // Issue case 2, the way it must now go: the portal proves the customer's

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "server/domain/lifecycle.h"
+#include "tests/support/demo_app_test.h"
 #include "tests/support/in_process.h"
 
 namespace lockbox::testing {
@@ -20,18 +21,8 @@ namespace {
 using State = v1::AccessRequest::State;
 using Code = absl::StatusCode;
 
-class RequestLifecycleTest : public ::testing::Test {
+class RequestLifecycleTest : public DemoAppTest {
  protected:
-  void SetUp() override {
-    auto demo = StartDemoApp();
-    ASSERT_TRUE(demo.ok()) << demo.status();
-    app_ = std::move(demo->app);
-    world_ = std::move(demo->world);
-  }
-
-  UseCases& use_cases() { return app_->use_cases(); }
-  const DemoWorld& w() const { return *world_; }
-
   v1::AccessRequest Create(const CallerIdentity& who, const v1::CreateAccessRequestRequest& r) {
     auto got = use_cases().requests().CreateAccessRequest(who, r);
     EXPECT_TRUE(got.ok()) << got.status();
@@ -105,8 +96,6 @@ class RequestLifecycleTest : public ::testing::Test {
   }
   static std::string Of(const std::string& name) { return "access_request = \"" + name + "\""; }
 
-  std::unique_ptr<InProcessLockbox> app_;
-  std::unique_ptr<DemoWorld> world_;
 };
 
 bool Contains(const std::vector<std::string>& names, const std::string& name) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "server/domain/status.h"
+#include "tests/support/demo_app_test.h"
 #include "tests/support/in_process.h"
 #include "tests/support/tokens.h"
 
@@ -22,16 +23,9 @@ namespace {
 
 using Code = absl::StatusCode;
 
-class TenantIdentityTest : public ::testing::Test {
+class TenantIdentityTest : public DemoAppTest {
  protected:
-  void SetUp() override {
-    auto demo = StartDemoApp();
-    ASSERT_TRUE(demo.ok()) << demo.status();
-    app_ = std::move(demo->app);
-    world_ = std::move(demo->world);
-  }
   PolicyUseCases& policy() { return app_->use_cases().policy(); }
-  const DemoWorld& w() const { return *world_; }
 
   std::vector<v1::AuditEvent> Audit(const std::string& tenant, const std::string& action) {
     v1::ListAuditEventsRequest r;
@@ -49,9 +43,6 @@ class TenantIdentityTest : public ::testing::Test {
     r.mutable_update_mask()->add_paths("ca_bundle_pem");
     return r;
   }
-
-  std::unique_ptr<InProcessLockbox> app_;
-  std::unique_ptr<DemoWorld> world_;
 };
 
 void ExpectField(const absl::Status& s, const std::string& field, const std::string& why) {
