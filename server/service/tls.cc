@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/domain/identity.h"
 #include "server/domain/status.h"
+#include "server/service/revocation.h"
 
 namespace lockbox {
 namespace {
@@ -24,7 +25,9 @@ constexpr int kRefreshSeconds = 1;
 // Runs after the chain is verified against the client CA.
 class SpiffeVerifier final : public grpc::experimental::ExternalCertificateVerifier {
  public:
-  explicit SpiffeVerifier(std::string trust_domain) : trust_domain_(std::move(trust_domain)) {}
+  // `revocation` null: no CRL check (no --tls-crl-dir).
+  SpiffeVerifier(std::string trust_domain, std::shared_ptr<RevocationChecker> revocation)
+      : trust_domain_(std::move(trust_domain)), revocation_(std::move(revocation)) {}
 
   bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
               std::function<void(grpc::Status)>, grpc::Status* sync_status) override {
@@ -36,15 +39,29 @@ class SpiffeVerifier final : public grpc::experimental::ExternalCertificateVerif
     }
     std::string id(uris[0].data(), uris[0].size());
     auto principal = ParseSpiffeId(id, trust_domain_);
-    *sync_status = principal.ok() ? grpc::Status::OK
-                                  : grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                                                 std::string(principal.status().message()));
+    if (!principal.ok()) {
+      *sync_status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                                  std::string(principal.status().message()));
+      return true;
+    }
+    *sync_status = grpc::Status::OK;
+    if (revocation_ != nullptr) {
+      grpc::string_ref leaf = request->peer_cert();
+      grpc::string_ref chain = request->peer_cert_full_chain();
+      absl::Status revoked = revocation_->Check(absl::string_view(leaf.data(), leaf.size()),
+                                                absl::string_view(chain.data(), chain.size()));
+      if (!revoked.ok()) {
+        *sync_status =
+            grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(revoked.message()));
+      }
+    }
     return true;
   }
   void Cancel(grpc::experimental::TlsCustomVerificationCheckRequest*) override {}
 
  private:
   std::string trust_domain_;
+  std::shared_ptr<RevocationChecker> revocation_;
 };
 
 absl::Status CheckPem(const std::string& path, const char* flag, bool is_key) {
@@ -83,16 +100,21 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MutualTlsCredentials(
   options.watch_root_certs();
   options.watch_identity_key_cert_pairs();
   options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  std::shared_ptr<RevocationChecker> revocation;
   if (!files.crl_dir.empty()) {
     struct stat st {};
     if (stat(files.crl_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
       return InvalidField("--tls-crl-dir", "BAD_FORMAT",
                           absl::StrCat(files.crl_dir, " is not a directory"));
     }
-    options.set_crl_directory(files.crl_dir);
+    // Not gRPC's set_crl_directory: OpenSSL's hashed lookup keeps the first
+    // copy of a CRL it read, and an issuer without a CRL passes.
+    revocation = std::make_shared<RevocationChecker>(
+        RevocationChecker::Options{files.crl_dir, files.client_ca});
   }
   options.set_certificate_verifier(
-      grpc::experimental::ExternalCertificateVerifier::Create<SpiffeVerifier>(trust_domain));
+      grpc::experimental::ExternalCertificateVerifier::Create<SpiffeVerifier>(trust_domain,
+                                                                              revocation));
   return grpc::experimental::TlsServerCredentials(options);
 }
 

@@ -20,7 +20,9 @@ struct TlsFiles {
   // PEM CA bundle that client certificates must chain to: lockboxd's
   // combined trust roots (provider CA and every tenant's bundle).
   std::string client_ca;
-  // Directory of hashed CRL files (<issuer hash>.r<N>); empty: no CRL check.
+  // Directory of CRL files, any names, PEM or DER, read again every second
+  // (server/service/revocation.h); empty: no CRL check. When set, a client
+  // whose issuer has no CRL there is refused.
   std::string crl_dir;
 };
 

@@ -90,8 +90,9 @@ void Settings::Register(CLI::App* app) {
                   "Default: a fresh directory under $TMPDIR")
       ->envname("LOCKBOX_RUNTIME_DIR");
   app->add_option("--tls-crl-dir", tls_crl_dir,
-                  "Directory of hashed CRL files (<issuer hash>.r0) checked for every client "
-                  "certificate")
+                  "Directory of CRLs (any file names, PEM or DER; read again every second) "
+                  "checked for every client certificate; a client whose issuer has no CRL "
+                  "there is refused")
       ->envname("LOCKBOX_TLS_CRL_DIR");
   app->add_option("--trust-domain", trust_domain,
                   "SPIFFE trust domain of every caller, e.g. example.org")
