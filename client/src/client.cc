@@ -59,7 +59,8 @@ grpc::Status MakeError(grpc::StatusCode code, const std::string& reason,
 bool Retryable(const grpc::Status& s) {
   return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
          (s.error_code() == grpc::StatusCode::ABORTED &&
-          ReasonOf(s) == Reason(v1::CONCURRENT_UPDATE));
+          (ReasonOf(s) == Reason(v1::CONCURRENT_UPDATE) ||
+           ReasonOf(s) == Reason(v1::REQUEST_IN_PROGRESS)));
 }
 
 bool IsTerminal(v1::AccessRequest::State s) {

@@ -44,6 +44,8 @@ inline constexpr Reason kTokenReplayed{v1::TOKEN_REPLAYED};
 inline constexpr Reason kSignatureRequired{v1::SIGNATURE_REQUIRED};
 inline constexpr Reason kSignatureInvalid{v1::SIGNATURE_INVALID};
 inline constexpr Reason kLastAdmin{v1::LAST_ADMIN};
+inline constexpr Reason kRequestInProgress{v1::REQUEST_IN_PROGRESS};
+inline constexpr Reason kDatabaseBusy{v1::DATABASE_BUSY};
 }  // namespace reason
 
 // An error with a reason.

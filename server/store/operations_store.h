@@ -42,6 +42,11 @@ class OperationsStore {
 
   virtual absl::StatusOr<std::optional<IdempotencyRecord>> GetIdempotencyRecord(
       const std::string& caller, const std::string& request_id) = 0;
+  // Holds (caller, request_id) until this transaction ends, without
+  // waiting: false when another transaction holds it, i.e. an attempt with
+  // that request_id is still running.
+  virtual absl::StatusOr<bool> ClaimRequestId(const std::string& caller,
+                                              const std::string& request_id) = 0;
   // ABORTED (retried by RunInTransaction) if another call stored one first.
   virtual absl::Status PutIdempotencyRecord(const std::string& caller,
                                             const std::string& request_id,

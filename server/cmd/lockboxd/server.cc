@@ -213,6 +213,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   PgStoreOptions store_options;
   store_options.database_url = s.database_url;
   store_options.pool_size = s.db_pool_size;
+  store_options.lock_timeout = absl::Milliseconds(s.db_lock_timeout_ms);
+  store_options.statement_timeout = absl::Milliseconds(s.db_statement_timeout_ms);
+  store_options.idle_in_transaction_timeout =
+      absl::Milliseconds(s.db_idle_in_transaction_timeout_ms);
   store_options.on_committed_event = LogCommittedEvent;
   RETURN_IF_ERROR(PrepareDatabase(s, &store_options));
   auto store = PgStore::Create(store_options);

@@ -216,6 +216,26 @@ void Settings::Register(CLI::App* app) {
                   "kept current by LISTEN/NOTIFY (false: every check reads the database)")
       ->envname("LOCKBOX_GRANT_VIEW")
       ->capture_default_str();
+  // tls-ops (issue 15): a transaction stuck holding a lock (its replica
+  // frozen) holds every other replica's writes of that tenant only so long.
+  app->add_option("--db-lock-timeout-ms", db_lock_timeout_ms,
+                  "A change waiting longer than this for a lock fails with UNAVAILABLE "
+                  "DATABASE_BUSY (retrying is safe); 0: wait forever")
+      ->envname("LOCKBOX_DB_LOCK_TIMEOUT_MS")
+      ->check(CLI::Range(0, 3600000))
+      ->capture_default_str();
+  app->add_option("--db-statement-timeout-ms", db_statement_timeout_ms,
+                  "A database statement running longer than this is cancelled (UNAVAILABLE "
+                  "DATABASE_BUSY); 0: no limit")
+      ->envname("LOCKBOX_DB_STATEMENT_TIMEOUT_MS")
+      ->check(CLI::Range(0, 3600000))
+      ->capture_default_str();
+  app->add_option("--db-idle-in-transaction-timeout-ms", db_idle_in_transaction_timeout_ms,
+                  "PostgreSQL ends a session of this replica idle inside a transaction longer "
+                  "than this (a frozen or stuck replica), releasing its locks; 0: never")
+      ->envname("LOCKBOX_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS")
+      ->check(CLI::Range(0, 3600000))
+      ->capture_default_str();
 }
 
 absl::Status Settings::Validate() const {

@@ -47,6 +47,10 @@ struct Settings {
   int audit_checkpoint_events = 1000;
   int audit_checkpoint_minutes = 10;
   bool grant_view = true;
+  // tls-ops (issue 15): each pool connection's session limits.
+  int db_lock_timeout_ms = 5000;
+  int db_statement_timeout_ms = 30000;
+  int db_idle_in_transaction_timeout_ms = 10000;
 
   // Declares every setting on `app` (flags, variables, ranges, help), bound
   // to this object, and makes `app` read the config file with the

@@ -24,6 +24,20 @@ DatabaseError MapException(const std::exception& e) {
     return {Error(absl::StatusCode::kAborted, reason::kConflict,
                   "a concurrent change conflicted; try again")};
   }
+  // lock_timeout (55P03) and statement_timeout (57014): the session's limits
+  // (PgStoreOptions), the statement and with it the transaction undone.
+  if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e)) {
+    if (sql->sqlstate() == "55P03") {
+      return {Error(absl::StatusCode::kUnavailable, reason::kDatabaseBusy,
+                    "a lock this change needs was held too long (by a stuck or frozen "
+                    "transaction?); nothing was written: try again")};
+    }
+    if (sql->sqlstate() == "57014") {
+      return {Error(absl::StatusCode::kUnavailable, reason::kDatabaseBusy,
+                    "a database statement ran past its time limit; nothing was written: "
+                    "try again")};
+    }
+  }
   if (dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr) {
     return {Error(absl::StatusCode::kAlreadyExists, reason::kAlreadyExists, "already exists")};
   }

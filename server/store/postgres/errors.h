@@ -28,7 +28,9 @@ struct DatabaseError {
 
 // The one mapping: in doubt -> UNAVAILABLE (never retried); broken
 // connection -> UNAVAILABLE (retried); serialization failure or deadlock ->
-// ABORTED with reason CONFLICT (retried); unique violation ->
+// ABORTED with reason CONFLICT (retried); lock or statement timeout ->
+// UNAVAILABLE with reason DATABASE_BUSY (not retried here: the caller's
+// retry comes after its backoff, not at once); unique violation ->
 // ALREADY_EXISTS; foreign key violation -> FAILED_PRECONDITION; anything
 // else -> INTERNAL, its text for the server's log only.
 DatabaseError MapException(const std::exception& e);

@@ -27,6 +27,20 @@ absl::StatusOr<std::optional<IdempotencyRecord>> PgOperationsStore::GetIdempoten
   });
 }
 
+absl::StatusOr<bool> PgOperationsStore::ClaimRequestId(const std::string& caller,
+                                                      const std::string& request_id) {
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<bool> {
+    // A transaction-scoped advisory lock on a 64-bit digest of the key: no
+    // row to write, released by the commit or rollback (or the session's
+    // end, when a replica dies). A digest collision only makes a retry
+    // wait its turn.
+    auto r = w.exec_params(
+        "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || chr(10) || $2, 15))", caller,
+        request_id);
+    return r[0][0].as<bool>();
+  });
+}
+
 absl::Status PgOperationsStore::PutIdempotencyRecord(const std::string& caller,
                                                      const std::string& request_id,
                                                      const IdempotencyRecord& rec, absl::Time now) {

@@ -14,6 +14,8 @@ class PgOperationsStore final : public OperationsStore {
 
   absl::StatusOr<std::optional<IdempotencyRecord>> GetIdempotencyRecord(
       const std::string& caller, const std::string& request_id) override;
+  absl::StatusOr<bool> ClaimRequestId(const std::string& caller,
+                                      const std::string& request_id) override;
   absl::Status PutIdempotencyRecord(const std::string& caller, const std::string& request_id,
                                     const IdempotencyRecord& record, absl::Time now) override;
   absl::StatusOr<bool> RecordTokenUse(const std::string& issuer, const std::string& jti,

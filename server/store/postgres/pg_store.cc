@@ -87,6 +87,7 @@ absl::StatusOr<std::unique_ptr<PgStore>> PgStore::Create(PgStoreOptions options)
       RETURN_IF_ERROR(postgres::CheckSchemaCurrent(*conn));
     }
     if (store->options_.check_runtime_role) RETURN_IF_ERROR(postgres::CheckRuntimeRole(*conn));
+    store->SetSessionLimits(*conn);
     absl::MutexLock lock(&store->mu_);
     store->idle_.push_back(std::move(conn));
     store->open_ = 1;
@@ -98,6 +99,18 @@ absl::StatusOr<std::unique_ptr<PgStore>> PgStore::Create(PgStoreOptions options)
 }
 
 PgStore::~PgStore() = default;
+
+void PgStore::SetSessionLimits(pqxx::connection& conn) const {
+  pqxx::nontransaction n(conn);
+  for (const auto& [name, limit] :
+       {std::pair<const char*, absl::Duration>{"lock_timeout", options_.lock_timeout},
+        {"statement_timeout", options_.statement_timeout},
+        {"idle_in_transaction_session_timeout", options_.idle_in_transaction_timeout}}) {
+    // Session-wide (is_local false): every later transaction on it.
+    n.exec_params("SELECT set_config($1, $2, false)", name,
+                  absl::StrCat(absl::ToInt64Milliseconds(limit), "ms"));
+  }
+}
 
 bool PgStore::CanAcquire() const { return !idle_.empty() || open_ < options_.pool_size; }
 
@@ -122,6 +135,7 @@ absl::StatusOr<std::unique_ptr<pqxx::connection>> PgStore::Acquire() {
   // Connecting takes a round trip or a timeout: not under the lock.
   try {
     auto conn = std::make_unique<pqxx::connection>(options_.database_url);
+    SetSessionLimits(*conn);
     if (replacing) Metrics::Get().DatabaseReconnect("pool");
     return conn;
   } catch (const std::exception& e) {

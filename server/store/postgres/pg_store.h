@@ -30,6 +30,16 @@ struct PgStoreOptions {
   int pool_size = 8;
   // How long a call waits for a free connection before UNAVAILABLE.
   absl::Duration acquire_timeout = absl::Seconds(5);
+  // Each pool connection's session limits, so that a transaction stuck
+  // holding a lock (its replica frozen, say) holds nobody else for long:
+  // waiting for a lock longer than lock_timeout, or a statement running
+  // longer than statement_timeout, fails with UNAVAILABLE DATABASE_BUSY; a
+  // session idle inside a transaction longer than idle_in_transaction_timeout
+  // is ended by the server, releasing its locks. Zero: no limit. Not applied
+  // while migrating (a migration may wait for another replica's).
+  absl::Duration lock_timeout = absl::Seconds(5);
+  absl::Duration statement_timeout = absl::Seconds(30);
+  absl::Duration idle_in_transaction_timeout = absl::Seconds(10);
   // Apply the migrations at start (the tests' and --dev-privileged-database-
   // role's way). false: only check that the schema is current, as lockboxd's
   // runtime role, which may not migrate, does.
@@ -70,6 +80,9 @@ class PgStore final : public Store {
   // that the next one opened replaces it.
   void Release(std::unique_ptr<pqxx::connection> conn) ABSL_LOCKS_EXCLUDED(mu_);
   bool CanAcquire() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets the session limits of `options_` on a pool connection. Throws what
+  // libpqxx throws.
+  void SetSessionLimits(pqxx::connection& conn) const;
 
   const PgStoreOptions options_;
   mutable absl::Mutex mu_;
