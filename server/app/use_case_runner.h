@@ -290,17 +290,21 @@ absl::StatusOr<R> UseCaseRunner::Change(const CallerIdentity& c, absl::string_vi
     RETURN_IF_ERROR(authorize(tx, actor));
     const std::string owner = IdempotencyOwner(actor);
     if (!request_id.empty()) {
+      ASSIGN_OR_RETURN(bool replayed,
+                       Replayed(tx, owner, method, request_id, request_hash, &result));
+      if (replayed) return absl::OkStatus();
       // A retry sent while its first attempt runs would otherwise run the
       // change again beside it and fail on what that attempt changed (a
       // stale etag): it is told to retry instead, and then gets the answer.
+      // Replays (above) take no claim, so they never wait on each other.
       ASSIGN_OR_RETURN(bool claimed, tx.operations().ClaimRequestId(owner, request_id));
       if (!claimed) {
         return Error(absl::StatusCode::kAborted, reason::kRequestInProgress,
                      "the first attempt with this request_id is still in progress; retry the "
                      "same request_id");
       }
-      ASSIGN_OR_RETURN(bool replayed,
-                       Replayed(tx, owner, method, request_id, request_hash, &result));
+      // The first attempt may have committed between the read and the claim.
+      ASSIGN_OR_RETURN(replayed, Replayed(tx, owner, method, request_id, request_hash, &result));
       if (replayed) return absl::OkStatus();
     }
     absl::Time now = options_.clock->Now();
