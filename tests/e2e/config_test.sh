@@ -59,6 +59,13 @@ extra=(--migration-database-url "postgresql://owner:s3cret@db1/lockbox")
 out="$(check)"
 echo "$out" | grep -q s3cret && fail "--check-config printed the migration database password"
 echo "$out" | grep -q 'owner:REDACTED@db1' || fail "migration-database-url not shown redacted: $out"
+# A quoted libpq value goes whole; the SMTP URL's password too.
+extra=(--migration-database-url "host=db1 user=owner password='s3cr et' dbname=lockbox"
+       --smtp-url "smtp://mailer:m41lpw@mail.example.org:587")
+out="$(check)"
+echo "$out" | grep -qE "s3cr|et'|m41lpw" && fail "--check-config printed a quoted or SMTP password: $out"
+echo "$out" | grep -q "password=REDACTED dbname=lockbox" || fail "keyword database URL not shown redacted: $out"
+echo "$out" | grep -q 'mailer:REDACTED@mail.example.org' || fail "smtp-url not shown redacted: $out"
 extra=()
 
 # The signing key is a file, required: only the development switch does

@@ -145,6 +145,29 @@ TEST(SettingsHelpersTest, PasswordsAreRedacted) {
             "postgresql://db/lockbox?password=REDACTED&sslmode=require");
 }
 
+// What a pattern got wrong: quoted libpq values, multi-host URLs, the SMTP
+// URL, and passwords where a pattern would not look.
+TEST(SettingsHelpersTest, PasswordsAreRedactedAsLibpqAndCurlReadThem) {
+  EXPECT_EQ(RedactUrl("host=db password='s3cr et' dbname=lockbox"),
+            "host=db password=REDACTED dbname=lockbox");
+  EXPECT_EQ(RedactUrl("password = 'it\\'s' host=db"), "password = REDACTED host=db");
+  EXPECT_EQ(RedactUrl("host=db password=s3cr\\ et"), "host=db password=REDACTED");
+  EXPECT_EQ(RedactUrl("host=db dbname=lockbox"), "host=db dbname=lockbox");
+  EXPECT_EQ(RedactUrl("postgresql://lockbox:hunter2@db1,db2/lockbox?target_session_attrs=read-write"),
+            "postgresql://lockbox:REDACTED@db1,db2/lockbox?target_session_attrs=read-write");
+  EXPECT_EQ(RedactUrl("postgresql://u:p%40ss@db/x?sslmode=require&password=two"),
+            "postgresql://u:REDACTED@db/x?sslmode=require&password=REDACTED");
+  EXPECT_EQ(RedactUrl("postgresql:///postgres?host=/run/pg&user=postgres"),
+            "postgresql:///postgres?host=/run/pg&user=postgres");
+  // A percent-encoded key is still the password to libpq.
+  std::string encoded = RedactUrl("postgresql://db/x?pass%77ord=hunter2");
+  EXPECT_EQ(encoded.find("hunter2"), std::string::npos) << encoded;
+  EXPECT_EQ(RedactUrl("smtp://mailer:pa:ss@mail.example.org:587"),
+            "smtp://mailer:REDACTED@mail.example.org:587/");
+  EXPECT_EQ(RedactUrl("smtps://mail.example.org:465"), "smtps://mail.example.org:465");
+  EXPECT_EQ(RedactUrl("host='unterminated password=x"), "REDACTED (does not parse)");
+}
+
 TEST(SettingsHelpersTest, CheckConfigOutputHidesTheDatabasePassword) {
   Settings s;
   CLI::App app{"test", "lockboxd"};
@@ -157,6 +180,27 @@ TEST(SettingsHelpersTest, CheckConfigOutputHidesTheDatabasePassword) {
   EXPECT_EQ(shown.find("hunter2"), std::string::npos) << shown;
   EXPECT_NE(shown.find("REDACTED"), std::string::npos) << shown;
   EXPECT_EQ(shown.find("check-config"), std::string::npos) << shown;
+}
+
+TEST(SettingsHelpersTest, CheckConfigOutputHidesQuotedAndSmtpPasswords) {
+  Settings s;
+  CLI::App app{"test", "lockboxd"};
+  s.Register(&app);
+  const char* argv[] = {"lockboxd", "--tls-cert=a", "--tls-key=b", "--tls-client-ca=c",
+                        "--trust-domain=example.org",
+                        "--database-url=host=db password='s3cr et' dbname=lockbox",
+                        "--smtp-url=smtp://mailer:m41l@mail.example.org:587", "--check-config"};
+  app.parse(static_cast<int>(std::size(argv)), const_cast<char**>(argv));
+  std::string shown = ConfigForDisplay(app);
+  for (const char* secret : {"s3cr", "et'", "m41l"}) {
+    EXPECT_EQ(shown.find(secret), std::string::npos) << secret << " in " << shown;
+  }
+  EXPECT_NE(shown.find("database-url=\"host=db password=REDACTED dbname=lockbox\""),
+            std::string::npos)
+      << shown;
+  EXPECT_NE(shown.find("smtp-url=\"smtp://mailer:REDACTED@mail.example.org:587/\""),
+            std::string::npos)
+      << shown;
 }
 
 }  // namespace

@@ -1,14 +1,20 @@
 #include "server/cmd/lockboxd/settings.h"
 
+#include <curl/curl.h>
+#include <libpq-fe.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <regex>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "server/domain/identity.h"
 #include "server/domain/lifecycle.h"
 #include "server/domain/names.h"
@@ -53,11 +59,185 @@ bool IsListenAddress(const std::string& address) {
   return std::atoi(address.substr(address.rfind(':') + 1).c_str()) <= 65535;
 }
 
+namespace {
+
+constexpr char kRedacted[] = "REDACTED";
+constexpr char kUnparsed[] = "REDACTED (does not parse)";
+
+struct ConninfoFree {
+  void operator()(PQconninfoOption* o) const { PQconninfoFree(o); }
+};
+using Conninfo = std::unique_ptr<PQconninfoOption, ConninfoFree>;
+
+Conninfo ParseConninfo(const std::string& text) {
+  char* error = nullptr;
+  Conninfo options(PQconninfoParse(text.c_str(), &error));
+  PQfreemem(error);
+  return options;
+}
+
+// The options libpq reads from `options`, password replaced, as a
+// key=value string quoted as libpq unquotes it.
+std::string KeywordForm(const PQconninfoOption* options) {
+  std::string out;
+  for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr) continue;
+    std::string value = std::string(o->keyword) == "password" ? kRedacted : o->val;
+    std::string quoted = "'";
+    for (char c : value) {
+      if (c == '\\' || c == '\'') quoted.push_back('\\');
+      quoted.push_back(c);
+    }
+    quoted.push_back('\'');
+    absl::StrAppend(&out, out.empty() ? "" : " ", o->keyword, "=", quoted);
+  }
+  return out;
+}
+
+// Whether `redacted` reads, to libpq, as `original` with any password
+// replaced by REDACTED.
+bool SameButPassword(const PQconninfoOption* original, const PQconninfoOption* redacted) {
+  for (const PQconninfoOption *a = original, *b = redacted; a->keyword != nullptr; ++a, ++b) {
+    if (b->keyword == nullptr || std::string(a->keyword) != b->keyword) return false;
+    if (std::string(a->keyword) == "password") {
+      if (b->val != nullptr && std::string(b->val) != kRedacted) return false;
+      continue;
+    }
+    if ((a->val == nullptr) != (b->val == nullptr)) return false;
+    if (a->val != nullptr && std::string(a->val) != b->val) return false;
+  }
+  return true;
+}
+
+bool HasPassword(const PQconninfoOption* options) {
+  for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (std::string(o->keyword) == "password" && o->val != nullptr) return true;
+  }
+  return false;
+}
+
+// A libpq URI with the userinfo's password and any password parameter
+// replaced, keeping its form; "" when that cannot be done by splitting
+// (the caller then checks the result with libpq anyway).
+std::string RedactUriForm(const std::string& uri) {
+  size_t authority = uri.find("://");
+  if (authority == std::string::npos) return "";
+  authority += 3;
+  // libpq's own split: credentials end at the first '@' before any '/'.
+  size_t end = uri.find_first_of("/?", authority);
+  size_t at = uri.find('@', authority);
+  std::string out = uri;
+  if (at != std::string::npos && (end == std::string::npos || at < end)) {
+    size_t colon = uri.find(':', authority);
+    if (colon != std::string::npos && colon < at) {
+      out = absl::StrCat(uri.substr(0, colon + 1), kRedacted, uri.substr(at));
+    }
+  }
+  size_t query = out.find('?');
+  if (query == std::string::npos) return out;
+  std::string rebuilt = out.substr(0, query + 1);
+  std::vector<std::string> params = absl::StrSplit(out.substr(query + 1), '&');
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (i > 0) rebuilt.push_back('&');
+    if (absl::StartsWith(params[i], "password=")) {
+      absl::StrAppend(&rebuilt, "password=", kRedacted);
+    } else {
+      rebuilt += params[i];
+    }
+  }
+  return rebuilt;
+}
+
+// A key=value string with each password value (quoted or not) replaced,
+// keeping the rest as written. Splits as libpq's conninfo_parse does; the
+// caller checks the result with libpq anyway.
+std::string RedactKeywordForm(const std::string& text) {
+  std::string out;
+  size_t i = 0, n = text.size();
+  auto space = [&](size_t j) { return j < n && std::isspace(static_cast<unsigned char>(text[j])); };
+  while (i < n) {
+    size_t start = i;
+    while (space(i)) ++i;
+    size_t key_start = i;
+    while (i < n && text[i] != '=' && !space(i)) ++i;
+    std::string key = text.substr(key_start, i - key_start);
+    while (space(i)) ++i;
+    if (i >= n || text[i] != '=') return "";
+    ++i;
+    while (space(i)) ++i;
+    size_t value_start = i;
+    if (i < n && text[i] == '\'') {
+      for (++i; i < n && text[i] != '\''; ++i) {
+        if (text[i] == '\\') ++i;
+      }
+      if (i >= n) return "";
+      ++i;
+    } else {
+      for (; i < n && !space(i); ++i) {
+        if (text[i] == '\\') ++i;
+      }
+      i = std::min(i, n);
+    }
+    out += text.substr(start, value_start - start);
+    out += key == "password" ? std::string(kRedacted) : text.substr(value_start, i - value_start);
+  }
+  return out;
+}
+
+std::string RedactDatabaseUrl(const std::string& url) {
+  Conninfo original = ParseConninfo(url);
+  if (original == nullptr) return kUnparsed;
+  if (!HasPassword(original.get())) return url;
+  // The text's own form when libpq reads the redacted text as the same
+  // settings; else (an encoding the split missed) libpq's reading of it.
+  bool uri = absl::StartsWith(url, "postgresql://") || absl::StartsWith(url, "postgres://");
+  std::string redacted = uri ? RedactUriForm(url) : RedactKeywordForm(url);
+  Conninfo check = ParseConninfo(redacted);
+  if (check != nullptr && SameButPassword(original.get(), check.get())) return redacted;
+  return KeywordForm(original.get());
+}
+
+struct UrlFree {
+  void operator()(CURLU* u) const { curl_url_cleanup(u); }
+};
+
+std::string RedactSmtpUrl(const std::string& url) {
+  std::unique_ptr<CURLU, UrlFree> u(curl_url());
+  if (u == nullptr || curl_url_set(u.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) {
+    return kUnparsed;
+  }
+  char* password = nullptr;
+  CURLUcode has = curl_url_get(u.get(), CURLUPART_PASSWORD, &password, 0);
+  curl_free(password);
+  if (has != CURLUE_OK) return url;
+  char* out = nullptr;
+  if (curl_url_set(u.get(), CURLUPART_PASSWORD, kRedacted, 0) != CURLUE_OK ||
+      curl_url_get(u.get(), CURLUPART_URL, &out, 0) != CURLUE_OK) {
+    return kUnparsed;
+  }
+  std::string shown = out;
+  curl_free(out);
+  return shown;
+}
+
+// A TOML basic string.
+std::string TomlString(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  out.push_back('"');
+  return out;
+}
+
+}  // namespace
+
 std::string RedactUrl(const std::string& url) {
-  static const std::regex kUserinfo(R"(://([^:/@]*):[^@/]*@)");
-  static const std::regex kPasswordParam(R"((password=)[^&\s]*)");
-  return std::regex_replace(std::regex_replace(url, kUserinfo, "://$1:REDACTED@"), kPasswordParam,
-                            "$1REDACTED");
+  if (absl::StartsWith(url, "smtp://") || absl::StartsWith(url, "smtps://")) {
+    return RedactSmtpUrl(url);
+  }
+  return RedactDatabaseUrl(url);
 }
 
 void Settings::Register(CLI::App* app) {
@@ -340,8 +520,15 @@ std::string ConfigForDisplay(const CLI::App& app) {
         line.rfind("config =", 0) == 0) {
       continue;
     }
-    if (line.rfind("database-url", 0) == 0 || line.rfind("migration-database-url", 0) == 0) {
-      line = RedactUrl(line);
+    // The value from the option itself, not from the printed line, whose
+    // quoting is CLI11's.
+    for (const char* key : {"database-url", "migration-database-url", "smtp-url"}) {
+      std::string prefix = key;
+      if (line.rfind(prefix + "=", 0) != 0 && line.rfind(prefix + " =", 0) != 0) continue;
+      const CLI::Option* option = app.get_option_no_throw(std::string("--") + key);
+      std::string value;
+      if (option != nullptr && !option->results().empty()) value = option->results().back();
+      line = absl::StrCat(key, "=", TomlString(value.empty() ? "" : RedactUrl(value)));
     }
     absl::StrAppend(&out, line, "\n");
   }

@@ -86,7 +86,10 @@ std::string EnvNameOf(const std::string& key);
 // address or a bracketed IPv6 address).
 bool IsListenAddress(const std::string& address);
 
-// The URL with any password replaced, for --check-config's output.
+// The URL with any password replaced, for --check-config's output: an SMTP
+// URL as curl parses it (curl_url), a database URL or key=value string as
+// libpq does (PQconninfoParse): `password='s3cr et'` goes whole. What does
+// not parse shows as "REDACTED (does not parse)".
 std::string RedactUrl(const std::string& url);
 
 // The settings as a config file, for --check-config: every option, nothing
