@@ -76,34 +76,72 @@ pg_user() { if [ "$(id -u)" = 0 ]; then echo postgres; else id -un; fi; }
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 # pg_start DIR: a private cluster in DIR, reachable only through a Unix
-# socket in DIR/run (no TCP port to collide with). Prints its URL.
+# socket in DIR/run (no TCP port to collide with), and only by its owner:
+# DIR, its data and its socket directory are 0700 (the cluster's OS user's),
+# and every role logs in with SCRAM and the cluster's password, generated
+# here into DIR/pgpass (0600, the invoking user's), which the URL names
+# (libpq's passfile). Roles made later get the same password
+# (pg_role_password). Prints the URL.
 pg_start() {
-  local dir="$1" fast="${2:-}"
+  local dir="$1" fast="${2:-}" pgpass="$1/pgpass"
   mkdir -p "$dir"
-  chmod 755 "$dir"
+  chmod 700 "$dir"
   if [ "$(id -u)" = 0 ]; then chown "$(pg_user)" "$dir"; fi
+  if [ ! -f "$pgpass" ]; then
+    (umask 077 && printf '*:*:*:*:%s\n' "$(openssl rand -hex 24)" > "$pgpass")
+  fi
+  local password
+  password="$(cut -d: -f5- "$pgpass")"
+  local legacy=""
   if [ ! -f "$dir/data/PG_VERSION" ]; then
-    as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >/dev/null
+    local pwfile="$dir/initdb-password"
+    (umask 077 && printf '%s\n' "$password" > "$pwfile")
+    if [ "$(id -u)" = 0 ]; then chown "$(pg_user)" "$pwfile"; fi
+    as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth-local=scram-sha-256 \
+      --auth-host=reject --pwfile="$pwfile" -E UTF8 >/dev/null
+    rm -f "$pwfile"
+  elif ! as_pg grep -Eq '^local[[:space:]]+all[[:space:]]+all[[:space:]]+scram-sha-256' "$dir/data/pg_hba.conf"; then
+    legacy=1  # Made by an older pg_start with --auth=trust: converted below.
   fi
   as_pg mkdir -p "$dir/run"
-  local opts="-c listen_addresses='' -k $dir/run -c max_connections=300"
+  as_pg chmod 700 "$dir/run"
+  local opts="-c listen_addresses='' -k $dir/run -c unix_socket_permissions=0700 -c max_connections=300"
   if [ -n "$fast" ]; then opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"; fi
   opts="$opts ${LOCKBOX_PG_OPTS:-}"
   as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -o "$opts" -w start >/dev/null
-  echo "postgresql:///postgres?host=$dir/run&user=postgres"
+  local url="postgresql:///postgres?host=$dir/run&user=postgres&passfile=$pgpass"
+  if [ -n "$legacy" ]; then
+    psql "$url" -q -v pw="$password" <<'SQL' >/dev/null
+ALTER ROLE postgres PASSWORD :'pw';
+SQL
+    as_pg sh -c "printf 'local all all scram-sha-256\n' > '$dir/data/pg_hba.conf'"
+    psql "$url" -qtAc 'SELECT pg_reload_conf()' >/dev/null
+  fi
+  echo "$url"
+}
+
+# pg_role_password ADMIN_URL ROLE: ROLE logs in with the cluster's password
+# (the one ADMIN_URL's superuser has, copied as its SCRAM verifier).
+pg_role_password() {
+  psql "$1" -q -v role="$2" <<'SQL' >/dev/null
+SELECT format('ALTER ROLE %I PASSWORD %L', :'role', rolpassword)
+  FROM pg_authid WHERE rolname = current_user \gexec
+SQL
 }
 
 # pg_lockbox_database ADMIN_URL DB: in the private cluster of ADMIN_URL (a
 # superuser's), the database DB owned by the role DB_owner, which runs the
 # migrations, and the role DB_app that lockboxd serves as, owning nothing
-# (docs/OPERATIONS.md, database roles). Neither has a password: the cluster
-# trusts its Unix socket, which only this user can reach, and listens on no
-# TCP port. Idempotent. Sets OWNER_URL, APP_URL and APP_ROLE.
+# (docs/OPERATIONS.md, database roles). Both log in with the cluster's
+# password (pg_role_password), which the URLs' passfile holds; the socket
+# only this user can reach, no TCP port. Idempotent. Sets OWNER_URL,
+# APP_URL and APP_ROLE.
 pg_lockbox_database() {
   local admin="$1" db="$2" role
   for role in "${db}_owner" "${db}_app"; do
     psql "$admin" -qtAc "SELECT 1 FROM pg_roles WHERE rolname = '$role'" | grep -q 1 ||
       psql "$admin" -qc "CREATE ROLE $role LOGIN"
+    pg_role_password "$admin" "$role"
   done
   psql "$admin" -qtAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 ||
     psql "$admin" -qc "CREATE DATABASE $db OWNER ${db}_owner"

@@ -23,10 +23,18 @@ fail() { echo "FAIL: $*" >&2; echo "--- lockboxd log (tail)" >&2; tail -20 "$WOR
 
 # As in production (docs/OPERATIONS.md): the database owned by an owner role
 # that runs `lockboxd migrate`, lockboxd serving as a runtime role that owns
-# nothing (both trusted on the private socket only), a signing key file.
+# nothing (both with the cluster's password, on the private socket only), a
+# signing key file.
 start_server() {
   psql "$LOCKBOX_TEST_PG_URL" -qc "CREATE ROLE ${DB}_owner LOGIN" -c "CREATE ROLE ${DB}_app LOGIN" \
     -c "CREATE DATABASE $DB OWNER ${DB}_owner" >/dev/null
+  # The cluster's password (scripts/lib.sh pg_start): the superuser's SCRAM
+  # verifier, copied; the URLs below keep its passfile.
+  psql "$LOCKBOX_TEST_PG_URL" -q >/dev/null <<SQL
+SELECT format('ALTER ROLE %I PASSWORD %L', r, rolpassword)
+  FROM pg_authid, unnest(ARRAY['${DB}_owner', '${DB}_app']) AS r
+ WHERE rolname = current_user \gexec
+SQL
   local su_url="${LOCKBOX_TEST_PG_URL/\/\/\/postgres/\/\/\/$DB}"
   OWNER_URL="${su_url/user=postgres/user=${DB}_owner}"
   DB_URL="${su_url/user=postgres/user=${DB}_app}"

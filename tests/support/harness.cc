@@ -95,6 +95,12 @@ DatabaseRoles PrepareRoles(const std::string& superuser_url) {
   for (const std::string& role : {owner, roles.runtime_role}) {
     n.exec("DO $$ BEGIN CREATE ROLE " + n.quote_name(role) +
            " LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$");
+    // The cluster's password (scripts/lib.sh pg_start), copied as the
+    // superuser's SCRAM verifier: the role URLs keep the superuser URL's
+    // passfile. None when the superuser has none.
+    n.exec(
+        "DO $$ BEGIN EXECUTE format('ALTER ROLE %I PASSWORD %L', " + n.quote(role) +
+        ", (SELECT rolpassword FROM pg_authid WHERE rolname = current_user)); END $$");
   }
   // The database's owner owns its public schema (pg_database_owner), so the
   // owner role can create the tables and grant USAGE on the schema.
