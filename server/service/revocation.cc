@@ -154,6 +154,14 @@ std::shared_ptr<const RevocationChecker::Snapshot> RevocationChecker::Load() con
     if (crls.empty()) notes.push_back(absl::StrCat(name, ": no CRL"));
     for (Crl& crl : crls) {
       const X509_NAME* issuer = X509_CRL_get_issuer(crl.get());
+      // A delta CRL is no full list: taken as an issuer's newest, it would
+      // hide the base CRL (and OpenSSL is not asked to combine them).
+      std::unique_ptr<ASN1_INTEGER, IntegerFree> delta(static_cast<ASN1_INTEGER*>(
+          X509_CRL_get_ext_d2i(crl.get(), NID_delta_crl, nullptr, nullptr)));
+      if (delta != nullptr) {
+        notes.push_back(absl::StrCat(name, ": delta CRL of ", NameText(issuer), ": ignored"));
+        continue;
+      }
       bool named = false, signed_by_anchor = false;
       for (const openssl::Cert& a : anchors) {
         if (X509_NAME_cmp(X509_get_subject_name(a.get()), issuer) != 0) continue;
