@@ -80,10 +80,11 @@ std::string Refusal6(const uint8_t* a, bool allow_private) {
   static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
   if (std::memcmp(a, kMapped, 12) == 0) return Refusal4(Ip4At(a + 12), allow_private);
   if (std::memcmp(a, kZero, 12) == 0) {
-    // ::1 is loopback; the rest of ::/96 is the deprecated IPv4-compatible form.
+    // ::1 is loopback; the rest of ::/96 is the deprecated IPv4-compatible
+    // form, which nothing public uses.
     static const uint8_t kLoopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
     if (std::memcmp(a, kLoopback, 16) == 0) return allow_private ? "" : "loopback";
-    return Refusal4(Ip4At(a + 12), allow_private);
+    return allow_private ? "" : "IPv4-compatible";
   }
   static const uint8_t kNat64[12] = {0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
   if (std::memcmp(a, kNat64, 12) == 0) return Refusal4(Ip4At(a + 12), allow_private);

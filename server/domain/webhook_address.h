@@ -16,8 +16,9 @@
 namespace lockbox {
 
 // Why a webhook may not connect to `address` ("loopback", "private",
-// "link-local", ...), or "" when it may. IPv4-mapped, IPv4-compatible,
-// NAT64 and 6to4 IPv6 forms are judged by the IPv4 address they carry.
+// "link-local", ...), or "" when it may. IPv4-mapped, NAT64 and 6to4 IPv6
+// forms are judged by the IPv4 address they carry; the deprecated
+// IPv4-compatible form (::a.b.c.d) is refused.
 // With `allow_private` (a test-only switch, so that tests can use
 // receivers on this machine) only the unspecified, multicast and broadcast
 // addresses are refused. Any family other than AF_INET and AF_INET6 is

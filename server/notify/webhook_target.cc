@@ -80,6 +80,12 @@ absl::StatusOr<WebhookTarget> WebhookTargets::Resolve(const std::string& url,
     t.literal = true;
   }
   t.host = absl::AsciiStrToLower(host);
+  // The URL sent names the host as the pinning entry does, whatever the
+  // case it was written in.
+  std::string url_host = t.literal ? absl::StrCat("[", t.host, "]") : t.host;
+  if (curl_url_set(parsed.get(), CURLUPART_HOST, url_host.c_str(), 0) != CURLUE_OK) {
+    return refuse("curl cannot set the host");
+  }
   std::string port = Part(parsed.get(), CURLUPART_PORT, &present, CURLU_DEFAULT_PORT);
   if (!present || !absl::SimpleAtoi(port, &t.port) || t.port <= 0 || t.port > 65535) {
     return refuse("no port");

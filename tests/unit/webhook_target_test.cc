@@ -20,7 +20,7 @@ TEST(WebhookAddressTest, OnlyThePublicInternetIsAllowed) {
         "239.255.255.250", "255.255.255.255", "240.0.0.1", "192.0.2.2", "198.51.100.7",
         "203.0.113.9", "198.18.0.1", "192.0.0.8", "::", "::1", "fe80::1", "febf::1", "fc00::1",
         "fd12:3456::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254",
-        "::127.0.0.1", "64:ff9b::7f00:1", "64:ff9b:1::1", "2002:7f00:1::", "2002:a00:1::",
+        "::127.0.0.1", "::8.8.8.8", "64:ff9b::7f00:1", "64:ff9b:1::1", "2002:7f00:1::", "2002:a00:1::",
         "2001:db8::1", "2001::1", "100::1", "fec0::1"}) {
     EXPECT_NE(WebhookAddressRefusal(refused, false), "") << refused;
   }
@@ -114,6 +114,7 @@ TEST_F(WebhookUrlTest, TheTargetIsWhatCurlWillConnectTo) {
   EXPECT_EQ(t->scheme, "http");
   EXPECT_EQ(t->host, "localhost");
   EXPECT_EQ(t->port, 18080);
+  EXPECT_EQ(t->url, "http://localhost:18080/hook?x=1");
   EXPECT_FALSE(t->literal);
   EXPECT_FALSE(t->addresses.empty());
   for (const std::string& a : t->addresses) EXPECT_EQ(WebhookAddressRefusal(a, false), "loopback");

@@ -193,6 +193,25 @@ TEST_F(NotificationTest, LastErrorIsCoarse) {
   EXPECT_EQ(hooks[0].attempts(), 2);
 }
 
+TEST_F(NotificationTest, AWebhookToANameGoesToTheAddressesChecked) {
+  // A real receiver, reached by a name: curl is handed the addresses the
+  // check resolved, and the signed call arrives.
+  Receivers receiver(0, FreePort(), kSecret);
+  ASSERT_TRUE(
+      SetWebhook("http://LocalHost:" + std::to_string(receiver.http_port()) + "/hook", kSecret)
+          .ok());
+  ASSERT_TRUE(world_->PendingRequest().ok());
+  CountingSender email;
+  WebhookSender webhook(&app_->clock(), &dev_targets_, absl::Seconds(5));
+  DeliveryWorker worker(Options(&email, &webhook));
+  EXPECT_GE(worker.RunOnce(), 1);
+  ASSERT_EQ(receiver.Hooks().size(), 1u);
+  EXPECT_EQ(Str(receiver.Hooks()[0], "valid"), "true");
+  auto hooks = TenantWebhooks();
+  ASSERT_EQ(hooks.size(), 1u);
+  EXPECT_EQ(hooks[0].state(), v1::Notification::DELIVERED);
+}
+
 TEST_F(NotificationTest, OnlyTheLeaseHolderRecordsTheOutcome) {
   ASSERT_TRUE(SetWebhook("http://127.0.0.1:9/hook", kSecret).ok());
   ASSERT_TRUE(world_->PendingRequest().ok());
