@@ -171,7 +171,9 @@ void DeliveryWorker::RenewLeases() {
     absl::MutexLock lock(&mu_);
     for (const auto& [id, token] : leases_) by_token[token].push_back(id);
   }
-  for (const auto& [token, ids] : by_token) {
+  for (const auto& entry : by_token) {
+    const std::string& token = entry.first;
+    const std::vector<std::string>& ids = entry.second;
     absl::Status renewed = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
       return tx.outbox().RenewLeases(ids, token, options_.lease).status();
     });
@@ -212,8 +214,8 @@ void DeliveryWorker::ClaimLoop() {
     // Rest until a send ends (there may be room now, or a destination may
     // have a free slot) or the poll interval passes; while there is a
     // backlog, every ended send brings the next claim.
-    auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || slot_freed_; };
-    mu_.AwaitWithTimeout(absl::Condition(&woken), options_.poll_interval);
+    mu_.AwaitWithTimeout(absl::Condition(this, &DeliveryWorker::StoppingOrSlotFreed),
+                         options_.poll_interval);
   }
   mu_.Unlock();
 }
@@ -223,10 +225,7 @@ void DeliveryWorker::SendLoop() {
     Delivery d;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !queue_.empty();
-      };
-      mu_.Await(absl::Condition(&ready));
+      mu_.Await(absl::Condition(this, &DeliveryWorker::StoppingOrQueued));
       // What was claimed is sent even when stopping: it is in flight, and
       // never more than there are senders.
       if (queue_.empty()) return;

@@ -131,6 +131,12 @@ class DeliveryWorker {
   void RenewLeases() ABSL_LOCKS_EXCLUDED(mu_);
   void ClaimLoop() ABSL_LOCKS_EXCLUDED(mu_);
   void SendLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  bool StoppingOrSlotFreed() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || slot_freed_;
+  }
+  bool StoppingOrQueued() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || !queue_.empty();
+  }
 
   const DeliveryOptions options_;
   absl::Mutex mu_;

@@ -310,25 +310,26 @@ absl::StatusOr<v1::LockboxPolicy> PolicyUseCases::UpdateLockboxPolicy(
   ASSIGN_OR_RETURN(std::string tenant,
                    ParsePolicyName(r.lockbox_policy().name(), "lockbox_policy.name"));
   const auto& paths = r.update_mask().paths();
-  bool sets_url = paths.empty() || std::find(paths.begin(), paths.end(), "webhook_url") != paths.end();
+  bool sets_url =
+      paths.empty() || std::find(paths.begin(), paths.end(), "webhook_url") != paths.end();
   if (sets_url && !r.lockbox_policy().webhook_url().empty()) {
     // Authorised first, so that nobody else learns what a name resolves
     // to; resolved outside the change's transaction, which holds the
     // tenant's policy row.
-    RETURN_IF_ERROR(runner()
-                        .Read<bool>(c,
-                                    [&](Transaction&, const Actor& a,
-                                        absl::Time) -> absl::StatusOr<bool> {
-                                      RETURN_IF_ERROR(authz::ManageTenantPolicy(a, tenant));
-                                      return true;
-                                    })
-                        .status());
+    RETURN_IF_ERROR(
+        runner()
+            .Read<bool>(c,
+                        [&](Transaction&, const Actor& a, absl::Time) -> absl::StatusOr<bool> {
+                          RETURN_IF_ERROR(authz::ManageTenantPolicy(a, tenant));
+                          return true;
+                        })
+            .status());
     if (options_.webhook_urls == nullptr) {
       return InvalidField("lockbox_policy.webhook_url", "NOT_ALLOWED",
                           "this server sends no webhooks");
     }
-    RETURN_IF_ERROR(
-        options_.webhook_urls->Check(r.lockbox_policy().webhook_url(), "lockbox_policy.webhook_url"));
+    RETURN_IF_ERROR(options_.webhook_urls->Check(r.lockbox_policy().webhook_url(),
+                                                 "lockbox_policy.webhook_url"));
   }
   return runner().Change<v1::LockboxPolicy>(
       c, "UpdateLockboxPolicy", r, r.request_id(),

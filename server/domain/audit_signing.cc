@@ -85,7 +85,8 @@ std::string Csv(const std::string& field) {
   // A cell a spreadsheet would read as a formula (OWASP "CSV injection"):
   // a justification of "=HYPERLINK(...)" must stay text. A leading single
   // quote makes it text, inside a quoted cell.
-  bool formula = !field.empty() && std::string_view("=+-@\t\r").find(field[0]) != std::string_view::npos;
+  bool formula =
+      !field.empty() && std::string_view("=+-@\t\r").find(field[0]) != std::string_view::npos;
   if (!formula && field.find_first_of(",\"\r\n") == std::string::npos) return field;
   std::string out = formula ? "\"'" : "\"";
   for (char c : field) {

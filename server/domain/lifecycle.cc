@@ -182,9 +182,10 @@ absl::Status ApplyPolicyUpdate(const v1::LockboxPolicy& update,
     const std::string& url = update.webhook_url();
     // The shape only: where it may lead (scheme, userinfo, the addresses
     // its host resolves to) is the WebhookUrlChecker's, with curl's parser.
-    bool web = absl::StartsWithIgnoreCase(url, "https://") || absl::StartsWithIgnoreCase(url, "http://");
-    if (!url.empty() && (!web || url.size() > 2048 ||
-                         url.find_first_of(" \r\n\"") != std::string::npos)) {
+    bool web =
+        absl::StartsWithIgnoreCase(url, "https://") || absl::StartsWithIgnoreCase(url, "http://");
+    if (!url.empty() &&
+        (!web || url.size() > 2048 || url.find_first_of(" \r\n\"") != std::string::npos)) {
       return InvalidField("lockbox_policy.webhook_url", "BAD_FORMAT", "must be an https:// URL");
     }
     policy->set_webhook_url(url);

@@ -55,9 +55,7 @@ std::string Refusal4(uint32_t address, bool allow_private) {
   return "";
 }
 
-uint32_t Ip4At(const uint8_t* bytes) {
-  return Ip4(bytes[0], bytes[1], bytes[2], bytes[3]);
-}
+uint32_t Ip4At(const uint8_t* bytes) { return Ip4(bytes[0], bytes[1], bytes[2], bytes[3]); }
 
 bool Prefix(const uint8_t* a, std::initializer_list<uint8_t> prefix, int bits) {
   int i = 0;

@@ -139,7 +139,9 @@ std::string CoarseDeliveryError(int curl_code, long http_status, bool refused_by
   if (refused_by_policy) return "refused by policy";
   switch (static_cast<CURLcode>(curl_code)) {
     case CURLE_OK:
-      if (http_status >= 100 && http_status < 600) return absl::StrCat("HTTP ", http_status / 100, "xx");
+      if (http_status >= 100 && http_status < 600) {
+        return absl::StrCat("HTTP ", http_status / 100, "xx");
+      }
       return "bad response";
     case CURLE_OPERATION_TIMEDOUT:
       return "timeout";
@@ -175,7 +177,8 @@ absl::Status WebhookSender::Send(const Delivery& d) {
     return Transient(absl::StrCat("webhook: ", coarse));
   };
   std::string detail;
-  absl::StatusOr<WebhookTarget> target = targets_->Resolve(d.message.recipient, "webhook_url", &detail);
+  absl::StatusOr<WebhookTarget> target =
+      targets_->Resolve(d.message.recipient, "webhook_url", &detail);
   if (!target.ok()) return failed("refused by policy", detail);
 
   const std::string& body = d.message.body;
@@ -229,9 +232,8 @@ absl::Status WebhookSender::Send(const Delivery& d) {
   long code = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
   if (res == CURLE_OK && code >= 200 && code < 300) return absl::OkStatus();
-  std::string what = res != CURLE_OK
-                         ? absl::StrCat(curl_easy_strerror(res), ": ", error_buffer)
-                         : absl::StrCat("HTTP ", code);
+  std::string what = res != CURLE_OK ? absl::StrCat(curl_easy_strerror(res), ": ", error_buffer)
+                                     : absl::StrCat("HTTP ", code);
   if (!guard.refused.empty()) absl::StrAppend(&what, " (address refused: ", guard.refused, ")");
   return failed(CoarseDeliveryError(res, code, !guard.refused.empty()),
                 absl::StrCat(what, "; ", target->url));

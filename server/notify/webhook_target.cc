@@ -39,18 +39,17 @@ std::string Part(CURLU* url, CURLUPart part, bool* present, unsigned flags = 0) 
 absl::StatusOr<WebhookTarget> WebhookTargets::Resolve(const std::string& url,
                                                       const std::string& field,
                                                       std::string* detail) const {
-  const char* must = rules_.allow_private
-                         ? "must be an http:// or https:// URL"
-                         : "must be an https:// URL with no user information";
+  const char* must = rules_.allow_private ? "must be an http:// or https:// URL"
+                                          : "must be an https:// URL with no user information";
   auto refuse = [&](const std::string& why, const char* field_reason = "BAD_FORMAT") {
     if (detail != nullptr) *detail = why;
     bool resolving = std::string(field_reason) == "NOT_ALLOWED";
-    return InvalidField(field, field_reason,
-                        resolving ? (rules_.allow_private
-                                         ? "the host must resolve"
-                                         : "the host must resolve, and only to public internet "
-                                           "addresses")
-                                  : must);
+    return InvalidField(
+        field, field_reason,
+        resolving ? (rules_.allow_private ? "the host must resolve"
+                                          : "the host must resolve, and only to public internet "
+                                            "addresses")
+                  : must);
   };
   if (url.size() > 2048) return refuse("longer than 2048 bytes", "TOO_LONG");
   std::unique_ptr<CURLU, UrlDeleter> parsed(curl_url());
@@ -101,7 +100,8 @@ absl::StatusOr<WebhookTarget> WebhookTargets::Resolve(const std::string& url,
   addrinfo* raw = nullptr;
   int gai = getaddrinfo(t.host.c_str(), nullptr, &hints, &raw);
   std::unique_ptr<addrinfo, AddrInfoDeleter> found(raw);
-  if (gai != 0) return refuse(absl::StrCat("resolving ", t.host, ": ", gai_strerror(gai)), "NOT_ALLOWED");
+  if (gai != 0)
+    return refuse(absl::StrCat("resolving ", t.host, ": ", gai_strerror(gai)), "NOT_ALLOWED");
   for (const addrinfo* a = found.get(); a != nullptr; a = a->ai_next) {
     char numeric[NI_MAXHOST];
     if (getnameinfo(a->ai_addr, a->ai_addrlen, numeric, sizeof numeric, nullptr, 0,

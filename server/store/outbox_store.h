@@ -57,22 +57,20 @@ class OutboxStore {
                                                           const std::vector<std::string>& busy) = 0;
   // Claims `ids` (locked by LockDue in this transaction) under
   // `lease_token` for `lease`, and counts the attempt.
-  virtual absl::StatusOr<std::vector<Delivery>> ClaimDeliveries(
-      const std::vector<std::string>& ids, const std::string& lease_token,
-      absl::Duration lease) = 0;
+  virtual absl::StatusOr<std::vector<Delivery>> ClaimDeliveries(const std::vector<std::string>& ids,
+                                                                const std::string& lease_token,
+                                                                absl::Duration lease) = 0;
   // Extends, to `lease` from now, the lease of those of `ids` still held
   // under `lease_token`; returns how many it extended.
   virtual absl::StatusOr<int> RenewLeases(const std::vector<std::string>& ids,
-                                          const std::string& lease_token,
-                                          absl::Duration lease) = 0;
+                                          const std::string& lease_token, absl::Duration lease) = 0;
   // After an attempt under `lease_token`: delivered (at `now`), or failed
   // and either retried `retry_after` from now or, when `give_up`, FAILED for
   // good. False, recording nothing, when the lease is no longer this
   // token's (it ran out and another replica claimed the message).
   virtual absl::StatusOr<bool> RecordAttempt(const std::string& id, const std::string& lease_token,
-                                             bool delivered, const std::string& error,
-                                             bool give_up, absl::Duration retry_after,
-                                             absl::Time now) = 0;
+                                             bool delivered, const std::string& error, bool give_up,
+                                             absl::Duration retry_after, absl::Time now) = 0;
 };
 
 }  // namespace lockbox

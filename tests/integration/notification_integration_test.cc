@@ -120,9 +120,9 @@ class Stack {
     p->set_enabled(true);
     p->add_notification_emails("security@" + t + ".example");
     p->add_notification_emails("oncall@" + t + ".example");
-    p->set_webhook_url(webhook_url.empty() ? "http://127.0.0.1:" +
-                                                 std::to_string(receivers.http_port()) + "/hook"
-                                           : webhook_url);
+    p->set_webhook_url(webhook_url.empty()
+                           ? "http://127.0.0.1:" + std::to_string(receivers.http_port()) + "/hook"
+                           : webhook_url);
     p->set_webhook_secret(kSecret);
     for (const char* f : {"enabled", "notification_emails", "webhook_url", "webhook_secret"}) {
       up.mutable_update_mask()->add_paths(f);

@@ -122,9 +122,9 @@ TEST_F(NotificationTest, ClearingTheWebhookErasesItsSecret) {
   ASSERT_TRUE(cleared.ok()) << cleared.status();
   EXPECT_FALSE(cleared->webhook_secret_set());
   EXPECT_EQ(StoredSecret(), "") << "the secret was kept after it was cleared";
-  EXPECT_EQ(app_->database().Query(
-                "SELECT webhook_url FROM lockbox_policies WHERE tenant_id = 'ma'"),
-            "");
+  EXPECT_EQ(
+      app_->database().Query("SELECT webhook_url FROM lockbox_policies WHERE tenant_id = 'ma'"),
+      "");
 }
 
 TEST_F(NotificationTest, AWebhookUrlIsCheckedWhenSet) {
@@ -243,21 +243,22 @@ TEST_F(NotificationTest, OnlyTheLeaseHolderRecordsTheOutcome) {
   EXPECT_EQ(second[0].attempts, 2);
   bool held_a = true, held_b = false;
   int renewed_a = -1, renewed_b = -1;
-  ASSERT_TRUE(app_->store()
-                  .RunInTransaction([&](Transaction& tx) -> absl::Status {
-                    ASSIGN_OR_RETURN(renewed_a, tx.outbox().RenewLeases({first[0].message.id},
-                                                                        "token-a", absl::Minutes(1)));
-                    ASSIGN_OR_RETURN(renewed_b, tx.outbox().RenewLeases({first[0].message.id},
-                                                                        "token-b", absl::Minutes(1)));
-                    ASSIGN_OR_RETURN(held_a, tx.outbox().RecordAttempt(
-                                                 first[0].message.id, "token-a", true, "", false,
-                                                 absl::ZeroDuration(), app_->clock().Now()));
-                    ASSIGN_OR_RETURN(held_b, tx.outbox().RecordAttempt(
-                                                 first[0].message.id, "token-b", true, "", false,
-                                                 absl::ZeroDuration(), app_->clock().Now()));
-                    return absl::OkStatus();
-                  })
-                  .ok());
+  ASSERT_TRUE(
+      app_->store()
+          .RunInTransaction([&](Transaction& tx) -> absl::Status {
+            ASSIGN_OR_RETURN(renewed_a, tx.outbox().RenewLeases({first[0].message.id}, "token-a",
+                                                                absl::Minutes(1)));
+            ASSIGN_OR_RETURN(renewed_b, tx.outbox().RenewLeases({first[0].message.id}, "token-b",
+                                                                absl::Minutes(1)));
+            ASSIGN_OR_RETURN(
+                held_a, tx.outbox().RecordAttempt(first[0].message.id, "token-a", true, "", false,
+                                                  absl::ZeroDuration(), app_->clock().Now()));
+            ASSIGN_OR_RETURN(
+                held_b, tx.outbox().RecordAttempt(first[0].message.id, "token-b", true, "", false,
+                                                  absl::ZeroDuration(), app_->clock().Now()));
+            return absl::OkStatus();
+          })
+          .ok());
   EXPECT_EQ(renewed_a, 0) << "a lost lease is not renewed";
   EXPECT_EQ(renewed_b, 1);
   EXPECT_FALSE(held_a) << "a lost lease records nothing";

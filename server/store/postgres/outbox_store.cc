@@ -93,7 +93,8 @@ absl::StatusOr<std::vector<Delivery>> PgOutboxStore::ClaimDeliveries(
     std::vector<Delivery> out;
     if (ids.empty()) return out;
     auto r = w.exec_params(
-        "UPDATE outbox o SET claimed_until = " LOCKBOX_DB_NOW_US " + $1, lease_token = $2, "
+        "UPDATE outbox o SET claimed_until = " LOCKBOX_DB_NOW_US
+        " + $1, lease_token = $2, "
         "attempts = o.attempts + 1 "
         "WHERE o.id IN (SELECT jsonb_array_elements_text($3::jsonb)::uuid) "
         "RETURNING o.id, o.tenant_id, o.channel, o.recipient, o.event, o.resource, o.subject, "
@@ -126,7 +127,8 @@ absl::StatusOr<int> PgOutboxStore::RenewLeases(const std::vector<std::string>& i
   return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<int> {
     if (ids.empty()) return 0;
     auto r = w.exec_params(
-        "UPDATE outbox SET claimed_until = " LOCKBOX_DB_NOW_US " + $1 "
+        "UPDATE outbox SET claimed_until = " LOCKBOX_DB_NOW_US
+        " + $1 "
         "WHERE id IN (SELECT jsonb_array_elements_text($3::jsonb)::uuid) AND lease_token = $2 "
         "AND state = $4::integer",
         absl::ToInt64Microseconds(lease), lease_token, nlohmann::json(ids).dump(),
