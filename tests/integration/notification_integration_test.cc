@@ -392,10 +392,10 @@ TEST(DeliveryTest, ASlowTenantsWebhookDelaysNobodyElse) {
 }
 
 TEST(DeliveryTest, ASendLongerThanTheLeaseIsSentOnce) {
-  // A 1.5 s lease, renewed every 0.5 s, and a receiver that takes 6 s: two
+  // A 3 s lease, renewed every second, and a receiver that takes 8 s: two
   // replicas, and still one call.
-  Receivers slow(0, FreePort(), kSecret, "", "", 6);
-  Stack s(2, {"--delivery-lease-ms=1500", "--delivery-send-timeout-ms=20000"});
+  Receivers slow(0, FreePort(), kSecret, "", "", 8);
+  Stack s(2, {"--delivery-lease-ms=3000", "--delivery-send-timeout-ms=20000"});
   s.Tenant("leaseco", true, "http://127.0.0.1:" + std::to_string(slow.http_port()) + "/hook");
   v1::AccessRequest r = s.Create("leaseco");
   ASSERT_TRUE(Eventually([&] { return HookArrivals(slow, r.name()).size() == 1; }, 10));
@@ -411,7 +411,7 @@ TEST(DeliveryTest, ASendLongerThanTheLeaseIsSentOnce) {
       20));
   EXPECT_EQ(dana->ListNotifications(l)->notifications(0).attempts(), 1);
   // A grace period past the lease: no second call may come.
-  std::this_thread::sleep_for(std::chrono::seconds(2));
+  std::this_thread::sleep_for(std::chrono::seconds(4));
   EXPECT_EQ(HookArrivals(slow, r.name()).size(), 1u) << "claimed twice while being sent";
 }
 
