@@ -309,6 +309,28 @@ absl::StatusOr<v1::LockboxPolicy> PolicyUseCases::UpdateLockboxPolicy(
     const C& c, const v1::UpdateLockboxPolicyRequest& r) {
   ASSIGN_OR_RETURN(std::string tenant,
                    ParsePolicyName(r.lockbox_policy().name(), "lockbox_policy.name"));
+  const auto& paths = r.update_mask().paths();
+  bool sets_url =
+      paths.empty() || std::find(paths.begin(), paths.end(), "webhook_url") != paths.end();
+  if (sets_url && !r.lockbox_policy().webhook_url().empty()) {
+    // Authorised first, so that nobody else learns what a name resolves
+    // to; resolved outside the change's transaction, which holds the
+    // tenant's policy row.
+    RETURN_IF_ERROR(
+        runner()
+            .Read<bool>(c,
+                        [&](Transaction&, const Actor& a, absl::Time) -> absl::StatusOr<bool> {
+                          RETURN_IF_ERROR(authz::ManageTenantPolicy(a, tenant));
+                          return true;
+                        })
+            .status());
+    if (options_.webhook_urls == nullptr) {
+      return InvalidField("lockbox_policy.webhook_url", "NOT_ALLOWED",
+                          "this server sends no webhooks");
+    }
+    RETURN_IF_ERROR(options_.webhook_urls->Check(r.lockbox_policy().webhook_url(),
+                                                 "lockbox_policy.webhook_url"));
+  }
   return runner().Change<v1::LockboxPolicy>(
       c, "UpdateLockboxPolicy", r, r.request_id(),
       [&](Transaction&, const Actor& a) { return authz::ManageTenantPolicy(a, tenant); },
@@ -322,11 +344,18 @@ absl::StatusOr<v1::LockboxPolicy> PolicyUseCases::UpdateLockboxPolicy(
         RETURN_IF_ERROR(ApplyPolicyUpdate(r.lockbox_policy(), r.update_mask(), &policy));
         *policy.mutable_update_time() = ToProto(now);
         RETURN_IF_ERROR(tx.tenancy().UpdatePolicy(tenant, &policy));
-        bool secret_changed = !policy.webhook_secret().empty();
-        if (secret_changed || policy.webhook_url() != url_before) {
+        // A new secret replaces the stored one; a cleared one is erased,
+        // not merely reported unset.
+        bool secret_given = !policy.webhook_secret().empty();
+        bool secret_cleared = !policy.webhook_secret_set();
+        if (secret_given || secret_cleared || policy.webhook_url() != url_before) {
           ASSIGN_OR_RETURN(auto current, tx.tenancy().Webhook(tenant));
-          std::string secret = secret_changed ? policy.webhook_secret() : current.second;
-          RETURN_IF_ERROR(tx.tenancy().SetWebhook(tenant, policy.webhook_url(), secret));
+          std::string secret = secret_given     ? policy.webhook_secret()
+                               : secret_cleared ? std::string()
+                                                : current.second;
+          if (policy.webhook_url() != current.first || secret != current.second) {
+            RETURN_IF_ERROR(tx.tenancy().SetWebhook(tenant, policy.webhook_url(), secret));
+          }
         }
         // The secret is write-only: never returned, never audited.
         policy.clear_webhook_secret();

@@ -12,11 +12,24 @@
 
 namespace lockbox {
 
+// Whether a tenant may point its webhook at a URL: the notify layer's rules
+// (curl's URL parser, the resolver, the public-address rule), behind a port
+// so that the use cases need neither. Thread-safe.
+class WebhookUrlChecker {
+ public:
+  virtual ~WebhookUrlChecker() = default;
+  // OK, or INVALID_ARGUMENT with a field violation on `field`. Resolves the
+  // host: call it outside any transaction.
+  virtual absl::Status Check(const std::string& url, const std::string& field) const = 0;
+};
+
 class PolicyUseCases {
  public:
   struct Options {
     const UseCaseRunner* runner = nullptr;        // Not owned; outlives this.
     const PageTokenCodec* page_tokens = nullptr;  // Not owned; outlives this.
+    // Not owned; outlives this. Without one, every webhook URL is refused.
+    const WebhookUrlChecker* webhook_urls = nullptr;
   };
   explicit PolicyUseCases(Options options) : options_(options) {}
 

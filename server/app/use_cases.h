@@ -29,6 +29,9 @@ struct UseCasesOptions {
   const TokenVerifier* tokens = nullptr;
   // audit_signer's key was made at start and dies with the process.
   bool audit_key_ephemeral = false;
+  // Not owned. Checks a webhook URL when a tenant sets one; without it,
+  // setting a webhook is refused.
+  const WebhookUrlChecker* webhook_urls = nullptr;
 };
 
 class UseCases {
@@ -37,7 +40,7 @@ class UseCases {
       : runner_({options.store, options.clock, options.trust_domain, options.audit_signer,
                  options.audit_checkpoint_events, options.certificates, options.tokens}),
         page_tokens_(options.page_token_key),
-        policy_({&runner_, &page_tokens_}),
+        policy_({&runner_, &page_tokens_, options.webhook_urls}),
         requests_({&runner_, &page_tokens_}),
         grants_({&runner_, &page_tokens_, options.grant_view}),
         audit_({&runner_, &page_tokens_, options.audit_signer, options.audit_key_ephemeral}),

@@ -7,6 +7,7 @@
 #include <openssl/sha.h>
 
 #include <map>
+#include <string_view>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -81,8 +82,13 @@ std::string Json(const google::protobuf::Message& m) {
 }
 
 std::string Csv(const std::string& field) {
-  if (field.find_first_of(",\"\r\n") == std::string::npos) return field;
-  std::string out = "\"";
+  // A cell a spreadsheet would read as a formula (OWASP "CSV injection"):
+  // a justification of "=HYPERLINK(...)" must stay text. A leading single
+  // quote makes it text, inside a quoted cell.
+  bool formula =
+      !field.empty() && std::string_view("=+-@\t\r").find(field[0]) != std::string_view::npos;
+  if (!formula && field.find_first_of(",\"\r\n") == std::string::npos) return field;
+  std::string out = formula ? "\"'" : "\"";
   for (char c : field) {
     if (c == '"') out.push_back('"');
     out.push_back(c);

@@ -180,14 +180,13 @@ absl::Status ApplyPolicyUpdate(const v1::LockboxPolicy& update,
   }
   if (MaskHas(mask, "webhook_url")) {
     const std::string& url = update.webhook_url();
-    bool https = absl::StartsWith(url, "https://") && url.size() > 8;
-    bool loopback = absl::StartsWith(url, "http://127.0.0.1:") ||
-                    absl::StartsWith(url, "http://localhost:") ||
-                    absl::StartsWith(url, "http://[::1]:");
-    if (!url.empty() && (!(https || loopback) || url.size() > 2048 ||
-                         url.find_first_of(" \r\n\"") != std::string::npos)) {
-      return InvalidField("lockbox_policy.webhook_url", "BAD_FORMAT",
-                          "must be an https:// URL (http:// only to a loopback address)");
+    // The shape only: where it may lead (scheme, userinfo, the addresses
+    // its host resolves to) is the WebhookUrlChecker's, with curl's parser.
+    bool web =
+        absl::StartsWithIgnoreCase(url, "https://") || absl::StartsWithIgnoreCase(url, "http://");
+    if (!url.empty() &&
+        (!web || url.size() > 2048 || url.find_first_of(" \r\n\"") != std::string::npos)) {
+      return InvalidField("lockbox_policy.webhook_url", "BAD_FORMAT", "must be an https:// URL");
     }
     policy->set_webhook_url(url);
   }

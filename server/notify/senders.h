@@ -7,6 +7,7 @@
 
 #include "server/app/background.h"
 #include "server/domain/clock.h"
+#include "server/notify/webhook_target.h"
 
 namespace lockbox {
 
@@ -22,6 +23,7 @@ struct SmtpOptions {
   absl::Duration timeout = absl::Seconds(30);
 };
 
+// Thread-safe.
 class SmtpSender final : public MessageSender {
  public:
   SmtpSender(SmtpOptions options, const Clock* clock)
@@ -35,16 +37,31 @@ class SmtpSender final : public MessageSender {
 
 // Headers: X-Lockbox-Signature (t=<unix>,v1=<hex HMAC of "<t>.<body>">),
 // X-Lockbox-Idempotency-Key and X-Lockbox-Event. Any 2xx is delivered.
+// Before each send the URL is checked again (`targets`, since a name may
+// resolve elsewhere than when it was set) and the connection pinned to the
+// addresses checked: curl is given them for the host, and every socket it
+// opens is held to the same rule. No redirect is followed and no proxy
+// from the environment is used.
 class WebhookSender final : public MessageSender {
  public:
-  explicit WebhookSender(const Clock* clock, absl::Duration timeout = absl::Seconds(10))
-      : clock_(clock), timeout_(timeout) {}
+  // `targets` is not owned and outlives the sender.
+  WebhookSender(const Clock* clock, const WebhookTargets* targets,
+                absl::Duration timeout = absl::Seconds(10))
+      : clock_(clock), targets_(targets), timeout_(timeout) {}
   absl::Status Send(const Delivery& delivery) override;
 
  private:
   const Clock* clock_;
+  const WebhookTargets* targets_;
   absl::Duration timeout_;
 };
+
+// What a tenant may read of a failed send (last_error), from curl's result
+// and the HTTP status: "timeout", "TLS error", "connection failed",
+// "refused by policy", "HTTP 5xx" and the like, so that last_error cannot
+// map the network (which ports answer, which hosts exist). The detail goes
+// to the server's log.
+std::string CoarseDeliveryError(int curl_code, long http_status, bool refused_by_policy);
 
 // The e-mail as sent (RFC 5322, CRLF lines), for SmtpSender and tests.
 std::string FormatEmail(const std::string& from, const Delivery& delivery, absl::Time now);

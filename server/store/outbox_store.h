@@ -24,6 +24,17 @@ struct Delivery {
   OutboundMessage message;
   int attempts = 0;            // Including this one.
   std::string webhook_secret;  // The tenant's, for webhooks.
+  // The webhook URL's authority (host:port), "" for e-mail: what the
+  // per-destination cap counts.
+  std::string destination;
+  // The claim's: only its holder renews the lease or records the outcome.
+  std::string lease_token;
+};
+
+// A due message no replica holds, locked by the transaction that found it.
+struct DueMessage {
+  std::string id;
+  std::string destination;
 };
 
 class OutboxStore {
@@ -36,17 +47,30 @@ class OutboxStore {
   // Newest first.
   virtual absl::StatusOr<std::vector<v1::Notification>> ListNotifications(
       const ListQuery& query) = 0;
-  // Claims up to `limit` due messages that no replica is sending, for
-  // `lease`, and counts the attempt. Scheduling (due times, leases) runs on
-  // the database's clock, the one clock every replica shares, so clock skew
-  // between replicas can never make two of them send the same message.
-  virtual absl::StatusOr<std::vector<Delivery>> ClaimDeliveries(absl::Duration lease,
-                                                                int limit) = 0;
-  // After an attempt: delivered (at `now`), or failed and either retried
-  // `retry_after` from now or, when `give_up`, FAILED for good.
-  virtual absl::Status RecordAttempt(const std::string& id, bool delivered,
-                                     const std::string& error, bool give_up,
-                                     absl::Duration retry_after, absl::Time now) = 0;
+  // Up to `limit` due messages that no replica holds and that go to none
+  // of `busy` destinations, oldest due first, locked until this
+  // transaction ends (passing over those another transaction has locked).
+  // Scheduling (due times, leases) runs on the database's clock, the one
+  // clock every replica shares, so clock skew between replicas can never
+  // make two of them send the same message.
+  virtual absl::StatusOr<std::vector<DueMessage>> LockDue(int limit,
+                                                          const std::vector<std::string>& busy) = 0;
+  // Claims `ids` (locked by LockDue in this transaction) under
+  // `lease_token` for `lease`, and counts the attempt.
+  virtual absl::StatusOr<std::vector<Delivery>> ClaimDeliveries(const std::vector<std::string>& ids,
+                                                                const std::string& lease_token,
+                                                                absl::Duration lease) = 0;
+  // Extends, to `lease` from now, the lease of those of `ids` still held
+  // under `lease_token`; returns how many it extended.
+  virtual absl::StatusOr<int> RenewLeases(const std::vector<std::string>& ids,
+                                          const std::string& lease_token, absl::Duration lease) = 0;
+  // After an attempt under `lease_token`: delivered (at `now`), or failed
+  // and either retried `retry_after` from now or, when `give_up`, FAILED for
+  // good. False, recording nothing, when the lease is no longer this
+  // token's (it ran out and another replica claimed the message).
+  virtual absl::StatusOr<bool> RecordAttempt(const std::string& id, const std::string& lease_token,
+                                             bool delivered, const std::string& error, bool give_up,
+                                             absl::Duration retry_after, absl::Time now) = 0;
 };
 
 }  // namespace lockbox

@@ -5,6 +5,7 @@
 #include <lockbox/client.h>
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <set>
 #include <thread>
@@ -31,7 +32,8 @@ class Stack {
     std::vector<std::string> flags = {
         "--smtp-from=lockbox@provider.example", "--sweep-interval-ms=100",
         "--delivery-interval-ms=100", "--delivery-backoff-ms=300",
-        "--testing-clock-offset-file=" + clock_file};
+        // The receivers are on this machine.
+        "--dev-allow-private-webhooks", "--testing-clock-offset-file=" + clock_file};
     bool own_smtp = std::any_of(extra.begin(), extra.end(), [](const std::string& f) {
       return f.rfind("--smtp-url=", 0) == 0;
     });
@@ -100,7 +102,7 @@ class Stack {
 
   // A tenant with environment prod, admin dana (dana@<t>.example) and,
   // when `enabled`, the lockbox on with two extra addresses and a webhook.
-  void Tenant(const std::string& t, bool enabled) {
+  void Tenant(const std::string& t, bool enabled, const std::string& webhook_url = "") {
     auto admin = As("admin");
     certs.Make(t + "-dana", "tenant/" + t + "/user/dana");
     ASSERT_TRUE(
@@ -118,7 +120,9 @@ class Stack {
     p->set_enabled(true);
     p->add_notification_emails("security@" + t + ".example");
     p->add_notification_emails("oncall@" + t + ".example");
-    p->set_webhook_url("http://127.0.0.1:" + std::to_string(receivers.http_port()) + "/hook");
+    p->set_webhook_url(webhook_url.empty()
+                           ? "http://127.0.0.1:" + std::to_string(receivers.http_port()) + "/hook"
+                           : webhook_url);
     p->set_webhook_secret(kSecret);
     for (const char* f : {"enabled", "notification_emails", "webhook_url", "webhook_secret"}) {
       up.mutable_update_mask()->add_paths(f);
@@ -331,9 +335,111 @@ TEST(NotificationTest, UndeliverableMessagesEndFailedAndVisible) {
   EXPECT_EQ(failed->notifications(0).attempts(), 2);
   EXPECT_EQ(failed->notifications(0).resource(), r.name());
   EXPECT_NE(failed->notifications(0).last_error().find("webhook"), std::string::npos);
-  // A bad webhook setting is refused.
-  up.mutable_lockbox_policy()->set_webhook_url("http://example.com/hook");
-  EXPECT_EQ(dana->UpdateLockboxPolicy(up).status().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // What a tenant reads is coarse: no curl words, nothing of the port.
+  EXPECT_EQ(failed->notifications(0).last_error(), "webhook: connection failed");
+  // A bad webhook setting is refused: curl would read 127.0.0.1:1 as
+  // user:password and connect to 192.0.2.2.
+  up.mutable_lockbox_policy()->set_webhook_url("http://127.0.0.1:1@192.0.2.2:18080/x");
+  auto refused = dana->UpdateLockboxPolicy(up);
+  EXPECT_EQ(refused.status().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// The webhook calls the receiver got about `request`, with their keys and
+// arrival times (seconds since the epoch).
+std::vector<std::pair<std::string, double>> HookArrivals(const Receivers& receivers,
+                                                         const std::string& request) {
+  std::vector<std::pair<std::string, double>> out;
+  for (const auto& h : receivers.Hooks()) {
+    auto body = h.fields().at("body").struct_value();
+    if (Str(body.fields().at("access_request").struct_value(), "name") != request) continue;
+    out.push_back({Str(h, "key"), h.fields().at("arrived").number_value()});
+  }
+  return out;
+}
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+TEST(DeliveryTest, ASlowTenantsWebhookDelaysNobodyElse) {
+  // slowco's receiver answers each call 8 s after it arrives; fastco's at once.
+  Receivers slow(0, FreePort(), kSecret, "", "", 8);
+  Stack s(1);
+  s.Tenant("slowco", true, "http://127.0.0.1:" + std::to_string(slow.http_port()) + "/hook");
+  s.Tenant("fastco", true);
+  constexpr int kSlow = 6;
+  std::vector<v1::AccessRequest> slow_requests;
+  for (int i = 0; i < kSlow; ++i) slow_requests.push_back(s.Create("slowco"));
+  ASSERT_TRUE(Eventually([&] { return !slow.Hooks().empty(); }, 10));
+  double start = Now();
+  v1::AccessRequest fast = s.Create("fastco");
+  // Its webhook and its e-mails go out while slowco's calls are still held,
+  // which one at a time would take 6 x 8 s.
+  ASSERT_TRUE(Eventually([&] { return s.HooksAbout(fast.name()).size() == 1; }, 5))
+      << "fastco's webhook waited for slowco's";
+  ASSERT_TRUE(Eventually([&] { return s.MailsAbout(fast.name()).size() == 2; }, 5))
+      << "fastco's e-mail waited for slowco's webhook";
+  EXPECT_LT(Now() - start, 5);
+  // slowco's own calls: at most two at once (the per-destination cap).
+  EXPECT_LE(slow.Hooks().size(), 2u) << "more than the cap in flight";
+  // All of slowco's are sent in the end, each once.
+  ASSERT_TRUE(Eventually([&] { return static_cast<int>(slow.Hooks().size()) >= kSlow; }, 60));
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  std::map<std::string, int> by_key;
+  for (const auto& h : slow.Hooks()) ++by_key[Str(h, "key")];
+  EXPECT_EQ(by_key.size(), static_cast<size_t>(kSlow));
+  for (const auto& [key, n] : by_key) EXPECT_EQ(n, 1) << "sent twice: " << key;
+}
+
+TEST(DeliveryTest, ASendLongerThanTheLeaseIsSentOnce) {
+  // A 3 s lease, renewed every second, and a receiver that takes 8 s: two
+  // replicas, and still one call.
+  Receivers slow(0, FreePort(), kSecret, "", "", 8);
+  Stack s(2, {"--delivery-lease-ms=3000", "--delivery-send-timeout-ms=20000"});
+  s.Tenant("leaseco", true, "http://127.0.0.1:" + std::to_string(slow.http_port()) + "/hook");
+  v1::AccessRequest r = s.Create("leaseco");
+  ASSERT_TRUE(Eventually([&] { return HookArrivals(slow, r.name()).size() == 1; }, 10));
+  v1::ListNotificationsRequest l;
+  l.set_parent("tenants/leaseco");
+  l.set_filter("channel = WEBHOOK AND state = DELIVERED");
+  auto dana = s.As("leaseco-dana");
+  ASSERT_TRUE(Eventually(
+      [&] {
+        auto got = dana->ListNotifications(l);
+        return got.ok() && got->notifications_size() == 1;
+      },
+      20));
+  EXPECT_EQ(dana->ListNotifications(l)->notifications(0).attempts(), 1);
+  // A grace period past the lease: no second call may come.
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  EXPECT_EQ(HookArrivals(slow, r.name()).size(), 1u) << "claimed twice while being sent";
+}
+
+TEST(DeliveryTest, AKilledReplicasMessageIsSentByAnotherWithin20Seconds) {
+  // The first replica is killed mid-send, its lease held (the receiver never
+  // answers it in time); the other replica sends the message again.
+  Receivers slow(0, FreePort(), kSecret, "", "", 60);
+  Stack s(1, {"--delivery-send-timeout-ms=60000"});
+  s.Tenant("killco", true, "http://127.0.0.1:" + std::to_string(slow.http_port()) + "/hook");
+  v1::AccessRequest r = s.Create("killco");
+  ASSERT_TRUE(Eventually([&] { return HookArrivals(slow, r.name()).size() == 1; }, 10));
+  // The second replica starts only now, so the first holds the lease.
+  s.servers.push_back(std::make_unique<ServerProcess>(
+      s.certs, s.db.url(), Id("operator/admin"),
+      std::vector<std::string>{
+          "--smtp-url=smtp://127.0.0.1:" + std::to_string(s.receivers.smtp_port()),
+          "--delivery-interval-ms=100", "--dev-allow-private-webhooks",
+          "--delivery-send-timeout-ms=60000", "--testing-clock-offset-file=" + s.clock_file}));
+  ASSERT_TRUE(s.servers[1]->WaitReady("admin"));
+  std::this_thread::sleep_for(std::chrono::seconds(4));  // Past a renewal or two.
+  ASSERT_EQ(HookArrivals(slow, r.name()).size(), 1u) << "claimed again while its lease was renewed";
+  double killed = Now();
+  s.servers[0]->Kill();
+  ASSERT_TRUE(Eventually([&] { return HookArrivals(slow, r.name()).size() == 2; }, 20))
+      << "the dead replica's message waited more than 20 s";
+  auto arrivals = HookArrivals(slow, r.name());
+  EXPECT_EQ(arrivals[0].first, arrivals[1].first) << "one message, one idempotency key";
+  EXPECT_LT(arrivals[1].second - killed, 20);
 }
 
 TEST(TimeTest, ThreeReplicasRecordWhatTimeDecidesOnceAndTellEveryoneOnce) {

@@ -487,12 +487,13 @@ bool ServerProcess::WaitReady(const std::string& probe_cert, int seconds) {
 }
 
 Receivers::Receivers(int smtp_port, int http_port, std::string webhook_secret,
-                     std::string tls_cert, std::string tls_key)
+                     std::string tls_cert, std::string tls_key, double http_delay_seconds)
     : smtp_port_(smtp_port),
       http_port_(http_port),
       secret_(std::move(webhook_secret)),
       tls_cert_(std::move(tls_cert)),
-      tls_key_(std::move(tls_key)) {
+      tls_key_(std::move(tls_key)),
+      http_delay_seconds_(http_delay_seconds) {
   char tmpl[] = "/tmp/lockbox-receivers.XXXXXX";
   dir_ = mkdtemp(tmpl);
   Start();
@@ -506,10 +507,11 @@ void Receivers::Start() {
   if (pid_ == 0) {
     std::string script = std::string(LOCKBOX_SOURCE_DIR) + "/tests/support/receivers.py";
     std::string smtp = std::to_string(smtp_port_), http = std::to_string(http_port_);
+    std::string delay = std::to_string(http_delay_seconds_);
     execl("/usr/bin/python3", "python3", script.c_str(), "--smtp-port", smtp.c_str(),
           "--http-port", http.c_str(), "--out", dir_.c_str(), "--secret", secret_.c_str(),
           "--smtp-tls-cert", tls_cert_.c_str(), "--smtp-tls-key", tls_key_.c_str(),
-          static_cast<char*>(nullptr));
+          "--http-delay", delay.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   Eventually([&] { return access((dir_ + "/ready").c_str(), F_OK) == 0; }, 20);

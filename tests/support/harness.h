@@ -183,9 +183,11 @@ class ServerProcess {
 // child process. What they received is read back as JSON objects.
 class Receivers {
  public:
-  // With `tls_cert`/`tls_key`, the SMTP server requires STARTTLS.
+  // With `tls_cert`/`tls_key`, the SMTP server requires STARTTLS. With
+  // `http_delay_seconds`, the webhook endpoint records each call when it
+  // arrives and answers only that long after: a slow receiver.
   Receivers(int smtp_port, int http_port, std::string webhook_secret, std::string tls_cert = "",
-            std::string tls_key = "");
+            std::string tls_key = "", double http_delay_seconds = 0);
   ~Receivers();
   void Start();
   void Stop();  // SIGKILL: the "SMTP server is down" case.
@@ -199,6 +201,7 @@ class Receivers {
   int smtp_port_, http_port_;
   std::string secret_;
   std::string tls_cert_, tls_key_;
+  double http_delay_seconds_ = 0;
   std::string dir_;
   pid_t pid_ = -1;
 };

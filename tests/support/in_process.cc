@@ -135,6 +135,7 @@ absl::StatusOr<std::unique_ptr<InProcessLockbox>> InProcessLockbox::Create(
   lockbox_options.certificates =
       options.certificates != nullptr ? options.certificates : &app->certificates_;
   lockbox_options.tokens = &app->tokens_;
+  lockbox_options.webhook_urls = options.webhook_urls;
   app->use_cases_ = std::make_unique<UseCases>(std::move(lockbox_options));
 
   absl::Status bootstrap = app->use_cases_->policy().EnsureBootstrapAdmin(app->admin_.spiffe_id);

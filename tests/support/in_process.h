@@ -76,6 +76,9 @@ struct InProcessOptions {
   // Proves certificates beyond the caller's SPIFFE ID (not owned; outlives
   // the application); none by default.
   const CertificateVerifier* certificates = nullptr;
+  // Checks webhook URLs (not owned; outlives the application); without
+  // one, setting a webhook is refused, as the use cases do.
+  const WebhookUrlChecker* webhook_urls = nullptr;
 };
 
 // One database, store and application. Thread-safe as Lockbox is: tests
@@ -93,6 +96,9 @@ class InProcessLockbox {
   UseCases& use_cases() { return *use_cases_; }
   FakeClock& clock() { return clock_; }
   const TestDatabase& database() const { return database_; }
+  // The application's store, for tests of what runs beside the use cases
+  // (the delivery worker).
+  Store& store() { return *store_; }
   const CallerIdentity& admin() const { return admin_; }
 
   // Binds `role` to `principal` (a full SPIFFE ID), in `tenant`

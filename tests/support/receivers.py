@@ -22,6 +22,8 @@ parser.add_argument("--out", required=True)
 parser.add_argument("--secret", default="")
 parser.add_argument("--smtp-tls-cert", default="", help="require STARTTLS with this certificate")
 parser.add_argument("--smtp-tls-key", default="")
+parser.add_argument("--http-delay", type=float, default=0,
+                    help="a slow receiver: answer each webhook call this many seconds after it arrives")
 args = parser.parse_args()
 lock = threading.Lock()
 
@@ -53,8 +55,13 @@ class Hook(BaseHTTPRequestHandler):
             # A receiver rejects old timestamps to stop replays; the server
             # clock may be moved by tests, so allow for that here.
             valid = hmac.compare_digest(want, sig["v1"])
+        # Recorded on arrival, so that a second send of one message shows
+        # even while the first is still being answered.
         record("hooks.jsonl", {"valid": valid, "key": self.headers.get("X-Lockbox-Idempotency-Key"),
-                               "event": self.headers.get("X-Lockbox-Event"), "body": json.loads(body)})
+                               "event": self.headers.get("X-Lockbox-Event"), "body": json.loads(body),
+                               "arrived": time.time()})
+        if args.http_delay:
+            time.sleep(args.http_delay)
         self.send_response(200 if valid else 401)
         self.end_headers()
 

@@ -183,6 +183,26 @@ TEST_F(AuditSigningTest, ExportLinesRoundTrip) {
   EXPECT_NE(ExportCsvRow(quoted).find(",\"says \"\"hi\"\", twice\","), std::string::npos);
 }
 
+TEST_F(AuditSigningTest, CsvCellsThatASpreadsheetWouldRunStayText) {
+  // OWASP's CSV injection: a cell starting with = + - @, a tab or a carriage
+  // return is quoted and starts with a single quote.
+  v1::AuditEvent e = events_[0];
+  for (const auto& [justification, cell] : std::vector<std::pair<std::string, std::string>>{
+           {"=HYPERLINK(\"https://evil.example\",\"x\")",
+            "\"'=HYPERLINK(\"\"https://evil.example\"\",\"\"x\"\")\""},
+           {"+1+cmd|' /C calc'!A0", "\"'+1+cmd|' /C calc'!A0\""},
+           {"-2+3", "\"'-2+3\""},
+           {"@SUM(A1:A9)", "\"'@SUM(A1:A9)\""},
+           {"\tTAB", "\"'\tTAB\""},
+           {"\rCR", "\"'\rCR\""},
+           {"a=b, fine", "\"a=b, fine\""},
+           {"plain", "plain"}}) {
+    e.set_justification(justification);
+    EXPECT_NE(ExportCsvRow(e).find("," + cell + ","), std::string::npos)
+        << justification << " -> " << ExportCsvRow(e);
+  }
+}
+
 TEST_F(AuditSigningTest, AnExportVerifiesFromAStream) {
   std::string file = ExportJsonLine(At(5)) + ExportJsonLine(At(10)) + "\n";
   for (const auto& e : events_) file += ExportJsonLine(e);

@@ -159,6 +159,8 @@ struct Server::Parts {
   // Verifies the tokens portals relay (stateless: the issuers come from
   // each tenant's identity in the store).
   JoseTokenVerifier tokens;
+  // Where tenants' webhooks may lead; checked when set and at every send.
+  std::unique_ptr<WebhookTargets> webhook_targets;
   std::unique_ptr<UseCases> use_cases;
   std::unique_ptr<PgChangeFeed> request_feed;
   std::unique_ptr<WatchHub> hub;
@@ -175,7 +177,6 @@ struct Server::Parts {
   std::unique_ptr<SmtpSender> email;
   std::unique_ptr<WebhookSender> webhook;
   std::unique_ptr<DeliveryWorker> deliverer;
-  std::unique_ptr<Periodic> delivering;
   std::unique_ptr<HealthService> health;
   std::unique_ptr<grpc::ResourceQuota> quota;
   std::unique_ptr<grpc::Server> server;
@@ -267,6 +268,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   use_cases_options.certificates = p->certificates.get();
   use_cases_options.tokens = &p->tokens;
   use_cases_options.audit_key_ephemeral = s.dev_ephemeral_audit_key;
+  p->webhook_targets = std::make_unique<WebhookTargets>(
+      WebhookRules{/*allow_private=*/s.dev_allow_private_webhooks});
+  if (s.dev_allow_private_webhooks) {
+    Log("warn", "DEVELOPMENT: webhooks may use http:// and reach loopback and private addresses",
+        {{"flag", "--dev-allow-private-webhooks"}});
+  }
+  use_cases_options.webhook_urls = p->webhook_targets.get();
   p->use_cases = std::make_unique<UseCases>(std::move(use_cases_options));
   // Published before the first checkpoint it signs, so that every key_id in
   // the log is listed by GetAuditPublicKey.
@@ -293,8 +301,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   Sweeper* sweeper = p->sweeper.get();
   p->sweeping = std::make_unique<Periodic>(absl::Milliseconds(s.sweep_interval_ms),
                                            [sweeper] { sweeper->RunOnce(); });
-  p->email = std::make_unique<SmtpSender>(p->options.smtp, &clock);
-  p->webhook = std::make_unique<WebhookSender>(&clock);
+  SmtpOptions smtp = p->options.smtp;
+  smtp.timeout = absl::Milliseconds(s.delivery_send_timeout_ms);
+  p->email = std::make_unique<SmtpSender>(smtp, &clock);
+  p->webhook = std::make_unique<WebhookSender>(&clock, p->webhook_targets.get(),
+                                               absl::Milliseconds(s.delivery_send_timeout_ms));
   DeliveryOptions delivery_options;
   delivery_options.store = p->store.get();
   delivery_options.clock = &clock;
@@ -302,16 +313,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   delivery_options.webhook = p->webhook.get();
   delivery_options.max_attempts = s.delivery_max_attempts;
   delivery_options.initial_backoff = absl::Milliseconds(s.delivery_backoff_ms);
+  delivery_options.lease = absl::Milliseconds(s.delivery_lease_ms);
+  delivery_options.renew_every = absl::Milliseconds(s.delivery_lease_ms) / 3;
+  delivery_options.concurrency = s.delivery_concurrency;
+  delivery_options.per_destination = s.delivery_per_destination;
+  delivery_options.poll_interval = absl::Milliseconds(s.delivery_interval_ms);
   p->deliverer = std::make_unique<DeliveryWorker>(delivery_options);
-  DeliveryWorker* deliverer = p->deliverer.get();
-  p->delivering =
-      std::make_unique<Periodic>(absl::Milliseconds(s.delivery_interval_ms), [deliverer] {
-        // Keep going while there is a backlog; rest when it is empty.
-        while (deliverer->RunOnce() > 0) {
-        }
-      });
   p->sweeping->Start();
-  p->delivering->Start();
+  p->deliverer->Start();
   PgStore* pg = p->store.get();
   p->health = std::make_unique<HealthService>([pg] { return pg->Ping(); });
 
@@ -392,7 +401,7 @@ void Server::Drain() {
   int drain_seconds = p.options.settings.drain_seconds;
   p.health->Shutdown();
   p.sweeping->Stop();
-  p.delivering->Stop();
+  p.deliverer->Stop();
   p.hub->Stop();  // Watchers are told to reconnect.
   p.grant_view->Stop();
   p.roots->Stop();

@@ -416,6 +416,35 @@ void Settings::Register(CLI::App* app) {
       ->envname("LOCKBOX_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS")
       ->check(CLI::Range(0, 3600000))
       ->capture_default_str();
+  // Delivery of the outbox (docs/OPERATIONS.md, "Delivery").
+  app->add_option("--delivery-concurrency", delivery_concurrency,
+                  "Messages this replica sends at once")
+      ->envname("LOCKBOX_DELIVERY_CONCURRENCY")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app->add_option("--delivery-per-destination", delivery_per_destination,
+                  "Messages this replica sends at once to one destination (a webhook's host, "
+                  "the SMTP server), so that one slow receiver cannot take every slot")
+      ->envname("LOCKBOX_DELIVERY_PER_DESTINATION")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app->add_option("--delivery-send-timeout-ms", delivery_send_timeout_ms,
+                  "The longest one send (a webhook call, an SMTP session) may take")
+      ->envname("LOCKBOX_DELIVERY_SEND_TIMEOUT_MS")
+      ->check(CLI::Range(100, 600000))
+      ->capture_default_str();
+  app->add_option("--delivery-lease-ms", delivery_lease_ms,
+                  "How long a message claimed by this replica is its alone; renewed every "
+                  "third of it while the send runs, so a dead replica's messages are sent by "
+                  "another within about this long")
+      ->envname("LOCKBOX_DELIVERY_LEASE_MS")
+      ->check(CLI::Range(300, 600000))
+      ->capture_default_str();
+  app->add_flag("--dev-allow-private-webhooks", dev_allow_private_webhooks,
+                "TESTS AND DEVELOPMENT ONLY: allow webhooks over http:// and to loopback, "
+                "private and link-local addresses (never in production: it lets a tenant "
+                "make this server call the provider's internal services)")
+      ->envname("LOCKBOX_DEV_ALLOW_PRIVATE_WEBHOOKS");
 }
 
 absl::Status Settings::Validate() const {

@@ -51,6 +51,16 @@ struct Settings {
   int db_lock_timeout_ms = 5000;
   int db_statement_timeout_ms = 30000;
   int db_idle_in_transaction_timeout_ms = 10000;
+  // Delivery (issue 15): sends in flight per replica, per destination (one
+  // webhook host, the SMTP server), each send's limit, and the lease a
+  // replica holds on a message it sends, renewed every third of it.
+  int delivery_concurrency = 8;
+  int delivery_per_destination = 2;
+  int delivery_send_timeout_ms = 10000;
+  int delivery_lease_ms = 10000;
+  // Tests and development only: webhooks over http:// and to loopback or
+  // private addresses.
+  bool dev_allow_private_webhooks = false;
 
   // Declares every setting on `app` (flags, variables, ranges, help), bound
   // to this object, and makes `app` read the config file with the

@@ -1,5 +1,7 @@
 #include "server/store/postgres/outbox_store.h"
 
+#include <nlohmann/json.hpp>
+
 #include "absl/strings/str_cat.h"
 #include "server/domain/names.h"
 #include "server/domain/status.h"
@@ -70,24 +72,35 @@ absl::StatusOr<std::vector<v1::Notification>> PgOutboxStore::ListNotifications(c
   });
 }
 
-absl::StatusOr<std::vector<Delivery>> PgOutboxStore::ClaimDeliveries(absl::Duration lease,
-                                                                     int limit) {
+absl::StatusOr<std::vector<DueMessage>> PgOutboxStore::LockDue(
+    int limit, const std::vector<std::string>& busy) {
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<std::vector<DueMessage>> {
+    auto r = w.exec_params(
+        "SELECT id, destination FROM outbox WHERE state = $1::integer "
+        "AND next_attempt_time <= " LOCKBOX_DB_NOW_US " AND claimed_until <= " LOCKBOX_DB_NOW_US
+        " AND destination <> ALL (SELECT jsonb_array_elements_text($2::jsonb)) "
+        "ORDER BY next_attempt_time LIMIT $3 FOR UPDATE SKIP LOCKED",
+        Enum(Notification::PENDING), nlohmann::json(busy).dump(), limit);
+    std::vector<DueMessage> out;
+    for (const auto& row : r) out.push_back({row[0].as<std::string>(), row[1].as<std::string>()});
+    return out;
+  });
+}
+
+absl::StatusOr<std::vector<Delivery>> PgOutboxStore::ClaimDeliveries(
+    const std::vector<std::string>& ids, const std::string& lease_token, absl::Duration lease) {
   return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<std::vector<Delivery>> {
+    std::vector<Delivery> out;
+    if (ids.empty()) return out;
     auto r = w.exec_params(
         "UPDATE outbox o SET claimed_until = " LOCKBOX_DB_NOW_US
-        " + $1, "
+        " + $1, lease_token = $2, "
         "attempts = o.attempts + 1 "
-        "FROM (SELECT id FROM outbox WHERE state = $3::integer "
-        "      AND next_attempt_time <= " LOCKBOX_DB_NOW_US
-        "      AND claimed_until <= " LOCKBOX_DB_NOW_US
-        " ORDER BY next_attempt_time LIMIT $2 "
-        "      FOR UPDATE SKIP LOCKED) due "
-        "WHERE o.id = due.id "
+        "WHERE o.id IN (SELECT jsonb_array_elements_text($3::jsonb)::uuid) "
         "RETURNING o.id, o.tenant_id, o.channel, o.recipient, o.event, o.resource, o.subject, "
         "o.body, o.attempts, COALESCE((SELECT webhook_secret FROM lockbox_policies p "
-        "WHERE p.tenant_id = o.tenant_id), '')",
-        absl::ToInt64Microseconds(lease), limit, Enum(Notification::PENDING));
-    std::vector<Delivery> out;
+        "WHERE p.tenant_id = o.tenant_id), ''), o.destination",
+        absl::ToInt64Microseconds(lease), lease_token, nlohmann::json(ids).dump());
     for (const auto& row : r) {
       Delivery d;
       d.message = OutboundMessage{row[0].as<std::string>(),
@@ -100,29 +113,50 @@ absl::StatusOr<std::vector<Delivery>> PgOutboxStore::ClaimDeliveries(absl::Durat
                                   row[7].as<std::string>()};
       d.attempts = row[8].as<int>();
       d.webhook_secret = row[9].as<std::string>();
+      d.destination = row[10].as<std::string>();
+      d.lease_token = lease_token;
       out.push_back(std::move(d));
     }
     return out;
   });
 }
 
-absl::Status PgOutboxStore::RecordAttempt(const std::string& id, bool delivered,
-                                          const std::string& error, bool give_up,
-                                          absl::Duration retry_after, absl::Time now) {
-  return tx_.Run([&](pqxx::work& w) -> absl::Status {
+absl::StatusOr<int> PgOutboxStore::RenewLeases(const std::vector<std::string>& ids,
+                                               const std::string& lease_token,
+                                               absl::Duration lease) {
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<int> {
+    if (ids.empty()) return 0;
+    auto r = w.exec_params(
+        "UPDATE outbox SET claimed_until = " LOCKBOX_DB_NOW_US
+        " + $1 "
+        "WHERE id IN (SELECT jsonb_array_elements_text($3::jsonb)::uuid) AND lease_token = $2 "
+        "AND state = $4::integer",
+        absl::ToInt64Microseconds(lease), lease_token, nlohmann::json(ids).dump(),
+        Enum(Notification::PENDING));
+    return static_cast<int>(r.affected_rows());
+  });
+}
+
+absl::StatusOr<bool> PgOutboxStore::RecordAttempt(const std::string& id,
+                                                  const std::string& lease_token, bool delivered,
+                                                  const std::string& error, bool give_up,
+                                                  absl::Duration retry_after, absl::Time now) {
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<bool> {
+    pqxx::result r;
     if (delivered) {
-      w.exec_params(
-          "UPDATE outbox SET state = $3, deliver_time = $2, claimed_until = 0, last_error = '' "
-          "WHERE id = $1",
-          id, Us(now), Enum(Notification::DELIVERED));
+      r = w.exec_params(
+          "UPDATE outbox SET state = $3, deliver_time = $2, claimed_until = 0, last_error = '', "
+          "lease_token = '' WHERE id = $1 AND lease_token = $4 AND state = $5::integer",
+          id, Us(now), Enum(Notification::DELIVERED), lease_token, Enum(Notification::PENDING));
     } else {
-      w.exec_params("UPDATE outbox SET state = $2, next_attempt_time = " LOCKBOX_DB_NOW_US
-                    " + $3, "
-                    "claimed_until = 0, last_error = $4 WHERE id = $1",
-                    id, Enum(give_up ? Notification::FAILED : Notification::PENDING),
-                    absl::ToInt64Microseconds(retry_after), error.substr(0, 1000));
+      r = w.exec_params("UPDATE outbox SET state = $2, next_attempt_time = " LOCKBOX_DB_NOW_US
+                        " + $3, claimed_until = 0, last_error = $4, lease_token = '' "
+                        "WHERE id = $1 AND lease_token = $5 AND state = $6::integer",
+                        id, Enum(give_up ? Notification::FAILED : Notification::PENDING),
+                        absl::ToInt64Microseconds(retry_after), error.substr(0, 1000), lease_token,
+                        Enum(Notification::PENDING));
     }
-    return absl::OkStatus();
+    return r.affected_rows() == 1;
   });
 }
 

@@ -15,9 +15,16 @@ class PgOutboxStore final : public OutboxStore {
   absl::Status EnqueueMessages(const std::vector<OutboundMessage>& messages,
                                absl::Time now) override;
   absl::StatusOr<std::vector<v1::Notification>> ListNotifications(const ListQuery& query) override;
-  absl::StatusOr<std::vector<Delivery>> ClaimDeliveries(absl::Duration lease, int limit) override;
-  absl::Status RecordAttempt(const std::string& id, bool delivered, const std::string& error,
-                             bool give_up, absl::Duration retry_after, absl::Time now) override;
+  absl::StatusOr<std::vector<DueMessage>> LockDue(int limit,
+                                                  const std::vector<std::string>& busy) override;
+  absl::StatusOr<std::vector<Delivery>> ClaimDeliveries(const std::vector<std::string>& ids,
+                                                        const std::string& lease_token,
+                                                        absl::Duration lease) override;
+  absl::StatusOr<int> RenewLeases(const std::vector<std::string>& ids,
+                                  const std::string& lease_token, absl::Duration lease) override;
+  absl::StatusOr<bool> RecordAttempt(const std::string& id, const std::string& lease_token,
+                                     bool delivered, const std::string& error, bool give_up,
+                                     absl::Duration retry_after, absl::Time now) override;
 
  private:
   TxContext& tx_;
