@@ -70,6 +70,9 @@ class PgStore final : public Store {
   // that the next one opened replaces it.
   void Release(std::unique_ptr<pqxx::connection> conn) ABSL_LOCKS_EXCLUDED(mu_);
   bool CanAcquire() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Closes every idle connection (counted lost, so that new ones replace
+  // them): after one was found broken, the others reached the same server.
+  void DropIdle() ABSL_LOCKS_EXCLUDED(mu_);
 
   const PgStoreOptions options_;
   mutable absl::Mutex mu_;
