@@ -383,7 +383,26 @@ TEST_F(FailoverTest, DecisionsSurviveTwoPrimaryKillsAndWatchersResume) {
             db_->Query("SELECT count(*) FROM audit_events WHERE tenant_id = 'ha'"));
   std::printf("[failover] audit chain: %lld events verified\n",
               static_cast<long long>(verified->verified_events()));
-  for (auto& r : replicas_) EXPECT_TRUE(r->WaitReady("admin", 10)) << "a replica did not survive";
+  // What each replica went through: its pool and both change feeds made
+  // their connections again.
+  for (size_t i = 0; i < replicas_.size(); ++i) {
+    EXPECT_TRUE(replicas_[i]->WaitReady("admin", 10)) << "replica " << i << " did not survive";
+    std::string metrics = HttpGet(replicas_[i]->metrics_port(), "/metrics");
+    auto reconnects = [&](const char* connection) {
+      return MetricValue(metrics, "lockbox_database_reconnects_total",
+                         {{"connection", connection}});
+    };
+    std::printf(
+        "[failover] replica %zu reconnected: pool %.0f, listen_requests %.0f, listen_access %.0f; "
+        "database errors: unavailable %.0f, in doubt %.0f, internal %.0f\n",
+        i, reconnects("pool"), reconnects("listen_requests"), reconnects("listen_access"),
+        MetricValue(metrics, "lockbox_database_errors_total", {{"kind", "unavailable"}}),
+        MetricValue(metrics, "lockbox_database_errors_total", {{"kind", "in_doubt"}}),
+        MetricValue(metrics, "lockbox_database_errors_total", {{"kind", "internal"}}));
+    // Each feed heard of both failovers and listened again.
+    EXPECT_GE(reconnects("listen_requests"), kKills) << "replica " << i;
+    EXPECT_GE(reconnects("listen_access"), kKills) << "replica " << i;
+  }
 }
 
 }  // namespace
