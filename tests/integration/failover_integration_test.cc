@@ -179,13 +179,14 @@ TEST_F(FailoverTest, DecisionsSurviveTwoPrimaryKillsAndWatchersResume) {
 
   // Retries one state-changing call with the same request_id until it is
   // acknowledged: the client's own retries give up within a second or two,
-  // a failover takes longer. Every attempt is logged.
+  // a failover takes longer. Every attempt is logged. Gives up once the
+  // load is stopped (an assertion failed, or the database never came back).
   auto until_ok = [&](const std::function<grpc::Status()>& call) {
     for (;;) {
       double start = Now();
       grpc::Status s = call();
       writes.Add(start, s.ok());
-      if (s.ok()) return s;
+      if (s.ok() || stop) return s;
       if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
           s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED &&
           s.error_code() != grpc::StatusCode::ABORTED) {
