@@ -8,6 +8,7 @@
 #   formation.sh kill-primary DIR SIGKILL the primary's postgres and its pg_autoctl;
 #                                 prints the node's name
 #   formation.sh restart NODE DIR start pg_autoctl of a killed node again (it rejoins)
+#   formation.sh switchover DIR   a planned switchover (the primary demoted while running)
 #   formation.sh wait-healthy DIR one primary and one secondary, within 180 s
 #   formation.sh stop DIR         stop everything it started (idempotent)
 set -euo pipefail
@@ -151,6 +152,12 @@ CONF
     ;;
   restart)
     run_node "$node"
+    ;;
+  switchover)
+    # Planned: the primary is demoted while it runs (its postgres stopped
+    # fast), the standby promoted; waits until it is done.
+    pgenv pg_autoctl perform switchover --pgdata "$dir/monitor" --formation default --group 0 \
+      >>"$dir/switchover.log" 2>&1
     ;;
   wait-healthy)
     wait_healthy 180
