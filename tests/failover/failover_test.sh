@@ -16,7 +16,15 @@ command -v pg_autoctl >/dev/null || { echo "pg_autoctl is missing (postgresql-15
 
 dir="$(mktemp -d /tmp/lockbox-failover.XXXXXX)"
 status=1
+test_pid=""
 cleanup() {
+  # The test and the lockboxd replicas it forked (one process group), even
+  # if it crashed and left them behind.
+  if [ -n "$test_pid" ] && [ "$status" != 0 ]; then
+    kill -TERM -- "-$test_pid" 2>/dev/null || true
+    sleep 1
+    kill -KILL -- "-$test_pid" 2>/dev/null || true
+  fi
   if [ "$status" != 0 ]; then
     for f in "$dir"/*.log; do
       [ -f "$f" ] || continue
@@ -35,8 +43,12 @@ LOCKBOX_TEST_PG_URL="$("$here/formation.sh" start "$dir")"
 export LOCKBOX_TEST_PG_URL LOCKBOX_TEST_FAILOVER_DIR="$dir" \
   LOCKBOX_TEST_FAILOVER_FORMATION="$here/formation.sh"
 echo "formation: $LOCKBOX_TEST_PG_URL"
+# Its own process group (setsid: not a group leader here, so it does not
+# fork), bounded below ctest's timeout so that this trap always runs.
+setsid timeout --kill-after=10 540 "$build/tests/failover_integration_test" &
+test_pid=$!
 set +e
-"$build/tests/failover_integration_test"
+wait "$test_pid"
 status=$?
 set -e
 exit "$status"
