@@ -10,7 +10,7 @@ LOCKBOX_PACKAGES=(
   libpqxx-dev libssl-dev libcli11-dev libgtest-dev libgmock-dev libcurl4-openssl-dev
   libcjose-dev libjansson-dev
   prometheus-cpp-dev nlohmann-json3-dev unzip
-  postgresql-15 postgresql-client-15 openssl
+  postgresql-15 postgresql-client-15 postgresql-15-auto-failover procps openssl
   python3 python3-grpcio python3-protobuf python3-aiosmtpd
   clang-14 libclang-rt-14-dev
 )

@@ -62,8 +62,8 @@ class PgStoreTest : public ::testing::Test {
   }
 
   // A request recorded as `state`, expiring at `expire`.
-  void AddRequest(const std::string& tenant, const std::string& id,
-                  v1::AccessRequest::State state, absl::Time expire) {
+  void AddRequest(const std::string& tenant, const std::string& id, v1::AccessRequest::State state,
+                  absl::Time expire) {
     ASSERT_TRUE(Run([&](Transaction& tx) {
                   v1::AccessRequest r;
                   r.set_environment(ChildName(tenant, "environments", "env"));
@@ -127,9 +127,10 @@ TEST_F(PgStoreTest, ListEnvironmentsPagesAcrossTenantsEachOnce) {
     ASSERT_TRUE(name.ok());
     after = Cursor{name->tenant, name->id};
   }
-  EXPECT_EQ(seen, (std::vector<std::string>{
-                      "tenants/tenant-a/environments/env-m", "tenants/tenant-a/environments/env-z",
-                      "tenants/tenant-b/environments/env-a", "tenants/tenant-b/environments/env-m"}));
+  EXPECT_EQ(seen,
+            (std::vector<std::string>{
+                "tenants/tenant-a/environments/env-m", "tenants/tenant-a/environments/env-z",
+                "tenants/tenant-b/environments/env-a", "tenants/tenant-b/environments/env-m"}));
 }
 
 TEST_F(PgStoreTest, StateFiltersFollowTheReadTimeRule) {
@@ -248,6 +249,39 @@ TEST_F(PgStoreTest, ConnectionLostBeforeCommitIsRunAgain) {
   });
   EXPECT_TRUE(s.ok()) << s;
   EXPECT_GE(attempts, 2);
+}
+
+TEST_F(PgStoreTest, WritesRefusedAsReadOnlyAreUnavailableAndTheirConnectionsDropped) {
+  // After a failover a connection can reach a node that is a standby now:
+  // every write is refused with SQLSTATE 25006. Here every new session of
+  // the database is read-only, and the pool's open connections are cut.
+  AddTenant("t");
+  db_.Exec(absl::StrCat("ALTER DATABASE ", db_.name(), " SET default_transaction_read_only = on"));
+  db_.Exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+      "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+  auto insert = [&](const std::string& id, int* attempts) {
+    return Run([&](Transaction& tx) -> absl::Status {
+      ++*attempts;
+      v1::Tenant t;
+      t.set_name(TenantName(id));
+      *t.mutable_create_time() = ToProto(kNow);
+      return tx.tenancy().InsertTenant(t);
+    });
+  };
+  int attempts = 0;
+  absl::Status s = insert("u", &attempts);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_EQ(ReasonOf(s), reason::kDatabaseUnavailable);
+  EXPECT_GT(attempts, 1);  // Run again, each time on a new connection.
+
+  // The primary is back: no read-only connection was kept for the next call.
+  db_.ExecFromOutside(
+      absl::StrCat("ALTER DATABASE ", db_.name(), " RESET default_transaction_read_only"));
+  attempts = 0;
+  s = insert("v", &attempts);
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(attempts, 1);
 }
 
 TEST_F(PgStoreTest, AuditLogLinksEventsAndSignsEveryNth) {

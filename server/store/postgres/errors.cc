@@ -1,6 +1,7 @@
 #include "server/store/postgres/errors.h"
 
 #include <pqxx/pqxx>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "server/domain/status.h"
@@ -18,6 +19,21 @@ DatabaseError MapException(const std::exception& e) {
     return {Error(absl::StatusCode::kUnavailable, reason::kDatabaseUnavailable,
                   "the database is unavailable"),
             true, false};
+  }
+  if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&e); sql != nullptr) {
+    const std::string state = sql->sqlstate();
+    // After a failover a connection may reach a node that is a standby now
+    // (25006: read-only transaction), or one that is shutting down (57P01
+    // admin, 57P02 crash, 57P03 cannot connect now). The statement was
+    // refused and nothing was written: the connection is dropped and the
+    // transaction runs again on a new one, which target_session_attrs=
+    // read-write leads to the primary. (At the commit, a lost connection is
+    // in doubt instead: RunInTransaction.)
+    if (state == "25006" || state == "57P01" || state == "57P02" || state == "57P03") {
+      return {Error(absl::StatusCode::kUnavailable, reason::kDatabaseUnavailable,
+                    "the database is unavailable"),
+              true, false};
+    }
   }
   // Not an sql_error in libpqxx 6.4: tested on its own.
   if (dynamic_cast<const pqxx::transaction_rollback*>(&e) != nullptr) {

@@ -27,7 +27,9 @@ struct DatabaseError {
 };
 
 // The one mapping: in doubt -> UNAVAILABLE (never retried); broken
-// connection -> UNAVAILABLE (retried); serialization failure or deadlock ->
+// connection, or a statement refused because the server is a standby now
+// (SQLSTATE 25006) or is shutting down (57P01-57P03) -> UNAVAILABLE
+// (retried on a new connection); serialization failure or deadlock ->
 // ABORTED with reason CONFLICT (retried); lock or statement timeout ->
 // UNAVAILABLE with reason DATABASE_BUSY (not retried here: the caller's
 // retry comes after its backoff, not at once); unique violation ->

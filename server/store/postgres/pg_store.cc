@@ -160,11 +160,20 @@ void PgStore::Release(std::unique_ptr<pqxx::connection> conn) {
   }
 }
 
+void PgStore::DropIdle() {
+  absl::MutexLock lock(&mu_);
+  int dropped = static_cast<int>(idle_.size());
+  idle_.clear();
+  open_ -= dropped;
+  lost_ += dropped;
+}
+
 absl::Status PgStore::RunInTransaction(const std::function<absl::Status(Transaction&)>& fn) {
   absl::Status status;
   for (int attempt = 1; attempt <= kMaxAttempts; ++attempt) {
     ASSIGN_OR_RETURN(std::unique_ptr<pqxx::connection> conn, Acquire());
     std::optional<DatabaseError> failure;
+    bool committing = false;
     try {
       pqxx::work w(*conn);
       PgTransaction tx(w);
@@ -174,6 +183,7 @@ absl::Status PgStore::RunInTransaction(const std::function<absl::Status(Transact
         // transaction: that error is the outcome. w's destructor rolls back.
         failure = tx.context().failure();
       } else if (status.ok()) {
+        committing = true;
         w.commit();
         if (options_.on_committed_event) {
           for (const v1::AuditEvent& e : tx.context().inserted()) options_.on_committed_event(e);
@@ -184,13 +194,27 @@ absl::Status PgStore::RunInTransaction(const std::function<absl::Status(Transact
     } catch (const std::exception& e) {
       // The commit, the rollback, or something else below fn.
       failure = MapException(e);
+      if (committing && failure->connection_lost) {
+        // The server may have committed before it went away (a primary
+        // killed while waiting for its standby): never run it again blindly.
+        failure->connection_lost = false;
+        failure->in_doubt = true;
+        failure->status = MapException(pqxx::in_doubt_error(e.what())).status;
+      }
     }
     if (failure) {
       status = failure->status;
       CountError(*failure);
       // A broken connection is not returned to the pool; in doubt, it
       // cannot be trusted either.
-      if (failure->connection_lost || failure->in_doubt) conn.reset();
+      if (failure->connection_lost || failure->in_doubt) {
+        conn.reset();
+        // The idle ones most likely reached the same server (a primary that
+        // died or became a standby): drop them now rather than one failed
+        // attempt each, so that the retry below opens a connection to
+        // whichever node is primary now.
+        DropIdle();
+      }
     }
     Release(std::move(conn));
     // Lost before the commit: nothing was written, so running again is safe.

@@ -83,6 +83,9 @@ class PgStore final : public Store {
   // Sets the session limits of `options_` on a pool connection. Throws what
   // libpqxx throws.
   void SetSessionLimits(pqxx::connection& conn) const;
+  // Closes every idle connection (counted lost, so that new ones replace
+  // them): after one was found broken, the others reached the same server.
+  void DropIdle() ABSL_LOCKS_EXCLUDED(mu_);
 
   const PgStoreOptions options_;
   mutable absl::Mutex mu_;
