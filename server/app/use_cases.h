@@ -29,6 +29,8 @@ struct UseCasesOptions {
   const TokenVerifier* tokens = nullptr;
   // audit_signer's key was made at start and dies with the process.
   bool audit_key_ephemeral = false;
+  // VerifyAuditLog reads this many events per read transaction.
+  int audit_verify_page_events = 1000;
 };
 
 class UseCases {
@@ -40,7 +42,8 @@ class UseCases {
         policy_({&runner_, &page_tokens_}),
         requests_({&runner_, &page_tokens_}),
         grants_({&runner_, &page_tokens_, options.grant_view}),
-        audit_({&runner_, &page_tokens_, options.audit_signer, options.audit_key_ephemeral}),
+        audit_({&runner_, &page_tokens_, options.audit_signer, options.audit_key_ephemeral,
+                options.audit_verify_page_events}),
         notifications_({&runner_, &page_tokens_}) {}
   UseCases(const UseCases&) = delete;
   UseCases& operator=(const UseCases&) = delete;

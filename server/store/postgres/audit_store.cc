@@ -76,6 +76,17 @@ absl::StatusOr<ChainHead> PgAuditStore::LockHead(const std::string& tenant) {
   });
 }
 
+absl::StatusOr<ChainHead> PgAuditStore::ReadHead(const std::string& tenant) {
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<ChainHead> {
+    auto head = w.exec_params(
+        "SELECT sequence, hash FROM audit_events WHERE tenant_id = $1 "
+        "ORDER BY sequence DESC LIMIT 1",
+        tenant);
+    if (head.empty()) return ChainHead{0, ""};
+    return ChainHead{head[0][0].as<int64_t>(), head[0][1].as<std::string>()};
+  });
+}
+
 absl::Status PgAuditStore::InsertEvent(const v1::AuditEvent& e) {
   RETURN_IF_ERROR(tx_.Run([&](pqxx::work& w) -> absl::Status {
     v1::AuditEvent details_only;
