@@ -8,10 +8,11 @@
 //
 //   lockbox-bench setup     --tenant T [--protected]   tenant, environment, bindings
 //   lockbox-bench grant     --tenant T                 an active grant for alice
-//   lockbox-bench unary     --rpc health|checkaccess|list ...
+//   lockbox-bench unary     --rpc floor|health|checkaccess|list ...
 //   lockbox-bench lifecycle --tenant T                 create + 2 approvals per life
 //   lockbox-bench wakeup    --target-b B --samples N   commit on B -> RequestAccess on A
 //   lockbox-bench watchers  --count N --server-pid P   N blocked WatchAccessRequest
+//   lockbox-bench abuse     --watchers 80 ...          CheckAccess beside abusers
 #include <grpcpp/grpcpp.h>
 #include <lockbox/client.h>
 #include <openssl/rand.h>
@@ -31,6 +32,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "bench/floor.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "lockbox/v1/access_request_service.grpc.pb.h"
 #include "lockbox/v1/grant_service.grpc.pb.h"
@@ -219,11 +221,13 @@ void Unary(const Req& req, Invoke invoke,
 int RunUnary(const Common& c, const std::string& rpc, const std::string& as,
              const std::string& filter, int page_size, const std::string& name) {
   std::vector<std::unique_ptr<grpc::health::v1::Health::Stub>> health;
+  std::vector<std::unique_ptr<lockbox::bench::v1::Floor::Stub>> floor;
   std::vector<std::unique_ptr<lockbox::v1::GrantService::Stub>> grants;
   std::vector<std::unique_ptr<lockbox::v1::AccessRequestService::Stub>> requests;
   for (int i = 0; i < c.connections; ++i) {
     auto ch = Channel(c, as, c.target, i);
     health.push_back(grpc::health::v1::Health::NewStub(ch));
+    floor.push_back(lockbox::bench::v1::Floor::NewStub(ch));
     grants.push_back(lockbox::v1::GrantService::NewStub(ch));
     requests.push_back(lockbox::v1::AccessRequestService::NewStub(ch));
   }
@@ -240,7 +244,16 @@ int RunUnary(const Common& c, const std::string& rpc, const std::string& as,
   Samples s = loop.Run(c.concurrency, c.warmup_seconds, c.seconds,
                        [&](int slot, ClosedLoop::Done done) {
     int conn = slot % c.connections;
-    if (rpc == "health") {
+    if (rpc == "floor") {
+      Unary<lockbox::bench::v1::Nothing, lockbox::bench::v1::Nothing>(
+          lockbox::bench::v1::Nothing(),
+          [&, conn](auto* ctx, auto* req, auto* resp, auto cb) {
+            floor[conn]->async()->Call(ctx, req, resp, std::move(cb));
+          },
+          [done](const grpc::Status& st, lockbox::bench::v1::Nothing&) {
+            done(st.ok(), st.error_message());
+          });
+    } else if (rpc == "health") {
       Unary<grpc::health::v1::HealthCheckRequest, grpc::health::v1::HealthCheckResponse>(
           hc,
           [&, conn](auto* ctx, auto* req, auto* resp, auto cb) {
@@ -521,6 +534,127 @@ int RunWatchers(const Common& c, int count, int pid) {
   return held == count ? 0 : 1;
 }
 
+// A hostile health watcher: a Watch stream held open as long as the server
+// lets it, by a certificate with no role binding.
+class HealthWatch final : public grpc::ClientReadReactor<grpc::health::v1::HealthCheckResponse> {
+ public:
+  explicit HealthWatch(std::atomic<int>* open) : open_(open) {}
+  void Begin(grpc::health::v1::Health::Stub* stub) {
+    stub->async()->Watch(&ctx_, &req_, this);
+    StartRead(&resp_);
+    StartCall();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    if (!counted_) {
+      counted_ = true;
+      open_->fetch_add(1);
+    }
+    StartRead(&resp_);
+  }
+  void OnDone(const grpc::Status&) override {
+    if (counted_) open_->fetch_sub(1);
+    done_.store(true, std::memory_order_release);
+  }
+  void Cancel() { ctx_.TryCancel(); }
+  bool done() const { return done_.load(std::memory_order_acquire); }
+
+ private:
+  grpc::ClientContext ctx_;
+  grpc::health::v1::HealthCheckRequest req_;
+  grpc::health::v1::HealthCheckResponse resp_;
+  bool counted_ = false;
+  std::atomic<bool> done_{false};
+  std::atomic<int>* open_;
+};
+
+// CheckAccess from the enforcer while `watchers` health Watch streams of
+// `watch_as` are held open and `flood_as` keeps `flood_concurrency`
+// CreateAccessRequest calls in flight in `flood_tenant`: what a caller that
+// follows the rules gets while two others do not.
+int RunAbuse(const Common& c, int watchers, const std::string& watch_as,
+             const std::string& flood_as, const std::string& flood_tenant,
+             int flood_concurrency) {
+  std::vector<std::unique_ptr<grpc::health::v1::Health::Stub>> watch_stubs;
+  const int watch_connections = 8;
+  for (int i = 0; i < watch_connections; ++i) {
+    watch_stubs.push_back(grpc::health::v1::Health::NewStub(Channel(c, watch_as, c.target, i)));
+  }
+  std::atomic<int> open{0};
+  std::vector<std::unique_ptr<HealthWatch>> watches;
+  for (int i = 0; i < watchers; ++i) {
+    watches.push_back(std::make_unique<HealthWatch>(&open));
+    watches.back()->Begin(watch_stubs[i % watch_connections].get());
+  }
+  // Each as many as the server lets open, before the measured calls start.
+  auto settle = Clock::now() + std::chrono::seconds(3);
+  while (open.load() < watchers && Clock::now() < settle) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  int opened = open.load();
+
+  std::vector<std::unique_ptr<lockbox::v1::AccessRequestService::Stub>> flood_stubs;
+  for (int i = 0; i < 2; ++i) {
+    flood_stubs.push_back(
+        lockbox::v1::AccessRequestService::NewStub(Channel(c, flood_as, c.target, 100 + i)));
+  }
+  Samples flood;
+  std::thread flooder([&] {
+    ClosedLoop loop;
+    flood = loop.Run(flood_concurrency, c.warmup_seconds, c.seconds,
+                     [&](int slot, ClosedLoop::Done done) {
+      lockbox::v1::CreateAccessRequestRequest create;
+      create.set_parent("tenants/" + flood_tenant);
+      create.set_request_id(Uuid());
+      auto* r = create.mutable_access_request();
+      r->set_environment("tenants/" + flood_tenant + "/environments/prod");
+      r->set_reason(AccessRequest::OPERATOR_INITIATED);
+      r->set_justification("benchmark: a flood of changes");
+      auto* stub = flood_stubs[slot % flood_stubs.size()].get();
+      Unary<lockbox::v1::CreateAccessRequestRequest, AccessRequest>(
+          create,
+          [stub](auto* ctx, auto* req, auto* resp, auto cb) {
+            stub->async()->CreateAccessRequest(ctx, req, resp, std::move(cb));
+          },
+          [done](const grpc::Status& st, AccessRequest&) { done(st.ok(), st.error_message()); });
+    });
+  });
+
+  std::vector<std::unique_ptr<lockbox::v1::GrantService::Stub>> grants;
+  for (int i = 0; i < c.connections; ++i) {
+    grants.push_back(lockbox::v1::GrantService::NewStub(Channel(c, "enforcer", c.target, i)));
+  }
+  lockbox::v1::CheckAccessRequest check;
+  check.set_principal(Spiffe(c, "operator/alice"));
+  check.set_environment("tenants/" + c.tenant + "/environments/prod");
+  ClosedLoop loop;
+  Samples s = loop.Run(c.concurrency, c.warmup_seconds, c.seconds,
+                       [&](int slot, ClosedLoop::Done done) {
+    auto* stub = grants[slot % c.connections].get();
+    Unary<lockbox::v1::CheckAccessRequest, lockbox::v1::CheckAccessResponse>(
+        check,
+        [stub](auto* ctx, auto* req, auto* resp, auto cb) {
+          stub->async()->CheckAccess(ctx, req, resp, std::move(cb));
+        },
+        [done](const grpc::Status& st, lockbox::v1::CheckAccessResponse& r) {
+          done(st.ok() && r.allowed(), st.ok() ? "not allowed" : st.error_message());
+        });
+  });
+  flooder.join();
+  s.Print("abuse_checkaccess");
+  flood.Print("abuse_flood");
+  std::printf("abuse_watchers_requested: %d\nabuse_watchers_open: %d\n", watchers, opened);
+  std::fflush(stdout);
+  for (auto& w : watches) w->Cancel();
+  auto until = Clock::now() + std::chrono::seconds(10);
+  for (auto& w : watches) {
+    while (!w->done() && Clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  return 0;
+}
+
 // The bench tenant: an environment, a policy, and the people of a life.
 int RunSetup(const Common& c, bool protect) {
   auto admin = Library(c, "admin", c.target);
@@ -649,7 +783,7 @@ int main(int argc, char** argv) {
   int page_size = 50;
   auto* unary = app.add_subcommand("unary", "Closed-loop unary calls");
   common(unary);
-  unary->add_option("--rpc", rpc)->check(CLI::IsMember({"health", "checkaccess", "list"}));
+  unary->add_option("--rpc", rpc)->check(CLI::IsMember({"floor", "health", "checkaccess", "list"}));
   unary->add_option("--as", as, "Certificate name of the caller")->capture_default_str();
   unary->add_option("--filter", filter, "ListAccessRequests filter");
   unary->add_option("--page-size", page_size)->capture_default_str();
@@ -667,6 +801,20 @@ int main(int argc, char** argv) {
   common(watchers);
   watchers->add_option("--count", count)->capture_default_str();
   watchers->add_option("--server-pid", pid)->required();
+  int abuse_watchers = 80, flood_concurrency = 16;
+  std::string watch_as = "mallory", flood_as = "alice", flood_tenant = "abuse";
+  auto* abuse = app.add_subcommand("abuse", "CheckAccess beside hostile watchers and a flood");
+  common(abuse);
+  abuse->add_option("--watchers", abuse_watchers, "Health Watch streams held open")
+      ->capture_default_str();
+  abuse->add_option("--watch-as", watch_as, "Their certificate (no role binding)")
+      ->capture_default_str();
+  abuse->add_option("--flood-as", flood_as, "Certificate of the flooding caller")
+      ->capture_default_str();
+  abuse->add_option("--flood-tenant", flood_tenant, "Tenant it creates requests in")
+      ->capture_default_str();
+  abuse->add_option("--flood-concurrency", flood_concurrency, "Its calls in flight")
+      ->capture_default_str();
   auto* wait = app.add_subcommand("wait", "Wait until the server is ready");
   common(wait);
   CLI11_PARSE(app, argc, argv);
@@ -678,5 +826,8 @@ int main(int argc, char** argv) {
   if (*lifecycle) return RunLifecycle(c);
   if (*wakeup) return RunWakeup(c, target_b, samples);
   if (*watchers) return RunWatchers(c, count, pid);
+  if (*abuse) {
+    return RunAbuse(c, abuse_watchers, watch_as, flood_as, flood_tenant, flood_concurrency);
+  }
   return 2;
 }
