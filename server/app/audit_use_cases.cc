@@ -67,8 +67,8 @@ absl::StatusOr<v1::ListAuditEventsResponse> AuditUseCases::ListAuditEvents(
 absl::StatusOr<v1::VerifyAuditLogResponse> AuditUseCases::VerifyAuditLog(
     const C& c, const v1::VerifyAuditLogRequest& r) {
   ASSIGN_OR_RETURN(std::string tenant, AuditTenant(r.parent()));
-  // One short transaction authorises the caller and reads where the walk
-  // stops (the head now), the checkpoints up to it and the keys.
+  // One short transaction authorises the caller and reads the checkpoints,
+  // the keys and where the walk stops (the head now).
   int64_t head = 0;
   std::optional<ChainVerifier> verifier;
   RETURN_IF_ERROR(
@@ -77,16 +77,15 @@ absl::StatusOr<v1::VerifyAuditLogResponse> AuditUseCases::VerifyAuditLog(
               c,
               [&](Transaction& tx, const Actor& a, absl::Time) -> absl::StatusOr<bool> {
                 RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
-                ASSIGN_OR_RETURN(ChainHead h, tx.audit().ReadHead(tenant));
-                head = h.sequence;
                 ASSIGN_OR_RETURN(
                     std::vector<v1::AuditCheckpoint> checkpoints,
                     tx.audit().ListCheckpoints(tenant, 0, std::numeric_limits<int>::max()));
-                // A checkpoint signed after the head was read covers events
-                // this walk does not reach; it is checked by the next walk.
-                while (!checkpoints.empty() && checkpoints.back().sequence() > head) {
-                  checkpoints.pop_back();
-                }
+                // The head after the checkpoints: a checkpoint is signed only
+                // over committed events, so every one read above lies at or
+                // below this head unless events were deleted, which the
+                // verifier then reports. Events appended later lie past it.
+                ASSIGN_OR_RETURN(ChainHead h, tx.audit().ReadHead(tenant));
+                head = h.sequence;
                 // Each checkpoint with the key its key_id names: the current
                 // one and every one published before it (rotation).
                 std::vector<std::string> keys;

@@ -106,6 +106,21 @@ TEST_F(AuditVerifyTest, AForgedEventOnALaterPageIsFound) {
       << paged.DebugString() << "\nvs\n" << whole.DebugString();
 }
 
+TEST_F(AuditVerifyTest, DeletingTheNewestEventsIsCaughtByTheCheckpoint) {
+  Grow();
+  std::string checkpointed = app_->database().Query(
+      "SELECT max(sequence) FROM audit_checkpoints WHERE tenant_id = 'ma'");
+  app_->database().Exec(
+      "BEGIN; SET LOCAL session_replication_role = replica; "
+      "DELETE FROM audit_events WHERE tenant_id = 'ma' AND sequence > " + checkpointed + " - 2; "
+      "COMMIT;");
+  v1::VerifyAuditLogResponse paged = Verify(*paged_, w().admin, DemoWorld::kTenantA);
+  EXPECT_FALSE(paged.ok());
+  EXPECT_EQ(paged.first_bad_event(), "tenants/ma/auditCheckpoints/" + checkpointed);
+  EXPECT_EQ(paged.SerializeAsString(),
+            Verify(*whole_, w().admin, DemoWorld::kTenantA).SerializeAsString());
+}
+
 TEST_F(AuditVerifyTest, EventsAppendedDuringTheWalkAreLeftToTheNext) {
   Grow();
   auto one_a_page = UseCasesWithPages(1);
