@@ -2,11 +2,15 @@
 -- (INSERT ... SELECT generate_series), never the API. psql variables:
 --   requests   access requests to add (e.g. 1000000)
 --   events     audit events to add (e.g. 10000000)
+--   open_requests  pending requests of tenant "bench" (e.g. 10000)
+--   chain      a file of COPY text for audit_events: the measured tenant's
+--              own history (lockbox-bench chain), loaded with the others
 -- 1% of the requests go to tenant "bench" (the tenant the scenario lists),
 -- the rest to 999 other tenants; creation times spread over the last year,
--- every request decided except none (pending ones are the scenario's own).
--- Half the approved ones carry a grant, long ended. Audit events go to the
--- 999 other tenants' logs, whose heads are moved to match.
+-- every one decided. Half the approved ones carry a grant, long ended. Audit
+-- events go to the 999 other tenants' logs, whose heads are moved to match;
+-- the measured tenant gets its open requests and its own long, valid log
+-- (:chain) too, so that what it reads grows with the data.
 \set ON_ERROR_STOP on
 \timing on
 SET synchronous_commit = off;
@@ -49,6 +53,19 @@ SELECT tenant_id, md5('grant' || i)::uuid, id, 'spiffe://bench.local/operator/en
        CASE WHEN i % 3 = 0 THEN 3 ELSE 2 END, create_time + 7200000000, 2
 FROM bulk_requests WHERE state = 2 AND i % 2 = 0;
 
+-- The measured tenant's own open requests: :open_requests pending, half in
+-- each stage, created over the last four days and expiring in thirty (so
+-- that neither the sweep nor a reminder touches them during the run).
+INSERT INTO access_requests (tenant_id, id, environment_id, data_sources, reason,
+  support_ticket_id, justification, requester, create_time, expire_time, access_duration_us,
+  state, stage, decisions, grant_id, update_time, version)
+SELECT 'bench', md5('open' || i)::uuid, 'prod', '', 2, 'TICKET-OPEN-' || i,
+       'bulk open: waiting for review', 'spiffe://bench.local/operator/engineer' || (i % 500),
+       (extract(epoch FROM now()) * 1000000)::bigint - (random() * 4 * 86400e6)::bigint,
+       (extract(epoch FROM now()) * 1000000)::bigint + 30 * 86400000000, 28800000000,
+       1, 1 + i % 2, '{}'::jsonb, '', (extract(epoch FROM now()) * 1000000)::bigint, 1
+FROM generate_series(1, :open_requests) i;
+
 -- Audit events' secondary indexes are dropped for the load and built again
 -- after it from their own saved definitions (CREATE INDEX sorts once instead
 -- of ten million random insertions into six trees); the end state is the
@@ -79,6 +96,13 @@ SELECT 'bulk' || (1 + n % 999),
        'bulk history: investigating an incident', '{}'::jsonb,
        md5('prev' || n) || md5('prev' || n), md5('hash' || n) || md5('hash' || n)
 FROM generate_series(0, :events - 1) n;
+
+-- The measured tenant's own history, chained after its head (read by the
+-- server process: the file is the bench's, readable by it).
+COPY audit_events (tenant_id, sequence, event_time, actor, via, action, resource,
+  access_request, request_create_time, operator_user_id, request_state, support_ticket_id,
+  request_expire_time, access_expire_time, environment, justification, details, previous_hash,
+  hash) FROM :'chain';
 
 SELECT indexdef FROM saved_indexes \gexec
 

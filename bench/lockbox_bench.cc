@@ -8,11 +8,15 @@
 //
 //   lockbox-bench setup     --tenant T [--protected]   tenant, environment, bindings
 //   lockbox-bench grant     --tenant T                 an active grant for alice
-//   lockbox-bench unary     --rpc health|checkaccess|list ...
+//   lockbox-bench unary     --rpc floor|health|checkaccess|list ...
 //   lockbox-bench lifecycle --tenant T                 create + 2 approvals per life
 //   lockbox-bench wakeup    --target-b B --samples N   commit on B -> RequestAccess on A
 //   lockbox-bench watchers  --count N --server-pid P   N blocked WatchAccessRequest
+//   lockbox-bench abuse     --watchers 80 ...          CheckAccess beside abusers
+//   lockbox-bench chain     --after-sequence S ...     a tenant's history as COPY text
+//   lockbox-bench verify    --tenant T                 VerifyAuditLog, timed
 #include <grpcpp/grpcpp.h>
+#include <lockbox/audit.h>
 #include <lockbox/client.h>
 #include <openssl/rand.h>
 
@@ -31,8 +35,10 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "bench/floor.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "lockbox/v1/access_request_service.grpc.pb.h"
+#include "lockbox/v1/audit_service.grpc.pb.h"
 #include "lockbox/v1/grant_service.grpc.pb.h"
 
 namespace {
@@ -82,14 +88,15 @@ std::shared_ptr<grpc::Channel> Channel(const Common& c, const std::string& who,
 }
 
 std::unique_ptr<lockbox::Client> Library(const Common& c, const std::string& who,
-                                         const std::string& target) {
+                                         const std::string& target,
+                                         std::chrono::seconds deadline = std::chrono::seconds(60)) {
   lockbox::Options o;
   o.target = target;
   o.ca_file = c.certs + "/ca.crt";
   o.cert_file = c.certs + "/" + who + ".crt";
   o.key_file = c.certs + "/" + who + ".key";
   o.server_name = "localhost";
-  o.default_deadline = std::chrono::seconds(60);
+  o.default_deadline = deadline;
   auto made = lockbox::Client::Create(o);
   if (!made.ok()) {
     std::fprintf(stderr, "lockbox-bench: %s\n", made.status().error_message().c_str());
@@ -219,13 +226,17 @@ void Unary(const Req& req, Invoke invoke,
 int RunUnary(const Common& c, const std::string& rpc, const std::string& as,
              const std::string& filter, int page_size, const std::string& name) {
   std::vector<std::unique_ptr<grpc::health::v1::Health::Stub>> health;
+  std::vector<std::unique_ptr<lockbox::bench::v1::Floor::Stub>> floor;
   std::vector<std::unique_ptr<lockbox::v1::GrantService::Stub>> grants;
   std::vector<std::unique_ptr<lockbox::v1::AccessRequestService::Stub>> requests;
+  std::vector<std::unique_ptr<lockbox::v1::AuditService::Stub>> audit;
   for (int i = 0; i < c.connections; ++i) {
     auto ch = Channel(c, as, c.target, i);
     health.push_back(grpc::health::v1::Health::NewStub(ch));
+    floor.push_back(lockbox::bench::v1::Floor::NewStub(ch));
     grants.push_back(lockbox::v1::GrantService::NewStub(ch));
     requests.push_back(lockbox::v1::AccessRequestService::NewStub(ch));
+    audit.push_back(lockbox::v1::AuditService::NewStub(ch));
   }
   lockbox::v1::CheckAccessRequest check;
   check.set_principal(Spiffe(c, "operator/alice"));
@@ -234,13 +245,26 @@ int RunUnary(const Common& c, const std::string& rpc, const std::string& as,
   list.set_parent("tenants/" + c.tenant);
   list.set_filter(filter);
   list.set_page_size(page_size);
+  lockbox::v1::ListAuditEventsRequest audit_list;
+  audit_list.set_parent("tenants/" + c.tenant);
+  audit_list.set_filter(filter);
+  audit_list.set_page_size(page_size);
   grpc::health::v1::HealthCheckRequest hc;
 
   ClosedLoop loop;
   Samples s = loop.Run(c.concurrency, c.warmup_seconds, c.seconds,
                        [&](int slot, ClosedLoop::Done done) {
     int conn = slot % c.connections;
-    if (rpc == "health") {
+    if (rpc == "floor") {
+      Unary<lockbox::bench::v1::Nothing, lockbox::bench::v1::Nothing>(
+          lockbox::bench::v1::Nothing(),
+          [&, conn](auto* ctx, auto* req, auto* resp, auto cb) {
+            floor[conn]->async()->Call(ctx, req, resp, std::move(cb));
+          },
+          [done](const grpc::Status& st, lockbox::bench::v1::Nothing&) {
+            done(st.ok(), st.error_message());
+          });
+    } else if (rpc == "health") {
       Unary<grpc::health::v1::HealthCheckRequest, grpc::health::v1::HealthCheckResponse>(
           hc,
           [&, conn](auto* ctx, auto* req, auto* resp, auto cb) {
@@ -258,6 +282,17 @@ int RunUnary(const Common& c, const std::string& rpc, const std::string& as,
           },
           [done](const grpc::Status& st, lockbox::v1::CheckAccessResponse& r) {
             done(st.ok() && r.allowed(), st.ok() ? "not allowed" : st.error_message());
+          });
+    } else if (rpc == "audit") {
+      Unary<lockbox::v1::ListAuditEventsRequest, lockbox::v1::ListAuditEventsResponse>(
+          audit_list,
+          [&, conn](auto* ctx, auto* req, auto* resp, auto cb) {
+            audit[conn]->async()->ListAuditEvents(ctx, req, resp, std::move(cb));
+          },
+          [done](const grpc::Status& st, lockbox::v1::ListAuditEventsResponse&) {
+            // An empty page is an answer: the baseline's filters match
+            // nothing until the history is loaded.
+            done(st.ok(), st.error_message());
           });
     } else {
       Unary<lockbox::v1::ListAccessRequestsRequest, lockbox::v1::ListAccessRequestsResponse>(
@@ -521,6 +556,239 @@ int RunWatchers(const Common& c, int count, int pid) {
   return held == count ? 0 : 1;
 }
 
+// A hostile health watcher: a Watch stream held open as long as the server
+// lets it, by a certificate with no role binding.
+class HealthWatch final : public grpc::ClientReadReactor<grpc::health::v1::HealthCheckResponse> {
+ public:
+  explicit HealthWatch(std::atomic<int>* open) : open_(open) {}
+  void Begin(grpc::health::v1::Health::Stub* stub) {
+    stub->async()->Watch(&ctx_, &req_, this);
+    StartRead(&resp_);
+    StartCall();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    if (!counted_) {
+      counted_ = true;
+      open_->fetch_add(1);
+    }
+    StartRead(&resp_);
+  }
+  void OnDone(const grpc::Status&) override {
+    if (counted_) open_->fetch_sub(1);
+    done_.store(true, std::memory_order_release);
+  }
+  void Cancel() { ctx_.TryCancel(); }
+  bool done() const { return done_.load(std::memory_order_acquire); }
+
+ private:
+  grpc::ClientContext ctx_;
+  grpc::health::v1::HealthCheckRequest req_;
+  grpc::health::v1::HealthCheckResponse resp_;
+  bool counted_ = false;
+  std::atomic<bool> done_{false};
+  std::atomic<int>* open_;
+};
+
+// CheckAccess from the enforcer while `watchers` health Watch streams of
+// `watch_as` are held open and `flood_as` keeps `flood_concurrency`
+// CreateAccessRequest calls in flight in `flood_tenant`: what a caller that
+// follows the rules gets while two others do not.
+int RunAbuse(const Common& c, int watchers, const std::string& watch_as,
+             const std::string& flood_as, const std::string& flood_tenant,
+             int flood_concurrency) {
+  std::vector<std::unique_ptr<grpc::health::v1::Health::Stub>> watch_stubs;
+  const int watch_connections = 8;
+  for (int i = 0; i < watch_connections; ++i) {
+    watch_stubs.push_back(grpc::health::v1::Health::NewStub(Channel(c, watch_as, c.target, i)));
+  }
+  std::atomic<int> open{0};
+  std::vector<std::unique_ptr<HealthWatch>> watches;
+  for (int i = 0; i < watchers; ++i) {
+    watches.push_back(std::make_unique<HealthWatch>(&open));
+    watches.back()->Begin(watch_stubs[i % watch_connections].get());
+  }
+  // Each as many as the server lets open, before the measured calls start.
+  auto settle = Clock::now() + std::chrono::seconds(3);
+  while (open.load() < watchers && Clock::now() < settle) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  int opened = open.load();
+
+  std::vector<std::unique_ptr<lockbox::v1::AccessRequestService::Stub>> flood_stubs;
+  for (int i = 0; i < 2; ++i) {
+    flood_stubs.push_back(
+        lockbox::v1::AccessRequestService::NewStub(Channel(c, flood_as, c.target, 100 + i)));
+  }
+  Samples flood;
+  std::thread flooder([&] {
+    ClosedLoop loop;
+    flood = loop.Run(flood_concurrency, c.warmup_seconds, c.seconds,
+                     [&](int slot, ClosedLoop::Done done) {
+      lockbox::v1::CreateAccessRequestRequest create;
+      create.set_parent("tenants/" + flood_tenant);
+      create.set_request_id(Uuid());
+      auto* r = create.mutable_access_request();
+      r->set_environment("tenants/" + flood_tenant + "/environments/prod");
+      r->set_reason(AccessRequest::OPERATOR_INITIATED);
+      r->set_justification("benchmark: a flood of changes");
+      auto* stub = flood_stubs[slot % flood_stubs.size()].get();
+      Unary<lockbox::v1::CreateAccessRequestRequest, AccessRequest>(
+          create,
+          [stub](auto* ctx, auto* req, auto* resp, auto cb) {
+            stub->async()->CreateAccessRequest(ctx, req, resp, std::move(cb));
+          },
+          [done](const grpc::Status& st, AccessRequest&) { done(st.ok(), st.error_message()); });
+    });
+  });
+
+  std::vector<std::unique_ptr<lockbox::v1::GrantService::Stub>> grants;
+  for (int i = 0; i < c.connections; ++i) {
+    grants.push_back(lockbox::v1::GrantService::NewStub(Channel(c, "enforcer", c.target, i)));
+  }
+  lockbox::v1::CheckAccessRequest check;
+  check.set_principal(Spiffe(c, "operator/alice"));
+  check.set_environment("tenants/" + c.tenant + "/environments/prod");
+  ClosedLoop loop;
+  Samples s = loop.Run(c.concurrency, c.warmup_seconds, c.seconds,
+                       [&](int slot, ClosedLoop::Done done) {
+    auto* stub = grants[slot % c.connections].get();
+    Unary<lockbox::v1::CheckAccessRequest, lockbox::v1::CheckAccessResponse>(
+        check,
+        [stub](auto* ctx, auto* req, auto* resp, auto cb) {
+          stub->async()->CheckAccess(ctx, req, resp, std::move(cb));
+        },
+        [done](const grpc::Status& st, lockbox::v1::CheckAccessResponse& r) {
+          done(st.ok() && r.allowed(), st.ok() ? "not allowed" : st.error_message());
+        });
+  });
+  flooder.join();
+  s.Print("abuse_checkaccess");
+  flood.Print("abuse_flood");
+  std::printf("abuse_watchers_requested: %d\nabuse_watchers_open: %d\n", watchers, opened);
+  std::fflush(stdout);
+  for (auto& w : watches) w->Cancel();
+  auto until = Clock::now() + std::chrono::seconds(10);
+  for (auto& w : watches) {
+    while (!w->done() && Clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  return 0;
+}
+
+// One audit_events row in COPY text (tab-separated; no value holds a tab,
+// newline or backslash).
+void AppendCopyRow(std::string* out, const lockbox::v1::AuditEvent& e, int64_t at_us) {
+  const std::string fields[] = {e.tenant(),
+                                std::to_string(e.sequence()),
+                                std::to_string(at_us),
+                                e.actor(),
+                                e.via(),
+                                e.action(),
+                                e.resource(),
+                                e.access_request(),
+                                "0",
+                                e.operator_user_id(),
+                                std::to_string(static_cast<int>(e.request_state())),
+                                e.support_ticket_id(),
+                                "0",
+                                "0",
+                                e.environment(),
+                                e.justification(),
+                                "{}",
+                                e.previous_hash(),
+                                e.hash()};
+  bool first = true;
+  for (const std::string& f : fields) {
+    if (!first) out->push_back('\t');
+    first = false;
+    out->append(f);
+  }
+  out->push_back('\n');
+}
+
+// The name of the bulk history's request `k` (each has four events).
+std::string BulkRequestName(const std::string& tenant, int64_t k) {
+  char id[37];
+  std::snprintf(id, sizeof id, "00000000-0000-4000-8000-%012llx", static_cast<unsigned long long>(k));
+  return "tenants/" + tenant + "/accessRequests/" + id;
+}
+
+// `count` audit events of `tenant` linked after its head (`after_sequence`,
+// `after_hash`) with the server's own chain (lockbox/audit.h), as COPY text
+// for audit_events on stdout: a year of history, oldest first, four events
+// per request, so that the measured tenant's log is long and verifies.
+int RunChain(const Common& c, int64_t after_sequence, const std::string& after_hash,
+             int64_t count) {
+  const int64_t now_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  const int64_t year_us = 365LL * 86400 * 1000000;
+  const int64_t step_us = std::max<int64_t>(1, year_us / std::max<int64_t>(1, count));
+  static const char* const kActions[] = {"access_request.create", "access_request.approve",
+                                         "access_request.approve", "grant.end"};
+  std::string previous = after_hash;
+  std::string out;
+  out.reserve(1 << 20);
+  for (int64_t i = 0; i < count; ++i) {
+    lockbox::v1::AuditEvent e;
+    e.set_tenant(c.tenant);
+    e.set_sequence(after_sequence + 1 + i);
+    int64_t at = now_us - year_us + i * step_us;
+    e.mutable_event_time()->set_seconds(at / 1000000);
+    e.mutable_event_time()->set_nanos(static_cast<int32_t>(at % 1000000) * 1000);
+    e.set_actor(Spiffe(c, i % 4 == 0 ? "operator/alice" : "operator/bob"));
+    e.set_action(kActions[i % 4]);
+    std::string request = BulkRequestName(c.tenant, i / 4);
+    e.set_resource(request);
+    e.set_access_request(request);
+    e.set_request_state(i % 4 == 0 ? AccessRequest::PENDING : AccessRequest::APPROVED);
+    e.set_support_ticket_id("TICKET-" + std::to_string(i / 4));
+    e.set_environment("tenants/" + c.tenant + "/environments/prod");
+    e.set_justification("bulk history: investigating an incident");
+    e.set_previous_hash(previous);
+    e.set_hash(lockbox::ChainHash(previous, e));
+    previous = e.hash();
+    AppendCopyRow(&out, e, at);
+    if (out.size() >= (1 << 20)) {
+      std::fwrite(out.data(), 1, out.size(), stdout);
+      out.clear();
+    }
+  }
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  std::fflush(stdout);
+  std::fprintf(stderr, "chain_by_request: %s\n", BulkRequestName(c.tenant, count / 8).c_str());
+  return 0;
+}
+
+// The tenant's log verified by the server, timed: a checkpoint of its head
+// first, so that the verdict covers every event.
+int RunVerify(const Common& c) {
+  // A long log takes a while: minutes, not the minute other calls get.
+  auto admin = Library(c, "admin", c.target, std::chrono::seconds(1800));
+  lockbox::v1::CreateAuditCheckpointRequest cp;
+  cp.set_parent("tenants/" + c.tenant);
+  auto checkpoint = admin->CreateAuditCheckpoint(cp);
+  if (!checkpoint.ok()) Die("CreateAuditCheckpoint", checkpoint.status());
+  lockbox::v1::VerifyAuditLogRequest v;
+  v.set_parent("tenants/" + c.tenant);
+  auto t0 = Clock::now();
+  auto verdict = admin->VerifyAuditLog(v);
+  double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (!verdict.ok()) Die("VerifyAuditLog", verdict.status());
+  std::printf("verify_ok: %d\nverify_events: %lld\nverify_seconds: %.3f\nverify_events_per_s: %.1f\n",
+              verdict->ok() ? 1 : 0, static_cast<long long>(verdict->verified_events()), seconds,
+              seconds > 0 ? static_cast<double>(verdict->verified_events()) / seconds : 0);
+  if (!verdict->ok()) {
+    std::printf("verify_first_bad_event: %s\nverify_detail: %s\n",
+                verdict->first_bad_event().c_str(), verdict->detail().c_str());
+  }
+  std::fflush(stdout);
+  return 0;
+}
+
 // The bench tenant: an environment, a policy, and the people of a life.
 int RunSetup(const Common& c, bool protect) {
   auto admin = Library(c, "admin", c.target);
@@ -649,9 +917,9 @@ int main(int argc, char** argv) {
   int page_size = 50;
   auto* unary = app.add_subcommand("unary", "Closed-loop unary calls");
   common(unary);
-  unary->add_option("--rpc", rpc)->check(CLI::IsMember({"health", "checkaccess", "list"}));
+  unary->add_option("--rpc", rpc)->check(CLI::IsMember({"floor", "health", "checkaccess", "list", "audit"}));
   unary->add_option("--as", as, "Certificate name of the caller")->capture_default_str();
-  unary->add_option("--filter", filter, "ListAccessRequests filter");
+  unary->add_option("--filter", filter, "ListAccessRequests or ListAuditEvents filter");
   unary->add_option("--page-size", page_size)->capture_default_str();
   unary->add_option("--name", name, "Prefix of the printed figures (default: the RPC)");
   auto* lifecycle = app.add_subcommand("lifecycle", "Complete lives");
@@ -667,6 +935,29 @@ int main(int argc, char** argv) {
   common(watchers);
   watchers->add_option("--count", count)->capture_default_str();
   watchers->add_option("--server-pid", pid)->required();
+  int abuse_watchers = 80, flood_concurrency = 16;
+  std::string watch_as = "mallory", flood_as = "alice", flood_tenant = "abuse";
+  auto* abuse = app.add_subcommand("abuse", "CheckAccess beside hostile watchers and a flood");
+  common(abuse);
+  abuse->add_option("--watchers", abuse_watchers, "Health Watch streams held open")
+      ->capture_default_str();
+  abuse->add_option("--watch-as", watch_as, "Their certificate (no role binding)")
+      ->capture_default_str();
+  abuse->add_option("--flood-as", flood_as, "Certificate of the flooding caller")
+      ->capture_default_str();
+  abuse->add_option("--flood-tenant", flood_tenant, "Tenant it creates requests in")
+      ->capture_default_str();
+  abuse->add_option("--flood-concurrency", flood_concurrency, "Its calls in flight")
+      ->capture_default_str();
+  int64_t after_sequence = 0, chain_events = 0;
+  std::string after_hash;
+  auto* chain = app.add_subcommand("chain", "A tenant's audit history as COPY text");
+  common(chain);
+  chain->add_option("--after-sequence", after_sequence, "The log's head sequence")->required();
+  chain->add_option("--after-hash", after_hash, "The log's head hash")->required();
+  chain->add_option("--events", chain_events, "Events to make")->required();
+  auto* verify = app.add_subcommand("verify", "VerifyAuditLog of a tenant, timed");
+  common(verify);
   auto* wait = app.add_subcommand("wait", "Wait until the server is ready");
   common(wait);
   CLI11_PARSE(app, argc, argv);
@@ -678,5 +969,10 @@ int main(int argc, char** argv) {
   if (*lifecycle) return RunLifecycle(c);
   if (*wakeup) return RunWakeup(c, target_b, samples);
   if (*watchers) return RunWatchers(c, count, pid);
+  if (*chain) return RunChain(c, after_sequence, after_hash, chain_events);
+  if (*verify) return RunVerify(c);
+  if (*abuse) {
+    return RunAbuse(c, abuse_watchers, watch_as, flood_as, flood_tenant, flood_concurrency);
+  }
   return 2;
 }

@@ -1,7 +1,9 @@
 // AuditService: reading and verifying the hash-chained log.
 #include "server/app/audit_use_cases.h"
 
+#include <algorithm>
 #include <limits>
+#include <optional>
 
 #include "server/app/audit_events.h"
 #include "server/app/list_page.h"
@@ -18,7 +20,7 @@
 namespace lockbox {
 namespace {
 
-constexpr int kVerifyBatch = 1000;
+constexpr int kExportPage = 1000;
 constexpr size_t kExportChunkBytes = 64 * 1024;
 
 absl::StatusOr<std::string> AuditTenant(const std::string& parent) {
@@ -65,35 +67,61 @@ absl::StatusOr<v1::ListAuditEventsResponse> AuditUseCases::ListAuditEvents(
 absl::StatusOr<v1::VerifyAuditLogResponse> AuditUseCases::VerifyAuditLog(
     const C& c, const v1::VerifyAuditLogRequest& r) {
   ASSIGN_OR_RETURN(std::string tenant, AuditTenant(r.parent()));
-  return runner().Read<v1::VerifyAuditLogResponse>(
-      c,
-      [&](Transaction& tx, const Actor& a,
-          absl::Time) -> absl::StatusOr<v1::VerifyAuditLogResponse> {
-        RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
-        ASSIGN_OR_RETURN(std::vector<v1::AuditCheckpoint> checkpoints,
-                         tx.audit().ListCheckpoints(tenant, 0, std::numeric_limits<int>::max()));
-        // Each checkpoint with the key its key_id names: the current one and
-        // every one published before it (rotation).
-        std::vector<std::string> keys;
-        if (options_.audit_signer != nullptr) {
-          keys.push_back(options_.audit_signer->public_key().public_key_pem());
-        }
-        ASSIGN_OR_RETURN(std::vector<v1::AuditPublicKey> published, tx.audit().ListSigningKeys());
-        for (const v1::AuditPublicKey& k : published) keys.push_back(k.public_key_pem());
-        ASSIGN_OR_RETURN(ChainVerifier verifier,
-                         ChainVerifier::Create(keys, std::move(checkpoints)));
-        int64_t after = 0;
-        while (true) {
-          ASSIGN_OR_RETURN(std::vector<v1::AuditEvent> batch,
-                           tx.audit().ReadLog(tenant, after, kVerifyBatch));
-          for (const v1::AuditEvent& e : batch) {
-            if (!verifier.Add(e)) return verifier.Finish();
-            after = e.sequence();
-          }
-          if (static_cast<int>(batch.size()) < kVerifyBatch) break;
-        }
-        return verifier.Finish();
-      });
+  // One short transaction authorises the caller and reads the checkpoints,
+  // the keys and where the walk stops (the head now).
+  int64_t head = 0;
+  std::optional<ChainVerifier> verifier;
+  RETURN_IF_ERROR(
+      runner()
+          .Read<bool>(
+              c,
+              [&](Transaction& tx, const Actor& a, absl::Time) -> absl::StatusOr<bool> {
+                RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
+                ASSIGN_OR_RETURN(
+                    std::vector<v1::AuditCheckpoint> checkpoints,
+                    tx.audit().ListCheckpoints(tenant, 0, std::numeric_limits<int>::max()));
+                // The head after the checkpoints: a checkpoint is signed only
+                // over committed events, so every one read above lies at or
+                // below this head unless events were deleted, which the
+                // verifier then reports. Events appended later lie past it.
+                ASSIGN_OR_RETURN(ChainHead h, tx.audit().ReadHead(tenant));
+                head = h.sequence;
+                // Each checkpoint with the key its key_id names: the current
+                // one and every one published before it (rotation).
+                std::vector<std::string> keys;
+                if (options_.audit_signer != nullptr) {
+                  keys.push_back(options_.audit_signer->public_key().public_key_pem());
+                }
+                ASSIGN_OR_RETURN(std::vector<v1::AuditPublicKey> published,
+                                 tx.audit().ListSigningKeys());
+                for (const v1::AuditPublicKey& k : published) keys.push_back(k.public_key_pem());
+                ASSIGN_OR_RETURN(ChainVerifier v,
+                                 ChainVerifier::Create(keys, std::move(checkpoints)));
+                verifier.emplace(std::move(v));
+                return true;
+              })
+          .status());
+  // Then a keyset page per short read transaction, so a long log holds
+  // neither a pool connection nor a snapshot for the whole walk; the
+  // verifier carries the chain from page to page. Events appended meanwhile
+  // lie past `head` and are left to the next walk.
+  const int page_size = options_.verify_page_events > 0 ? options_.verify_page_events : 1000;
+  int64_t after = 0;
+  while (after < head) {
+    std::vector<v1::AuditEvent> page;
+    int limit = static_cast<int>(std::min<int64_t>(page_size, head - after));
+    RETURN_IF_ERROR(runner().store().RunInTransaction([&](Transaction& tx) -> absl::Status {
+      ASSIGN_OR_RETURN(page, tx.audit().ReadLog(tenant, after, limit));
+      return absl::OkStatus();
+    }));
+    for (const v1::AuditEvent& e : page) {
+      if (e.sequence() > head) return verifier->Finish();
+      if (!verifier->Add(e)) return verifier->Finish();
+      after = e.sequence();
+    }
+    if (static_cast<int>(page.size()) < limit) break;
+  }
+  return verifier->Finish();
 }
 
 absl::StatusOr<v1::AuditCheckpoint> AuditUseCases::Checkpoint(Transaction& tx,
@@ -233,7 +261,7 @@ absl::Status AuditUseCases::ExportAuditEvents(
           .status());
   // Then a page of events per short transaction, each page written out
   // before the next is read.
-  q.limit = kVerifyBatch;
+  q.limit = kExportPage;
   while (true) {
     std::vector<v1::AuditEvent> page;
     RETURN_IF_ERROR(runner().store().RunInTransaction([&](Transaction& tx) -> absl::Status {

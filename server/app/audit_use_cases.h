@@ -23,6 +23,8 @@ class AuditUseCases {
     const AuditSigner* audit_signer = nullptr;    // Not owned; signs checkpoints.
     // audit_signer's key dies with the process (--dev-ephemeral-audit-key).
     bool audit_key_ephemeral = false;
+    // VerifyAuditLog reads this many events per read transaction.
+    int verify_page_events = 1000;
   };
   explicit AuditUseCases(Options options) : options_(options) {}
 

@@ -32,6 +32,8 @@ struct UseCasesOptions {
   // Not owned. Checks a webhook URL when a tenant sets one; without it,
   // setting a webhook is refused.
   const WebhookUrlChecker* webhook_urls = nullptr;
+  // VerifyAuditLog reads this many events per read transaction.
+  int audit_verify_page_events = 1000;
 };
 
 class UseCases {
@@ -43,7 +45,8 @@ class UseCases {
         policy_({&runner_, &page_tokens_, options.webhook_urls}),
         requests_({&runner_, &page_tokens_}),
         grants_({&runner_, &page_tokens_, options.grant_view}),
-        audit_({&runner_, &page_tokens_, options.audit_signer, options.audit_key_ephemeral}),
+        audit_({&runner_, &page_tokens_, options.audit_signer, options.audit_key_ephemeral,
+                options.audit_verify_page_events}),
         notifications_({&runner_, &page_tokens_}) {}
   UseCases(const UseCases&) = delete;
   UseCases& operator=(const UseCases&) = delete;

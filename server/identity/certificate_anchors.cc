@@ -164,21 +164,16 @@ absl::StatusOr<CertificateEvidence> AnchorVerifier::Verify(
     const v1::TenantIdentity* tenant_identity) const {
   std::shared_ptr<const Anchors> provider;
   std::string anchors_digest;
-  std::string anchor_name;
   if (principal.kind == Principal::Kind::kTenantUser) {
     if (tenant_identity == nullptr || tenant_identity->ca_bundle_pem().empty()) {
       return Untrusted(absl::StrCat("tenant ", principal.tenant, " has no registered CA bundle"));
     }
     anchors_digest = Sha256Hex(tenant_identity->ca_bundle_pem());
-    anchor_name = absl::StrCat("the CA bundle of tenant ", principal.tenant);
   } else {
     ASSIGN_OR_RETURN(provider, ProviderAnchors());
     anchors_digest = provider->digest;
-    anchor_name = absl::StrCat("the provider's CA (", KindName(principal.kind), ")");
   }
-  std::string key =
-      absl::StrCat(Sha256Hex({caller.certificate_pem, "\n--\n", caller.certificate_chain_pem}),
-                   ":", anchors_digest);
+  CacheKeyView key{caller.certificate_pem, caller.certificate_chain_pem, anchors_digest};
   {
     absl::ReaderMutexLock lock(&mu_);
     auto it = cache_.find(key);
@@ -186,6 +181,10 @@ absl::StatusOr<CertificateEvidence> AnchorVerifier::Verify(
       return it->second.result;
     }
   }
+  std::string anchor_name =
+      provider != nullptr
+          ? absl::StrCat("the provider's CA (", KindName(principal.kind), ")")
+          : absl::StrCat("the CA bundle of tenant ", principal.tenant);
   absl::StatusOr<CertificateEvidence> result;
   if (provider != nullptr) {
     result = VerifyAgainstAnchors(caller.certificate_pem, caller.certificate_chain_pem,
@@ -202,7 +201,9 @@ absl::StatusOr<CertificateEvidence> AnchorVerifier::Verify(
   }
   absl::MutexLock lock(&mu_);
   if (cache_.size() >= options_.cache_entries) cache_.clear();
-  cache_.insert_or_assign(std::move(key), Entry{result, absl::Now()});
+  cache_.insert_or_assign(
+      CacheKey{caller.certificate_pem, caller.certificate_chain_pem, std::move(anchors_digest)},
+      Entry{result, absl::Now()});
   return result;
 }
 

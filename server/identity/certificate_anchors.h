@@ -11,10 +11,13 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/app/use_case_runner.h"
@@ -56,15 +59,47 @@ class AnchorVerifier final : public CertificateVerifier {
   mutable std::shared_ptr<const Anchors> provider_ ABSL_GUARDED_BY(mu_);
   mutable std::string provider_stamp_ ABSL_GUARDED_BY(mu_);
   mutable absl::Time provider_checked_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  // Key: digest of the certificate and chain, then of the anchors. A
-  // refusal is cached too (its status), so a flood of bad calls stays cheap.
-  // An entry is trusted for a minute: a certificate that expires on a
-  // long-lived connection stops working within one.
+  // Key: the certificate and chain as the peer sent them, and the anchors'
+  // digest. The bytes themselves, not a digest of them: a call's lookup
+  // then costs a hash and a compare of what it already holds, not a
+  // SHA-256 of two kilobytes (the largest item of CheckAccess's own work
+  // when it was one). A refusal is cached too (its status), so a flood of
+  // bad calls stays cheap. An entry is trusted for a minute: a certificate
+  // that expires on a long-lived connection stops working within one.
+  struct CacheKeyView {
+    absl::string_view certificate, chain, anchors;
+    bool operator==(const CacheKeyView& o) const {
+      return certificate == o.certificate && chain == o.chain && anchors == o.anchors;
+    }
+  };
+  struct CacheKey {
+    std::string certificate, chain, anchors;
+    CacheKeyView view() const { return {certificate, chain, anchors}; }
+  };
+  // Transparent, so that a lookup needs no copy of the key.
+  struct CacheKeyHash {
+    using is_transparent = void;
+    size_t operator()(const CacheKeyView& k) const {
+      return absl::Hash<std::tuple<absl::string_view, absl::string_view, absl::string_view>>()(
+          std::make_tuple(k.certificate, k.chain, k.anchors));
+    }
+    size_t operator()(const CacheKey& k) const { return (*this)(k.view()); }
+  };
+  struct CacheKeyEq {
+    using is_transparent = void;
+    static CacheKeyView View(const CacheKeyView& k) { return k; }
+    static CacheKeyView View(const CacheKey& k) { return k.view(); }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return View(a) == View(b);
+    }
+  };
   struct Entry {
     absl::StatusOr<CertificateEvidence> result;
     absl::Time verified;
   };
-  mutable absl::flat_hash_map<std::string, Entry> cache_ ABSL_GUARDED_BY(mu_);
+  mutable absl::flat_hash_map<CacheKey, Entry, CacheKeyHash, CacheKeyEq> cache_
+      ABSL_GUARDED_BY(mu_);
 };
 
 // Verifies `certificate_pem` (with `chain_pem`, the untrusted certificates

@@ -106,14 +106,18 @@ grpc::Status CallScope::Finish(const absl::Status& result) {
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   Metrics::Get().ObserveCall(method_, static_cast<int>(status.error_code()), seconds);
-  LogFields fields = {{"method", method_}, {"caller", caller_.spiffe_id}};
+  // Written straight into its line: a LogFields object per call cost more
+  // than the rest of this function.
+  LogLine line("info", "call");
+  line.Add("method", method_).Add("caller", caller_.spiffe_id);
   // The user claimed, not the header: a token in it is a credential.
-  if (!caller_.on_behalf_of.empty())
-    fields["on_behalf_of"] = ClaimedOnBehalfOf(caller_.on_behalf_of);
-  fields["code"] = GrpcCodeName(static_cast<int>(status.error_code()));
-  fields["latency_ms"] = std::round(seconds * 1e6) / 1e3;
-  fields["request_id"] = request_id_;
-  Log("info", "call", fields);
+  if (!caller_.on_behalf_of.empty()) {
+    line.Add("on_behalf_of", ClaimedOnBehalfOf(caller_.on_behalf_of));
+  }
+  line.Add("code", GrpcCodeName(static_cast<int>(status.error_code())))
+      .Add("latency_ms", std::round(seconds * 1e6) / 1e3)
+      .Add("request_id", request_id_);
+  line.Write();
   return status;
 }
 

@@ -31,6 +31,9 @@ class AuditStore {
   // transaction ends so that no other transaction appends meanwhile: appends
   // to one log queue here.
   virtual absl::StatusOr<ChainHead> LockHead(const std::string& tenant) = 0;
+  // The log's head as this statement sees it, without a lock: where a
+  // reader that walks the log in several transactions stops.
+  virtual absl::StatusOr<ChainHead> ReadHead(const std::string& tenant) = 0;
   // Stores an event linked after the head and makes it the head. After the
   // commit, the store's on-committed hook sees it.
   // REQUIRES: LockHead(event.tenant()) in this transaction, and `event`

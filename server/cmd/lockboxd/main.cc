@@ -86,6 +86,10 @@ int main(int argc, char** argv) {
   lockbox::LogFormat format;
   lockbox::ParseLogFormat(settings.log_format, &format);
   lockbox::SetLogFormat(format);
+  // Not one write(2) per call's line (docs/PERFORMANCE.md): lines are
+  // gathered and written every 50 ms; warnings and errors at once; all of
+  // them at exit.
+  lockbox::BufferLogs(absl::Milliseconds(50));
   lockbox::ServerOptions options;
   if (absl::Status smtp = settings.LoadSmtp(&options.smtp); !smtp.ok()) {
     return Fail(std::string(smtp.message()));

@@ -13,6 +13,7 @@ class PgAuditStore final : public AuditStore {
   explicit PgAuditStore(TxContext& tx) : tx_(tx) {}
 
   absl::StatusOr<ChainHead> LockHead(const std::string& tenant) override;
+  absl::StatusOr<ChainHead> ReadHead(const std::string& tenant) override;
   absl::Status InsertEvent(const v1::AuditEvent& event) override;
   absl::Status InsertCheckpoint(const v1::AuditCheckpoint& checkpoint) override;
   absl::StatusOr<std::vector<v1::AuditEvent>> ListEvents(const std::string& tenant,
