@@ -44,6 +44,9 @@ inline constexpr Reason kTokenReplayed{v1::TOKEN_REPLAYED};
 inline constexpr Reason kSignatureRequired{v1::SIGNATURE_REQUIRED};
 inline constexpr Reason kSignatureInvalid{v1::SIGNATURE_INVALID};
 inline constexpr Reason kLastAdmin{v1::LAST_ADMIN};
+inline constexpr Reason kStreamLimit{v1::STREAM_LIMIT};
+inline constexpr Reason kRateLimited{v1::RATE_LIMITED};
+inline constexpr Reason kOverloaded{v1::OVERLOADED};
 }  // namespace reason
 
 // An error with a reason.

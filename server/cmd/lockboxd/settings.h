@@ -47,6 +47,12 @@ struct Settings {
   int audit_checkpoint_events = 1000;
   int audit_checkpoint_minutes = 10;
   bool grant_view = true;
+  // Serving limits (issue 15).
+  int max_queued_calls = 256;
+  int max_streams_per_caller = 32;
+  int max_health_watchers = 256;
+  double rate_limit_per_second = 200;
+  double rate_limit_burst = 400;
 
   // Declares every setting on `app` (flags, variables, ranges, help), bound
   // to this object, and makes `app` read the config file with the
