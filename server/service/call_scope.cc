@@ -111,6 +111,11 @@ grpc::Status CallScope::Finish(const absl::Status& result) {
   if (!caller_.on_behalf_of.empty())
     fields["on_behalf_of"] = ClaimedOnBehalfOf(caller_.on_behalf_of);
   fields["code"] = GrpcCodeName(static_cast<int>(status.error_code()));
+  // Which refusal it was (e.g. RATE_LIMITED or OVERLOADED of one code).
+  if (!result.ok()) {
+    std::string reason = ReasonOf(result);
+    if (!reason.empty()) fields["reason"] = std::move(reason);
+  }
   fields["latency_ms"] = std::round(seconds * 1e6) / 1e3;
   fields["request_id"] = request_id_;
   Log("info", "call", fields);

@@ -99,9 +99,10 @@ grpc::ServerWriteReactor<v1::AccessRequest>* AccessRequestService::WatchAccessRe
     return reactor;
   }
   // The same authorisation as reading the request; the first state comes
-  // from this read, on the executor. The call's line is logged once the
-  // watch is accepted or refused: a stream may then wait for hours.
-  bool queued = serving_->calls().TrySubmit([this, call, reactor, request] {
+  // from this read, on the streams' executor (never shed: the stream caps
+  // bound how many wait). The call's line is logged once the watch is
+  // accepted or refused: a stream may then wait for hours.
+  serving_->stream_steps().Submit([this, call, reactor, request] {
     absl::StatusOr<v1::AccessRequest> initial = call->Run([&] {
       v1::GetAccessRequestRequest get;
       get.set_name(request->name());
@@ -114,10 +115,6 @@ grpc::ServerWriteReactor<v1::AccessRequest>* AccessRequestService::WatchAccessRe
       reactor->Begin(IdOfName(initial->name()), *initial);
     }
   });
-  if (!queued) {
-    Serving::CountShed("WatchAccessRequest", "queue_full");
-    reactor->Refuse(call->Finish(Serving::Overloaded()));
-  }
   return reactor;
 }
 

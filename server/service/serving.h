@@ -43,8 +43,9 @@ class Serving {
   explicit Serving(ServingOptions options);
 
   Executor& calls() { return calls_; }
-  // Steps of streams under way (ExportAuditEvents pages): never shed, as
-  // the stream caps bound how many can wait.
+  // Stream work (WatchAccessRequest's first read, ExportAuditEvents'
+  // pages): never shed, as the stream caps bound how many can wait; apart
+  // from calls(), so streams never make unary calls shed.
   Executor& stream_steps() { return stream_steps_; }
   // The executor for `caller`'s CheckAccess database path.
   Executor& CheckSlowPathFor(const CallerIdentity& caller);

@@ -3,10 +3,24 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+
+#include "absl/synchronization/notification.h"
 #include "server/domain/status.h"
+#include "server/service/serving.h"
 
 namespace lockbox {
 namespace {
+
+// Waits up to 5 s for `done()`.
+bool Eventually(const std::function<bool()>& done) {
+  absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (!done()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
 
 const absl::Time kStart = absl::FromUnixSeconds(1'700'000'000);
 
@@ -126,6 +140,44 @@ TEST(StreamCapsTest, SlotsGiveTheirPlaceBackOnceWhenDestroyedOrMoved) {
   }
   EXPECT_EQ(caps.open("a"), 0);
   EXPECT_EQ(caps.total(), 0);
+}
+
+// Other callers' CheckAccess database paths filling their executor leave
+// the enforcers' free.
+TEST(ServingTest, EnforcersSlowPathIsApartFromEveryoneElses) {
+  ServingOptions options;
+  options.threads = 1;
+  options.check_threads = 1;
+  options.max_queued_checks = 1;
+  options.is_enforcer = [](const std::string& id) { return id == "spiffe://td/service/enforcer"; };
+  Serving serving(options);
+  CallerIdentity enforcer, other;
+  enforcer.spiffe_id = "spiffe://td/service/enforcer";
+  other.spiffe_id = "spiffe://td/operator/flood";
+  EXPECT_NE(&serving.CheckSlowPathFor(enforcer), &serving.CheckSlowPathFor(other));
+
+  absl::Notification release;
+  Executor& others = serving.CheckSlowPathFor(other);
+  ASSERT_TRUE(others.TrySubmit([&] { release.WaitForNotification(); }));
+  // One running, one queued: the next of theirs is refused...
+  absl::Notification queued_ran;
+  ASSERT_TRUE(Eventually([&] { return others.queued() == 0; }));
+  ASSERT_TRUE(others.TrySubmit([&] { queued_ran.Notify(); }));
+  EXPECT_FALSE(others.TrySubmit([] {}));
+  // ...while an enforcer's runs at once.
+  absl::Notification enforcer_ran;
+  ASSERT_TRUE(serving.CheckSlowPathFor(enforcer).TrySubmit([&] { enforcer_ran.Notify(); }));
+  EXPECT_TRUE(enforcer_ran.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  release.Notify();
+  EXPECT_TRUE(queued_ran.WaitForNotificationWithTimeout(absl::Seconds(5)));
+}
+
+TEST(ServingTest, WithoutAnEnforcerTestEveryoneSharesOneSlowPath) {
+  Serving serving(ServingOptions{});
+  CallerIdentity a, b;
+  a.spiffe_id = "spiffe://td/service/enforcer";
+  b.spiffe_id = "spiffe://td/operator/x";
+  EXPECT_EQ(&serving.CheckSlowPathFor(a), &serving.CheckSlowPathFor(b));
 }
 
 }  // namespace

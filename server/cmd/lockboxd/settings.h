@@ -51,8 +51,8 @@ struct Settings {
   int max_queued_calls = 256;
   int max_streams_per_caller = 32;
   int max_health_watchers = 256;
-  double rate_limit_per_second = 200;
-  double rate_limit_burst = 400;
+  double rate_limit_per_second = 1000;
+  double rate_limit_burst = 2000;
 
   // Declares every setting on `app` (flags, variables, ranges, help), bound
   // to this object, and makes `app` read the config file with the
