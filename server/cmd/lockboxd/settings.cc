@@ -147,8 +147,9 @@ void Settings::Register(CLI::App* app) {
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
   app->add_option("--max-threads", max_threads,
-                  "Threads for unary calls; beyond them calls get RESOURCE_EXHAUSTED (waiting "
-                  "watchers use no thread)")
+                  "Threads that run calls needing the database (every service is on gRPC's "
+                  "callback API: no gRPC thread waits); calls wait for one in a queue of "
+                  "--max-queued-calls, beyond which they are shed")
       ->envname("LOCKBOX_MAX_THREADS")
       ->check(CLI::Range(4, 4096))
       ->capture_default_str();
