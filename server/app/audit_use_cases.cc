@@ -233,9 +233,8 @@ absl::StatusOr<v1::AuditPublicKeys> AuditUseCases::GetAuditPublicKey(
       });
 }
 
-absl::Status AuditUseCases::ExportAuditEvents(
-    const C& c, const v1::ExportAuditEventsRequest& r,
-    const std::function<bool(const std::string&)>& write) {
+absl::StatusOr<std::unique_ptr<AuditExport>> AuditUseCases::StartExport(
+    const C& c, const v1::ExportAuditEventsRequest& r) {
   ASSIGN_OR_RETURN(std::string tenant, AuditTenant(r.parent()));
   ListQuery q;
   ASSIGN_OR_RETURN(q.conditions, ParseFilter(r.filter(), AuditFilterFields()));
@@ -259,30 +258,53 @@ absl::Status AuditUseCases::ExportAuditEvents(
                         return true;
                       })
           .status());
-  // Then a page of events per short transaction, each page written out
-  // before the next is read.
   q.limit = kExportPage;
-  while (true) {
-    std::vector<v1::AuditEvent> page;
-    RETURN_IF_ERROR(runner().store().RunInTransaction([&](Transaction& tx) -> absl::Status {
-      ASSIGN_OR_RETURN(page, tx.audit().ListEvents(tenant, q));
-      return absl::OkStatus();
-    }));
-    for (const v1::AuditEvent& e : page) {
-      chunk += csv ? ExportCsvRow(e) : ExportJsonLine(e);
-      if (chunk.size() >= kExportChunkBytes) {
-        if (!write(chunk))
-          return Error(absl::StatusCode::kCancelled, "CANCELLED", "client went away");
-        chunk.clear();
-      }
+  return std::unique_ptr<AuditExport>(
+      new AuditExport(options_.runner, std::move(tenant), csv, std::move(q), std::move(chunk)));
+}
+
+absl::Status AuditExport::ReadPage() {
+  // A page of events per short transaction, each cut into chunks before
+  // the next is read.
+  std::vector<v1::AuditEvent> page;
+  RETURN_IF_ERROR(runner_->store().RunInTransaction([&](Transaction& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(page, tx.audit().ListEvents(tenant_, query_));
+    return absl::OkStatus();
+  }));
+  for (const v1::AuditEvent& e : page) {
+    chunk_ += csv_ ? ExportCsvRow(e) : ExportJsonLine(e);
+    if (chunk_.size() >= kExportChunkBytes) {
+      ready_.push_back(std::move(chunk_));
+      chunk_.clear();
     }
-    if (static_cast<int>(page.size()) < q.limit) break;
-    q.after = Cursor{absl::StrCat(page.back().sequence()), ""};
   }
-  if (!chunk.empty() && !write(chunk)) {
-    return Error(absl::StatusCode::kCancelled, "CANCELLED", "client went away");
+  if (static_cast<int>(page.size()) < query_.limit) {
+    read_all_ = true;
+    if (!chunk_.empty()) ready_.push_back(std::move(chunk_));
+    chunk_.clear();
+  } else {
+    query_.after = Cursor{absl::StrCat(page.back().sequence()), ""};
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> AuditExport::Next() {
+  while (ready_.empty() && !read_all_) RETURN_IF_ERROR(ReadPage());
+  if (ready_.empty()) return std::string();
+  std::string chunk = std::move(ready_.front());
+  ready_.pop_front();
+  return chunk;
+}
+
+absl::Status AuditUseCases::ExportAuditEvents(
+    const C& c, const v1::ExportAuditEventsRequest& r,
+    const std::function<bool(const std::string&)>& write) {
+  ASSIGN_OR_RETURN(std::unique_ptr<AuditExport> pulled, StartExport(c, r));
+  while (true) {
+    ASSIGN_OR_RETURN(std::string chunk, pulled->Next());
+    if (chunk.empty()) return absl::OkStatus();
+    if (!write(chunk)) return Error(absl::StatusCode::kCancelled, "CANCELLED", "client went away");
+  }
 }
 
 }  // namespace lockbox

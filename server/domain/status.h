@@ -46,6 +46,9 @@ inline constexpr Reason kSignatureInvalid{v1::SIGNATURE_INVALID};
 inline constexpr Reason kLastAdmin{v1::LAST_ADMIN};
 inline constexpr Reason kRequestInProgress{v1::REQUEST_IN_PROGRESS};
 inline constexpr Reason kDatabaseBusy{v1::DATABASE_BUSY};
+inline constexpr Reason kStreamLimit{v1::STREAM_LIMIT};
+inline constexpr Reason kRateLimited{v1::RATE_LIMITED};
+inline constexpr Reason kOverloaded{v1::OVERLOADED};
 }  // namespace reason
 
 // An error with a reason.

@@ -114,8 +114,13 @@ grpc::Status CallScope::Finish(const absl::Status& result) {
   if (!caller_.on_behalf_of.empty()) {
     line.Add("on_behalf_of", ClaimedOnBehalfOf(caller_.on_behalf_of));
   }
-  line.Add("code", GrpcCodeName(static_cast<int>(status.error_code())))
-      .Add("latency_ms", std::round(seconds * 1e6) / 1e3)
+  line.Add("code", GrpcCodeName(static_cast<int>(status.error_code())));
+  // Which refusal it was (e.g. RATE_LIMITED or OVERLOADED of one code).
+  if (!result.ok()) {
+    std::string reason = ReasonOf(result);
+    if (!reason.empty()) line.Add("reason", reason);
+  }
+  line.Add("latency_ms", std::round(seconds * 1e6) / 1e3)
       .Add("request_id", request_id_);
   line.Write();
   return status;

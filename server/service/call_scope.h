@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <exception>
+#include <memory>
 #include <string>
 #include <type_traits>
 
@@ -18,6 +19,7 @@
 #include "server/app/use_case_runner.h"
 #include "server/domain/status.h"
 #include "server/observe/log.h"
+#include "server/service/serving.h"
 
 namespace lockbox {
 
@@ -73,28 +75,68 @@ class CallScope {
   std::chrono::steady_clock::time_point start_;
 };
 
-// A synchronous unary (or server-streaming) handler: fn(caller) returns
-// absl::StatusOr<Response>.
+// Whether a unary call changes state (rate-limited per caller) or reads.
+enum class CallKind { kRead, kChange };
+
+// A callback-API unary handler whose work blocks: fn(caller) returns
+// absl::StatusOr<Response> and runs on `serving`'s call executor, never on
+// gRPC's event thread. A state-changing call past its caller's rate limit,
+// or any call when the executor's queue is full, is refused here
+// (RESOURCE_EXHAUSTED), logged and counted as shed.
+// REQUIRES: `serving` outlives the call; fn is copyable or movable and
+// holds only what lives until the call finishes (the request does).
 template <typename Response, typename Fn>
-grpc::Status Handle(const char* method, grpc::ServerContext* context, Response* response, Fn&& fn) {
-  CallScope call(method, context);
-  absl::Status status = call.Run([&]() -> absl::Status {
-    ASSIGN_OR_RETURN(*response, fn(call.caller()));
-    return absl::OkStatus();
-  });
-  return call.Finish(status);
+grpc::ServerUnaryReactor* ServeUnary(const char* method, CallKind kind,
+                                     grpc::CallbackServerContext* context, Serving* serving,
+                                     Response* response, Fn&& fn) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto call = std::make_shared<CallScope>(method, context);
+  if (kind == CallKind::kChange) {
+    absl::Status admitted = serving->AdmitChange(call->caller());
+    if (!admitted.ok()) {
+      Serving::CountShed(method, "rate_limited");
+      reactor->Finish(call->Finish(admitted));
+      return reactor;
+    }
+  }
+  bool queued = serving->calls().TrySubmit(
+      [call, context, reactor, response, fn = std::forward<Fn>(fn)]() mutable {
+        absl::Status status;
+        if (context->IsCancelled()) {
+          // Nobody waits for the answer: spend no database time on it.
+          status = Error(absl::StatusCode::kCancelled, "CANCELLED", "cancelled before it ran");
+        } else {
+          status = call->Run([&]() -> absl::Status {
+            ASSIGN_OR_RETURN(*response, fn(call->caller()));
+            return absl::OkStatus();
+          });
+        }
+        reactor->Finish(call->Finish(status));
+      });
+  if (!queued) {
+    Serving::CountShed(method, "queue_full");
+    reactor->Finish(call->Finish(Serving::Overloaded()));
+  }
+  return reactor;
 }
 
 }  // namespace lockbox
 
-// Defines a unary RPC that forwards to the use-case method of the same name.
-#define LOCKBOX_UNARY(Method, Request, Response)                                                \
-  grpc::Status Method(grpc::ServerContext* context, const Request* request, Response* response) \
-      override {                                                                                \
-    return ::lockbox::Handle(#Method, context, response,                                        \
-                             [&](const ::lockbox::CallerIdentity& caller) {                     \
-                               return use_cases_->Method(caller, *request);                     \
-                             });                                                                \
+// Defines a callback-API unary RPC that forwards to the use-case method of
+// the same name on the service's executor. The class has `use_cases_` and
+// `serving_` members. LOCKBOX_UNARY reads; LOCKBOX_CHANGE changes state
+// and is rate-limited per caller.
+#define LOCKBOX_UNARY_OF_KIND(Kind, Method, Request, Response)                             \
+  grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* context,                  \
+                                   const Request* request, Response* response) override { \
+    return ::lockbox::ServeUnary(#Method, Kind, context, serving_, response,              \
+                                 [this, request](const ::lockbox::CallerIdentity& caller) { \
+                                   return use_cases_->Method(caller, *request);           \
+                                 });                                                      \
   }
+#define LOCKBOX_UNARY(Method, Request, Response) \
+  LOCKBOX_UNARY_OF_KIND(::lockbox::CallKind::kRead, Method, Request, Response)
+#define LOCKBOX_CHANGE(Method, Request, Response) \
+  LOCKBOX_UNARY_OF_KIND(::lockbox::CallKind::kChange, Method, Request, Response)
 
 #endif  // LOCKBOX_SERVER_SERVICE_CALL_SCOPE_H_

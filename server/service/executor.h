@@ -1,6 +1,7 @@
-// A fixed set of threads running submitted work in order of arrival. For
-// callback-API handlers whose slow path must block (a database read) off
-// gRPC's event threads.
+// A fixed set of threads running submitted work in order of arrival, with a
+// bounded queue. For callback-API handlers whose work must block (a
+// database read) off gRPC's event threads: when the queue is full the
+// caller sheds the call instead of queueing it without end.
 #ifndef LOCKBOX_SERVER_SERVICE_EXECUTOR_H_
 #define LOCKBOX_SERVER_SERVICE_EXECUTOR_H_
 
@@ -17,8 +18,10 @@ namespace lockbox {
 // Thread-safe. The destructor runs what was submitted, then joins.
 class Executor {
  public:
+  // `max_queued`: work waiting for a thread beyond which TrySubmit refuses;
+  // 0 is no bound.
   // REQUIRES: threads > 0 (with none, nothing submitted would ever run).
-  explicit Executor(int threads) {
+  explicit Executor(int threads, size_t max_queued = 0) : max_queued_(max_queued) {
     for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
   }
   // REQUIRES: not called from submitted work.
@@ -42,6 +45,23 @@ class Executor {
     cv_.Signal();
   }
 
+  // As Submit, unless max_queued works already wait: then false, and `work`
+  // is dropped unrun.
+  bool TrySubmit(std::function<void()> work) ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (max_queued_ > 0 && queue_.size() >= max_queued_) return false;
+      queue_.push_back(std::move(work));
+    }
+    cv_.Signal();
+    return true;
+  }
+
+  size_t queued() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return queue_.size();
+  }
+
  private:
   void Work() ABSL_LOCKS_EXCLUDED(mu_) {
     mu_.Lock();
@@ -57,7 +77,8 @@ class Executor {
     mu_.Unlock();
   }
 
-  absl::Mutex mu_;
+  const size_t max_queued_;
+  mutable absl::Mutex mu_;
   // Signalled when queue_ gains work or stopping_ is set.
   absl::CondVar cv_;
   std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);

@@ -1,6 +1,7 @@
-// The five Lockbox gRPC services: adapters only. Each RPC forwards to the
-// use-case method of the same name (see call_scope.h); the logic lives in
-// server/app and server/domain.
+// The five Lockbox gRPC services, all on gRPC's callback API: adapters
+// only. Each RPC forwards to the use-case method of the same name on the
+// serving's executor (see call_scope.h); the logic lives in server/app and
+// server/domain. No handler holds one of gRPC's threads while it waits.
 #ifndef LOCKBOX_SERVER_SERVICE_SERVICES_H_
 #define LOCKBOX_SERVER_SERVICE_SERVICES_H_
 
@@ -12,101 +13,107 @@
 #include "server/app/use_cases.h"
 #include "server/app/watch_hub.h"
 #include "server/service/call_scope.h"
-#include "server/service/executor.h"
+#include "server/service/serving.h"
 
 namespace lockbox {
 
-class PolicyService final : public v1::PolicyService::Service {
+class PolicyService final : public v1::PolicyService::CallbackService {
  public:
-  explicit PolicyService(PolicyUseCases* use_cases) : use_cases_(use_cases) {}
-  LOCKBOX_UNARY(CreateTenant, v1::CreateTenantRequest, v1::Tenant)
+  PolicyService(PolicyUseCases* use_cases, Serving* serving)
+      : use_cases_(use_cases), serving_(serving) {}
+  LOCKBOX_CHANGE(CreateTenant, v1::CreateTenantRequest, v1::Tenant)
   LOCKBOX_UNARY(GetTenant, v1::GetTenantRequest, v1::Tenant)
   LOCKBOX_UNARY(GetTenantIdentity, v1::GetTenantIdentityRequest, v1::TenantIdentity)
-  LOCKBOX_UNARY(UpdateTenantIdentity, v1::UpdateTenantIdentityRequest, v1::TenantIdentity)
+  LOCKBOX_CHANGE(UpdateTenantIdentity, v1::UpdateTenantIdentityRequest, v1::TenantIdentity)
   LOCKBOX_UNARY(ListTenants, v1::ListTenantsRequest, v1::ListTenantsResponse)
   LOCKBOX_UNARY(GetLockboxPolicy, v1::GetLockboxPolicyRequest, v1::LockboxPolicy)
-  LOCKBOX_UNARY(UpdateLockboxPolicy, v1::UpdateLockboxPolicyRequest, v1::LockboxPolicy)
-  LOCKBOX_UNARY(CreateEnvironment, v1::CreateEnvironmentRequest, v1::Environment)
+  LOCKBOX_CHANGE(UpdateLockboxPolicy, v1::UpdateLockboxPolicyRequest, v1::LockboxPolicy)
+  LOCKBOX_CHANGE(CreateEnvironment, v1::CreateEnvironmentRequest, v1::Environment)
   LOCKBOX_UNARY(GetEnvironment, v1::GetEnvironmentRequest, v1::Environment)
   LOCKBOX_UNARY(ListEnvironments, v1::ListEnvironmentsRequest, v1::ListEnvironmentsResponse)
-  LOCKBOX_UNARY(UpdateEnvironment, v1::UpdateEnvironmentRequest, v1::Environment)
-  LOCKBOX_UNARY(CreateRoleBinding, v1::CreateRoleBindingRequest, v1::RoleBinding)
+  LOCKBOX_CHANGE(UpdateEnvironment, v1::UpdateEnvironmentRequest, v1::Environment)
+  LOCKBOX_CHANGE(CreateRoleBinding, v1::CreateRoleBindingRequest, v1::RoleBinding)
   LOCKBOX_UNARY(ListRoleBindings, v1::ListRoleBindingsRequest, v1::ListRoleBindingsResponse)
-  LOCKBOX_UNARY(DeleteRoleBinding, v1::DeleteRoleBindingRequest, google::protobuf::Empty)
+  LOCKBOX_CHANGE(DeleteRoleBinding, v1::DeleteRoleBindingRequest, google::protobuf::Empty)
 
  private:
   PolicyUseCases* use_cases_;
+  Serving* serving_;
 };
 
-// WatchAccessRequest runs on the callback API (a waiting client holds no
-// thread); the unary methods on the synchronous one.
-class AccessRequestService final
-    : public v1::AccessRequestService::WithCallbackMethod_WatchAccessRequest<
-          v1::AccessRequestService::Service> {
+// A waiting WatchAccessRequest holds no thread; its first read runs on the
+// call executor. It counts against the caller's stream cap.
+class AccessRequestService final : public v1::AccessRequestService::CallbackService {
  public:
-  AccessRequestService(AccessRequestUseCases* use_cases, WatchHub* hub)
-      : use_cases_(use_cases), hub_(hub) {}
-  LOCKBOX_UNARY(CreateAccessRequest, v1::CreateAccessRequestRequest, v1::AccessRequest)
+  AccessRequestService(AccessRequestUseCases* use_cases, WatchHub* hub, Serving* serving)
+      : use_cases_(use_cases), hub_(hub), serving_(serving) {}
+  LOCKBOX_CHANGE(CreateAccessRequest, v1::CreateAccessRequestRequest, v1::AccessRequest)
   LOCKBOX_UNARY(GetAccessRequest, v1::GetAccessRequestRequest, v1::AccessRequest)
   LOCKBOX_UNARY(ListAccessRequests, v1::ListAccessRequestsRequest, v1::ListAccessRequestsResponse)
-  LOCKBOX_UNARY(ApproveAccessRequest, v1::ApproveAccessRequestRequest, v1::AccessRequest)
-  LOCKBOX_UNARY(DenyAccessRequest, v1::DenyAccessRequestRequest, v1::AccessRequest)
-  LOCKBOX_UNARY(CancelAccessRequest, v1::CancelAccessRequestRequest, v1::AccessRequest)
+  LOCKBOX_CHANGE(ApproveAccessRequest, v1::ApproveAccessRequestRequest, v1::AccessRequest)
+  LOCKBOX_CHANGE(DenyAccessRequest, v1::DenyAccessRequestRequest, v1::AccessRequest)
+  LOCKBOX_CHANGE(CancelAccessRequest, v1::CancelAccessRequestRequest, v1::AccessRequest)
   grpc::ServerWriteReactor<v1::AccessRequest>* WatchAccessRequest(
       grpc::CallbackServerContext* context, const v1::WatchAccessRequestRequest* request) override;
 
  private:
   AccessRequestUseCases* use_cases_;
   WatchHub* hub_;
+  Serving* serving_;
 };
 
-// CheckAccess, the data plane's hot path, runs on the callback API: an
-// answer from memory is sent from gRPC's own thread with no hand-off; one
-// that needs the database runs on `slow_path` (not owned).
-class GrantService final
-    : public v1::GrantService::WithCallbackMethod_CheckAccess<v1::GrantService::Service> {
+// CheckAccess, the data plane's hot path: an answer from memory is sent
+// from gRPC's own thread with no hand-off; one that needs the database runs
+// on the serving's CheckAccess executor for the caller (enforcers apart
+// from everyone else), so a flood of other callers' checks cannot queue
+// ahead of the enforcers'.
+class GrantService final : public v1::GrantService::CallbackService {
  public:
-  GrantService(GrantUseCases* use_cases, Executor* slow_path)
-      : use_cases_(use_cases), slow_path_(slow_path) {}
+  GrantService(GrantUseCases* use_cases, Serving* serving)
+      : use_cases_(use_cases), serving_(serving) {}
   LOCKBOX_UNARY(GetGrant, v1::GetGrantRequest, v1::Grant)
   LOCKBOX_UNARY(ListGrants, v1::ListGrantsRequest, v1::ListGrantsResponse)
-  LOCKBOX_UNARY(ReleaseGrant, v1::ReleaseGrantRequest, v1::Grant)
-  LOCKBOX_UNARY(RevokeGrant, v1::RevokeGrantRequest, v1::Grant)
+  LOCKBOX_CHANGE(ReleaseGrant, v1::ReleaseGrantRequest, v1::Grant)
+  LOCKBOX_CHANGE(RevokeGrant, v1::RevokeGrantRequest, v1::Grant)
   grpc::ServerUnaryReactor* CheckAccess(grpc::CallbackServerContext* context,
                                         const v1::CheckAccessRequest* request,
                                         v1::CheckAccessResponse* response) override;
 
  private:
   GrantUseCases* use_cases_;
-  Executor* slow_path_;
+  Serving* serving_;
 };
 
-class AuditService final : public v1::AuditService::Service {
+class AuditService final : public v1::AuditService::CallbackService {
  public:
-  explicit AuditService(AuditUseCases* use_cases) : use_cases_(use_cases) {}
+  AuditService(AuditUseCases* use_cases, Serving* serving)
+      : use_cases_(use_cases), serving_(serving) {}
   LOCKBOX_UNARY(ListAuditEvents, v1::ListAuditEventsRequest, v1::ListAuditEventsResponse)
   LOCKBOX_UNARY(VerifyAuditLog, v1::VerifyAuditLogRequest, v1::VerifyAuditLogResponse)
-  LOCKBOX_UNARY(CreateAuditCheckpoint, v1::CreateAuditCheckpointRequest, v1::AuditCheckpoint)
+  LOCKBOX_CHANGE(CreateAuditCheckpoint, v1::CreateAuditCheckpointRequest, v1::AuditCheckpoint)
   LOCKBOX_UNARY(ListAuditCheckpoints, v1::ListAuditCheckpointsRequest,
                 v1::ListAuditCheckpointsResponse)
   LOCKBOX_UNARY(GetAuditPublicKey, v1::GetAuditPublicKeyRequest, v1::AuditPublicKeys)
-  // Streams chunk by chunk; gRPC's flow control keeps the server's memory
-  // flat when the client reads slowly.
-  grpc::Status ExportAuditEvents(
-      grpc::ServerContext* context, const v1::ExportAuditEventsRequest* request,
-      grpc::ServerWriter<v1::ExportAuditEventsResponse>* writer) override;
+  // Streams chunk by chunk, a page read on the executor per step and the
+  // next step started when the client has taken the last chunk: a slow
+  // reader holds no thread and no transaction.
+  grpc::ServerWriteReactor<v1::ExportAuditEventsResponse>* ExportAuditEvents(
+      grpc::CallbackServerContext* context, const v1::ExportAuditEventsRequest* request) override;
 
  private:
   AuditUseCases* use_cases_;
+  Serving* serving_;
 };
 
-class NotificationService final : public v1::NotificationService::Service {
+class NotificationService final : public v1::NotificationService::CallbackService {
  public:
-  explicit NotificationService(NotificationUseCases* use_cases) : use_cases_(use_cases) {}
+  NotificationService(NotificationUseCases* use_cases, Serving* serving)
+      : use_cases_(use_cases), serving_(serving) {}
   LOCKBOX_UNARY(ListNotifications, v1::ListNotificationsRequest, v1::ListNotificationsResponse)
 
  private:
   NotificationUseCases* use_cases_;
+  Serving* serving_;
 };
 
 }  // namespace lockbox

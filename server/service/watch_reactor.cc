@@ -15,15 +15,36 @@ std::pair<int64_t, int> WatchReactor::Rank(const v1::AccessRequest& r) {
   return {version, IsTerminal(r.state()) ? 1 : 0};
 }
 
-void WatchReactor::Begin(const v1::AccessRequest& initial) {
+void WatchReactor::Begin(std::string request_id, const v1::AccessRequest& initial) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (end_after_write_) {
+      // Cancelled while the first read ran: nothing to register.
+      started_ = true;
+      EndLocked(*end_after_write_);
+      return;
+    }
+  }
+  request_id_ = std::move(request_id);
   registered_ = true;
   hub_->Add(request_id_, this);
+  {
+    absl::MutexLock lock(&mu_);
+    started_ = true;
+    if (end_after_write_) {
+      // Ended meanwhile (cancelled, or the hub closed): the write under
+      // way, if any, ends it; else it ends now.
+      if (!writing_) EndLocked(*end_after_write_);
+      return;
+    }
+  }
   Update(initial);
 }
 
 void WatchReactor::Refuse(const grpc::Status& status) {
   absl::MutexLock lock(&mu_);
-  EndLocked(status);
+  started_ = true;
+  EndLocked(end_after_write_ ? *end_after_write_ : status);
 }
 
 void WatchReactor::Update(const v1::AccessRequest& request) {
@@ -53,7 +74,7 @@ void WatchReactor::WriteNextLocked() {
 
 void WatchReactor::EndLocked(const grpc::Status& status) {
   if (finished_) return;
-  if (writing_) {
+  if (writing_ || !started_) {
     if (!end_after_write_) end_after_write_ = status;
     return;
   }

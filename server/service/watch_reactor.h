@@ -14,22 +14,26 @@
 #include "absl/synchronization/mutex.h"
 #include "lockbox/v1/resources.pb.h"
 #include "server/app/watch_hub.h"
+#include "server/service/serving_limits.h"
 
 namespace lockbox {
 
 class WatchReactor final : public grpc::ServerWriteReactor<v1::AccessRequest>,
                            public WatchHub::Watcher {
  public:
-  // Deletes itself in OnDone. REQUIRES: `hub` outlives the call.
-  WatchReactor(WatchHub* hub, std::string request_id)
-      : hub_(hub), request_id_(std::move(request_id)) {}
+  // Deletes itself in OnDone; `slot` (the stream's place under its caps)
+  // goes with it. REQUIRES: `hub` outlives the call.
+  WatchReactor(WatchHub* hub, StreamSlot slot) : hub_(hub), slot_(std::move(slot)) {}
 
-  // Registers with the hub and sends `initial`.
-  // REQUIRES: called once, by the handler that made the reactor, before it
-  // returns the reactor to gRPC.
-  void Begin(const v1::AccessRequest& initial) ABSL_LOCKS_EXCLUDED(mu_);
+  bool has_slot() const { return slot_.held(); }
+
+  // Registers with the hub for request `request_id` and sends `initial`.
+  // Until Begin or Refuse the call does not end, even if cancelled (it ends
+  // then), so they may run on another thread after the handler returned.
+  // REQUIRES: exactly one of Begin and Refuse is called, once.
+  void Begin(std::string request_id, const v1::AccessRequest& initial)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Ends the call before it began (e.g. permission denied).
-  // REQUIRES: called instead of Begin, in the same way.
   void Refuse(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
 
   // WatchHub::Watcher. The hub's lock is taken before this reactor's, never
@@ -48,12 +52,14 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::AccessRequest>,
   static std::pair<int64_t, int> Rank(const v1::AccessRequest& r);
   // Starts writing pending_, if any. REQUIRES: no write under way.
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Finishes with `status` now, or after the write under way.
+  // Finishes with `status` now, or after the write under way, or once
+  // Begin or Refuse has run.
   void EndLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   WatchHub* const hub_;
-  const std::string request_id_;
-  // Set by Begin before gRPC can call OnDone, which reads it: needs no lock.
+  StreamSlot slot_;
+  // Set by Begin before the call can end, and read by OnDone: needs no lock.
+  std::string request_id_;
   bool registered_ = false;
   absl::Mutex mu_;
   std::pair<int64_t, int> last_rank_ ABSL_GUARDED_BY(mu_){-1, 0};
@@ -62,6 +68,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::AccessRequest>,
   v1::AccessRequest writing_message_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<grpc::Status> end_after_write_ ABSL_GUARDED_BY(mu_);
 };
 

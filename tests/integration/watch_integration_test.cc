@@ -24,8 +24,10 @@ class WatchTest : public ::testing::Test {
     certs_ = new Certificates(kTd);
     for (const char* who : {"alice", "bob", "mallory"}) certs_->Make(who, std::string("operator/") + who);
     certs_->Make("dana", "tenant/watched/user/dana");
-    a_ = new ServerProcess(*certs_, db_->url(), Id("operator/admin"));
-    b_ = new ServerProcess(*certs_, db_->url(), Id("operator/admin"));
+    // One engineer holds a thousand watches in AThousandWatchersAreAllReleased:
+    // the hub's scale is tested here, the per-caller cap in serving_integration.
+    a_ = new ServerProcess(*certs_, db_->url(), Id("operator/admin"), Flags());
+    b_ = new ServerProcess(*certs_, db_->url(), Id("operator/admin"), Flags());
     ASSERT_TRUE(a_->WaitReady("admin"));
     ASSERT_TRUE(b_->WaitReady("admin"));
     auto admin = Connect("admin", b_->target());
@@ -106,6 +108,7 @@ class WatchTest : public ::testing::Test {
 
   static TestDatabase* db_;
   static Certificates* certs_;
+  static std::vector<std::string> Flags() { return {"--max-streams-per-caller=1100"}; }
   static ServerProcess* a_;
   static ServerProcess* b_;
 };
@@ -170,7 +173,7 @@ TEST_F(WatchTest, WaiterSurvivesItsReplicaRestartingAndMissingTheDecision) {
   // release the waiter.
   EXPECT_EQ(waiting.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
   delete a_;
-  a_ = new ServerProcess(*certs_, db_->url(), Id("operator/admin"), {}, port);
+  a_ = new ServerProcess(*certs_, db_->url(), Id("operator/admin"), Flags(), port);
   ASSERT_TRUE(a_->WaitReady("admin"));
   Result<v1::Grant> grant = waiting.get();
   ASSERT_TRUE(grant.ok()) << grant.status().error_message();

@@ -437,6 +437,7 @@ bool ServerProcess::WaitExit(double seconds) {
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       return true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

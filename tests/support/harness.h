@@ -164,6 +164,9 @@ class ServerProcess {
   void Signal(int sig);
   // Waits for the process to exit; false if it is still running after `seconds`.
   bool WaitExit(double seconds);
+  // How the process ended, once WaitExit saw it: its exit status, or 128 +
+  // the signal; -1 before.
+  int exit_code() const { return exit_code_; }
   int port() const { return port_; }
   pid_t pid() const { return pid_; }
   int health_port() const { return health_port_; }
@@ -177,6 +180,7 @@ class ServerProcess {
   int port_ = 0;
   int health_port_ = 0;
   int metrics_port_ = 0;
+  int exit_code_ = -1;
 };
 
 // The SMTP server and webhook endpoint of tests/support/receivers.py, as a

@@ -27,7 +27,7 @@
 #include "server/identity/token_verifier.h"
 #include "server/observe/log.h"
 #include "server/observe/metrics.h"
-#include "server/service/executor.h"
+#include "server/service/serving.h"
 #include "server/service/health_service.h"
 #include "server/service/services.h"
 #include "server/service/tls.h"
@@ -35,6 +35,11 @@
 
 namespace lockbox {
 namespace {
+
+// The plaintext health port serves probes: a probe needs one stream at a
+// time, and the watchers need no thread (callback API).
+constexpr int kHealthStreamsPerConnection = 4;
+constexpr int kHealthPortThreads = 4;
 
 // Linking gRPC's reflection library adds reflection to every server it
 // builds; the health port must serve health alone, so it drops it there.
@@ -164,11 +169,12 @@ struct Server::Parts {
   std::unique_ptr<UseCases> use_cases;
   std::unique_ptr<PgChangeFeed> request_feed;
   std::unique_ptr<WatchHub> hub;
+  // The executors every handler's blocking work runs on, off gRPC's event
+  // threads, and the per-caller limits; destroyed after the servers, so
+  // every call they hold is answered.
+  std::unique_ptr<Serving> serving;
   std::unique_ptr<PolicyService> policy_service;
   std::unique_ptr<AccessRequestService> request_service;
-  // CheckAccess's database path, off gRPC's event threads; destroyed after
-  // the server, so every check it holds is answered.
-  std::unique_ptr<Executor> check_slow_path;
   std::unique_ptr<GrantService> grant_service;
   std::unique_ptr<AuditService> audit_service;
   std::unique_ptr<NotificationService> notification_service;
@@ -177,8 +183,13 @@ struct Server::Parts {
   std::unique_ptr<SmtpSender> email;
   std::unique_ptr<WebhookSender> webhook;
   std::unique_ptr<DeliveryWorker> deliverer;
-  std::unique_ptr<HealthService> health;
+  std::unique_ptr<HealthMonitor> health;
+  // Unauthenticated watchers of the plaintext port, by peer address.
+  std::unique_ptr<StreamCaps> health_port_watchers;
+  std::unique_ptr<HealthService> health_service;
+  std::unique_ptr<HealthService> plaintext_health_service;
   std::unique_ptr<grpc::ResourceQuota> quota;
+  std::unique_ptr<grpc::ResourceQuota> health_quota;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
   std::unique_ptr<grpc::Server> health_server;
@@ -289,12 +300,29 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   p->hub->Start();
 
   UseCases& use_cases = *p->use_cases;
-  p->policy_service = std::make_unique<PolicyService>(&use_cases.policy());
-  p->request_service = std::make_unique<AccessRequestService>(&use_cases.requests(), p->hub.get());
-  p->check_slow_path = std::make_unique<Executor>(s.db_pool_size);
-  p->grant_service = std::make_unique<GrantService>(&use_cases.grants(), p->check_slow_path.get());
-  p->audit_service = std::make_unique<AuditService>(&use_cases.audit());
-  p->notification_service = std::make_unique<NotificationService>(&use_cases.notifications());
+  ServingOptions serving_options;
+  serving_options.threads = s.max_threads;
+  serving_options.max_queued = static_cast<size_t>(s.max_queued_calls);
+  // As many as there are connections to run them on, for each side.
+  serving_options.check_threads = s.db_pool_size;
+  serving_options.rate.per_second = s.rate_limit_per_second;
+  serving_options.rate.burst = s.rate_limit_burst;
+  serving_options.max_streams_per_caller = s.max_streams_per_caller;
+  // Who is an enforcer, as this replica's grant view knows it (without the
+  // view, nobody: every CheckAccess then shares one slow path).
+  GrantView* enforcers = s.grant_view ? p->grant_view.get() : nullptr;
+  serving_options.is_enforcer = [enforcers](const std::string& spiffe_id) {
+    return enforcers != nullptr && enforcers->IsEnforcer(spiffe_id);
+  };
+  p->serving = std::make_unique<Serving>(std::move(serving_options));
+  Serving* serving = p->serving.get();
+  p->policy_service = std::make_unique<PolicyService>(&use_cases.policy(), serving);
+  p->request_service =
+      std::make_unique<AccessRequestService>(&use_cases.requests(), p->hub.get(), serving);
+  p->grant_service = std::make_unique<GrantService>(&use_cases.grants(), serving);
+  p->audit_service = std::make_unique<AuditService>(&use_cases.audit(), serving);
+  p->notification_service =
+      std::make_unique<NotificationService>(&use_cases.notifications(), serving);
 
   // What time decides, and the outbox: in every replica.
   p->sweeper = std::make_unique<Sweeper>(&use_cases, absl::Minutes(s.audit_checkpoint_minutes));
@@ -322,7 +350,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   p->sweeping->Start();
   p->deliverer->Start();
   PgStore* pg = p->store.get();
-  p->health = std::make_unique<HealthService>([pg] { return pg->Ping(); });
+  p->health = std::make_unique<HealthMonitor>([pg] { return pg->Ping(); });
+  p->health->Start();
+  p->health_service = std::make_unique<HealthService>(p->health.get(), &serving->streams(),
+                                                      HealthService::WatcherKey::kCaller);
+  p->health_port_watchers =
+      std::make_unique<StreamCaps>(s.max_streams_per_caller, s.max_health_watchers);
+  p->plaintext_health_service = std::make_unique<HealthService>(
+      p->health.get(), p->health_port_watchers.get(), HealthService::WatcherKey::kPeerAddress);
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -332,15 +367,21 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   builder.RegisterService(p->grant_service.get());
   builder.RegisterService(p->audit_service.get());
   builder.RegisterService(p->notification_service.get());
-  builder.RegisterService(p->health.get());
+  builder.RegisterService(p->health_service.get());
   builder.SetMaxReceiveMessageSize(1 << 20);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, s.max_streams_per_connection);
+  // gRPC sets SO_REUSEPORT by default: a second lockboxd on this port would
+  // then start and share it. Refuse instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Every Lockbox service is on the callback API; the quota now bounds
+  // only what gRPC still serves synchronously (reflection).
   p->quota = std::make_unique<grpc::ResourceQuota>("lockboxd");
   p->quota->SetMaxThreads(s.max_threads);
   builder.SetResourceQuota(*p->quota);
   p->server = builder.BuildAndStart();
   if (!p->server || p->port == 0) {
-    return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", s.listen));
+    return absl::UnavailableError(absl::StrCat(
+        "--listen: cannot listen on ", s.listen, " (in use by another process, or not ours)"));
   }
 
   // The health port serves health alone, in plaintext, for probes that
@@ -349,11 +390,20 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
     grpc::ServerBuilder hb;
     hb.SetOption(std::make_unique<WithoutReflection>());
     hb.AddListeningPort(s.health_listen, grpc::InsecureServerCredentials(), &p->health_port);
-    hb.RegisterService(p->health.get());
+    hb.RegisterService(p->plaintext_health_service.get());
+    hb.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+    // Anyone can reach it: few streams per connection, a cap on watchers in
+    // all and per peer address (HealthService), and a thread bound.
+    hb.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kHealthStreamsPerConnection);
+    hb.SetMaxReceiveMessageSize(4096);
+    p->health_quota = std::make_unique<grpc::ResourceQuota>("lockboxd-health");
+    p->health_quota->SetMaxThreads(kHealthPortThreads);
+    hb.SetResourceQuota(*p->health_quota);
     p->health_server = hb.BuildAndStart();
     if (!p->health_server || p->health_port == 0) {
-      return absl::UnavailableError(
-          absl::StrCat("--health-listen: cannot listen on ", s.health_listen));
+      return absl::UnavailableError(absl::StrCat("--health-listen: cannot listen on ",
+                                                 s.health_listen,
+                                                 " (in use by another process, or not ours)"));
     }
   }
   // Metrics: plaintext HTTP, on their own port. Gauges that need the

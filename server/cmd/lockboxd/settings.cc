@@ -328,8 +328,9 @@ void Settings::Register(CLI::App* app) {
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
   app->add_option("--max-threads", max_threads,
-                  "Threads for unary calls; beyond them calls get RESOURCE_EXHAUSTED (waiting "
-                  "watchers use no thread)")
+                  "Threads that run calls needing the database (every service is on gRPC's "
+                  "callback API: no gRPC thread waits); calls wait for one in a queue of "
+                  "--max-queued-calls, beyond which they are shed")
       ->envname("LOCKBOX_MAX_THREADS")
       ->check(CLI::Range(4, 4096))
       ->capture_default_str();
@@ -445,6 +446,38 @@ void Settings::Register(CLI::App* app) {
                 "private and link-local addresses (never in production: it lets a tenant "
                 "make this server call the provider's internal services)")
       ->envname("LOCKBOX_DEV_ALLOW_PRIVATE_WEBHOOKS");
+  // Serving limits (issue 15): no caller can starve the others.
+  app->add_option("--max-queued-calls", max_queued_calls,
+                  "Calls that may wait for one of the --max-threads threads; beyond them a call "
+                  "is shed at once with RESOURCE_EXHAUSTED (OVERLOADED), logged and counted in "
+                  "lockbox_calls_shed_total")
+      ->envname("LOCKBOX_MAX_QUEUED_CALLS")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  app->add_option("--max-streams-per-caller", max_streams_per_caller,
+                  "Open streams (WatchAccessRequest, ExportAuditEvents, health Watch) one caller "
+                  "SPIFFE ID may hold, and unauthenticated health watchers per peer address on "
+                  "the health port; past it RESOURCE_EXHAUSTED (STREAM_LIMIT)")
+      ->envname("LOCKBOX_MAX_STREAMS_PER_CALLER")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app->add_option("--max-health-watchers", max_health_watchers,
+                  "Health Watch streams the plaintext health port holds in all")
+      ->envname("LOCKBOX_MAX_HEALTH_WATCHERS")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app->add_option("--rate-limit-per-second", rate_limit_per_second,
+                  "State-changing calls per second each caller SPIFFE ID may make (a token "
+                  "bucket); past it RESOURCE_EXHAUSTED (RATE_LIMITED) with a retry delay. 0 turns "
+                  "the limit off")
+      ->envname("LOCKBOX_RATE_LIMIT_PER_SECOND")
+      ->check(CLI::Range(0.0, 1000000.0))
+      ->capture_default_str();
+  app->add_option("--rate-limit-burst", rate_limit_burst,
+                  "State-changing calls a caller may make at once after being idle")
+      ->envname("LOCKBOX_RATE_LIMIT_BURST")
+      ->check(CLI::Range(1.0, 1000000.0))
+      ->capture_default_str();
 }
 
 absl::Status Settings::Validate() const {

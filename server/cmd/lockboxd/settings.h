@@ -61,6 +61,12 @@ struct Settings {
   // Tests and development only: webhooks over http:// and to loopback or
   // private addresses.
   bool dev_allow_private_webhooks = false;
+  // Serving limits (issue 15).
+  int max_queued_calls = 256;
+  int max_streams_per_caller = 32;
+  int max_health_watchers = 256;
+  double rate_limit_per_second = 1000;
+  double rate_limit_burst = 2000;
 
   // Declares every setting on `app` (flags, variables, ranges, help), bound
   // to this object, and makes `app` read the config file with the
