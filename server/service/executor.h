@@ -1,5 +1,6 @@
-// A fixed set of threads running submitted work in order of arrival, with a
-// bounded queue. For callback-API handlers whose work must block (a
+// Up to a fixed number of threads running submitted work in order of
+// arrival, with a bounded queue. Threads are started when work finds none
+// idle (and then kept), so an idle replica holds few of them. For callback-API handlers whose work must block (a
 // database read) off gRPC's event threads: when the queue is full the
 // caller sheds the call instead of queueing it without end.
 #ifndef LOCKBOX_SERVER_SERVICE_EXECUTOR_H_
@@ -21,17 +22,19 @@ class Executor {
   // `max_queued`: work waiting for a thread beyond which TrySubmit refuses;
   // 0 is no bound.
   // REQUIRES: threads > 0 (with none, nothing submitted would ever run).
-  explicit Executor(int threads, size_t max_queued = 0) : max_queued_(max_queued) {
-    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
-  }
+  explicit Executor(int threads, size_t max_queued = 0)
+      : max_threads_(threads), max_queued_(max_queued) {}
   // REQUIRES: not called from submitted work.
   ~Executor() ABSL_LOCKS_EXCLUDED(mu_) {
+    std::vector<std::thread> started;
     {
       absl::MutexLock lock(&mu_);
       stopping_ = true;
+      // No thread is started once stopping_ is set.
+      started.swap(threads_);
     }
     cv_.SignalAll();
-    for (std::thread& t : threads_) t.join();
+    for (std::thread& t : started) t.join();
   }
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
@@ -41,6 +44,7 @@ class Executor {
     {
       absl::MutexLock lock(&mu_);
       queue_.push_back(std::move(work));
+      StartThreadIfNeeded();
     }
     cv_.Signal();
   }
@@ -52,6 +56,7 @@ class Executor {
       absl::MutexLock lock(&mu_);
       if (max_queued_ > 0 && queue_.size() >= max_queued_) return false;
       queue_.push_back(std::move(work));
+      StartThreadIfNeeded();
     }
     cv_.Signal();
     return true;
@@ -62,11 +67,30 @@ class Executor {
     return queue_.size();
   }
 
+  // Threads started so far (at most `threads`).
+  size_t threads() const ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return threads_.size();
+  }
+
  private:
+  // More work waits than idle threads will take: start one, up to the cap.
+  void StartThreadIfNeeded() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (stopping_ || queue_.size() <= idle_ ||
+        threads_.size() >= static_cast<size_t>(max_threads_)) {
+      return;
+    }
+    threads_.emplace_back([this] { Work(); });
+  }
+
   void Work() ABSL_LOCKS_EXCLUDED(mu_) {
     mu_.Lock();
     while (true) {
-      while (!stopping_ && queue_.empty()) cv_.Wait(&mu_);
+      while (!stopping_ && queue_.empty()) {
+        ++idle_;
+        cv_.Wait(&mu_);
+        --idle_;
+      }
       if (queue_.empty()) break;  // Stopping, and nothing left.
       std::function<void()> work = std::move(queue_.front());
       queue_.pop_front();
@@ -77,13 +101,16 @@ class Executor {
     mu_.Unlock();
   }
 
+  const int max_threads_;
   const size_t max_queued_;
   mutable absl::Mutex mu_;
   // Signalled when queue_ gains work or stopping_ is set.
   absl::CondVar cv_;
   std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::thread> threads_;
+  // Threads waiting in Work() for work.
+  size_t idle_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace lockbox

@@ -3,10 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <functional>
 
 #include "absl/synchronization/notification.h"
 #include "server/domain/status.h"
+#include "server/service/executor.h"
 #include "server/service/serving.h"
 
 namespace lockbox {
@@ -144,6 +146,45 @@ TEST(StreamCapsTest, SlotsGiveTheirPlaceBackOnceWhenDestroyedOrMoved) {
 
 // Other callers' CheckAccess database paths filling their executor leave
 // the enforcers' free.
+TEST(ExecutorTest, ThreadsStartOnlyWhenWorkFindsNoneIdleAndNeverPassTheCap) {
+  Executor executor(/*threads=*/3, /*max_queued=*/2);
+  EXPECT_EQ(executor.threads(), 0u);  // An idle replica holds none.
+  absl::Notification release;
+  std::atomic<int> running{0};
+  // Whatever fails below, the blocked work ends before the executor does.
+  struct Release {
+    absl::Notification* n;
+    ~Release() {
+      if (!n->HasBeenNotified()) n->Notify();
+    }
+  } release_at_exit{&release};
+  for (int i = 0; i < 3; ++i) {
+    executor.Submit([&] {
+      ++running;
+      release.WaitForNotification();
+    });
+  }
+  ASSERT_TRUE(Eventually([&] { return running.load() == 3; }));
+  EXPECT_EQ(executor.threads(), 3u);
+  // Every thread busy: two more wait, the next is refused.
+  std::atomic<int> ran{0};
+  EXPECT_TRUE(executor.TrySubmit([&] { ++ran; }));
+  EXPECT_TRUE(executor.TrySubmit([&] { ++ran; }));
+  EXPECT_FALSE(executor.TrySubmit([&] { ++ran; }));
+  EXPECT_EQ(executor.threads(), 3u);
+  release.Notify();
+  ASSERT_TRUE(Eventually([&] { return ran.load() == 2; }));
+  // Work one at a time reuses an idle thread.
+  ASSERT_TRUE(Eventually([&] { return executor.queued() == 0; }));
+  absl::SleepFor(absl::Milliseconds(20));
+  for (int i = 0; i < 10; ++i) {
+    std::atomic<bool> done{false};
+    executor.Submit([&] { done = true; });
+    ASSERT_TRUE(Eventually([&] { return done.load(); }));
+  }
+  EXPECT_EQ(executor.threads(), 3u);
+}
+
 TEST(ServingTest, EnforcersSlowPathIsApartFromEveryoneElses) {
   ServingOptions options;
   options.threads = 1;

@@ -308,6 +308,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   serving_options.rate.per_second = s.rate_limit_per_second;
   serving_options.rate.burst = s.rate_limit_burst;
   serving_options.max_streams_per_caller = s.max_streams_per_caller;
+  serving_options.max_streams = s.max_streams;
   // Who is an enforcer, as this replica's grant view knows it (without the
   // view, nobody: every CheckAccess then shares one slow path).
   GrantView* enforcers = s.grant_view ? p->grant_view.get() : nullptr;

@@ -461,6 +461,12 @@ void Settings::Register(CLI::App* app) {
       ->envname("LOCKBOX_MAX_STREAMS_PER_CALLER")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
+  app->add_option("--max-streams", max_streams,
+                  "Open streams of every caller together on the mTLS port (each idle watch "
+                  "costs about 20 KiB); past it RESOURCE_EXHAUSTED (STREAM_LIMIT)")
+      ->envname("LOCKBOX_MAX_STREAMS")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
   app->add_option("--max-health-watchers", max_health_watchers,
                   "Health Watch streams the plaintext health port holds in all")
       ->envname("LOCKBOX_MAX_HEALTH_WATCHERS")

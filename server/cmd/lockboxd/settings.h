@@ -64,6 +64,8 @@ struct Settings {
   // Serving limits (issue 15).
   int max_queued_calls = 256;
   int max_streams_per_caller = 32;
+  // Open streams of all callers together on the mTLS port.
+  int max_streams = 20000;
   int max_health_watchers = 256;
   double rate_limit_per_second = 1000;
   double rate_limit_burst = 2000;
