@@ -85,6 +85,10 @@ std::string Make(const std::string& cn, EVP_PKEY* key, X509* issuer, EVP_PKEY* i
                              reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
   X509_set_issuer_name(cert, issuer != nullptr ? X509_get_subject_name(issuer) : name);
   X509* issuer_or_self = issuer != nullptr ? issuer : cert;
+  // Key identifiers, as real CAs write them: OpenSSL tells two CAs of one
+  // name apart by them (issuer lookup, CRL choice).
+  AddExtension(cert, issuer_or_self, NID_subject_key_identifier, "hash");
+  if (issuer != nullptr) AddExtension(cert, issuer, NID_authority_key_identifier, "keyid:always");
   if (ca) {
     AddExtension(cert, issuer_or_self, NID_basic_constraints, "critical,CA:TRUE");
     AddExtension(cert, issuer_or_self, NID_key_usage, "critical,keyCertSign,cRLSign");
@@ -135,6 +139,67 @@ TestCertificate NewLeaf(const TestCertificate& ca, const std::string& spiffe_id,
   EVP_PKEY_free(ca_key);
   EVP_PKEY_free(key);
   return out;
+}
+
+TestCertificate NewIntermediate(const TestCertificate& issuer, const std::string& common_name,
+                                const std::string& key_type) {
+  TestCertificate out;
+  out.key_pem = NewKeyPem(key_type);
+  EVP_PKEY* key = ReadKey(out.key_pem);
+  EVP_PKEY* issuer_key = ReadKey(issuer.key_pem);
+  X509* issuer_cert = ReadCert(issuer.certificate_pem);
+  out.certificate_pem = Make(common_name, key, issuer_cert, issuer_key, true, "");
+  X509_free(issuer_cert);
+  EVP_PKEY_free(issuer_key);
+  EVP_PKEY_free(key);
+  return out;
+}
+
+std::string NewCrl(const TestCertificate& ca, long number, const std::vector<std::string>& revoked) {
+  EVP_PKEY* key = ReadKey(ca.key_pem);
+  X509* ca_cert = ReadCert(ca.certificate_pem);
+  X509_CRL* crl = X509_CRL_new();
+  X509_CRL_set_version(crl, 1);
+  X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca_cert));
+  ASN1_TIME* t = X509_gmtime_adj(nullptr, -3600);
+  X509_CRL_set1_lastUpdate(crl, t);
+  X509_gmtime_adj(t, 24 * 3600);
+  X509_CRL_set1_nextUpdate(crl, t);
+  X509V3_CTX ext_ctx;
+  X509V3_set_ctx_nodb(&ext_ctx);
+  X509V3_set_ctx(&ext_ctx, ca_cert, nullptr, nullptr, crl, 0);
+  X509_EXTENSION* akid =
+      X509V3_EXT_conf_nid(nullptr, &ext_ctx, NID_authority_key_identifier, "keyid:always");
+  if (akid == nullptr) Die("bad CRL extension");
+  X509_CRL_add_ext(crl, akid, -1);
+  X509_EXTENSION_free(akid);
+  for (const std::string& pem : revoked) {
+    X509* cert = ReadCert(pem);
+    X509_REVOKED* entry = X509_REVOKED_new();
+    X509_REVOKED_set_serialNumber(entry, X509_get_serialNumber(cert));
+    X509_gmtime_adj(t, -60);
+    X509_REVOKED_set_revocationDate(entry, t);
+    X509_CRL_add0_revoked(crl, entry);
+    X509_free(cert);
+  }
+  ASN1_TIME_free(t);
+  ASN1_INTEGER* n = ASN1_INTEGER_new();
+  ASN1_INTEGER_set(n, number);
+  X509_CRL_add1_ext_i2d(crl, NID_crl_number, n, 0, 0);
+  ASN1_INTEGER_free(n);
+  X509_CRL_sort(crl);
+  bool ed = EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519;
+  if (X509_CRL_sign(crl, key, ed ? nullptr : EVP_sha256()) == 0) Die("cannot sign a CRL");
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_X509_CRL(bio, crl);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  std::string pem(data, len);
+  BIO_free(bio);
+  X509_CRL_free(crl);
+  X509_free(ca_cert);
+  EVP_PKEY_free(key);
+  return pem;
 }
 
 }  // namespace lockbox::testing

@@ -5,6 +5,7 @@
 #define LOCKBOX_TESTS_SUPPORT_TEST_PKI_H_
 
 #include <string>
+#include <vector>
 
 namespace lockbox::testing {
 
@@ -24,6 +25,16 @@ TestCertificate NewCa(const std::string& common_name, const std::string& key_typ
 // hour ago for a day.
 TestCertificate NewLeaf(const TestCertificate& ca, const std::string& spiffe_id,
                         const std::string& key_type = "ec");
+
+// A CA certificate signed by `issuer` (an intermediate), with `key_type`'s
+// key; `common_name` may repeat another CA's (a rotation, or an impostor).
+TestCertificate NewIntermediate(const TestCertificate& issuer, const std::string& common_name,
+                                const std::string& key_type = "ec");
+
+// A PEM CRL of `ca` numbered `number`, valid from an hour ago for a day,
+// listing the certificates `revoked` (PEM) as revoked.
+std::string NewCrl(const TestCertificate& ca, long number,
+                   const std::vector<std::string>& revoked = {});
 
 }  // namespace lockbox::testing
 
