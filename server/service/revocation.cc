@@ -113,6 +113,28 @@ absl::Status Refused(absl::string_view why) {
       absl::StrCat("client certificate refused by the revocation check: ", why));
 }
 
+// The trust anchor at the top of the chain OpenSSL built has no CRL of its
+// own to be checked against: with PARTIAL_CHAIN the chain stops at the
+// first trusted certificate (an intermediate in a tenant's bundle), and its
+// parent, the CRL's signer, is not in the chain. Such an anchor is trusted
+// as registered; only that check, at that depth, is let through.
+int ForgiveTrustedTop(int ok, X509_STORE_CTX* ctx) {
+  if (ok == 1) return ok;
+  int err = X509_STORE_CTX_get_error(ctx);
+  if (err != X509_V_ERR_UNABLE_TO_GET_CRL && err != X509_V_ERR_CRL_SIGNATURE_FAILURE &&
+      err != X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER) {
+    return ok;
+  }
+  STACK_OF(X509)* chain = X509_STORE_CTX_get0_chain(ctx);
+  int top = chain == nullptr ? 0 : sk_X509_num(chain) - 1;
+  // A client certificate pinned as its own anchor still needs a CRL.
+  if (top < 1 || X509_STORE_CTX_get_error_depth(ctx) != top) return ok;
+  // The certificates the peer sent come first in the chain; the top is an
+  // anchor only when it came from the store.
+  if (X509_STORE_CTX_get_num_untrusted(ctx) > top) return ok;
+  return 1;
+}
+
 }  // namespace
 
 struct RevocationChecker::Snapshot {
@@ -190,9 +212,11 @@ std::shared_ptr<const RevocationChecker::Snapshot> RevocationChecker::Load() con
   }
   ERR_clear_error();
   // An anchor may be an intermediate a tenant registered (as the identity
-  // layer allows); every certificate of the chain needs its issuer's CRL.
+  // layer allows); every certificate of the chain needs its issuer's CRL,
+  // but the anchor at its top (ForgiveTrustedTop).
   X509_STORE_set_flags(store,
                        X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+  X509_STORE_set_verify_cb(store, ForgiveTrustedTop);
   snapshot->summary = absl::StrJoin(notes, "; ");
   return snapshot;
 }
