@@ -113,6 +113,16 @@ absl::Status Refused(absl::string_view why) {
       absl::StrCat("client certificate refused by the revocation check: ", why));
 }
 
+// The DER of a public key: two CAs of one name are told apart by it.
+std::string KeyId(EVP_PKEY* key) {
+  unsigned char* der = nullptr;
+  int n = i2d_PUBKEY(key, &der);
+  if (n <= 0) return "";
+  std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(n));
+  OPENSSL_free(der);
+  return out;
+}
+
 // The trust anchor at the top of the chain OpenSSL built has no CRL of its
 // own to be checked against: with PARTIAL_CHAIN the chain stops at the
 // first trusted certificate (an intermediate in a tenant's bundle), and its
@@ -154,8 +164,11 @@ std::shared_ptr<const RevocationChecker::Snapshot> RevocationChecker::Load() con
   for (const openssl::Cert& a : anchors) X509_STORE_add_cert(store, a.get());
   ERR_clear_error();
 
-  // Newest signature-checked CRL per issuer name: an old file left beside
-  // its successor cannot bring a revoked certificate back.
+  // Newest signature-checked CRL per issuer, an issuer being a name and the
+  // anchor key that signed it: an old file left beside its successor cannot
+  // bring a revoked certificate back, and a CA of the same name with another
+  // key (a rotation, or a tenant's CA named like the provider's) keeps its
+  // own CRL instead of displacing the other's.
   std::map<std::string, std::pair<Crl, std::string>> best;
   std::vector<std::string> notes;
   std::error_code ec;
@@ -184,21 +197,25 @@ std::shared_ptr<const RevocationChecker::Snapshot> RevocationChecker::Load() con
         notes.push_back(absl::StrCat(name, ": delta CRL of ", NameText(issuer), ": ignored"));
         continue;
       }
-      bool named = false, signed_by_anchor = false;
+      bool named = false;
+      std::string signer;
       for (const openssl::Cert& a : anchors) {
         if (X509_NAME_cmp(X509_get_subject_name(a.get()), issuer) != 0) continue;
         named = true;
-        if (X509_CRL_verify(crl.get(), X509_get0_pubkey(a.get())) == 1) signed_by_anchor = true;
+        if (X509_CRL_verify(crl.get(), X509_get0_pubkey(a.get())) == 1) {
+          signer = KeyId(X509_get0_pubkey(a.get()));
+          break;
+        }
       }
       ERR_clear_error();
       // A CRL of an intermediate the peer sends is checked by OpenSSL
       // against that certificate at each handshake.
-      if (named && !signed_by_anchor) {
+      if (named && signer.empty()) {
         notes.push_back(absl::StrCat(name, ": CRL of ", NameText(issuer),
                                      " not signed by that CA: ignored"));
         continue;
       }
-      std::string key = NameKey(issuer);
+      std::string key = absl::StrCat(NameKey(issuer), std::string(1, '\0'), signer);
       auto it = best.find(key);
       if (it == best.end() || Newer(crl.get(), it->second.first.get())) {
         best[key] = {std::move(crl), name};

@@ -72,5 +72,22 @@ TEST_F(RevocationCheckerTest, AChainEndingAtATrustedIntermediatePasses) {
   EXPECT_FALSE(no_crl.Check(user.certificate_pem, "").ok());
 }
 
+// Two CAs of one name (a key rotation, or a tenant CA named like the
+// provider's): each keeps its own CRL, whatever their numbers.
+TEST_F(RevocationCheckerTest, CasOfOneNameEachKeepTheirCrl) {
+  TestCertificate provider = NewCa("Lockbox provider CA");
+  TestCertificate impostor = NewCa("Lockbox provider CA");
+  TestCertificate alice = NewLeaf(provider, "spiffe://lockbox.test/operator/alice");
+  TestCertificate bob = NewLeaf(provider, "spiffe://lockbox.test/operator/bob");
+  TestCertificate tenant_user = NewLeaf(impostor, "spiffe://lockbox.test/tenant/x/user/u");
+  Anchors({provider, impostor});
+  Write("crls/provider.pem", NewCrl(provider, 5, {bob.certificate_pem}));
+  Write("crls/tenant.pem", NewCrl(impostor, 1000000));
+  RevocationChecker checker(Opts());
+  EXPECT_TRUE(checker.Check(alice.certificate_pem, "").ok());
+  EXPECT_FALSE(checker.Check(bob.certificate_pem, "").ok());
+  EXPECT_TRUE(checker.Check(tenant_user.certificate_pem, "").ok());
+}
+
 }  // namespace
 }  // namespace lockbox::testing
