@@ -3,8 +3,10 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -113,6 +115,31 @@ absl::Status Refused(absl::string_view why) {
       absl::StrCat("client certificate refused by the revocation check: ", why));
 }
 
+// Who a file is now: a file rewritten (in place or by rename) differs.
+struct Stamp {
+  bool present = false;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  off_t size = 0;
+  int64_t mtime_ns = 0;
+  bool operator==(const Stamp& o) const {
+    return present == o.present && dev == o.dev && ino == o.ino && size == o.size &&
+           mtime_ns == o.mtime_ns;
+  }
+};
+
+Stamp StampOf(const std::string& path) {
+  Stamp s;
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return s;
+  s.present = true;
+  s.dev = st.st_dev;
+  s.ino = st.st_ino;
+  s.size = st.st_size;
+  s.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  return s;
+}
+
 // The DER of a public key: two CAs of one name are told apart by it.
 std::string KeyId(EVP_PKEY* key) {
   unsigned char* der = nullptr;
@@ -152,16 +179,81 @@ struct RevocationChecker::Snapshot {
   std::string summary;
 };
 
+struct RevocationChecker::FileState {
+  Stamp stamp;
+  // Shared with the previous reading when the file did not change.
+  std::vector<std::shared_ptr<X509>> certs;
+  std::vector<std::shared_ptr<X509_CRL>> crls;
+  // The file changed but holds no CRL now (half-written, say): its last
+  // CRLs still serve, rather than its issuer having none.
+  bool kept_previous = false;
+};
+
 RevocationChecker::RevocationChecker(Options options) : options_(std::move(options)) {}
 RevocationChecker::~RevocationChecker() = default;
 
-std::shared_ptr<const RevocationChecker::Snapshot> RevocationChecker::Load() const {
+std::shared_ptr<const RevocationChecker::Snapshot> RevocationChecker::Reload() {
+  std::map<std::string, FileState> previous;
+  if (files_ != nullptr) previous = *files_;
+  bool changed = files_ == nullptr;
+  std::map<std::string, FileState> next;
+  std::vector<std::string> notes;
+
+  // The anchors, keyed apart from the CRL files.
+  const std::string anchors_key = "\x01" + options_.anchors_file;
+  {
+    FileState state;
+    state.stamp = StampOf(options_.anchors_file);
+    auto it = previous.find(anchors_key);
+    if (it != previous.end() && it->second.stamp == state.stamp) {
+      state = it->second;
+    } else {
+      changed = true;
+      std::vector<openssl::Cert> certs;
+      ReadPem(ReadFile(options_.anchors_file), &certs, nullptr);
+      for (auto& c : certs) state.certs.emplace_back(c.release(), X509_free);
+    }
+    next[anchors_key] = std::move(state);
+  }
+
+  std::error_code ec;
+  std::vector<std::filesystem::path> paths;
+  for (const auto& entry : std::filesystem::directory_iterator(options_.crl_dir, ec)) {
+    std::string name = entry.path().filename().string();
+    // Dot files: editors' and Kubernetes' (..data) bookkeeping.
+    if (name.empty() || name[0] == '.') continue;
+    std::error_code type_ec;
+    if (!std::filesystem::is_regular_file(entry.path(), type_ec)) continue;
+    paths.push_back(entry.path());
+  }
+  if (ec) notes.push_back(absl::StrCat("cannot list ", options_.crl_dir, ": ", ec.message()));
+  std::sort(paths.begin(), paths.end());
+  for (const auto& path : paths) {
+    FileState state;
+    state.stamp = StampOf(path.string());
+    auto it = previous.find(path.string());
+    if (it != previous.end() && it->second.stamp == state.stamp) {
+      state = it->second;
+    } else {
+      changed = true;
+      for (Crl& crl : ReadCrls(ReadFile(path))) state.crls.emplace_back(crl.release(), X509_CRL_free);
+      if (state.crls.empty() && it != previous.end() && !it->second.crls.empty()) {
+        state.crls = it->second.crls;
+        state.kept_previous = true;
+      }
+    }
+    next[path.string()] = std::move(state);
+  }
+  if (next.size() != previous.size()) changed = true;  // a file removed
+  if (!changed) return nullptr;
+  if (files_ == nullptr) files_ = std::make_unique<std::map<std::string, FileState>>();
+  *files_ = next;
+
   auto snapshot = std::make_shared<Snapshot>();
   snapshot->store.reset(X509_STORE_new());
   X509_STORE* store = snapshot->store.get();
-  std::vector<openssl::Cert> anchors;
-  ReadPem(ReadFile(options_.anchors_file), &anchors, nullptr);
-  for (const openssl::Cert& a : anchors) X509_STORE_add_cert(store, a.get());
+  const std::vector<std::shared_ptr<X509>>& anchors = next[anchors_key].certs;
+  for (const auto& a : anchors) X509_STORE_add_cert(store, a.get());
   ERR_clear_error();
 
   // Newest signature-checked CRL per issuer, an issuer being a name and the
@@ -169,25 +261,13 @@ std::shared_ptr<const RevocationChecker::Snapshot> RevocationChecker::Load() con
   // bring a revoked certificate back, and a CA of the same name with another
   // key (a rotation, or a tenant's CA named like the provider's) keeps its
   // own CRL instead of displacing the other's.
-  std::map<std::string, std::pair<Crl, std::string>> best;
-  std::vector<std::string> notes;
-  std::error_code ec;
-  std::vector<std::filesystem::path> files;
-  for (const auto& entry : std::filesystem::directory_iterator(options_.crl_dir, ec)) {
-    std::string name = entry.path().filename().string();
-    // Dot files: editors' and Kubernetes' (..data) bookkeeping.
-    if (name.empty() || name[0] == '.') continue;
-    std::error_code type_ec;
-    if (!std::filesystem::is_regular_file(entry.path(), type_ec)) continue;
-    files.push_back(entry.path());
-  }
-  if (ec) notes.push_back(absl::StrCat("cannot list ", options_.crl_dir, ": ", ec.message()));
-  std::sort(files.begin(), files.end());
-  for (const auto& path : files) {
+  std::map<std::string, std::pair<std::shared_ptr<X509_CRL>, std::string>> best;
+  for (const auto& path : paths) {
     std::string name = path.filename().string();
-    std::vector<Crl> crls = ReadCrls(ReadFile(path));
-    if (crls.empty()) notes.push_back(absl::StrCat(name, ": no CRL"));
-    for (Crl& crl : crls) {
+    const FileState& state = next[path.string()];
+    if (state.crls.empty()) notes.push_back(absl::StrCat(name, ": no CRL"));
+    if (state.kept_previous) notes.push_back(absl::StrCat(name, ": unreadable, previous CRL kept"));
+    for (const auto& crl : state.crls) {
       const X509_NAME* issuer = X509_CRL_get_issuer(crl.get());
       // A delta CRL is no full list: taken as an issuer's newest, it would
       // hide the base CRL (and OpenSSL is not asked to combine them).
@@ -199,7 +279,7 @@ std::shared_ptr<const RevocationChecker::Snapshot> RevocationChecker::Load() con
       }
       bool named = false;
       std::string signer;
-      for (const openssl::Cert& a : anchors) {
+      for (const auto& a : anchors) {
         if (X509_NAME_cmp(X509_get_subject_name(a.get()), issuer) != 0) continue;
         named = true;
         if (X509_CRL_verify(crl.get(), X509_get0_pubkey(a.get())) == 1) {
@@ -217,9 +297,7 @@ std::shared_ptr<const RevocationChecker::Snapshot> RevocationChecker::Load() con
       }
       std::string key = absl::StrCat(NameKey(issuer), std::string(1, '\0'), signer);
       auto it = best.find(key);
-      if (it == best.end() || Newer(crl.get(), it->second.first.get())) {
-        best[key] = {std::move(crl), name};
-      }
+      if (it == best.end() || Newer(crl.get(), it->second.first.get())) best[key] = {crl, name};
     }
   }
   for (const auto& [key, crl] : best) {
@@ -239,21 +317,42 @@ std::shared_ptr<const RevocationChecker::Snapshot> RevocationChecker::Load() con
 }
 
 std::shared_ptr<const RevocationChecker::Snapshot> RevocationChecker::Current() {
-  absl::Time now = absl::Now();
+  std::shared_ptr<const Snapshot> current;
   {
     absl::ReaderMutexLock read(&mu_);
-    if (snapshot_ != nullptr && now - loaded_ < options_.refresh) return snapshot_;
+    current = snapshot_;
+    if (current != nullptr && absl::Now() - loaded_ < options_.refresh) return current;
   }
-  absl::MutexLock lock(&mu_);
-  if (snapshot_ != nullptr && now - loaded_ < options_.refresh) return snapshot_;
-  snapshot_ = Load();
-  loaded_ = now;
-  if (snapshot_->summary != last_summary_) {
-    last_summary_ = snapshot_->summary;
+  // A handshake never waits for another's reload: the set a second old
+  // serves meanwhile. Only the first handshake has none to use.
+  if (current != nullptr) {
+    if (!load_mu_.TryLock()) return current;
+  } else {
+    load_mu_.Lock();
+  }
+  {
+    absl::ReaderMutexLock read(&mu_);
+    if (snapshot_ != nullptr && absl::Now() - loaded_ < options_.refresh) {
+      current = snapshot_;
+      load_mu_.Unlock();
+      return current;
+    }
+  }
+  absl::Time now = absl::Now();
+  std::shared_ptr<const Snapshot> fresh = Reload();
+  {
+    absl::MutexLock lock(&mu_);
+    if (fresh != nullptr) snapshot_ = fresh;
+    loaded_ = now;
+    current = snapshot_;
+  }
+  if (fresh != nullptr && fresh->summary != last_summary_) {
+    last_summary_ = fresh->summary;
     Log("info", "certificate revocation lists read",
         {{"crl_dir", options_.crl_dir}, {"files", last_summary_}});
   }
-  return snapshot_;
+  load_mu_.Unlock();
+  return current;
 }
 
 absl::Status RevocationChecker::Check(absl::string_view leaf_pem, absl::string_view chain_pem) {

@@ -1,15 +1,18 @@
 // Certificate revocation for the mTLS port (--tls-crl-dir). gRPC's own CRL
 // directory goes through OpenSSL's hashed lookup, which caches
 // `<hash>.r0` for the life of the context and lets a certificate whose
-// issuer has no CRL through. Instead, every CRL in the directory is read
-// again at most once a second, whatever its file is called (PEM or DER),
-// and a client chain is checked against that set with OpenSSL: a revoked
-// certificate, or one whose issuer has no current CRL, is refused.
+// issuer has no CRL through. Instead, every CRL in the directory is read,
+// whatever its file is called (PEM or DER); at most once a second the files
+// are stat()ed and a changed one read again, the new set built outside the
+// lock and swapped in. A client chain is checked against that set with
+// OpenSSL: a revoked certificate, or one whose issuer has no current CRL, is
+// refused.
 #ifndef LOCKBOX_SERVER_SERVICE_REVOCATION_H_
 #define LOCKBOX_SERVER_SERVICE_REVOCATION_H_
 
 #include <openssl/x509.h>
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -48,15 +51,21 @@ class RevocationChecker {
 
  private:
   struct Snapshot;
-  std::shared_ptr<const Snapshot> Current() ABSL_LOCKS_EXCLUDED(mu_);
-  std::shared_ptr<const Snapshot> Load() const;
+  struct FileState;
+  std::shared_ptr<const Snapshot> Current() ABSL_LOCKS_EXCLUDED(mu_, load_mu_);
+  // A new snapshot when a file changed since the last one, else null.
+  std::shared_ptr<const Snapshot> Reload() ABSL_EXCLUSIVE_LOCKS_REQUIRED(load_mu_);
 
   const Options options_;
+  // One loader at a time; handshakes meanwhile use the current snapshot.
+  absl::Mutex load_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  // What each file (by path; the anchors file too) held when last read.
+  std::unique_ptr<std::map<std::string, FileState>> files_ ABSL_GUARDED_BY(load_mu_);
   absl::Mutex mu_;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(mu_);
   absl::Time loaded_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   // What the last load found, logged when it changes (not every second).
-  std::string last_summary_ ABSL_GUARDED_BY(mu_);
+  std::string last_summary_ ABSL_GUARDED_BY(load_mu_);
 };
 
 }  // namespace lockbox

@@ -89,5 +89,27 @@ TEST_F(RevocationCheckerTest, CasOfOneNameEachKeepTheirCrl) {
   EXPECT_TRUE(checker.Check(tenant_user.certificate_pem, "").ok());
 }
 
+// A CRL rewritten in place and read half-written holds no CRL for an
+// instant: the issuer keeps the previous one rather than having none; the
+// complete new file then counts.
+TEST_F(RevocationCheckerTest, AHalfWrittenCrlKeepsThePreviousOne) {
+  TestCertificate ca = NewCa("Lockbox provider CA");
+  TestCertificate alice = NewLeaf(ca, "spiffe://lockbox.test/operator/alice");
+  Anchors({ca});
+  Write("crls/provider.pem", NewCrl(ca, 1));
+  RevocationChecker checker(Opts());
+  ASSERT_TRUE(checker.Check(alice.certificate_pem, "").ok());
+
+  std::string next = NewCrl(ca, 2, {alice.certificate_pem});
+  Write("crls/provider.pem", next.substr(0, next.size() / 2));
+  EXPECT_TRUE(checker.Check(alice.certificate_pem, "").ok());
+  Write("crls/provider.pem", next);
+  EXPECT_FALSE(checker.Check(alice.certificate_pem, "").ok());
+
+  // A file removed takes its CRL with it: fail closed.
+  std::filesystem::remove(dir_ + "/crls/provider.pem");
+  EXPECT_FALSE(checker.Check(alice.certificate_pem, "").ok());
+}
+
 }  // namespace
 }  // namespace lockbox::testing
