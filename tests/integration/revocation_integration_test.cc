@@ -1,7 +1,8 @@
 // Revocation while the servers run (--tls-crl-dir): a CRL rotated under any
 // file name, or rewritten in place, takes effect for new handshakes on every
 // replica within seconds; a certificate whose issuer has no CRL is refused;
-// a newer CRL that no longer lists a certificate lets it back in.
+// a newer CRL that no longer lists a certificate lets it back in; a
+// tenant's users chaining to the intermediate it registered are admitted.
 #include <gtest/gtest.h>
 #include <lockbox/client.h>
 
@@ -132,6 +133,42 @@ TEST_F(RevocationTest, AnIssuerWithoutACrlIsRefused) {
      "-out forger.crt 2>/dev/null");
   WriteCrl("forger", CrlDir() + "/acme-forged.pem");
   EXPECT_TRUE(Eventually([&] { return AllRefuse("carol"); }, 5));
+}
+
+TEST_F(RevocationTest, AUserOfARegisteredIntermediateIsAdmitted) {
+  // Tenant acme's bundle is its issuing intermediate (make-certs signs the
+  // tenant's users with tenant-acme-ca, which exists here already, made
+  // under a root the server never sees).
+  Sh("cd " + certs_.dir() + " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+     "-nodes -days 2 -keyout tenant-acme-root.key -out tenant-acme-root.crt "
+     "-subj '/CN=Lockbox test tenant acme root CA' "
+     "-addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign' "
+     "2>/dev/null && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+     "-keyout tenant-acme-ca.key -out tenant-acme-ca.csr -subj '/CN=Lockbox test tenant acme CA' "
+     "2>/dev/null && printf 'basicConstraints=critical,CA:TRUE\\nkeyUsage=critical,keyCertSign,"
+     "cRLSign\\n' > ca.ext && openssl x509 -req -in tenant-acme-ca.csr -CA tenant-acme-root.crt "
+     "-CAkey tenant-acme-root.key -CAcreateserial -days 2 -extfile ca.ext -out tenant-acme-ca.crt "
+     "2>/dev/null && chmod 644 tenant-acme-ca.crt");
+  Sh("mkdir -p " + CrlDir());
+  WriteCrl("ca", CrlDir() + "/provider.pem");
+  servers_.push_back(std::make_unique<ServerProcess>(
+      certs_, db_.url(), Id("operator/admin"), std::vector<std::string>{"--tls-crl-dir=" + CrlDir()}));
+  ASSERT_TRUE(servers_[0]->WaitReady("admin"));
+  auto admin = LibraryClient(certs_, "admin", servers_[0]->target(), FailFast);
+  ASSERT_TRUE(admin->CreateTenant(TenantRequest(certs_, "acme")).ok());
+  certs_.Make("carol", "tenant/acme/user/admin");
+  certs_.Make("dave", "tenant/acme/user/dave");
+  // The intermediate's CRL is there; its own (the root's) is not, and
+  // could not be checked: its signer is not in the chain.
+  WriteCrl("tenant-acme-ca", CrlDir() + "/acme.pem");
+  EXPECT_TRUE(Eventually([&] { return AllAccept("carol"); }, 5));
+  EXPECT_TRUE(AllAccept("dave"));
+  // Its users' revocations still count.
+  Sh("cd " + certs_.dir() + " && openssl ca -config ca-db/ca.cnf -cert tenant-acme-ca.crt "
+     "-keyfile tenant-acme-ca.key -revoke dave.crt 2>/dev/null");
+  WriteCrl("tenant-acme-ca", CrlDir() + "/acme.pem");
+  EXPECT_TRUE(Eventually([&] { return AllRefuse("dave"); }, 5));
+  EXPECT_TRUE(AllAccept("carol"));
 }
 
 }  // namespace
