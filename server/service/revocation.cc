@@ -236,7 +236,9 @@ std::shared_ptr<const RevocationChecker::Snapshot> RevocationChecker::Reload() {
       state = it->second;
     } else {
       changed = true;
-      for (Crl& crl : ReadCrls(ReadFile(path))) state.crls.emplace_back(crl.release(), X509_CRL_free);
+      for (Crl& crl : ReadCrls(ReadFile(path))) {
+        state.crls.emplace_back(crl.release(), X509_CRL_free);
+      }
       if (state.crls.empty() && it != previous.end() && !it->second.crls.empty()) {
         state.crls = it->second.crls;
         state.kept_previous = true;

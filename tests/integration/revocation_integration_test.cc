@@ -151,8 +151,9 @@ TEST_F(RevocationTest, AUserOfARegisteredIntermediateIsAdmitted) {
      "2>/dev/null && chmod 644 tenant-acme-ca.crt");
   Sh("mkdir -p " + CrlDir());
   WriteCrl("ca", CrlDir() + "/provider.pem");
-  servers_.push_back(std::make_unique<ServerProcess>(
-      certs_, db_.url(), Id("operator/admin"), std::vector<std::string>{"--tls-crl-dir=" + CrlDir()}));
+  servers_.push_back(std::make_unique<ServerProcess>(certs_, db_.url(), Id("operator/admin"),
+                                                     std::vector<std::string>{
+                                                         "--tls-crl-dir=" + CrlDir()}));
   ASSERT_TRUE(servers_[0]->WaitReady("admin"));
   auto admin = LibraryClient(certs_, "admin", servers_[0]->target(), FailFast);
   ASSERT_TRUE(admin->CreateTenant(TenantRequest(certs_, "acme")).ok());

@@ -155,7 +155,8 @@ TestCertificate NewIntermediate(const TestCertificate& issuer, const std::string
   return out;
 }
 
-std::string NewCrl(const TestCertificate& ca, long number, const std::vector<std::string>& revoked) {
+std::string NewCrl(const TestCertificate& ca, long number,
+                   const std::vector<std::string>& revoked) {
   EVP_PKEY* key = ReadKey(ca.key_pem);
   X509* ca_cert = ReadCert(ca.certificate_pem);
   X509_CRL* crl = X509_CRL_new();
