@@ -111,9 +111,11 @@ pg_start() {
   as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -o "$opts" -w start >/dev/null
   local url="postgresql:///postgres?host=$dir/run&user=postgres&passfile=$pgpass"
   if [ -n "$legacy" ]; then
-    psql "$url" -q -v pw="$password" <<'SQL' >/dev/null
-ALTER ROLE postgres PASSWORD :'pw';
-SQL
+    # The password goes in on stdin (printf is a builtin): on psql's command
+    # line any local user could read it in /proc/*/cmdline. It is hex.
+    { printf '\\set pw %s\n' "$password"
+      printf '%s\n' "ALTER ROLE postgres PASSWORD :'pw';"
+    } | psql "$url" -q >/dev/null
     as_pg sh -c "printf 'local all all scram-sha-256\n' > '$dir/data/pg_hba.conf'"
     psql "$url" -qtAc 'SELECT pg_reload_conf()' >/dev/null
   fi

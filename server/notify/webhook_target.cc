@@ -2,14 +2,18 @@
 
 #include <curl/curl.h>
 #include <netdb.h>
+#include <signal.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "server/domain/status.h"
 #include "server/domain/webhook_address.h"
 #include "server/observe/log.h"
@@ -32,6 +36,71 @@ std::string Part(CURLU* url, CURLUPart part, bool* present, unsigned flags = 0) 
   std::string out = *present ? value : "";
   curl_free(value);
   return out;
+}
+
+// One lookup by getaddrinfo_a. gai_cancel cannot stop a lookup already
+// running, and glibc writes into `request` when it ends, so the lookup is
+// freed by the last of the caller and glibc's completion notification.
+struct Lookup {
+  std::string host;
+  addrinfo hints{};
+  gaicb request{};
+  std::atomic<int> refs{2};
+
+  void Release() {
+    if (refs.fetch_sub(1) != 1) return;
+    if (request.ar_result != nullptr) freeaddrinfo(request.ar_result);
+    delete this;
+  }
+};
+
+void LookupDone(sigval value) { static_cast<Lookup*>(value.sival_ptr)->Release(); }
+
+// getaddrinfo that gives up after `timeout` (EAI_AGAIN, `*timed_out` set):
+// a slow resolver must not hold the calling thread, a shared executor's,
+// for the resolver's own 5 s per attempt and name.
+int GetAddrInfoWithin(const std::string& host, const addrinfo& hints, absl::Duration timeout,
+                      addrinfo** found, bool* timed_out) {
+  *found = nullptr;
+  *timed_out = false;
+  auto* lookup = new Lookup;
+  lookup->host = host;
+  lookup->hints = hints;
+  lookup->request.ar_name = lookup->host.c_str();
+  lookup->request.ar_request = &lookup->hints;
+  gaicb* list[] = {&lookup->request};
+  sigevent done{};
+  done.sigev_notify = SIGEV_THREAD;
+  done.sigev_notify_function = LookupDone;
+  done.sigev_value.sival_ptr = lookup;
+  int queued = getaddrinfo_a(GAI_NOWAIT, list, 1, &done);
+  if (queued != 0) {
+    // Not queued: nothing will notify.
+    delete lookup;
+    return queued;
+  }
+  absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    int error = gai_error(&lookup->request);
+    if (error != EAI_INPROGRESS) {
+      *found = lookup->request.ar_result;
+      lookup->request.ar_result = nullptr;
+      lookup->Release();
+      return error;
+    }
+    absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) break;
+    timespec wait = absl::ToTimespec(left);
+    const gaicb* const waiting[] = {&lookup->request};
+    // Returns when it ends, at the timeout, or on a signal: the loop decides.
+    gai_suspend(waiting, 1, &wait);
+  }
+  *timed_out = true;
+  // A lookup cancelled before it ran is never notified; one running (or
+  // just done) is, and frees itself then.
+  if (gai_cancel(&lookup->request) == EAI_CANCELED) lookup->Release();
+  lookup->Release();
+  return EAI_AGAIN;
 }
 
 }  // namespace
@@ -98,8 +167,14 @@ absl::StatusOr<WebhookTarget> WebhookTargets::Resolve(const std::string& url,
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* raw = nullptr;
-  int gai = getaddrinfo(t.host.c_str(), nullptr, &hints, &raw);
+  bool timed_out = false;
+  int gai = GetAddrInfoWithin(t.host, hints, rules_.resolve_timeout, &raw, &timed_out);
   std::unique_ptr<addrinfo, AddrInfoDeleter> found(raw);
+  if (timed_out) {
+    return refuse(absl::StrCat("resolving ", t.host, ": no answer within ",
+                               absl::FormatDuration(rules_.resolve_timeout)),
+                  "NOT_ALLOWED");
+  }
   if (gai != 0)
     return refuse(absl::StrCat("resolving ", t.host, ": ", gai_strerror(gai)), "NOT_ALLOWED");
   for (const addrinfo* a = found.get(); a != nullptr; a = a->ai_next) {

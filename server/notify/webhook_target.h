@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "server/app/policy_use_cases.h"
 
 namespace lockbox {
@@ -28,6 +29,9 @@ struct WebhookRules {
   // Test-only (--dev-allow-private-webhooks): http:// and loopback or
   // private targets, for receivers on the test's own machine.
   bool allow_private = false;
+  // How long a name may take to resolve (on the caller's thread, a shared
+  // executor's): past it the URL is refused as one that does not resolve.
+  absl::Duration resolve_timeout = absl::Seconds(2);
 };
 
 // Thread-safe.

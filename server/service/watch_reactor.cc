@@ -16,35 +16,42 @@ std::pair<int64_t, int> WatchReactor::Rank(const v1::AccessRequest& r) {
 }
 
 void WatchReactor::Begin(std::string request_id, const v1::AccessRequest& initial) {
+  std::optional<grpc::Status> end;
   {
     absl::MutexLock lock(&mu_);
     if (end_after_write_) {
       // Cancelled while the first read ran: nothing to register.
       started_ = true;
-      EndLocked(*end_after_write_);
-      return;
+      end = EndLocked(*end_after_write_);
     }
   }
+  if (end) return FinishUnlocked(*end);
   request_id_ = std::move(request_id);
   registered_ = true;
   hub_->Add(request_id_, this);
+  bool ended = false;
   {
     absl::MutexLock lock(&mu_);
     started_ = true;
     if (end_after_write_) {
       // Ended meanwhile (cancelled, or the hub closed): the write under
       // way, if any, ends it; else it ends now.
-      if (!writing_) EndLocked(*end_after_write_);
-      return;
+      ended = true;
+      if (!writing_) end = EndLocked(*end_after_write_);
     }
   }
-  Update(initial);
+  if (end) return FinishUnlocked(*end);
+  if (!ended) Update(initial);
 }
 
 void WatchReactor::Refuse(const grpc::Status& status) {
-  absl::MutexLock lock(&mu_);
-  started_ = true;
-  EndLocked(end_after_write_ ? *end_after_write_ : status);
+  std::optional<grpc::Status> end;
+  {
+    absl::MutexLock lock(&mu_);
+    started_ = true;
+    end = EndLocked(end_after_write_ ? *end_after_write_ : status);
+  }
+  if (end) FinishUnlocked(*end);
 }
 
 void WatchReactor::Update(const v1::AccessRequest& request) {
@@ -58,10 +65,14 @@ void WatchReactor::Update(const v1::AccessRequest& request) {
 }
 
 void WatchReactor::Close(const absl::Status& status) {
-  absl::MutexLock lock(&mu_);
-  // As it was said, with no details: the client is only told to reconnect.
-  EndLocked(
-      grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message())));
+  std::optional<grpc::Status> end;
+  {
+    absl::MutexLock lock(&mu_);
+    // As it was said, with no details: the client is only told to reconnect.
+    end = EndLocked(grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                                 std::string(status.message())));
+  }
+  if (end) FinishUnlocked(*end);
 }
 
 void WatchReactor::WriteNextLocked() {
@@ -72,33 +83,48 @@ void WatchReactor::WriteNextLocked() {
   StartWrite(&writing_message_);
 }
 
-void WatchReactor::EndLocked(const grpc::Status& status) {
-  if (finished_) return;
+std::optional<grpc::Status> WatchReactor::EndLocked(const grpc::Status& status) {
+  if (finished_) return std::nullopt;
   if (writing_ || !started_) {
     if (!end_after_write_) end_after_write_ = status;
-    return;
+    return std::nullopt;
   }
   finished_ = true;
+  return status;
+}
+
+void WatchReactor::FinishUnlocked(const grpc::Status& status) {
+  // OnDone may run `delete this` on another thread before Finish returns
+  // (at once when nothing holds the call): nothing of this reactor, its
+  // mutex included, may be touched from here on.
   Finish(status);
 }
 
 void WatchReactor::OnWriteDone(bool ok) {
-  absl::MutexLock lock(&mu_);
-  writing_ = false;
-  if (!ok) {
-    EndLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
-  } else if (end_after_write_) {
-    EndLocked(*end_after_write_);
-  } else if (IsTerminal(writing_message_.state())) {
-    EndLocked(grpc::Status::OK);
-  } else {
-    WriteNextLocked();
+  std::optional<grpc::Status> end;
+  {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      end = EndLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+    } else if (end_after_write_) {
+      end = EndLocked(*end_after_write_);
+    } else if (IsTerminal(writing_message_.state())) {
+      end = EndLocked(grpc::Status::OK);
+    } else {
+      WriteNextLocked();
+    }
   }
+  if (end) FinishUnlocked(*end);
 }
 
 void WatchReactor::OnCancel() {
-  absl::MutexLock lock(&mu_);
-  EndLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled or past its deadline"));
+  std::optional<grpc::Status> end;
+  {
+    absl::MutexLock lock(&mu_);
+    end = EndLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled or past its deadline"));
+  }
+  if (end) FinishUnlocked(*end);
 }
 
 void WatchReactor::OnDone() {

@@ -52,9 +52,14 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::AccessRequest>,
   static std::pair<int64_t, int> Rank(const v1::AccessRequest& r);
   // Starts writing pending_, if any. REQUIRES: no write under way.
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Finishes with `status` now, or after the write under way, or once
-  // Begin or Refuse has run.
-  void EndLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Decides to finish with `status` now (returns it: the caller passes it
+  // to FinishUnlocked once mu_ is released), or after the write under way,
+  // or once Begin or Refuse has run (returns nothing).
+  [[nodiscard]] std::optional<grpc::Status> EndLocked(const grpc::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Finish, never with mu_ held: OnDone may delete this reactor before
+  // Finish returns. The caller touches nothing of it afterwards.
+  void FinishUnlocked(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
 
   WatchHub* const hub_;
   StreamSlot slot_;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -357,6 +358,36 @@ namespace {
 
 // A tenant's identity: stored as given, versioned by its etag, NOT_FOUND
 // when none, and every tenant's bundle listed for the TLS roots.
+// The hook runs after the commit: whatever it throws, the outcome is the
+// commit's (OK), and the transaction is not run again.
+TEST_F(PgStoreTest, ACommitHookThatThrowsLeavesTheCommittedOutcome) {
+  AddTenant("t");
+  PgStoreOptions options;
+  options.database_url = db_.url();
+  options.pool_size = 1;
+  int hooked = 0;
+  options.on_committed_event = [&](const v1::AuditEvent&) {
+    ++hooked;
+    throw std::runtime_error("the log writer broke");
+  };
+  auto store = PgStore::Create(std::move(options));
+  ASSERT_TRUE(store.ok()) << store.status();
+  AuditLog log(nullptr, 0);
+  int runs = 0;
+  absl::Status status = (*store)->RunInTransaction([&](Transaction& tx) {
+    ++runs;
+    v1::AuditEvent e;
+    e.set_tenant("t");
+    e.set_action("test.hooked");
+    *e.mutable_event_time() = ToProto(kNow);
+    return log.Append(tx, &e);
+  });
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(hooked, 1);
+  EXPECT_EQ(db_.Query("SELECT count(*) FROM audit_events WHERE action = 'test.hooked'"), "1");
+}
+
 TEST_F(PgStoreTest, TenantIdentityIsStoredVersionedAndListed) {
   AddTenant("ida");
   AddTenant("idb");

@@ -168,6 +168,19 @@ TEST(SettingsHelpersTest, PasswordsAreRedactedAsLibpqAndCurlReadThem) {
   EXPECT_EQ(RedactUrl("host='unterminated password=x"), "REDACTED (does not parse)");
 }
 
+// The client key's passphrase is as secret as the password.
+TEST(SettingsHelpersTest, SslPasswordIsRedactedLikeThePassword) {
+  EXPECT_EQ(RedactUrl("host=db sslkey=/k sslpassword=hunter2 dbname=lockbox"),
+            "host=db sslkey=/k sslpassword=REDACTED dbname=lockbox");
+  EXPECT_EQ(RedactUrl("host=db sslpassword='s3cr et'"), "host=db sslpassword=REDACTED");
+  EXPECT_EQ(RedactUrl("postgresql://u:p@db/x?sslkey=/k&sslpassword=hunter2"),
+            "postgresql://u:REDACTED@db/x?sslkey=/k&sslpassword=REDACTED");
+  EXPECT_EQ(RedactUrl("postgresql://db/x?sslpassword=hunter2"),
+            "postgresql://db/x?sslpassword=REDACTED");
+  std::string encoded = RedactUrl("postgresql://db/x?sslpass%77ord=hunter2");
+  EXPECT_EQ(encoded.find("hunter2"), std::string::npos) << encoded;
+}
+
 TEST(SettingsHelpersTest, CheckConfigOutputHidesTheDatabasePassword) {
   Settings s;
   CLI::App app{"test", "lockboxd"};

@@ -76,13 +76,19 @@ Conninfo ParseConninfo(const std::string& text) {
   return options;
 }
 
+// The libpq keywords whose values are secrets: the password, and the
+// passphrase of the client key (sslpassword).
+bool IsSecretKeyword(const std::string& keyword) {
+  return keyword == "password" || keyword == "sslpassword";
+}
+
 // The options libpq reads from `options`, password replaced, as a
 // key=value string quoted as libpq unquotes it.
 std::string KeywordForm(const PQconninfoOption* options) {
   std::string out;
   for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
     if (o->val == nullptr) continue;
-    std::string value = std::string(o->keyword) == "password" ? kRedacted : o->val;
+    std::string value = IsSecretKeyword(o->keyword) ? kRedacted : o->val;
     std::string quoted = "'";
     for (char c : value) {
       if (c == '\\' || c == '\'') quoted.push_back('\\');
@@ -99,7 +105,7 @@ std::string KeywordForm(const PQconninfoOption* options) {
 bool SameButPassword(const PQconninfoOption* original, const PQconninfoOption* redacted) {
   for (const PQconninfoOption *a = original, *b = redacted; a->keyword != nullptr; ++a, ++b) {
     if (b->keyword == nullptr || std::string(a->keyword) != b->keyword) return false;
-    if (std::string(a->keyword) == "password") {
+    if (IsSecretKeyword(a->keyword)) {
       if (b->val != nullptr && std::string(b->val) != kRedacted) return false;
       continue;
     }
@@ -111,7 +117,7 @@ bool SameButPassword(const PQconninfoOption* original, const PQconninfoOption* r
 
 bool HasPassword(const PQconninfoOption* options) {
   for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
-    if (std::string(o->keyword) == "password" && o->val != nullptr) return true;
+    if (IsSecretKeyword(o->keyword) && o->val != nullptr) return true;
   }
   return false;
 }
@@ -139,8 +145,9 @@ std::string RedactUriForm(const std::string& uri) {
   std::vector<std::string> params = absl::StrSplit(out.substr(query + 1), '&');
   for (size_t i = 0; i < params.size(); ++i) {
     if (i > 0) rebuilt.push_back('&');
-    if (absl::StartsWith(params[i], "password=")) {
-      absl::StrAppend(&rebuilt, "password=", kRedacted);
+    std::string key = params[i].substr(0, params[i].find('='));
+    if (params[i].find('=') != std::string::npos && IsSecretKeyword(key)) {
+      absl::StrAppend(&rebuilt, key, "=", kRedacted);
     } else {
       rebuilt += params[i];
     }
@@ -179,7 +186,7 @@ std::string RedactKeywordForm(const std::string& text) {
       i = std::min(i, n);
     }
     out += text.substr(start, value_start - start);
-    out += key == "password" ? std::string(kRedacted) : text.substr(value_start, i - value_start);
+    out += IsSecretKeyword(key) ? std::string(kRedacted) : text.substr(value_start, i - value_start);
   }
   return out;
 }

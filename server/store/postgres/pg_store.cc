@@ -6,10 +6,12 @@
 #include <optional>
 #include <pqxx/pqxx>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "server/domain/status.h"
+#include "server/observe/log.h"
 #include "server/observe/metrics.h"
 #include "server/store/postgres/audit_store.h"
 #include "server/store/postgres/context.h"
@@ -174,6 +176,7 @@ absl::Status PgStore::RunInTransaction(const std::function<absl::Status(Transact
     ASSIGN_OR_RETURN(std::unique_ptr<pqxx::connection> conn, Acquire());
     std::optional<DatabaseError> failure;
     bool committing = false;
+    std::vector<v1::AuditEvent> committed;
     try {
       pqxx::work w(*conn);
       PgTransaction tx(w);
@@ -185,9 +188,7 @@ absl::Status PgStore::RunInTransaction(const std::function<absl::Status(Transact
       } else if (status.ok()) {
         committing = true;
         w.commit();
-        if (options_.on_committed_event) {
-          for (const v1::AuditEvent& e : tx.context().inserted()) options_.on_committed_event(e);
-        }
+        if (options_.on_committed_event) committed = tx.context().inserted();
       } else {
         w.abort();
       }
@@ -200,6 +201,18 @@ absl::Status PgStore::RunInTransaction(const std::function<absl::Status(Transact
         failure->connection_lost = false;
         failure->in_doubt = true;
         failure->status = MapException(pqxx::in_doubt_error(e.what())).status;
+      }
+    }
+    if (!failure && status.ok()) {
+      // Committed: the outcome is OK whatever the hook does, so a throw
+      // from it is logged, never turned into an error or a retry.
+      for (const v1::AuditEvent& e : committed) {
+        try {
+          options_.on_committed_event(e);
+        } catch (const std::exception& hook_error) {
+          Log("error", "on_committed_event failed after the commit",
+              {{"event", e.name()}, {"error", hook_error.what()}});
+        }
       }
     }
     if (failure) {
