@@ -1,5 +1,8 @@
 #include "server/service/call_scope.h"
 
+#include <grpcpp/alarm.h>
+
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/ascii.h"
@@ -86,6 +89,23 @@ std::string RequestIdOf(grpc::ServerContextBase* context) {
 }
 
 }  // namespace
+
+void FinishRateLimited(grpc::ServerUnaryReactor* reactor, std::shared_ptr<CallScope> call,
+                       absl::Status refusal, absl::Duration retry_after) {
+  absl::Duration hold = std::min(retry_after, kMaxRateLimitHold);
+  if (hold <= absl::ZeroDuration()) {
+    reactor->Finish(call->Finish(refusal));
+    return;
+  }
+  // The alarm owns itself until it fires (or is cancelled at shutdown,
+  // when `fired` is false and the answer goes out at once all the same).
+  auto* alarm = new grpc::Alarm();
+  alarm->Set(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(hold),
+             [alarm, reactor, call = std::move(call), refusal = std::move(refusal)](bool) {
+               reactor->Finish(call->Finish(refusal));
+               delete alarm;
+             });
+}
 
 CallScope::CallScope(const char* method, grpc::ServerContextBase* context)
     : method_(method),

@@ -16,6 +16,7 @@
 #include <type_traits>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "server/app/use_case_runner.h"
 #include "server/domain/status.h"
 #include "server/observe/log.h"
@@ -78,6 +79,15 @@ class CallScope {
 // Whether a unary call changes state (rate-limited per caller) or reads.
 enum class CallKind { kRead, kChange };
 
+// Answers a call refused by its caller's rate limit once its next token is
+// due (at most kMaxRateLimitHold later), on a gRPC alarm: no thread waits.
+// A caller that keeps a fixed number of calls in flight is so slowed to
+// its limit instead of spinning on refusals, which cost the server (TLS,
+// parsing, the log line) nearly as much as the calls themselves.
+inline constexpr absl::Duration kMaxRateLimitHold = absl::Seconds(1);
+void FinishRateLimited(grpc::ServerUnaryReactor* reactor, std::shared_ptr<CallScope> call,
+                       absl::Status refusal, absl::Duration retry_after);
+
 // A callback-API unary handler whose work blocks: fn(caller) returns
 // absl::StatusOr<Response> and runs on `serving`'s call executor, never on
 // gRPC's event thread. A state-changing call past its caller's rate limit,
@@ -92,10 +102,11 @@ grpc::ServerUnaryReactor* ServeUnary(const char* method, CallKind kind,
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   auto call = std::make_shared<CallScope>(method, context);
   if (kind == CallKind::kChange) {
-    absl::Status admitted = serving->AdmitChange(call->caller());
+    absl::Duration retry_after;
+    absl::Status admitted = serving->AdmitChange(call->caller(), &retry_after);
     if (!admitted.ok()) {
       Serving::CountShed(method, "rate_limited");
-      reactor->Finish(call->Finish(admitted));
+      FinishRateLimited(reactor, std::move(call), admitted, retry_after);
       return reactor;
     }
   }

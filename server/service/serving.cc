@@ -38,10 +38,10 @@ Executor& Serving::CheckSlowPathFor(const CallerIdentity& caller) {
   return enforcer ? enforcer_checks_ : other_checks_;
 }
 
-absl::Status Serving::AdmitChange(const CallerIdentity& caller) {
+absl::Status Serving::AdmitChange(const CallerIdentity& caller, absl::Duration* retry_after) {
   // absl::Now() moves with the wall clock; the bucket only ever looks at
   // differences and treats a step back as no time passed.
-  return rate_.Admit(caller.spiffe_id, absl::Now());
+  return rate_.Admit(caller.spiffe_id, absl::Now(), retry_after);
 }
 
 void Serving::CountShed(const char* method, const char* reason) {

@@ -51,8 +51,9 @@ class Serving {
   Executor& CheckSlowPathFor(const CallerIdentity& caller);
   StreamCaps& streams() { return streams_; }
 
-  // A state-changing call of `caller` may run now: OK, or RATE_LIMITED.
-  absl::Status AdmitChange(const CallerIdentity& caller);
+  // A state-changing call of `caller` may run now: OK, or RATE_LIMITED with
+  // `retry_after` set to when its next token is due.
+  absl::Status AdmitChange(const CallerIdentity& caller, absl::Duration* retry_after = nullptr);
 
   // Counts a call refused before it ran (lockbox_calls_shed_total; reason
   // "queue_full", "rate_limited" or "stream_limit"). Its log line is the

@@ -28,7 +28,8 @@ void RateLimiter::EvictLocked(absl::Time now) {
   if (buckets_.size() >= options_.max_callers && oldest != buckets_.end()) buckets_.erase(oldest);
 }
 
-absl::Status RateLimiter::Admit(const std::string& caller, absl::Time now) {
+absl::Status RateLimiter::Admit(const std::string& caller, absl::Time now,
+                                absl::Duration* retry_after) {
   if (!enabled()) return absl::OkStatus();
   absl::MutexLock lock(&mu_);
   auto it = buckets_.find(caller);
@@ -43,6 +44,7 @@ absl::Status RateLimiter::Admit(const std::string& caller, absl::Time now) {
     return absl::OkStatus();
   }
   double wait_ms = std::ceil((1 - b.tokens) / options_.per_second * 1000);
+  if (retry_after != nullptr) *retry_after = absl::Milliseconds(wait_ms);
   return Error(absl::StatusCode::kResourceExhausted, reason::kRateLimited,
                absl::StrCat("too many state-changing calls from this caller; retry in ",
                             static_cast<int64_t>(wait_ms), " ms"));

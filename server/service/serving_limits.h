@@ -36,8 +36,10 @@ class RateLimiter {
 
   // Takes a token from `caller`'s bucket at `now`; OK, or RESOURCE_EXHAUSTED
   // (RATE_LIMITED) whose message says when the next token is due. `now`
-  // never goes backwards for one limiter (a steady clock).
-  absl::Status Admit(const std::string& caller, absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+  // never goes backwards for one limiter (a steady clock). When refused and
+  // `retry_after` is not null, it is set to the time until that token.
+  absl::Status Admit(const std::string& caller, absl::Time now,
+                     absl::Duration* retry_after = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
 
   size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -43,7 +43,11 @@ TEST(RateLimiterTest, ABurstPassesThenTheCallerWaitsForTokens) {
   // One token every 500 ms: the message says when.
   EXPECT_NE(refused.message().find("retry in 500 ms"), absl::string_view::npos)
       << refused.message();
-  EXPECT_FALSE(limiter.Admit("a", kStart + absl::Milliseconds(499)).ok());
+  // The same wait, for the service to hold the refusal that long.
+  absl::Duration retry_after;
+  EXPECT_FALSE(limiter.Admit("a", kStart + absl::Milliseconds(499), &retry_after).ok());
+  EXPECT_GT(retry_after, absl::ZeroDuration());
+  EXPECT_LE(retry_after, absl::Milliseconds(2));  // 1 ms, rounded up.
   EXPECT_TRUE(limiter.Admit("a", kStart + absl::Milliseconds(750)).ok());
   EXPECT_FALSE(limiter.Admit("a", kStart + absl::Milliseconds(750)).ok());
 }
