@@ -324,7 +324,10 @@ TEST_F(ServingTest, RateLimitTripsForOneCallerOnly) {
       EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
     }
   }
-  EXPECT_GE(limited, 15);
+  // Past its burst of 20, a caller calling one at a time alternates: a
+  // refusal is answered once its next token is due, and the next call takes
+  // that token.
+  EXPECT_GE(limited, 8);
   EXPECT_NE(message.find("retry in"), std::string::npos) << message;
   // Reads by the same caller are not limited.
   v1::ListAccessRequestsRequest list;
