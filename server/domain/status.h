@@ -49,6 +49,8 @@ inline constexpr Reason kDatabaseBusy{v1::DATABASE_BUSY};
 inline constexpr Reason kStreamLimit{v1::STREAM_LIMIT};
 inline constexpr Reason kRateLimited{v1::RATE_LIMITED};
 inline constexpr Reason kOverloaded{v1::OVERLOADED};
+inline constexpr Reason kKeyUnavailable{v1::KEY_UNAVAILABLE};
+inline constexpr Reason kKeyBindingMismatch{v1::KEY_BINDING_MISMATCH};
 }  // namespace reason
 
 // An error with a reason.

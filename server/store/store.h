@@ -61,6 +61,9 @@ enum class ChangeTopic {
   // an environment changed, kPolicyChanged + "<tenant>" when a tenant's
   // lockbox policy did (what a grant covers depends on both).
   kAccess,
+  // Payload: "<tenant>" when any of its encryption policies or key versions
+  // changed (server/store/key_store.h).
+  kKeys,
 };
 inline constexpr char kEnvironmentChanged[] = "environment:";
 inline constexpr char kPolicyChanged[] = "policy:";

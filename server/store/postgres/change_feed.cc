@@ -13,8 +13,17 @@ namespace lockbox {
 namespace postgres {
 
 const char* ChannelOf(ChangeTopic topic) {
-  // The IDs of changed access requests; changed grants and role bindings.
-  return topic == ChangeTopic::kAccessRequests ? "lockbox_access_requests" : "lockbox_access";
+  // The IDs of changed access requests; changed grants and role bindings;
+  // tenants whose keys changed.
+  switch (topic) {
+    case ChangeTopic::kAccessRequests:
+      return "lockbox_access_requests";
+    case ChangeTopic::kAccess:
+      return "lockbox_access";
+    case ChangeTopic::kKeys:
+      return "lockbox_keys";
+  }
+  return "lockbox_access";
 }
 
 }  // namespace postgres
