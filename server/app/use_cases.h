@@ -8,6 +8,7 @@
 #include "server/app/access_request_use_cases.h"
 #include "server/app/audit_use_cases.h"
 #include "server/app/grant_use_cases.h"
+#include "server/app/key_use_cases.h"
 #include "server/app/notification_use_cases.h"
 #include "server/app/policy_use_cases.h"
 #include "server/app/use_case_runner.h"
@@ -34,6 +35,11 @@ struct UseCasesOptions {
   const WebhookUrlChecker* webhook_urls = nullptr;
   // VerifyAuditLog reads this many events per read transaction.
   int audit_verify_page_events = 1000;
+  // Issue 16, keys. Not owned; the replica's keys (TenantKeys). Without
+  // it KeyService refuses KEY_UNAVAILABLE.
+  KeyRing* key_ring = nullptr;
+  // Key-use events committed together per tenant, at most.
+  size_t key_audit_batch = 256;
 };
 
 class UseCases {
@@ -47,7 +53,8 @@ class UseCases {
         grants_({&runner_, &page_tokens_, options.grant_view}),
         audit_({&runner_, &page_tokens_, options.audit_signer, options.audit_key_ephemeral,
                 options.audit_verify_page_events}),
-        notifications_({&runner_, &page_tokens_}) {}
+        notifications_({&runner_, &page_tokens_}),
+        keys_({&runner_, options.key_ring, options.key_audit_batch}) {}
   UseCases(const UseCases&) = delete;
   UseCases& operator=(const UseCases&) = delete;
 
@@ -56,6 +63,7 @@ class UseCases {
   GrantUseCases& grants() { return grants_; }
   AuditUseCases& audit() { return audit_; }
   NotificationUseCases& notifications() { return notifications_; }
+  KeyUseCases& keys() { return keys_; }
   // The sweeper's: forgets spent on-behalf-of tokens past their expiry.
   absl::StatusOr<bool> ForgetExpiredTokenUses() const { return runner_.ForgetExpiredTokenUses(); }
 
@@ -67,6 +75,7 @@ class UseCases {
   GrantUseCases grants_;
   AuditUseCases audit_;
   NotificationUseCases notifications_;
+  KeyUseCases keys_;
 };
 
 }  // namespace lockbox
