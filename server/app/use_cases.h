@@ -7,7 +7,9 @@
 
 #include "server/app/access_request_use_cases.h"
 #include "server/app/audit_use_cases.h"
+#include "server/app/encryption_policy_use_cases.h"
 #include "server/app/grant_use_cases.h"
+#include "server/app/key_module.h"
 #include "server/app/notification_use_cases.h"
 #include "server/app/policy_use_cases.h"
 #include "server/app/use_case_runner.h"
@@ -34,6 +36,9 @@ struct UseCasesOptions {
   const WebhookUrlChecker* webhook_urls = nullptr;
   // VerifyAuditLog reads this many events per read transaction.
   int audit_verify_page_events = 1000;
+  // Not owned. The PKCS#11 module holding customers' keys; without it no
+  // encryption policy can be created or rotated.
+  KeyModule* key_module = nullptr;
 };
 
 class UseCases {
@@ -47,7 +52,8 @@ class UseCases {
         grants_({&runner_, &page_tokens_, options.grant_view}),
         audit_({&runner_, &page_tokens_, options.audit_signer, options.audit_key_ephemeral,
                 options.audit_verify_page_events}),
-        notifications_({&runner_, &page_tokens_}) {}
+        notifications_({&runner_, &page_tokens_}),
+        encryption_policies_({&runner_, &page_tokens_, options.key_module}) {}
   UseCases(const UseCases&) = delete;
   UseCases& operator=(const UseCases&) = delete;
 
@@ -56,6 +62,7 @@ class UseCases {
   GrantUseCases& grants() { return grants_; }
   AuditUseCases& audit() { return audit_; }
   NotificationUseCases& notifications() { return notifications_; }
+  EncryptionPolicyUseCases& encryption_policies() { return encryption_policies_; }
   // The sweeper's: forgets spent on-behalf-of tokens past their expiry.
   absl::StatusOr<bool> ForgetExpiredTokenUses() const { return runner_.ForgetExpiredTokenUses(); }
 
@@ -67,6 +74,7 @@ class UseCases {
   GrantUseCases grants_;
   AuditUseCases audit_;
   NotificationUseCases notifications_;
+  EncryptionPolicyUseCases encryption_policies_;
 };
 
 }  // namespace lockbox
