@@ -7,8 +7,10 @@
 
 #include "server/app/access_request_use_cases.h"
 #include "server/app/audit_use_cases.h"
+#include "server/app/encryption_policy_use_cases.h"
 #include "server/app/grant_use_cases.h"
 #include "server/app/key_use_cases.h"
+#include "server/app/key_module.h"
 #include "server/app/notification_use_cases.h"
 #include "server/app/policy_use_cases.h"
 #include "server/app/use_case_runner.h"
@@ -40,6 +42,9 @@ struct UseCasesOptions {
   KeyRing* key_ring = nullptr;
   // Key-use events committed together per tenant, at most.
   size_t key_audit_batch = 256;
+  // Not owned. The PKCS#11 module holding customers' keys; without it no
+  // encryption policy can be created or rotated.
+  KeyModule* key_module = nullptr;
 };
 
 class UseCases {
@@ -54,7 +59,8 @@ class UseCases {
         audit_({&runner_, &page_tokens_, options.audit_signer, options.audit_key_ephemeral,
                 options.audit_verify_page_events}),
         notifications_({&runner_, &page_tokens_}),
-        keys_({&runner_, options.key_ring, options.key_audit_batch}) {}
+        keys_({&runner_, options.key_ring, options.key_audit_batch}),
+        encryption_policies_({&runner_, &page_tokens_, options.key_module}) {}
   UseCases(const UseCases&) = delete;
   UseCases& operator=(const UseCases&) = delete;
 
@@ -64,6 +70,7 @@ class UseCases {
   AuditUseCases& audit() { return audit_; }
   NotificationUseCases& notifications() { return notifications_; }
   KeyUseCases& keys() { return keys_; }
+  EncryptionPolicyUseCases& encryption_policies() { return encryption_policies_; }
   // The sweeper's: forgets spent on-behalf-of tokens past their expiry.
   absl::StatusOr<bool> ForgetExpiredTokenUses() const { return runner_.ForgetExpiredTokenUses(); }
 
@@ -76,6 +83,7 @@ class UseCases {
   AuditUseCases audit_;
   NotificationUseCases notifications_;
   KeyUseCases keys_;
+  EncryptionPolicyUseCases encryption_policies_;
 };
 
 }  // namespace lockbox

@@ -209,6 +209,17 @@ absl::Status UseDataKeys(const Actor& a, absl::string_view tenant) {
                "data keys need service.keyuser in the environment's tenant");
 }
 
+absl::Status ManageEncryptionPolicies(const Actor& a, absl::string_view tenant) {
+  return Allow(a.permissions.HasInTenant(Role::kTenantAdmin, tenant),
+               "needs tenant.admin of the tenant (the provider cannot change a customer's "
+               "encryption policies)");
+}
+
+absl::Status ReadEncryptionPolicies(const Actor& a, absl::string_view tenant) {
+  return Allow(a.permissions.IsTenantMember(tenant),
+               "needs tenant.admin or tenant.auditor of the tenant");
+}
+
 bool MayActOnBehalf(const Actor& caller) { return caller.permissions.Has(Role::kPortal); }
 
 }  // namespace lockbox::authz
