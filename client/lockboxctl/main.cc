@@ -8,6 +8,7 @@
 #include "audit.h"
 #include "common.h"
 #include "grants.h"
+#include "keys.h"
 #include "notifications.h"
 #include "requests.h"
 #include "tenancy.h"
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
   AddGrantCommands(app, ctx);
   AddAuditCommands(app, ctx);
   AddNotificationCommands(app, ctx);
+  AddKeyCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

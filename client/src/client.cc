@@ -128,7 +128,8 @@ Client::Client(Options options, std::shared_ptr<grpc::Channel> channel)
       requests_(v1::AccessRequestService::NewStub(channel)),
       grants_(v1::GrantService::NewStub(channel)),
       audit_(v1::AuditService::NewStub(channel)),
-      notifications_(v1::NotificationService::NewStub(channel)) {}
+      notifications_(v1::NotificationService::NewStub(channel)),
+      keys_(v1::KeyService::NewStub(channel)) {}
 
 std::unique_ptr<grpc::ClientContext> Client::NewContext(Clock::time_point deadline) const {
   auto ctx = std::make_unique<grpc::ClientContext>();
@@ -259,6 +260,11 @@ LOCKBOX_READ(audit_, ListAuditCheckpoints, v1::ListAuditCheckpointsRequest,
 LOCKBOX_READ(audit_, GetAuditPublicKey, v1::GetAuditPublicKeyRequest, v1::AuditPublicKeys)
 LOCKBOX_READ(notifications_, ListNotifications, v1::ListNotificationsRequest,
              v1::ListNotificationsResponse)
+// No request_id: a retried GenerateDataKey makes another key, which is as
+// good (the first was never returned).
+LOCKBOX_READ(keys_, GenerateDataKey, v1::GenerateDataKeyRequest, v1::GenerateDataKeyResponse)
+LOCKBOX_READ(keys_, UnwrapDataKey, v1::UnwrapDataKeyRequest, v1::UnwrapDataKeyResponse)
+LOCKBOX_READ(keys_, RewrapDataKey, v1::RewrapDataKeyRequest, v1::RewrapDataKeyResponse)
 
 #undef LOCKBOX_READ
 #undef LOCKBOX_CHANGE

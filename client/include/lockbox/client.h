@@ -36,6 +36,7 @@
 #include "lockbox/v1/access_request_service.grpc.pb.h"
 #include "lockbox/v1/audit_service.grpc.pb.h"
 #include "lockbox/v1/grant_service.grpc.pb.h"
+#include "lockbox/v1/key_service.grpc.pb.h"
 #include "lockbox/v1/notification_service.grpc.pb.h"
 #include "lockbox/v1/policy_service.grpc.pb.h"
 
@@ -195,6 +196,11 @@ class Client {
   Result<v1::ListNotificationsResponse> ListNotifications(
       const v1::ListNotificationsRequest& request);
 
+  // --- KeyService (a data plane, service.keyuser) ----------------------
+  Result<v1::GenerateDataKeyResponse> GenerateDataKey(const v1::GenerateDataKeyRequest& request);
+  Result<v1::UnwrapDataKeyResponse> UnwrapDataKey(const v1::UnwrapDataKeyRequest& request);
+  Result<v1::RewrapDataKeyResponse> RewrapDataKey(const v1::RewrapDataKeyRequest& request);
+
   const Options& options() const { return options_; }
 
  private:
@@ -220,6 +226,7 @@ class Client {
   std::unique_ptr<v1::GrantService::Stub> grants_;
   std::unique_ptr<v1::AuditService::Stub> audit_;
   std::unique_ptr<v1::NotificationService::Stub> notifications_;
+  std::unique_ptr<v1::KeyService::Stub> keys_;
 };
 
 template <typename T>
