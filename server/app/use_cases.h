@@ -8,6 +8,7 @@
 #include "server/app/access_request_use_cases.h"
 #include "server/app/audit_use_cases.h"
 #include "server/app/grant_use_cases.h"
+#include "server/app/key_module.h"
 #include "server/app/notification_use_cases.h"
 #include "server/app/policy_use_cases.h"
 #include "server/app/use_case_runner.h"
@@ -34,6 +35,13 @@ struct UseCasesOptions {
   const WebhookUrlChecker* webhook_urls = nullptr;
   // VerifyAuditLog reads this many events per read transaction.
   int audit_verify_page_events = 1000;
+  // Customer-managed keys (issue 16). Not owned; the module holding
+  // customers' and the provider's keys (--pkcs11-module); null: none
+  // configured, and every use of a key is KEY_UNAVAILABLE.
+  KeyModule* key_module = nullptr;
+  // The provider's key (--provider-key-uri, owner ""), for environments and
+  // data sources without a customer key; empty: none.
+  std::string provider_key_uri;
 };
 
 class UseCases {
