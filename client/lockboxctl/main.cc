@@ -7,6 +7,7 @@
 
 #include "audit.h"
 #include "common.h"
+#include "encryption_policies.h"
 #include "grants.h"
 #include "keys.h"
 #include "notifications.h"
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   AddAuditCommands(app, ctx);
   AddNotificationCommands(app, ctx);
   AddKeyCommands(app, ctx);
+  AddEncryptionPolicyCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -219,6 +219,7 @@ struct Server::Parts {
   std::unique_ptr<AuditService> audit_service;
   std::unique_ptr<NotificationService> notification_service;
   std::unique_ptr<KeyService> key_service;
+  std::unique_ptr<EncryptionPolicyService> encryption_policy_service;
   std::unique_ptr<Sweeper> sweeper;
   std::unique_ptr<Periodic> sweeping;
   std::unique_ptr<SmtpSender> email;
@@ -390,6 +391,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   p->notification_service =
       std::make_unique<NotificationService>(&use_cases.notifications(), serving);
   p->key_service = std::make_unique<KeyService>(&use_cases.keys(), serving);
+  p->encryption_policy_service =
+      std::make_unique<EncryptionPolicyService>(&use_cases.encryption_policies(), serving);
 
   // What time decides, and the outbox: in every replica.
   p->sweeper = std::make_unique<Sweeper>(&use_cases, absl::Minutes(s.audit_checkpoint_minutes));
@@ -435,6 +438,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   builder.RegisterService(p->audit_service.get());
   builder.RegisterService(p->notification_service.get());
   builder.RegisterService(p->key_service.get());
+  builder.RegisterService(p->encryption_policy_service.get());
   builder.RegisterService(p->health_service.get());
   builder.SetMaxReceiveMessageSize(1 << 20);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, s.max_streams_per_connection);
