@@ -7,6 +7,7 @@
 
 #include "audit.h"
 #include "common.h"
+#include "encryption_policies.h"
 #include "grants.h"
 #include "notifications.h"
 #include "requests.h"
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
   AddGrantCommands(app, ctx);
   AddAuditCommands(app, ctx);
   AddNotificationCommands(app, ctx);
+  AddEncryptionPolicyCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -7,6 +7,7 @@
 
 #include "server/app/access_request_use_cases.h"
 #include "server/app/audit_use_cases.h"
+#include "server/app/encryption_policy_use_cases.h"
 #include "server/app/grant_use_cases.h"
 #include "server/app/key_module.h"
 #include "server/app/notification_use_cases.h"
@@ -37,7 +38,8 @@ struct UseCasesOptions {
   int audit_verify_page_events = 1000;
   // Customer-managed keys (issue 16). Not owned; the module holding
   // customers' and the provider's keys (--pkcs11-module); null: none
-  // configured, and every use of a key is KEY_UNAVAILABLE.
+  // configured, no encryption policy can be created or rotated, and every
+  // use of a key is KEY_UNAVAILABLE.
   KeyModule* key_module = nullptr;
   // The provider's key (--provider-key-uri, owner ""), for environments and
   // data sources without a customer key; empty: none.
@@ -55,7 +57,8 @@ class UseCases {
         grants_({&runner_, &page_tokens_, options.grant_view}),
         audit_({&runner_, &page_tokens_, options.audit_signer, options.audit_key_ephemeral,
                 options.audit_verify_page_events}),
-        notifications_({&runner_, &page_tokens_}) {}
+        notifications_({&runner_, &page_tokens_}),
+        encryption_policies_({&runner_, &page_tokens_, options.key_module}) {}
   UseCases(const UseCases&) = delete;
   UseCases& operator=(const UseCases&) = delete;
 
@@ -64,6 +67,7 @@ class UseCases {
   GrantUseCases& grants() { return grants_; }
   AuditUseCases& audit() { return audit_; }
   NotificationUseCases& notifications() { return notifications_; }
+  EncryptionPolicyUseCases& encryption_policies() { return encryption_policies_; }
   // The sweeper's: forgets spent on-behalf-of tokens past their expiry.
   absl::StatusOr<bool> ForgetExpiredTokenUses() const { return runner_.ForgetExpiredTokenUses(); }
 
@@ -75,6 +79,7 @@ class UseCases {
   GrantUseCases grants_;
   AuditUseCases audit_;
   NotificationUseCases notifications_;
+  EncryptionPolicyUseCases encryption_policies_;
 };
 
 }  // namespace lockbox

@@ -197,6 +197,17 @@ absl::Status ListNotifications(const Actor& a, absl::string_view tenant) {
                "needs tenant.admin or tenant.auditor of the tenant");
 }
 
+absl::Status ManageEncryptionPolicies(const Actor& a, absl::string_view tenant) {
+  return Allow(a.permissions.HasInTenant(Role::kTenantAdmin, tenant),
+               "needs tenant.admin of the tenant (the provider cannot change a customer's "
+               "encryption policies)");
+}
+
+absl::Status ReadEncryptionPolicies(const Actor& a, absl::string_view tenant) {
+  return Allow(a.permissions.IsTenantMember(tenant),
+               "needs tenant.admin or tenant.auditor of the tenant");
+}
+
 bool MayActOnBehalf(const Actor& caller) { return caller.permissions.Has(Role::kPortal); }
 
 }  // namespace lockbox::authz

@@ -80,6 +80,14 @@ absl::Status ReadAuditPublicKey(const Actor& a);
 // The outbox of `tenant` ("" is every tenant's).
 absl::Status ListNotifications(const Actor& a, absl::string_view tenant);
 
+// Encryption policies (SPEC section 9): the customer's keys are the
+// customer's alone. Only the tenant's own tenant.admin creates, changes,
+// disables, enables or rotates them (never lockbox.admin: the provider
+// cannot take an environment out of its customer's key); its tenant.admin
+// and tenant.auditor read them.
+absl::Status ManageEncryptionPolicies(const Actor& a, absl::string_view tenant);
+absl::Status ReadEncryptionPolicies(const Actor& a, absl::string_view tenant);
+
 // Whether the caller may act for a user with the on-behalf-of header.
 bool MayActOnBehalf(const Actor& caller);
 

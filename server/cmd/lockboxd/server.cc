@@ -212,6 +212,7 @@ struct Server::Parts {
   std::unique_ptr<GrantService> grant_service;
   std::unique_ptr<AuditService> audit_service;
   std::unique_ptr<NotificationService> notification_service;
+  std::unique_ptr<EncryptionPolicyService> encryption_policy_service;
   std::unique_ptr<Sweeper> sweeper;
   std::unique_ptr<Periodic> sweeping;
   std::unique_ptr<SmtpSender> email;
@@ -361,6 +362,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   p->audit_service = std::make_unique<AuditService>(&use_cases.audit(), serving);
   p->notification_service =
       std::make_unique<NotificationService>(&use_cases.notifications(), serving);
+  p->encryption_policy_service =
+      std::make_unique<EncryptionPolicyService>(&use_cases.encryption_policies(), serving);
 
   // What time decides, and the outbox: in every replica.
   p->sweeper = std::make_unique<Sweeper>(&use_cases, absl::Minutes(s.audit_checkpoint_minutes));
@@ -405,6 +408,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   builder.RegisterService(p->grant_service.get());
   builder.RegisterService(p->audit_service.get());
   builder.RegisterService(p->notification_service.get());
+  builder.RegisterService(p->encryption_policy_service.get());
   builder.RegisterService(p->health_service.get());
   builder.SetMaxReceiveMessageSize(1 << 20);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, s.max_streams_per_connection);
