@@ -38,8 +38,8 @@ struct UseCasesOptions {
   int audit_verify_page_events = 1000;
   // Customer-managed keys (issue 16). Not owned; the module holding
   // customers' and the provider's keys (--pkcs11-module); null: none
-  // configured, no encryption policy can be created or rotated, and every
-  // use of a key is KEY_UNAVAILABLE.
+  // configured, and every use of a key is KEY_UNAVAILABLE; without it no
+  // encryption policy can be created or rotated.
   KeyModule* key_module = nullptr;
   // The provider's key (--provider-key-uri, owner ""), for environments and
   // data sources without a customer key; empty: none.
