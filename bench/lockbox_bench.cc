@@ -15,6 +15,8 @@
 //   lockbox-bench abuse     --watchers 80 ...          CheckAccess beside abusers
 //   lockbox-bench chain     --after-sequence S ...     a tenant's history as COPY text
 //   lockbox-bench verify    --tenant T                 VerifyAuditLog, timed
+//   lockbox-bench keys-setup --tenant T --key-uri U    a policy on environment "keys"
+//   lockbox-bench unary --rpc unwrap --as dataplane    UnwrapDataKey of one data key
 #include <grpcpp/grpcpp.h>
 #include <lockbox/audit.h>
 #include <lockbox/client.h>
@@ -40,6 +42,7 @@
 #include "lockbox/v1/access_request_service.grpc.pb.h"
 #include "lockbox/v1/audit_service.grpc.pb.h"
 #include "lockbox/v1/grant_service.grpc.pb.h"
+#include "lockbox/v1/key_service.grpc.pb.h"
 
 namespace {
 
@@ -230,6 +233,7 @@ int RunUnary(const Common& c, const std::string& rpc, const std::string& as,
   std::vector<std::unique_ptr<lockbox::v1::GrantService::Stub>> grants;
   std::vector<std::unique_ptr<lockbox::v1::AccessRequestService::Stub>> requests;
   std::vector<std::unique_ptr<lockbox::v1::AuditService::Stub>> audit;
+  std::vector<std::unique_ptr<lockbox::v1::KeyService::Stub>> keys;
   for (int i = 0; i < c.connections; ++i) {
     auto ch = Channel(c, as, c.target, i);
     health.push_back(grpc::health::v1::Health::NewStub(ch));
@@ -237,6 +241,20 @@ int RunUnary(const Common& c, const std::string& rpc, const std::string& as,
     grants.push_back(lockbox::v1::GrantService::NewStub(ch));
     requests.push_back(lockbox::v1::AccessRequestService::NewStub(ch));
     audit.push_back(lockbox::v1::AuditService::NewStub(ch));
+    keys.push_back(lockbox::v1::KeyService::NewStub(ch));
+  }
+  // The data plane's unwrap (keys-setup made its environment and policy):
+  // one data key, unwrapped again and again as its system operation.
+  lockbox::v1::UnwrapDataKeyRequest unwrap;
+  if (rpc == "unwrap") {
+    lockbox::v1::GenerateDataKeyRequest g;
+    g.set_environment("tenants/" + c.tenant + "/environments/keys");
+    g.set_data_source("sql");
+    auto made = Library(c, as, c.target)->GenerateDataKey(g);
+    if (!made.ok()) Die("GenerateDataKey", made.status());
+    unwrap.set_environment(g.environment());
+    unwrap.set_data_source(g.data_source());
+    unwrap.set_wrapped(made->wrapped());
   }
   lockbox::v1::CheckAccessRequest check;
   check.set_principal(Spiffe(c, "operator/alice"));
@@ -282,6 +300,15 @@ int RunUnary(const Common& c, const std::string& rpc, const std::string& as,
           },
           [done](const grpc::Status& st, lockbox::v1::CheckAccessResponse& r) {
             done(st.ok() && r.allowed(), st.ok() ? "not allowed" : st.error_message());
+          });
+    } else if (rpc == "unwrap") {
+      Unary<lockbox::v1::UnwrapDataKeyRequest, lockbox::v1::UnwrapDataKeyResponse>(
+          unwrap,
+          [&, conn](auto* ctx, auto* req, auto* resp, auto cb) {
+            keys[conn]->async()->UnwrapDataKey(ctx, req, resp, std::move(cb));
+          },
+          [done](const grpc::Status& st, lockbox::v1::UnwrapDataKeyResponse& r) {
+            done(st.ok() && r.plaintext().size() == 32, st.error_message());
           });
     } else if (rpc == "audit") {
       Unary<lockbox::v1::ListAuditEventsRequest, lockbox::v1::ListAuditEventsResponse>(
@@ -890,6 +917,49 @@ int RunWait(const Common& c) {
 
 }  // namespace
 
+// For the unwrap figure: environment "keys" of the tenant with one data
+// source, covered by an encryption policy under `key_uri` (made by the
+// tenant's admin), and service/dataplane bound service.keyuser there.
+int RunKeysSetup(const Common& c, const std::string& key_uri) {
+  auto admin = Library(c, "admin", c.target);
+  lockbox::v1::CreateEnvironmentRequest e;
+  e.set_parent("tenants/" + c.tenant);
+  e.set_environment_id("keys");
+  auto* ds = e.mutable_environment()->add_data_sources();
+  ds->set_id("sql");
+  ds->set_kind("sql_database");
+  auto env = admin->CreateEnvironment(e);
+  if (!env.ok() && env.status().error_code() != grpc::StatusCode::ALREADY_EXISTS) {
+    Die("CreateEnvironment keys", env.status());
+  }
+  lockbox::v1::CreateRoleBindingRequest b;
+  b.mutable_role_binding()->set_principal(Spiffe(c, "service/dataplane"));
+  b.mutable_role_binding()->set_role("service.keyuser");
+  b.mutable_role_binding()->set_tenant("tenants/" + c.tenant);
+  auto bound = admin->CreateRoleBinding(b);
+  if (!bound.ok() && bound.status().error_code() != grpc::StatusCode::ALREADY_EXISTS) {
+    Die("CreateRoleBinding service/dataplane", bound.status());
+  }
+  lockbox::v1::CreateEncryptionPolicyRequest p;
+  p.set_parent("tenants/" + c.tenant);
+  p.set_encryption_policy_id("bench-cmk");
+  p.mutable_encryption_policy()->set_key_uri(key_uri);
+  p.mutable_encryption_policy()->add_environments("keys");
+  // The tenant's admin is trusted once the replica has its CA (a moment
+  // after the tenant was made).
+  auto dana = Library(c, c.tenant_admin, c.target);
+  lockbox::v1::GetTenantRequest g;
+  g.set_name("tenants/" + c.tenant);
+  for (int i = 0; i < 100 && !dana->GetTenant(g).ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  auto policy = dana->CreateEncryptionPolicy(p);
+  if (!policy.ok() && policy.status().error_code() != grpc::StatusCode::ALREADY_EXISTS) {
+    Die("CreateEncryptionPolicy", policy.status());
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   Common c;
   CLI::App app{"lockbox-bench: load and latency figures for lockboxd over mTLS"};
@@ -917,7 +987,8 @@ int main(int argc, char** argv) {
   int page_size = 50;
   auto* unary = app.add_subcommand("unary", "Closed-loop unary calls");
   common(unary);
-  unary->add_option("--rpc", rpc)->check(CLI::IsMember({"floor", "health", "checkaccess", "list", "audit"}));
+  unary->add_option("--rpc", rpc)->check(
+      CLI::IsMember({"floor", "health", "checkaccess", "list", "audit", "unwrap"}));
   unary->add_option("--as", as, "Certificate name of the caller")->capture_default_str();
   unary->add_option("--filter", filter, "ListAccessRequests or ListAuditEvents filter");
   unary->add_option("--page-size", page_size)->capture_default_str();
@@ -958,12 +1029,18 @@ int main(int argc, char** argv) {
   chain->add_option("--events", chain_events, "Events to make")->required();
   auto* verify = app.add_subcommand("verify", "VerifyAuditLog of a tenant, timed");
   common(verify);
+  std::string key_uri;
+  auto* keys_setup =
+      app.add_subcommand("keys-setup", "Environment keys (source sql), a policy on it, dataplane");
+  common(keys_setup);
+  keys_setup->add_option("--key-uri", key_uri, "The tenant's key in its token")->required();
   auto* wait = app.add_subcommand("wait", "Wait until the server is ready");
   common(wait);
   CLI11_PARSE(app, argc, argv);
   if (*wait) return RunWait(c);
 
   if (*setup) return RunSetup(c, protect);
+  if (*keys_setup) return RunKeysSetup(c, key_uri);
   if (*grant) return RunGrant(c);
   if (*unary) return RunUnary(c, rpc, as, filter, page_size, name);
   if (*lifecycle) return RunLifecycle(c);
