@@ -46,6 +46,14 @@ class Pkcs11ModuleTest : public ::testing::Test {
     hsm_->FilePin("acme", "shared");
     hsm_->FilePin("globex", "shared", "not-the-pin");
     hsm_->FilePin("", "shared");
+    // Two tokens of one label: a URI naming that label names neither.
+    hsm_->InitToken("twins");
+    ASSERT_EQ(std::system(("softhsm2-util --init-token --free --label twins --so-pin 00000000 "
+                           "--pin " +
+                           hsm_->UserPin("twins") + " >/dev/null")
+                              .c_str()),
+              0);
+    hsm_->FilePin("acme", "twins");
   }
   static void TearDownTestSuite() {
     delete hsm_;
@@ -145,6 +153,7 @@ TEST_F(Pkcs11ModuleTest, RefusesUrisThatNameAModuleOrAPinOrNoOneKey) {
   ExpectKeyUnavailable(module_->Probe("acme", SoftHsm::Uri("acme", "twin")), "more than one");
   ExpectKeyUnavailable(module_->Probe("acme", SoftHsm::Uri("acme", "nothing")), "no secret key");
   ExpectKeyUnavailable(module_->Probe("acme", SoftHsm::Uri("nobody", "cmk")), "no token");
+  ExpectKeyUnavailable(module_->Probe("acme", SoftHsm::Uri("twins", "cmk")), "2 tokens match");
   // An Ed25519 private key is no secret key.
   ExpectKeyUnavailable(module_->Probe("acme", SoftHsm::Uri("acme", "signer")), "no secret key");
 }
