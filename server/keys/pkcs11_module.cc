@@ -316,10 +316,14 @@ namespace {
 
 std::string MapKey(const std::string& uri, int kind) { return absl::StrCat(kind, " ", uri); }
 
-absl::StatusOr<std::string> ReadPin(const std::string& pin_dir, const std::string& owner,
-                                    const std::string& label) {
-  std::string path =
-      absl::StrCat(pin_dir, "/", owner.empty() ? kProviderOwner : owner, "/", label, ".pin");
+std::string PinPath(const std::string& pin_dir, const std::string& owner,
+                    const std::string& label) {
+  return absl::StrCat(pin_dir, "/", owner.empty() ? kProviderOwner : owner, "/", label, ".pin");
+}
+
+// The owner's PIN file is there, and open to no one else: the operator's
+// assignment of the token to the owner, looked at on every call.
+absl::Status PinFiled(const std::string& path, const std::string& label) {
   struct stat st;
   if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
     return KeyUnavailable(absl::StrCat("token ", label, " not assigned to this owner"));
@@ -328,6 +332,13 @@ absl::StatusOr<std::string> ReadPin(const std::string& pin_dir, const std::strin
     return KeyUnavailable(absl::StrCat("the PIN file of token ", label,
                                        " is open to group or others (want 0600 or 0400)"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadPin(const std::string& pin_dir, const std::string& owner,
+                                    const std::string& label) {
+  std::string path = PinPath(pin_dir, owner, label);
+  RETURN_IF_ERROR(PinFiled(path, label));
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     return KeyUnavailable(absl::StrCat("the PIN file of token ", label, " cannot be read"));
@@ -642,10 +653,13 @@ absl::StatusOr<std::string> Pkcs11Module::Run(const std::string& owner, const st
 
 absl::Status Pkcs11Module::Admit(Token& token, const std::string& owner,
                                  CK_SESSION_HANDLE session) {
+  bool admitted = false;
   {
     absl::ReaderMutexLock lock(&token.login_mu);
-    if (token.logged_in && token.admitted.contains(owner)) return absl::OkStatus();
+    admitted = token.logged_in && token.admitted.contains(owner);
   }
+  // Every call: a file removed takes the token from the owner at once.
+  if (admitted) return PinFiled(PinPath(options_.pin_dir, owner, token.label), token.label);
   ASSIGN_OR_RETURN(std::string pin, ReadPin(options_.pin_dir, owner, token.label));
   absl::MutexLock lock(&token.login_mu);
   absl::Status status = absl::OkStatus();

@@ -186,6 +186,19 @@ TEST_F(Pkcs11ModuleTest, WrongPinIsKeyUnavailableWithTheModulesReason) {
   EXPECT_EQ(status.message().find("not-the-pin"), std::string::npos);
 }
 
+TEST_F(Pkcs11ModuleTest, RemovingThePinFileTakesTheTokenFromItsOwnerAtOnce) {
+  ASSERT_NE(module_, nullptr);
+  const std::string globex = SoftHsm::Uri("globex", "cmk");
+  ASSERT_TRUE(module_->Probe("globex", globex).ok());
+  std::string path = hsm_->pin_dir() + "/globex/globex.pin";
+  ASSERT_EQ(rename(path.c_str(), (path + ".away").c_str()), 0);
+  ExpectKeyUnavailable(module_->Probe("globex", globex), "not assigned to this owner");
+  ExpectKeyUnavailable(module_->Wrap("globex", globex, kKey, "aad").status(),
+                       "not assigned to this owner");
+  ASSERT_EQ(rename((path + ".away").c_str(), path.c_str()), 0);
+  EXPECT_TRUE(module_->Probe("globex", globex).ok());
+}
+
 TEST_F(Pkcs11ModuleTest, PinFileOpenToOthersIsRefused) {
   ASSERT_NE(module_, nullptr);
   std::string path = hsm_->pin_dir() + "/globex/globex.pin";
