@@ -31,6 +31,7 @@ constexpr size_t kTagBytes = 16;
 constexpr CK_ULONG kAesKeyBytes = 32;
 constexpr size_t kEd25519SignatureBytes = 64;
 constexpr char kProviderOwner[] = "_provider";
+constexpr size_t kMaxCachedKeys = 4096;
 // A reason that never leaves this file: Handle found nothing because the
 // session is not logged in (Run logs in again and retries).
 constexpr char kNotLoggedIn[] = "PKCS11_NOT_LOGGED_IN";
@@ -490,6 +491,9 @@ absl::StatusOr<std::shared_ptr<Pkcs11Module::Key>> Pkcs11Module::Resolve(const s
   auto it = keys_.find(map_key);
   if (it != keys_.end()) return it->second;
   ASSIGN_OR_RETURN(key->token, FindToken(*key));
+  // URIs are tenants' input: the cache is bounded (a key in use is found
+  // again after a reset; its holders keep theirs).
+  if (keys_.size() >= kMaxCachedKeys) keys_.clear();
   keys_.emplace(map_key, key);
   return key;
 }
