@@ -31,6 +31,7 @@ constexpr size_t kTagBytes = 16;
 constexpr CK_ULONG kAesKeyBytes = 32;
 constexpr size_t kEd25519SignatureBytes = 64;
 constexpr char kProviderOwner[] = "_provider";
+constexpr size_t kMaxCachedKeys = 4096;
 // A reason that never leaves this file: Handle found nothing because the
 // session is not logged in (Run logs in again and retries).
 constexpr char kNotLoggedIn[] = "PKCS11_NOT_LOGGED_IN";
@@ -316,10 +317,14 @@ namespace {
 
 std::string MapKey(const std::string& uri, int kind) { return absl::StrCat(kind, " ", uri); }
 
-absl::StatusOr<std::string> ReadPin(const std::string& pin_dir, const std::string& owner,
-                                    const std::string& label) {
-  std::string path =
-      absl::StrCat(pin_dir, "/", owner.empty() ? kProviderOwner : owner, "/", label, ".pin");
+std::string PinPath(const std::string& pin_dir, const std::string& owner,
+                    const std::string& label) {
+  return absl::StrCat(pin_dir, "/", owner.empty() ? kProviderOwner : owner, "/", label, ".pin");
+}
+
+// The owner's PIN file is there, and open to no one else: the operator's
+// assignment of the token to the owner, looked at on every call.
+absl::Status PinFiled(const std::string& path, const std::string& label) {
   struct stat st;
   if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
     return KeyUnavailable(absl::StrCat("token ", label, " not assigned to this owner"));
@@ -328,6 +333,13 @@ absl::StatusOr<std::string> ReadPin(const std::string& pin_dir, const std::strin
     return KeyUnavailable(absl::StrCat("the PIN file of token ", label,
                                        " is open to group or others (want 0600 or 0400)"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadPin(const std::string& pin_dir, const std::string& owner,
+                                    const std::string& label) {
+  std::string path = PinPath(pin_dir, owner, label);
+  RETURN_IF_ERROR(PinFiled(path, label));
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     return KeyUnavailable(absl::StrCat("the PIN file of token ", label, " cannot be read"));
@@ -479,6 +491,9 @@ absl::StatusOr<std::shared_ptr<Pkcs11Module::Key>> Pkcs11Module::Resolve(const s
   auto it = keys_.find(map_key);
   if (it != keys_.end()) return it->second;
   ASSIGN_OR_RETURN(key->token, FindToken(*key));
+  // URIs are tenants' input: the cache is bounded (a key in use is found
+  // again after a reset; its holders keep theirs).
+  if (keys_.size() >= kMaxCachedKeys) keys_.clear();
   keys_.emplace(map_key, key);
   return key;
 }
@@ -642,10 +657,13 @@ absl::StatusOr<std::string> Pkcs11Module::Run(const std::string& owner, const st
 
 absl::Status Pkcs11Module::Admit(Token& token, const std::string& owner,
                                  CK_SESSION_HANDLE session) {
+  bool admitted = false;
   {
     absl::ReaderMutexLock lock(&token.login_mu);
-    if (token.logged_in && token.admitted.contains(owner)) return absl::OkStatus();
+    admitted = token.logged_in && token.admitted.contains(owner);
   }
+  // Every call: a file removed takes the token from the owner at once.
+  if (admitted) return PinFiled(PinPath(options_.pin_dir, owner, token.label), token.label);
   ASSIGN_OR_RETURN(std::string pin, ReadPin(options_.pin_dir, owner, token.label));
   absl::MutexLock lock(&token.login_mu);
   absl::Status status = absl::OkStatus();

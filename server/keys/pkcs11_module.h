@@ -11,9 +11,10 @@
 // Tokens and PINs: a token is found by the URI's token attributes (token=,
 // serial=, manufacturer=, model=, and slot-* / library-* if given), and
 // must match exactly one present token. It is usable by an owner only when
-// <pin_dir>/<owner, or _provider for "">/<token label>.pin exists (read when
-// first needed; one trailing newline stripped), and that PIN is the one the
-// token was logged in with. The first admitted owner's PIN logs the token in
+// <pin_dir>/<owner, or _provider for "">/<token label>.pin exists, open to
+// no one else (looked at on every call; read when first needed, one
+// trailing newline stripped), and that PIN is the one the token was logged
+// in with. The first admitted owner's PIN logs the token in
 // (one login per token for the life of the module: login state is the
 // application's, not the session's, in PKCS#11). A PIN never appears in a
 // message or a log line.

@@ -46,6 +46,14 @@ class Pkcs11ModuleTest : public ::testing::Test {
     hsm_->FilePin("acme", "shared");
     hsm_->FilePin("globex", "shared", "not-the-pin");
     hsm_->FilePin("", "shared");
+    // Two tokens of one label: a URI naming that label names neither.
+    hsm_->InitToken("twins");
+    ASSERT_EQ(std::system(("softhsm2-util --init-token --free --label twins --so-pin 00000000 "
+                           "--pin " +
+                           hsm_->UserPin("twins") + " >/dev/null")
+                              .c_str()),
+              0);
+    hsm_->FilePin("acme", "twins");
   }
   static void TearDownTestSuite() {
     delete hsm_;
@@ -145,6 +153,7 @@ TEST_F(Pkcs11ModuleTest, RefusesUrisThatNameAModuleOrAPinOrNoOneKey) {
   ExpectKeyUnavailable(module_->Probe("acme", SoftHsm::Uri("acme", "twin")), "more than one");
   ExpectKeyUnavailable(module_->Probe("acme", SoftHsm::Uri("acme", "nothing")), "no secret key");
   ExpectKeyUnavailable(module_->Probe("acme", SoftHsm::Uri("nobody", "cmk")), "no token");
+  ExpectKeyUnavailable(module_->Probe("acme", SoftHsm::Uri("twins", "cmk")), "2 tokens match");
   // An Ed25519 private key is no secret key.
   ExpectKeyUnavailable(module_->Probe("acme", SoftHsm::Uri("acme", "signer")), "no secret key");
 }
@@ -175,6 +184,19 @@ TEST_F(Pkcs11ModuleTest, WrongPinIsKeyUnavailableWithTheModulesReason) {
   absl::Status status = module_->Probe("acme", SoftHsm::Uri("badpin", "cmk"));
   ExpectKeyUnavailable(status, "CKR_PIN_INCORRECT");
   EXPECT_EQ(status.message().find("not-the-pin"), std::string::npos);
+}
+
+TEST_F(Pkcs11ModuleTest, RemovingThePinFileTakesTheTokenFromItsOwnerAtOnce) {
+  ASSERT_NE(module_, nullptr);
+  const std::string globex = SoftHsm::Uri("globex", "cmk");
+  ASSERT_TRUE(module_->Probe("globex", globex).ok());
+  std::string path = hsm_->pin_dir() + "/globex/globex.pin";
+  ASSERT_EQ(rename(path.c_str(), (path + ".away").c_str()), 0);
+  ExpectKeyUnavailable(module_->Probe("globex", globex), "not assigned to this owner");
+  ExpectKeyUnavailable(module_->Wrap("globex", globex, kKey, "aad").status(),
+                       "not assigned to this owner");
+  ASSERT_EQ(rename((path + ".away").c_str(), path.c_str()), 0);
+  EXPECT_TRUE(module_->Probe("globex", globex).ok());
 }
 
 TEST_F(Pkcs11ModuleTest, PinFileOpenToOthersIsRefused) {
