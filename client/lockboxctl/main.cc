@@ -9,6 +9,7 @@
 #include "common.h"
 #include "encryption_policies.h"
 #include "grants.h"
+#include "keys.h"
 #include "notifications.h"
 #include "requests.h"
 #include "tenancy.h"
@@ -28,6 +29,7 @@ int main(int argc, char** argv) {
   AddAuditCommands(app, ctx);
   AddNotificationCommands(app, ctx);
   AddEncryptionPolicyCommands(app, ctx);
+  AddKeyCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -129,7 +129,8 @@ Client::Client(Options options, std::shared_ptr<grpc::Channel> channel)
       grants_(v1::GrantService::NewStub(channel)),
       audit_(v1::AuditService::NewStub(channel)),
       notifications_(v1::NotificationService::NewStub(channel)),
-      encryption_policies_(v1::EncryptionPolicyService::NewStub(channel)) {}
+      encryption_policies_(v1::EncryptionPolicyService::NewStub(channel)),
+      keys_(v1::KeyService::NewStub(channel)) {}
 
 std::unique_ptr<grpc::ClientContext> Client::NewContext(Clock::time_point deadline) const {
   auto ctx = std::make_unique<grpc::ClientContext>();
@@ -274,6 +275,11 @@ LOCKBOX_CHANGE(encryption_policies_, EnableEncryptionPolicy, v1::EnableEncryptio
                v1::EncryptionPolicy)
 LOCKBOX_CHANGE(encryption_policies_, RotateEncryptionPolicy, v1::RotateEncryptionPolicyRequest,
                v1::EncryptionPolicy)
+// No request_id: a retried GenerateDataKey makes another key, which is as
+// good (the first was never returned).
+LOCKBOX_READ(keys_, GenerateDataKey, v1::GenerateDataKeyRequest, v1::GenerateDataKeyResponse)
+LOCKBOX_READ(keys_, UnwrapDataKey, v1::UnwrapDataKeyRequest, v1::UnwrapDataKeyResponse)
+LOCKBOX_READ(keys_, RewrapDataKey, v1::RewrapDataKeyRequest, v1::RewrapDataKeyResponse)
 
 #undef LOCKBOX_READ
 #undef LOCKBOX_CHANGE

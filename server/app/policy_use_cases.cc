@@ -74,8 +74,8 @@ absl::Status MayUpdateEnvironment(const Actor& a, const EnvironmentUpdate& needs
 absl::Status MayDeleteRoleBinding(Transaction& tx, const Actor& a, const std::string& id) {
   absl::StatusOr<v1::RoleBinding> binding = tx.tenancy().GetRoleBinding(id, false);
   if (binding.ok()) {
-    return authz::DeleteRoleBinding(a,
-                                    binding->tenant().empty() ? "" : binding->tenant().substr(8));
+    return authz::DeleteRoleBinding(
+        a, binding->tenant().empty() ? "" : binding->tenant().substr(8), binding->role());
   }
   if (!absl::IsNotFound(binding.status())) return binding.status();
   absl::Status global = authz::DeleteRoleBinding(a, "");
@@ -501,7 +501,8 @@ absl::StatusOr<v1::RoleBinding> PolicyUseCases::CreateRoleBinding(
   if (!role) {
     return InvalidField("role_binding.role", in.role().empty() ? "REQUIRED" : "UNKNOWN_VALUE",
                         "must be one of lockbox.admin, operator.engineer, operator.reviewer, "
-                        "tenant.admin, tenant.auditor, service.enforcer, service.portal");
+                        "tenant.admin, tenant.auditor, service.enforcer, service.portal, "
+                        "service.keyuser");
   }
   std::string tenant;
   if (!in.tenant().empty()) {
@@ -602,7 +603,8 @@ absl::StatusOr<google::protobuf::Empty> PolicyUseCases::DeleteRoleBinding(
         auto binding = tx.tenancy().GetRoleBinding(id, false);
         // A tenant admin learns nothing of bindings outside their tenant.
         RETURN_IF_ERROR(authz::DeleteRoleBinding(
-            a, binding.ok() && !binding->tenant().empty() ? binding->tenant().substr(8) : ""));
+            a, binding.ok() && !binding->tenant().empty() ? binding->tenant().substr(8) : "",
+            binding.ok() ? binding->role() : ""));
         if (!binding.ok()) return binding.status();
         if (binding->tenant().empty() && binding->role() == RoleName(Role::kAdmin)) {
           RETURN_IF_ERROR(CheckNotLastAdmin(tx, binding->name()));

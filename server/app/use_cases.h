@@ -9,6 +9,7 @@
 #include "server/app/audit_use_cases.h"
 #include "server/app/encryption_policy_use_cases.h"
 #include "server/app/grant_use_cases.h"
+#include "server/app/key_use_cases.h"
 #include "server/app/key_module.h"
 #include "server/app/notification_use_cases.h"
 #include "server/app/policy_use_cases.h"
@@ -36,9 +37,19 @@ struct UseCasesOptions {
   const WebhookUrlChecker* webhook_urls = nullptr;
   // VerifyAuditLog reads this many events per read transaction.
   int audit_verify_page_events = 1000;
-  // Not owned. The PKCS#11 module holding customers' keys; without it no
+  // Issue 16, keys. Not owned; the replica's keys (TenantKeys). Without
+  // it KeyService refuses KEY_UNAVAILABLE.
+  KeyRing* key_ring = nullptr;
+  // Key-use events committed together per tenant, at most.
+  size_t key_audit_batch = 256;
+  // Customer-managed keys (issue 16). Not owned; the module holding
+  // customers' and the provider's keys (--pkcs11-module); null: none
+  // configured, and every use of a key is KEY_UNAVAILABLE; without it no
   // encryption policy can be created or rotated.
   KeyModule* key_module = nullptr;
+  // The provider's key (--provider-key-uri, owner ""), for environments and
+  // data sources without a customer key; empty: none.
+  std::string provider_key_uri;
 };
 
 class UseCases {
@@ -53,6 +64,7 @@ class UseCases {
         audit_({&runner_, &page_tokens_, options.audit_signer, options.audit_key_ephemeral,
                 options.audit_verify_page_events}),
         notifications_({&runner_, &page_tokens_}),
+        keys_({&runner_, options.key_ring, options.key_audit_batch}),
         encryption_policies_({&runner_, &page_tokens_, options.key_module}) {}
   UseCases(const UseCases&) = delete;
   UseCases& operator=(const UseCases&) = delete;
@@ -62,6 +74,7 @@ class UseCases {
   GrantUseCases& grants() { return grants_; }
   AuditUseCases& audit() { return audit_; }
   NotificationUseCases& notifications() { return notifications_; }
+  KeyUseCases& keys() { return keys_; }
   EncryptionPolicyUseCases& encryption_policies() { return encryption_policies_; }
   // The sweeper's: forgets spent on-behalf-of tokens past their expiry.
   absl::StatusOr<bool> ForgetExpiredTokenUses() const { return runner_.ForgetExpiredTokenUses(); }
@@ -74,6 +87,7 @@ class UseCases {
   GrantUseCases grants_;
   AuditUseCases audit_;
   NotificationUseCases notifications_;
+  KeyUseCases keys_;
   EncryptionPolicyUseCases encryption_policies_;
 };
 

@@ -414,6 +414,8 @@ absl::StatusOr<std::unique_ptr<Pkcs11Module>> Pkcs11Module::Load(Options options
   return module;
 }
 
+absl::Status Pkcs11Module::CheckUri(const std::string& uri) { return ParseUri(uri).status(); }
+
 Pkcs11Module::Pkcs11Module(Options options, CK_FUNCTION_LIST* functions)
     : options_(std::move(options)), functions_(functions) {}
 

@@ -67,6 +67,9 @@ class Pkcs11Module final : public KeyModule {
   // INVALID_ARGUMENT for bad options; FAILED_PRECONDITION when the module
   // cannot be loaded or initialised (the message says why).
   static absl::StatusOr<std::unique_ptr<Pkcs11Module>> Load(Options options);
+  // Whether `uri` is a key URI this class takes (the INVALID_ARGUMENT
+  // refusals of key_module.h), without a module: for settings and input.
+  static absl::Status CheckUri(const std::string& uri);
   Pkcs11Module(const Pkcs11Module&) = delete;
   Pkcs11Module& operator=(const Pkcs11Module&) = delete;
   // Closes every session and finalises the module. REQUIRES: no call of

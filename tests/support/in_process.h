@@ -82,6 +82,9 @@ struct InProcessOptions {
   // The module holding customers' keys (not owned; outlives the
   // application); without one, encryption policies cannot be created.
   KeyModule* key_module = nullptr;
+  // The key ring KeyService uses (not owned; outlives the application);
+  // none by default (KeyService refuses KEY_UNAVAILABLE).
+  KeyRing* key_ring = nullptr;
 };
 
 // One database, store and application. Thread-safe as Lockbox is: tests

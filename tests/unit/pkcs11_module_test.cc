@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "server/domain/status.h"
+#include "server/keys/pkcs11_audit_key.h"
 #include "tests/support/softhsm.h"
 
 namespace lockbox {
@@ -37,6 +38,7 @@ class Pkcs11ModuleTest : public ::testing::Test {
     hsm_->GenerateAesKey("globex", "cmk");
     hsm_->GenerateAesKey("badpin", "cmk");
     hsm_->GenerateAesKey("shared", "cmk");
+    hsm_->GenerateEd25519("shared", "signer");
     hsm_->FilePin("acme", "acme");
     hsm_->FilePin("globex", "globex");
     hsm_->FilePin("acme", "badpin", "not-the-pin");
@@ -267,6 +269,31 @@ TEST_F(Pkcs11ModuleTest, SignsWithAnEd25519KeyInTheModule) {
   EVP_PKEY_free(key);
   ExpectKeyUnavailable(module_->Sign("globex", uri, "x").status(), "not assigned to this owner");
   ExpectKeyUnavailable(module_->Sign("acme", kAcmeCmk, "x").status(), "no private key");
+}
+
+TEST_F(Pkcs11ModuleTest, AuditSignerSignsCheckpointsInTheModule) {
+  ASSERT_NE(module_, nullptr);
+  // The provider's (owner "") key pair.
+  const std::string uri = SoftHsm::Uri("shared", "signer");
+  auto signer = MakePkcs11AuditSigner(module_.get(), uri);
+  ASSERT_TRUE(signer.ok()) << signer.status();
+  v1::AuditCheckpoint checkpoint;
+  checkpoint.set_tenant("acme");
+  checkpoint.set_sequence(1);
+  checkpoint.set_head_hash(std::string(64, 'a'));
+  ASSERT_TRUE((*signer)->Sign(&checkpoint).ok());
+  EXPECT_EQ(checkpoint.signature().size(), 64u);
+  auto verifier = ChainVerifier::Create((*signer)->public_key().public_key_pem(), {});
+  EXPECT_TRUE(verifier.ok());
+  // Another pair's public key is refused at once.
+  auto other_pem = AuditSigner::GeneratePem();
+  ASSERT_TRUE(other_pem.ok());
+  auto other = AuditSigner::FromPem(*other_pem);
+  ASSERT_TRUE(other.ok());
+  auto mismatched = AuditSigner::FromExternalKey(
+      (*other)->public_key().public_key_pem(),
+      std::make_shared<Pkcs11AuditSigningKey>(module_.get(), uri));
+  EXPECT_EQ(mismatched.status().code(), absl::StatusCode::kInvalidArgument) << mismatched.status();
 }
 
 TEST_F(Pkcs11ModuleTest, LoadRefusesWhatIsNotAModule) {

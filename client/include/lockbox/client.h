@@ -37,6 +37,7 @@
 #include "lockbox/v1/audit_service.grpc.pb.h"
 #include "lockbox/v1/encryption_policy_service.grpc.pb.h"
 #include "lockbox/v1/grant_service.grpc.pb.h"
+#include "lockbox/v1/key_service.grpc.pb.h"
 #include "lockbox/v1/notification_service.grpc.pb.h"
 #include "lockbox/v1/policy_service.grpc.pb.h"
 
@@ -207,6 +208,11 @@ class Client {
   Result<v1::EncryptionPolicy> EnableEncryptionPolicy(v1::EnableEncryptionPolicyRequest request);
   Result<v1::EncryptionPolicy> RotateEncryptionPolicy(v1::RotateEncryptionPolicyRequest request);
 
+  // --- KeyService (a data plane, service.keyuser) ----------------------
+  Result<v1::GenerateDataKeyResponse> GenerateDataKey(const v1::GenerateDataKeyRequest& request);
+  Result<v1::UnwrapDataKeyResponse> UnwrapDataKey(const v1::UnwrapDataKeyRequest& request);
+  Result<v1::RewrapDataKeyResponse> RewrapDataKey(const v1::RewrapDataKeyRequest& request);
+
   const Options& options() const { return options_; }
 
  private:
@@ -233,6 +239,7 @@ class Client {
   std::unique_ptr<v1::AuditService::Stub> audit_;
   std::unique_ptr<v1::NotificationService::Stub> notifications_;
   std::unique_ptr<v1::EncryptionPolicyService::Stub> encryption_policies_;
+  std::unique_ptr<v1::KeyService::Stub> keys_;
 };
 
 template <typename T>

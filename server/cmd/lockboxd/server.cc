@@ -25,6 +25,8 @@
 #include "server/domain/audit_signing.h"
 #include "server/identity/certificate_anchors.h"
 #include "server/identity/token_verifier.h"
+#include "server/keys/pkcs11_audit_key.h"
+#include "server/keys/pkcs11_module.h"
 #include "server/observe/log.h"
 #include "server/observe/metrics.h"
 #include "server/service/serving.h"
@@ -98,10 +100,19 @@ absl::Status Named(absl::string_view setting, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(setting, ": ", status.message()));
 }
 
-// The checkpoint signer: the key file's, or (--dev-ephemeral-audit-key) one
-// made now. Never from the database: whoever could read it there could sign
-// a rewritten history.
-absl::StatusOr<std::unique_ptr<AuditSigner>> MakeSigner(const Settings& s) {
+// The checkpoint signer: the key file's, the PKCS#11 key's
+// (--audit-signing-key-uri, signing inside the module), or
+// (--dev-ephemeral-audit-key) one made now. Never from the database:
+// whoever could read it there could sign a rewritten history.
+absl::StatusOr<std::unique_ptr<AuditSigner>> MakeSigner(const Settings& s,
+                                                        Pkcs11Module* key_module) {
+  if (!s.audit_signing_key_uri.empty()) {
+    auto signer = MakePkcs11AuditSigner(key_module, s.audit_signing_key_uri);
+    if (!signer.ok()) return Named("--audit-signing-key-uri", signer.status());
+    Log("info", "audit checkpoints are signed inside the PKCS#11 module",
+        {{"key_id", (*signer)->public_key().key_id()}});
+    return signer;
+  }
   if (s.dev_ephemeral_audit_key) {
     ASSIGN_OR_RETURN(std::string generated, AuditSigner::GeneratePem());
     ASSIGN_OR_RETURN(std::unique_ptr<AuditSigner> signer, AuditSigner::FromPem(generated));
@@ -120,6 +131,27 @@ absl::StatusOr<std::unique_ptr<AuditSigner>> MakeSigner(const Settings& s) {
   auto signer = AuditSigner::FromPem(pem.str());
   if (!signer.ok()) return Named("--audit-signing-key", signer.status());
   return signer;
+}
+
+// The PKCS#11 module of --pkcs11-module (null without it). The provider's
+// key is tried once so that a mistake shows in the log at start; a key that
+// does not answer does not stop the server (the key ring reports it on
+// every use, and recovers when the module does).
+absl::StatusOr<std::unique_ptr<Pkcs11Module>> LoadKeyModule(const Settings& s) {
+  if (s.pkcs11_module.empty()) return nullptr;
+  auto module = Pkcs11Module::Load(
+      Pkcs11Module::Options{s.pkcs11_module, s.pkcs11_pin_dir, s.pkcs11_sessions});
+  if (!module.ok()) return Named("--pkcs11-module", module.status());
+  Log("info", "PKCS#11 module loaded",
+      {{"module", s.pkcs11_module}, {"library", (*module)->description()}});
+  if (!s.provider_key_uri.empty()) {
+    absl::Status probe = (*module)->Probe("", s.provider_key_uri);
+    if (!probe.ok()) {
+      Log("warn", "the provider's key does not answer",
+          {{"flag", "--provider-key-uri"}, {"error", std::string(probe.message())}});
+    }
+  }
+  return module;
 }
 
 // The database as SPEC section 8 wants it: migrated by the owner (with
@@ -155,6 +187,8 @@ struct Server::Parts {
   SystemClock system_clock;
   const Clock* clock = nullptr;
   std::unique_ptr<PgStore> store;
+  // The PKCS#11 module (--pkcs11-module), before everything that uses it.
+  std::unique_ptr<Pkcs11Module> key_module;
   std::unique_ptr<AuditSigner> signer;
   std::unique_ptr<AnchorVerifier> certificates;
   std::unique_ptr<PgChangeFeed> roots_feed;
@@ -239,7 +273,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   // cursors from being forged, and a cursor grants nothing (every page is
   // authorised again); it is no consent secret.
   ASSIGN_OR_RETURN(std::string page_key, p->store->SharedSecret("page_token_key"));
-  ASSIGN_OR_RETURN(p->signer, MakeSigner(s));
+  ASSIGN_OR_RETURN(p->key_module, LoadKeyModule(s));
+  ASSIGN_OR_RETURN(p->signer, MakeSigner(s, p->key_module.get()));
 
   // The handshake trusts the provider's CA and every tenant's bundle; the
   // CertificateVerifier then holds each caller to its own anchor.
@@ -287,6 +322,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
         {{"flag", "--dev-allow-private-webhooks"}});
   }
   use_cases_options.webhook_urls = p->webhook_targets.get();
+  use_cases_options.key_module = p->key_module.get();
+  use_cases_options.provider_key_uri = s.provider_key_uri;
   p->use_cases = std::make_unique<UseCases>(std::move(use_cases_options));
   // Published before the first checkpoint it signs, so that every key_id in
   // the log is listed by GetAuditPublicKey.
