@@ -34,13 +34,18 @@ struct UseCasesOptions {
   const WebhookUrlChecker* webhook_urls = nullptr;
   // VerifyAuditLog reads this many events per read transaction.
   int audit_verify_page_events = 1000;
+  // Not owned. The tenants' keys: seals and opens Lockbox's own data of a
+  // tenant whose policy protects it (app/sealed_data.h). Null: nothing is
+  // sealed.
+  KeyRing* key_ring = nullptr;
 };
 
 class UseCases {
  public:
   explicit UseCases(UseCasesOptions options)
       : runner_({options.store, options.clock, options.trust_domain, options.audit_signer,
-                 options.audit_checkpoint_events, options.certificates, options.tokens}),
+                 options.audit_checkpoint_events, options.certificates, options.tokens,
+                 options.key_ring}),
         page_tokens_(options.page_token_key),
         policy_({&runner_, &page_tokens_, options.webhook_urls}),
         requests_({&runner_, &page_tokens_}),
@@ -56,6 +61,9 @@ class UseCases {
   GrantUseCases& grants() { return grants_; }
   AuditUseCases& audit() { return audit_; }
   NotificationUseCases& notifications() { return notifications_; }
+  // Opens sealed outbox messages and watched requests (the delivery worker,
+  // the watch hub).
+  const Sealer& sealer() const { return runner_.sealer(); }
   // The sweeper's: forgets spent on-behalf-of tokens past their expiry.
   absl::StatusOr<bool> ForgetExpiredTokenUses() const { return runner_.ForgetExpiredTokenUses(); }
 

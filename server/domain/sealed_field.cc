@@ -48,9 +48,7 @@ std::string SealFieldText(const SecretKey& key, absl::string_view policy_id, int
                       absl::WebSafeBase64Escape(sealed));
 }
 
-bool IsSealedFieldText(absl::string_view stored) {
-  return absl::StartsWith(stored, kSealedPrefix);
-}
+bool IsSealedFieldText(absl::string_view stored) { return absl::StartsWith(stored, kSealedPrefix); }
 
 absl::StatusOr<StoredField> ParseFieldText(absl::string_view stored) {
   StoredField f;
