@@ -10,6 +10,7 @@
 #include "server/app/list_page.h"
 #include "server/app/request_messages.h"
 #include "server/domain/authorization.h"
+#include "server/domain/encryption_policy.h"
 #include "server/domain/filter.h"
 #include "server/domain/lifecycle.h"
 #include "server/domain/names.h"
@@ -43,10 +44,19 @@ void EnvironmentDetails(const v1::Environment& env, v1::AuditEvent* e) {
   std::vector<std::string> sources;
   for (const v1::DataSource& ds : env.data_sources()) {
     sources.push_back(absl::StrCat(ds.id(), ":", ds.kind(),
-                                   ds.lockbox_supported() ? ":lockbox" : ":unsupported"));
+                                   ds.lockbox_supported() ? ":lockbox" : ":unsupported",
+                                   CmkSupported(ds) ? "" : ":provider-key"));
   }
   d["data_sources"] = absl::StrJoin(sources, ",");
   e->set_environment(env.name());
+}
+
+// The output-only key_protection: which key protects each data source.
+absl::Status ReadKeyProtection(Transaction& tx, const std::string& tenant, v1::Environment* env) {
+  ASSIGN_OR_RETURN(std::optional<v1::EncryptionPolicy> covering,
+                   tx.keys().PolicyCovering(tenant, IdOfName(env->name())));
+  lockbox::FillKeyProtection(covering, env);
+  return absl::OkStatus();
 }
 
 // The authorisation of an environment update, checked before its replay.
@@ -64,8 +74,8 @@ absl::Status MayUpdateEnvironment(const Actor& a, const EnvironmentUpdate& needs
 absl::Status MayDeleteRoleBinding(Transaction& tx, const Actor& a, const std::string& id) {
   absl::StatusOr<v1::RoleBinding> binding = tx.tenancy().GetRoleBinding(id, false);
   if (binding.ok()) {
-    return authz::DeleteRoleBinding(a,
-                                    binding->tenant().empty() ? "" : binding->tenant().substr(8));
+    return authz::DeleteRoleBinding(
+        a, binding->tenant().empty() ? "" : binding->tenant().substr(8), binding->role());
   }
   if (!absl::IsNotFound(binding.status())) return binding.status();
   absl::Status global = authz::DeleteRoleBinding(a, "");
@@ -403,6 +413,7 @@ absl::StatusOr<v1::Environment> PolicyUseCases::CreateEnvironment(
         *env.mutable_update_time() = ToProto(now);
         RETURN_IF_ERROR(tx.tenancy().InsertEnvironment(tenant, r.environment_id(), &env));
         env.set_protected_(IsProtected(policy, env));
+        RETURN_IF_ERROR(ReadKeyProtection(tx, tenant, &env));
         v1::AuditEvent e = NewAuditEvent(a, "environment.create", tenant, env.name(), now);
         EnvironmentDetails(env, &e);
         RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
@@ -420,6 +431,7 @@ absl::StatusOr<v1::Environment> PolicyUseCases::GetEnvironment(const C& c,
                          tx.tenancy().GetEnvironment(name.tenant, name.id, false));
         ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(name.tenant, false));
         env.set_protected_(IsProtected(policy, env));
+        RETURN_IF_ERROR(ReadKeyProtection(tx, name.tenant, &env));
         return env;
       });
 }
@@ -445,6 +457,7 @@ absl::StatusOr<v1::ListEnvironmentsResponse> PolicyUseCases::ListEnvironments(
         }));
         for (auto& e : envs) {
           e.set_protected_(IsProtected(policy, e));
+          RETURN_IF_ERROR(ReadKeyProtection(tx, tenant, &e));
           *out.add_environments() = std::move(e);
         }
         return out;
@@ -466,11 +479,18 @@ absl::StatusOr<v1::Environment> PolicyUseCases::UpdateEnvironment(
         ASSIGN_OR_RETURN(v1::Environment env,
                          tx.tenancy().GetEnvironment(name.tenant, name.id, true));
         RETURN_IF_ERROR(CheckEtag(r.environment().etag(), env.etag()));
+        const v1::Environment before = env;
         ApplyEnvironmentUpdate(r.environment(), r.update_mask(), name.id, &env);
+        // The provider describes data sources, but never moves one from its
+        // customer's key to its own.
+        ASSIGN_OR_RETURN(std::optional<v1::EncryptionPolicy> covering,
+                         tx.keys().PolicyCovering(name.tenant, name.id));
+        RETURN_IF_ERROR(CheckKeyProtectionKept(covering, before, env));
         *env.mutable_update_time() = ToProto(now);
         RETURN_IF_ERROR(tx.tenancy().UpdateEnvironment(name.tenant, name.id, &env));
         ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(name.tenant, false));
         env.set_protected_(IsProtected(policy, env));
+        lockbox::FillKeyProtection(covering, &env);
         v1::AuditEvent e = NewAuditEvent(a, "environment.update", name.tenant, env.name(), now);
         EnvironmentDetails(env, &e);
         RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
@@ -487,7 +507,8 @@ absl::StatusOr<v1::RoleBinding> PolicyUseCases::CreateRoleBinding(
   if (!role) {
     return InvalidField("role_binding.role", in.role().empty() ? "REQUIRED" : "UNKNOWN_VALUE",
                         "must be one of lockbox.admin, operator.engineer, operator.reviewer, "
-                        "tenant.admin, tenant.auditor, service.enforcer, service.portal");
+                        "tenant.admin, tenant.auditor, service.enforcer, service.portal, "
+                        "service.keyuser");
   }
   std::string tenant;
   if (!in.tenant().empty()) {
@@ -588,7 +609,8 @@ absl::StatusOr<google::protobuf::Empty> PolicyUseCases::DeleteRoleBinding(
         auto binding = tx.tenancy().GetRoleBinding(id, false);
         // A tenant admin learns nothing of bindings outside their tenant.
         RETURN_IF_ERROR(authz::DeleteRoleBinding(
-            a, binding.ok() && !binding->tenant().empty() ? binding->tenant().substr(8) : ""));
+            a, binding.ok() && !binding->tenant().empty() ? binding->tenant().substr(8) : "",
+            binding.ok() ? binding->role() : ""));
         if (!binding.ok()) return binding.status();
         if (binding->tenant().empty() && binding->role() == RoleName(Role::kAdmin)) {
           RETURN_IF_ERROR(CheckNotLastAdmin(tx, binding->name()));

@@ -7,7 +7,10 @@
 
 #include "server/app/access_request_use_cases.h"
 #include "server/app/audit_use_cases.h"
+#include "server/app/encryption_policy_use_cases.h"
 #include "server/app/grant_use_cases.h"
+#include "server/app/key_use_cases.h"
+#include "server/app/key_module.h"
 #include "server/app/notification_use_cases.h"
 #include "server/app/policy_use_cases.h"
 #include "server/app/use_case_runner.h"
@@ -34,10 +37,16 @@ struct UseCasesOptions {
   const WebhookUrlChecker* webhook_urls = nullptr;
   // VerifyAuditLog reads this many events per read transaction.
   int audit_verify_page_events = 1000;
-  // Not owned. The tenants' keys: seals and opens Lockbox's own data of a
-  // tenant whose policy protects it (app/sealed_data.h). Null: nothing is
-  // sealed.
+  // Issue 16, keys. Not owned; the replica's keys (TenantKeys). Without
+  // it KeyService refuses KEY_UNAVAILABLE. Also seals and opens Lockbox's
+  // own data of a tenant whose policy protects it (app/sealed_data.h);
+  // null: nothing is sealed.
   KeyRing* key_ring = nullptr;
+  // Key-use events committed together per tenant, at most.
+  size_t key_audit_batch = 256;
+  // Not owned. The PKCS#11 module holding customers' keys; without it no
+  // encryption policy can be created or rotated.
+  KeyModule* key_module = nullptr;
 };
 
 class UseCases {
@@ -52,7 +61,9 @@ class UseCases {
         grants_({&runner_, &page_tokens_, options.grant_view}),
         audit_({&runner_, &page_tokens_, options.audit_signer, options.audit_key_ephemeral,
                 options.audit_verify_page_events}),
-        notifications_({&runner_, &page_tokens_}) {}
+        notifications_({&runner_, &page_tokens_}),
+        keys_({&runner_, options.key_ring, options.key_audit_batch}),
+        encryption_policies_({&runner_, &page_tokens_, options.key_module}) {}
   UseCases(const UseCases&) = delete;
   UseCases& operator=(const UseCases&) = delete;
 
@@ -61,6 +72,8 @@ class UseCases {
   GrantUseCases& grants() { return grants_; }
   AuditUseCases& audit() { return audit_; }
   NotificationUseCases& notifications() { return notifications_; }
+  KeyUseCases& keys() { return keys_; }
+  EncryptionPolicyUseCases& encryption_policies() { return encryption_policies_; }
   // Opens sealed outbox messages and watched requests (the delivery worker,
   // the watch hub).
   const Sealer& sealer() const { return runner_.sealer(); }
@@ -75,6 +88,8 @@ class UseCases {
   GrantUseCases grants_;
   AuditUseCases audit_;
   NotificationUseCases notifications_;
+  KeyUseCases keys_;
+  EncryptionPolicyUseCases encryption_policies_;
 };
 
 }  // namespace lockbox

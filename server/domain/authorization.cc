@@ -108,7 +108,14 @@ absl::StatusOr<ListScope> ListRoleBindings(const Actor& a, absl::string_view ten
   return scope;
 }
 
-absl::Status DeleteRoleBinding(const Actor& a, absl::string_view binding_tenant) {
+absl::Status DeleteRoleBinding(const Actor& a, absl::string_view binding_tenant,
+                               absl::string_view binding_role) {
+  if (binding_role == RoleName(Role::kKeyUser)) {
+    return Allow(a.permissions.Has(Role::kAdmin) ||
+                     a.permissions.HasInTenant(Role::kTenantAdmin, binding_tenant),
+                 "a service.keyuser binding is removed by lockbox.admin or tenant.admin of its "
+                 "tenant");
+  }
   if (!binding_tenant.empty()) {
     return Allow(a.permissions.HasInTenant(Role::kTenantAdmin, binding_tenant),
                  "a tenant's bindings are removed only by tenant.admin of the tenant");
@@ -194,6 +201,22 @@ absl::Status ListNotifications(const Actor& a, absl::string_view tenant) {
   bool admin = a.permissions.Has(Role::kAdmin);
   if (tenant.empty()) return Allow(admin, "every tenant's notifications need lockbox.admin");
   return Allow(admin || a.permissions.IsTenantMember(tenant),
+               "needs tenant.admin or tenant.auditor of the tenant");
+}
+
+absl::Status UseDataKeys(const Actor& a, absl::string_view tenant) {
+  return Allow(!tenant.empty() && a.permissions.HasInTenant(Role::kKeyUser, tenant),
+               "data keys need service.keyuser in the environment's tenant");
+}
+
+absl::Status ManageEncryptionPolicies(const Actor& a, absl::string_view tenant) {
+  return Allow(a.permissions.HasInTenant(Role::kTenantAdmin, tenant),
+               "needs tenant.admin of the tenant (the provider cannot change a customer's "
+               "encryption policies)");
+}
+
+absl::Status ReadEncryptionPolicies(const Actor& a, absl::string_view tenant) {
+  return Allow(a.permissions.IsTenantMember(tenant),
                "needs tenant.admin or tenant.auditor of the tenant");
 }
 

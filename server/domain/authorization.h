@@ -40,7 +40,8 @@ absl::Status ManageTenantPolicy(const Actor& a, absl::string_view tenant);
 absl::Status ReadTenantIdentity(const Actor& a, absl::string_view tenant);
 absl::Status ManageTenantIdentity(const Actor& a, absl::string_view tenant);
 // `tenant` is "" for a global binding. Tenant roles are the tenant's own:
-// only its tenant.admin binds them; lockbox.admin binds provider roles only.
+// only its tenant.admin binds them; lockbox.admin binds provider roles only,
+// service.keyuser (the provider's data plane) included, in one tenant.
 absl::Status CreateRoleBinding(const Actor& a, Role role, absl::string_view tenant);
 // `tenant` "" lists every binding the caller may see.
 absl::StatusOr<ListScope> ListRoleBindings(const Actor& a, absl::string_view tenant);
@@ -48,7 +49,11 @@ absl::StatusOr<ListScope> ListRoleBindings(const Actor& a, absl::string_view ten
 // (a tenant admin learns nothing of bindings outside their tenant). As
 // CreateRoleBinding: a tenant's bindings by its tenant.admin, global ones by
 // lockbox.admin.
-absl::Status DeleteRoleBinding(const Actor& a, absl::string_view binding_tenant);
+// A service.keyuser binding (`binding_role`) is removed by lockbox.admin or
+// by its tenant's tenant.admin: the customer may cut a data plane off from
+// its keys.
+absl::Status DeleteRoleBinding(const Actor& a, absl::string_view binding_tenant,
+                               absl::string_view binding_role = "");
 
 // Access requests. Engineers who are not reviewers see only their own.
 absl::Status CreateAccessRequest(const Actor& a);
@@ -72,6 +77,10 @@ absl::Status CheckAccess(const Actor& a);
 absl::Status ReleaseGrant(const Actor& a);
 absl::Status RevokeGrant(const Actor& a, absl::string_view tenant);
 
+// KeyService: a data plane bound service.keyuser in the environment's
+// tenant.
+absl::Status UseDataKeys(const Actor& a, absl::string_view tenant);
+
 // The audit log of `tenant` ("" is the global log).
 absl::Status ReadAudit(const Actor& a, absl::string_view tenant);
 // The public key: anyone with a role binding.
@@ -79,6 +88,14 @@ absl::Status ReadAuditPublicKey(const Actor& a);
 
 // The outbox of `tenant` ("" is every tenant's).
 absl::Status ListNotifications(const Actor& a, absl::string_view tenant);
+
+// Encryption policies (SPEC section 9): the customer's keys are the
+// customer's alone. Only the tenant's own tenant.admin creates, changes,
+// disables, enables or rotates them (never lockbox.admin: the provider
+// cannot take an environment out of its customer's key); its tenant.admin
+// and tenant.auditor read them.
+absl::Status ManageEncryptionPolicies(const Actor& a, absl::string_view tenant);
+absl::Status ReadEncryptionPolicies(const Actor& a, absl::string_view tenant);
 
 // Whether the caller may act for a user with the on-behalf-of header.
 bool MayActOnBehalf(const Actor& caller);

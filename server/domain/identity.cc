@@ -24,7 +24,7 @@ bool IsValidSegment(absl::string_view s) {
   return s != "." && s != "..";
 }
 
-constexpr std::array<std::pair<Role, absl::string_view>, 7> kRoleNames = {{
+constexpr std::array<std::pair<Role, absl::string_view>, 8> kRoleNames = {{
     {Role::kAdmin, "lockbox.admin"},
     {Role::kEngineer, "operator.engineer"},
     {Role::kReviewer, "operator.reviewer"},
@@ -32,6 +32,7 @@ constexpr std::array<std::pair<Role, absl::string_view>, 7> kRoleNames = {{
     {Role::kTenantAuditor, "tenant.auditor"},
     {Role::kEnforcer, "service.enforcer"},
     {Role::kPortal, "service.portal"},
+    {Role::kKeyUser, "service.keyuser"},
 }};
 
 }  // namespace
@@ -94,6 +95,8 @@ bool IsTenantRole(Role role) {
   return role == Role::kTenantAdmin || role == Role::kTenantAuditor;
 }
 
+bool IsTenantScoped(Role role) { return IsTenantRole(role) || role == Role::kKeyUser; }
+
 absl::Status ValidateBinding(const Principal& principal, Role role,
                              absl::string_view tenant) {
   const std::string field = "role_binding.principal";
@@ -109,6 +112,7 @@ absl::Status ValidateBinding(const Principal& principal, Role role,
       break;
     case Role::kEnforcer:
     case Role::kPortal:
+    case Role::kKeyUser:
       if (principal.kind != Principal::Kind::kService) {
         return InvalidField(field, "NOT_ALLOWED",
                             absl::StrCat(RoleName(role),
@@ -126,11 +130,11 @@ absl::Status ValidateBinding(const Principal& principal, Role role,
       }
       break;
   }
-  if (IsTenantRole(role) && tenant.empty()) {
+  if (IsTenantScoped(role) && tenant.empty()) {
     return InvalidField("role_binding.tenant", "REQUIRED",
-                        "tenant roles need a tenant");
+                        absl::StrCat(RoleName(role), " needs a tenant"));
   }
-  if (!IsTenantRole(role) && !tenant.empty()) {
+  if (!IsTenantScoped(role) && !tenant.empty()) {
     return InvalidField("role_binding.tenant", "NOT_ALLOWED",
                         "global roles take no tenant");
   }
@@ -156,7 +160,7 @@ bool Permissions::IsTenantMember(absl::string_view tenant) const {
 std::vector<std::string> Permissions::Tenants() const {
   std::vector<std::string> out;
   for (const Binding& b : bindings_) {
-    if (!b.tenant.empty() &&
+    if (!b.tenant.empty() && IsTenantRole(b.role) &&
         std::find(out.begin(), out.end(), b.tenant) == out.end()) {
       out.push_back(b.tenant);
     }

@@ -39,11 +39,19 @@ enum class Role {
   kTenantAuditor,    // tenant.auditor, one tenant
   kEnforcer,         // service.enforcer, global
   kPortal,           // service.portal, global
+  // service.keyuser, one tenant: a data plane of that tenant's
+  // environments, which gets and unwraps its data keys (KeyService). Scoped
+  // so that a data plane serving one customer cannot unwrap another's.
+  kKeyUser,
 };
 
 std::optional<Role> ParseRole(absl::string_view name);
 absl::string_view RoleName(Role role);
+// tenant.admin and tenant.auditor: the tenant's own users' roles.
 bool IsTenantRole(Role role);
+// A role whose binding names one tenant: the tenant roles and
+// service.keyuser.
+bool IsTenantScoped(Role role);
 
 // Whether a binding of `role` to `principal` (scoped to `tenant` for tenant
 // roles) is allowed at all: provider roles only for operators, service roles
@@ -68,7 +76,8 @@ class Permissions {
   bool HasInTenant(Role role, absl::string_view tenant) const;
   // tenant.admin or tenant.auditor of the tenant.
   bool IsTenantMember(absl::string_view tenant) const;
-  // Tenants where the principal holds any tenant role.
+  // Tenants where the principal holds a tenant role (not service.keyuser:
+  // a data plane reads nothing of its tenant).
   std::vector<std::string> Tenants() const;
   bool empty() const { return bindings_.empty(); }
 

@@ -105,7 +105,8 @@ absl::StatusOr<TenantChildName> ParseChildName(absl::string_view name, absl::str
                                                absl::string_view field) {
   if (name.empty()) return InvalidField(field, "REQUIRED", "is required");
   std::vector<absl::string_view> parts = absl::StrSplit(name, '/');
-  bool uuid_ids = collection != "environments";
+  // Environments and encryption policies are named by their callers.
+  bool uuid_ids = collection != "environments" && collection != "encryptionPolicies";
   if (parts.size() != 4 || parts[0] != "tenants" || !IsValidId(parts[1]) ||
       parts[2] != collection || !(uuid_ids ? IsUuid(parts[3]) : IsValidId(parts[3]))) {
     return BadName(

@@ -41,8 +41,8 @@ std::string ChildName(absl::string_view tenant, absl::string_view collection, ab
 absl::StatusOr<std::string> ParseTenantName(absl::string_view name, absl::string_view field);
 // tenants/{tenant}/lockboxPolicy -> tenant.
 absl::StatusOr<std::string> ParsePolicyName(absl::string_view name, absl::string_view field);
-// collection is one of environments, accessRequests, grants; the ID of an
-// accessRequest or grant must be a UUID.
+// collection is one of environments, encryptionPolicies, accessRequests,
+// grants; the ID of an accessRequest or grant must be a UUID.
 absl::StatusOr<TenantChildName> ParseChildName(absl::string_view name, absl::string_view collection,
                                                absl::string_view field);
 // roleBindings/{uuid} -> uuid.

@@ -51,6 +51,9 @@ inline constexpr Reason kRateLimited{v1::RATE_LIMITED};
 inline constexpr Reason kOverloaded{v1::OVERLOADED};
 inline constexpr Reason kKeyUnavailable{v1::KEY_UNAVAILABLE};
 inline constexpr Reason kKeyBindingMismatch{v1::KEY_BINDING_MISMATCH};
+inline constexpr Reason kGrantDoesNotAllow{v1::GRANT_DOES_NOT_ALLOW};
+inline constexpr Reason kKeyModuleNotConfigured{v1::KEY_MODULE_NOT_CONFIGURED};
+inline constexpr Reason kEnvironmentKeyProtected{v1::ENVIRONMENT_KEY_PROTECTED};
 }  // namespace reason
 
 // An error with a reason.

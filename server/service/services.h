@@ -8,6 +8,7 @@
 #include "lockbox/v1/access_request_service.grpc.pb.h"
 #include "lockbox/v1/audit_service.grpc.pb.h"
 #include "lockbox/v1/grant_service.grpc.pb.h"
+#include "lockbox/v1/key_service.grpc.pb.h"
 #include "lockbox/v1/notification_service.grpc.pb.h"
 #include "lockbox/v1/policy_service.grpc.pb.h"
 #include "server/app/use_cases.h"
@@ -113,6 +114,23 @@ class NotificationService final : public v1::NotificationService::CallbackServic
 
  private:
   NotificationUseCases* use_cases_;
+  Serving* serving_;
+};
+
+// Data keys for data planes (issue 16). UnwrapDataKey is the data plane's
+// hot path: a read for the serving's limits (no rate-limit token), its
+// key-use event committed with the others of its tenant. Generate and
+// Rewrap count as changes.
+class KeyService final : public v1::KeyService::CallbackService {
+ public:
+  KeyService(KeyUseCases* use_cases, Serving* serving)
+      : use_cases_(use_cases), serving_(serving) {}
+  LOCKBOX_CHANGE(GenerateDataKey, v1::GenerateDataKeyRequest, v1::GenerateDataKeyResponse)
+  LOCKBOX_UNARY(UnwrapDataKey, v1::UnwrapDataKeyRequest, v1::UnwrapDataKeyResponse)
+  LOCKBOX_CHANGE(RewrapDataKey, v1::RewrapDataKeyRequest, v1::RewrapDataKeyResponse)
+
+ private:
+  KeyUseCases* use_cases_;
   Serving* serving_;
 };
 

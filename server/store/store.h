@@ -2,7 +2,7 @@
 // application layers never see SQL. A Transaction is one database
 // transaction; it hands out one store per aggregate (tenancy_store.h,
 // request_store.h, grant_store.h, audit_store.h, outbox_store.h,
-// operations_store.h). The PostgreSQL implementation is in postgres/.
+// operations_store.h, key_store.h). The PostgreSQL implementation is in postgres/.
 //
 // Errors, from every method of every part: NOT_FOUND, ALREADY_EXISTS (unique
 // violation), FAILED_PRECONDITION (a row it refers to is missing), ABORTED
@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "server/store/audit_store.h"
 #include "server/store/grant_store.h"
+#include "server/store/key_store.h"
 #include "server/store/list_query.h"
 #include "server/store/operations_store.h"
 #include "server/store/outbox_store.h"
@@ -50,6 +51,8 @@ class Transaction {
   virtual AuditStore& audit() = 0;
   virtual OutboxStore& outbox() = 0;
   virtual OperationsStore& operations() = 0;
+  // Encryption policies and their key versions (SPEC section 9).
+  virtual KeyStore& keys() = 0;
 };
 
 // What a ChangeFeed tells about.

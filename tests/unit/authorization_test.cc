@@ -143,5 +143,38 @@ TEST(AuthorizationTableTest, ListScopes) {
   EXPECT_EQ(*tenants->tenants, std::vector<std::string>{"a"});
 }
 
+// Issue 16: service.keyuser, scoped to one tenant, may use that tenant's
+// data keys and nothing else (beside the audit public key, which anyone
+// bound may read); no other caller may use data keys.
+TEST(AuthorizationTableTest, KeyUser) {
+  const Actor key_user = Make("service/dataplane-a", Principal::Kind::kService,
+                              {{Role::kKeyUser, "a"}});
+  for (const Row& row : Table()) {
+    absl::Status got = row.check(key_user);
+    if (std::string(row.rule) == "ReadAuditPublicKey") {
+      EXPECT_TRUE(got.ok()) << got;
+      continue;
+    }
+    EXPECT_EQ(got.code(), absl::StatusCode::kPermissionDenied) << row.rule;
+  }
+  EXPECT_TRUE(UseDataKeys(key_user, "a").ok());
+  EXPECT_EQ(UseDataKeys(key_user, "b").code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(UseDataKeys(key_user, "").code(), absl::StatusCode::kPermissionDenied);
+  for (const auto& [who, actor] : Callers()) {
+    EXPECT_EQ(UseDataKeys(actor, "a").code(), absl::StatusCode::kPermissionDenied) << who;
+  }
+  // lockbox.admin binds it (a provider's service); lockbox.admin or the
+  // tenant's own tenant.admin removes it (the customer may cut a data plane
+  // off from its keys).
+  const std::string keyuser(RoleName(Role::kKeyUser));
+  for (size_t i = 0; i < Callers().size(); ++i) {
+    const auto& [who, actor] = Callers()[i];
+    EXPECT_EQ(CreateRoleBinding(actor, Role::kKeyUser, "a").ok(), who == "admin") << who;
+    EXPECT_EQ(DeleteRoleBinding(actor, "a", keyuser).ok(), who == "admin" || who == "a.admin")
+        << who;
+  }
+  EXPECT_TRUE(key_user.permissions.Tenants().empty());
+}
+
 }  // namespace
 }  // namespace lockbox::authz

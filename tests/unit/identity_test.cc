@@ -50,6 +50,12 @@ TEST(BindingTest, RolesOnlyForTheRightKindOfPrincipal) {
   EXPECT_FALSE(ValidateBinding(user, Role::kReviewer, "").ok());
   EXPECT_FALSE(ValidateBinding(svc, Role::kAdmin, "").ok());
   EXPECT_FALSE(ValidateBinding(op, Role::kEngineer, "contoso").ok());
+  // service.keyuser: a service, always in one tenant.
+  EXPECT_TRUE(ValidateBinding(svc, Role::kKeyUser, "contoso").ok());
+  EXPECT_FALSE(ValidateBinding(svc, Role::kKeyUser, "").ok());
+  EXPECT_FALSE(ValidateBinding(op, Role::kKeyUser, "contoso").ok());
+  EXPECT_FALSE(ValidateBinding(user, Role::kKeyUser, "contoso").ok());
+  EXPECT_EQ(ParseRole("service.keyuser"), Role::kKeyUser);
 }
 
 TEST(NamesTest, ParsesAndRefuses) {

@@ -91,6 +91,15 @@ absl::Status Grant(pqxx::work& w, const std::string& role) {
   for (const char* table : AppendOnlyTables()) {
     w.exec(absl::StrCat("REVOKE UPDATE, DELETE ON ", w.quote_name(table), " FROM ", r));
   }
+  // Deleting a policy or a key version would destroy every key made under
+  // it (data planes' data, sealed fields) as surely as revoking the
+  // customer's key, without the customer: lockboxd only disables them. A
+  // version's wrapped keys never change; only its state does.
+  for (const char* table : {"encryption_policies", "key_versions"}) {
+    w.exec(absl::StrCat("REVOKE DELETE ON ", w.quote_name(table), " FROM ", r));
+  }
+  w.exec(absl::StrCat("REVOKE UPDATE ON key_versions FROM ", r));
+  w.exec(absl::StrCat("GRANT UPDATE (state) ON key_versions TO ", r));
   return absl::OkStatus();
 }
 

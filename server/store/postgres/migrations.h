@@ -40,8 +40,9 @@ const std::vector<const char*>& AppendOnlyTables();
 // `owner_url`: Migrate, then the grants of `runtime_role`, made afresh on
 // every run so that the tables of later migrations are covered: USAGE on the
 // schema and its sequences, SELECT, INSERT, UPDATE and DELETE on every table
-// but those of AppendOnlyTables (SELECT and INSERT) and schema_migrations
-// (SELECT); never ownership, never GRANT OPTION. FAILED_PRECONDITION when
+// but those of AppendOnlyTables (SELECT and INSERT), schema_migrations
+// (SELECT), encryption_policies (no DELETE) and key_versions (SELECT,
+// INSERT, and UPDATE of its state only); never ownership, never GRANT OPTION. FAILED_PRECONDITION when
 // the runtime role does not exist, is the owner or a member of it;
 // UNAVAILABLE when the database cannot be reached.
 absl::Status MigrateAndGrant(const std::string& owner_url, const std::string& runtime_role);

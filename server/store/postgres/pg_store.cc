@@ -17,6 +17,7 @@
 #include "server/store/postgres/context.h"
 #include "server/store/postgres/errors.h"
 #include "server/store/postgres/grant_store.h"
+#include "server/store/postgres/key_store.h"
 #include "server/store/postgres/operations_store.h"
 #include "server/store/postgres/outbox_store.h"
 #include "server/store/postgres/request_store.h"
@@ -41,7 +42,8 @@ class PgTransaction final : public Transaction {
         grants_(context_),
         audit_(context_),
         outbox_(context_),
-        operations_(context_) {}
+        operations_(context_),
+        keys_(context_) {}
 
   TenancyStore& tenancy() override { return tenancy_; }
   RequestStore& requests() override { return requests_; }
@@ -49,6 +51,7 @@ class PgTransaction final : public Transaction {
   AuditStore& audit() override { return audit_; }
   OutboxStore& outbox() override { return outbox_; }
   OperationsStore& operations() override { return operations_; }
+  KeyStore& keys() override { return keys_; }
 
   const postgres::TxContext& context() const { return context_; }
 
@@ -60,6 +63,7 @@ class PgTransaction final : public Transaction {
   postgres::PgAuditStore audit_;
   postgres::PgOutboxStore outbox_;
   postgres::PgOperationsStore operations_;
+  postgres::PgKeyStore keys_;
 };
 
 // Counts a database error by kind.
