@@ -13,6 +13,7 @@ LOCKBOX_PACKAGES=(
   postgresql-15 postgresql-client-15 postgresql-15-auto-failover procps openssl
   python3 python3-grpcio python3-protobuf python3-aiosmtpd
   clang-14 libclang-rt-14-dev
+  softhsm2 opensc libp11-kit-dev
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -159,6 +160,88 @@ pg_stop() {
   if [ -f "$dir/data/postmaster.pid" ]; then
     as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
   fi
+}
+
+# SoftHSM2 homes for scripts/run-local and shell tests (issue 16), laid
+# out as lockboxd reads them: DIR/softhsm2.conf (SOFTHSM2_CONF), DIR/tokens,
+# and the PIN directory DIR/pins/<owner>/<token label>.pin (owner: a tenant
+# ID, or _provider), every part 0700/0600. PINs are generated; they reach
+# pkcs11-tool through its environment (--pin env:...), never its command
+# line. softhsm2-util takes them on its command line only: development and
+# test tokens. SoftHSM2 reads its tokens when a process initialises it:
+# make tokens before starting lockboxd.
+SOFTHSM_MODULE="${SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}"
+
+# softhsm_setup DIR: the home (idempotent); exports SOFTHSM2_CONF.
+softhsm_setup() {
+  local dir="$1"
+  mkdir -p "$dir/tokens" "$dir/pins"
+  chmod 700 "$dir" "$dir/tokens" "$dir/pins"
+  if [ ! -f "$dir/softhsm2.conf" ]; then
+    (umask 077 && printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n' \
+      "$dir" > "$dir/softhsm2.conf")
+  fi
+  export SOFTHSM2_CONF="$dir/softhsm2.conf"
+}
+
+# softhsm_token DIR LABEL OWNER: a token LABEL (made once) whose user PIN
+# is filed for OWNER ("" or _provider: the provider). Another OWNER of an
+# existing token gets the same PIN filed.
+softhsm_token() {
+  local dir="$1" label="$2" owner="${3:-_provider}" pin
+  [ -n "$owner" ] || owner=_provider
+  [[ "$label" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$ ]] || die "not a safe token label: $label"
+  softhsm_setup "$dir"
+  pin="$(softhsm_pin "$dir" "$label")"
+  if [ -z "$pin" ]; then
+    pin="$(openssl rand -hex 8)"
+    softhsm2-util --init-token --free --label "$label" --so-pin "$(openssl rand -hex 8)" \
+      --pin "$pin" >/dev/null || die "softhsm2-util --init-token $label failed"
+  fi
+  mkdir -p "$dir/pins/$owner"
+  chmod 700 "$dir/pins/$owner"
+  (umask 077 && printf '%s\n' "$pin" > "$dir/pins/$owner/$label.pin")
+}
+
+# softhsm_pin DIR LABEL: the user PIN of token LABEL, from any owner's file
+# ("" when none is filed).
+softhsm_pin() {
+  local f
+  for f in "$1"/pins/*/"$2".pin; do
+    [ -f "$f" ] && { head -n1 "$f"; return; }
+  done
+}
+
+# softhsm_tool DIR LABEL ARGS...: pkcs11-tool logged in to token LABEL.
+softhsm_tool() {
+  local dir="$1" label="$2"; shift 2
+  softhsm_setup "$dir"
+  LOCKBOX_SOFTHSM_PIN="$(softhsm_pin "$dir" "$label")" pkcs11-tool --module "$SOFTHSM_MODULE" \
+    --token-label "$label" --login --pin env:LOCKBOX_SOFTHSM_PIN "$@"
+}
+
+# softhsm_aes_key DIR LABEL OBJECT: an AES-256 key OBJECT generated in token
+# LABEL (sensitive, not extractable, encrypt/decrypt), made once.
+softhsm_aes_key() {
+  local dir="$1" label="$2" object="$3"
+  if softhsm_tool "$dir" "$label" --list-objects --type secrkey 2>/dev/null |
+      grep -qE "^[[:space:]]+label:[[:space:]]+$object\$"; then
+    return
+  fi
+  softhsm_tool "$dir" "$label" --keygen --key-type AES:32 --label "$object" --usage-decrypt \
+    --sensitive >/dev/null 2>&1 || die "cannot make AES key $object in token $label"
+}
+
+# softhsm_ed25519_key DIR LABEL OBJECT: an Ed25519 key pair OBJECT in token
+# LABEL (for --audit-signing-key-uri), made once.
+softhsm_ed25519_key() {
+  local dir="$1" label="$2" object="$3"
+  if softhsm_tool "$dir" "$label" --list-objects --type privkey 2>/dev/null |
+      grep -qE "^[[:space:]]+label:[[:space:]]+$object\$"; then
+    return
+  fi
+  softhsm_tool "$dir" "$label" --keypairgen --key-type EC:edwards25519 --label "$object" \
+    --usage-sign >/dev/null 2>&1 || die "cannot make Ed25519 key $object in token $label"
 }
 
 LOCKBOX_FUZZERS="filter page_token names request export_line"

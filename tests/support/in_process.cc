@@ -136,6 +136,7 @@ absl::StatusOr<std::unique_ptr<InProcessLockbox>> InProcessLockbox::Create(
       options.certificates != nullptr ? options.certificates : &app->certificates_;
   lockbox_options.tokens = &app->tokens_;
   lockbox_options.webhook_urls = options.webhook_urls;
+  lockbox_options.key_module = options.key_module;
   app->use_cases_ = std::make_unique<UseCases>(std::move(lockbox_options));
 
   absl::Status bootstrap = app->use_cases_->policy().EnsureBootstrapAdmin(app->admin_.spiffe_id);

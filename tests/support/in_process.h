@@ -79,6 +79,9 @@ struct InProcessOptions {
   // Checks webhook URLs (not owned; outlives the application); without
   // one, setting a webhook is refused, as the use cases do.
   const WebhookUrlChecker* webhook_urls = nullptr;
+  // The module holding customers' keys (not owned; outlives the
+  // application); without one, encryption policies cannot be created.
+  KeyModule* key_module = nullptr;
 };
 
 // One database, store and application. Thread-safe as Lockbox is: tests

@@ -90,6 +90,14 @@ const std::vector<Row>& Table() {
       {"ReadAuditPublicKey", "YYYYYYYY.", [](const Actor& a) { return ReadAuditPublicKey(a); }},
       {"ListNotifications(a)", "Y..YY....", [](const Actor& a) { return ListNotifications(a, "a"); }},
       {"ListNotifications(all)", "Y........", [](const Actor& a) { return ListNotifications(a, ""); }},
+      // A customer's keys are the customer's (SPEC section 9): not even
+      // lockbox.admin changes an encryption policy, or reads one.
+      {"ManageEncryptionPolicies(a)", "...Y.....",
+       [](const Actor& a) { return ManageEncryptionPolicies(a, "a"); }},
+      {"ManageEncryptionPolicies(b)", ".....Y...",
+       [](const Actor& a) { return ManageEncryptionPolicies(a, "b"); }},
+      {"ReadEncryptionPolicies(a)", "...YY....",
+       [](const Actor& a) { return ReadEncryptionPolicies(a, "a"); }},
       {"MayActOnBehalf", ".......Y.",
        [](const Actor& a) { return MayActOnBehalf(a) ? absl::OkStatus() : PermissionDenied("no"); }},
   };
