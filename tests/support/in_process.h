@@ -82,6 +82,9 @@ struct InProcessOptions {
   // The module holding customers' keys (not owned; outlives the
   // application); without one, encryption policies cannot be created.
   KeyModule* key_module = nullptr;
+  // The tenants' keys (not owned; outlives the application); without one,
+  // no tenant's data is sealed and KeyService refuses.
+  KeyRing* key_ring = nullptr;
 };
 
 // One database, store and application. Thread-safe as Lockbox is: tests
