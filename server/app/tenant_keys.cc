@@ -304,7 +304,7 @@ absl::StatusOr<VersionKey> TenantKeys::DataPlaneKeyForNew(Transaction* tx,
     if (source == nullptr) {
       return NotFound(absl::StrCat("data source ", data_source, " of ", env.name()));
     }
-    cmk = source->cmk_supported();
+    cmk = CmkSupported(*source);
     if (!cmk) return absl::OkStatus();
     ASSIGN_OR_RETURN(covering, t.keys().PolicyCovering(tenant, environment_id));
     return absl::OkStatus();

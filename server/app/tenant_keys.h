@@ -46,6 +46,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "lockbox/v1/resources.pb.h"
+#include "server/app/encryption_policy_use_cases.h"
 #include "server/app/key_module.h"
 #include "server/app/key_ring.h"
 #include "server/domain/clock.h"
@@ -67,6 +68,25 @@ class KeyHealth {
                                           const std::string& reason) = 0;
   // The key of a KEY_UNAVAILABLE policy answers again: ACTIVE.
   virtual absl::Status MarkKeyRestored(const std::string& tenant, const std::string& policy_id) = 0;
+};
+
+// KeyHealth by the encryption policy use cases (audited as lockboxd,
+// notified to the tenant's admins).
+class EncryptionPolicyKeyHealth final : public KeyHealth {
+ public:
+  // REQUIRES: `policies` outlives this.
+  explicit EncryptionPolicyKeyHealth(const EncryptionPolicyUseCases* policies)
+      : policies_(policies) {}
+  absl::Status MarkKeyUnavailable(const std::string& tenant, const std::string& policy_id,
+                                  const std::string& reason) override {
+    return policies_->MarkKeyUnavailable(tenant, policy_id, reason).status();
+  }
+  absl::Status MarkKeyRestored(const std::string& tenant, const std::string& policy_id) override {
+    return policies_->MarkKeyRestored(tenant, policy_id).status();
+  }
+
+ private:
+  const EncryptionPolicyUseCases* const policies_;
 };
 
 // The provider's version number: there is one provider key per URI.
