@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <sstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "lockbox/audit.h"
 #include "server/app/background.h"
 #include "server/app/tenant_keys.h"
 #include "server/domain/names.h"
@@ -366,6 +368,61 @@ TEST_F(SealedDataTest, ASwappedSealedValueReadsAsChanged) {
   read = Get(two->name());
   ASSERT_TRUE(read.ok());
   EXPECT_EQ(read->justification(), "the second one");
+}
+
+// The customer's copy of the log: with the key revoked it still verifies
+// offline (the chain covers the sealed bytes), and the customer, holding
+// the key in their own module, opens it; the opened export verifies too.
+TEST_F(SealedDataTest, ARevokedTenantsExportVerifiesAndItsCustomerDecryptsIt) {
+  ASSERT_TRUE(CreatePolicy().ok());
+  auto made = Create(DemoWorld::kEnvironmentA, kJustification);
+  ASSERT_TRUE(made.ok()) << made.status();
+  ASSERT_TRUE(Approve(*made, kComment).ok());
+  ASSERT_TRUE(SetPolicyEnabled(false).ok());
+
+  v1::ExportAuditEventsRequest r;
+  r.set_parent(DemoWorld::kTenantA);
+  auto exporting = uc().audit().StartExport(world_->tenant_a_admin, r);
+  ASSERT_TRUE(exporting.ok()) << exporting.status();
+  std::string exported;
+  for (;;) {
+    auto chunk = (*exporting)->Next();
+    ASSERT_TRUE(chunk.ok()) << chunk.status();
+    if (chunk->empty()) break;
+    exported += *chunk;
+  }
+  EXPECT_TRUE(absl::StrContains(exported, "{\"sealingKey\":"));
+  EXPECT_FALSE(absl::StrContains(exported, kJustification));
+  EXPECT_FALSE(absl::StrContains(exported, kComment));
+  std::istringstream in(exported);
+  auto verified = VerifyAuditExport(in, "");
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_TRUE(verified->ok()) << verified->DebugString();
+  EXPECT_GT(verified->verified_events(), 0);
+
+  std::istringstream again(exported);
+  std::ostringstream decrypted;
+  auto opened = DecryptAuditExport(
+      again, decrypted, [&](const v1::SealingKeyVersion& k) -> absl::StatusOr<std::string> {
+        return module_->Unwrap(k.tenant(), k.key_uri(), k.wrapped_key(), k.wrap_aad());
+      });
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_GE(*opened, 2);  // The create (justification) and the approval (and comment).
+  EXPECT_TRUE(absl::StrContains(decrypted.str(), kJustification));
+  EXPECT_TRUE(absl::StrContains(decrypted.str(), kComment));
+  std::istringstream opened_in(decrypted.str());
+  verified = VerifyAuditExport(opened_in, "");
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_TRUE(verified->ok()) << verified->DebugString();
+
+  // Without the customer's key nothing opens.
+  std::istringstream third(exported);
+  std::ostringstream nothing;
+  auto refused = DecryptAuditExport(
+      third, nothing, [&](const v1::SealingKeyVersion& k) -> absl::StatusOr<std::string> {
+        return module_->Unwrap("mb", k.key_uri(), k.wrapped_key(), k.wrap_aad());
+      });
+  EXPECT_FALSE(refused.ok());
 }
 
 // pg_dump of the whole database: the sealed tenant's words appear nowhere,
