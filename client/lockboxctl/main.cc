@@ -7,7 +7,9 @@
 
 #include "audit.h"
 #include "common.h"
+#include "encryption_policies.h"
 #include "grants.h"
+#include "keys.h"
 #include "notifications.h"
 #include "requests.h"
 #include "tenancy.h"
@@ -26,6 +28,8 @@ int main(int argc, char** argv) {
   AddGrantCommands(app, ctx);
   AddAuditCommands(app, ctx);
   AddNotificationCommands(app, ctx);
+  AddKeyCommands(app, ctx);
+  AddEncryptionPolicyCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -257,8 +257,18 @@ void PrintEnvironment(const v1::Environment& e) {
             << "managed: " << (e.managed() ? "yes" : "no")
             << "  protected: " << (e.protected_() ? "yes" : "no") << "\n";
   for (const auto& d : e.data_sources()) {
+    std::string key;
+    for (const auto& k : e.key_protection()) {
+      if (k.data_source() != d.id()) continue;
+      key = k.protection() == v1::DataSourceKeyProtection::CUSTOMER
+                ? "  key: customer (" + k.encryption_policy() + ")"
+                : "  key: provider";
+    }
     std::cout << "  " << d.id() << " (" << d.kind() << ")"
-              << (d.lockbox_supported() ? "" : " - lockbox not supported") << "\n";
+              << (d.lockbox_supported() ? "" : " - lockbox not supported")
+              << (d.has_cmk_supported() && !d.cmk_supported() ? " - customer keys not supported"
+                                                               : "")
+              << key << "\n";
   }
 }
 
@@ -271,18 +281,27 @@ void PrintEnvironments(const v1::ListEnvironmentsResponse& resp) {
   t.Print();
 }
 
-// Fills data sources from "id:kind" or "id:kind:unsupported".
+// Fills data sources from "id:kind", then any of ":unsupported" (no
+// lockbox) and ":no-cmk" (no customer keys).
 bool ParseDataSources(const std::vector<std::string>& specs, v1::Environment* env) {
   for (const std::string& spec : specs) {
-    auto first = spec.find(':');
-    if (first == std::string::npos) return false;
+    std::vector<std::string> parts;
+    std::stringstream in(spec);
+    for (std::string part; std::getline(in, part, ':');) parts.push_back(part);
+    if (parts.size() < 2) return false;
     auto* ds = env->add_data_sources();
-    ds->set_id(spec.substr(0, first));
-    std::string rest = spec.substr(first + 1);
-    auto second = rest.find(':');
-    ds->set_kind(rest.substr(0, second));
-    ds->set_lockbox_supported(second == std::string::npos ||
-                              rest.substr(second + 1) != "unsupported");
+    ds->set_id(parts[0]);
+    ds->set_kind(parts[1]);
+    ds->set_lockbox_supported(true);
+    for (size_t i = 2; i < parts.size(); ++i) {
+      if (parts[i] == "unsupported") {
+        ds->set_lockbox_supported(false);
+      } else if (parts[i] == "no-cmk") {
+        ds->set_cmk_supported(false);
+      } else {
+        return false;
+      }
+    }
   }
   return true;
 }
@@ -299,14 +318,14 @@ void AddEnvironmentCreate(CLI::App* envs, Context& ctx) {
   c->add_option("TENANT", f->tenant)->required();
   c->add_option("ID", f->id)->required();
   c->add_option("--display-name", f->display);
-  c->add_option("--data-source", f->sources, "id:kind[:unsupported], repeatable");
+  c->add_option("--data-source", f->sources, "id:kind[:unsupported][:no-cmk], repeatable");
   OnRun(ctx, c, [&ctx, f](Client& cl) {
     v1::CreateEnvironmentRequest r;
     r.set_parent(TenantName(f->tenant));
     r.set_environment_id(f->id);
     r.mutable_environment()->set_display_name(f->display);
     if (!ParseDataSources(f->sources, r.mutable_environment())) {
-      return FailInvalid("--data-source: id:kind[:unsupported]");
+      return FailInvalid("--data-source: id:kind[:unsupported][:no-cmk]");
     }
     return Show(ctx, cl.CreateEnvironment(r), PrintEnvironment);
   });
@@ -326,7 +345,9 @@ int UpdateEnvironment(const Context& ctx, const EnvironmentFlags& f, Client& cl)
     r.mutable_update_mask()->add_paths("managed");
   }
   if (!f.sources.empty() || f.clear_sources) {
-    if (!ParseDataSources(f.sources, e)) return FailInvalid("--data-source: id:kind[:unsupported]");
+    if (!ParseDataSources(f.sources, e)) {
+      return FailInvalid("--data-source: id:kind[:unsupported][:no-cmk]");
+    }
     r.mutable_update_mask()->add_paths("data_sources");
   }
   return Show(ctx, cl.UpdateEnvironment(r), PrintEnvironment);
@@ -397,9 +418,9 @@ void AddBindings(CLI::App& app, Context& ctx) {
   c->add_option("PRINCIPAL", create->principal, "SPIFFE ID")->required();
   c->add_option("ROLE", create->role,
                 "lockbox.admin, operator.engineer, operator.reviewer, tenant.admin, "
-                "tenant.auditor, service.enforcer, service.portal")
+                "tenant.auditor, service.enforcer, service.portal, service.keyuser")
       ->required();
-  c->add_option("--tenant", create->tenant, "For tenant roles");
+  c->add_option("--tenant", create->tenant, "For tenant roles and service.keyuser");
   c->add_option("--email", create->email, "Where this principal's notifications go");
   OnRun(ctx, c, [&ctx, create](Client& cl) {
     v1::CreateRoleBindingRequest r;

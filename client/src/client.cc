@@ -128,7 +128,9 @@ Client::Client(Options options, std::shared_ptr<grpc::Channel> channel)
       requests_(v1::AccessRequestService::NewStub(channel)),
       grants_(v1::GrantService::NewStub(channel)),
       audit_(v1::AuditService::NewStub(channel)),
-      notifications_(v1::NotificationService::NewStub(channel)) {}
+      notifications_(v1::NotificationService::NewStub(channel)),
+      keys_(v1::KeyService::NewStub(channel)),
+      encryption_policies_(v1::EncryptionPolicyService::NewStub(channel)) {}
 
 std::unique_ptr<grpc::ClientContext> Client::NewContext(Clock::time_point deadline) const {
   auto ctx = std::make_unique<grpc::ClientContext>();
@@ -259,6 +261,25 @@ LOCKBOX_READ(audit_, ListAuditCheckpoints, v1::ListAuditCheckpointsRequest,
 LOCKBOX_READ(audit_, GetAuditPublicKey, v1::GetAuditPublicKeyRequest, v1::AuditPublicKeys)
 LOCKBOX_READ(notifications_, ListNotifications, v1::ListNotificationsRequest,
              v1::ListNotificationsResponse)
+// No request_id: a retried GenerateDataKey makes another key, which is as
+// good (the first was never returned).
+LOCKBOX_READ(keys_, GenerateDataKey, v1::GenerateDataKeyRequest, v1::GenerateDataKeyResponse)
+LOCKBOX_READ(keys_, UnwrapDataKey, v1::UnwrapDataKeyRequest, v1::UnwrapDataKeyResponse)
+LOCKBOX_READ(keys_, RewrapDataKey, v1::RewrapDataKeyRequest, v1::RewrapDataKeyResponse)
+LOCKBOX_CHANGE(encryption_policies_, CreateEncryptionPolicy, v1::CreateEncryptionPolicyRequest,
+               v1::EncryptionPolicy)
+LOCKBOX_READ(encryption_policies_, GetEncryptionPolicy, v1::GetEncryptionPolicyRequest,
+             v1::EncryptionPolicy)
+LOCKBOX_READ(encryption_policies_, ListEncryptionPolicies, v1::ListEncryptionPoliciesRequest,
+             v1::ListEncryptionPoliciesResponse)
+LOCKBOX_CHANGE(encryption_policies_, UpdateEncryptionPolicy, v1::UpdateEncryptionPolicyRequest,
+               v1::EncryptionPolicy)
+LOCKBOX_CHANGE(encryption_policies_, DisableEncryptionPolicy,
+               v1::DisableEncryptionPolicyRequest, v1::EncryptionPolicy)
+LOCKBOX_CHANGE(encryption_policies_, EnableEncryptionPolicy, v1::EnableEncryptionPolicyRequest,
+               v1::EncryptionPolicy)
+LOCKBOX_CHANGE(encryption_policies_, RotateEncryptionPolicy, v1::RotateEncryptionPolicyRequest,
+               v1::EncryptionPolicy)
 
 #undef LOCKBOX_READ
 #undef LOCKBOX_CHANGE

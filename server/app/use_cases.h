@@ -44,9 +44,14 @@ struct UseCasesOptions {
   KeyRing* key_ring = nullptr;
   // Key-use events committed together per tenant, at most.
   size_t key_audit_batch = 256;
-  // Not owned. The PKCS#11 module holding customers' keys; without it no
+  // Customer-managed keys (issue 16). Not owned; the module holding
+  // customers' and the provider's keys (--pkcs11-module); null: none
+  // configured, and every use of a key is KEY_UNAVAILABLE; without it no
   // encryption policy can be created or rotated.
   KeyModule* key_module = nullptr;
+  // The provider's key (--provider-key-uri, owner ""), for environments and
+  // data sources without a customer key; empty: none.
+  std::string provider_key_uri;
 };
 
 class UseCases {

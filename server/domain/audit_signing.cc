@@ -201,12 +201,47 @@ absl::StatusOr<std::unique_ptr<AuditSigner>> AuditSigner::FromPem(const std::str
   return signer;
 }
 
+absl::StatusOr<std::unique_ptr<AuditSigner>> AuditSigner::FromExternalKey(
+    const std::string& public_key_pem, std::shared_ptr<const AuditSigningKey> key) {
+  EVP_PKEY* public_key = ReadPublicKey(public_key_pem);
+  if (public_key == nullptr || EVP_PKEY_get_id(public_key) != EVP_PKEY_ED25519) {
+    EVP_PKEY_free(public_key);
+    return InvalidField("--audit-signing-key-uri", "BAD_FORMAT",
+                        "the signing key's public key is not an Ed25519 public key");
+  }
+  std::unique_ptr<AuditSigner> signer(new AuditSigner(public_key));
+  signer->external_ = std::move(key);
+  signer->public_key_.set_public_key_pem(public_key_pem);
+  signer->public_key_.set_key_id(KeyIdOf(public_key));
+  signer->public_key_.set_algorithm("Ed25519");
+  // One signature now: a key that cannot sign, or is not this public key's,
+  // fails at start rather than at the first checkpoint.
+  v1::AuditCheckpoint probe;
+  probe.set_sequence(0);
+  probe.set_head_hash("lockbox.signing-key-check");
+  RETURN_IF_ERROR(signer->Sign(&probe));
+  return signer;
+}
+
 AuditSigner::~AuditSigner() { EVP_PKEY_free(key_); }
 
 absl::Status AuditSigner::Sign(v1::AuditCheckpoint* c) const {
   c->set_name(CheckpointName(*c));
   c->set_key_id(public_key_.key_id());
   std::string data = CheckpointBytes(*c);
+  if (external_ != nullptr) {
+    absl::StatusOr<std::string> signature = external_->Sign(data);
+    if (!signature.ok()) return signature.status();
+    c->set_signature(*signature);
+    // The verifier will check it with public_key_; so does the signer, so
+    // that a signature it would refuse is never stored.
+    if (!VerifySignature(key_, *c)) {
+      c->clear_signature();
+      return InvalidField("--audit-signing-key-uri", "BAD_FORMAT",
+                          "the signing key's signature does not verify with its public key");
+    }
+    return absl::OkStatus();
+  }
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   unsigned char sig[64];
   size_t sig_len = sizeof sig;

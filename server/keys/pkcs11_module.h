@@ -26,6 +26,11 @@
 // process too: SoftHSM2's file store notices) is reported by the next
 // probe.
 //
+// A token already logged in by someone else in this process (another
+// Pkcs11Module over the same module) answers CKR_USER_ALREADY_LOGGED_IN:
+// the first owner's PIN is then taken as the token's without proof; the
+// file still decides who may use the token.
+//
 // SoftHSM2 2.6.1 reads its token directory when the module is initialised:
 // a token initialised later by another process is not seen by this one.
 //
@@ -67,6 +72,9 @@ class Pkcs11Module final : public KeyModule {
   // INVALID_ARGUMENT for bad options; FAILED_PRECONDITION when the module
   // cannot be loaded or initialised (the message says why).
   static absl::StatusOr<std::unique_ptr<Pkcs11Module>> Load(Options options);
+  // Whether `uri` is a key URI this class takes (the INVALID_ARGUMENT
+  // refusals of key_module.h), without a module: for settings and input.
+  static absl::Status CheckUri(const std::string& uri);
   Pkcs11Module(const Pkcs11Module&) = delete;
   Pkcs11Module& operator=(const Pkcs11Module&) = delete;
   // Closes every session and finalises the module. REQUIRES: no call of

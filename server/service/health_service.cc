@@ -20,7 +20,8 @@ constexpr char kLiveness[] = "liveness";
 bool KnownService(const std::string& name) {
   return name.empty() || name == kLiveness || name == "lockbox.v1.PolicyService" ||
          name == "lockbox.v1.AccessRequestService" || name == "lockbox.v1.GrantService" ||
-         name == "lockbox.v1.AuditService" || name == "lockbox.v1.NotificationService";
+         name == "lockbox.v1.AuditService" || name == "lockbox.v1.NotificationService" ||
+         name == "lockbox.v1.EncryptionPolicyService";
 }
 
 // One Watch stream. Sends the status when it changes; ends after the last

@@ -7,6 +7,7 @@
 
 #include "lockbox/v1/access_request_service.grpc.pb.h"
 #include "lockbox/v1/audit_service.grpc.pb.h"
+#include "lockbox/v1/encryption_policy_service.grpc.pb.h"
 #include "lockbox/v1/grant_service.grpc.pb.h"
 #include "lockbox/v1/key_service.grpc.pb.h"
 #include "lockbox/v1/notification_service.grpc.pb.h"
@@ -131,6 +132,26 @@ class KeyService final : public v1::KeyService::CallbackService {
 
  private:
   KeyUseCases* use_cases_;
+  Serving* serving_;
+};
+
+// A tenant's encryption policies; Create and Rotate use the tenant's token
+// in the PKCS#11 module, on the call executor like every change.
+class EncryptionPolicyService final : public v1::EncryptionPolicyService::CallbackService {
+ public:
+  EncryptionPolicyService(EncryptionPolicyUseCases* use_cases, Serving* serving)
+      : use_cases_(use_cases), serving_(serving) {}
+  LOCKBOX_CHANGE(CreateEncryptionPolicy, v1::CreateEncryptionPolicyRequest, v1::EncryptionPolicy)
+  LOCKBOX_UNARY(GetEncryptionPolicy, v1::GetEncryptionPolicyRequest, v1::EncryptionPolicy)
+  LOCKBOX_UNARY(ListEncryptionPolicies, v1::ListEncryptionPoliciesRequest,
+                v1::ListEncryptionPoliciesResponse)
+  LOCKBOX_CHANGE(UpdateEncryptionPolicy, v1::UpdateEncryptionPolicyRequest, v1::EncryptionPolicy)
+  LOCKBOX_CHANGE(DisableEncryptionPolicy, v1::DisableEncryptionPolicyRequest, v1::EncryptionPolicy)
+  LOCKBOX_CHANGE(EnableEncryptionPolicy, v1::EnableEncryptionPolicyRequest, v1::EncryptionPolicy)
+  LOCKBOX_CHANGE(RotateEncryptionPolicy, v1::RotateEncryptionPolicyRequest, v1::EncryptionPolicy)
+
+ private:
+  EncryptionPolicyUseCases* use_cases_;
   Serving* serving_;
 };
 

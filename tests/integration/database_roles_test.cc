@@ -132,6 +132,43 @@ TEST_F(DatabaseRolesTest, TheRuntimeRoleIsRefusedEveryStatementThatCouldRewriteH
   EXPECT_GT(n.exec1("SELECT count(*) FROM audit_events")[0].as<int>(), 0);
 }
 
+// Customers' keys (issue 16): deleting a policy or a key version, or
+// rewriting a version's wrapped keys, would destroy every key made under it
+// without the customer. The runtime role may only flip a version's state;
+// the trigger holds even the superuser to the keys.
+TEST_F(DatabaseRolesTest, TheRuntimeRoleCannotDestroyOrRewriteCustomersKeys) {
+  db_->Exec(
+      "INSERT INTO encryption_policies (tenant_id, id, display_name, key_uri, state, "
+      "state_reason, protects_lockbox_data, primary_version, create_time, update_time, version) "
+      "VALUES ('contoso', 'main', 'main', 'pkcs11:token=contoso;object=cmk', 1, '', true, 1, 0, "
+      "0, 1)");
+  db_->Exec(
+      "INSERT INTO key_versions (tenant_id, policy_id, version, key_uri, state, "
+      "wrapped_policy_key, wrapped_data_key, create_time) VALUES ('contoso', 'main', 1, "
+      "'pkcs11:token=contoso;object=cmk', 1, '\\x01', '\\x02', 0)");
+  pqxx::connection c(db_->roles().runtime_url);
+  for (const std::string& sql :
+       {std::string("DELETE FROM key_versions"), std::string("DELETE FROM encryption_policies"),
+        std::string("TRUNCATE key_versions"), std::string("TRUNCATE encryption_policies"),
+        std::string("UPDATE key_versions SET wrapped_policy_key = '\\x00'"),
+        std::string("UPDATE key_versions SET wrapped_data_key = '\\x00'"),
+        std::string("UPDATE key_versions SET key_uri = 'pkcs11:token=other;object=cmk'")}) {
+    pqxx::nontransaction n(c);
+    EXPECT_THROW(n.exec(sql), pqxx::insufficient_privilege) << sql;
+  }
+  {
+    // What lockboxd does: disable and enable a version, change a policy.
+    pqxx::nontransaction n(c);
+    EXPECT_EQ(n.exec("UPDATE key_versions SET state = 2 WHERE policy_id = 'main'").affected_rows(),
+              1u);
+    EXPECT_EQ(n.exec("UPDATE encryption_policies SET state = 2 WHERE id = 'main'").affected_rows(),
+              1u);
+  }
+  EXPECT_ANY_THROW(db_->Exec("UPDATE key_versions SET wrapped_policy_key = '\\x00'"));
+  EXPECT_ANY_THROW(db_->Exec("UPDATE key_versions SET version = 2"));
+  db_->Exec("UPDATE key_versions SET state = 1");
+}
+
 TEST_F(DatabaseRolesTest, TheSigningKeyIsNowhereInTheDatabase) {
   // Only the page-token key is a shared secret; no row holds a private key.
   EXPECT_EQ(db_->Query("SELECT string_agg(name, ',') FROM server_secrets"), "page_token_key");

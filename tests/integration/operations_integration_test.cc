@@ -317,7 +317,8 @@ TEST_F(OperationsTest, HealthPortAnswersHealthAndRefusesEveryLockboxRpc) {
   const auto* pool = google::protobuf::DescriptorPool::generated_pool();
   for (const char* name : {"lockbox.v1.PolicyService", "lockbox.v1.AccessRequestService",
                            "lockbox.v1.GrantService", "lockbox.v1.AuditService",
-                           "lockbox.v1.NotificationService"}) {
+                           "lockbox.v1.NotificationService",
+                           "lockbox.v1.EncryptionPolicyService"}) {
     const auto* service = pool->FindServiceByName(name);
     ASSERT_NE(service, nullptr) << name;
     for (int i = 0; i < service->method_count(); ++i) {

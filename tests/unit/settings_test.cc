@@ -3,6 +3,7 @@
 #include "server/cmd/lockboxd/settings.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -92,6 +93,68 @@ TEST_F(SettingsTest, EachRefusalNamesItsSetting) {
     std::string message = Refusal(s);
     EXPECT_EQ(message.rfind(std::string(c.flag) + ": ", 0), 0u) << message;
   }
+}
+
+// Customer-managed keys (issue 16): the module, a PIN directory open to no
+// one else, key URIs that name no module and no PIN, and the audit key in
+// a token instead of a file.
+TEST_F(SettingsTest, Pkcs11SettingsAreCheckedAndNamed) {
+  std::string module = dir_ + "/module.so";
+  std::ofstream(module) << "not loaded here\n";
+  std::string pins = dir_ + "/pins";
+  ASSERT_EQ(mkdir(pins.c_str(), 0700), 0);
+  Settings s = good_;
+  s.pkcs11_module = module;
+  s.pkcs11_pin_dir = pins;
+  s.provider_key_uri = "pkcs11:token=provider;object=lockbox-provider;type=secret-key";
+  EXPECT_TRUE(s.Validate().ok()) << s.Validate();
+  Settings in_token = s;
+  in_token.audit_signing_key.clear();
+  in_token.audit_signing_key_uri = "pkcs11:token=provider;object=lockbox-audit";
+  EXPECT_TRUE(in_token.Validate().ok()) << in_token.Validate();
+
+  struct Case {
+    const char* flag;
+    void (*spoil)(Settings*);
+  };
+  const Case cases[] = {
+      {"--pkcs11-module", [](Settings* s) { s->pkcs11_module = "/nonexistent/module.so"; }},
+      {"--pkcs11-pin-dir", [](Settings* s) { s->pkcs11_pin_dir.clear(); }},
+      {"--pkcs11-pin-dir", [](Settings* s) { s->pkcs11_pin_dir = "/nonexistent/pins"; }},
+      {"--pkcs11-pin-dir", [](Settings* s) { s->pkcs11_pin_dir = "/tmp"; }},
+      {"--provider-key-uri", [](Settings* s) { s->provider_key_uri = "file:///etc/passwd"; }},
+      {"--provider-key-uri",
+       [](Settings* s) { s->provider_key_uri = "pkcs11:token=p;object=k?pin-value=1234"; }},
+      {"--provider-key-uri",
+       [](Settings* s) { s->provider_key_uri = "pkcs11:token=p;object=k?module-path=/x.so"; }},
+      {"--provider-key-uri", [](Settings* s) { s->provider_key_uri = "pkcs11:token=p"; }},
+      {"--audit-signing-key-uri",
+       [](Settings* s) { s->audit_signing_key_uri = "pkcs11:token=p;object=a"; }},
+      {"--audit-signing-key-uri",
+       [](Settings* s) {
+         s->audit_signing_key.clear();
+         s->audit_signing_key_uri = "pkcs11:object=a";
+       }},
+      {"--pkcs11-pin-dir",
+       [](Settings* s) {
+         s->pkcs11_module.clear();
+         s->provider_key_uri.clear();
+       }},
+      {"--provider-key-uri",
+       [](Settings* s) {
+         s->pkcs11_module.clear();
+         s->pkcs11_pin_dir.clear();
+       }},
+  };
+  for (const Case& c : cases) {
+    Settings spoilt = s;
+    c.spoil(&spoilt);
+    std::string message = Refusal(spoilt);
+    EXPECT_EQ(message.rfind(std::string(c.flag) + ": ", 0), 0u) << message;
+    EXPECT_EQ(message.find("1234"), std::string::npos) << message;
+  }
+  ASSERT_EQ(chmod(pins.c_str(), 0750), 0);
+  EXPECT_EQ(Refusal(s).rfind("--pkcs11-pin-dir: ", 0), 0u);
 }
 
 TEST_F(SettingsTest, SmtpCredentialsComeFromTheFileOrTheEnvironment) {

@@ -50,12 +50,29 @@ std::string CheckpointBytes(const v1::AuditCheckpoint& checkpoint);
 // public key.
 absl::StatusOr<std::string> AuditKeyId(const std::string& public_key_pem);
 
-// Holds an Ed25519 private key. Thread-safe (immutable).
+// An Ed25519 private key kept where the process cannot read it (a PKCS#11
+// token: lockboxd's --audit-signing-key-uri), which signs bytes for the
+// AuditSigner. Thread-safe: Sign may be called from any thread at once.
+class AuditSigningKey {
+ public:
+  virtual ~AuditSigningKey() = default;
+  // The 64-byte pure Ed25519 signature of `data`.
+  virtual absl::StatusOr<std::string> Sign(const std::string& data) const = 0;
+};
+
+// Holds an Ed25519 private key, or reaches one through an AuditSigningKey.
+// Thread-safe (immutable).
 class AuditSigner {
  public:
   // A new random key, as PKCS#8 PEM.
   static absl::StatusOr<std::string> GeneratePem();
   static absl::StatusOr<std::unique_ptr<AuditSigner>> FromPem(const std::string& pem);
+  // Signs with `key`, whose public half is `public_key_pem` (PEM Ed25519).
+  // Checks once, by signing and verifying, that they are one pair; every
+  // signature is verified before it is used. INVALID_ARGUMENT for a
+  // public key that is not Ed25519 or not `key`'s; `key`'s own errors.
+  static absl::StatusOr<std::unique_ptr<AuditSigner>> FromExternalKey(
+      const std::string& public_key_pem, std::shared_ptr<const AuditSigningKey> key);
   AuditSigner(const AuditSigner&) = delete;
   AuditSigner& operator=(const AuditSigner&) = delete;
   ~AuditSigner();
@@ -66,7 +83,9 @@ class AuditSigner {
 
  private:
   explicit AuditSigner(EVP_PKEY* key) : key_(key) {}
+  // The private key; for an external key, its public half.
   EVP_PKEY* key_;
+  std::shared_ptr<const AuditSigningKey> external_;
   v1::AuditPublicKey public_key_;
 };
 

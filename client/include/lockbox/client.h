@@ -35,7 +35,9 @@
 #include "lockbox/error_reason.h"
 #include "lockbox/v1/access_request_service.grpc.pb.h"
 #include "lockbox/v1/audit_service.grpc.pb.h"
+#include "lockbox/v1/encryption_policy_service.grpc.pb.h"
 #include "lockbox/v1/grant_service.grpc.pb.h"
+#include "lockbox/v1/key_service.grpc.pb.h"
 #include "lockbox/v1/notification_service.grpc.pb.h"
 #include "lockbox/v1/policy_service.grpc.pb.h"
 
@@ -195,6 +197,22 @@ class Client {
   Result<v1::ListNotificationsResponse> ListNotifications(
       const v1::ListNotificationsRequest& request);
 
+  // --- KeyService (a data plane, service.keyuser) ----------------------
+  Result<v1::GenerateDataKeyResponse> GenerateDataKey(const v1::GenerateDataKeyRequest& request);
+  Result<v1::UnwrapDataKeyResponse> UnwrapDataKey(const v1::UnwrapDataKeyRequest& request);
+  Result<v1::RewrapDataKeyResponse> RewrapDataKey(const v1::RewrapDataKeyRequest& request);
+
+  // --- EncryptionPolicyService ------------------------------------------
+  Result<v1::EncryptionPolicy> CreateEncryptionPolicy(v1::CreateEncryptionPolicyRequest request);
+  Result<v1::EncryptionPolicy> GetEncryptionPolicy(const v1::GetEncryptionPolicyRequest& request);
+  Result<v1::ListEncryptionPoliciesResponse> ListEncryptionPolicies(
+      const v1::ListEncryptionPoliciesRequest& request);
+  Result<v1::EncryptionPolicy> UpdateEncryptionPolicy(v1::UpdateEncryptionPolicyRequest request);
+  Result<v1::EncryptionPolicy> DisableEncryptionPolicy(
+      v1::DisableEncryptionPolicyRequest request);
+  Result<v1::EncryptionPolicy> EnableEncryptionPolicy(v1::EnableEncryptionPolicyRequest request);
+  Result<v1::EncryptionPolicy> RotateEncryptionPolicy(v1::RotateEncryptionPolicyRequest request);
+
   const Options& options() const { return options_; }
 
  private:
@@ -220,6 +238,8 @@ class Client {
   std::unique_ptr<v1::GrantService::Stub> grants_;
   std::unique_ptr<v1::AuditService::Stub> audit_;
   std::unique_ptr<v1::NotificationService::Stub> notifications_;
+  std::unique_ptr<v1::KeyService::Stub> keys_;
+  std::unique_ptr<v1::EncryptionPolicyService::Stub> encryption_policies_;
 };
 
 template <typename T>

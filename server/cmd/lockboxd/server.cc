@@ -25,6 +25,9 @@
 #include "server/domain/audit_signing.h"
 #include "server/identity/certificate_anchors.h"
 #include "server/identity/token_verifier.h"
+#include "server/keys/pkcs11_audit_key.h"
+#include "server/keys/pkcs11_module.h"
+#include "server/app/tenant_keys.h"
 #include "server/observe/log.h"
 #include "server/observe/metrics.h"
 #include "server/service/health_service.h"
@@ -98,10 +101,19 @@ absl::Status Named(absl::string_view setting, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(setting, ": ", status.message()));
 }
 
-// The checkpoint signer: the key file's, or (--dev-ephemeral-audit-key) one
-// made now. Never from the database: whoever could read it there could sign
-// a rewritten history.
-absl::StatusOr<std::unique_ptr<AuditSigner>> MakeSigner(const Settings& s) {
+// The checkpoint signer: the key file's, the PKCS#11 key's
+// (--audit-signing-key-uri, signing inside the module), or
+// (--dev-ephemeral-audit-key) one made now. Never from the database:
+// whoever could read it there could sign a rewritten history.
+absl::StatusOr<std::unique_ptr<AuditSigner>> MakeSigner(const Settings& s,
+                                                        Pkcs11Module* key_module) {
+  if (!s.audit_signing_key_uri.empty()) {
+    auto signer = MakePkcs11AuditSigner(key_module, s.audit_signing_key_uri);
+    if (!signer.ok()) return Named("--audit-signing-key-uri", signer.status());
+    Log("info", "audit checkpoints are signed inside the PKCS#11 module",
+        {{"key_id", (*signer)->public_key().key_id()}});
+    return signer;
+  }
   if (s.dev_ephemeral_audit_key) {
     ASSIGN_OR_RETURN(std::string generated, AuditSigner::GeneratePem());
     ASSIGN_OR_RETURN(std::unique_ptr<AuditSigner> signer, AuditSigner::FromPem(generated));
@@ -120,6 +132,27 @@ absl::StatusOr<std::unique_ptr<AuditSigner>> MakeSigner(const Settings& s) {
   auto signer = AuditSigner::FromPem(pem.str());
   if (!signer.ok()) return Named("--audit-signing-key", signer.status());
   return signer;
+}
+
+// The PKCS#11 module of --pkcs11-module (null without it). The provider's
+// key is tried once so that a mistake shows in the log at start; a key that
+// does not answer does not stop the server (the key ring reports it on
+// every use, and recovers when the module does).
+absl::StatusOr<std::unique_ptr<Pkcs11Module>> LoadKeyModule(const Settings& s) {
+  if (s.pkcs11_module.empty()) return nullptr;
+  auto module = Pkcs11Module::Load(
+      Pkcs11Module::Options{s.pkcs11_module, s.pkcs11_pin_dir, s.pkcs11_sessions});
+  if (!module.ok()) return Named("--pkcs11-module", module.status());
+  Log("info", "PKCS#11 module loaded",
+      {{"module", s.pkcs11_module}, {"library", (*module)->description()}});
+  if (!s.provider_key_uri.empty()) {
+    absl::Status probe = (*module)->Probe("", s.provider_key_uri);
+    if (!probe.ok()) {
+      Log("warn", "the provider's key does not answer",
+          {{"flag", "--provider-key-uri"}, {"error", std::string(probe.message())}});
+    }
+  }
+  return module;
 }
 
 // The database as SPEC section 8 wants it: migrated by the owner (with
@@ -155,11 +188,18 @@ struct Server::Parts {
   SystemClock system_clock;
   const Clock* clock = nullptr;
   std::unique_ptr<PgStore> store;
+  // The PKCS#11 module (--pkcs11-module), before everything that uses it.
+  std::unique_ptr<Pkcs11Module> key_module;
   std::unique_ptr<AuditSigner> signer;
   std::unique_ptr<AnchorVerifier> certificates;
   std::unique_ptr<PgChangeFeed> roots_feed;
   std::unique_ptr<TrustRoots> roots;
   std::unique_ptr<PgChangeFeed> access_feed;
+  // The key ring (with a module): its kKeys feed, and the policy use cases
+  // recording what its prober finds.
+  std::unique_ptr<PgChangeFeed> keys_feed;
+  EncryptionPolicyKeyHealth key_health;
+  std::unique_ptr<TenantKeys> tenant_keys;
   std::unique_ptr<GrantView> grant_view;
   // Verifies the tokens portals relay (stateless: the issuers come from
   // each tenant's identity in the store).
@@ -178,6 +218,8 @@ struct Server::Parts {
   std::unique_ptr<GrantService> grant_service;
   std::unique_ptr<AuditService> audit_service;
   std::unique_ptr<NotificationService> notification_service;
+  std::unique_ptr<KeyService> key_service;
+  std::unique_ptr<EncryptionPolicyService> encryption_policy_service;
   std::unique_ptr<Sweeper> sweeper;
   std::unique_ptr<Periodic> sweeping;
   std::unique_ptr<SmtpSender> email;
@@ -238,7 +280,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   // cursors from being forged, and a cursor grants nothing (every page is
   // authorised again); it is no consent secret.
   ASSIGN_OR_RETURN(std::string page_key, p->store->SharedSecret("page_token_key"));
-  ASSIGN_OR_RETURN(p->signer, MakeSigner(s));
+  ASSIGN_OR_RETURN(p->key_module, LoadKeyModule(s));
+  ASSIGN_OR_RETURN(p->signer, MakeSigner(s, p->key_module.get()));
 
   // The handshake trusts the provider's CA and every tenant's bundle; the
   // CertificateVerifier then holds each caller to its own anchor.
@@ -286,7 +329,30 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
         {{"flag", "--dev-allow-private-webhooks"}});
   }
   use_cases_options.webhook_urls = p->webhook_targets.get();
+  use_cases_options.key_module = p->key_module.get();
+  use_cases_options.provider_key_uri = s.provider_key_uri;
+  if (p->key_module != nullptr) {
+    // Probed every 200 ms: the ring trusts what it holds for 800 ms after a
+    // proof, and uses every key it holds every --key-probe-interval-ms.
+    p->keys_feed =
+        std::make_unique<PgChangeFeed>(s.database_url, ChangeTopic::kKeys, absl::Milliseconds(200));
+    TenantKeys::Options keys_options;
+    keys_options.store = p->store.get();
+    keys_options.clock = &clock;
+    keys_options.module = p->key_module.get();
+    keys_options.feed = p->keys_feed.get();
+    keys_options.health = &p->key_health;
+    keys_options.provider_key_uri = s.provider_key_uri;
+    keys_options.cache_bound = static_cast<size_t>(s.key_cache_size);
+    keys_options.probe_interval = absl::Milliseconds(s.key_probe_interval_ms);
+    p->tenant_keys = std::make_unique<TenantKeys>(std::move(keys_options));
+    use_cases_options.key_ring = p->tenant_keys.get();
+  }
   p->use_cases = std::make_unique<UseCases>(std::move(use_cases_options));
+  if (p->tenant_keys != nullptr) {
+    p->key_health.set_policies(&p->use_cases->encryption_policies());
+    p->tenant_keys->Start();
+  }
   // Published before the first checkpoint it signs, so that every key_id in
   // the log is listed by GetAuditPublicKey.
   RETURN_IF_ERROR(p->use_cases->audit().PublishSigningKey());
@@ -325,6 +391,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   p->audit_service = std::make_unique<AuditService>(&use_cases.audit(), serving);
   p->notification_service =
       std::make_unique<NotificationService>(&use_cases.notifications(), serving);
+  p->key_service = std::make_unique<KeyService>(&use_cases.keys(), serving);
+  p->encryption_policy_service =
+      std::make_unique<EncryptionPolicyService>(&use_cases.encryption_policies(), serving);
 
   // What time decides, and the outbox: in every replica.
   p->sweeper = std::make_unique<Sweeper>(&use_cases, absl::Minutes(s.audit_checkpoint_minutes));
@@ -370,6 +439,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   builder.RegisterService(p->grant_service.get());
   builder.RegisterService(p->audit_service.get());
   builder.RegisterService(p->notification_service.get());
+  builder.RegisterService(p->key_service.get());
+  builder.RegisterService(p->encryption_policy_service.get());
   builder.RegisterService(p->health_service.get());
   builder.SetMaxReceiveMessageSize(1 << 20);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, s.max_streams_per_connection);
@@ -457,6 +528,7 @@ void Server::Drain() {
   p.deliverer->Stop();
   p.hub->Stop();  // Watchers are told to reconnect.
   p.grant_view->Stop();
+  if (p.tenant_keys != nullptr) p.tenant_keys->Stop();
   p.roots->Stop();
   p.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(drain_seconds));
   if (p.health_server) p.health_server->Shutdown(std::chrono::system_clock::now());

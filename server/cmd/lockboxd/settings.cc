@@ -2,6 +2,8 @@
 
 #include <curl/curl.h>
 #include <libpq-fe.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -18,6 +20,8 @@
 #include "server/domain/identity.h"
 #include "server/domain/lifecycle.h"
 #include "server/domain/names.h"
+#include "server/domain/status.h"
+#include "server/keys/pkcs11_module.h"
 #include "server/observe/log.h"
 
 namespace lockbox {
@@ -491,6 +495,45 @@ void Settings::Register(CLI::App* app) {
       ->envname("LOCKBOX_RATE_LIMIT_BURST")
       ->check(CLI::Range(1.0, 1000000.0))
       ->capture_default_str();
+  // Customer-managed keys (issue 16; docs/OPERATIONS.md, "Customer-managed
+  // keys: the HSM module").
+  app->add_option("--pkcs11-module", pkcs11_module,
+                  "PKCS#11 module (shared object) holding customers' and the provider's keys, "
+                  "e.g. /usr/lib/softhsm/libsofthsm2.so; empty: no customer-managed keys")
+      ->envname("LOCKBOX_PKCS11_MODULE");
+  app->add_option("--pkcs11-pin-dir", pkcs11_pin_dir,
+                  "Directory of token PINs, <owner>/<token label>.pin (owner: a tenant ID, or "
+                  "_provider), one PIN per file; the directory and files open to no one else "
+                  "(0700/0600). A token is usable only by the owners whose directory holds its "
+                  "PIN. Required with --pkcs11-module")
+      ->envname("LOCKBOX_PKCS11_PIN_DIR");
+  app->add_option("--pkcs11-sessions", pkcs11_sessions,
+                  "PKCS#11 sessions open at once per token; more callers wait for one")
+      ->envname("LOCKBOX_PKCS11_SESSIONS")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app->add_option("--provider-key-uri", provider_key_uri,
+                  "PKCS#11 URI (RFC 7512) of the provider's AES-256 key, for environments and "
+                  "data sources without a customer key, e.g. "
+                  "pkcs11:token=provider;object=lockbox-provider; its PIN under _provider")
+      ->envname("LOCKBOX_PROVIDER_KEY_URI");
+  app->add_option("--audit-signing-key-uri", audit_signing_key_uri,
+                  "PKCS#11 URI of an Ed25519 key pair that signs audit checkpoints inside the "
+                  "module (instead of --audit-signing-key), e.g. "
+                  "pkcs11:token=provider;object=lockbox-audit; its PIN under _provider")
+      ->envname("LOCKBOX_AUDIT_SIGNING_KEY_URI");
+  app->add_option("--key-cache-size", key_cache_size,
+                  "Unwrapped Lockbox keys (per key version and purpose) each replica holds at "
+                  "most, least recently used out first")
+      ->envname("LOCKBOX_KEY_CACHE_SIZE")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  app->add_option("--key-probe-interval-ms", key_probe_interval_ms,
+                  "How often each replica uses every customer key it holds in its module, so "
+                  "that a key that stops answering is refused within a second")
+      ->envname("LOCKBOX_KEY_PROBE_INTERVAL_MS")
+      ->check(CLI::Range(50, 900))
+      ->capture_default_str();
 }
 
 absl::Status Settings::Validate() const {
@@ -529,17 +572,58 @@ absl::Status Settings::Validate() const {
     return bad("--migration-database-url",
                "must be a libpq URL (postgresql://...) or key=value string");
   }
-  if (audit_signing_key.empty() && !dev_ephemeral_audit_key) {
+  if (audit_signing_key.empty() && audit_signing_key_uri.empty() && !dev_ephemeral_audit_key) {
     return bad("--audit-signing-key",
-               "required: a PEM Ed25519 private key file (the key never lives in the database; "
-               "--dev-ephemeral-audit-key makes a throwaway one for development)");
+               "required: a PEM Ed25519 private key file, or --audit-signing-key-uri (the key "
+               "never lives in the database; --dev-ephemeral-audit-key makes a throwaway one "
+               "for development)");
   }
   if (!audit_signing_key.empty() && dev_ephemeral_audit_key) {
     return bad("--dev-ephemeral-audit-key", "conflicts with --audit-signing-key");
   }
+  if (!audit_signing_key_uri.empty() && (!audit_signing_key.empty() || dev_ephemeral_audit_key)) {
+    return bad("--audit-signing-key-uri",
+               "conflicts with --audit-signing-key and --dev-ephemeral-audit-key");
+  }
+  RETURN_IF_ERROR(ValidatePkcs11());
   if (!audit_signing_key.empty()) {
     std::ifstream probe(audit_signing_key);
     if (!probe) return bad("--audit-signing-key", absl::StrCat("cannot read ", audit_signing_key));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Settings::ValidatePkcs11() const {
+  auto bad = [](absl::string_view flag, absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", why));
+  };
+  if (pkcs11_module.empty()) {
+    for (const auto& [flag, value] :
+         {std::pair<const char*, const std::string*>{"--pkcs11-pin-dir", &pkcs11_pin_dir},
+          {"--provider-key-uri", &provider_key_uri},
+          {"--audit-signing-key-uri", &audit_signing_key_uri}}) {
+      if (!value->empty()) return bad(flag, "needs --pkcs11-module");
+    }
+    return absl::OkStatus();
+  }
+  if (access(pkcs11_module.c_str(), R_OK) != 0) {
+    return bad("--pkcs11-module", absl::StrCat("cannot read ", pkcs11_module));
+  }
+  if (pkcs11_pin_dir.empty()) return bad("--pkcs11-pin-dir", "required with --pkcs11-module");
+  struct stat st;
+  if (stat(pkcs11_pin_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return bad("--pkcs11-pin-dir", absl::StrCat("not a directory: ", pkcs11_pin_dir));
+  }
+  if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    return bad("--pkcs11-pin-dir",
+               absl::StrCat(pkcs11_pin_dir, " is open to group or others (chmod 700)"));
+  }
+  for (const auto& [flag, uri] :
+       {std::pair<const char*, const std::string*>{"--provider-key-uri", &provider_key_uri},
+        {"--audit-signing-key-uri", &audit_signing_key_uri}}) {
+    if (uri->empty()) continue;
+    absl::Status checked = Pkcs11Module::CheckUri(*uri);
+    if (!checked.ok()) return bad(flag, checked.message());
   }
   return absl::OkStatus();
 }

@@ -69,6 +69,20 @@ struct Settings {
   int max_health_watchers = 256;
   double rate_limit_per_second = 1000;
   double rate_limit_burst = 2000;
+  // Customer-managed keys (issue 16): the PKCS#11 module holding customers'
+  // and the provider's keys, its PIN files, sessions per token, the
+  // provider's key for environments without a customer key, and the audit
+  // signing key in a token (instead of --audit-signing-key).
+  std::string pkcs11_module;
+  std::string pkcs11_pin_dir;
+  int pkcs11_sessions = 8;
+  std::string provider_key_uri;
+  std::string audit_signing_key_uri;
+  // The key ring (issue 16, keys): unwrapped Lockbox keys held at most, and
+  // how often the keys held are used in their module (every enabled key
+  // the store knows, every few seconds).
+  int key_cache_size = 4096;
+  int key_probe_interval_ms = 250;
 
   // Declares every setting on `app` (flags, variables, ranges, help), bound
   // to this object, and makes `app` read the config file with the
@@ -78,6 +92,9 @@ struct Settings {
   // What CLI11's own checks cannot see: addresses, readable files, URL
   // schemes, names. The error's message starts with the setting's flag.
   absl::Status Validate() const;
+  // The PKCS#11 settings' part of Validate: the module readable, the PIN
+  // directory a directory open to no one else, the URIs key URIs.
+  absl::Status ValidatePkcs11() const;
 
   // The SMTP channel's settings. Credentials come from
   // --smtp-credentials-file ("user:password" on its first line) or from
