@@ -208,8 +208,9 @@ softhsm_token() {
 softhsm_pin() {
   local f
   for f in "$1"/pins/*/"$2".pin; do
-    [ -f "$f" ] && { head -n1 "$f"; return; }
+    if [ -f "$f" ]; then head -n1 "$f"; return 0; fi
   done
+  return 0
 }
 
 # softhsm_tool DIR LABEL ARGS...: pkcs11-tool logged in to token LABEL.
@@ -224,10 +225,9 @@ softhsm_tool() {
 # LABEL (sensitive, not extractable, encrypt/decrypt), made once.
 softhsm_aes_key() {
   local dir="$1" label="$2" object="$3"
-  if softhsm_tool "$dir" "$label" --list-objects --type secrkey 2>/dev/null |
-      grep -qE "^[[:space:]]+label:[[:space:]]+$object\$"; then
-    return
-  fi
+  local objects
+  objects="$(softhsm_tool "$dir" "$label" --list-objects --type secrkey 2>/dev/null || true)"
+  if grep -qE "^[[:space:]]+label:[[:space:]]+$object\$" <<<"$objects"; then return 0; fi
   softhsm_tool "$dir" "$label" --keygen --key-type AES:32 --label "$object" --usage-decrypt \
     --sensitive >/dev/null 2>&1 || die "cannot make AES key $object in token $label"
 }
@@ -236,10 +236,9 @@ softhsm_aes_key() {
 # LABEL (for --audit-signing-key-uri), made once.
 softhsm_ed25519_key() {
   local dir="$1" label="$2" object="$3"
-  if softhsm_tool "$dir" "$label" --list-objects --type privkey 2>/dev/null |
-      grep -qE "^[[:space:]]+label:[[:space:]]+$object\$"; then
-    return
-  fi
+  local objects
+  objects="$(softhsm_tool "$dir" "$label" --list-objects --type privkey 2>/dev/null || true)"
+  if grep -qE "^[[:space:]]+label:[[:space:]]+$object\$" <<<"$objects"; then return 0; fi
   softhsm_tool "$dir" "$label" --keypairgen --key-type EC:edwards25519 --label "$object" \
     --usage-sign >/dev/null 2>&1 || die "cannot make Ed25519 key $object in token $label"
 }

@@ -28,8 +28,8 @@ int main(int argc, char** argv) {
   AddGrantCommands(app, ctx);
   AddAuditCommands(app, ctx);
   AddNotificationCommands(app, ctx);
-  AddEncryptionPolicyCommands(app, ctx);
   AddKeyCommands(app, ctx);
+  AddEncryptionPolicyCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -129,8 +129,8 @@ Client::Client(Options options, std::shared_ptr<grpc::Channel> channel)
       grants_(v1::GrantService::NewStub(channel)),
       audit_(v1::AuditService::NewStub(channel)),
       notifications_(v1::NotificationService::NewStub(channel)),
-      encryption_policies_(v1::EncryptionPolicyService::NewStub(channel)),
-      keys_(v1::KeyService::NewStub(channel)) {}
+      keys_(v1::KeyService::NewStub(channel)),
+      encryption_policies_(v1::EncryptionPolicyService::NewStub(channel)) {}
 
 std::unique_ptr<grpc::ClientContext> Client::NewContext(Clock::time_point deadline) const {
   auto ctx = std::make_unique<grpc::ClientContext>();
@@ -261,6 +261,11 @@ LOCKBOX_READ(audit_, ListAuditCheckpoints, v1::ListAuditCheckpointsRequest,
 LOCKBOX_READ(audit_, GetAuditPublicKey, v1::GetAuditPublicKeyRequest, v1::AuditPublicKeys)
 LOCKBOX_READ(notifications_, ListNotifications, v1::ListNotificationsRequest,
              v1::ListNotificationsResponse)
+// No request_id: a retried GenerateDataKey makes another key, which is as
+// good (the first was never returned).
+LOCKBOX_READ(keys_, GenerateDataKey, v1::GenerateDataKeyRequest, v1::GenerateDataKeyResponse)
+LOCKBOX_READ(keys_, UnwrapDataKey, v1::UnwrapDataKeyRequest, v1::UnwrapDataKeyResponse)
+LOCKBOX_READ(keys_, RewrapDataKey, v1::RewrapDataKeyRequest, v1::RewrapDataKeyResponse)
 LOCKBOX_CHANGE(encryption_policies_, CreateEncryptionPolicy, v1::CreateEncryptionPolicyRequest,
                v1::EncryptionPolicy)
 LOCKBOX_READ(encryption_policies_, GetEncryptionPolicy, v1::GetEncryptionPolicyRequest,
@@ -275,11 +280,6 @@ LOCKBOX_CHANGE(encryption_policies_, EnableEncryptionPolicy, v1::EnableEncryptio
                v1::EncryptionPolicy)
 LOCKBOX_CHANGE(encryption_policies_, RotateEncryptionPolicy, v1::RotateEncryptionPolicyRequest,
                v1::EncryptionPolicy)
-// No request_id: a retried GenerateDataKey makes another key, which is as
-// good (the first was never returned).
-LOCKBOX_READ(keys_, GenerateDataKey, v1::GenerateDataKeyRequest, v1::GenerateDataKeyResponse)
-LOCKBOX_READ(keys_, UnwrapDataKey, v1::UnwrapDataKeyRequest, v1::UnwrapDataKeyResponse)
-LOCKBOX_READ(keys_, RewrapDataKey, v1::RewrapDataKeyRequest, v1::RewrapDataKeyResponse)
 
 #undef LOCKBOX_READ
 #undef LOCKBOX_CHANGE

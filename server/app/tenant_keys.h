@@ -75,18 +75,23 @@ class KeyHealth {
 class EncryptionPolicyKeyHealth final : public KeyHealth {
  public:
   // REQUIRES: `policies` outlives this.
-  explicit EncryptionPolicyKeyHealth(const EncryptionPolicyUseCases* policies)
+  explicit EncryptionPolicyKeyHealth(const EncryptionPolicyUseCases* policies = nullptr)
       : policies_(policies) {}
+  // The composition root makes the ring before the use cases that record
+  // its findings. REQUIRES: called before the ring reporting here starts.
+  void set_policies(const EncryptionPolicyUseCases* policies) { policies_ = policies; }
   absl::Status MarkKeyUnavailable(const std::string& tenant, const std::string& policy_id,
                                   const std::string& reason) override {
+    if (policies_ == nullptr) return absl::FailedPreconditionError("no policy use cases");
     return policies_->MarkKeyUnavailable(tenant, policy_id, reason).status();
   }
   absl::Status MarkKeyRestored(const std::string& tenant, const std::string& policy_id) override {
+    if (policies_ == nullptr) return absl::FailedPreconditionError("no policy use cases");
     return policies_->MarkKeyRestored(tenant, policy_id).status();
   }
 
  private:
-  const EncryptionPolicyUseCases* const policies_;
+  const EncryptionPolicyUseCases* policies_;
 };
 
 // The provider's version number: there is one provider key per URI.

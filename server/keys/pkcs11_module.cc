@@ -31,6 +31,9 @@ constexpr size_t kTagBytes = 16;
 constexpr CK_ULONG kAesKeyBytes = 32;
 constexpr size_t kEd25519SignatureBytes = 64;
 constexpr char kProviderOwner[] = "_provider";
+// A reason that never leaves this file: Handle found nothing because the
+// session is not logged in (Run logs in again and retries).
+constexpr char kNotLoggedIn[] = "PKCS11_NOT_LOGGED_IN";
 // The associated data of a probe's own round trip: never that of a Wrap.
 constexpr char kProbeAad[] = "lockbox-pkcs11-probe";
 
@@ -554,6 +557,14 @@ absl::StatusOr<CK_OBJECT_HANDLE> Pkcs11Module::Handle(Key& key, CK_SESSION_HANDL
   functions_->C_FindObjectsFinal(session);
   if (rv != CKR_OK) return ModuleError(rv, "C_FindObjects");
   if (n == 0) {
+    // Private objects are invisible to a session that is not logged in: the
+    // token may have logged out (every session of the process closed).
+    CK_SESSION_INFO info;
+    if (functions_->C_GetSessionInfo(session, &info) == CKR_OK &&
+        (info.state == CKS_RO_PUBLIC_SESSION || info.state == CKS_RW_PUBLIC_SESSION)) {
+      return Error(absl::StatusCode::kFailedPrecondition, kNotLoggedIn,
+                   absl::StrCat("token ", key.token->label, " is not logged in"));
+    }
     return KeyUnavailable(absl::StrCat("no ", what, " matches the key URI on token ",
                                        key.token->label, " (CKR_OBJECT_HANDLE_INVALID)"));
   }
@@ -581,8 +592,8 @@ absl::StatusOr<CK_OBJECT_HANDLE> Pkcs11Module::Handle(Key& key, CK_SESSION_HANDL
 }
 
 // One operation with a key: resolve, admit the owner, lease a session, find
-// the object, run. Once more after a stale handle, a lost login, or a
-// token that went away.
+// the object, run. Again after a stale handle, a lost login, or a token
+// that went away.
 absl::StatusOr<std::string> Pkcs11Module::Run(const std::string& owner, const std::string& uri,
                                               Kind kind, bool afresh, absl::string_view what,
                                               const Operation& op) {
@@ -591,18 +602,27 @@ absl::StatusOr<std::string> Pkcs11Module::Run(const std::string& owner, const st
                  "the key's owner is not a tenant ID");
   }
   CK_RV last = CKR_OK;
-  for (int attempt = 0; attempt < 2; ++attempt) {
+  // Each recovery (a stale handle, a lost login, a token gone) may be
+  // needed once, one after another.
+  constexpr int kAttempts = 3;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
     ASSIGN_OR_RETURN(std::shared_ptr<Key> key, Resolve(uri, kind));
     Lease lease(key->token);
     RETURN_IF_ERROR(lease.status());
     RETURN_IF_ERROR(Admit(*key->token, owner, lease.session()));
     absl::StatusOr<CK_OBJECT_HANDLE> handle = Handle(*key, lease.session(), afresh || attempt > 0);
-    if (!handle.ok()) return handle.status();
+    if (!handle.ok()) {
+      if (ReasonOf(handle.status()) != kNotLoggedIn) return handle.status();
+      last = CKR_USER_NOT_LOGGED_IN;
+      if (attempt == kAttempts - 1) break;
+      RETURN_IF_ERROR(Relogin(*key->token, lease.session()));
+      continue;
+    }
     std::string out;
     last = op(lease.session(), *handle, &out);
     if (last == CKR_OK) return out;
     if (SessionBroken(last)) lease.Break();
-    if (attempt > 0) break;
+    if (attempt == kAttempts - 1) break;
     if (HandleInvalid(last)) {
       key->handle.store(CK_INVALID_HANDLE);
       continue;

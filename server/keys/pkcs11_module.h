@@ -26,6 +26,11 @@
 // process too: SoftHSM2's file store notices) is reported by the next
 // probe.
 //
+// A token already logged in by someone else in this process (another
+// Pkcs11Module over the same module) answers CKR_USER_ALREADY_LOGGED_IN:
+// the first owner's PIN is then taken as the token's without proof; the
+// file still decides who may use the token.
+//
 // SoftHSM2 2.6.1 reads its token directory when the module is initialised:
 // a token initialised later by another process is not seen by this one.
 //

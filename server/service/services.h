@@ -118,6 +118,23 @@ class NotificationService final : public v1::NotificationService::CallbackServic
   Serving* serving_;
 };
 
+// Data keys for data planes (issue 16). UnwrapDataKey is the data plane's
+// hot path: a read for the serving's limits (no rate-limit token), its
+// key-use event committed with the others of its tenant. Generate and
+// Rewrap count as changes.
+class KeyService final : public v1::KeyService::CallbackService {
+ public:
+  KeyService(KeyUseCases* use_cases, Serving* serving)
+      : use_cases_(use_cases), serving_(serving) {}
+  LOCKBOX_CHANGE(GenerateDataKey, v1::GenerateDataKeyRequest, v1::GenerateDataKeyResponse)
+  LOCKBOX_UNARY(UnwrapDataKey, v1::UnwrapDataKeyRequest, v1::UnwrapDataKeyResponse)
+  LOCKBOX_CHANGE(RewrapDataKey, v1::RewrapDataKeyRequest, v1::RewrapDataKeyResponse)
+
+ private:
+  KeyUseCases* use_cases_;
+  Serving* serving_;
+};
+
 // A tenant's encryption policies; Create and Rotate use the tenant's token
 // in the PKCS#11 module, on the call executor like every change.
 class EncryptionPolicyService final : public v1::EncryptionPolicyService::CallbackService {
@@ -135,23 +152,6 @@ class EncryptionPolicyService final : public v1::EncryptionPolicyService::Callba
 
  private:
   EncryptionPolicyUseCases* use_cases_;
-  Serving* serving_;
-};
-
-// Data keys for data planes (issue 16). UnwrapDataKey is the data plane's
-// hot path: a read for the serving's limits (no rate-limit token), its
-// key-use event committed with the others of its tenant. Generate and
-// Rewrap count as changes.
-class KeyService final : public v1::KeyService::CallbackService {
- public:
-  KeyService(KeyUseCases* use_cases, Serving* serving)
-      : use_cases_(use_cases), serving_(serving) {}
-  LOCKBOX_CHANGE(GenerateDataKey, v1::GenerateDataKeyRequest, v1::GenerateDataKeyResponse)
-  LOCKBOX_UNARY(UnwrapDataKey, v1::UnwrapDataKeyRequest, v1::UnwrapDataKeyResponse)
-  LOCKBOX_CHANGE(RewrapDataKey, v1::RewrapDataKeyRequest, v1::RewrapDataKeyResponse)
-
- private:
-  KeyUseCases* use_cases_;
   Serving* serving_;
 };
 

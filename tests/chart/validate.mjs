@@ -101,10 +101,27 @@ if (deployment) {
         "the runtime role named");
   check(migrate && migrate.securityContext && migrate.securityContext.readOnlyRootFilesystem === true,
         "the init container is locked down like lockboxd");
-  check(/audit-signing-key = "\/etc\/lockbox\/audit\//.test(config.data["lockboxd.toml"]),
-        "the signing key is a mounted file");
-  check((pod.volumes || []).some((v) => v.name === "audit-signing-key" && v.secret),
-        "the signing key from a Secret");
+  // Or (issue 16) a key pair in the PKCS#11 module, which no file holds.
+  const toml = config.data["lockboxd.toml"];
+  if (/audit-signing-key-uri = "pkcs11:/.test(toml)) {
+    check(!/audit-signing-key = /.test(toml), "no signing key file beside the module's key");
+  } else {
+    check(/audit-signing-key = "\/etc\/lockbox\/audit\//.test(toml),
+          "the signing key is a mounted file");
+    check((pod.volumes || []).some((v) => v.name === "audit-signing-key" && v.secret),
+          "the signing key from a Secret");
+  }
+  // Token PINs: lockboxd reads them from the init container's private copy
+  // in memory, never from the Secret's volume, which it does not mount.
+  if (/pkcs11-pin-dir = /.test(toml)) {
+    const pins = (pod.initContainers || []).find((i) => i.name === "pkcs11-pins");
+    check(pins && pins.args[0] === "install-pins", "a `lockboxd install-pins` init container");
+    check((pod.volumes || []).some((v) => v.name === "pkcs11-pins" && v.emptyDir &&
+                                         v.emptyDir.medium === "Memory"),
+          "the PIN directory in memory");
+    check(!(c.volumeMounts || []).some((m) => m.name === "pkcs11-pin-secret"),
+          "lockboxd does not mount the PIN Secret");
+  }
 }
 if (tomlOut && config) fs.writeFileSync(tomlOut, config.data["lockboxd.toml"]);
 if (process.exitCode) process.exit(1);

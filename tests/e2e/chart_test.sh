@@ -21,6 +21,10 @@ LOCKBOXD="${1:+$1/server/lockboxd}"
 # exist; flags win over the config file).
 touch "$WORK/stand-in.pem"
 echo "user:password" > "$WORK/smtp-credentials"
+# The PKCS#11 variant's module and PIN directory (only their existence and
+# the directory's mode are checked).
+touch "$WORK/stand-in.so"
+mkdir -m 700 "$WORK/pins"
 
 # variant name, values file ("" for the defaults), kinds it must add
 variants=(
@@ -28,6 +32,7 @@ variants=(
   "cert-manager|$CHART/ci/cert-manager-values.yaml|Certificate"
   "hpa|$CHART/ci/hpa-values.yaml|HorizontalPodAutoscaler,ServiceMonitor"
   "external-secrets|$CHART/ci/external-secrets-values.yaml|ExternalSecret"
+  "pkcs11|$CHART/ci/pkcs11-values.yaml|"
 )
 for v in "${variants[@]}"; do
   IFS='|' read -r name values kinds <<< "$v"
@@ -40,9 +45,14 @@ for v in "${variants[@]}"; do
   node "$ROOT/tests/chart/validate.mjs" "$WORK/$name.yaml" "$kinds" "$WORK/$name.toml" ||
     fail "manifests ($name)"
   if [ -n "$LOCKBOXD" ]; then
+    stand_ins=(--audit-signing-key "$WORK/stand-in.pem")
+    if [ "$name" = pkcs11 ]; then
+      # The audit key is in the module there: no key file to stand in for.
+      stand_ins=(--pkcs11-module "$WORK/stand-in.so" --pkcs11-pin-dir "$WORK/pins")
+    fi
     env -i PATH="$PATH" LOCKBOX_DATABASE_URL=postgresql:///lockbox "$LOCKBOXD" \
       --config "$WORK/$name.toml" --tls-cert "$WORK/stand-in.pem" --tls-key "$WORK/stand-in.pem" \
-      --tls-client-ca "$WORK/stand-in.pem" --audit-signing-key "$WORK/stand-in.pem" \
+      --tls-client-ca "$WORK/stand-in.pem" "${stand_ins[@]}" \
       --smtp-credentials-file "$WORK/smtp-credentials" \
       --check-config > "$WORK/$name.effective" 2>&1 ||
       { cat "$WORK/$name.effective" >&2; fail "lockboxd refuses the chart's config file ($name)"; }
@@ -61,6 +71,18 @@ grep -q 'replicas:' "$WORK/hpa.yaml" && fail "with the HPA on, the Deployment mu
 grep -A1 'uris:' "$WORK/cert-manager.yaml" | grep -q '"spiffe://' || fail "the Certificate has no SPIFFE URI SAN"
 grep -q 'kind: Certificate' "$WORK/default.yaml" && fail "cert-manager off still renders a Certificate"
 grep -q 'kind: ExternalSecret' "$WORK/default.yaml" && fail "externalSecrets off still renders one"
+# Customer-managed keys: the PINs reach lockboxd only through the init
+# container's private copy in memory; the audit key Secret is gone when the
+# key is in the module; nothing of it with pkcs11 off.
+grep -q 'install-pins' "$WORK/pkcs11.yaml" || fail "pkcs11: no install-pins init container"
+grep -q 'pkcs11-pin-dir = "/run/lockbox-pkcs11/pins"' "$WORK/pkcs11.yaml" || fail "pkcs11: no pin dir"
+grep -q 'audit-signing-key-uri = ' "$WORK/pkcs11.yaml" || fail "pkcs11: no audit signing key URI"
+grep -q 'name: audit-signing-key$' "$WORK/pkcs11.yaml" && fail "pkcs11: the audit key Secret is still mounted"
+grep -q 'pkcs11' "$WORK/default.yaml" && fail "pkcs11 off still renders PKCS#11 parts"
+if [ -n "$LOCKBOXD" ]; then
+  grep -q 'provider-key-uri="pkcs11:token=provider;object=lockbox-provider;type=secret-key"' \
+    "$WORK/pkcs11.effective" || fail "pkcs11: providerKeyUri did not reach lockboxd"
+fi
 
 # Bad values are refused, by the schema or by the chart's own checks.
 n=0

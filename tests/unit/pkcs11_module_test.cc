@@ -7,6 +7,7 @@
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <p11-kit/p11-kit.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -203,6 +204,44 @@ TEST_F(Pkcs11ModuleTest, KeyDeletedByAnotherProcessFailsTheNextProbe) {
   EXPECT_TRUE(module_->Probe("acme", kAcmeCmk).ok());
 }
 
+// Login state is the process's: a logout by anyone (here another loader of
+// the same module, through p11-kit) is noticed and the token logged in
+// again with the PIN it answered to.
+TEST_F(Pkcs11ModuleTest, LogsInAgainAfterTheTokenLoggedOut) {
+  ASSERT_NE(module_, nullptr);
+  auto wrapped = module_->Wrap("acme", kAcmeCmk, kKey, "aad");
+  ASSERT_TRUE(wrapped.ok());
+  CK_FUNCTION_LIST* other = p11_kit_module_load(hsm_->module_path().c_str(), 0);
+  ASSERT_NE(other, nullptr);
+  CK_C_INITIALIZE_ARGS args{};
+  args.flags = CKF_OS_LOCKING_OK;
+  ASSERT_EQ(other->C_Initialize(&args), CKR_OK);
+  CK_ULONG count = 0;
+  ASSERT_EQ(other->C_GetSlotList(CK_TRUE, nullptr, &count), CKR_OK);
+  std::vector<CK_SLOT_ID> slots(count);
+  ASSERT_EQ(other->C_GetSlotList(CK_TRUE, slots.data(), &count), CKR_OK);
+  bool logged_out = false;
+  for (CK_SLOT_ID slot : slots) {
+    CK_TOKEN_INFO info;
+    if (other->C_GetTokenInfo(slot, &info) != CKR_OK ||
+        std::string(reinterpret_cast<char*>(info.label), 5) != "acme ") {
+      continue;
+    }
+    CK_SESSION_HANDLE session;
+    ASSERT_EQ(other->C_OpenSession(slot, CKF_SERIAL_SESSION, nullptr, nullptr, &session), CKR_OK);
+    logged_out = other->C_Logout(session) == CKR_OK;
+    other->C_CloseSession(session);
+  }
+  other->C_Finalize(nullptr);
+  p11_kit_module_release(other);
+  ASSERT_TRUE(logged_out);
+  // Cached handle (encrypt) and a fresh find (probe) both recover.
+  auto plain = module_->Unwrap("acme", kAcmeCmk, *wrapped, "aad");
+  EXPECT_TRUE(plain.ok()) << plain.status();
+  EXPECT_TRUE(module_->Probe("acme", kAcmeCmk).ok());
+  EXPECT_TRUE(module_->Wrap("acme", kAcmeCmk, kKey, "aad").ok());
+}
+
 TEST_F(Pkcs11ModuleTest, TwoTenantsOnTwoTokensAreIsolated) {
   ASSERT_NE(module_, nullptr);
   const std::string globex = SoftHsm::Uri("globex", "cmk");
@@ -290,9 +329,9 @@ TEST_F(Pkcs11ModuleTest, AuditSignerSignsCheckpointsInTheModule) {
   ASSERT_TRUE(other_pem.ok());
   auto other = AuditSigner::FromPem(*other_pem);
   ASSERT_TRUE(other.ok());
-  auto mismatched = AuditSigner::FromExternalKey(
-      (*other)->public_key().public_key_pem(),
-      std::make_shared<Pkcs11AuditSigningKey>(module_.get(), uri));
+  auto mismatched =
+      AuditSigner::FromExternalKey((*other)->public_key().public_key_pem(),
+                                   std::make_shared<Pkcs11AuditSigningKey>(module_.get(), uri));
   EXPECT_EQ(mismatched.status().code(), absl::StatusCode::kInvalidArgument) << mismatched.status();
 }
 

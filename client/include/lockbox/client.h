@@ -197,6 +197,11 @@ class Client {
   Result<v1::ListNotificationsResponse> ListNotifications(
       const v1::ListNotificationsRequest& request);
 
+  // --- KeyService (a data plane, service.keyuser) ----------------------
+  Result<v1::GenerateDataKeyResponse> GenerateDataKey(const v1::GenerateDataKeyRequest& request);
+  Result<v1::UnwrapDataKeyResponse> UnwrapDataKey(const v1::UnwrapDataKeyRequest& request);
+  Result<v1::RewrapDataKeyResponse> RewrapDataKey(const v1::RewrapDataKeyRequest& request);
+
   // --- EncryptionPolicyService ------------------------------------------
   Result<v1::EncryptionPolicy> CreateEncryptionPolicy(v1::CreateEncryptionPolicyRequest request);
   Result<v1::EncryptionPolicy> GetEncryptionPolicy(const v1::GetEncryptionPolicyRequest& request);
@@ -207,11 +212,6 @@ class Client {
       v1::DisableEncryptionPolicyRequest request);
   Result<v1::EncryptionPolicy> EnableEncryptionPolicy(v1::EnableEncryptionPolicyRequest request);
   Result<v1::EncryptionPolicy> RotateEncryptionPolicy(v1::RotateEncryptionPolicyRequest request);
-
-  // --- KeyService (a data plane, service.keyuser) ----------------------
-  Result<v1::GenerateDataKeyResponse> GenerateDataKey(const v1::GenerateDataKeyRequest& request);
-  Result<v1::UnwrapDataKeyResponse> UnwrapDataKey(const v1::UnwrapDataKeyRequest& request);
-  Result<v1::RewrapDataKeyResponse> RewrapDataKey(const v1::RewrapDataKeyRequest& request);
 
   const Options& options() const { return options_; }
 
@@ -238,8 +238,8 @@ class Client {
   std::unique_ptr<v1::GrantService::Stub> grants_;
   std::unique_ptr<v1::AuditService::Stub> audit_;
   std::unique_ptr<v1::NotificationService::Stub> notifications_;
-  std::unique_ptr<v1::EncryptionPolicyService::Stub> encryption_policies_;
   std::unique_ptr<v1::KeyService::Stub> keys_;
+  std::unique_ptr<v1::EncryptionPolicyService::Stub> encryption_policies_;
 };
 
 template <typename T>

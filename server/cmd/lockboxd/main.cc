@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "server/cmd/lockboxd/server.h"
 #include "server/cmd/lockboxd/settings.h"
+#include "server/keys/pin_files.h"
 #include "server/observe/log.h"
 
 #ifdef LOCKBOX_TEST_BUILD
@@ -45,10 +46,28 @@ int Migrate(int argc, char** argv) {
   return 0;
 }
 
+// `lockboxd install-pins`: the chart's init container lays a mounted
+// Secret of PINs out as --pkcs11-pin-dir wants it (server/keys/pin_files.h).
+int InstallPins(int argc, char** argv) {
+  std::string from, to;
+  CLI::App app{
+      "lockboxd install-pins: copy <owner>.<token label>.pin files (a mounted Secret) into a "
+      "PIN directory <to>/<owner>/<token label>.pin open to no one else",
+      "lockboxd install-pins"};
+  app.add_option("--from", from, "Directory of <owner>.<token label>.pin files")->required();
+  app.add_option("--to", to, "The PIN directory to make (--pkcs11-pin-dir)")->required();
+  CLI11_PARSE(app, argc, argv);
+  absl::StatusOr<int> installed = lockbox::InstallPinFiles(from, to);
+  if (!installed.ok()) return Fail(std::string(installed.status().message()));
+  std::fprintf(stderr, "lockboxd: installed %d PIN file(s) in %s\n", *installed, to.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "migrate") return Migrate(argc - 1, argv + 1);
+  if (argc > 1 && std::string(argv[1]) == "install-pins") return InstallPins(argc - 1, argv + 1);
   // Blocked before any thread starts, so that every thread inherits the
   // mask and the signals reach only the sigwait below.
   sigset_t signals;

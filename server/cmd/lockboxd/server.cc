@@ -27,11 +27,12 @@
 #include "server/identity/token_verifier.h"
 #include "server/keys/pkcs11_audit_key.h"
 #include "server/keys/pkcs11_module.h"
+#include "server/app/tenant_keys.h"
 #include "server/observe/log.h"
 #include "server/observe/metrics.h"
-#include "server/service/serving.h"
 #include "server/service/health_service.h"
 #include "server/service/services.h"
+#include "server/service/serving.h"
 #include "server/service/tls.h"
 #include "server/store/postgres/pg_store.h"
 
@@ -194,6 +195,11 @@ struct Server::Parts {
   std::unique_ptr<PgChangeFeed> roots_feed;
   std::unique_ptr<TrustRoots> roots;
   std::unique_ptr<PgChangeFeed> access_feed;
+  // The key ring (with a module): its kKeys feed, and the policy use cases
+  // recording what its prober finds.
+  std::unique_ptr<PgChangeFeed> keys_feed;
+  EncryptionPolicyKeyHealth key_health;
+  std::unique_ptr<TenantKeys> tenant_keys;
   std::unique_ptr<GrantView> grant_view;
   // Verifies the tokens portals relay (stateless: the issuers come from
   // each tenant's identity in the store).
@@ -212,6 +218,7 @@ struct Server::Parts {
   std::unique_ptr<GrantService> grant_service;
   std::unique_ptr<AuditService> audit_service;
   std::unique_ptr<NotificationService> notification_service;
+  std::unique_ptr<KeyService> key_service;
   std::unique_ptr<EncryptionPolicyService> encryption_policy_service;
   std::unique_ptr<Sweeper> sweeper;
   std::unique_ptr<Periodic> sweeping;
@@ -324,7 +331,28 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   use_cases_options.webhook_urls = p->webhook_targets.get();
   use_cases_options.key_module = p->key_module.get();
   use_cases_options.provider_key_uri = s.provider_key_uri;
+  if (p->key_module != nullptr) {
+    // Probed every 200 ms: the ring trusts what it holds for 800 ms after a
+    // proof, and uses every key it holds every --key-probe-interval-ms.
+    p->keys_feed =
+        std::make_unique<PgChangeFeed>(s.database_url, ChangeTopic::kKeys, absl::Milliseconds(200));
+    TenantKeys::Options keys_options;
+    keys_options.store = p->store.get();
+    keys_options.clock = &clock;
+    keys_options.module = p->key_module.get();
+    keys_options.feed = p->keys_feed.get();
+    keys_options.health = &p->key_health;
+    keys_options.provider_key_uri = s.provider_key_uri;
+    keys_options.cache_bound = static_cast<size_t>(s.key_cache_size);
+    keys_options.probe_interval = absl::Milliseconds(s.key_probe_interval_ms);
+    p->tenant_keys = std::make_unique<TenantKeys>(std::move(keys_options));
+    use_cases_options.key_ring = p->tenant_keys.get();
+  }
   p->use_cases = std::make_unique<UseCases>(std::move(use_cases_options));
+  if (p->tenant_keys != nullptr) {
+    p->key_health.set_policies(&p->use_cases->encryption_policies());
+    p->tenant_keys->Start();
+  }
   // Published before the first checkpoint it signs, so that every key_id in
   // the log is listed by GetAuditPublicKey.
   RETURN_IF_ERROR(p->use_cases->audit().PublishSigningKey());
@@ -333,8 +361,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   }
 
   p->request_feed = std::make_unique<PgChangeFeed>(s.database_url, ChangeTopic::kAccessRequests);
-  p->hub = std::make_unique<WatchHub>(WatchHub::Options{
-      p->store.get(), &clock, p->request_feed.get(), absl::Seconds(s.watch_recheck_seconds)});
+  p->hub = std::make_unique<WatchHub>(
+      WatchHub::Options{p->store.get(), &clock, p->request_feed.get(),
+                        absl::Seconds(s.watch_recheck_seconds), &p->use_cases->sealer()});
   p->hub->Start();
 
   UseCases& use_cases = *p->use_cases;
@@ -362,6 +391,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   p->audit_service = std::make_unique<AuditService>(&use_cases.audit(), serving);
   p->notification_service =
       std::make_unique<NotificationService>(&use_cases.notifications(), serving);
+  p->key_service = std::make_unique<KeyService>(&use_cases.keys(), serving);
   p->encryption_policy_service =
       std::make_unique<EncryptionPolicyService>(&use_cases.encryption_policies(), serving);
 
@@ -377,6 +407,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
                                                absl::Milliseconds(s.delivery_send_timeout_ms));
   DeliveryOptions delivery_options;
   delivery_options.store = p->store.get();
+  delivery_options.sealer = &use_cases.sealer();
   delivery_options.clock = &clock;
   delivery_options.email = p->email.get();
   delivery_options.webhook = p->webhook.get();
@@ -408,6 +439,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   builder.RegisterService(p->grant_service.get());
   builder.RegisterService(p->audit_service.get());
   builder.RegisterService(p->notification_service.get());
+  builder.RegisterService(p->key_service.get());
   builder.RegisterService(p->encryption_policy_service.get());
   builder.RegisterService(p->health_service.get());
   builder.SetMaxReceiveMessageSize(1 << 20);
@@ -422,8 +454,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   builder.SetResourceQuota(*p->quota);
   p->server = builder.BuildAndStart();
   if (!p->server || p->port == 0) {
-    return absl::UnavailableError(absl::StrCat(
-        "--listen: cannot listen on ", s.listen, " (in use by another process, or not ours)"));
+    return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", s.listen,
+                                               " (in use by another process, or not ours)"));
   }
 
   // The health port serves health alone, in plaintext, for probes that
@@ -496,6 +528,7 @@ void Server::Drain() {
   p.deliverer->Stop();
   p.hub->Stop();  // Watchers are told to reconnect.
   p.grant_view->Stop();
+  if (p.tenant_keys != nullptr) p.tenant_keys->Stop();
   p.roots->Stop();
   p.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(drain_seconds));
   if (p.health_server) p.health_server->Shutdown(std::chrono::system_clock::now());

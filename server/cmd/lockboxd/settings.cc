@@ -522,6 +522,18 @@ void Settings::Register(CLI::App* app) {
                   "module (instead of --audit-signing-key), e.g. "
                   "pkcs11:token=provider;object=lockbox-audit; its PIN under _provider")
       ->envname("LOCKBOX_AUDIT_SIGNING_KEY_URI");
+  app->add_option("--key-cache-size", key_cache_size,
+                  "Unwrapped Lockbox keys (per key version and purpose) each replica holds at "
+                  "most, least recently used out first")
+      ->envname("LOCKBOX_KEY_CACHE_SIZE")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  app->add_option("--key-probe-interval-ms", key_probe_interval_ms,
+                  "How often each replica uses every customer key it holds in its module, so "
+                  "that a key that stops answering is refused within a second")
+      ->envname("LOCKBOX_KEY_PROBE_INTERVAL_MS")
+      ->check(CLI::Range(50, 900))
+      ->capture_default_str();
 }
 
 absl::Status Settings::Validate() const {

@@ -78,6 +78,11 @@ struct Settings {
   int pkcs11_sessions = 8;
   std::string provider_key_uri;
   std::string audit_signing_key_uri;
+  // The key ring (issue 16, keys): unwrapped Lockbox keys held at most, and
+  // how often the keys held are used in their module (every enabled key
+  // the store knows, every few seconds).
+  int key_cache_size = 4096;
+  int key_probe_interval_ms = 250;
 
   // Declares every setting on `app` (flags, variables, ranges, help), bound
   // to this object, and makes `app` read the config file with the
