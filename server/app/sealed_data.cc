@@ -171,8 +171,19 @@ absl::StatusOr<std::string> Sealer::OpenWebhookSecret(Transaction& tx, const std
 absl::StatusOr<std::string> Sealer::SealResponse(Transaction& tx, const std::string& tenant,
                                                  const std::string& row,
                                                  absl::string_view bytes) const {
-  ASSIGN_OR_RETURN(std::optional<VersionKey> key, KeyForNew(tx, tenant));
-  return Seal(key, FieldLocation{tenant, "idempotency_keys", row, "response"}, bytes);
+  absl::StatusOr<std::optional<VersionKey>> key = KeyForNew(tx, tenant);
+  // The changes a tenant makes while its key is revoked (disabling or
+  // enabling its encryption policy above all, and the policy's own change
+  // to DISABLED in this very transaction) must still be remembered, or a
+  // retried request_id could not be answered and every such change with one
+  // would fail. Their responses hold none of the sealed fields (the calls
+  // that return those are refused while the key is unavailable), so they
+  // are stored plain then.
+  if (!key.ok() && ReasonOf(key.status()) == reason::kKeyUnavailable) {
+    return Seal(std::nullopt, FieldLocation{tenant, "idempotency_keys", row, "response"}, bytes);
+  }
+  if (!key.ok()) return key.status();
+  return Seal(*key, FieldLocation{tenant, "idempotency_keys", row, "response"}, bytes);
 }
 
 absl::StatusOr<std::string> Sealer::OpenResponse(Transaction& tx, const std::string& tenant,

@@ -93,7 +93,9 @@ class Sealer {
                                                 absl::string_view stored) const;
 
   // A stored response of an idempotent call for `tenant` ("" for calls that
-  // name none: kept plain), sealed and opened.
+  // name none: kept plain), sealed and opened. Kept plain too while the
+  // tenant's key is unavailable (the changes allowed then return no sealed
+  // field), so that disabling or enabling a policy is remembered.
   absl::StatusOr<std::string> SealResponse(Transaction& tx, const std::string& tenant,
                                            const std::string& row, absl::string_view bytes) const;
   absl::StatusOr<std::string> OpenResponse(Transaction& tx, const std::string& tenant,

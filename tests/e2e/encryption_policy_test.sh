@@ -43,8 +43,9 @@ ctl dana encryption-policy list contoso | grep -q "^main " || fail "list"
 ctl dana environments get contoso prod | grep -q "key: customer ($POLICY)" ||
   fail "prod does not show the customer's key: $(ctl dana environments get contoso prod)"
 
-ctl dana encryption-policy disable contoso/main | grep -q "State:          DISABLED" ||
-  fail "disable"
+ctl dana encryption-policy disable contoso/main >"$WORK/disable.out" 2>&1 ||
+  fail "disable: $(cat "$WORK/disable.out")"
+grep -q "State:          DISABLED" "$WORK/disable.out" || fail "disable: $(cat "$WORK/disable.out")"
 ctl dana encryption-policy enable contoso/main | grep -q "State:          ACTIVE" || fail "enable"
 ctl dana encryption-policy rotate "$POLICY" --key-uri "pkcs11:token=contoso-hsm;object=cmk2" |
   grep -q "2 (primary)" || fail "rotate"
