@@ -7,16 +7,11 @@ source "$(dirname "$0")/lib.sh"
 source "$ROOT/scripts/lib.sh"
 
 HSM="$WORK/softhsm"
-# scripts/lib.sh's softhsm_* helpers are written for scripts without -e
-# (softhsm_pin ends on a failed test when no PIN is filed yet); each dies
-# by itself on a real failure.
-set +e
 softhsm_token "$HSM" contoso-hsm contoso
 softhsm_aes_key "$HSM" contoso-hsm cmk
 softhsm_aes_key "$HSM" contoso-hsm cmk2
 softhsm_token "$HSM" other-hsm other
 softhsm_aes_key "$HSM" other-hsm cmk
-set -e
 start_server --pkcs11-module "$SOFTHSM_MODULE" --pkcs11-pin-dir "$HSM/pins"
 seed
 
