@@ -1,5 +1,7 @@
 #include "audit.h"
 
+#include <lockbox/audit.h>
+
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -9,7 +11,9 @@
 #include <string>
 #include <vector>
 
-#include <lockbox/audit.h>
+// The customer's own module (the one place lockboxctl uses server code:
+// lockbox_keys stands alone, PKCS#11 only).
+#include "server/keys/pkcs11_module.h"
 
 namespace lockbox::ctl {
 namespace {
@@ -132,6 +136,49 @@ void AddVerify(CLI::App* audit, Context& ctx) {
   });
 }
 
+// A sealed tenant's export opened by the customer with the key in their
+// own module (docs/AUDIT_CHAIN.md "Decrypting an export"): the module
+// unwraps each tenant data key, and the library opens the fields.
+int DecryptOffline(const std::string& file, const std::string& output,
+                   const std::string& module_path, const std::string& pin_dir) {
+  std::ifstream in(file);
+  if (!in) return FailInvalid("cannot read " + file);
+  std::ofstream out(output, std::ios::binary | std::ios::trunc);
+  if (!out) return FailInvalid("cannot write " + output);
+  auto module = Pkcs11Module::Load({module_path, pin_dir});
+  if (!module.ok()) return FailInvalid(std::string(module.status().message()));
+  auto opened = DecryptAuditExport(
+      in, out, [&](const v1::SealingKeyVersion& k) -> absl::StatusOr<std::string> {
+        return (*module)->Unwrap(k.tenant(), k.key_uri(), k.wrapped_key(), k.wrap_aad());
+      });
+  if (!opened.ok()) return FailInvalid(std::string(opened.status().message()));
+  out.close();
+  std::fprintf(stderr, "opened the sealed fields of %lld events into %s\n",
+               static_cast<long long>(*opened), output.c_str());
+  return out ? kOk : kFailed;
+}
+
+void AddDecrypt(CLI::App* audit, Context& ctx) {
+  struct Flags {
+    std::string file, output, module = "/usr/lib/softhsm/libsofthsm2.so", pin_dir;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* d = audit->add_subcommand(
+      "decrypt",
+      "Open a sealed tenant's export (offline) with the tenant's key in your PKCS#11 module: "
+      "writes the export with each event's sealed fields opened beside it (still verifiable)");
+  d->add_option("--file", f->file, "A JSON Lines export (lockboxctl audit export)")->required();
+  d->add_option("--output", f->output, "File to write")->required();
+  d->add_option("--pkcs11-module", f->module, "The PKCS#11 module holding the tenant's key")
+      ->capture_default_str();
+  d->add_option("--pkcs11-pin-dir", f->pin_dir,
+                "The token's PIN, in <dir>/<tenant>/<token label>.pin")
+      ->required();
+  d->parse_complete_callback([&ctx, f] {
+    ctx.offline_action = [f] { return DecryptOffline(f->file, f->output, f->module, f->pin_dir); };
+  });
+}
+
 struct ExportFlags {
   std::string tenant, filter, format = "jsonl", output;
 };
@@ -224,6 +271,7 @@ void AddAuditCommands(CLI::App& app, Context& ctx) {
   AddList(audit, ctx);
   AddVerify(audit, ctx);
   AddExport(audit, ctx);
+  AddDecrypt(audit, ctx);
   AddKeys(audit, ctx);
 }
 

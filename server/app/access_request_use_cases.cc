@@ -58,14 +58,20 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::CreateAccessRequest(
         }
         RETURN_IF_ERROR(env.status());
         ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(tenant, false));
+        // A sealed tenant whose key cannot be used gets no new request:
+        // its justification could not be stored sealed (KEY_UNAVAILABLE).
+        ASSIGN_OR_RETURN(std::optional<VersionKey> key, runner().sealer().KeyForNew(tx, tenant));
         std::string id = NewUuid();
         ASSIGN_OR_RETURN(v1::AccessRequest request,
                          NewAccessRequest(r.access_request(), tenant, id, *env, policy, a, now));
-        RETURN_IF_ERROR(tx.requests().InsertAccessRequest(tenant, id, &request));
+        v1::AccessRequest stored = Sealer::NewRequestForStore(key, request);
+        RETURN_IF_ERROR(tx.requests().InsertAccessRequest(tenant, id, &stored));
+        request.set_etag(stored.etag());
         v1::AuditEvent e = NewAuditEvent(a, "access_request.create", tenant, request.name(), now);
         SetRequestFields(request, &e);
         RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
-        RETURN_IF_ERROR(NotifyRequest(tx, RequestEvent::kCreated, request, nullptr, now));
+        RETURN_IF_ERROR(
+            NotifyRequest(runner().sealer(), tx, RequestEvent::kCreated, request, nullptr, now));
         return request;
       });
 }
@@ -79,6 +85,7 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::GetAccessRequest(
         ASSIGN_OR_RETURN(v1::AccessRequest request,
                          tx.requests().GetAccessRequest(name.tenant, name.id, false));
         RETURN_IF_ERROR(authz::ReadAccessRequest(a, name.tenant, request.requester()));
+        RETURN_IF_ERROR(runner().sealer().OpenRequest(tx, &request));
         ApplyReadTimeState(now, &request);
         return request;
       });
@@ -117,6 +124,7 @@ absl::StatusOr<v1::ListAccessRequestsResponse> AccessRequestUseCases::ListAccess
           return Cursor{MicrosKey(last.create_time()), IdOfName(last.name())};
         }));
         for (auto& request : requests) {
+          RETURN_IF_ERROR(runner().sealer().OpenRequest(tx, &request));
           ApplyReadTimeState(now, &request);
           *out.add_access_requests() = std::move(request);
         }
@@ -289,9 +297,15 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(const UseCaseRunner& runner, T
                                                   v1::Grant* grant_out) {
   // Permission before existence: only reviewers of some stage get further.
   RETURN_IF_ERROR(authz::DecideAccessRequests(a, name.tenant));
-  ASSIGN_OR_RETURN(v1::AccessRequest request,
+  ASSIGN_OR_RETURN(const v1::AccessRequest as_read,
                    tx.requests().GetAccessRequest(name.tenant, name.id, true));
-  RETURN_IF_ERROR(CheckEtag(args.etag, request.etag()));
+  RETURN_IF_ERROR(CheckEtag(args.etag, as_read.etag()));
+  // Every decision of a sealed tenant writes sealed fields (its comment,
+  // the justification its audit event and messages copy): refused with
+  // KEY_UNAVAILABLE, nothing written, while its key cannot be used.
+  ASSIGN_OR_RETURN(std::optional<VersionKey> key, runner.sealer().KeyForNew(tx, name.tenant));
+  v1::AccessRequest request = as_read;
+  RETURN_IF_ERROR(runner.sealer().OpenRequest(tx, &request));
   bool needs_customer = false;
   // An approval reads the environment and policy as they are now: whether
   // the customer must also approve is decided from them (a policy change
@@ -343,20 +357,24 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(const UseCaseRunner& runner, T
     // An environment without sources, reviewed as a whole by the customer.
     if (grant.customer_reviewed()) (*e.mutable_details())["grant_customer_reviewed_whole"] = "true";
   }
-  RETURN_IF_ERROR(tx.requests().UpdateAccessRequest(name.tenant, name.id, &request));
+  v1::AccessRequest stored = Sealer::ChangedRequestForStore(as_read, key, request);
+  RETURN_IF_ERROR(tx.requests().UpdateAccessRequest(name.tenant, name.id, &stored));
+  request.set_etag(stored.etag());
   SetRequestFields(request, &e);
   RETURN_IF_ERROR(runner.audit_log().Append(tx, &e));
   return request;
 }
 
 // The requester hears of every decision; the customer, when it is theirs.
-static absl::Status NotifyDecision(Transaction& tx, const v1::AccessRequest& request,
-                                   const v1::Grant& grant, absl::Time now) {
+static absl::Status NotifyDecision(const Sealer& sealer, Transaction& tx,
+                                   const v1::AccessRequest& request, const v1::Grant& grant,
+                                   absl::Time now) {
   const v1::Grant* made = request.state() == v1::AccessRequest::APPROVED ? &grant : nullptr;
-  RETURN_IF_ERROR(NotifyRequest(tx, RequestEvent::kDecided, request, made, now));
+  RETURN_IF_ERROR(NotifyRequest(sealer, tx, RequestEvent::kDecided, request, made, now));
   if (request.state() == v1::AccessRequest::PENDING &&
       request.stage() == v1::AccessRequest::CUSTOMER_REVIEW) {
-    RETURN_IF_ERROR(NotifyRequest(tx, RequestEvent::kCustomerReview, request, nullptr, now));
+    RETURN_IF_ERROR(
+        NotifyRequest(sealer, tx, RequestEvent::kCustomerReview, request, nullptr, now));
   }
   return absl::OkStatus();
 }
@@ -372,7 +390,7 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::ApproveAccessRequest(
         v1::Grant grant;
         ASSIGN_OR_RETURN(v1::AccessRequest request, DecideIn(runner(), tx, c, a, now, name, args,
                                                              v1::Decision::APPROVE, &grant));
-        RETURN_IF_ERROR(NotifyDecision(tx, request, grant, now));
+        RETURN_IF_ERROR(NotifyDecision(runner().sealer(), tx, request, grant, now));
         return request;
       });
 }
@@ -388,7 +406,7 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::DenyAccessRequest(
         v1::Grant grant;
         ASSIGN_OR_RETURN(v1::AccessRequest request,
                          DecideIn(runner(), tx, c, a, now, name, args, v1::Decision::DENY, &grant));
-        RETURN_IF_ERROR(NotifyDecision(tx, request, grant, now));
+        RETURN_IF_ERROR(NotifyDecision(runner().sealer(), tx, request, grant, now));
         return request;
       });
 }
@@ -401,11 +419,19 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::CancelAccessRequest(
       [](Transaction&, const Actor& a) { return authz::CancelAccessRequest(a); },
       [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::AccessRequest> {
         RETURN_IF_ERROR(authz::CancelAccessRequest(a));
-        ASSIGN_OR_RETURN(v1::AccessRequest request,
+        ASSIGN_OR_RETURN(const v1::AccessRequest as_read,
                          tx.requests().GetAccessRequest(name.tenant, name.id, true));
-        RETURN_IF_ERROR(CheckEtag(r.etag(), request.etag()));
+        RETURN_IF_ERROR(CheckEtag(r.etag(), as_read.etag()));
+        // Its audit event copies the justification, sealed: refused with
+        // KEY_UNAVAILABLE while a sealed tenant's key cannot be used.
+        ASSIGN_OR_RETURN(std::optional<VersionKey> key,
+                         runner().sealer().KeyForNew(tx, name.tenant));
+        v1::AccessRequest request = as_read;
+        RETURN_IF_ERROR(runner().sealer().OpenRequest(tx, &request));
         RETURN_IF_ERROR(Cancel(a, now, &request));
-        RETURN_IF_ERROR(tx.requests().UpdateAccessRequest(name.tenant, name.id, &request));
+        v1::AccessRequest stored = Sealer::ChangedRequestForStore(as_read, key, request);
+        RETURN_IF_ERROR(tx.requests().UpdateAccessRequest(name.tenant, name.id, &stored));
+        request.set_etag(stored.etag());
         v1::AuditEvent e =
             NewAuditEvent(a, "access_request.cancel", name.tenant, request.name(), now);
         SetRequestFields(request, &e);
@@ -420,15 +446,22 @@ absl::StatusOr<bool> AccessRequestUseCases::ExpireOneRequest() {
   return runner().HandleOneDue(
       [](Transaction& tx, absl::Time now) { return tx.requests().ClaimExpiredRequest(now); },
       [this](Transaction& tx, const ClaimedRow& row, absl::Time now) -> absl::Status {
-        ASSIGN_OR_RETURN(v1::AccessRequest r,
+        ASSIGN_OR_RETURN(const v1::AccessRequest as_read,
                          tx.requests().GetAccessRequest(row.tenant, row.id, true));
+        // Expiry runs whatever the tenant's key: what cannot be opened now
+        // is kept as stored in the row, and left out of the event and the
+        // messages (AuditLog::AppendOrWithhold, NotifyRequest).
+        v1::AccessRequest r = as_read;
+        RETURN_IF_ERROR(runner().sealer().OpenRequest(tx, &r));
         RETURN_IF_ERROR(RecordExpiry(now, &r));
-        RETURN_IF_ERROR(tx.requests().UpdateAccessRequest(row.tenant, row.id, &r));
+        v1::AccessRequest stored = Sealer::ChangedRequestForStore(as_read, std::nullopt, r);
+        RETURN_IF_ERROR(tx.requests().UpdateAccessRequest(row.tenant, row.id, &stored));
+        r.set_etag(stored.etag());
         v1::AuditEvent e =
             NewAuditEvent(SystemActor(), "access_request.expire", row.tenant, r.name(), now);
         SetRequestFields(r, &e);
-        RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
-        return NotifyRequest(tx, RequestEvent::kExpired, r, nullptr, now);
+        RETURN_IF_ERROR(runner().audit_log().AppendOrWithhold(tx, &e));
+        return NotifyRequest(runner().sealer(), tx, RequestEvent::kExpired, r, nullptr, now);
       });
 }
 
@@ -437,12 +470,13 @@ absl::StatusOr<bool> AccessRequestUseCases::RemindOne() {
       [](Transaction& tx, absl::Time now) {
         return tx.requests().ClaimReminder(now, now + kReminderBefore);
       },
-      [](Transaction& tx, const ClaimedRow& row, absl::Time now) -> absl::Status {
+      [this](Transaction& tx, const ClaimedRow& row, absl::Time now) -> absl::Status {
         ASSIGN_OR_RETURN(v1::AccessRequest r,
                          tx.requests().GetAccessRequest(row.tenant, row.id, true));
         RETURN_IF_ERROR(tx.requests().MarkReminded(row.tenant, row.id));
+        RETURN_IF_ERROR(runner().sealer().OpenRequest(tx, &r));
         ApplyReadTimeState(now, &r);
-        return NotifyRequest(tx, RequestEvent::kReminder, r, nullptr, now);
+        return NotifyRequest(runner().sealer(), tx, RequestEvent::kReminder, r, nullptr, now);
       });
 }
 

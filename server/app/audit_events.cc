@@ -1,5 +1,6 @@
 #include "server/app/audit_events.h"
 
+#include "absl/strings/str_join.h"
 #include "server/domain/lifecycle.h"
 
 namespace lockbox {
@@ -30,6 +31,11 @@ void SetRequestFields(const v1::AccessRequest& r, v1::AuditEvent* e) {
   *e->mutable_request_expire_time() = r.expire_time();
   e->set_environment(r.environment());
   e->set_justification(r.justification());
+  // A sealed request read while its key was unavailable: the event says
+  // what it could not copy.
+  if (!r.unavailable_fields().empty()) {
+    (*e->mutable_details())["withheld"] = absl::StrJoin(r.unavailable_fields(), ",");
+  }
 }
 
 }  // namespace lockbox

@@ -1,5 +1,10 @@
 #include "server/app/audit_log.h"
 
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "server/domain/audit_link.h"
 #include "server/domain/lifecycle.h"
 #include "server/domain/status.h"
@@ -8,6 +13,12 @@ namespace lockbox {
 
 absl::Status AuditLog::Append(Transaction& tx, v1::AuditEvent* event) const {
   ASSIGN_OR_RETURN(ChainHead head, tx.audit().LockHead(event->tenant()));
+  if (sealer_ != nullptr) {
+    // Sealed for the place the event is about to take, so that the chain
+    // hashes the sealed bytes (a revoked key never stops verification).
+    event->set_sequence(head.sequence + 1);
+    RETURN_IF_ERROR(sealer_->SealAuditEvent(tx, event));
+  }
   ChainHead linked = LinkAuditEvent(head, event);
   RETURN_IF_ERROR(tx.audit().InsertEvent(*event));
   if (signer_ != nullptr && CheckpointDue(linked, checkpoint_every_)) {
@@ -17,6 +28,24 @@ absl::Status AuditLog::Append(Transaction& tx, v1::AuditEvent* event) const {
     RETURN_IF_ERROR(tx.audit().InsertCheckpoint(c));
   }
   return absl::OkStatus();
+}
+
+absl::Status AuditLog::AppendOrWithhold(Transaction& tx, v1::AuditEvent* event) const {
+  v1::AuditEvent whole = *event;
+  absl::Status appended = Append(tx, event);
+  if (appended.ok() || ReasonOf(appended) != "KEY_UNAVAILABLE") return appended;
+  *event = std::move(whole);
+  std::vector<std::string> withheld;
+  if (!event->justification().empty()) {
+    event->clear_justification();
+    withheld.push_back("justification");
+  }
+  for (const char* k : kSealedDetails) {
+    if (event->mutable_details()->erase(k) != 0) withheld.push_back(absl::StrCat("details.", k));
+  }
+  std::string& listed = (*event->mutable_details())["withheld"];
+  listed = absl::StrJoin(withheld, ",") + (listed.empty() || withheld.empty() ? "" : ",") + listed;
+  return Append(tx, event);
 }
 
 }  // namespace lockbox

@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "lockbox/v1/resources.pb.h"
+#include "server/app/sealed_data.h"
 #include "server/domain/audit_signing.h"
 #include "server/store/store.h"
 
@@ -15,18 +16,27 @@ namespace lockbox {
 // Thread-safe (immutable): one serves every call.
 class AuditLog {
  public:
-  // `signer` (not owned; may be null: no checkpoints) outlives the log.
-  AuditLog(const AuditSigner* signer, int checkpoint_every)
-      : signer_(signer), checkpoint_every_(checkpoint_every) {}
+  // `signer` (not owned; may be null: no checkpoints) and `sealer` (not
+  // owned; may be null: nothing sealed) outlive the log.
+  AuditLog(const AuditSigner* signer, int checkpoint_every, const Sealer* sealer = nullptr)
+      : signer_(signer), checkpoint_every_(checkpoint_every), sealer_(sealer) {}
 
-  // Appends `event` (tenant and content set) to its tenant's chain: sets
-  // sequence, name, previous_hash and hash. Appends to one log queue on its
-  // head until the transaction ends.
+  // Appends `event` (tenant and content set, its justification and details
+  // in plain text) to its tenant's chain: seals the person's words for a
+  // sealed tenant (Sealer::SealAuditEvent; FAILED_PRECONDITION
+  // KEY_UNAVAILABLE when there are some and its key cannot be used), sets
+  // sequence, name, previous_hash and hash over what is stored. Appends to
+  // one log queue on its head until the transaction ends.
   absl::Status Append(Transaction& tx, v1::AuditEvent* event) const;
+  // For what time decides (sweeps), which runs whatever a tenant's key:
+  // Append, or when the tenant's key cannot be used, Append without the
+  // person's words, named in details["withheld"] (e.g. "justification").
+  absl::Status AppendOrWithhold(Transaction& tx, v1::AuditEvent* event) const;
 
  private:
   const AuditSigner* const signer_;
   const int checkpoint_every_;
+  const Sealer* const sealer_;
 };
 
 }  // namespace lockbox

@@ -11,6 +11,7 @@
 #include "server/domain/audit_chain.h"
 #include "server/domain/audit_link.h"
 #include "server/domain/audit_signing.h"
+#include "server/domain/encryption_policy.h"
 #include "server/domain/authorization.h"
 #include "server/domain/filter.h"
 #include "server/domain/lifecycle.h"
@@ -37,6 +38,27 @@ const std::vector<FilterField>& AuditFilterFields() {
                                                    {"support_ticket_id"},
                                                    {"event_time", FilterField::Type::kTime}};
   return kFields;
+}
+
+// Every version of the tenant's data key, as {"sealingKey": ...} lines.
+absl::StatusOr<std::string> SealingKeyLines(Transaction& tx, const std::string& tenant) {
+  ASSIGN_OR_RETURN(std::optional<v1::EncryptionPolicy> policy, tx.keys().LockboxDataPolicy(tenant));
+  std::string lines;
+  if (!policy) return lines;
+  const std::string policy_id = IdOfName(policy->name());
+  for (const v1::KeyVersion& v : policy->key_versions()) {
+    ASSIGN_OR_RETURN(StoredKeyVersion stored,
+                     tx.keys().GetKeyVersion(tenant, policy_id, v.version()));
+    v1::SealingKeyVersion k;
+    k.set_tenant(tenant);
+    k.set_policy_id(policy_id);
+    k.set_version(v.version());
+    k.set_key_uri(v.key_uri());
+    k.set_wrapped_key(stored.wrapped_data_key);
+    k.set_wrap_aad(PolicyKeyAad(tenant, policy_id, v.version(), KeyPurpose::kTenantDataKey));
+    lines += ExportJsonLine(k);
+  }
+  return lines;
 }
 
 }  // namespace
@@ -247,6 +269,13 @@ absl::StatusOr<std::unique_ptr<AuditExport>> AuditUseCases::StartExport(
           .Read<bool>(c,
                       [&](Transaction& tx, const Actor& a, absl::Time) -> absl::StatusOr<bool> {
                         RETURN_IF_ERROR(authz::ReadAudit(a, tenant));
+                        if (!csv && !tenant.empty()) {
+                          // A sealed tenant's data keys, wrapped by the
+                          // customer's key: what lets the customer open the
+                          // export's sealed fields (lockboxctl audit decrypt).
+                          ASSIGN_OR_RETURN(std::string lines, SealingKeyLines(tx, tenant));
+                          chunk += lines;
+                        }
                         if (!csv && r.filter().empty()) {
                           ASSIGN_OR_RETURN(auto checkpoints,
                                            tx.audit().ListCheckpoints(

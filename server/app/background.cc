@@ -104,7 +104,24 @@ std::vector<Delivery> DeliveryWorker::Claim(int slots) {
       if (chosen.empty()) break;
       ASSIGN_OR_RETURN(std::vector<Delivery> got,
                        tx.outbox().ClaimDeliveries(chosen, token, options_.lease));
-      for (Delivery& d : got) claimed.push_back(std::move(d));
+      std::vector<std::string> waiting;
+      absl::Status why;
+      for (Delivery& d : got) {
+        absl::Status opened =
+            options_.sealer == nullptr ? absl::OkStatus() : options_.sealer->OpenDelivery(tx, &d);
+        if (absl::IsUnavailable(opened)) return opened;
+        if (!opened.ok()) {
+          waiting.push_back(d.message.id);
+          why = opened;
+          continue;
+        }
+        claimed.push_back(std::move(d));
+      }
+      if (!waiting.empty()) {
+        RETURN_IF_ERROR(
+            tx.outbox().Postpone(waiting, token, options_.sealed_wait,
+                                 absl::StrCat("waiting for the tenant's key: ", why.message())));
+      }
     }
     return absl::OkStatus();
   });

@@ -75,7 +75,12 @@ class Sweeper {
 };
 
 struct DeliveryOptions {
-  Store* store = nullptr;            // Not owned.
+  Store* store = nullptr;  // Not owned.
+  // Not owned; may be null (nothing sealed). Opens sealed bodies and
+  // webhook secrets; a message it cannot open yet waits (Postpone), due
+  // again after `sealed_wait`, never sent without its body.
+  const Sealer* sealer = nullptr;
+  absl::Duration sealed_wait = absl::Milliseconds(500);
   const Clock* clock = nullptr;      // Not owned.
   MessageSender* email = nullptr;    // Not owned.
   MessageSender* webhook = nullptr;  // Not owned.

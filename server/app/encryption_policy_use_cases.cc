@@ -61,6 +61,15 @@ absl::Status CheckEnvironments(Transaction& tx, const std::string& tenant,
   return absl::OkStatus();
 }
 
+// Serialises the changes that decide which policy covers what (creates,
+// environment updates) per tenant, on its lockbox policy row: two racing
+// calls would otherwise both find an environment free, or both find
+// themselves the tenant's first policy, and one end on a bare unique
+// violation instead of its reason.
+absl::Status LockTenantPolicies(Transaction& tx, const std::string& tenant) {
+  return tx.tenancy().GetPolicy(tenant, true).status();
+}
+
 // Version `version` of the policy: a fresh policy key and tenant data key,
 // each wrapped by `key_uri` in the module as the tenant.
 absl::StatusOr<StoredKeyVersion> MakeKeyVersion(KeyModule& module, const std::string& tenant,
@@ -126,6 +135,7 @@ absl::StatusOr<v1::EncryptionPolicy> EncryptionPolicyUseCases::CreateEncryptionP
           absl::Time now) -> absl::StatusOr<v1::EncryptionPolicy> {
         RETURN_IF_ERROR(authz::ManageEncryptionPolicies(a, tenant));
         if (options_.key_module == nullptr) return NoModule();
+        RETURN_IF_ERROR(LockTenantPolicies(tx, tenant));
         absl::Status taken = tx.keys().GetPolicy(tenant, id, false).status();
         if (taken.ok()) {
           return Error(absl::StatusCode::kAlreadyExists, reason::kAlreadyExists,
@@ -194,6 +204,7 @@ absl::StatusOr<v1::EncryptionPolicy> EncryptionPolicyUseCases::UpdateEncryptionP
       [&](Transaction& tx, const Actor& a,
           absl::Time now) -> absl::StatusOr<v1::EncryptionPolicy> {
         RETURN_IF_ERROR(authz::ManageEncryptionPolicies(a, name.tenant));
+        RETURN_IF_ERROR(LockTenantPolicies(tx, name.tenant));
         ASSIGN_OR_RETURN(v1::EncryptionPolicy p, tx.keys().GetPolicy(name.tenant, name.id, true));
         RETURN_IF_ERROR(CheckEtag(r.encryption_policy().etag(), p.etag()));
         const v1::EncryptionPolicy before = p;

@@ -15,20 +15,23 @@ namespace lockbox {
 namespace {
 
 // The audit record of a grant's end carries its request's fields.
-absl::Status AuditGrantEnd(const AuditLog& audit_log, Transaction& tx, const Actor& a,
-                           absl::Time now, absl::string_view action, const std::string& tenant,
-                           const v1::Grant& grant, const std::string& why,
-                           v1::AccessRequest* request_out) {
+absl::Status AuditGrantEnd(const AuditLog& audit_log, const Sealer& sealer, Transaction& tx,
+                           const Actor& a, absl::Time now, absl::string_view action,
+                           const std::string& tenant, const v1::Grant& grant,
+                           const std::string& why, v1::AccessRequest* request_out) {
   std::string request_id = IdOfName(grant.access_request());
   ASSIGN_OR_RETURN(v1::AccessRequest request,
                    tx.requests().GetAccessRequest(tenant, request_id, false));
+  RETURN_IF_ERROR(sealer.OpenRequest(tx, &request));
   v1::AuditEvent e = NewAuditEvent(a, action, tenant, grant.name(), now);
   SetRequestFields(request, &e);
   *e.mutable_access_expire_time() = grant.expire_time();
   (*e.mutable_details())["grant_state"] = v1::Grant::State_Name(grant.state());
   if (!why.empty()) (*e.mutable_details())["reason"] = why;
   *request_out = request;
-  return audit_log.Append(tx, &e);
+  // A grant ends whatever the tenant's key: ending access must never wait
+  // for it.
+  return audit_log.AppendOrWithhold(tx, &e);
 }
 
 }  // namespace
@@ -192,9 +195,9 @@ absl::StatusOr<v1::Grant> GrantUseCases::ReleaseGrant(const C& c,
         RETURN_IF_ERROR(Release(a, now, &grant));
         RETURN_IF_ERROR(tx.grants().UpdateGrant(name.tenant, name.id, &grant));
         v1::AccessRequest request;
-        RETURN_IF_ERROR(AuditGrantEnd(runner().audit_log(), tx, a, now, "grant.release",
-                                      name.tenant, grant, "", &request));
-        RETURN_IF_ERROR(NotifyGrantEnded(tx, grant, request, now));
+        RETURN_IF_ERROR(AuditGrantEnd(runner().audit_log(), runner().sealer(), tx, a, now,
+                                      "grant.release", name.tenant, grant, "", &request));
+        RETURN_IF_ERROR(NotifyGrantEnded(runner().sealer(), tx, grant, request, now));
         return grant;
       });
 }
@@ -216,9 +219,9 @@ absl::StatusOr<v1::Grant> GrantUseCases::RevokeGrant(const C& c, const v1::Revok
         RETURN_IF_ERROR(Revoke(a, policy, name.tenant, now, &grant));
         RETURN_IF_ERROR(tx.grants().UpdateGrant(name.tenant, name.id, &grant));
         v1::AccessRequest request;
-        RETURN_IF_ERROR(AuditGrantEnd(runner().audit_log(), tx, a, now, "grant.revoke", name.tenant,
-                                      grant, r.reason(), &request));
-        RETURN_IF_ERROR(NotifyGrantEnded(tx, grant, request, now));
+        RETURN_IF_ERROR(AuditGrantEnd(runner().audit_log(), runner().sealer(), tx, a, now,
+                                      "grant.revoke", name.tenant, grant, r.reason(), &request));
+        RETURN_IF_ERROR(NotifyGrantEnded(runner().sealer(), tx, grant, request, now));
         return grant;
       });
 }
@@ -233,9 +236,9 @@ absl::StatusOr<bool> GrantUseCases::ExpireOneGrant() {
         RETURN_IF_ERROR(RecordExpiry(now, &g));
         RETURN_IF_ERROR(tx.grants().UpdateGrant(row.tenant, row.id, &g));
         v1::AccessRequest request;
-        RETURN_IF_ERROR(AuditGrantEnd(runner().audit_log(), tx, SystemActor(), now, "grant.expire",
-                                      row.tenant, g, "", &request));
-        return NotifyGrantEnded(tx, g, request, now);
+        RETURN_IF_ERROR(AuditGrantEnd(runner().audit_log(), runner().sealer(), tx, SystemActor(),
+                                      now, "grant.expire", row.tenant, g, "", &request));
+        return NotifyGrantEnded(runner().sealer(), tx, g, request, now);
       });
 }
 

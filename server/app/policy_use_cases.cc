@@ -3,8 +3,8 @@
 
 #include <algorithm>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/app/audit_events.h"
 #include "server/app/list_page.h"
@@ -15,8 +15,8 @@
 #include "server/domain/lifecycle.h"
 #include "server/domain/names.h"
 #include "server/domain/status.h"
-#include "server/observe/log.h"
 #include "server/identity/tenant_identity.h"
+#include "server/observe/log.h"
 
 namespace lockbox {
 namespace {
@@ -105,12 +105,11 @@ absl::Status CheckIssuerKeys(const UseCaseRunner& runner,
                              const google::protobuf::RepeatedPtrField<v1::TokenIssuer>& issuers) {
   if (issuers.empty()) return absl::OkStatus();
   if (runner.tokens() == nullptr) {
-    return InvalidField("identity.token_issuers", "NOT_ALLOWED",
-                        "this server verifies no tokens");
+    return InvalidField("identity.token_issuers", "NOT_ALLOWED", "this server verifies no tokens");
   }
   for (int i = 0; i < issuers.size(); ++i) {
-    RETURN_IF_ERROR(runner.tokens()->CheckIssuer(
-        issuers[i], absl::StrCat("identity.token_issuers[", i, "]")));
+    RETURN_IF_ERROR(
+        runner.tokens()->CheckIssuer(issuers[i], absl::StrCat("identity.token_issuers[", i, "]")));
   }
   return absl::OkStatus();
 }
@@ -360,9 +359,16 @@ absl::StatusOr<v1::LockboxPolicy> PolicyUseCases::UpdateLockboxPolicy(
         bool secret_cleared = !policy.webhook_secret_set();
         if (secret_given || secret_cleared || policy.webhook_url() != url_before) {
           ASSIGN_OR_RETURN(auto current, tx.tenancy().Webhook(tenant));
-          std::string secret = secret_given     ? policy.webhook_secret()
-                               : secret_cleared ? std::string()
-                                                : current.second;
+          // As stored: a new secret sealed for a sealed tenant (refused
+          // with KEY_UNAVAILABLE while its key cannot be used), a kept one
+          // as it was.
+          std::string secret = current.second;
+          if (secret_given) {
+            ASSIGN_OR_RETURN(
+                secret, runner().sealer().SealWebhookSecret(tx, tenant, policy.webhook_secret()));
+          } else if (secret_cleared) {
+            secret.clear();
+          }
           if (policy.webhook_url() != current.first || secret != current.second) {
             RETURN_IF_ERROR(tx.tenancy().SetWebhook(tenant, policy.webhook_url(), secret));
           }

@@ -17,16 +17,28 @@ absl::StatusOr<Contacts> ContactsFor(Transaction& tx, const v1::AccessRequest& r
   return c;
 }
 
-absl::Status NotifyRequest(Transaction& tx, RequestEvent event, const v1::AccessRequest& r,
-                           const v1::Grant* grant, absl::Time now) {
-  ASSIGN_OR_RETURN(Contacts contacts, ContactsFor(tx, r));
-  return tx.outbox().EnqueueMessages(RequestMessages(event, r, grant, contacts, now), now);
+namespace {
+
+absl::Status Enqueue(const Sealer& sealer, Transaction& tx, const v1::AccessRequest& r,
+                     std::vector<OutboundMessage> messages, absl::Time now) {
+  absl::Status sealed = sealer.SealMessages(tx, &messages);
+  bool nothing_to_hide = r.unavailable_reason() == v1::KEY_UNAVAILABLE;
+  if (!sealed.ok() && !(nothing_to_hide && ReasonOf(sealed) == "KEY_UNAVAILABLE")) return sealed;
+  return tx.outbox().EnqueueMessages(messages, now);
 }
 
-absl::Status NotifyGrantEnded(Transaction& tx, const v1::Grant& grant,
+}  // namespace
+
+absl::Status NotifyRequest(const Sealer& sealer, Transaction& tx, RequestEvent event,
+                           const v1::AccessRequest& r, const v1::Grant* grant, absl::Time now) {
+  ASSIGN_OR_RETURN(Contacts contacts, ContactsFor(tx, r));
+  return Enqueue(sealer, tx, r, RequestMessages(event, r, grant, contacts, now), now);
+}
+
+absl::Status NotifyGrantEnded(const Sealer& sealer, Transaction& tx, const v1::Grant& grant,
                               const v1::AccessRequest& request, absl::Time now) {
   ASSIGN_OR_RETURN(Contacts contacts, ContactsFor(tx, request));
-  return tx.outbox().EnqueueMessages(GrantEndedMessages(grant, request, contacts, now), now);
+  return Enqueue(sealer, tx, request, GrantEndedMessages(grant, request, contacts, now), now);
 }
 
 absl::Status NotifyIdentityChanged(Transaction& tx, const std::string& tenant,

@@ -6,6 +6,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "lockbox/v1/resources.pb.h"
+#include "server/app/sealed_data.h"
 #include "server/domain/notifications.h"
 #include "server/store/store.h"
 
@@ -15,12 +16,20 @@ namespace lockbox {
 // the tenant's admins, the requester, the policy's addresses and webhook.
 absl::StatusOr<Contacts> ContactsFor(Transaction& tx, const v1::AccessRequest& request);
 
+// The messages below are built from `request` opened (in plain text) and
+// their bodies sealed for a sealed tenant (Sealer::SealMessages): that
+// fails with KEY_UNAVAILABLE while its key cannot be used, unless the
+// request's sealed fields could not be opened either (a sweep while the
+// key is revoked): then the messages, which hold none of them, are stored
+// as they are.
+
 // Puts the messages for `event` in this transaction's outbox.
-absl::Status NotifyRequest(Transaction& tx, RequestEvent event, const v1::AccessRequest& request,
-                           const v1::Grant* grant, absl::Time now);
+absl::Status NotifyRequest(const Sealer& sealer, Transaction& tx, RequestEvent event,
+                           const v1::AccessRequest& request, const v1::Grant* grant,
+                           absl::Time now);
 
 // Puts the messages for a grant's end in this transaction's outbox.
-absl::Status NotifyGrantEnded(Transaction& tx, const v1::Grant& grant,
+absl::Status NotifyGrantEnded(const Sealer& sealer, Transaction& tx, const v1::Grant& grant,
                               const v1::AccessRequest& request, absl::Time now);
 
 // Puts the e-mails telling the tenant's admins that its identity

@@ -323,8 +323,8 @@ std::string UseCaseRunner::RequestHash(const google::protobuf::Message& request)
   return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(digest), sizeof digest));
 }
 
-absl::StatusOr<bool> UseCaseRunner::Replayed(Transaction& tx, const std::string& owner,
-                                             absl::string_view method,
+absl::StatusOr<bool> UseCaseRunner::Replayed(Transaction& tx, const std::string& tenant,
+                                             const std::string& owner, absl::string_view method,
                                              const std::string& request_id,
                                              const std::string& request_hash,
                                              google::protobuf::Message* response) const {
@@ -333,20 +333,26 @@ absl::StatusOr<bool> UseCaseRunner::Replayed(Transaction& tx, const std::string&
   if (record->method != method || record->request_hash != request_hash) {
     return InvalidField("request_id", "NOT_ALLOWED", "was already used for a different request");
   }
-  if (!response->ParseFromString(record->response)) {
+  ASSIGN_OR_RETURN(
+      std::string bytes,
+      sealer_.OpenResponse(tx, tenant, absl::StrCat(owner, " ", request_id), record->response));
+  if (!response->ParseFromString(bytes)) {
     return Error(absl::StatusCode::kInternal, reason::kInternal, "stored response unreadable");
   }
   return true;
 }
 
-absl::Status UseCaseRunner::Remember(Transaction& tx, const std::string& owner,
-                                     absl::string_view method, const std::string& request_id,
-                                     const std::string& request_hash,
+absl::Status UseCaseRunner::Remember(Transaction& tx, const std::string& tenant,
+                                     const std::string& owner, absl::string_view method,
+                                     const std::string& request_id, const std::string& request_hash,
                                      const google::protobuf::Message& response,
                                      absl::Time now) const {
+  ASSIGN_OR_RETURN(std::string stored,
+                   sealer_.SealResponse(tx, tenant, absl::StrCat(owner, " ", request_id),
+                                        response.SerializeAsString()));
   return tx.operations().PutIdempotencyRecord(
-      owner, request_id,
-      IdempotencyRecord{std::string(method), request_hash, response.SerializeAsString()}, now);
+      owner, request_id, IdempotencyRecord{std::string(method), request_hash, std::move(stored)},
+      now);
 }
 
 }  // namespace lockbox

@@ -24,6 +24,8 @@
 #include "google/protobuf/message.h"
 #include "lockbox/v1/resources.pb.h"
 #include "server/app/audit_log.h"
+#include "server/app/key_ring.h"
+#include "server/app/sealed_data.h"
 #include "server/domain/clock.h"
 #include "server/domain/identity.h"
 #include "server/domain/names.h"
@@ -150,16 +152,22 @@ class UseCaseRunner {
     // it every call is UNAUTHENTICATED.
     const CertificateVerifier* certificates = nullptr;
     const TokenVerifier* tokens = nullptr;
+    // Not owned; outlives the runner. Null: no tenant's data is sealed
+    // (tests and servers without keys).
+    KeyRing* key_ring = nullptr;
   };
   explicit UseCaseRunner(Options options)
       : options_(std::move(options)),
-        audit_log_(options_.audit_signer, options_.audit_checkpoint_events) {}
+        sealer_(options_.key_ring),
+        audit_log_(options_.audit_signer, options_.audit_checkpoint_events, &sealer_) {}
 
   Store& store() const { return *options_.store; }
   const Clock& clock() const { return *options_.clock; }
   const std::string& trust_domain() const { return options_.trust_domain; }
   // May be null (then no token is accepted).
   const TokenVerifier* tokens() const { return options_.tokens; }
+  // Seals and opens tenants' sealed fields (sealed_data.h).
+  const Sealer& sealer() const { return sealer_; }
   // Where every use case appends its audit events, in its transaction.
   const AuditLog& audit_log() const { return audit_log_; }
   // Proves certificates other than the caller's own (a decision's signer
@@ -247,16 +255,21 @@ class UseCaseRunner {
   absl::Status Run(const CallerIdentity& c,
                    const std::function<absl::Status(Transaction&, const Actor&)>& fn) const;
   // Whether a response for this request_id is stored (then in `response`).
-  absl::StatusOr<bool> Replayed(Transaction& tx, const std::string& owner, absl::string_view method,
+  // A stored response is sealed, as the data it holds is, under the tenant
+  // the request names (`tenant`, "" for none).
+  absl::StatusOr<bool> Replayed(Transaction& tx, const std::string& tenant,
+                                const std::string& owner, absl::string_view method,
                                 const std::string& request_id, const std::string& request_hash,
                                 google::protobuf::Message* response) const;
   // Stores the response; ABORTED (and retried) if another call stored one
   // first.
-  absl::Status Remember(Transaction& tx, const std::string& owner, absl::string_view method,
-                        const std::string& request_id, const std::string& request_hash,
-                        const google::protobuf::Message& response, absl::Time now) const;
+  absl::Status Remember(Transaction& tx, const std::string& tenant, const std::string& owner,
+                        absl::string_view method, const std::string& request_id,
+                        const std::string& request_hash, const google::protobuf::Message& response,
+                        absl::Time now) const;
 
   Options options_;
+  Sealer sealer_;
   AuditLog audit_log_;
   mutable RefusalThrottle refusals_;
 };
@@ -285,13 +298,14 @@ absl::StatusOr<R> UseCaseRunner::Change(const CallerIdentity& c, absl::string_vi
     return InvalidField("request_id", "BAD_FORMAT", "must be a lowercase UUID");
   }
   const std::string request_hash = request_id.empty() ? "" : RequestHash(request);
+  const std::string tenant = request_id.empty() ? "" : TenantOfRequest(request);
   R result;
   RETURN_IF_ERROR(Run(c, [&](Transaction& tx, const Actor& actor) -> absl::Status {
     RETURN_IF_ERROR(authorize(tx, actor));
     const std::string owner = IdempotencyOwner(actor);
     if (!request_id.empty()) {
       ASSIGN_OR_RETURN(bool replayed,
-                       Replayed(tx, owner, method, request_id, request_hash, &result));
+                       Replayed(tx, tenant, owner, method, request_id, request_hash, &result));
       if (replayed) return absl::OkStatus();
       // A retry sent while its first attempt runs would otherwise run the
       // change again beside it and fail on what that attempt changed (a
@@ -304,13 +318,14 @@ absl::StatusOr<R> UseCaseRunner::Change(const CallerIdentity& c, absl::string_vi
                      "same request_id");
       }
       // The first attempt may have committed between the read and the claim.
-      ASSIGN_OR_RETURN(replayed, Replayed(tx, owner, method, request_id, request_hash, &result));
+      ASSIGN_OR_RETURN(replayed,
+                       Replayed(tx, tenant, owner, method, request_id, request_hash, &result));
       if (replayed) return absl::OkStatus();
     }
     absl::Time now = options_.clock->Now();
     ASSIGN_OR_RETURN(result, fn(tx, actor, now));
     if (request_id.empty()) return absl::OkStatus();
-    return Remember(tx, owner, method, request_id, request_hash, result, now);
+    return Remember(tx, tenant, owner, method, request_id, request_hash, result, now);
   }));
   return result;
 }

@@ -38,7 +38,9 @@ struct UseCasesOptions {
   // VerifyAuditLog reads this many events per read transaction.
   int audit_verify_page_events = 1000;
   // Issue 16, keys. Not owned; the replica's keys (TenantKeys). Without
-  // it KeyService refuses KEY_UNAVAILABLE.
+  // it KeyService refuses KEY_UNAVAILABLE. Also seals and opens Lockbox's
+  // own data of a tenant whose policy protects it (app/sealed_data.h);
+  // null: nothing is sealed.
   KeyRing* key_ring = nullptr;
   // Key-use events committed together per tenant, at most.
   size_t key_audit_batch = 256;
@@ -56,7 +58,8 @@ class UseCases {
  public:
   explicit UseCases(UseCasesOptions options)
       : runner_({options.store, options.clock, options.trust_domain, options.audit_signer,
-                 options.audit_checkpoint_events, options.certificates, options.tokens}),
+                 options.audit_checkpoint_events, options.certificates, options.tokens,
+                 options.key_ring}),
         page_tokens_(options.page_token_key),
         policy_({&runner_, &page_tokens_, options.webhook_urls}),
         requests_({&runner_, &page_tokens_}),
@@ -76,6 +79,9 @@ class UseCases {
   NotificationUseCases& notifications() { return notifications_; }
   KeyUseCases& keys() { return keys_; }
   EncryptionPolicyUseCases& encryption_policies() { return encryption_policies_; }
+  // Opens sealed outbox messages and watched requests (the delivery worker,
+  // the watch hub).
+  const Sealer& sealer() const { return runner_.sealer(); }
   // The sweeper's: forgets spent on-behalf-of tokens past their expiry.
   absl::StatusOr<bool> ForgetExpiredTokenUses() const { return runner_.ForgetExpiredTokenUses(); }
 

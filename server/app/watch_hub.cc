@@ -4,6 +4,7 @@
 
 #include "server/domain/lifecycle.h"
 #include "server/domain/names.h"
+#include "server/domain/status.h"
 
 namespace lockbox {
 namespace {
@@ -135,6 +136,9 @@ void WatchHub::Refresh(const std::vector<std::string>& ids) {
     auto got = tx.requests().GetAccessRequestsById(ids);
     if (!got.ok()) return got.status();
     requests = std::move(*got);
+    if (options_.sealer != nullptr) {
+      for (v1::AccessRequest& r : requests) RETURN_IF_ERROR(options_.sealer->OpenRequest(tx, &r));
+    }
     return absl::OkStatus();
   });
   absl::MutexLock lock(&mu_);

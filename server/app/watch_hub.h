@@ -19,6 +19,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "lockbox/v1/resources.pb.h"
+#include "server/app/sealed_data.h"
 #include "server/domain/clock.h"
 #include "server/store/store.h"
 
@@ -44,6 +45,9 @@ class WatchHub {
     const Clock* clock = nullptr;  // Not owned.
     ChangeFeed* feed = nullptr;    // Not owned.
     absl::Duration recheck = absl::Seconds(10);
+    // Not owned; may be null (nothing sealed). Opens sealed requests'
+    // fields for the watchers.
+    const Sealer* sealer = nullptr;
   };
 
   // REQUIRES: what `options` points to outlives the hub.

@@ -6,8 +6,11 @@
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 
+#include <functional>
 #include <map>
+#include <optional>
 #include <string_view>
+#include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -15,6 +18,7 @@
 #include "absl/time/time.h"
 #include "lockbox/audit.h"
 #include "lockbox/decision.h"
+#include "server/domain/sealed_field.h"
 #include "server/domain/status.h"
 
 namespace lockbox {
@@ -103,9 +107,24 @@ std::string CsvTime(const v1::AuditEvent& e, bool has, const google::protobuf::T
 // A decision event's signature against the tenant's bundle, and the
 // policy's require_signed_decisions as the log records it. Returns why the
 // event fails, or "".
-std::string CheckDecision(const v1::AuditEvent& e, const std::string& bundle, bool* required,
-                          int64_t* verified) {
+std::string CheckDecision(const v1::AuditEvent& stored, const v1::OpenedAuditFields* opened,
+                          const std::string& bundle, bool* required, int64_t* verified,
+                          int64_t* sealed_unchecked) {
+  // A sealed tenant's reviewer signed the comment, not its sealed form:
+  // checked over the opened comment of a decrypted export, and otherwise
+  // counted as not checkable without the tenant's key.
+  v1::AuditEvent e = stored;
+  if (opened != nullptr && opened->event() == e.name()) {
+    for (const auto& [k, v] : opened->details()) (*e.mutable_details())[k] = v;
+    if (!opened->justification().empty()) e.set_justification(opened->justification());
+  }
   const auto& details = e.details();
+  auto comment = details.find("comment");
+  if (comment != details.end() && IsSealedFieldText(comment->second) &&
+      details.count("evidence.signature") != 0) {
+    ++*sealed_unchecked;
+    return "";
+  }
   if (e.action() == "lockbox_policy.update" || e.action() == "tenant.create") {
     auto it = details.find("require_signed_decisions");
     *required = it != details.end() && it->second == "true";
@@ -392,6 +411,107 @@ std::string ExportJsonLine(const v1::AuditCheckpoint& c) {
   return absl::StrCat("{\"checkpoint\":", Json(c), "}\n");
 }
 
+std::string ExportJsonLine(const v1::SealingKeyVersion& k) {
+  return absl::StrCat("{\"sealingKey\":", Json(k), "}\n");
+}
+
+std::string ExportJsonLine(const v1::OpenedAuditFields& o) {
+  return absl::StrCat("{\"opened\":", Json(o), "}\n");
+}
+
+bool IsSealingKeyLine(const std::string& line) { return line.rfind("{\"sealingKey\":", 0) == 0; }
+bool IsOpenedLine(const std::string& line) { return line.rfind("{\"opened\":", 0) == 0; }
+
+namespace {
+
+template <typename M>
+absl::Status ParseWrapped(const std::string& line, size_t prefix, M* m) {
+  if (line.size() <= prefix || line.back() != '}') {
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidField,
+                 "not a line of a JSON Lines audit export");
+  }
+  auto s = google::protobuf::util::JsonStringToMessage(
+      line.substr(prefix, line.size() - prefix - 1), m, google::protobuf::util::JsonParseOptions());
+  if (!s.ok()) {
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidField,
+                 "not a line of a JSON Lines audit export");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ParseSealingKeyLine(const std::string& line, v1::SealingKeyVersion* key) {
+  return ParseWrapped(line, std::string("{\"sealingKey\":").size(), key);
+}
+
+absl::Status ParseOpenedLine(const std::string& line, v1::OpenedAuditFields* opened) {
+  return ParseWrapped(line, std::string("{\"opened\":").size(), opened);
+}
+
+absl::StatusOr<int64_t> DecryptAuditExport(
+    std::istream& in, std::ostream& out,
+    const std::function<absl::StatusOr<std::string>(const v1::SealingKeyVersion&)>& unwrap) {
+  std::map<std::pair<std::string, int32_t>, SecretKey> keys;
+  int64_t opened_events = 0;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || IsOpenedLine(line)) continue;
+    if (IsSealingKeyLine(line)) {
+      out << line << "\n";
+      v1::SealingKeyVersion k;
+      RETURN_IF_ERROR(ParseSealingKeyLine(line, &k));
+      ASSIGN_OR_RETURN(std::string bytes, unwrap(k));
+      if (bytes.size() != kAeadKeyBytes) {
+        return Error(absl::StatusCode::kInvalidArgument, reason::kKeyBindingMismatch,
+                     "an unwrapped tenant data key is not 32 bytes");
+      }
+      keys[{k.policy_id(), k.version()}] = SecretKey(bytes);
+      continue;
+    }
+    v1::AuditEvent e;
+    v1::AuditCheckpoint c;
+    bool is_checkpoint = false;
+    RETURN_IF_ERROR(ParseExportLine(line, &e, &c, &is_checkpoint));
+    if (is_checkpoint) {
+      out << line << "\n";
+      continue;
+    }
+    v1::OpenedAuditFields o;
+    o.set_event(e.name());
+    bool any = false;
+    auto open = [&](const std::string& field, const std::string& stored,
+                    std::string* plain) -> absl::Status {
+      if (!IsSealedFieldText(stored)) return absl::OkStatus();
+      ASSIGN_OR_RETURN(StoredField f, ParseFieldText(stored));
+      auto key = keys.find({f.policy_id, f.version});
+      if (key == keys.end()) {
+        return Error(absl::StatusCode::kFailedPrecondition, reason::kKeyUnavailable,
+                     absl::StrCat(e.name(), ": no sealingKey line for key version ", f.policy_id,
+                                  "/", f.version));
+      }
+      FieldLocation at{e.tenant(), "audit_events", absl::StrCat(e.sequence()), field};
+      ASSIGN_OR_RETURN(*plain, OpenField(key->second, f, at));
+      any = true;
+      return absl::OkStatus();
+    };
+    RETURN_IF_ERROR(open("justification", e.justification(), o.mutable_justification()));
+    for (const auto& [k, v] : e.details()) {
+      if (!IsSealedFieldText(v)) continue;
+      std::string plain;
+      RETURN_IF_ERROR(open(absl::StrCat("details/", k), v, &plain));
+      (*o.mutable_details())[k] = plain;
+    }
+    if (any) {
+      // Before its event: the verifier reads it first.
+      out << ExportJsonLine(o);
+      ++opened_events;
+    }
+    out << line << "\n";
+  }
+  return opened_events;
+}
+
 std::string ExportCsvHeader() {
   return "sequence,event_time,tenant,actor,via,action,resource,access_request,"
          "request_create_time,operator_user_id,request_state,support_ticket_id,"
@@ -466,6 +586,7 @@ absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(
     v1::AuditEvent e;
     v1::AuditCheckpoint c;
     bool is_checkpoint = false;
+    if (IsSealingKeyLine(line)) continue;
     if (line.rfind(kCheckpoint, 0) != 0 || !ParseExportLine(line, &e, &c, &is_checkpoint).ok()) {
       have_line = true;
       break;
@@ -476,10 +597,16 @@ absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(
                    ChainVerifier::Create(public_key_pems, std::move(checkpoints)));
   // Decision signatures, checked on the events the chain has verified.
   bool signatures_required = false;
-  int64_t signed_decisions = 0;
+  int64_t signed_decisions = 0, sealed_unchecked = 0;
   std::string decision_failure, bad_event;
+  std::optional<v1::OpenedAuditFields> opened;
   for (; have_line || std::getline(in, line); have_line = false) {
-    if (line.empty()) continue;
+    if (line.empty() || IsSealingKeyLine(line)) continue;
+    if (IsOpenedLine(line)) {
+      opened.emplace();
+      RETURN_IF_ERROR(ParseOpenedLine(line, &*opened));
+      continue;
+    }
     v1::AuditEvent e;
     v1::AuditCheckpoint c;
     bool is_checkpoint = false;
@@ -489,7 +616,9 @@ absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(
     }
     if (!verifier.Add(e)) break;
     if (tenant_ca_bundle_pem.empty()) continue;
-    decision_failure = CheckDecision(e, tenant_ca_bundle_pem, &signatures_required, &signed_decisions);
+    decision_failure = CheckDecision(e, opened ? &*opened : nullptr, tenant_ca_bundle_pem,
+                                     &signatures_required, &signed_decisions, &sealed_unchecked);
+    opened.reset();
     if (!decision_failure.empty()) {
       bad_event = e.name();
       break;
@@ -504,6 +633,12 @@ absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(
   } else if (verdict.ok() && !tenant_ca_bundle_pem.empty()) {
     verdict.set_detail(absl::StrCat(verdict.detail(), "; verified ", signed_decisions,
                                     " decision signatures against the tenant's CA bundle"));
+    if (sealed_unchecked > 0) {
+      verdict.set_detail(absl::StrCat(verdict.detail(), "; ", sealed_unchecked,
+                                      " signed decisions have sealed comments and were not "
+                                      "checked (decrypt the export with the tenant's key: "
+                                      "lockboxctl audit decrypt)"));
+    }
   }
   return verdict;
 }

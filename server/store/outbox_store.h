@@ -68,6 +68,12 @@ class OutboxStore {
   // and either retried `retry_after` from now or, when `give_up`, FAILED for
   // good. False, recording nothing, when the lease is no longer this
   // token's (it ran out and another replica claimed the message).
+  // Gives back messages claimed under `lease_token` in this transaction
+  // unsent, uncounted (their attempt is not made): still PENDING, due again
+  // `retry_after` from now, `why` as their last error. For messages that
+  // cannot be opened yet (their tenant's key is revoked): they wait.
+  virtual absl::Status Postpone(const std::vector<std::string>& ids, const std::string& lease_token,
+                                absl::Duration retry_after, const std::string& why) = 0;
   virtual absl::StatusOr<bool> RecordAttempt(const std::string& id, const std::string& lease_token,
                                              bool delivered, const std::string& error, bool give_up,
                                              absl::Duration retry_after, absl::Time now) = 0;

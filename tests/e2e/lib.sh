@@ -24,7 +24,7 @@ fail() { echo "FAIL: $*" >&2; echo "--- lockboxd log (tail)" >&2; tail -20 "$WOR
 # As in production (docs/OPERATIONS.md): the database owned by an owner role
 # that runs `lockboxd migrate`, lockboxd serving as a runtime role that owns
 # nothing (both with the cluster's password, on the private socket only), a
-# signing key file.
+# signing key file. Arguments are more lockboxd flags.
 start_server() {
   psql "$LOCKBOX_TEST_PG_URL" -qc "CREATE ROLE ${DB}_owner LOGIN" -c "CREATE ROLE ${DB}_app LOGIN" \
     -c "CREATE DATABASE $DB OWNER ${DB}_owner" >/dev/null
@@ -47,7 +47,7 @@ SQL
     --tls-cert "$WORK/certs/server.crt" --tls-key "$WORK/certs/server.key" \
     --tls-client-ca "$WORK/certs/ca.crt" --trust-domain "$TD" --database-url "$DB_URL" \
     --audit-signing-key "$WORK/audit-signing.pem" \
-    --bootstrap-admin "spiffe://$TD/operator/admin" 2>"$WORK/lockboxd.log" &
+    --bootstrap-admin "spiffe://$TD/operator/admin" "$@" 2>"$WORK/lockboxd.log" &
   PID=$!
   for _ in $(seq 1 100); do
     PORT="$(sed -n 's/.*"lockboxd serving","port":\([0-9]*\),"health_port":\([0-9]*\).*/\1/p' "$WORK/lockboxd.log")"

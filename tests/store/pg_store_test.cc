@@ -1,10 +1,11 @@
 // The PostgreSQL store in process, against a fresh database of the test
 // cluster: paging, the read-time state rule in filters, errors as statuses,
-// and the audit log appended through AuditLog.
+// the audit log appended through AuditLog, and the keys aggregate.
 #include "server/store/postgres/pg_store.h"
 
 #include <gtest/gtest.h>
 
+#include <pqxx/pqxx>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -445,6 +446,115 @@ TEST_F(PgStoreTest, TenantIdentityIsStoredVersionedAndListed) {
               }).ok());
   EXPECT_EQ(bundles,
             (std::vector<std::pair<std::string, std::string>>{{"ida", "A2"}, {"idb", "B"}}));
+}
+
+}  // namespace
+}  // namespace lockbox
+
+namespace lockbox {
+namespace {
+
+// Every payload notified on `channel` while `conn` listened.
+class Listener final : public pqxx::notification_receiver {
+ public:
+  Listener(pqxx::connection& conn, const std::string& channel)
+      : pqxx::notification_receiver(conn, channel) {}
+  void operator()(const std::string& payload, int) override { payloads.push_back(payload); }
+  std::vector<std::string> payloads;
+};
+
+// The keys aggregate (issue 16): a policy with its environments and
+// versions read back whole, the wrapped bytes exactly, the prober's list,
+// and the tenant notified on kKeys by every change (and only on commit).
+TEST_F(PgStoreTest, KeyStoreKeepsPoliciesAndVersionsAndTellsEveryChange) {
+  AddTenant("acme");
+  AddEnvironment("acme", "prod");
+  AddEnvironment("acme", "test");
+  pqxx::connection listening(db_.url());
+  Listener keys(listening, postgres::ChannelOf(ChangeTopic::kKeys));
+  const std::string wrapped_policy_key("\x00\x01\xff policy \n", 12);
+  const std::string wrapped_data_key(64, '\x80');
+
+  v1::EncryptionPolicy p;
+  p.set_name("tenants/acme/encryptionPolicies/main");
+  p.set_display_name("Main");
+  p.set_key_uri("pkcs11:token=acme;object=cmk");
+  p.add_environments("prod");
+  p.set_state(v1::EncryptionPolicy::ACTIVE);
+  p.set_primary_version(1);
+  p.set_protects_lockbox_data(true);
+  *p.mutable_create_time() = ToProto(kNow);
+  *p.mutable_update_time() = ToProto(kNow);
+  ASSERT_TRUE(Run([&](Transaction& tx) -> absl::Status {
+                RETURN_IF_ERROR(tx.keys().InsertPolicy("acme", &p));
+                StoredKeyVersion v;
+                v.tenant = "acme";
+                v.policy_id = "main";
+                v.version.set_version(1);
+                v.version.set_key_uri(p.key_uri());
+                v.version.set_state(v1::KeyVersion::ENABLED);
+                *v.version.mutable_create_time() = ToProto(kNow);
+                v.wrapped_policy_key = wrapped_policy_key;
+                v.wrapped_data_key = wrapped_data_key;
+                return tx.keys().InsertKeyVersion(v);
+              }).ok());
+  listening.await_notification(5, 0);
+  while (listening.get_notifs() > 0) {
+  }
+  EXPECT_FALSE(keys.payloads.empty());
+  for (const std::string& payload : keys.payloads) EXPECT_EQ(payload, "acme");
+
+  // A rolled-back change tells nobody.
+  keys.payloads.clear();
+  EXPECT_FALSE(Run([&](Transaction& tx) -> absl::Status {
+                 RETURN_IF_ERROR(tx.keys().SetKeyVersionState("acme", "main", 1,
+                                                              v1::KeyVersion::DISABLED));
+                 return absl::AbortedError("changed my mind");
+               }).ok());
+  EXPECT_EQ(listening.get_notifs(), 0);
+
+  ASSERT_TRUE(Run([&](Transaction& tx) -> absl::Status {
+                ASSIGN_OR_RETURN(v1::EncryptionPolicy got, tx.keys().GetPolicy("acme", "main", true));
+                EXPECT_EQ(got.etag(), p.etag());
+                EXPECT_EQ(got.environments_size(), 1);
+                EXPECT_EQ(got.key_versions_size(), 1);
+                EXPECT_EQ(got.key_versions(0).state(), v1::KeyVersion::ENABLED);
+                ASSIGN_OR_RETURN(StoredKeyVersion v, tx.keys().GetKeyVersion("acme", "main", 1));
+                EXPECT_EQ(v.wrapped_policy_key, wrapped_policy_key);
+                EXPECT_EQ(v.wrapped_data_key, wrapped_data_key);
+                EXPECT_EQ(tx.keys().GetKeyVersion("acme", "main", 2).status().code(),
+                          absl::StatusCode::kNotFound);
+                ASSIGN_OR_RETURN(auto covering, tx.keys().PolicyCovering("acme", "prod"));
+                EXPECT_TRUE(covering.has_value());
+                ASSIGN_OR_RETURN(auto uncovered, tx.keys().PolicyCovering("acme", "test"));
+                EXPECT_FALSE(uncovered.has_value());
+                ASSIGN_OR_RETURN(auto sealing, tx.keys().LockboxDataPolicy("acme"));
+                EXPECT_TRUE(sealing.has_value());
+                ASSIGN_OR_RETURN(std::vector<ProbedKey> probed, tx.keys().ProbedKeys());
+                EXPECT_EQ(probed.size(), 1u);
+                // Environments move; a disabled policy is not probed.
+                got.clear_environments();
+                got.add_environments("test");
+                got.set_state(v1::EncryptionPolicy::DISABLED);
+                RETURN_IF_ERROR(tx.keys().UpdatePolicy("acme", &got));
+                EXPECT_NE(got.etag(), p.etag());
+                ASSIGN_OR_RETURN(probed, tx.keys().ProbedKeys());
+                EXPECT_TRUE(probed.empty());
+                ASSIGN_OR_RETURN(covering, tx.keys().PolicyCovering("acme", "test"));
+                EXPECT_TRUE(covering.has_value());
+                return absl::OkStatus();
+              }).ok());
+  listening.await_notification(5, 0);
+  EXPECT_EQ(keys.payloads, std::vector<std::string>({"acme"}));
+
+  // An environment is in one policy at most, whoever writes it.
+  v1::EncryptionPolicy other = p;
+  other.set_name("tenants/acme/encryptionPolicies/other");
+  other.clear_environments();
+  other.add_environments("test");
+  other.set_protects_lockbox_data(false);
+  EXPECT_EQ(Run([&](Transaction& tx) { return tx.keys().InsertPolicy("acme", &other); }).code(),
+            absl::StatusCode::kAlreadyExists);
 }
 
 }  // namespace

@@ -82,8 +82,9 @@ struct InProcessOptions {
   // The module holding customers' keys (not owned; outlives the
   // application); without one, encryption policies cannot be created.
   KeyModule* key_module = nullptr;
-  // The key ring KeyService uses (not owned; outlives the application);
-  // none by default (KeyService refuses KEY_UNAVAILABLE).
+  // The tenants' keys KeyService uses, which also seal and open Lockbox's
+  // own data of a sealed tenant (not owned; outlives the application); none
+  // by default (KeyService refuses KEY_UNAVAILABLE, nothing is sealed).
   KeyRing* key_ring = nullptr;
 };
 

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "server/domain/encryption_policy.h"
@@ -256,6 +257,35 @@ TEST_F(EncryptionPolicyTest, EveryRefusalOfCreateWithItsCodeAndNothingWritten) {
                 Code::kPermissionDenied, "PERMISSION_DENIED");
   ExpectRefused(policies().GetEncryptionPolicy(w().admin, get).status(), Code::kPermissionDenied,
                 "PERMISSION_DENIED");
+}
+
+// Racing creates of the tenant's first policies, both naming prod: one
+// wins; the other is told why, not handed a bare unique violation.
+TEST_F(EncryptionPolicyTest, RacingCreatesEachGetTheirReason) {
+  for (int round = 0; round < 3; ++round) {
+    std::string a = "a" + std::to_string(round), b = "b" + std::to_string(round);
+    absl::Status first, second;
+    std::thread t1([&] { first = Create(CreateRequest(MaKey(), {"prod"}, a)).status(); });
+    std::thread t2([&] { second = Create(CreateRequest(MaKey("cmk2"), {"prod"}, b)).status(); });
+    t1.join();
+    t2.join();
+    EXPECT_NE(first.ok(), second.ok()) << first << " / " << second;
+    const absl::Status& lost = first.ok() ? second : first;
+    ExpectRefused(lost, Code::kFailedPrecondition, "ENVIRONMENT_KEY_PROTECTED");
+    // Free prod again for the next round.
+    v1::UpdateEncryptionPolicyRequest out;
+    out.mutable_encryption_policy()->set_name("tenants/ma/encryptionPolicies/" +
+                                              (first.ok() ? a : b));
+    out.mutable_update_mask()->add_paths("environments");
+    ASSERT_TRUE(policies().UpdateEncryptionPolicy(w().tenant_a_admin, out).ok());
+  }
+  v1::ListEncryptionPoliciesRequest list;
+  list.set_parent("tenants/ma");
+  auto all = policies().ListEncryptionPolicies(w().tenant_a_admin, list);
+  ASSERT_TRUE(all.ok());
+  int sealing = 0;
+  for (const auto& p : all->encryption_policies()) sealing += p.protects_lockbox_data() ? 1 : 0;
+  EXPECT_EQ(sealing, 1);
 }
 
 TEST_F(EncryptionPolicyTest, WithoutAModuleNothingIsCreated) {

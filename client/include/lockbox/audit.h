@@ -12,8 +12,10 @@
 #define LOCKBOX_CLIENT_INCLUDE_LOCKBOX_AUDIT_H_
 
 #include <cstdint>
+#include <functional>
 #include <istream>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -140,6 +142,33 @@ std::string ExportCsvRow(const v1::AuditEvent& event);
 // Reads a JSON Lines export line into one of the two.
 absl::Status ParseExportLine(const std::string& line, v1::AuditEvent* event,
                              v1::AuditCheckpoint* checkpoint, bool* is_checkpoint);
+
+// --- Sealed tenants' exports (docs/AUDIT_CHAIN.md "Sealed fields") ----
+// A sealed tenant's events hold its people's words sealed (lbs1:...): the
+// chain hashes them so, and verifies without the key. A whole-log export
+// then starts with {"sealingKey": ...} lines, each a version of the tenant
+// data key wrapped by the customer's key; a decrypted export has an
+// {"opened": ...} line before each event with sealed fields. The verifier
+// passes over the first, and checks a signed decision's signature over the
+// comment of the second (without it, such a signature is counted as not
+// checked, in the verdict's detail).
+std::string ExportJsonLine(const v1::SealingKeyVersion& key);
+std::string ExportJsonLine(const v1::OpenedAuditFields& opened);
+bool IsSealingKeyLine(const std::string& line);
+bool IsOpenedLine(const std::string& line);
+absl::Status ParseSealingKeyLine(const std::string& line, v1::SealingKeyVersion* key);
+absl::Status ParseOpenedLine(const std::string& line, v1::OpenedAuditFields* opened);
+// Copies the export `in` to `out` with an {"opened": ...} line before each
+// event whose fields are sealed, opened with the tenant data keys its
+// sealingKey lines hold: `unwrap` returns one's 32 bytes (the customer's
+// module unwraps wrapped_key with wrap_aad under key_uri). Returns how many
+// events it opened. FAILED_PRECONDITION KEY_UNAVAILABLE when a sealed field
+// names a version with no sealingKey line; INVALID_ARGUMENT
+// KEY_BINDING_MISMATCH when a field does not open (changed, or moved from
+// another event or field); unwrap's errors as they are.
+absl::StatusOr<int64_t> DecryptAuditExport(
+    std::istream& in, std::ostream& out,
+    const std::function<absl::StatusOr<std::string>(const v1::SealingKeyVersion&)>& unwrap);
 
 // Verifies a JSON Lines export read from `in` to its end (or to the first
 // bad event): its chain and, unless `public_key_pems` is empty, its signed

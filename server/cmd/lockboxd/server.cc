@@ -30,9 +30,9 @@
 #include "server/app/tenant_keys.h"
 #include "server/observe/log.h"
 #include "server/observe/metrics.h"
-#include "server/service/serving.h"
 #include "server/service/health_service.h"
 #include "server/service/services.h"
+#include "server/service/serving.h"
 #include "server/service/tls.h"
 #include "server/store/postgres/pg_store.h"
 
@@ -361,8 +361,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   }
 
   p->request_feed = std::make_unique<PgChangeFeed>(s.database_url, ChangeTopic::kAccessRequests);
-  p->hub = std::make_unique<WatchHub>(WatchHub::Options{
-      p->store.get(), &clock, p->request_feed.get(), absl::Seconds(s.watch_recheck_seconds)});
+  p->hub = std::make_unique<WatchHub>(
+      WatchHub::Options{p->store.get(), &clock, p->request_feed.get(),
+                        absl::Seconds(s.watch_recheck_seconds), &p->use_cases->sealer()});
   p->hub->Start();
 
   UseCases& use_cases = *p->use_cases;
@@ -406,6 +407,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
                                                absl::Milliseconds(s.delivery_send_timeout_ms));
   DeliveryOptions delivery_options;
   delivery_options.store = p->store.get();
+  delivery_options.sealer = &use_cases.sealer();
   delivery_options.clock = &clock;
   delivery_options.email = p->email.get();
   delivery_options.webhook = p->webhook.get();
@@ -452,8 +454,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   builder.SetResourceQuota(*p->quota);
   p->server = builder.BuildAndStart();
   if (!p->server || p->port == 0) {
-    return absl::UnavailableError(absl::StrCat(
-        "--listen: cannot listen on ", s.listen, " (in use by another process, or not ours)"));
+    return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", s.listen,
+                                               " (in use by another process, or not ours)"));
   }
 
   // The health port serves health alone, in plaintext, for probes that

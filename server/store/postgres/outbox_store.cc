@@ -137,6 +137,23 @@ absl::StatusOr<int> PgOutboxStore::RenewLeases(const std::vector<std::string>& i
   });
 }
 
+absl::Status PgOutboxStore::Postpone(const std::vector<std::string>& ids,
+                                     const std::string& lease_token, absl::Duration retry_after,
+                                     const std::string& why) {
+  return tx_.Run([&](pqxx::work& w) -> absl::Status {
+    if (ids.empty()) return absl::OkStatus();
+    w.exec_params(
+        "UPDATE outbox SET attempts = GREATEST(attempts - 1, 0), claimed_until = 0, "
+        "lease_token = '', next_attempt_time = " LOCKBOX_DB_NOW_US
+        " + $3, last_error = $4 "
+        "WHERE id IN (SELECT jsonb_array_elements_text($1::jsonb)::uuid) "
+        "AND lease_token = $2 AND state = $5::integer",
+        nlohmann::json(ids).dump(), lease_token, absl::ToInt64Microseconds(retry_after),
+        why.substr(0, 1000), Enum(Notification::PENDING));
+    return absl::OkStatus();
+  });
+}
+
 absl::StatusOr<bool> PgOutboxStore::RecordAttempt(const std::string& id,
                                                   const std::string& lease_token, bool delivered,
                                                   const std::string& error, bool give_up,

@@ -22,6 +22,8 @@ class PgOutboxStore final : public OutboxStore {
                                                         absl::Duration lease) override;
   absl::StatusOr<int> RenewLeases(const std::vector<std::string>& ids,
                                   const std::string& lease_token, absl::Duration lease) override;
+  absl::Status Postpone(const std::vector<std::string>& ids, const std::string& lease_token,
+                        absl::Duration retry_after, const std::string& why) override;
   absl::StatusOr<bool> RecordAttempt(const std::string& id, const std::string& lease_token,
                                      bool delivered, const std::string& error, bool give_up,
                                      absl::Duration retry_after, absl::Time now) override;
