@@ -8,8 +8,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
-#include <sstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -17,8 +17,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "lockbox/audit.h"
+#include "lockbox/decision.h"
 #include "server/app/background.h"
 #include "server/app/tenant_keys.h"
+#include "server/domain/lifecycle.h"
 #include "server/domain/names.h"
 #include "server/domain/sealed_field.h"
 #include "server/domain/status.h"
@@ -27,6 +29,7 @@
 #include "server/store/postgres/change_feed.h"
 #include "tests/support/in_process.h"
 #include "tests/support/softhsm.h"
+#include "tests/support/test_pki.h"
 
 namespace lockbox::testing {
 namespace {
@@ -62,6 +65,31 @@ class LateKeyRing final : public KeyRing {
   KeyRing* ring_ = nullptr;
 };
 
+// Proves a caller's certificate against the test's tenant CA (the demo
+// world's callers carry none, and are proven as every in-process test
+// proves them), for a customer's signed decision.
+class TestCertificateVerifier final : public CertificateVerifier {
+ public:
+  explicit TestCertificateVerifier(std::string ca_pem) : ca_pem_(std::move(ca_pem)) {}
+  absl::StatusOr<CertificateEvidence> Verify(
+      const Principal& principal, const CallerIdentity& caller,
+      const v1::TenantIdentity* tenant_identity) const override {
+    if (caller.certificate_pem.empty()) {
+      return synthetic_.Verify(principal, caller, tenant_identity);
+    }
+    google::protobuf::Timestamp now;
+    now.set_seconds(absl::ToUnixSeconds(absl::Now()));
+    RETURN_IF_ERROR(VerifyCertificateChain(caller.certificate_pem, ca_pem_, now));
+    ASSIGN_OR_RETURN(std::string sha, CertificateSha256(caller.certificate_pem));
+    ASSIGN_OR_RETURN(std::string anchor, CertificateSha256(ca_pem_));
+    return CertificateEvidence{sha, anchor, "CN=Tenant MA CA"};
+  }
+
+ private:
+  std::string ca_pem_;
+  InProcessCertificateVerifier synthetic_;
+};
+
 // Keeps what it was asked to send.
 class RecordingSender final : public MessageSender {
  public:
@@ -90,7 +118,11 @@ class SealedDataTest : public ::testing::Test {
     auto module = Pkcs11Module::Load({hsm_->module_path(), hsm_->pin_dir()});
     ASSERT_TRUE(module.ok()) << module.status();
     module_ = std::move(*module);
+    ca_ = NewCa("Tenant MA CA");
+    dana_ = NewLeaf(ca_, SpiffeId("tenant/ma/user/dana"));
+    verifier_ = std::make_unique<TestCertificateVerifier>(ca_.certificate_pem);
     InProcessOptions options;
+    options.certificates = verifier_.get();
     options.webhook_urls = &dev_targets_;
     options.key_module = module_.get();
     options.key_ring = &late_ring_;
@@ -215,6 +247,32 @@ class SealedDataTest : public ::testing::Test {
         db.Query("SELECT string_agg(encode(response, 'escape'), '|') FROM idempotency_keys"));
   }
 
+  std::string ExportOf(const std::string& tenant) {
+    v1::ExportAuditEventsRequest r;
+    r.set_parent(tenant);
+    std::string out;
+    absl::Status s =
+        uc().audit().ExportAuditEvents(world_->tenant_a_admin, r, [&](const std::string& chunk) {
+          out += chunk;
+          return true;
+        });
+    EXPECT_TRUE(s.ok()) << s;
+    return out;
+  }
+
+  std::string Decrypt(const std::string& exported) {
+    std::istringstream in(exported);
+    std::ostringstream out;
+    auto opened = DecryptAuditExport(
+        in, out, [&](const v1::SealingKeyVersion& k) -> absl::StatusOr<std::string> {
+          return module_->Unwrap(k.tenant(), k.key_uri(), k.wrapped_key(), k.wrap_aad());
+        });
+    EXPECT_TRUE(opened.ok()) << opened.status();
+    return out.str();
+  }
+
+  TestCertificate ca_, dana_;
+  std::unique_ptr<TestCertificateVerifier> verifier_;
   WebhookTargets dev_targets_{WebhookRules{/*allow_private=*/true}};
   std::unique_ptr<SoftHsm> hsm_;
   std::unique_ptr<Pkcs11Module> module_;
@@ -423,6 +481,60 @@ TEST_F(SealedDataTest, ARevokedTenantsExportVerifiesAndItsCustomerDecryptsIt) {
         return module_->Unwrap("mb", k.key_uri(), k.wrapped_key(), k.wrap_aad());
       });
   EXPECT_FALSE(refused.ok());
+}
+
+// A reviewer signs the comment, the log stores it sealed: without the key
+// the offline check says it could not check that signature (and passes the
+// rest); the decrypted export has it checked over the opened comment.
+TEST_F(SealedDataTest, ASealedSignedDecisionIsCheckedOnceDecrypted) {
+  ASSERT_TRUE(CreatePolicy().ok());
+  auto made = Create(DemoWorld::kEnvironmentA, kJustification);
+  ASSERT_TRUE(made.ok()) << made.status();
+  auto internal = Approve(*made, "");
+  ASSERT_TRUE(internal.ok()) << internal.status();
+  ASSERT_EQ(internal->stage(), v1::AccessRequest::CUSTOMER_REVIEW);
+  v1::ApproveAccessRequestRequest r;
+  r.set_name(internal->name());
+  r.set_etag(internal->etag());
+  r.set_comment(kComment);
+  DecisionToSign d{internal->name(), internal->etag(), v1::Decision::APPROVE, kComment,
+                   ToProto(app_->clock().Now())};
+  auto signature = SignDecision(dana_.key_pem, d);
+  ASSERT_TRUE(signature.ok()) << signature.status();
+  *r.mutable_signature()->mutable_sign_time() = d.sign_time;
+  r.mutable_signature()->set_signature(*signature);
+  CallerIdentity dana = world_->tenant_a_admin;
+  dana.certificate_pem = dana_.certificate_pem;
+  auto approved = uc().requests().ApproveAccessRequest(dana, r);
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  ASSERT_TRUE(SetPolicyEnabled(false).ok());
+
+  std::string exported = ExportOf(DemoWorld::kTenantA);
+  EXPECT_FALSE(absl::StrContains(exported, kComment));
+  std::istringstream sealed(exported);
+  auto verdict = VerifyAuditExport(sealed, "", ca_.certificate_pem);
+  ASSERT_TRUE(verdict.ok()) << verdict.status();
+  EXPECT_TRUE(verdict->ok()) << verdict->DebugString();
+  EXPECT_EQ(verdict->verified_decision_signatures(), 0);
+  EXPECT_TRUE(absl::StrContains(verdict->detail(), "1 signed decisions have sealed comments"))
+      << verdict->detail();
+
+  std::string decrypted = Decrypt(exported);
+  std::istringstream opened(decrypted);
+  verdict = VerifyAuditExport(opened, "", ca_.certificate_pem);
+  ASSERT_TRUE(verdict.ok()) << verdict.status();
+  EXPECT_TRUE(verdict->ok()) << verdict->DebugString();
+  EXPECT_EQ(verdict->verified_decision_signatures(), 1);
+
+  // An opened comment that is not the one signed fails the check.
+  std::string forged = decrypted;
+  size_t at = forged.find(absl::StrCat("\"comment\":\"", kComment));
+  ASSERT_NE(at, std::string::npos);
+  forged.replace(at + std::string("\"comment\":\"").size(), 7, "FORGED-");
+  std::istringstream forged_in(forged);
+  verdict = VerifyAuditExport(forged_in, "", ca_.certificate_pem);
+  ASSERT_TRUE(verdict.ok()) << verdict.status();
+  EXPECT_FALSE(verdict->ok());
 }
 
 // pg_dump of the whole database: the sealed tenant's words appear nowhere,
