@@ -442,6 +442,30 @@ std::vector<Row> Matrix() {
         r.set_name(kEncryptionPolicy);
         return s.use_cases.encryption_policies().RotateEncryptionPolicy(c, r).status();
       });
+
+  // KeyService: only a data plane bound service.keyuser in the tenant
+  // (none of these callers; key_service_usecase has one) uses data keys.
+  add("GenerateDataKey", "KeyService", "GenerateDataKey", {},
+      [](Scene& s, const CallerIdentity& c) {
+        v1::GenerateDataKeyRequest r;
+        r.set_environment(DemoWorld::kEnvironmentA);
+        r.set_data_source("sql");
+        return s.use_cases.keys().GenerateDataKey(c, r).status();
+      });
+  add("UnwrapDataKey", "KeyService", "UnwrapDataKey", {}, [](Scene& s, const CallerIdentity& c) {
+    v1::UnwrapDataKeyRequest r;
+    r.set_environment(DemoWorld::kEnvironmentA);
+    r.set_data_source("sql");
+    r.set_wrapped("not a blob");
+    return s.use_cases.keys().UnwrapDataKey(c, r).status();
+  });
+  add("RewrapDataKey", "KeyService", "RewrapDataKey", {}, [](Scene& s, const CallerIdentity& c) {
+    v1::RewrapDataKeyRequest r;
+    r.set_environment(DemoWorld::kEnvironmentA);
+    r.set_data_source("sql");
+    r.set_wrapped("not a blob");
+    return s.use_cases.keys().RewrapDataKey(c, r).status();
+  });
   return rows;
 }
 
@@ -569,7 +593,8 @@ TEST_F(AuthorizationMatrixTest, EveryMethodOfEveryServiceIsInTheTable) {
   const google::protobuf::DescriptorPool* pool = google::protobuf::DescriptorPool::generated_pool();
   int methods = 0;
   for (const char* service : {"PolicyService", "AccessRequestService", "GrantService",
-                              "AuditService", "NotificationService", "EncryptionPolicyService"}) {
+                              "AuditService", "NotificationService", "EncryptionPolicyService",
+                              "KeyService"}) {
     const google::protobuf::ServiceDescriptor* d =
         pool->FindServiceByName(std::string("lockbox.v1.") + service);
     ASSERT_NE(d, nullptr) << service;
