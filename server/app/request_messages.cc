@@ -21,9 +21,13 @@ namespace {
 
 absl::Status Enqueue(const Sealer& sealer, Transaction& tx, const v1::AccessRequest& r,
                      std::vector<OutboundMessage> messages, absl::Time now) {
-  absl::Status sealed = sealer.SealMessages(tx, &messages);
+  std::vector<OutboundMessage> stored = messages;
+  absl::Status sealed = sealer.SealMessages(tx, &stored);
+  if (sealed.ok()) return tx.outbox().EnqueueMessages(stored, now);
+  // Built from a request whose sealed fields could not be opened either,
+  // they hold none of them: stored as they are rather than lost.
   bool nothing_to_hide = r.unavailable_reason() == v1::KEY_UNAVAILABLE;
-  if (!sealed.ok() && !(nothing_to_hide && ReasonOf(sealed) == "KEY_UNAVAILABLE")) return sealed;
+  if (!(nothing_to_hide && ReasonOf(sealed) == "KEY_UNAVAILABLE")) return sealed;
   return tx.outbox().EnqueueMessages(messages, now);
 }
 
