@@ -211,6 +211,37 @@ TEST_F(KeyServiceTest, DisabledRefusesAndEnabledServes) {
   EXPECT_TRUE(KeysEventually([&] { return Unwrap(kProd, "sql", made->wrapped()).ok(); }));
 }
 
+// A data key made under the provider's key before its source came under a
+// customer's key is revoked with that customer's key.
+TEST_F(KeyServiceTest, AProviderBlobOfACoveredSourceIsRevokedWithThePolicy) {
+  auto early = Generate(kDev, "sql");
+  ASSERT_TRUE(early.ok()) << early.status();
+  ASSERT_EQ(early->key_version().protection(), v1::DataKeyVersion::PROVIDER);
+  auto legacy = Generate(kDev, "legacy");
+  ASSERT_TRUE(legacy.ok()) << legacy.status();
+  v1::UpdateEncryptionPolicyRequest r;
+  r.mutable_encryption_policy()->set_name(kPolicyA);
+  r.mutable_encryption_policy()->add_environments("prod");
+  r.mutable_encryption_policy()->add_environments("dev");
+  r.mutable_update_mask()->add_paths("environments");
+  ASSERT_TRUE(app_->use_cases()
+                  .encryption_policies()
+                  .UpdateEncryptionPolicy(app_->TenantAdmin("ma"), r)
+                  .ok());
+  // Covered and usable: it still opens.
+  EXPECT_TRUE(Unwrap(kDev, "sql", early->wrapped()).ok());
+  ASSERT_TRUE(Disable(kPolicyA).ok());
+  EXPECT_TRUE(KeysEventually([&] { return !Unwrap(kDev, "sql", early->wrapped()).ok(); }));
+  ExpectRefused(Unwrap(kDev, "sql", early->wrapped()).status(), Code::kFailedPrecondition,
+                "KEY_UNAVAILABLE");
+  // A source that cannot be under the customer's key is not revoked by it.
+  auto opened = Unwrap(kDev, "legacy", legacy->wrapped());
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(opened->plaintext(), legacy->plaintext());
+  ASSERT_TRUE(Enable(kPolicyA).ok());
+  EXPECT_TRUE(KeysEventually([&] { return Unwrap(kDev, "sql", early->wrapped()).ok(); }));
+}
+
 TEST_F(KeyServiceTest, RotationRewrapsForward) {
   auto old_blob = Generate(kProd, "sql");
   ASSERT_TRUE(old_blob.ok()) << old_blob.status();
