@@ -326,6 +326,20 @@ absl::StatusOr<v1::RewrapDataKeyResponse> KeyUseCases::RewrapDataKey(
         ASSIGN_OR_RETURN(VersionKey key,
                          options_.key_ring->DataPlaneKeyForNew(&tx, t.environment.tenant,
                                                                t.environment.id, t.data_source));
+        // Off the customer's key only when the tenant took the environment
+        // out of its policy, never by the provider describing the source
+        // as without customer keys.
+        if (!old_key.policy_id.empty() && key.policy_id.empty()) {
+          ASSIGN_OR_RETURN(std::optional<v1::EncryptionPolicy> covering,
+                           tx.keys().PolicyCovering(t.environment.tenant, t.environment.id));
+          if (covering.has_value()) {
+            return Error(absl::StatusCode::kFailedPrecondition, reason::kEnvironmentKeyProtected,
+                         absl::StrCat("the data key is under the customer's key and the "
+                                      "environment is covered by ",
+                                      covering->name(),
+                                      "; it is not moved to the provider's key"));
+          }
+        }
         Out o;
         o.response.set_wrapped(SealDataKeyBlob(*key.key, {key.policy_id, key.version},
                                                BindingOf(t), data_key));
