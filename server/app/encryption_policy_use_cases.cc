@@ -70,6 +70,12 @@ absl::Status LockTenantPolicies(Transaction& tx, const std::string& tenant) {
   return tx.tenancy().GetPolicy(tenant, true).status();
 }
 
+// The key's bytes in place: SecretKey::Reveal() would leave a copy behind
+// that nobody cleanses.
+absl::string_view BytesOf(const SecretKey& key) {
+  return absl::string_view(reinterpret_cast<const char*>(key.data()), kAeadKeyBytes);
+}
+
 // Version `version` of the policy: a fresh policy key and tenant data key,
 // each wrapped by `key_uri` in the module as the tenant.
 absl::StatusOr<StoredKeyVersion> MakeKeyVersion(KeyModule& module, const std::string& tenant,
@@ -82,11 +88,11 @@ absl::StatusOr<StoredKeyVersion> MakeKeyVersion(KeyModule& module, const std::st
   SecretKey policy_key = SecretKey::Random();
   SecretKey data_key = SecretKey::Random();
   ASSIGN_OR_RETURN(out.wrapped_policy_key,
-                   module.Wrap(tenant, version.key_uri(), policy_key.Reveal(),
+                   module.Wrap(tenant, version.key_uri(), BytesOf(policy_key),
                                PolicyKeyAad(tenant, policy_id, version.version(),
                                             KeyPurpose::kPolicyKey)));
   ASSIGN_OR_RETURN(out.wrapped_data_key,
-                   module.Wrap(tenant, version.key_uri(), data_key.Reveal(),
+                   module.Wrap(tenant, version.key_uri(), BytesOf(data_key),
                                PolicyKeyAad(tenant, policy_id, version.version(),
                                             KeyPurpose::kTenantDataKey)));
   return out;

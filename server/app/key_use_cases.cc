@@ -6,6 +6,7 @@
 #include "server/app/audit_events.h"
 #include "server/domain/authorization.h"
 #include "server/domain/data_key_blob.h"
+#include "server/domain/encryption_policy.h"
 #include "server/domain/lifecycle.h"
 #include "server/domain/names.h"
 #include "server/domain/status.h"
@@ -91,11 +92,45 @@ absl::Status NoKeyRing() {
                "this server has no key module configured");
 }
 
+// A blob under the provider's key made before its source came under a
+// customer's key is revoked with that key: while a policy covers the
+// environment and the source supports customer keys, the policy must be
+// usable (a disabled policy, or one whose key does not answer, refuses
+// KEY_UNAVAILABLE) before the provider's key opens anything of it.
+absl::Status CheckProviderBlobRevocable(Transaction& tx, const Target& t) {
+  absl::StatusOr<v1::Environment> env =
+      tx.tenancy().GetEnvironment(t.environment.tenant, t.environment.id, false);
+  if (absl::IsNotFound(env.status())) return absl::OkStatus();
+  if (!env.ok()) return env.status();
+  bool cmk = false;
+  for (const v1::DataSource& ds : env->data_sources()) {
+    if (ds.id() == t.data_source) cmk = CmkSupported(ds);
+  }
+  if (!cmk) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::optional<v1::EncryptionPolicy> covering,
+                   tx.keys().PolicyCovering(t.environment.tenant, t.environment.id));
+  if (!covering.has_value()) return absl::OkStatus();
+  if (covering->state() == v1::EncryptionPolicy::DISABLED) {
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kKeyUnavailable,
+                 absl::StrCat("encryption policy ", covering->name(),
+                              " covers this data source and is disabled by its tenant"));
+  }
+  if (covering->state() == v1::EncryptionPolicy::KEY_UNAVAILABLE) {
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kKeyUnavailable,
+                 absl::StrCat("encryption policy ", covering->name(),
+                              " covers this data source and its key does not answer in its "
+                              "module (",
+                              covering->state_reason(), ")"));
+  }
+  return absl::OkStatus();
+}
+
 // The key a stored blob names, for its binding. A blob naming a version
 // its tenant does not have was not made for it.
 absl::StatusOr<VersionKey> KeyOfBlob(KeyRing& ring, Transaction& tx, const Target& t,
                                      const std::string& wrapped, DataKeyBlobHeader* header) {
   ASSIGN_OR_RETURN(*header, ParseDataKeyBlobHeader(wrapped));
+  if (header->policy_id.empty()) RETURN_IF_ERROR(CheckProviderBlobRevocable(tx, t));
   absl::StatusOr<VersionKey> key =
       ring.DataPlaneKey(&tx, t.environment.tenant, header->policy_id, header->key_version);
   if (absl::IsNotFound(key.status())) {
@@ -291,6 +326,20 @@ absl::StatusOr<v1::RewrapDataKeyResponse> KeyUseCases::RewrapDataKey(
         ASSIGN_OR_RETURN(VersionKey key,
                          options_.key_ring->DataPlaneKeyForNew(&tx, t.environment.tenant,
                                                                t.environment.id, t.data_source));
+        // Off the customer's key only when the tenant took the environment
+        // out of its policy, never by the provider describing the source
+        // as without customer keys.
+        if (!old_key.policy_id.empty() && key.policy_id.empty()) {
+          ASSIGN_OR_RETURN(std::optional<v1::EncryptionPolicy> covering,
+                           tx.keys().PolicyCovering(t.environment.tenant, t.environment.id));
+          if (covering.has_value()) {
+            return Error(absl::StatusCode::kFailedPrecondition, reason::kEnvironmentKeyProtected,
+                         absl::StrCat("the data key is under the customer's key and the "
+                                      "environment is covered by ",
+                                      covering->name(),
+                                      "; it is not moved to the provider's key"));
+          }
+        }
         Out o;
         o.response.set_wrapped(SealDataKeyBlob(*key.key, {key.policy_id, key.version},
                                                BindingOf(t), data_key));

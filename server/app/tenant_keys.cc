@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "openssl/crypto.h"
 #include "server/domain/encryption_policy.h"
 #include "server/domain/names.h"
 #include "server/domain/status.h"
@@ -32,6 +33,12 @@ absl::Status Usable(const std::string& tenant, const std::string& policy_id, int
     return Unavailable(absl::StrCat(what, ": key version ", version, " is disabled"));
   }
   return absl::OkStatus();
+}
+
+// The key's bytes in place: SecretKey::Reveal() would leave a copy behind
+// that nobody cleanses.
+absl::string_view BytesOf(const SecretKey& key) {
+  return absl::string_view(reinterpret_cast<const char*>(key.data()), kAeadKeyBytes);
 }
 
 const v1::KeyVersion* FindVersion(const v1::EncryptionPolicy& policy, int32_t version) {
@@ -193,8 +200,50 @@ absl::StatusOr<VersionKey> TenantKeys::VersionKeyFor(Transaction* tx, const std:
     }
     epoch = EpochLocked(tenant);
   }
-  // A miss, or held state the feed cannot vouch for: read the state (and
-  // the wrapped key, on a miss) now.
+  // A miss: the cache is filled only from the ring's own transaction, so
+  // that it holds committed state. What a caller's transaction shows may
+  // still roll back (a version just created or rotated, a policy just
+  // enabled); it answers that caller, and is never kept.
+  if (out.key == nullptr) {
+    v1::EncryptionPolicy policy;
+    StoredKeyVersion stored;
+    absl::Status read = options_.store->RunInTransaction([&](Transaction& t) -> absl::Status {
+      ASSIGN_OR_RETURN(policy, t.keys().GetPolicy(tenant, policy_id, false));
+      ASSIGN_OR_RETURN(stored, t.keys().GetKeyVersion(tenant, policy_id, version));
+      return absl::OkStatus();
+    });
+    if (!read.ok() && !absl::IsNotFound(read)) return read;
+    const v1::KeyVersion* v = read.ok() ? FindVersion(policy, version) : nullptr;
+    if (tx == nullptr) {
+      if (!read.ok()) return read;
+      if (v == nullptr) {
+        return NotFound(absl::StrCat("key version ", version, " of encryption policy ", policy_id));
+      }
+      RETURN_IF_ERROR(
+          Usable(tenant, policy_id, version, policy.state(), policy.state_reason(), v->state()));
+    }
+    if (v != nullptr && Usable(tenant, policy_id, version, policy.state(), policy.state_reason(),
+                               v->state())
+                            .ok()) {
+      ASSIGN_OR_RETURN(out.key, UnwrapStored(tenant, policy_id, version, purpose, stored));
+      Entry entry;
+      entry.key = out.key;
+      entry.owner = tenant;
+      entry.policy_id = policy_id;
+      entry.key_uri = stored.version.key_uri();
+      entry.policy_state = policy.state();
+      entry.state_reason = policy.state_reason();
+      entry.version_state = v->state();
+      absl::WriterMutexLock lock(&mu_);
+      // Dropped meanwhile: this call answers from what it read, but nothing
+      // read before the drop is kept.
+      if (EpochLocked(tenant) == epoch) PutLocked(key, std::move(entry));
+    }
+    if (tx == nullptr) return out;
+  }
+  // The caller's transaction, or held state the feed cannot vouch for: the
+  // state (and the wrapped key, if the committed state had none) as the
+  // caller sees it now answers this call.
   v1::EncryptionPolicy policy;
   StoredKeyVersion stored;
   const bool miss = out.key == nullptr;
@@ -211,7 +260,15 @@ absl::StatusOr<VersionKey> TenantKeys::VersionKeyFor(Transaction* tx, const std:
   }
   RETURN_IF_ERROR(
       Usable(tenant, policy_id, version, policy.state(), policy.state_reason(), v->state()));
-  if (!miss) return out;
+  if (miss) {
+    ASSIGN_OR_RETURN(out.key, UnwrapStored(tenant, policy_id, version, purpose, stored));
+  }
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<const SecretKey>> TenantKeys::UnwrapStored(
+    const std::string& tenant, const std::string& policy_id, int32_t version, Purpose purpose,
+    const StoredKeyVersion& stored) {
   const std::string& wrapped =
       purpose == Purpose::kPolicyKey ? stored.wrapped_policy_key : stored.wrapped_data_key;
   absl::StatusOr<std::string> bytes = options_.module->Unwrap(
@@ -222,25 +279,14 @@ absl::StatusOr<VersionKey> TenantKeys::VersionKeyFor(Transaction* tx, const std:
   unwraps_++;
   if (!bytes.ok()) return bytes.status();
   if (bytes->size() != kAeadKeyBytes) {
+    OPENSSL_cleanse(bytes->data(), bytes->size());
     return absl::InternalError(absl::StrCat("key version ", version, " of encryption policy ",
                                             policy_id, " holds a key of ", bytes->size(),
                                             " bytes"));
   }
-  out.key = std::make_shared<const SecretKey>(*bytes);
-  std::fill(bytes->begin(), bytes->end(), '\0');
-  Entry entry;
-  entry.key = out.key;
-  entry.owner = tenant;
-  entry.policy_id = policy_id;
-  entry.key_uri = stored.version.key_uri();
-  entry.policy_state = policy.state();
-  entry.state_reason = policy.state_reason();
-  entry.version_state = v->state();
-  absl::WriterMutexLock lock(&mu_);
-  // Dropped meanwhile: this call answers from what it read, but nothing
-  // read before the drop is kept.
-  if (EpochLocked(tenant) == epoch) PutLocked(key, std::move(entry));
-  return out;
+  auto key = std::make_shared<const SecretKey>(*bytes);
+  OPENSSL_cleanse(bytes->data(), bytes->size());
+  return key;
 }
 
 absl::StatusOr<VersionKey> TenantKeys::ProviderKey() {
@@ -266,7 +312,7 @@ absl::StatusOr<VersionKey> TenantKeys::ProviderKey() {
   // Every replica offers a fresh key wrapped by the provider's; the first
   // to ask makes it, and all then unwrap that one.
   SecretKey fresh = SecretKey::Random();
-  ASSIGN_OR_RETURN(std::string offered, options_.module->Wrap("", uri, fresh.Reveal(), aad));
+  ASSIGN_OR_RETURN(std::string offered, options_.module->Wrap("", uri, BytesOf(fresh), aad));
   ASSIGN_OR_RETURN(std::string wrapped,
                    options_.store->SharedSecret(absl::StrCat("provider-policy-key:", uri), offered));
   absl::StatusOr<std::string> bytes = options_.module->Unwrap("", uri, wrapped, aad);
@@ -276,7 +322,7 @@ absl::StatusOr<VersionKey> TenantKeys::ProviderKey() {
     return absl::InternalError("the stored provider policy key is not 32 bytes");
   }
   out.key = std::make_shared<const SecretKey>(*bytes);
-  std::fill(bytes->begin(), bytes->end(), '\0');
+  OPENSSL_cleanse(bytes->data(), bytes->size());
   Entry entry;
   entry.key = out.key;
   entry.owner = "";
@@ -334,17 +380,30 @@ absl::StatusOr<std::optional<VersionKey>> TenantKeys::SealingKeyForNew(Transacti
     epoch = EpochLocked(tenant);
   }
   if (!choice.has_value()) {
-    std::optional<v1::EncryptionPolicy> policy;
-    RETURN_IF_ERROR(InTransaction(tx, [&](Transaction& t) -> absl::Status {
-      ASSIGN_OR_RETURN(policy, t.keys().LockboxDataPolicy(tenant));
+    auto read_choice = [&](Transaction& t, SealingChoice* out) -> absl::Status {
+      ASSIGN_OR_RETURN(std::optional<v1::EncryptionPolicy> policy,
+                       t.keys().LockboxDataPolicy(tenant));
+      *out = SealingChoice();
+      if (policy.has_value()) {
+        out->version.emplace(IdOfName(policy->name()), policy->primary_version());
+      }
       return absl::OkStatus();
-    }));
-    choice.emplace();
-    if (policy.has_value()) {
-      choice->version.emplace(IdOfName(policy->name()), policy->primary_version());
+    };
+    // Kept only as committed (the ring's own transaction); a caller's
+    // transaction, which may roll back, answers only its caller.
+    SealingChoice committed;
+    RETURN_IF_ERROR(options_.store->RunInTransaction(
+        [&](Transaction& t) { return read_choice(t, &committed); }));
+    {
+      absl::WriterMutexLock lock(&mu_);
+      if (EpochLocked(tenant) == epoch) sealing_[tenant] = committed;
     }
-    absl::WriterMutexLock lock(&mu_);
-    if (EpochLocked(tenant) == epoch) sealing_[tenant] = *choice;
+    choice.emplace();
+    if (tx != nullptr) {
+      RETURN_IF_ERROR(read_choice(*tx, &*choice));
+    } else {
+      *choice = committed;
+    }
   }
   if (!choice->version.has_value()) return std::optional<VersionKey>();
   ASSIGN_OR_RETURN(VersionKey key, VersionKeyFor(tx, tenant, choice->version->first,

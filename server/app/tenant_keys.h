@@ -185,6 +185,11 @@ class TenantKeys final : public KeyRing {
                                            const std::string& policy_id, int32_t version,
                                            Purpose purpose) ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<VersionKey> ProviderKey() ABSL_LOCKS_EXCLUDED(mu_);
+  // Unwraps the key of `purpose` of a stored version in the module.
+  absl::StatusOr<std::shared_ptr<const SecretKey>> UnwrapStored(const std::string& tenant,
+                                                                const std::string& policy_id,
+                                                                int32_t version, Purpose purpose,
+                                                                const StoredKeyVersion& stored);
   // Runs fn in `tx` when given, else in a transaction of its own.
   absl::Status InTransaction(Transaction* tx, const std::function<absl::Status(Transaction&)>& fn);
   void PutLocked(const std::string& key, Entry entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -246,17 +246,23 @@ void FillKeyProtection(const std::optional<v1::EncryptionPolicy>& covering, v1::
 absl::Status CheckKeyProtectionKept(const std::optional<v1::EncryptionPolicy>& covering,
                                     const v1::Environment& before, const v1::Environment& after) {
   if (!covering) return absl::OkStatus();
-  for (const v1::DataSource& was : before.data_sources()) {
-    if (!CmkSupported(was)) continue;
-    for (const v1::DataSource& now : after.data_sources()) {
-      if (now.id() == was.id() && !CmkSupported(now)) {
-        return Error(absl::StatusCode::kFailedPrecondition, reason::kEnvironmentKeyProtected,
-                     absl::StrCat("data source \"", was.id(), "\" is under the customer's key (",
-                                  covering->name(),
-                                  "); only the tenant's tenant.admin takes the environment out "
-                                  "of that policy, after which cmk_supported may change"));
-      }
+  // Judged on the result, not on the change: otherwise removing a source and
+  // adding it back without customer keys (two updates) moves it to the
+  // provider's key. Only a source that already stood outside the customer's
+  // key may stay there.
+  for (const v1::DataSource& now : after.data_sources()) {
+    if (CmkSupported(now)) continue;
+    bool was_provider = false;
+    for (const v1::DataSource& was : before.data_sources()) {
+      if (was.id() == now.id() && !CmkSupported(was)) was_provider = true;
     }
+    if (was_provider) continue;
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kEnvironmentKeyProtected,
+                 absl::StrCat("the environment is under the customer's key (", covering->name(),
+                              "); data source \"", now.id(),
+                              "\" may not be set to cmk_supported:false; only the tenant's "
+                              "tenant.admin takes the environment out of that policy, after "
+                              "which cmk_supported may change"));
   }
   return absl::OkStatus();
 }

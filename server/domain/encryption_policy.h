@@ -102,9 +102,11 @@ bool CmkSupported(const v1::DataSource& data_source);
 // under the provider's key.
 void FillKeyProtection(const std::optional<v1::EncryptionPolicy>& covering, v1::Environment* env);
 // Nobody but the tenant takes a data source out of its customer's key:
-// while `covering` covers the environment, a data source kept from `before`
-// to `after` may not stop supporting customer keys. FAILED_PRECONDITION
-// ENVIRONMENT_KEY_PROTECTED otherwise.
+// while `covering` covers the environment, every data source of `after` with
+// cmk_supported false must have been in `before` with cmk_supported false: no
+// source stops supporting customer keys, and none is added (or removed and
+// added back) without them. Removing a source is allowed.
+// FAILED_PRECONDITION ENVIRONMENT_KEY_PROTECTED otherwise.
 absl::Status CheckKeyProtectionKept(const std::optional<v1::EncryptionPolicy>& covering,
                                     const v1::Environment& before, const v1::Environment& after);
 

@@ -635,7 +635,10 @@ absl::StatusOr<std::string> Pkcs11Module::Run(const std::string& owner, const st
     }
     std::string out;
     last = op(lease.session(), *handle, &out);
-    if (last == CKR_OK) return out;
+    // Moved into the answer (no copy left behind) or, when the call
+    // failed, whatever it wrote is wiped: it may be a key.
+    if (last == CKR_OK) return absl::StatusOr<std::string>(std::move(out));
+    Wipe(&out);
     if (SessionBroken(last)) lease.Break();
     if (attempt == kAttempts - 1) break;
     if (HandleInvalid(last)) {
@@ -767,11 +770,11 @@ absl::StatusOr<std::string> Pkcs11Module::Unwrap(const std::string& owner, const
             rv = functions_->C_Decrypt(
                 s, reinterpret_cast<CK_BYTE_PTR>(const_cast<char*>(sealed.data())), sealed.size(),
                 buffer.data(), &plain_len);
-            if (rv == CKR_OK) {
-              *out = ByteString(buffer, plain_len);
-              OPENSSL_cleanse(buffer.data(), buffer.size());
-              return CKR_OK;
-            }
+            if (rv == CKR_OK) *out = ByteString(buffer, plain_len);
+            // Wiped on every path: a failed decryption may have written
+            // part of the key.
+            OPENSSL_cleanse(buffer.data(), buffer.size());
+            if (rv == CKR_OK) return CKR_OK;
             if (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE) {
               refused = true;
               return CKR_OK;
@@ -787,7 +790,10 @@ absl::StatusOr<std::string> Pkcs11Module::Unwrap(const std::string& owner, const
             return rv;
           });
   if (!plain.ok()) return plain.status();
-  if (refused) return mismatch;
+  if (refused) {
+    Wipe(&*plain);
+    return mismatch;
+  }
   return plain;
 }
 

@@ -167,6 +167,38 @@ TEST_F(DatabaseRolesTest, TheRuntimeRoleCannotDestroyOrRewriteCustomersKeys) {
   EXPECT_ANY_THROW(db_->Exec("UPDATE key_versions SET wrapped_policy_key = '\\x00'"));
   EXPECT_ANY_THROW(db_->Exec("UPDATE key_versions SET version = 2"));
   db_->Exec("UPDATE key_versions SET state = 1");
+
+  // Migration 0014: the credentials cannot stop a policy sealing its
+  // tenant's data, give it another identity, move its primary version back,
+  // or move an environment to another policy.
+  for (const std::string& sql :
+       {std::string("UPDATE encryption_policies SET id = 'other'"),
+        std::string("UPDATE encryption_policies SET tenant_id = 'other'"),
+        std::string("UPDATE encryption_policies SET create_time = 1"),
+        std::string("UPDATE policy_environments SET policy_id = 'other'")}) {
+    pqxx::nontransaction n(c);
+    EXPECT_THROW(n.exec(sql), pqxx::insufficient_privilege) << sql;
+  }
+  for (const std::string& sql :
+       {std::string("UPDATE encryption_policies SET protects_lockbox_data = false"),
+        std::string("UPDATE encryption_policies SET primary_version = 0")}) {
+    pqxx::nontransaction n(c);
+    EXPECT_THROW(n.exec(sql), pqxx::sql_error) << sql;
+    // The trigger holds the owner to it too.
+    EXPECT_ANY_THROW(db_->Exec(sql)) << sql;
+  }
+  {
+    // lockboxd's own update of a policy still works.
+    pqxx::nontransaction n(c);
+    EXPECT_EQ(n.exec("UPDATE encryption_policies SET state = 1, display_name = 'Main', "
+                     "protects_lockbox_data = true, primary_version = 2, update_time = 1, "
+                     "version = version + 1 WHERE id = 'main'")
+                  .affected_rows(),
+              1u);
+  }
+  pqxx::nontransaction n(c);
+  EXPECT_TRUE(n.exec1("SELECT protects_lockbox_data FROM encryption_policies WHERE id = 'main'")[0]
+                  .as<bool>());
 }
 
 TEST_F(DatabaseRolesTest, TheSigningKeyIsNowhereInTheDatabase) {

@@ -221,6 +221,31 @@ TEST(KeyProtectionTest, NobodyButTheTenantMovesADataSourceToTheProvidersKey) {
   EXPECT_TRUE(CheckKeyProtectionKept(covered, Env(true), Env(std::nullopt)).ok());
 }
 
+TEST(KeyProtectionTest, ASourceRemovedIsNotAddedBackUnderTheProvidersKey) {
+  std::optional<v1::EncryptionPolicy> covered = Active();
+  v1::Environment without_sql = Env(std::nullopt);
+  without_sql.mutable_data_sources()->erase(without_sql.mutable_data_sources()->begin());
+  ASSERT_EQ(without_sql.data_sources(0).id(), "rcs");
+  // Removing a source is allowed; adding it back without customer keys is not.
+  EXPECT_TRUE(CheckKeyProtectionKept(covered, Env(std::nullopt), without_sql).ok());
+  absl::Status s = CheckKeyProtectionKept(covered, without_sql, Env(false));
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReasonOf(s), reason::kEnvironmentKeyProtected);
+  // Nor is a new source added without customer keys, whatever its name.
+  v1::Environment more = Env(std::nullopt);
+  v1::DataSource* blob = more.add_data_sources();
+  blob->set_id("blob");
+  blob->set_cmk_supported(false);
+  EXPECT_EQ(CheckKeyProtectionKept(covered, Env(std::nullopt), more).code(),
+            absl::StatusCode::kFailedPrecondition);
+  // Added back supporting them is fine, and so is a source that already stood
+  // outside the customer's key (rcs) staying there.
+  EXPECT_TRUE(CheckKeyProtectionKept(covered, without_sql, Env(true)).ok());
+  EXPECT_TRUE(CheckKeyProtectionKept(covered, without_sql, Env(std::nullopt)).ok());
+  // Not covered: anything goes.
+  EXPECT_TRUE(CheckKeyProtectionKept(std::nullopt, without_sql, more).ok());
+}
+
 TEST(EncryptionPolicyMessagesTest, OneShortMailPerAdmin) {
   auto msgs = EncryptionPolicyMessages("encryption_policy.disable", Active(),
                                        "spiffe://t/tenant/acme/user/dana",

@@ -522,15 +522,12 @@ TEST_F(EncryptionPolicyTest, EnableOfAKeyGoneFromTheTokenSaysKeyUnavailable) {
 }
 
 TEST_F(EncryptionPolicyTest, EnvironmentsShowTheirKeyAndTheProviderCannotTakeItAway) {
-  // Before any policy: the provider's key everywhere.
+  // Before any policy: the provider's key everywhere, and the provider
+  // describes its data sources freely: it adds one that cannot be under the
+  // customer's key (the seed's Tax Calculation add-in).
   v1::Environment before = Environment("prod");
   ASSERT_EQ(before.key_protection_size(), 2);
   EXPECT_EQ(before.key_protection(0).protection(), v1::DataSourceKeyProtection::PROVIDER);
-  ASSERT_TRUE(Create(CreateRequest()).ok());
-
-  // prod is covered now. The provider still describes its data sources:
-  // it may add one that cannot be under the customer's key (the seed's Tax
-  // Calculation add-in) ...
   v1::UpdateEnvironmentRequest up;
   up.mutable_environment()->set_name(DemoWorld::kEnvironmentA);
   *up.mutable_environment()->mutable_data_sources() = before.data_sources();
@@ -539,6 +536,10 @@ TEST_F(EncryptionPolicyTest, EnvironmentsShowTheirKeyAndTheProviderCannotTakeItA
   tax->set_kind("tax_calculation");
   tax->set_cmk_supported(false);
   up.mutable_update_mask()->add_paths("data_sources");
+  ASSERT_TRUE(app_->use_cases().policy().UpdateEnvironment(w().admin, up).ok());
+  ASSERT_TRUE(Create(CreateRequest()).ok());
+
+  // prod is covered now; tax stays where it was.
   auto described = app_->use_cases().policy().UpdateEnvironment(w().admin, up);
   ASSERT_TRUE(described.ok()) << described.status();
   ASSERT_EQ(described->key_protection_size(), 3);
@@ -548,12 +549,36 @@ TEST_F(EncryptionPolicyTest, EnvironmentsShowTheirKeyAndTheProviderCannotTakeItA
   EXPECT_EQ(described->key_protection(2).data_source(), "tax");
   EXPECT_EQ(described->key_protection(2).protection(), v1::DataSourceKeyProtection::PROVIDER);
 
-  // ... but never move one from the customer's key to its own.
+  // But the provider never moves one from the customer's key to its own:
+  // not by flipping it ...
   up.mutable_environment()->mutable_data_sources(0)->set_cmk_supported(false);
   ExpectRefused(app_->use_cases().policy().UpdateEnvironment(w().admin, up).status(),
                 Code::kFailedPrecondition, "ENVIRONMENT_KEY_PROTECTED");
   EXPECT_EQ(Environment("prod").key_protection(0).protection(),
             v1::DataSourceKeyProtection::CUSTOMER);
+  // ... nor by removing it (allowed) and adding it back without customer
+  // keys ...
+  v1::UpdateEnvironmentRequest removed = up;
+  removed.mutable_environment()->mutable_data_sources()->erase(
+      removed.mutable_environment()->mutable_data_sources()->begin());
+  ASSERT_EQ(removed.environment().data_sources(0).id(), "rcs");
+  ASSERT_TRUE(app_->use_cases().policy().UpdateEnvironment(w().admin, removed).ok());
+  ExpectRefused(app_->use_cases().policy().UpdateEnvironment(w().admin, up).status(),
+                Code::kFailedPrecondition, "ENVIRONMENT_KEY_PROTECTED");
+  // ... nor by adding a new source without them.
+  v1::UpdateEnvironmentRequest added = removed;
+  v1::DataSource* einv = added.mutable_environment()->add_data_sources();
+  einv->set_id("einvoicing");
+  einv->set_kind("electronic_invoicing");
+  einv->set_cmk_supported(false);
+  ExpectRefused(app_->use_cases().policy().UpdateEnvironment(w().admin, added).status(),
+                Code::kFailedPrecondition, "ENVIRONMENT_KEY_PROTECTED");
+  // Added back under the customer's key is fine.
+  up.mutable_environment()->mutable_data_sources(0)->clear_cmk_supported();
+  ASSERT_TRUE(app_->use_cases().policy().UpdateEnvironment(w().admin, up).ok());
+  EXPECT_EQ(Environment("prod").key_protection(0).protection(),
+            v1::DataSourceKeyProtection::CUSTOMER);
+  up.mutable_environment()->mutable_data_sources(0)->set_cmk_supported(false);
 
   // List shows the same; test is in no policy.
   v1::ListEnvironmentsRequest list;

@@ -211,6 +211,74 @@ TEST_F(KeyServiceTest, DisabledRefusesAndEnabledServes) {
   EXPECT_TRUE(KeysEventually([&] { return Unwrap(kProd, "sql", made->wrapped()).ok(); }));
 }
 
+// A data key made under the provider's key before its source came under a
+// customer's key is revoked with that customer's key.
+TEST_F(KeyServiceTest, AProviderBlobOfACoveredSourceIsRevokedWithThePolicy) {
+  auto early = Generate(kDev, "sql");
+  ASSERT_TRUE(early.ok()) << early.status();
+  ASSERT_EQ(early->key_version().protection(), v1::DataKeyVersion::PROVIDER);
+  auto legacy = Generate(kDev, "legacy");
+  ASSERT_TRUE(legacy.ok()) << legacy.status();
+  v1::UpdateEncryptionPolicyRequest r;
+  r.mutable_encryption_policy()->set_name(kPolicyA);
+  r.mutable_encryption_policy()->add_environments("prod");
+  r.mutable_encryption_policy()->add_environments("dev");
+  r.mutable_update_mask()->add_paths("environments");
+  ASSERT_TRUE(app_->use_cases()
+                  .encryption_policies()
+                  .UpdateEncryptionPolicy(app_->TenantAdmin("ma"), r)
+                  .ok());
+  // Covered and usable: it still opens.
+  EXPECT_TRUE(Unwrap(kDev, "sql", early->wrapped()).ok());
+  ASSERT_TRUE(Disable(kPolicyA).ok());
+  EXPECT_TRUE(KeysEventually([&] { return !Unwrap(kDev, "sql", early->wrapped()).ok(); }));
+  ExpectRefused(Unwrap(kDev, "sql", early->wrapped()).status(), Code::kFailedPrecondition,
+                "KEY_UNAVAILABLE");
+  // A source that cannot be under the customer's key is not revoked by it.
+  auto opened = Unwrap(kDev, "legacy", legacy->wrapped());
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(opened->plaintext(), legacy->plaintext());
+  ASSERT_TRUE(Enable(kPolicyA).ok());
+  EXPECT_TRUE(KeysEventually([&] { return Unwrap(kDev, "sql", early->wrapped()).ok(); }));
+}
+
+// Whatever the environment says of its source, a data key under the
+// customer's key is not rewrapped to the provider's while covered.
+TEST_F(KeyServiceTest, NoRewrapFromTheCustomersKeyToTheProvidersWhileCovered) {
+  auto made = Generate(kProd, "sql");
+  ASSERT_TRUE(made.ok()) << made.status();
+  ASSERT_EQ(made->key_version().protection(), v1::DataKeyVersion::CUSTOMER);
+  // The source as a database writer (or an older server) left it.
+  ASSERT_TRUE(app_->store()
+                  .RunInTransaction([&](Transaction& tx) -> absl::Status {
+                    ASSIGN_OR_RETURN(v1::Environment env,
+                                     tx.tenancy().GetEnvironment("ma", "prod", true));
+                    for (v1::DataSource& ds : *env.mutable_data_sources()) {
+                      if (ds.id() == "sql") ds.set_cmk_supported(false);
+                    }
+                    return tx.tenancy().UpdateEnvironment("ma", "prod", &env);
+                  })
+                  .ok());
+  v1::RewrapDataKeyRequest r;
+  r.set_environment(kProd);
+  r.set_data_source("sql");
+  r.set_wrapped(made->wrapped());
+  ExpectRefused(keys().RewrapDataKey(data_plane_, r).status(), Code::kFailedPrecondition,
+                "ENVIRONMENT_KEY_PROTECTED");
+  EXPECT_TRUE(Audit("tenants/ma", "action = key.rewrap").empty());
+  // Once the tenant takes prod out of its policy, it may move.
+  v1::UpdateEncryptionPolicyRequest out;
+  out.mutable_encryption_policy()->set_name(kPolicyA);
+  out.mutable_update_mask()->add_paths("environments");
+  ASSERT_TRUE(app_->use_cases()
+                  .encryption_policies()
+                  .UpdateEncryptionPolicy(app_->TenantAdmin("ma"), out)
+                  .ok());
+  auto moved = keys().RewrapDataKey(data_plane_, r);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(moved->key_version().protection(), v1::DataKeyVersion::PROVIDER);
+}
+
 TEST_F(KeyServiceTest, RotationRewrapsForward) {
   auto old_blob = Generate(kProd, "sql");
   ASSERT_TRUE(old_blob.ok()) << old_blob.status();

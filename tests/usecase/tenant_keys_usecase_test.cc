@@ -166,6 +166,71 @@ TEST_F(TenantKeysTest, AKeyAnsweringAgainIsRestored) {
   EXPECT_TRUE(KeysEventually([&] { return keys_->DataPlaneKey(nullptr, "ma", "cmk", 1).ok(); }));
 }
 
+// What a caller's transaction shows answers that caller, and is never
+// kept: it may roll back.
+TEST_F(TenantKeysTest, ARolledBackEnableLeavesNoActiveStateHeld) {
+  ASSERT_TRUE(Disable(kPolicyA).ok());
+  EXPECT_TRUE(KeysEventually([&] { return keys_->size() == 0; }));
+  absl::Status s = app_->store().RunInTransaction([&](Transaction& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(v1::EncryptionPolicy p, tx.keys().GetPolicy("ma", "cmk", true));
+    p.set_state(v1::EncryptionPolicy::ACTIVE);
+    RETURN_IF_ERROR(tx.keys().UpdatePolicy("ma", &p));
+    // Inside, the caller sees the policy enabled.
+    RETURN_IF_ERROR(keys_->DataPlaneKey(&tx, "ma", "cmk", 1).status());
+    RETURN_IF_ERROR(keys_->SealingKeyForNew(&tx, "ma").status());
+    return absl::AbortedError("the use case fails after all");
+  });
+  ASSERT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+  // The feed is alive and nothing was notified: only what was committed
+  // (DISABLED) may answer now.
+  ASSERT_TRUE(feed_->AliveWithin(absl::Seconds(5)));
+  ExpectUnavailable(keys_->DataPlaneKey(nullptr, "ma", "cmk", 1).status());
+  ExpectUnavailable(keys_->SealingKeyForNew(nullptr, "ma").status());
+}
+
+TEST_F(TenantKeysTest, ARolledBackRotationLeavesNoGhostKey) {
+  const std::string uri = SoftHsm::Uri("ma", "cmk2");
+  absl::Status s = app_->store().RunInTransaction([&](Transaction& tx) -> absl::Status {
+    ASSIGN_OR_RETURN(v1::EncryptionPolicy p, tx.keys().GetPolicy("ma", "cmk", true));
+    StoredKeyVersion v;
+    v.tenant = "ma";
+    v.policy_id = "cmk";
+    v.version.set_version(2);
+    v.version.set_key_uri(uri);
+    v.version.set_state(v1::KeyVersion::ENABLED);
+    *v.version.mutable_create_time() = p.create_time();
+    const std::string key(kAeadKeyBytes, 'k');
+    ASSIGN_OR_RETURN(v.wrapped_policy_key,
+                     counting_->Wrap("ma", uri, key, PolicyKeyAad("ma", "cmk", 2,
+                                                                  KeyPurpose::kPolicyKey)));
+    ASSIGN_OR_RETURN(v.wrapped_data_key,
+                     counting_->Wrap("ma", uri, key, PolicyKeyAad("ma", "cmk", 2,
+                                                                  KeyPurpose::kTenantDataKey)));
+    RETURN_IF_ERROR(tx.keys().InsertKeyVersion(v));
+    p.set_primary_version(2);
+    RETURN_IF_ERROR(tx.keys().UpdatePolicy("ma", &p));
+    // The rotating use case sees the version it just made ...
+    ASSIGN_OR_RETURN(VersionKey made, keys_->DataPlaneKey(&tx, "ma", "cmk", 2));
+    ASSIGN_OR_RETURN(std::optional<VersionKey> sealing, keys_->SealingKeyForNew(&tx, "ma"));
+    if (!sealing.has_value() || sealing->version != 2) {
+      return absl::InternalError("the caller does not see its new primary version");
+    }
+    return absl::AbortedError("the use case fails after all");
+  });
+  ASSERT_EQ(s.code(), absl::StatusCode::kAborted) << s;
+  // ... which was never stored: nothing may be sealed under it.
+  ASSERT_TRUE(feed_->AliveWithin(absl::Seconds(5)));
+  EXPECT_EQ(keys_->DataPlaneKey(nullptr, "ma", "cmk", 2).status().code(),
+            absl::StatusCode::kNotFound);
+  auto sealing = keys_->SealingKeyForNew(nullptr, "ma");
+  ASSERT_TRUE(sealing.ok()) << sealing.status();
+  ASSERT_TRUE(sealing->has_value());
+  EXPECT_EQ((*sealing)->version, 1);
+  auto fresh = keys_->DataPlaneKeyForNew(nullptr, "ma", "prod", "sql");
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(fresh->version, 1);
+}
+
 TEST_F(TenantKeysTest, TheCacheIsBounded) {
   SwitchFeed other_feed(app_->database().url());
   TenantKeys::Options o;

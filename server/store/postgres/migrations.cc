@@ -100,6 +100,16 @@ absl::Status Grant(pqxx::work& w, const std::string& role) {
   }
   w.exec(absl::StrCat("REVOKE UPDATE ON key_versions FROM ", r));
   w.exec(absl::StrCat("GRANT UPDATE (state) ON key_versions TO ", r));
+  // A policy's identity never changes (the trigger of migration 0014 holds
+  // even the owner to it); lockboxd writes the rest of the row on every
+  // change. An environment joins or leaves a policy by its row being
+  // inserted or deleted, never moved to another policy.
+  w.exec(absl::StrCat("REVOKE UPDATE ON encryption_policies FROM ", r));
+  w.exec(absl::StrCat(
+      "GRANT UPDATE (display_name, key_uri, state, state_reason, protects_lockbox_data, "
+      "primary_version, update_time, version) ON encryption_policies TO ",
+      r));
+  w.exec(absl::StrCat("REVOKE UPDATE ON policy_environments FROM ", r));
   return absl::OkStatus();
 }
 
