@@ -37,7 +37,7 @@ namespace lockbox {
 
 // The details keys of an audit event that carry a person's words (sealed
 // like the justification).
-inline constexpr const char* kSealedDetails[] = {"comment", "reason"};
+inline constexpr const auto& kSealedDetails = kSealedAuditDetails;
 
 class Sealer {
  public:
