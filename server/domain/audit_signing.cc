@@ -106,14 +106,16 @@ std::string CsvTime(const v1::AuditEvent& e, bool has, const google::protobuf::T
 
 // The value a person wrote, from a stored field that may carry it sealed
 // or escaped (sealed_field.h): a sealed one from the opened line when it
-// has it (else left sealed), an escaped plain one unescaped.
-void AsWritten(const std::string* opened, std::string* value) {
+// has it (else left sealed: returns false), an escaped plain one unescaped.
+bool AsWritten(const std::string* opened, std::string* value) {
   if (IsSealedFieldText(*value)) {
-    if (opened != nullptr) *value = *opened;
-    return;
+    if (opened == nullptr) return false;
+    *value = *opened;
+    return true;
   }
   absl::StatusOr<StoredField> f = ParseFieldText(*value);
   if (f.ok()) *value = std::move(f->plain);
+  return true;
 }
 
 // A decision event's signature against the tenant's bundle, and the
@@ -136,6 +138,7 @@ std::string CheckDecision(const v1::AuditEvent& stored, const v1::OpenedAuditFie
   const std::string* justification =
       opened != nullptr && !opened->justification().empty() ? &opened->justification() : nullptr;
   AsWritten(justification, e.mutable_justification());
+  bool comment_sealed = false;
   for (const char* k : kSealedAuditDetails) {
     auto it = e.mutable_details()->find(k);
     if (it == e.mutable_details()->end()) continue;
@@ -144,12 +147,11 @@ std::string CheckDecision(const v1::AuditEvent& stored, const v1::OpenedAuditFie
       auto o = opened->details().find(k);
       if (o != opened->details().end()) plain = &o->second;
     }
-    AsWritten(plain, &it->second);
+    bool read = AsWritten(plain, &it->second);
+    if (!read && it->first == "comment") comment_sealed = true;
   }
   const auto& details = e.details();
-  auto comment = details.find("comment");
-  if (comment != details.end() && IsSealedFieldText(comment->second) &&
-      details.count("evidence.signature") != 0) {
+  if (comment_sealed && details.count("evidence.signature") != 0) {
     *unchecked = true;
     return "";
   }

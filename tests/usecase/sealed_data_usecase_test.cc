@@ -271,6 +271,25 @@ class SealedDataTest : public ::testing::Test {
     return out.str();
   }
 
+  // Approves `request` (in CUSTOMER_REVIEW) as dana, signing `comment`.
+  absl::StatusOr<v1::AccessRequest> SignedApprove(const v1::AccessRequest& request,
+                                                  const std::string& comment) {
+    v1::ApproveAccessRequestRequest r;
+    r.set_name(request.name());
+    r.set_etag(request.etag());
+    r.set_comment(comment);
+    DecisionToSign d{request.name(), request.etag(), v1::Decision::APPROVE, comment,
+                     ToProto(app_->clock().Now())};
+    ASSIGN_OR_RETURN(std::string signature, SignDecision(dana_.key_pem, d));
+    *r.mutable_signature()->mutable_sign_time() = d.sign_time;
+    r.mutable_signature()->set_signature(signature);
+    CallerIdentity dana = world_->tenant_a_admin;
+    dana.certificate_pem = dana_.certificate_pem;
+    return uc().requests().ApproveAccessRequest(dana, r);
+  }
+
+  std::string Query(const std::string& sql) { return app_->database().Query(sql); }
+
   TestCertificate ca_, dana_;
   std::unique_ptr<TestCertificateVerifier> verifier_;
   WebhookTargets dev_targets_{WebhookRules{/*allow_private=*/true}};
@@ -535,6 +554,24 @@ TEST_F(SealedDataTest, ASealedSignedDecisionIsCheckedOnceDecrypted) {
   verdict = VerifyAuditExport(forged_in, "", ca_.certificate_pem);
   ASSERT_TRUE(verdict.ok()) << verdict.status();
   EXPECT_FALSE(verdict->ok());
+}
+
+// A plain tenant's comment that begins like a sealed one is stored escaped
+// (lbs0:): the signature is checked over the comment as signed.
+TEST_F(SealedDataTest, AnEscapedPlainCommentsSignatureVerifies) {
+  auto made = Create(DemoWorld::kEnvironmentA, kJustification);
+  ASSERT_TRUE(made.ok()) << made.status();
+  auto internal = Approve(*made, "");
+  ASSERT_TRUE(internal.ok()) << internal.status();
+  ASSERT_EQ(internal->stage(), v1::AccessRequest::CUSTOMER_REVIEW);
+  auto approved = SignedApprove(*internal, "lbs1:looks sealed, is not");
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  std::string exported = ExportOf(DemoWorld::kTenantA);
+  std::istringstream in(exported);
+  auto verdict = VerifyAuditExport(in, "", ca_.certificate_pem);
+  ASSERT_TRUE(verdict.ok()) << verdict.status();
+  EXPECT_TRUE(verdict->ok()) << verdict->DebugString();
+  EXPECT_EQ(verdict->verified_decision_signatures(), 1);
 }
 
 // pg_dump of the whole database: the sealed tenant's words appear nowhere,
