@@ -94,10 +94,13 @@ class Sealer {
 
   // A stored response of an idempotent call for `tenant` ("" for calls that
   // name none: kept plain), sealed and opened. Kept plain too while the
-  // tenant's key is unavailable (the changes allowed then return no sealed
-  // field), so that disabling or enabling a policy is remembered.
+  // tenant's key is unavailable when the response's type holds no sealed
+  // field (an encryption policy, a grant, Empty...), so that disabling or
+  // enabling a policy is remembered; any other response then fails
+  // FAILED_PRECONDITION KEY_UNAVAILABLE.
   absl::StatusOr<std::string> SealResponse(Transaction& tx, const std::string& tenant,
-                                           const std::string& row, absl::string_view bytes) const;
+                                           const std::string& row,
+                                           const google::protobuf::Message& response) const;
   absl::StatusOr<std::string> OpenResponse(Transaction& tx, const std::string& tenant,
                                            const std::string& row, absl::string_view stored) const;
 

@@ -349,7 +349,7 @@ absl::Status UseCaseRunner::Remember(Transaction& tx, const std::string& tenant,
                                      absl::Time now) const {
   ASSIGN_OR_RETURN(std::string stored,
                    sealer_.SealResponse(tx, tenant, absl::StrCat(owner, " ", request_id),
-                                        response.SerializeAsString()));
+                                        response));
   return tx.operations().PutIdempotencyRecord(
       owner, request_id, IdempotencyRecord{std::string(method), request_hash, std::move(stored)},
       now);

@@ -556,6 +556,25 @@ TEST_F(SealedDataTest, ASealedSignedDecisionIsCheckedOnceDecrypted) {
   EXPECT_FALSE(verdict->ok());
 }
 
+// With the key gone, a stored response is kept plain only when its type
+// holds no sealed field.
+TEST_F(SealedDataTest, AResponseWithSealedFieldsIsNeverStoredPlain) {
+  ASSERT_TRUE(CreatePolicy().ok());
+  ASSERT_TRUE(SetPolicyEnabled(false).ok());
+  absl::Status s = app_->store().RunInTransaction([&](Transaction& tx) -> absl::Status {
+    v1::AccessRequest request;
+    request.set_justification(kJustification);
+    auto stored = uc().sealer().SealResponse(tx, "ma", "row", request);
+    EXPECT_EQ(ErrorReason(stored.status()), "KEY_UNAVAILABLE") << *stored;
+    v1::EncryptionPolicy policy;
+    policy.set_name("tenants/ma/encryptionPolicies/cmk");
+    stored = uc().sealer().SealResponse(tx, "ma", "row", policy);
+    EXPECT_TRUE(stored.ok()) << stored.status();
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(s.ok()) << s;
+}
+
 // A plain tenant's comment that begins like a sealed one is stored escaped
 // (lbs0:): the signature is checked over the comment as signed.
 TEST_F(SealedDataTest, AnEscapedPlainCommentsSignatureVerifies) {
