@@ -33,7 +33,19 @@ FieldLocation WebhookSecretField(const std::string& tenant) {
 
 absl::StatusOr<std::optional<VersionKey>> Sealer::KeyForNew(Transaction& tx,
                                                             const std::string& tenant) const {
-  if (ring_ == nullptr || tenant.empty() || tenant == "-") return std::optional<VersionKey>();
+  if (tenant.empty() || tenant == "-") return std::optional<VersionKey>();
+  if (ring_ == nullptr) {
+    // A replica without a key module must not write a sealed tenant's data
+    // in plain text: it answers as the key's absence would.
+    ASSIGN_OR_RETURN(std::optional<v1::EncryptionPolicy> policy,
+                     tx.keys().LockboxDataPolicy(tenant));
+    if (policy) {
+      return Error(absl::StatusCode::kFailedPrecondition, reason::kKeyUnavailable,
+                   absl::StrCat("the data of tenant ", tenant,
+                                " is sealed and this server has no key module to seal it"));
+    }
+    return std::optional<VersionKey>();
+  }
   return ring_->SealingKeyForNew(&tx, tenant);
 }
 

@@ -41,8 +41,9 @@ inline constexpr const auto& kSealedDetails = kSealedAuditDetails;
 
 class Sealer {
  public:
-  // `ring` (not owned; may be null: nothing is sealed, values are stored as
-  // plain fields) outlives the sealer.
+  // `ring` (not owned; may be null: a server without a key module, which
+  // stores plain tenants' values as plain fields and refuses
+  // KEY_UNAVAILABLE to write or open a sealed tenant's) outlives the sealer.
   explicit Sealer(KeyRing* ring) : ring_(ring) {}
 
   // The key new values of `tenant` are sealed with: nullopt when no policy

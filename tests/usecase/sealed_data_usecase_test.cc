@@ -556,6 +556,38 @@ TEST_F(SealedDataTest, ASealedSignedDecisionIsCheckedOnceDecrypted) {
   EXPECT_FALSE(verdict->ok());
 }
 
+// A replica started without a key module (no ring) must not write a sealed
+// tenant's data in plain text: it refuses as the key's absence would, and
+// still writes a plain tenant's.
+TEST_F(SealedDataTest, AServerWithoutAKeyModuleWritesNothingOfASealedTenantInPlain) {
+  ASSERT_TRUE(CreatePolicy().ok());
+  Sealer none(nullptr);
+  absl::Status s = app_->store().RunInTransaction([&](Transaction& tx) -> absl::Status {
+    auto key = none.KeyForNew(tx, "ma");
+    EXPECT_EQ(key.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(ErrorReason(key.status()), "KEY_UNAVAILABLE");
+    v1::AuditEvent e;
+    e.set_tenant("ma");
+    e.set_sequence(1);
+    e.set_justification(kJustification);
+    EXPECT_EQ(ErrorReason(none.SealAuditEvent(tx, &e)), "KEY_UNAVAILABLE");
+    std::vector<OutboundMessage> messages(1);
+    messages[0].id = "m1";
+    messages[0].resource = "tenants/ma/accessRequests/x";
+    messages[0].body = kJustification;
+    EXPECT_EQ(ErrorReason(none.SealMessages(tx, &messages)), "KEY_UNAVAILABLE");
+    EXPECT_EQ(ErrorReason(none.SealWebhookSecret(tx, "ma", kSecret).status()), "KEY_UNAVAILABLE");
+    v1::AccessRequest request;
+    request.set_justification(kJustification);
+    EXPECT_EQ(ErrorReason(none.SealResponse(tx, "ma", "row", request).status()),
+              "KEY_UNAVAILABLE");
+    auto plain = none.KeyForNew(tx, "mb");
+    EXPECT_TRUE(plain.ok() && !plain->has_value()) << plain.status();
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(s.ok()) << s;
+}
+
 // With the key gone, a stored response is kept plain only when its type
 // holds no sealed field.
 TEST_F(SealedDataTest, AResponseWithSealedFieldsIsNeverStoredPlain) {
