@@ -21,8 +21,13 @@ FieldLocation AuditField(const v1::AuditEvent& e, std::string field) {
   return FieldLocation{e.tenant(), "audit_events", absl::StrCat(e.sequence()), std::move(field)};
 }
 
+// The body is bound to where it goes too: a database writer who points a
+// sealed message at another recipient (and sets it PENDING again) gets a
+// body that does not open, not the justification mailed to them.
 FieldLocation BodyField(const OutboundMessage& m) {
-  return FieldLocation{TenantOfName(m.resource), "outbox", m.id, "body"};
+  return FieldLocation{TenantOfName(m.resource), "outbox", m.id,
+                       absl::StrCat("body/", v1::Notification::Channel_Name(m.channel), "/",
+                                    m.recipient)};
 }
 
 FieldLocation WebhookSecretField(const std::string& tenant) {

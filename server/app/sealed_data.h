@@ -13,7 +13,10 @@
 //   access_requests/<request id>/justification
 //   access_requests/<request id>/decisions/<index>/comment
 //   audit_events/<sequence>/justification, .../details/<key>
-//   outbox/<message id>/body        (the tenant its resource names)
+//   outbox/<message id>/body/<channel>/<recipient>
+//                                   (the tenant its resource names; the
+//                                   channel's enum name, then the address
+//                                   or URL it goes to)
 //   lockbox_policies/<tenant>/webhook_secret
 //   idempotency_keys/<owner> <request id>/response
 //

@@ -607,6 +607,32 @@ TEST_F(SealedDataTest, AResponseWithSealedFieldsIsNeverStoredPlain) {
   ASSERT_TRUE(s.ok()) << s;
 }
 
+// A database writer points a sealed message at themselves and makes it due
+// again: the body is bound to its recipient, so it does not open, and the
+// message fails for good (it will never open) instead of waiting.
+TEST_F(SealedDataTest, ARedirectedSealedMessageFailsAndIsNeverSent) {
+  ASSERT_TRUE(CreatePolicy().ok());
+  ASSERT_TRUE(SetWebhook("ma", world_->tenant_a_admin).ok());
+  ASSERT_TRUE(Create(DemoWorld::kEnvironmentA, kJustification).ok());
+  ASSERT_NE(Query("SELECT count(*) FROM outbox WHERE resource LIKE 'tenants/ma/accessRequests/%'"),
+            "0");
+  app_->database().Exec(
+      "UPDATE outbox SET recipient = 'http://127.0.0.1:9/attacker' WHERE resource LIKE "
+      "'tenants/ma/accessRequests/%'");
+  RecordingSender sender;
+  {
+    DeliveryWorker worker = Worker(&sender);
+    for (int i = 0; i < 3; ++i) worker.RunOnce();
+  }
+  for (const Delivery& d : sender.Sent()) {
+    EXPECT_NE(d.message.recipient, "http://127.0.0.1:9/attacker");
+    EXPECT_FALSE(absl::StrContains(d.message.body, kJustification));
+  }
+  EXPECT_EQ(Query("SELECT count(*) FROM outbox WHERE recipient = 'http://127.0.0.1:9/attacker' AND "
+                  "state <> 3"),
+            "0");
+}
+
 // A plain tenant's comment that begins like a sealed one is stored escaped
 // (lbs0:): the signature is checked over the comment as signed.
 TEST_F(SealedDataTest, AnEscapedPlainCommentsSignatureVerifies) {
