@@ -20,8 +20,9 @@ absl::StatusOr<Contacts> ContactsFor(Transaction& tx, const v1::AccessRequest& r
 // their bodies sealed for a sealed tenant (Sealer::SealMessages): that
 // fails with KEY_UNAVAILABLE while its key cannot be used, unless the
 // request's sealed fields could not be opened either (a sweep while the
-// key is revoked): then the messages, which hold none of them, are stored
-// as they are.
+// key is revoked) and it holds no other words (every justification and
+// comment reads empty): then the messages, which hold none, are stored as
+// they are.
 
 // Puts the messages for `event` in this transaction's outbox.
 absl::Status NotifyRequest(const Sealer& sealer, Transaction& tx, RequestEvent event,

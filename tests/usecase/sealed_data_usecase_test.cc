@@ -19,6 +19,7 @@
 #include "lockbox/audit.h"
 #include "lockbox/decision.h"
 #include "server/app/background.h"
+#include "server/app/request_messages.h"
 #include "server/app/tenant_keys.h"
 #include "server/domain/lifecycle.h"
 #include "server/domain/names.h"
@@ -631,6 +632,34 @@ TEST_F(SealedDataTest, ARedirectedSealedMessageFailsAndIsNeverSent) {
   EXPECT_EQ(Query("SELECT count(*) FROM outbox WHERE recipient = 'http://127.0.0.1:9/attacker' AND "
                   "state <> 3"),
             "0");
+}
+
+// Messages built from a request while the key is revoked go out plain only
+// when they hold none of its words: a request with one field unopened and
+// another that opened (a version still enabled) is refused.
+TEST_F(SealedDataTest, PlainMessagesWhileRevokedHoldNoWords) {
+  ASSERT_TRUE(CreatePolicy().ok());
+  ASSERT_TRUE(SetWebhook("ma", world_->tenant_a_admin).ok());
+  auto made = Create(DemoWorld::kEnvironmentA, kJustification);
+  ASSERT_TRUE(made.ok()) << made.status();
+  ASSERT_TRUE(SetPolicyEnabled(false).ok());
+  v1::AccessRequest half = *made;
+  half.add_unavailable_fields("decisions[0].comment");
+  half.set_unavailable_reason(v1::KEY_UNAVAILABLE);
+  absl::Status s = app_->store().RunInTransaction([&](Transaction& tx) -> absl::Status {
+    absl::Status notified = NotifyRequest(uc().sealer(), tx, RequestEvent::kExpired, half, nullptr,
+                                          app_->clock().Now());
+    EXPECT_EQ(ErrorReason(notified), "KEY_UNAVAILABLE");
+    v1::AccessRequest none = half;
+    none.clear_justification();
+    none.add_unavailable_fields("justification");
+    EXPECT_TRUE(NotifyRequest(uc().sealer(), tx, RequestEvent::kExpired, none, nullptr,
+                              app_->clock().Now())
+                    .ok());
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_FALSE(absl::StrContains(Stored("ma"), kJustification));
 }
 
 // A plain tenant's comment that begins like a sealed one is stored escaped
