@@ -58,14 +58,23 @@ absl::Status NotifyGrantEnded(const Sealer& sealer, Transaction& tx, const v1::G
   return Enqueue(sealer, tx, request, GrantEndedMessages(grant, request, contacts, now), now);
 }
 
-absl::Status NotifyIdentityChanged(Transaction& tx, const std::string& tenant,
-                                   const v1::TenantIdentity& before,
+absl::Status EnqueueWithoutWords(const Sealer& sealer, Transaction& tx,
+                                 std::vector<OutboundMessage> messages, absl::Time now) {
+  std::vector<OutboundMessage> stored = messages;
+  absl::Status sealed = sealer.SealMessages(tx, &stored);
+  if (sealed.ok()) return tx.outbox().EnqueueMessages(stored, now);
+  if (ReasonOf(sealed) != "KEY_UNAVAILABLE") return sealed;
+  return tx.outbox().EnqueueMessages(messages, now);
+}
+
+absl::Status NotifyIdentityChanged(const Sealer& sealer, Transaction& tx,
+                                   const std::string& tenant, const v1::TenantIdentity& before,
                                    const v1::TenantIdentity& after, const std::string& changed_by,
                                    absl::Time now) {
   ASSIGN_OR_RETURN(std::vector<std::string> admins,
                    tx.tenancy().ContactEmails(Role::kTenantAdmin, tenant, ""));
-  return tx.outbox().EnqueueMessages(
-      IdentityChangedMessages(before, after, changed_by, admins, now), now);
+  return EnqueueWithoutWords(sealer, tx,
+                             IdentityChangedMessages(before, after, changed_by, admins, now), now);
 }
 
 }  // namespace lockbox

@@ -662,6 +662,28 @@ TEST_F(SealedDataTest, PlainMessagesWhileRevokedHoldNoWords) {
   EXPECT_FALSE(absl::StrContains(Stored("ma"), kJustification));
 }
 
+// Policy-change and identity-change e-mails hold no person's words, but
+// are sealed like every other message while the key can be used.
+TEST_F(SealedDataTest, PolicyChangeMessagesAreSealed) {
+  app_->database().Exec(
+      "UPDATE role_bindings SET email = 'dana@example.com' WHERE tenant_id = 'ma' AND role = "
+      "'tenant.admin'");
+  ASSERT_TRUE(CreatePolicy().ok());
+  v1::UpdateEncryptionPolicyRequest r;
+  r.mutable_encryption_policy()->set_name(
+      absl::StrCat(DemoWorld::kTenantA, "/encryptionPolicies/cmk"));
+  r.mutable_encryption_policy()->set_display_name("Renamed");
+  r.mutable_update_mask()->add_paths("display_name");
+  auto updated = uc().encryption_policies().UpdateEncryptionPolicy(world_->tenant_a_admin, r);
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  ASSERT_NE(Query("SELECT count(*) FROM outbox WHERE resource LIKE "
+                  "'tenants/ma/encryptionPolicies/%'"),
+            "0");
+  EXPECT_EQ(Query("SELECT count(*) FROM outbox WHERE resource LIKE "
+                  "'tenants/ma/encryptionPolicies/%' AND body NOT LIKE 'lbs1:%'"),
+            "0");
+}
+
 // A plain tenant's comment that begins like a sealed one is stored escaped
 // (lbs0:): the signature is checked over the comment as signed.
 TEST_F(SealedDataTest, AnEscapedPlainCommentsSignatureVerifies) {
