@@ -188,14 +188,23 @@ absl::StatusOr<std::string> Sealer::OpenWebhookSecret(Transaction& tx, const std
 namespace {
 
 // Whether a stored response may be kept plain while its tenant's key is
-// unavailable: only a type that holds none of the sealed fields (a request
-// and its decisions, an audit event, a webhook secret). Named one by one,
-// so that a new response type is sealed or refused until it is added here.
+// unavailable: only one that holds none of the sealed fields (a request's
+// words, an audit event, a webhook secret). Types named one by one, so that
+// a new response type is sealed or refused until it is added here.
 bool HoldsNoSealedField(const google::protobuf::Message& response) {
   static const char* const kPlainTypes[] = {
       "google.protobuf.Empty", "lockbox.v1.EncryptionPolicy", "lockbox.v1.KeyVersion",
       "lockbox.v1.Grant",      "lockbox.v1.LockboxPolicy",
   };
+  // A request answered while its words could not be opened (a cancel while
+  // the key is revoked) holds none of them.
+  if (const auto* request = dynamic_cast<const v1::AccessRequest*>(&response)) {
+    if (!request->justification().empty()) return false;
+    for (const v1::Decision& d : request->decisions()) {
+      if (!d.comment().empty()) return false;
+    }
+    return true;
+  }
   const std::string& type = response.GetDescriptor()->full_name();
   bool listed = false;
   for (const char* t : kPlainTypes) listed = listed || type == t;

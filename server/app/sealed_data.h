@@ -98,10 +98,10 @@ class Sealer {
 
   // A stored response of an idempotent call for `tenant` ("" for calls that
   // name none: kept plain), sealed and opened. Kept plain too while the
-  // tenant's key is unavailable when the response's type holds no sealed
-  // field (an encryption policy, a grant, Empty...), so that disabling or
-  // enabling a policy is remembered; any other response then fails
-  // FAILED_PRECONDITION KEY_UNAVAILABLE.
+  // tenant's key is unavailable when the response holds no sealed field
+  // (an encryption policy, a grant, Empty..., or a request whose words all
+  // read empty), so that disabling or enabling a policy is remembered; any
+  // other response then fails FAILED_PRECONDITION KEY_UNAVAILABLE.
   absl::StatusOr<std::string> SealResponse(Transaction& tx, const std::string& tenant,
                                            const std::string& row,
                                            const google::protobuf::Message& response) const;

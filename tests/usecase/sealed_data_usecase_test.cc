@@ -599,6 +599,10 @@ TEST_F(SealedDataTest, AResponseWithSealedFieldsIsNeverStoredPlain) {
     request.set_justification(kJustification);
     auto stored = uc().sealer().SealResponse(tx, "ma", "row", request);
     EXPECT_EQ(ErrorReason(stored.status()), "KEY_UNAVAILABLE") << *stored;
+    request.clear_justification();
+    request.add_unavailable_fields("justification");
+    stored = uc().sealer().SealResponse(tx, "ma", "row", request);
+    EXPECT_TRUE(stored.ok()) << stored.status();
     v1::EncryptionPolicy policy;
     policy.set_name("tenants/ma/encryptionPolicies/cmk");
     stored = uc().sealer().SealResponse(tx, "ma", "row", policy);
