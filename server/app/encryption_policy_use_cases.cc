@@ -99,8 +99,7 @@ absl::Status Notify(const Sealer& sealer, Transaction& tx, absl::string_view act
   const std::string tenant = TenantOfName(p.name());
   ASSIGN_OR_RETURN(std::vector<std::string> admins,
                    tx.tenancy().ContactEmails(Role::kTenantAdmin, tenant, ""));
-  return EnqueueWithoutWords(sealer, tx, EncryptionPolicyMessages(action, p, by, admins, now),
-                             now);
+  return EnqueueWithoutWords(sealer, tx, EncryptionPolicyMessages(action, p, by, admins, now), now);
 }
 
 // The audit event and the e-mails of one change.

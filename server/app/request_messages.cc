@@ -67,8 +67,8 @@ absl::Status EnqueueWithoutWords(const Sealer& sealer, Transaction& tx,
   return tx.outbox().EnqueueMessages(messages, now);
 }
 
-absl::Status NotifyIdentityChanged(const Sealer& sealer, Transaction& tx,
-                                   const std::string& tenant, const v1::TenantIdentity& before,
+absl::Status NotifyIdentityChanged(const Sealer& sealer, Transaction& tx, const std::string& tenant,
+                                   const v1::TenantIdentity& before,
                                    const v1::TenantIdentity& after, const std::string& changed_by,
                                    absl::Time now) {
   ASSIGN_OR_RETURN(std::vector<std::string> admins,

@@ -42,8 +42,8 @@ absl::Status EnqueueWithoutWords(const Sealer& sealer, Transaction& tx,
 
 // Puts the e-mails telling the tenant's admins that its identity
 // configuration changed in this transaction's outbox (EnqueueWithoutWords).
-absl::Status NotifyIdentityChanged(const Sealer& sealer, Transaction& tx,
-                                   const std::string& tenant, const v1::TenantIdentity& before,
+absl::Status NotifyIdentityChanged(const Sealer& sealer, Transaction& tx, const std::string& tenant,
+                                   const v1::TenantIdentity& before,
                                    const v1::TenantIdentity& after, const std::string& changed_by,
                                    absl::Time now);
 

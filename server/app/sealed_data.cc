@@ -25,9 +25,9 @@ FieldLocation AuditField(const v1::AuditEvent& e, std::string field) {
 // sealed message at another recipient (and sets it PENDING again) gets a
 // body that does not open, not the justification mailed to them.
 FieldLocation BodyField(const OutboundMessage& m) {
-  return FieldLocation{TenantOfName(m.resource), "outbox", m.id,
-                       absl::StrCat("body/", v1::Notification::Channel_Name(m.channel), "/",
-                                    m.recipient)};
+  return FieldLocation{
+      TenantOfName(m.resource), "outbox", m.id,
+      absl::StrCat("body/", v1::Notification::Channel_Name(m.channel), "/", m.recipient)};
 }
 
 FieldLocation WebhookSecretField(const std::string& tenant) {

@@ -289,7 +289,6 @@ TEST_F(AuditSigningTest, EachCheckpointIsCheckedWithTheKeyItsIdNames) {
   EXPECT_FALSE(ChainVerifier::Create(std::vector<std::string>{new_pem, "junk"}, {}).ok());
 }
 
-
 // Events linked into a chain, in order.
 std::vector<v1::AuditEvent> Linked(std::vector<v1::AuditEvent> events) {
   std::string previous;
@@ -343,17 +342,17 @@ TEST(OpenedLines, CannotChangeWhatTheLogRecords) {
   EXPECT_FALSE(r->ok());
   EXPECT_EQ(r->first_bad_event(), events[1].name());
 
-  std::string policy_off = ExportJsonLine(Opened(events[0], {{"require_signed_decisions", "false"}})) +
-                           plain;
+  std::string policy_off =
+      ExportJsonLine(Opened(events[0], {{"require_signed_decisions", "false"}})) + plain;
   r = VerifyLines(policy_off);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_FALSE(r->ok()) << r->detail();
   EXPECT_EQ(r->first_bad_event(), events[1].name());
 
-  std::string internal = ExportJsonLine(events[0]) +
-                         ExportJsonLine(Opened(events[1], {{"stage", "INTERNAL_REVIEW"},
-                                                           {"comment", "fine"}})) +
-                         ExportJsonLine(events[1]);
+  std::string internal =
+      ExportJsonLine(events[0]) +
+      ExportJsonLine(Opened(events[1], {{"stage", "INTERNAL_REVIEW"}, {"comment", "fine"}})) +
+      ExportJsonLine(events[1]);
   r = VerifyLines(internal);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_FALSE(r->ok()) << r->detail();

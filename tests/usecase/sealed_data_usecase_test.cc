@@ -580,8 +580,7 @@ TEST_F(SealedDataTest, AServerWithoutAKeyModuleWritesNothingOfASealedTenantInPla
     EXPECT_EQ(ErrorReason(none.SealWebhookSecret(tx, "ma", kSecret).status()), "KEY_UNAVAILABLE");
     v1::AccessRequest request;
     request.set_justification(kJustification);
-    EXPECT_EQ(ErrorReason(none.SealResponse(tx, "ma", "row", request).status()),
-              "KEY_UNAVAILABLE");
+    EXPECT_EQ(ErrorReason(none.SealResponse(tx, "ma", "row", request).status()), "KEY_UNAVAILABLE");
     auto plain = none.KeyForNew(tx, "mb");
     EXPECT_TRUE(plain.ok() && !plain->has_value()) << plain.status();
     return absl::OkStatus();
@@ -657,9 +656,9 @@ TEST_F(SealedDataTest, PlainMessagesWhileRevokedHoldNoWords) {
     v1::AccessRequest none = half;
     none.clear_justification();
     none.add_unavailable_fields("justification");
-    EXPECT_TRUE(NotifyRequest(uc().sealer(), tx, RequestEvent::kExpired, none, nullptr,
-                              app_->clock().Now())
-                    .ok());
+    EXPECT_TRUE(
+        NotifyRequest(uc().sealer(), tx, RequestEvent::kExpired, none, nullptr, app_->clock().Now())
+            .ok());
     return absl::OkStatus();
   });
   ASSERT_TRUE(s.ok()) << s;
