@@ -110,6 +110,18 @@ std::vector<Delivery> DeliveryWorker::Claim(int slots) {
         absl::Status opened =
             options_.sealer == nullptr ? absl::OkStatus() : options_.sealer->OpenDelivery(tx, &d);
         if (absl::IsUnavailable(opened)) return opened;
+        if (ReasonOf(opened) == reason::kKeyBindingMismatch) {
+          // Changed in the database (its body, or where it goes): no key
+          // will ever open it, so it fails for good rather than waiting.
+          RETURN_IF_ERROR(
+              tx.outbox()
+                  .RecordAttempt(
+                      d.message.id, token, false,
+                      absl::StrCat("the sealed message does not open: ", opened.message()),
+                      /*give_up=*/true, absl::ZeroDuration(), options_.clock->Now())
+                  .status());
+          continue;
+        }
         if (!opened.ok()) {
           waiting.push_back(d.message.id);
           why = opened;

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "server/app/audit_events.h"
 #include "server/app/list_page.h"
+#include "server/app/request_messages.h"
 #include "server/domain/aead.h"
 #include "server/domain/authorization.h"
 #include "server/domain/encryption_policy.h"
@@ -99,12 +100,12 @@ absl::StatusOr<StoredKeyVersion> MakeKeyVersion(KeyModule& module, const std::st
 }
 
 // The e-mails to the tenant's admins, in this transaction's outbox.
-absl::Status Notify(Transaction& tx, absl::string_view action, const v1::EncryptionPolicy& p,
-                    const std::string& by, absl::Time now) {
+absl::Status Notify(const Sealer& sealer, Transaction& tx, absl::string_view action,
+                    const v1::EncryptionPolicy& p, const std::string& by, absl::Time now) {
   const std::string tenant = TenantOfName(p.name());
   ASSIGN_OR_RETURN(std::vector<std::string> admins,
                    tx.tenancy().ContactEmails(Role::kTenantAdmin, tenant, ""));
-  return tx.outbox().EnqueueMessages(EncryptionPolicyMessages(action, p, by, admins, now), now);
+  return EnqueueWithoutWords(sealer, tx, EncryptionPolicyMessages(action, p, by, admins, now), now);
 }
 
 // The audit event and the e-mails of one change.
@@ -116,7 +117,7 @@ absl::Status Record(const UseCaseRunner& runner, Transaction& tx, const Actor& a
   PolicyDetails(p, &e);
   if (more) more(&e);
   RETURN_IF_ERROR(runner.audit_log().Append(tx, &e));
-  return Notify(tx, action, p, a.principal.spiffe_id, now);
+  return Notify(runner.sealer(), tx, action, p, a.principal.spiffe_id, now);
 }
 
 }  // namespace

@@ -278,8 +278,8 @@ absl::StatusOr<v1::TenantIdentity> PolicyUseCases::UpdateTenantIdentity(
         IdentityDetails(before, "before.", &e);
         IdentityDetails(identity, "after.", &e);
         RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
-        RETURN_IF_ERROR(
-            NotifyIdentityChanged(tx, tenant, before, identity, a.principal.spiffe_id, now));
+        RETURN_IF_ERROR(NotifyIdentityChanged(runner().sealer(), tx, tenant, before, identity,
+                                              a.principal.spiffe_id, now));
         return identity;
       });
 }

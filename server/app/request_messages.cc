@@ -19,14 +19,27 @@ absl::StatusOr<Contacts> ContactsFor(Transaction& tx, const v1::AccessRequest& r
 
 namespace {
 
+// Whether messages built from `r` hold none of its people's words: a
+// field that could not be opened reads empty, so only when every one of
+// them is empty (one that opened, e.g. under a version still enabled, would
+// otherwise go out of the outbox in plain text).
+bool HoldsNoWords(const v1::AccessRequest& r) {
+  if (!r.justification().empty()) return false;
+  for (const v1::Decision& d : r.decisions()) {
+    if (!d.comment().empty()) return false;
+  }
+  return true;
+}
+
 absl::Status Enqueue(const Sealer& sealer, Transaction& tx, const v1::AccessRequest& r,
                      std::vector<OutboundMessage> messages, absl::Time now) {
   std::vector<OutboundMessage> stored = messages;
   absl::Status sealed = sealer.SealMessages(tx, &stored);
   if (sealed.ok()) return tx.outbox().EnqueueMessages(stored, now);
-  // Built from a request whose sealed fields could not be opened either,
-  // they hold none of them: stored as they are rather than lost.
-  bool nothing_to_hide = r.unavailable_reason() == v1::KEY_UNAVAILABLE;
+  // Built from a request whose sealed fields could not be opened either
+  // (a sweep while the key is revoked), they hold none of them: stored as
+  // they are rather than lost.
+  bool nothing_to_hide = r.unavailable_reason() == v1::KEY_UNAVAILABLE && HoldsNoWords(r);
   if (!(nothing_to_hide && ReasonOf(sealed) == "KEY_UNAVAILABLE")) return sealed;
   return tx.outbox().EnqueueMessages(messages, now);
 }
@@ -45,14 +58,23 @@ absl::Status NotifyGrantEnded(const Sealer& sealer, Transaction& tx, const v1::G
   return Enqueue(sealer, tx, request, GrantEndedMessages(grant, request, contacts, now), now);
 }
 
-absl::Status NotifyIdentityChanged(Transaction& tx, const std::string& tenant,
+absl::Status EnqueueWithoutWords(const Sealer& sealer, Transaction& tx,
+                                 std::vector<OutboundMessage> messages, absl::Time now) {
+  std::vector<OutboundMessage> stored = messages;
+  absl::Status sealed = sealer.SealMessages(tx, &stored);
+  if (sealed.ok()) return tx.outbox().EnqueueMessages(stored, now);
+  if (ReasonOf(sealed) != "KEY_UNAVAILABLE") return sealed;
+  return tx.outbox().EnqueueMessages(messages, now);
+}
+
+absl::Status NotifyIdentityChanged(const Sealer& sealer, Transaction& tx, const std::string& tenant,
                                    const v1::TenantIdentity& before,
                                    const v1::TenantIdentity& after, const std::string& changed_by,
                                    absl::Time now) {
   ASSIGN_OR_RETURN(std::vector<std::string> admins,
                    tx.tenancy().ContactEmails(Role::kTenantAdmin, tenant, ""));
-  return tx.outbox().EnqueueMessages(
-      IdentityChangedMessages(before, after, changed_by, admins, now), now);
+  return EnqueueWithoutWords(sealer, tx,
+                             IdentityChangedMessages(before, after, changed_by, admins, now), now);
 }
 
 }  // namespace lockbox

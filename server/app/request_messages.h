@@ -20,8 +20,9 @@ absl::StatusOr<Contacts> ContactsFor(Transaction& tx, const v1::AccessRequest& r
 // their bodies sealed for a sealed tenant (Sealer::SealMessages): that
 // fails with KEY_UNAVAILABLE while its key cannot be used, unless the
 // request's sealed fields could not be opened either (a sweep while the
-// key is revoked): then the messages, which hold none of them, are stored
-// as they are.
+// key is revoked) and it holds no other words (every justification and
+// comment reads empty): then the messages, which hold none, are stored as
+// they are.
 
 // Puts the messages for `event` in this transaction's outbox.
 absl::Status NotifyRequest(const Sealer& sealer, Transaction& tx, RequestEvent event,
@@ -32,9 +33,16 @@ absl::Status NotifyRequest(const Sealer& sealer, Transaction& tx, RequestEvent e
 absl::Status NotifyGrantEnded(const Sealer& sealer, Transaction& tx, const v1::Grant& grant,
                               const v1::AccessRequest& request, absl::Time now);
 
+// Puts messages that hold no person's words (a policy's or an identity
+// configuration's change) in this transaction's outbox: sealed for a sealed
+// tenant when its key can be used, else as they are (these changes must be
+// told, and can be made, while the key is revoked).
+absl::Status EnqueueWithoutWords(const Sealer& sealer, Transaction& tx,
+                                 std::vector<OutboundMessage> messages, absl::Time now);
+
 // Puts the e-mails telling the tenant's admins that its identity
-// configuration changed in this transaction's outbox.
-absl::Status NotifyIdentityChanged(Transaction& tx, const std::string& tenant,
+// configuration changed in this transaction's outbox (EnqueueWithoutWords).
+absl::Status NotifyIdentityChanged(const Sealer& sealer, Transaction& tx, const std::string& tenant,
                                    const v1::TenantIdentity& before,
                                    const v1::TenantIdentity& after, const std::string& changed_by,
                                    absl::Time now);

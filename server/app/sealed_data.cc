@@ -21,8 +21,13 @@ FieldLocation AuditField(const v1::AuditEvent& e, std::string field) {
   return FieldLocation{e.tenant(), "audit_events", absl::StrCat(e.sequence()), std::move(field)};
 }
 
+// The body is bound to where it goes too: a database writer who points a
+// sealed message at another recipient (and sets it PENDING again) gets a
+// body that does not open, not the justification mailed to them.
 FieldLocation BodyField(const OutboundMessage& m) {
-  return FieldLocation{TenantOfName(m.resource), "outbox", m.id, "body"};
+  return FieldLocation{
+      TenantOfName(m.resource), "outbox", m.id,
+      absl::StrCat("body/", v1::Notification::Channel_Name(m.channel), "/", m.recipient)};
 }
 
 FieldLocation WebhookSecretField(const std::string& tenant) {
@@ -33,7 +38,19 @@ FieldLocation WebhookSecretField(const std::string& tenant) {
 
 absl::StatusOr<std::optional<VersionKey>> Sealer::KeyForNew(Transaction& tx,
                                                             const std::string& tenant) const {
-  if (ring_ == nullptr || tenant.empty() || tenant == "-") return std::optional<VersionKey>();
+  if (tenant.empty() || tenant == "-") return std::optional<VersionKey>();
+  if (ring_ == nullptr) {
+    // A replica without a key module must not write a sealed tenant's data
+    // in plain text: it answers as the key's absence would.
+    ASSIGN_OR_RETURN(std::optional<v1::EncryptionPolicy> policy,
+                     tx.keys().LockboxDataPolicy(tenant));
+    if (policy) {
+      return Error(absl::StatusCode::kFailedPrecondition, reason::kKeyUnavailable,
+                   absl::StrCat("the data of tenant ", tenant,
+                                " is sealed and this server has no key module to seal it"));
+    }
+    return std::optional<VersionKey>();
+  }
   return ring_->SealingKeyForNew(&tx, tenant);
 }
 
@@ -168,22 +185,57 @@ absl::StatusOr<std::string> Sealer::OpenWebhookSecret(Transaction& tx, const std
   return Open(tx, WebhookSecretField(tenant), stored);
 }
 
+namespace {
+
+// Whether a stored response may be kept plain while its tenant's key is
+// unavailable: only one that holds none of the sealed fields (a request's
+// words, an audit event, a webhook secret). Types named one by one, so that
+// a new response type is sealed or refused until it is added here.
+bool HoldsNoSealedField(const google::protobuf::Message& response) {
+  static const char* const kPlainTypes[] = {
+      "google.protobuf.Empty", "lockbox.v1.EncryptionPolicy", "lockbox.v1.KeyVersion",
+      "lockbox.v1.Grant",      "lockbox.v1.LockboxPolicy",
+  };
+  // A request answered while its words could not be opened (a cancel while
+  // the key is revoked) holds none of them.
+  if (const auto* request = dynamic_cast<const v1::AccessRequest*>(&response)) {
+    if (!request->justification().empty()) return false;
+    for (const v1::Decision& d : request->decisions()) {
+      if (!d.comment().empty()) return false;
+    }
+    return true;
+  }
+  const std::string& type = response.GetDescriptor()->full_name();
+  bool listed = false;
+  for (const char* t : kPlainTypes) listed = listed || type == t;
+  if (!listed) return false;
+  // Input only, never returned; checked all the same.
+  if (const auto* policy = dynamic_cast<const v1::LockboxPolicy*>(&response)) {
+    return policy->webhook_secret().empty();
+  }
+  return true;
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> Sealer::SealResponse(Transaction& tx, const std::string& tenant,
                                                  const std::string& row,
-                                                 absl::string_view bytes) const {
+                                                 const google::protobuf::Message& response) const {
+  FieldLocation at{tenant, "idempotency_keys", row, "response"};
   absl::StatusOr<std::optional<VersionKey>> key = KeyForNew(tx, tenant);
   // The changes a tenant makes while its key is revoked (disabling or
   // enabling its encryption policy above all, and the policy's own change
   // to DISABLED in this very transaction) must still be remembered, or a
   // retried request_id could not be answered and every such change with one
-  // would fail. Their responses hold none of the sealed fields (the calls
-  // that return those are refused while the key is unavailable), so they
-  // are stored plain then.
-  if (!key.ok() && ReasonOf(key.status()) == reason::kKeyUnavailable) {
-    return Seal(std::nullopt, FieldLocation{tenant, "idempotency_keys", row, "response"}, bytes);
+  // would fail. Only responses that hold none of the sealed fields are
+  // stored plain then; any other (the key went away mid-transaction) is
+  // refused, and the transaction with it.
+  if (!key.ok() && ReasonOf(key.status()) == reason::kKeyUnavailable &&
+      HoldsNoSealedField(response)) {
+    return Seal(std::nullopt, at, response.SerializeAsString());
   }
   if (!key.ok()) return key.status();
-  return Seal(*key, FieldLocation{tenant, "idempotency_keys", row, "response"}, bytes);
+  return Seal(*key, at, response.SerializeAsString());
 }
 
 absl::StatusOr<std::string> Sealer::OpenResponse(Transaction& tx, const std::string& tenant,

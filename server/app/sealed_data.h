@@ -13,7 +13,10 @@
 //   access_requests/<request id>/justification
 //   access_requests/<request id>/decisions/<index>/comment
 //   audit_events/<sequence>/justification, .../details/<key>
-//   outbox/<message id>/body        (the tenant its resource names)
+//   outbox/<message id>/body/<channel>/<recipient>
+//                                   (the tenant its resource names; the
+//                                   channel's enum name, then the address
+//                                   or URL it goes to)
 //   lockbox_policies/<tenant>/webhook_secret
 //   idempotency_keys/<owner> <request id>/response
 //
@@ -37,12 +40,13 @@ namespace lockbox {
 
 // The details keys of an audit event that carry a person's words (sealed
 // like the justification).
-inline constexpr const char* kSealedDetails[] = {"comment", "reason"};
+inline constexpr const auto& kSealedDetails = kSealedAuditDetails;
 
 class Sealer {
  public:
-  // `ring` (not owned; may be null: nothing is sealed, values are stored as
-  // plain fields) outlives the sealer.
+  // `ring` (not owned; may be null: a server without a key module, which
+  // stores plain tenants' values as plain fields and refuses
+  // KEY_UNAVAILABLE to write or open a sealed tenant's) outlives the sealer.
   explicit Sealer(KeyRing* ring) : ring_(ring) {}
 
   // The key new values of `tenant` are sealed with: nullopt when no policy
@@ -94,10 +98,13 @@ class Sealer {
 
   // A stored response of an idempotent call for `tenant` ("" for calls that
   // name none: kept plain), sealed and opened. Kept plain too while the
-  // tenant's key is unavailable (the changes allowed then return no sealed
-  // field), so that disabling or enabling a policy is remembered.
+  // tenant's key is unavailable when the response holds no sealed field
+  // (an encryption policy, a grant, Empty..., or a request whose words all
+  // read empty), so that disabling or enabling a policy is remembered; any
+  // other response then fails FAILED_PRECONDITION KEY_UNAVAILABLE.
   absl::StatusOr<std::string> SealResponse(Transaction& tx, const std::string& tenant,
-                                           const std::string& row, absl::string_view bytes) const;
+                                           const std::string& row,
+                                           const google::protobuf::Message& response) const;
   absl::StatusOr<std::string> OpenResponse(Transaction& tx, const std::string& tenant,
                                            const std::string& row, absl::string_view stored) const;
 

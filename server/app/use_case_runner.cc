@@ -347,9 +347,9 @@ absl::Status UseCaseRunner::Remember(Transaction& tx, const std::string& tenant,
                                      const std::string& request_id, const std::string& request_hash,
                                      const google::protobuf::Message& response,
                                      absl::Time now) const {
-  ASSIGN_OR_RETURN(std::string stored,
-                   sealer_.SealResponse(tx, tenant, absl::StrCat(owner, " ", request_id),
-                                        response.SerializeAsString()));
+  ASSIGN_OR_RETURN(
+      std::string stored,
+      sealer_.SealResponse(tx, tenant, absl::StrCat(owner, " ", request_id), response));
   return tx.operations().PutIdempotencyRecord(
       owner, request_id, IdempotencyRecord{std::string(method), request_hash, std::move(stored)},
       now);

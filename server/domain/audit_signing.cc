@@ -104,25 +104,55 @@ std::string CsvTime(const v1::AuditEvent& e, bool has, const google::protobuf::T
   return has ? absl::FormatTime(absl::RFC3339_full, TimeOf(t), absl::UTCTimeZone()) : "";
 }
 
+// The value a person wrote, from a stored field that may carry it sealed
+// or escaped (sealed_field.h): a sealed one from the opened line when it
+// has it (else left sealed: returns false), an escaped plain one unescaped.
+bool AsWritten(const std::string* opened, std::string* value) {
+  if (IsSealedFieldText(*value)) {
+    if (opened == nullptr) return false;
+    *value = *opened;
+    return true;
+  }
+  absl::StatusOr<StoredField> f = ParseFieldText(*value);
+  if (f.ok()) *value = std::move(f->plain);
+  return true;
+}
+
 // A decision event's signature against the tenant's bundle, and the
 // policy's require_signed_decisions as the log records it. Returns why the
-// event fails, or "".
+// event fails, or "". `unchecked` is set when it is a signed decision whose
+// sealed comment the export does not open.
 std::string CheckDecision(const v1::AuditEvent& stored, const v1::OpenedAuditFields* opened,
                           const std::string& bundle, bool* required, int64_t* verified,
-                          int64_t* sealed_unchecked) {
+                          bool* unchecked) {
+  *unchecked = false;
   // A sealed tenant's reviewer signed the comment, not its sealed form:
-  // checked over the opened comment of a decrypted export, and otherwise
-  // counted as not checkable without the tenant's key.
+  // checked over the opened comment of a decrypted export. Nothing ties an
+  // opened line to the chain, so it fills only the fields stored sealed
+  // (the chain covers that they are), never a stage, a policy's
+  // require_signed_decisions or any other detail: whoever edits an export
+  // can change what an opened comment says (and so fail its signature),
+  // not what the log records.
   v1::AuditEvent e = stored;
-  if (opened != nullptr && opened->event() == e.name()) {
-    for (const auto& [k, v] : opened->details()) (*e.mutable_details())[k] = v;
-    if (!opened->justification().empty()) e.set_justification(opened->justification());
+  if (opened != nullptr && opened->event() != e.name()) opened = nullptr;
+  const std::string* justification =
+      opened != nullptr && !opened->justification().empty() ? &opened->justification() : nullptr;
+  AsWritten(justification, e.mutable_justification());
+  bool comment_sealed = false;
+  for (const char* k : kSealedAuditDetails) {
+    auto it = e.mutable_details()->find(k);
+    if (it == e.mutable_details()->end()) continue;
+    const std::string* plain = nullptr;
+    if (opened != nullptr) {
+      auto o = opened->details().find(k);
+      if (o != opened->details().end()) plain = &o->second;
+    }
+    bool read = AsWritten(plain, &it->second);
+    if (!read && it->first == "comment") comment_sealed = true;
   }
   const auto& details = e.details();
-  auto comment = details.find("comment");
-  if (comment != details.end() && IsSealedFieldText(comment->second) &&
-      details.count("evidence.signature") != 0) {
-    ++*sealed_unchecked;
+  if (comment_sealed && details.count("evidence.signature") != 0) {
+    *unchecked = true;
     return "";
   }
   if (e.action() == "lockbox_policy.update" || e.action() == "tenant.create") {
@@ -598,11 +628,13 @@ absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(
   // Decision signatures, checked on the events the chain has verified.
   bool signatures_required = false;
   int64_t signed_decisions = 0, sealed_unchecked = 0;
-  std::string decision_failure, bad_event;
+  std::string decision_failure, bad_event, first_unchecked;
+  bool decrypted = false;
   std::optional<v1::OpenedAuditFields> opened;
   for (; have_line || std::getline(in, line); have_line = false) {
     if (line.empty() || IsSealingKeyLine(line)) continue;
     if (IsOpenedLine(line)) {
+      decrypted = true;
       opened.emplace();
       RETURN_IF_ERROR(ParseOpenedLine(line, &*opened));
       continue;
@@ -616,9 +648,11 @@ absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(
     }
     if (!verifier.Add(e)) break;
     if (tenant_ca_bundle_pem.empty()) continue;
+    bool unchecked = false;
     decision_failure = CheckDecision(e, opened ? &*opened : nullptr, tenant_ca_bundle_pem,
-                                     &signatures_required, &signed_decisions, &sealed_unchecked);
+                                     &signatures_required, &signed_decisions, &unchecked);
     opened.reset();
+    if (unchecked && sealed_unchecked++ == 0) first_unchecked = e.name();
     if (!decision_failure.empty()) {
       bad_event = e.name();
       break;
@@ -626,6 +660,15 @@ absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(
   }
   v1::VerifyAuditLogResponse verdict = verifier.Finish();
   verdict.set_verified_decision_signatures(signed_decisions);
+  // A decrypted export opens every sealed field of every event (the
+  // decrypter fails otherwise): a signed decision it leaves sealed had its
+  // opened line removed, which would hide a signature that does not verify.
+  if (decision_failure.empty() && verdict.ok() && decrypted && sealed_unchecked > 0) {
+    decision_failure =
+        "a signed decision whose sealed comment the decrypted export does not open (its opened "
+        "line is missing): its signature cannot be checked";
+    bad_event = first_unchecked;
+  }
   if (!decision_failure.empty()) {
     verdict.set_ok(false);
     verdict.set_first_bad_event(bad_event);
@@ -634,10 +677,17 @@ absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(
     verdict.set_detail(absl::StrCat(verdict.detail(), "; verified ", signed_decisions,
                                     " decision signatures against the tenant's CA bundle"));
     if (sealed_unchecked > 0) {
-      verdict.set_detail(absl::StrCat(verdict.detail(), "; ", sealed_unchecked,
-                                      " signed decisions have sealed comments and were not "
-                                      "checked (decrypt the export with the tenant's key: "
-                                      "lockboxctl audit decrypt)"));
+      // Not a failure (nothing is proven wrong) but not a verification
+      // either: lockboxd holds the tenant data key and could have sealed
+      // any comment beside any signature.
+      verdict.set_detail(absl::StrCat(
+          "NOT VERIFIED: ", sealed_unchecked,
+          " signed decisions have sealed comments and their signatures were NOT checked "
+          "(first: ",
+          first_unchecked,
+          "); decrypt the export to check them (lockboxctl audit decrypt), then verify the "
+          "decrypted export. ",
+          verdict.detail()));
     }
   }
   return verdict;

@@ -30,6 +30,11 @@ namespace lockbox {
 inline constexpr absl::string_view kSealedPrefix = "lbs1:";
 inline constexpr absl::string_view kEscapedPlainPrefix = "lbs0:";
 
+// The details keys of an audit event that carry a person's words, stored
+// like its justification (sealed for a sealed tenant, escaped when plain).
+// The offline verifier takes only these from a decrypted export.
+inline constexpr const char* kSealedAuditDetails[] = {"comment", "reason"};
+
 // Where a sealed value lives: the AAD names all of it.
 struct FieldLocation {
   std::string tenant;

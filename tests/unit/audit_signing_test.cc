@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <sstream>
 
 #include "server/domain/audit_chain.h"
@@ -286,6 +287,118 @@ TEST_F(AuditSigningTest, EachCheckpointIsCheckedWithTheKeyItsIdNames) {
 
   EXPECT_EQ(AuditKeyId("not a key").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(ChainVerifier::Create(std::vector<std::string>{new_pem, "junk"}, {}).ok());
+}
+
+// Events linked into a chain, in order.
+std::vector<v1::AuditEvent> Linked(std::vector<v1::AuditEvent> events) {
+  std::string previous;
+  for (size_t i = 0; i < events.size(); ++i) {
+    v1::AuditEvent& e = events[i];
+    e.set_tenant("t");
+    e.set_sequence(static_cast<int64_t>(i) + 1);
+    e.set_name("tenants/t/auditEvents/" + std::to_string(i + 1));
+    *e.mutable_event_time() = ToProto(absl::FromUnixSeconds(1'800'000'000 + i));
+    e.set_previous_hash(previous);
+    e.set_hash(ChainHash(previous, e));
+    previous = e.hash();
+  }
+  return events;
+}
+
+v1::AuditEvent Event(const std::string& action, std::map<std::string, std::string> details) {
+  v1::AuditEvent e;
+  e.set_action(action);
+  e.set_actor("spiffe://lockbox/tenant/t/user/dana");
+  e.set_resource("tenants/t/accessRequests/r1");
+  for (auto& [k, v] : details) (*e.mutable_details())[k] = v;
+  return e;
+}
+
+v1::OpenedAuditFields Opened(const v1::AuditEvent& e, std::map<std::string, std::string> details) {
+  v1::OpenedAuditFields o;
+  o.set_event(e.name());
+  for (auto& [k, v] : details) (*o.mutable_details())[k] = v;
+  return o;
+}
+
+// The CA bundle is read only to check a signature's chain, after the
+// signature itself: none of these get that far.
+constexpr char kBundle[] = "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n";
+
+absl::StatusOr<v1::VerifyAuditLogResponse> VerifyLines(const std::string& file) {
+  std::istringstream in(file);
+  return VerifyAuditExport(in, "", kBundle);
+}
+
+// An {"opened":...} line is not covered by the chain: it may fill only the
+// fields the event stores sealed, never a policy's require_signed_decisions
+// or a decision's stage.
+TEST(OpenedLines, CannotChangeWhatTheLogRecords) {
+  auto events = Linked({Event("lockbox_policy.update", {{"require_signed_decisions", "true"}}),
+                        Event("access_request.approve", {{"stage", "CUSTOMER_REVIEW"}})});
+  std::string plain = ExportJsonLine(events[0]) + ExportJsonLine(events[1]);
+  auto r = VerifyLines(plain);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->ok());
+  EXPECT_EQ(r->first_bad_event(), events[1].name());
+
+  std::string policy_off =
+      ExportJsonLine(Opened(events[0], {{"require_signed_decisions", "false"}})) + plain;
+  r = VerifyLines(policy_off);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->ok()) << r->detail();
+  EXPECT_EQ(r->first_bad_event(), events[1].name());
+
+  std::string internal =
+      ExportJsonLine(events[0]) +
+      ExportJsonLine(Opened(events[1], {{"stage", "INTERNAL_REVIEW"}, {"comment", "fine"}})) +
+      ExportJsonLine(events[1]);
+  r = VerifyLines(internal);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->ok()) << r->detail();
+  EXPECT_EQ(r->first_bad_event(), events[1].name());
+}
+
+// lockboxd holds the tenant data key: a sealed comment beside a junk
+// signature must not pass as verified. Without the opened comment it is
+// reported as not verified; a decrypted export without it fails; with it,
+// the signature is checked (and the junk fails).
+TEST(OpenedLines, ASealedSignedDecisionIsNeverPassedAsVerified) {
+  auto events = Linked(
+      {Event("access_request.create", {}),
+       Event("access_request.approve", {{"stage", "CUSTOMER_REVIEW"},
+                                        {"comment", "lbs1:cmk:1:AAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+                                        {"evidence.signature", "AAAA"},
+                                        {"evidence.etag", "e1"},
+                                        {"evidence.sign_time", "2027-01-15T10:00:00.000000Z"}})});
+  events = Linked({events[0], events[1]});
+  std::string sealed = ExportJsonLine(events[0]) + ExportJsonLine(events[1]);
+  auto r = VerifyLines(sealed);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->ok()) << r->detail();
+  EXPECT_EQ(r->verified_decision_signatures(), 0);
+  EXPECT_EQ(r->detail().rfind("NOT VERIFIED: 1 signed decisions", 0), 0u) << r->detail();
+
+  // "Decrypted", with the opened line of the signed decision removed.
+  events[0].set_justification("lbs1:cmk:1:AAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+  events = Linked({events[0], events[1]});
+  v1::OpenedAuditFields create;
+  create.set_event(events[0].name());
+  create.set_justification("why");
+  std::string stripped =
+      ExportJsonLine(create) + ExportJsonLine(events[0]) + ExportJsonLine(events[1]);
+  r = VerifyLines(stripped);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->ok()) << r->detail();
+  EXPECT_EQ(r->first_bad_event(), events[1].name());
+
+  std::string opened = ExportJsonLine(create) + ExportJsonLine(events[0]) +
+                       ExportJsonLine(Opened(events[1], {{"comment", "approved"}})) +
+                       ExportJsonLine(events[1]);
+  r = VerifyLines(opened);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->ok()) << r->detail();
+  EXPECT_EQ(r->first_bad_event(), events[1].name());
 }
 
 }  // namespace

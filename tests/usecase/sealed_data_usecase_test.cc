@@ -19,6 +19,7 @@
 #include "lockbox/audit.h"
 #include "lockbox/decision.h"
 #include "server/app/background.h"
+#include "server/app/request_messages.h"
 #include "server/app/tenant_keys.h"
 #include "server/domain/lifecycle.h"
 #include "server/domain/names.h"
@@ -270,6 +271,25 @@ class SealedDataTest : public ::testing::Test {
     EXPECT_TRUE(opened.ok()) << opened.status();
     return out.str();
   }
+
+  // Approves `request` (in CUSTOMER_REVIEW) as dana, signing `comment`.
+  absl::StatusOr<v1::AccessRequest> SignedApprove(const v1::AccessRequest& request,
+                                                  const std::string& comment) {
+    v1::ApproveAccessRequestRequest r;
+    r.set_name(request.name());
+    r.set_etag(request.etag());
+    r.set_comment(comment);
+    DecisionToSign d{request.name(), request.etag(), v1::Decision::APPROVE, comment,
+                     ToProto(app_->clock().Now())};
+    ASSIGN_OR_RETURN(std::string signature, SignDecision(dana_.key_pem, d));
+    *r.mutable_signature()->mutable_sign_time() = d.sign_time;
+    r.mutable_signature()->set_signature(signature);
+    CallerIdentity dana = world_->tenant_a_admin;
+    dana.certificate_pem = dana_.certificate_pem;
+    return uc().requests().ApproveAccessRequest(dana, r);
+  }
+
+  std::string Query(const std::string& sql) { return app_->database().Query(sql); }
 
   TestCertificate ca_, dana_;
   std::unique_ptr<TestCertificateVerifier> verifier_;
@@ -535,6 +555,154 @@ TEST_F(SealedDataTest, ASealedSignedDecisionIsCheckedOnceDecrypted) {
   verdict = VerifyAuditExport(forged_in, "", ca_.certificate_pem);
   ASSERT_TRUE(verdict.ok()) << verdict.status();
   EXPECT_FALSE(verdict->ok());
+}
+
+// A replica started without a key module (no ring) must not write a sealed
+// tenant's data in plain text: it refuses as the key's absence would, and
+// still writes a plain tenant's.
+TEST_F(SealedDataTest, AServerWithoutAKeyModuleWritesNothingOfASealedTenantInPlain) {
+  ASSERT_TRUE(CreatePolicy().ok());
+  Sealer none(nullptr);
+  absl::Status s = app_->store().RunInTransaction([&](Transaction& tx) -> absl::Status {
+    auto key = none.KeyForNew(tx, "ma");
+    EXPECT_EQ(key.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(ErrorReason(key.status()), "KEY_UNAVAILABLE");
+    v1::AuditEvent e;
+    e.set_tenant("ma");
+    e.set_sequence(1);
+    e.set_justification(kJustification);
+    EXPECT_EQ(ErrorReason(none.SealAuditEvent(tx, &e)), "KEY_UNAVAILABLE");
+    std::vector<OutboundMessage> messages(1);
+    messages[0].id = "m1";
+    messages[0].resource = "tenants/ma/accessRequests/x";
+    messages[0].body = kJustification;
+    EXPECT_EQ(ErrorReason(none.SealMessages(tx, &messages)), "KEY_UNAVAILABLE");
+    EXPECT_EQ(ErrorReason(none.SealWebhookSecret(tx, "ma", kSecret).status()), "KEY_UNAVAILABLE");
+    v1::AccessRequest request;
+    request.set_justification(kJustification);
+    EXPECT_EQ(ErrorReason(none.SealResponse(tx, "ma", "row", request).status()), "KEY_UNAVAILABLE");
+    auto plain = none.KeyForNew(tx, "mb");
+    EXPECT_TRUE(plain.ok() && !plain->has_value()) << plain.status();
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(s.ok()) << s;
+}
+
+// With the key gone, a stored response is kept plain only when its type
+// holds no sealed field.
+TEST_F(SealedDataTest, AResponseWithSealedFieldsIsNeverStoredPlain) {
+  ASSERT_TRUE(CreatePolicy().ok());
+  ASSERT_TRUE(SetPolicyEnabled(false).ok());
+  absl::Status s = app_->store().RunInTransaction([&](Transaction& tx) -> absl::Status {
+    v1::AccessRequest request;
+    request.set_justification(kJustification);
+    auto stored = uc().sealer().SealResponse(tx, "ma", "row", request);
+    EXPECT_EQ(ErrorReason(stored.status()), "KEY_UNAVAILABLE") << *stored;
+    request.clear_justification();
+    request.add_unavailable_fields("justification");
+    stored = uc().sealer().SealResponse(tx, "ma", "row", request);
+    EXPECT_TRUE(stored.ok()) << stored.status();
+    v1::EncryptionPolicy policy;
+    policy.set_name("tenants/ma/encryptionPolicies/cmk");
+    stored = uc().sealer().SealResponse(tx, "ma", "row", policy);
+    EXPECT_TRUE(stored.ok()) << stored.status();
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(s.ok()) << s;
+}
+
+// A database writer points a sealed message at themselves and makes it due
+// again: the body is bound to its recipient, so it does not open, and the
+// message fails for good (it will never open) instead of waiting.
+TEST_F(SealedDataTest, ARedirectedSealedMessageFailsAndIsNeverSent) {
+  ASSERT_TRUE(CreatePolicy().ok());
+  ASSERT_TRUE(SetWebhook("ma", world_->tenant_a_admin).ok());
+  ASSERT_TRUE(Create(DemoWorld::kEnvironmentA, kJustification).ok());
+  ASSERT_NE(Query("SELECT count(*) FROM outbox WHERE resource LIKE 'tenants/ma/accessRequests/%'"),
+            "0");
+  app_->database().Exec(
+      "UPDATE outbox SET recipient = 'http://127.0.0.1:9/attacker' WHERE resource LIKE "
+      "'tenants/ma/accessRequests/%'");
+  RecordingSender sender;
+  {
+    DeliveryWorker worker = Worker(&sender);
+    for (int i = 0; i < 3; ++i) worker.RunOnce();
+  }
+  for (const Delivery& d : sender.Sent()) {
+    EXPECT_NE(d.message.recipient, "http://127.0.0.1:9/attacker");
+    EXPECT_FALSE(absl::StrContains(d.message.body, kJustification));
+  }
+  EXPECT_EQ(Query("SELECT count(*) FROM outbox WHERE recipient = 'http://127.0.0.1:9/attacker' AND "
+                  "state <> 3"),
+            "0");
+}
+
+// Messages built from a request while the key is revoked go out plain only
+// when they hold none of its words: a request with one field unopened and
+// another that opened (a version still enabled) is refused.
+TEST_F(SealedDataTest, PlainMessagesWhileRevokedHoldNoWords) {
+  ASSERT_TRUE(CreatePolicy().ok());
+  ASSERT_TRUE(SetWebhook("ma", world_->tenant_a_admin).ok());
+  auto made = Create(DemoWorld::kEnvironmentA, kJustification);
+  ASSERT_TRUE(made.ok()) << made.status();
+  ASSERT_TRUE(SetPolicyEnabled(false).ok());
+  v1::AccessRequest half = *made;
+  half.add_unavailable_fields("decisions[0].comment");
+  half.set_unavailable_reason(v1::KEY_UNAVAILABLE);
+  absl::Status s = app_->store().RunInTransaction([&](Transaction& tx) -> absl::Status {
+    absl::Status notified = NotifyRequest(uc().sealer(), tx, RequestEvent::kExpired, half, nullptr,
+                                          app_->clock().Now());
+    EXPECT_EQ(ErrorReason(notified), "KEY_UNAVAILABLE");
+    v1::AccessRequest none = half;
+    none.clear_justification();
+    none.add_unavailable_fields("justification");
+    EXPECT_TRUE(
+        NotifyRequest(uc().sealer(), tx, RequestEvent::kExpired, none, nullptr, app_->clock().Now())
+            .ok());
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_FALSE(absl::StrContains(Stored("ma"), kJustification));
+}
+
+// Policy-change and identity-change e-mails hold no person's words, but
+// are sealed like every other message while the key can be used.
+TEST_F(SealedDataTest, PolicyChangeMessagesAreSealed) {
+  app_->database().Exec(
+      "UPDATE role_bindings SET email = 'dana@example.com' WHERE tenant_id = 'ma' AND role = "
+      "'tenant.admin'");
+  ASSERT_TRUE(CreatePolicy().ok());
+  v1::UpdateEncryptionPolicyRequest r;
+  r.mutable_encryption_policy()->set_name(
+      absl::StrCat(DemoWorld::kTenantA, "/encryptionPolicies/cmk"));
+  r.mutable_encryption_policy()->set_display_name("Renamed");
+  r.mutable_update_mask()->add_paths("display_name");
+  auto updated = uc().encryption_policies().UpdateEncryptionPolicy(world_->tenant_a_admin, r);
+  ASSERT_TRUE(updated.ok()) << updated.status();
+  ASSERT_NE(Query("SELECT count(*) FROM outbox WHERE resource LIKE "
+                  "'tenants/ma/encryptionPolicies/%'"),
+            "0");
+  EXPECT_EQ(Query("SELECT count(*) FROM outbox WHERE resource LIKE "
+                  "'tenants/ma/encryptionPolicies/%' AND body NOT LIKE 'lbs1:%'"),
+            "0");
+}
+
+// A plain tenant's comment that begins like a sealed one is stored escaped
+// (lbs0:): the signature is checked over the comment as signed.
+TEST_F(SealedDataTest, AnEscapedPlainCommentsSignatureVerifies) {
+  auto made = Create(DemoWorld::kEnvironmentA, kJustification);
+  ASSERT_TRUE(made.ok()) << made.status();
+  auto internal = Approve(*made, "");
+  ASSERT_TRUE(internal.ok()) << internal.status();
+  ASSERT_EQ(internal->stage(), v1::AccessRequest::CUSTOMER_REVIEW);
+  auto approved = SignedApprove(*internal, "lbs1:looks sealed, is not");
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  std::string exported = ExportOf(DemoWorld::kTenantA);
+  std::istringstream in(exported);
+  auto verdict = VerifyAuditExport(in, "", ca_.certificate_pem);
+  ASSERT_TRUE(verdict.ok()) << verdict.status();
+  EXPECT_TRUE(verdict->ok()) << verdict->DebugString();
+  EXPECT_EQ(verdict->verified_decision_signatures(), 1);
 }
 
 // pg_dump of the whole database: the sealed tenant's words appear nowhere,
