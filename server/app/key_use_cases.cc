@@ -171,13 +171,12 @@ absl::Status KeyUseAuditor::Append(v1::AuditEvent event) {
     }
     mu_.Unlock();
     absl::Status status = runner_->store().RunInTransaction([&](Transaction& tx) -> absl::Status {
-      for (const auto& w : batch) {
-        // Append fills the copy; a retried transaction starts again from
-        // the events as built.
-        v1::AuditEvent e = w->event;
-        RETURN_IF_ERROR(runner_->audit_log().Append(tx, &e));
-      }
-      return absl::OkStatus();
+      // AppendAll fills the copies; a retried transaction starts again
+      // from the events as built.
+      std::vector<v1::AuditEvent> events;
+      events.reserve(batch.size());
+      for (const auto& w : batch) events.push_back(w->event);
+      return runner_->audit_log().AppendAll(tx, &events);
     });
     mu_.Lock();
     for (const auto& w : batch) {
