@@ -30,6 +30,34 @@ absl::Status AuditLog::Append(Transaction& tx, v1::AuditEvent* event) const {
   return absl::OkStatus();
 }
 
+absl::Status AuditLog::AppendAll(Transaction& tx, std::vector<v1::AuditEvent>* events) const {
+  if (events->empty()) return absl::OkStatus();
+  const std::string tenant = events->front().tenant();
+  for (const v1::AuditEvent& e : *events) {
+    if (e.tenant() != tenant) {
+      return absl::InvalidArgumentError("AppendAll appends to one tenant's log");
+    }
+  }
+  ASSIGN_OR_RETURN(ChainHead head, tx.audit().LockHead(tenant));
+  std::vector<v1::AuditCheckpoint> checkpoints;
+  for (v1::AuditEvent& e : *events) {
+    if (sealer_ != nullptr) {
+      e.set_sequence(head.sequence + 1);
+      RETURN_IF_ERROR(sealer_->SealAuditEvent(tx, &e));
+    }
+    head = LinkAuditEvent(head, &e);
+    if (signer_ != nullptr && CheckpointDue(head, checkpoint_every_)) {
+      checkpoints.push_back(UnsignedCheckpoint(tenant, head, FromProto(e.event_time())));
+    }
+  }
+  RETURN_IF_ERROR(tx.audit().InsertEvents(*events));
+  for (v1::AuditCheckpoint& c : checkpoints) {
+    RETURN_IF_ERROR(signer_->Sign(&c));
+    RETURN_IF_ERROR(tx.audit().InsertCheckpoint(c));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status AuditLog::AppendOrWithhold(Transaction& tx, v1::AuditEvent* event) const {
   v1::AuditEvent whole = *event;
   absl::Status appended = Append(tx, event);

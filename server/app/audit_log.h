@@ -5,6 +5,8 @@
 #ifndef LOCKBOX_SERVER_APP_AUDIT_LOG_H_
 #define LOCKBOX_SERVER_APP_AUDIT_LOG_H_
 
+#include <vector>
+
 #include "absl/status/status.h"
 #include "lockbox/v1/resources.pb.h"
 #include "server/app/sealed_data.h"
@@ -28,6 +30,11 @@ class AuditLog {
   // sequence, name, previous_hash and hash over what is stored. Appends to
   // one log queue on its head until the transaction ends.
   absl::Status Append(Transaction& tx, v1::AuditEvent* event) const;
+  // Appends `events` (all of one tenant) in order, as Append of each in
+  // turn would (the same chain, sealing and checkpoints every
+  // `checkpoint_every` events), with the head locked once and the events
+  // stored in one batch. INVALID_ARGUMENT when they are of several tenants.
+  absl::Status AppendAll(Transaction& tx, std::vector<v1::AuditEvent>* events) const;
   // For what time decides (sweeps), which runs whatever a tenant's key:
   // Append, or when the tenant's key cannot be used, Append without the
   // person's words, named in details["withheld"] (e.g. "justification").

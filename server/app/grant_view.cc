@@ -20,6 +20,18 @@ std::string EnvironmentKey(const std::string& tenant, const std::string& environ
   return tenant + "/" + environment_id;
 }
 
+std::unordered_set<std::string> KeyUsersOf(
+    const std::vector<std::pair<std::string, std::string>>& bindings) {
+  std::unordered_set<std::string> out;
+  for (const auto& [principal, tenant] : bindings) {
+    std::string key = principal;
+    key.push_back('\0');
+    key.append(tenant);
+    out.insert(std::move(key));
+  }
+  return out;
+}
+
 std::string KeyOf(const std::string& principal, const std::string& tenant,
                   const std::string& environment_id) {
   std::string key;
@@ -49,6 +61,7 @@ void GrantView::Start() {
               // re-read brings back everyone who still holds it.
               absl::WriterMutexLock view(&mu_);
               engineers_.clear();
+              keyusers_.clear();
             }
             absl::MutexLock lock(&work_mu_);
             dirty_bindings_ = true;
@@ -120,6 +133,14 @@ bool GrantView::Ready() const {
 bool GrantView::IsEnforcer(const std::string& spiffe_id) const {
   absl::ReaderMutexLock lock(&mu_);
   return enforcers_.count(spiffe_id) > 0;
+}
+
+bool GrantView::IsKeyUser(const std::string& spiffe_id, const std::string& tenant) const {
+  std::string key = spiffe_id;
+  key.push_back('\0');
+  key.append(tenant);
+  absl::ReaderMutexLock lock(&mu_);
+  return keyusers_.count(key) > 0;
 }
 
 std::optional<v1::Grant> GrantView::Allowing(const std::string& principal,
@@ -195,6 +216,7 @@ void GrantView::EraseLocked(const std::string& grant_key) {
 bool GrantView::Rebuild() {
   std::vector<v1::Grant> grants;
   std::vector<std::string> enforcers, engineers;
+  std::vector<std::pair<std::string, std::string>> keyusers;
   Tenancy tenancy;
   absl::Time now = options_.clock->Now();
   absl::Status status = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
@@ -204,9 +226,12 @@ bool GrantView::Rebuild() {
     if (!e.ok()) return e.status();
     auto en = tx.tenancy().PrincipalsWithRole(Role::kEngineer);
     if (!en.ok()) return en.status();
+    auto ku = tx.tenancy().TenantBindingsOfRole(Role::kKeyUser);
+    if (!ku.ok()) return ku.status();
     grants = std::move(*g);
     enforcers = std::move(*e);
     engineers = std::move(*en);
+    keyusers = std::move(*ku);
     std::set<std::string> env_keys, tenants;
     for (const v1::Grant& grant : grants) {
       std::string tenant = TenantOfName(grant.name());
@@ -225,6 +250,7 @@ bool GrantView::Rebuild() {
   for (v1::Grant& g : grants) PutLocked(std::move(g), now);
   enforcers_ = std::unordered_set<std::string>(enforcers.begin(), enforcers.end());
   engineers_ = std::unordered_set<std::string>(engineers.begin(), engineers.end());
+  keyusers_ = KeyUsersOf(keyusers);
   return true;
 }
 
@@ -293,19 +319,24 @@ void GrantView::PutTenancyLocked(Tenancy tenancy) {
 
 bool GrantView::RefreshBindings() {
   std::vector<std::string> enforcers, engineers;
+  std::vector<std::pair<std::string, std::string>> keyusers;
   absl::Status status = options_.store->RunInTransaction([&](Transaction& tx) -> absl::Status {
     auto e = tx.tenancy().PrincipalsWithRole(Role::kEnforcer);
     if (!e.ok()) return e.status();
     auto en = tx.tenancy().PrincipalsWithRole(Role::kEngineer);
     if (!en.ok()) return en.status();
+    auto ku = tx.tenancy().TenantBindingsOfRole(Role::kKeyUser);
+    if (!ku.ok()) return ku.status();
     enforcers = std::move(*e);
     engineers = std::move(*en);
+    keyusers = std::move(*ku);
     return absl::OkStatus();
   });
   if (!status.ok()) return false;
   absl::WriterMutexLock lock(&mu_);
   enforcers_ = std::unordered_set<std::string>(enforcers.begin(), enforcers.end());
   engineers_ = std::unordered_set<std::string>(engineers.begin(), engineers.end());
+  keyusers_ = KeyUsersOf(keyusers);
   return true;
 }
 

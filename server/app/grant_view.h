@@ -72,6 +72,11 @@ class GrantView {
   bool Ready() const;
   // Whether `spiffe_id` holds service.enforcer as the view knows it.
   bool IsEnforcer(const std::string& spiffe_id) const ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether `spiffe_id` holds service.keyuser in `tenant` as the view
+  // knows it (KeyService's memory path). A removed binding stops counting
+  // the moment its notification arrives, as operator.engineer does.
+  bool IsKeyUser(const std::string& spiffe_id, const std::string& tenant) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   // The grant that allows `principal` into the environment (`data_source`
   // may be empty: the whole) at `now`, the one lasting longest; nullopt if
   // the view has none.
@@ -98,7 +103,7 @@ class GrantView {
   // Loads everything again. False if the database could not be read.
   bool Rebuild() ABSL_LOCKS_EXCLUDED(mu_, work_mu_);
   bool RefreshGrants(const std::vector<std::string>& keys) ABSL_LOCKS_EXCLUDED(mu_, work_mu_);
-  // Who holds service.enforcer and operator.engineer.
+  // Who holds service.enforcer, operator.engineer and service.keyuser.
   bool RefreshBindings() ABSL_LOCKS_EXCLUDED(mu_, work_mu_);
   // Environments ("<tenant>/<id>") and policies (by tenant), as read.
   struct Tenancy {
@@ -126,6 +131,8 @@ class GrantView {
   std::unordered_set<std::string> enforcers_ ABSL_GUARDED_BY(mu_);
   // Who holds operator.engineer: a grant of anyone else allows nothing.
   std::unordered_set<std::string> engineers_ ABSL_GUARDED_BY(mu_);
+  // Who holds service.keyuser, as principal \0 tenant.
+  std::unordered_set<std::string> keyusers_ ABSL_GUARDED_BY(mu_);
   // What the coverage rule needs of now, for the environments of the grants
   // held: "<tenant>/<environment id>" -> the environment, tenant -> its
   // policy. An entry is dropped the moment its change is notified and read

@@ -65,6 +65,15 @@ class KeyRing {
   virtual absl::StatusOr<VersionKey> SealingKey(Transaction* tx, const std::string& tenant,
                                                 const std::string& policy_id,
                                                 int32_t version) = 0;
+  // DataPlaneKey when the ring can answer it from memory alone, with no
+  // read and no module call, and the answer is a usable key: held, and its
+  // state vouched for by a live feed. nullopt otherwise (then ask
+  // DataPlaneKey, which refuses with the reason).
+  virtual std::optional<VersionKey> HeldDataPlaneKey(const std::string& tenant,
+                                                     const std::string& policy_id,
+                                                     int32_t version) {
+    return std::nullopt;
+  }
 };
 
 }  // namespace lockbox

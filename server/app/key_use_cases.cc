@@ -182,6 +182,71 @@ absl::Status CheckGrant(Transaction& tx, const Target& t, const std::string& gra
   return absl::OkStatus();
 }
 
+using UnwrapOut = KeyRelease<v1::UnwrapDataKeyResponse>;
+
+// The unwrap itself, once the caller and (for an engineer) the grant have
+// passed: the same for both paths.
+absl::StatusOr<UnwrapOut> ReleaseUnwrap(const Actor& a, const Target& t,
+                                        const v1::UnwrapDataKeyRequest& r, const VersionKey& key,
+                                        const v1::Grant& grant, absl::Time now) {
+  ASSIGN_OR_RETURN(SecretKey data_key, OpenDataKeyBlob(*key.key, r.wrapped(), BindingOf(t)));
+  UnwrapOut o;
+  o.response.set_plaintext(data_key.Reveal());
+  *o.response.mutable_key_version() = VersionOf(t.environment.tenant, key);
+  o.event = KeyUseEvent(a, "key.unwrap", t, o.response.key_version(), now);
+  auto& d = *o.event.mutable_details();
+  if (r.grant().empty()) {
+    d["purpose"] = kSystemOperation;
+  } else {
+    d["purpose"] = "engineer access";
+    d["grant"] = r.grant();
+    d["engineer"] = grant.principal();
+    o.event.set_operator_user_id(grant.principal());
+    o.event.set_justification(r.justification());
+  }
+  return o;
+}
+
+// A data plane's own unwrap (no grant) from what the replica holds, with
+// every check of the database path made on it: the caller's certificate
+// proven against the provider's CA (as the runner proves a service's), its
+// service.keyuser in the tenant from the grant view (a removed binding
+// stops counting when its notification arrives, as operator.engineer does
+// for CheckAccess), and the version's key and state from the ring while
+// its feed vouches for them. nullopt when any of it is not held or in
+// doubt: then the database path decides, and refuses with the reason. Only
+// an answer that would be a release is given here.
+//
+// An engineer's unwrap always reads its grant: a grant released on another
+// replica must refuse at once (the release is the engineer's own word that
+// they are done), not a notification later.
+std::optional<UnwrapOut> UnwrapFromMemory(const UseCaseRunner& runner, const GrantView* view,
+                                          KeyRing* ring, const CallerIdentity& c,
+                                          const v1::UnwrapDataKeyRequest& r, const Target& t) {
+  if (view == nullptr || ring == nullptr || !r.grant().empty() || !c.on_behalf_of.empty() ||
+      c.spiffe_id.empty() || !view->Ready()) {
+    return std::nullopt;
+  }
+  const std::string& tenant = t.environment.tenant;
+  absl::StatusOr<Principal> caller = ParseSpiffeId(c.spiffe_id, runner.trust_domain());
+  if (!caller.ok() || caller->kind != Principal::Kind::kService) return std::nullopt;
+  if (!view->IsKeyUser(caller->spiffe_id, tenant)) return std::nullopt;
+  if (!runner.VerifyProviderCertificate(c).ok()) return std::nullopt;
+  Actor a;
+  a.principal = *std::move(caller);
+  a.permissions = Permissions({Binding{Role::kKeyUser, tenant}});
+  if (!authz::UseDataKeys(a, tenant).ok()) return std::nullopt;
+  const absl::Time now = runner.clock().Now();
+  absl::StatusOr<DataKeyBlobHeader> header = ParseDataKeyBlobHeader(r.wrapped());
+  if (!header.ok()) return std::nullopt;
+  std::optional<VersionKey> key =
+      ring->HeldDataPlaneKey(tenant, header->policy_id, header->key_version);
+  if (!key) return std::nullopt;
+  absl::StatusOr<UnwrapOut> out = ReleaseUnwrap(a, t, r, *key, v1::Grant(), now);
+  if (!out.ok()) return std::nullopt;
+  return *std::move(out);
+}
+
 }  // namespace
 
 absl::Status KeyUseAuditor::Append(v1::AuditEvent event) {
@@ -206,13 +271,12 @@ absl::Status KeyUseAuditor::Append(v1::AuditEvent event) {
     }
     mu_.Unlock();
     absl::Status status = runner_->store().RunInTransaction([&](Transaction& tx) -> absl::Status {
-      for (const auto& w : batch) {
-        // Append fills the copy; a retried transaction starts again from
-        // the events as built.
-        v1::AuditEvent e = w->event;
-        RETURN_IF_ERROR(runner_->audit_log().Append(tx, &e));
-      }
-      return absl::OkStatus();
+      // AppendAll fills the copies; a retried transaction starts again
+      // from the events as built.
+      std::vector<v1::AuditEvent> events;
+      events.reserve(batch.size());
+      for (const auto& w : batch) events.push_back(w->event);
+      return runner_->audit_log().AppendAll(tx, &events);
     });
     mu_.Lock();
     for (const auto& w : batch) {
@@ -277,33 +341,26 @@ absl::StatusOr<v1::UnwrapDataKeyResponse> KeyUseCases::UnwrapDataKey(
     return InvalidField("justification", "TOO_LONG", "at most 1024 bytes");
   }
   if (!r.grant().empty()) RETURN_IF_ERROR(ParseChildName(r.grant(), "grants", "grant").status());
-  using Out = KeyRelease<v1::UnwrapDataKeyResponse>;
+  std::optional<UnwrapOut> held =
+      UnwrapFromMemory(runner(), options_.grant_view, options_.key_ring, c, r, t);
+  if (held) {
+    memory_unwraps_++;
+    RETURN_IF_ERROR(auditor_.Append(std::move(held->event)));
+    return std::move(held->response);
+  }
   ASSIGN_OR_RETURN(
-      Out out,
-      runner().Read<Out>(c, [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<Out> {
-        RETURN_IF_ERROR(authz::UseDataKeys(a, t.environment.tenant));
-        if (options_.key_ring == nullptr) return NoKeyRing();
-        v1::Grant grant;
-        if (!r.grant().empty()) RETURN_IF_ERROR(CheckGrant(tx, t, r.grant(), now, &grant));
-        DataKeyBlobHeader header;
-        ASSIGN_OR_RETURN(VersionKey key, KeyOfBlob(*options_.key_ring, tx, t, r.wrapped(), &header));
-        ASSIGN_OR_RETURN(SecretKey data_key, OpenDataKeyBlob(*key.key, r.wrapped(), BindingOf(t)));
-        Out o;
-        o.response.set_plaintext(data_key.Reveal());
-        *o.response.mutable_key_version() = VersionOf(t.environment.tenant, key);
-        o.event = KeyUseEvent(a, "key.unwrap", t, o.response.key_version(), now);
-        auto& d = *o.event.mutable_details();
-        if (r.grant().empty()) {
-          d["purpose"] = kSystemOperation;
-        } else {
-          d["purpose"] = "engineer access";
-          d["grant"] = r.grant();
-          d["engineer"] = grant.principal();
-          o.event.set_operator_user_id(grant.principal());
-          o.event.set_justification(r.justification());
-        }
-        return o;
-      }));
+      UnwrapOut out,
+      runner().Read<UnwrapOut>(
+          c, [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<UnwrapOut> {
+            RETURN_IF_ERROR(authz::UseDataKeys(a, t.environment.tenant));
+            if (options_.key_ring == nullptr) return NoKeyRing();
+            v1::Grant grant;
+            if (!r.grant().empty()) RETURN_IF_ERROR(CheckGrant(tx, t, r.grant(), now, &grant));
+            DataKeyBlobHeader header;
+            ASSIGN_OR_RETURN(VersionKey key,
+                             KeyOfBlob(*options_.key_ring, tx, t, r.wrapped(), &header));
+            return ReleaseUnwrap(a, t, r, key, grant, now);
+          }));
   RETURN_IF_ERROR(auditor_.Append(std::move(out.event)));
   return std::move(out.response);
 }

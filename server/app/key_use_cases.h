@@ -12,7 +12,9 @@
 #ifndef LOCKBOX_SERVER_APP_KEY_USE_CASES_H_
 #define LOCKBOX_SERVER_APP_KEY_USE_CASES_H_
 
+#include <atomic>
 #include <cstdint>
+#include <optional>
 #include <deque>
 #include <memory>
 #include <string>
@@ -23,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "lockbox/v1/key_service.pb.h"
+#include "server/app/grant_view.h"
 #include "server/app/key_ring.h"
 #include "server/app/use_case_runner.h"
 
@@ -76,6 +79,11 @@ class KeyUseCases {
     // KEY_UNAVAILABLE (no keys are configured).
     KeyRing* key_ring = nullptr;
     size_t audit_batch = 256;
+    // Not owned; may be null. With it, a data plane's own unwrap (no
+    // grant) whose every input the replica holds (the caller's
+    // service.keyuser, the version's key and state) is answered without a
+    // read transaction.
+    const GrantView* grant_view = nullptr;
   };
   explicit KeyUseCases(Options options)
       : options_(options), auditor_(options.runner, options.audit_batch) {}
@@ -89,12 +97,15 @@ class KeyUseCases {
                                                           const v1::RewrapDataKeyRequest& r);
 
   const KeyUseAuditor& auditor() const { return auditor_; }
+  // Unwraps answered from memory (for tests and metrics).
+  int64_t memory_unwraps() const { return memory_unwraps_.load(); }
 
  private:
   const UseCaseRunner& runner() const { return *options_.runner; }
 
   Options options_;
   KeyUseAuditor auditor_;
+  std::atomic<int64_t> memory_unwraps_{0};
 };
 
 }  // namespace lockbox

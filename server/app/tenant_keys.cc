@@ -366,6 +366,37 @@ absl::StatusOr<VersionKey> TenantKeys::DataPlaneKey(Transaction* tx, const std::
   return VersionKeyFor(tx, tenant, policy_id, version, Purpose::kPolicyKey);
 }
 
+std::optional<VersionKey> TenantKeys::HeldDataPlaneKey(const std::string& tenant,
+                                                       const std::string& policy_id,
+                                                       int32_t version) {
+  VersionKey out;
+  if (policy_id.empty()) {
+    // The provider's key has no state to vouch for: held is usable, as
+    // ProviderKey answers.
+    if (version != kProviderKeyVersion || options_.provider_key_uri.empty()) return std::nullopt;
+    out.version = kProviderKeyVersion;
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = cache_.find(CacheKey("", "", kProviderKeyVersion, Purpose::kPolicyKey));
+    if (it == cache_.end() || it->second.key_uri != options_.provider_key_uri) return std::nullopt;
+    out.key = it->second.key;
+    return out;
+  }
+  // As VersionKeyFor: the feed's word first, then the cache.
+  if (!Trusted()) return std::nullopt;
+  out.tenant = tenant;
+  out.policy_id = policy_id;
+  out.version = version;
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = cache_.find(CacheKey(tenant, policy_id, version, Purpose::kPolicyKey));
+  if (it == cache_.end()) return std::nullopt;
+  const Entry& e = it->second;
+  if (!Usable(tenant, policy_id, version, e.policy_state, e.state_reason, e.version_state).ok()) {
+    return std::nullopt;
+  }
+  out.key = e.key;
+  return out;
+}
+
 absl::StatusOr<std::optional<VersionKey>> TenantKeys::SealingKeyForNew(Transaction* tx,
                                                                        const std::string& tenant) {
   const bool trusted = Trusted();

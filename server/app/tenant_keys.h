@@ -138,6 +138,9 @@ class TenantKeys final : public KeyRing {
   absl::StatusOr<VersionKey> DataPlaneKey(Transaction* tx, const std::string& tenant,
                                           const std::string& policy_id, int32_t version) override
       ABSL_LOCKS_EXCLUDED(mu_);
+  std::optional<VersionKey> HeldDataPlaneKey(const std::string& tenant,
+                                             const std::string& policy_id,
+                                             int32_t version) override ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<std::optional<VersionKey>> SealingKeyForNew(Transaction* tx,
                                                              const std::string& tenant) override
       ABSL_LOCKS_EXCLUDED(mu_);

@@ -67,7 +67,7 @@ class UseCases {
         audit_({&runner_, &page_tokens_, options.audit_signer, options.audit_key_ephemeral,
                 options.audit_verify_page_events}),
         notifications_({&runner_, &page_tokens_}),
-        keys_({&runner_, options.key_ring, options.key_audit_batch}),
+        keys_({&runner_, options.key_ring, options.key_audit_batch, options.grant_view}),
         encryption_policies_({&runner_, &page_tokens_, options.key_module}) {}
   UseCases(const UseCases&) = delete;
   UseCases& operator=(const UseCases&) = delete;
@@ -82,6 +82,8 @@ class UseCases {
   // Opens sealed outbox messages and watched requests (the delivery worker,
   // the watch hub).
   const Sealer& sealer() const { return runner_.sealer(); }
+  // For a use case made beside these (tests wiring their own views).
+  const UseCaseRunner& runner() const { return runner_; }
   // The sweeper's: forgets spent on-behalf-of tokens past their expiry.
   absl::StatusOr<bool> ForgetExpiredTokenUses() const { return runner_.ForgetExpiredTokenUses(); }
 

@@ -40,6 +40,16 @@ class AuditStore {
   // linked after that head (LinkAuditEvent) or after the last event
   // inserted since.
   virtual absl::Status InsertEvent(const v1::AuditEvent& event) = 0;
+  // Stores events of one log, each linked after the one before it (the
+  // first after the head), as InsertEvent one by one would; a store may do
+  // it in one statement. REQUIRES: as InsertEvent's, for the first.
+  virtual absl::Status InsertEvents(const std::vector<v1::AuditEvent>& events) {
+    for (const v1::AuditEvent& e : events) {
+      absl::Status inserted = InsertEvent(e);
+      if (!inserted.ok()) return inserted;
+    }
+    return absl::OkStatus();
+  }
   // ALREADY_EXISTS if the log has a checkpoint at that sequence.
   virtual absl::Status InsertCheckpoint(const v1::AuditCheckpoint& checkpoint) = 0;
 

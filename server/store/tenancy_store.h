@@ -85,6 +85,9 @@ class TenancyStore {
   virtual absl::StatusOr<std::vector<Binding>> BindingsOf(const std::string& principal) = 0;
   // Every principal bound to the global `role`.
   virtual absl::StatusOr<std::vector<std::string>> PrincipalsWithRole(Role role) = 0;
+  // Every (principal, tenant) bound to the tenant `role` in some tenant.
+  virtual absl::StatusOr<std::vector<std::pair<std::string, std::string>>> TenantBindingsOfRole(
+      Role role) = 0;
   // The IDs of every binding of the global `role`, each locked (FOR UPDATE,
   // in ID order) until the transaction ends: two transactions that each
   // remove one of them are serialised, and the second sees the first's

@@ -42,6 +42,7 @@ class KeyServiceWireTest : public ::testing::Test {
     certs_->Make("gail", "tenant/globex/user/gail");
     certs_->Make("dp-acme", "service/dp-acme");
     certs_->Make("dp-globex", "service/dp-globex");
+    certs_->Make("dp-temp", "service/dp-temp");
     char tmpl[] = "/tmp/lockbox-clock.XXXXXX";
     clock_file_ = new std::string(std::string(mkdtemp(tmpl)) + "/offset");
     SetOffset(0);
@@ -373,6 +374,48 @@ TEST_F(KeyServiceWireTest, TwoTenantsOnTwoTokensNeverSeeEachOthersKeys) {
   auto stolen = As("gail")->CreateEncryptionPolicy(r);
   EXPECT_FALSE(stolen.ok());
   EXPECT_EQ(stolen.reason(), "KEY_UNAVAILABLE") << stolen.status().error_message();
+}
+
+// A data plane's unwraps are answered from the replica's memory (binding,
+// key and state held); deleting its service.keyuser binding on one replica
+// stops both within a second, as a disabled policy does (above).
+TEST_F(KeyServiceWireTest, ADeletedKeyUserBindingStopsBothReplicasWithinASecond) {
+  auto admin = As("admin");
+  v1::CreateRoleBindingRequest bind;
+  bind.mutable_role_binding()->set_principal(Id("service/dp-temp"));
+  bind.mutable_role_binding()->set_role("service.keyuser");
+  bind.mutable_role_binding()->set_tenant("tenants/acme");
+  auto binding = admin->CreateRoleBinding(bind);
+  ASSERT_TRUE(binding.ok()) << binding.status().error_message();
+  auto made = Generate(kProd, "sql", 0, "dp-temp");
+  ASSERT_TRUE(made.ok()) << made.status().error_message();
+  // Until each replica's view has the new binding, and then some more.
+  for (int replica : {0, 1}) {
+    EXPECT_TRUE(Eventually(
+        [&] { return Unwrap(kProd, "sql", made->wrapped(), replica, "dp-temp").ok(); }, 5));
+    for (int i = 0; i < 20; ++i) {
+      ASSERT_TRUE(Unwrap(kProd, "sql", made->wrapped(), replica, "dp-temp").ok());
+    }
+  }
+  v1::DeleteRoleBindingRequest del;
+  del.set_name(binding->name());
+  ASSERT_TRUE(As("admin", 1)->DeleteRoleBinding(del).ok());
+  auto deleted = std::chrono::steady_clock::now();
+  for (int replica : {0, 1}) {
+    bool refused = false;
+    while (std::chrono::steady_clock::now() - deleted < std::chrono::seconds(1)) {
+      auto got = Unwrap(kProd, "sql", made->wrapped(), replica, "dp-temp");
+      if (!got.ok()) {
+        EXPECT_EQ(got.status().error_code(), grpc::StatusCode::PERMISSION_DENIED)
+            << got.status().error_message();
+        refused = true;
+        break;
+      }
+    }
+    EXPECT_TRUE(refused) << "replica " << replica << " still unwraps a second after the delete";
+    // And stays refused.
+    EXPECT_FALSE(Unwrap(kProd, "sql", made->wrapped(), replica, "dp-temp").ok());
+  }
 }
 
 }  // namespace

@@ -15,6 +15,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 
+#include "server/app/audit_log.h"
+#include "server/domain/audit_link.h"
+#include "server/domain/audit_signing.h"
+#include "server/domain/lifecycle.h"
 #include "tests/support/demo_app_test.h"
 
 namespace lockbox::testing {
@@ -194,6 +198,103 @@ TEST_F(AuditVerifyTest, TimeRangesPageInSequenceOrderFarFromTheStart) {
       EXPECT_EQ(got, want) << "range [" << from << ", " << to << "), page size " << page_size;
     }
   }
+}
+
+// KeyUseAuditor's group commit (AuditLog::AppendAll) makes the chain that
+// appending the same events one by one makes: the same links, the same
+// checkpoints every N events, and hashes a relink of the stored events in
+// order gives again. Two logs, the same events (but for their tenant).
+TEST_F(AuditVerifyTest, AppendAllLinksTheChainOneByOneAppendsLink) {
+  constexpr int kEvery = 3;
+  AuditLog log(signer_.get(), kEvery);
+  auto events_for = [](const std::string& tenant, int from, int count) {
+    std::vector<v1::AuditEvent> out;
+    for (int i = from; i < from + count; ++i) {
+      v1::AuditEvent e;
+      e.set_tenant(tenant);
+      e.set_actor("spiffe://lockbox.test/service/dp");
+      e.set_action("key.unwrap");
+      e.set_resource(absl::StrCat("tenants/", tenant, "/environments/prod"));
+      *e.mutable_event_time() = ToProto(absl::FromUnixSeconds(1700000000 + i));
+      (*e.mutable_details())["n"] = absl::StrCat(i);
+      out.push_back(std::move(e));
+    }
+    return out;
+  };
+  // Batches of 1, 4 and 5 events against the same 10 one at a time.
+  int from = 0;
+  for (int count : {1, 4, 5}) {
+    ASSERT_TRUE(store_
+                    ->RunInTransaction([&](Transaction& tx) -> absl::Status {
+                      std::vector<v1::AuditEvent> batch = events_for("append-all", from, count);
+                      return log.AppendAll(tx, &batch);
+                    })
+                    .ok());
+    for (v1::AuditEvent e : events_for("append-one", from, count)) {
+      ASSERT_TRUE(store_
+                      ->RunInTransaction([&](Transaction& tx) -> absl::Status {
+                        return log.Append(tx, &e);
+                      })
+                      .ok());
+    }
+    from += count;
+  }
+  std::vector<v1::AuditEvent> all, one;
+  std::vector<v1::AuditCheckpoint> all_checkpoints, one_checkpoints;
+  ASSERT_TRUE(store_
+                  ->RunInTransaction([&](Transaction& tx) -> absl::Status {
+                    ASSIGN_OR_RETURN(all, tx.audit().ReadLog("append-all", 0, 100));
+                    ASSIGN_OR_RETURN(one, tx.audit().ReadLog("append-one", 0, 100));
+                    ASSIGN_OR_RETURN(all_checkpoints,
+                                     tx.audit().ListCheckpoints("append-all", 0, 100));
+                    ASSIGN_OR_RETURN(one_checkpoints,
+                                     tx.audit().ListCheckpoints("append-one", 0, 100));
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  ASSERT_EQ(all.size(), 10u);
+  ASSERT_EQ(one.size(), 10u);
+  // The chain a one-by-one link of the events as built gives.
+  std::vector<v1::AuditEvent> expected = events_for("append-all", 0, 10);
+  ChainHead head{0, ""};
+  for (v1::AuditEvent& e : expected) head = LinkAuditEvent(head, &e);
+  for (size_t i = 0; i < all.size(); ++i) {
+    EXPECT_EQ(all[i].sequence(), static_cast<int64_t>(i + 1));
+    EXPECT_EQ(all[i].hash(), expected[i].hash()) << i;
+    EXPECT_EQ(all[i].previous_hash(), expected[i].previous_hash()) << i;
+    EXPECT_EQ(all[i].previous_hash(), i == 0 ? "" : all[i - 1].hash());
+    EXPECT_EQ(one[i].previous_hash(), i == 0 ? "" : one[i - 1].hash());
+    // Each the same event in the same place of its log.
+    v1::AuditEvent a = all[i], o = one[i];
+    for (v1::AuditEvent* e : {&a, &o}) {
+      e->clear_tenant();
+      e->clear_name();
+      e->clear_resource();
+      e->clear_hash();
+      e->clear_previous_hash();
+    }
+    EXPECT_EQ(a.SerializeAsString(), o.SerializeAsString()) << i;
+  }
+  // Checkpoints at the same places: the first event, then every kEvery.
+  ASSERT_EQ(all_checkpoints.size(), one_checkpoints.size());
+  ASSERT_FALSE(all_checkpoints.empty());
+  for (size_t i = 0; i < all_checkpoints.size(); ++i) {
+    EXPECT_EQ(all_checkpoints[i].sequence(), one_checkpoints[i].sequence());
+    EXPECT_EQ(all_checkpoints[i].head_hash(), all[all_checkpoints[i].sequence() - 1].hash());
+  }
+  auto verifier = ChainVerifier::Create(signer_->public_key().public_key_pem(), all_checkpoints);
+  ASSERT_TRUE(verifier.ok()) << verifier.status();
+  for (const v1::AuditEvent& e : all) EXPECT_TRUE(verifier->Add(e)) << e.name();
+  EXPECT_TRUE(verifier->Finish().ok());
+  // One log's events only.
+  EXPECT_FALSE(store_
+                   ->RunInTransaction([&](Transaction& tx) -> absl::Status {
+                     std::vector<v1::AuditEvent> mixed = events_for("append-all", 10, 1);
+                     std::vector<v1::AuditEvent> other = events_for("append-one", 10, 1);
+                     mixed.push_back(other[0]);
+                     return log.AppendAll(tx, &mixed);
+                   })
+                   .ok());
 }
 
 }  // namespace

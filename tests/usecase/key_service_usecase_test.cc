@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "server/app/grant_view.h"
 #include "server/domain/lifecycle.h"
 #include "server/domain/status.h"
 #include "tests/usecase/key_test_world.h"
@@ -334,6 +335,147 @@ TEST_F(KeyServiceTest, ConcurrentUnwrapsAreEachLogged) {
   auto verified = app_->use_cases().audit().VerifyAuditLog(app_->admin(), verify);
   ASSERT_TRUE(verified.ok()) << verified.status();
   EXPECT_TRUE(verified->ok()) << verified->detail();
+}
+
+// The memory path (a replica with its grant view): unwraps whose binding,
+// key and state (and grant) the replica holds read nothing, are audited as
+// the database path's are, and stop as soon as what they rely on changes:
+// the binding deleted, the policy disabled, the grant released.
+class KeyServiceMemoryTest : public KeyServiceTest {
+ protected:
+  void SetUp() override {
+    KeyServiceTest::SetUp();
+    if (HasFatalFailure()) return;
+    access_feed_ = std::make_unique<PgChangeFeed>(app_->database().url(), ChangeTopic::kAccess,
+                                                  absl::Milliseconds(100));
+    view_ = std::make_unique<GrantView>(
+        GrantView::Options{&app_->store(), &app_->clock(), access_feed_.get()});
+    view_->Start();
+    ASSERT_TRUE(KeysEventually([&] { return view_->Ready(); }, absl::Seconds(10)));
+    KeyUseCases::Options o;
+    o.runner = &app_->use_cases().runner();
+    o.key_ring = &slot_;
+    o.grant_view = view_.get();
+    memory_ = std::make_unique<KeyUseCases>(o);
+  }
+  void TearDown() override {
+    if (view_) view_->Stop();
+    KeyServiceTest::TearDown();
+  }
+  absl::StatusOr<v1::UnwrapDataKeyResponse> MemoryUnwrap(const std::string& wrapped,
+                                                         const std::string& grant = "") {
+    v1::UnwrapDataKeyRequest r;
+    r.set_environment(kProd);
+    r.set_data_source("sql");
+    r.set_wrapped(wrapped);
+    r.set_grant(grant);
+    if (!grant.empty()) r.set_justification("ticket TKT-9");
+    return memory_->UnwrapDataKey(data_plane_, r);
+  }
+
+  std::unique_ptr<PgChangeFeed> access_feed_;
+  std::unique_ptr<GrantView> view_;
+  std::unique_ptr<KeyUseCases> memory_;
+};
+
+TEST_F(KeyServiceMemoryTest, HeldUnwrapsReadNothingAndAreAudited) {
+  auto made = Generate(kProd, "sql");
+  ASSERT_TRUE(made.ok()) << made.status();
+  // The view learns the binding from its notification.
+  ASSERT_TRUE(KeysEventually([&] { return view_->IsKeyUser(data_plane_.spiffe_id, "ma"); }));
+  for (int i = 0; i < 5; ++i) {
+    auto opened = MemoryUnwrap(made->wrapped());
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    EXPECT_EQ(opened->plaintext(), made->plaintext());
+  }
+  EXPECT_GE(memory_->memory_unwraps(), 4);
+  auto events = Audit("tenants/ma", "action = key.unwrap");
+  ASSERT_EQ(events.size(), 5u);
+  for (const auto& e : events) {
+    EXPECT_EQ(e.actor(), data_plane_.spiffe_id);
+    EXPECT_EQ(e.details().at("purpose"), "system operation");
+  }
+  // Another tenant's data plane is never served from memory (nor at all).
+  v1::UnwrapDataKeyRequest r;
+  r.set_environment(kProd);
+  r.set_data_source("sql");
+  r.set_wrapped(made->wrapped());
+  ExpectRefused(memory_->UnwrapDataKey(other_plane_, r).status(), Code::kPermissionDenied,
+                "PERMISSION_DENIED");
+  // A tampered blob goes to the database path, which refuses it.
+  std::string tampered = made->wrapped();
+  tampered[tampered.size() / 2] ^= 0x10;
+  ExpectRefused(MemoryUnwrap(tampered).status(), Code::kInvalidArgument, "KEY_BINDING_MISMATCH");
+}
+
+TEST_F(KeyServiceMemoryTest, ADeletedBindingRefusesWithinASecond) {
+  auto made = Generate(kProd, "sql");
+  ASSERT_TRUE(made.ok()) << made.status();
+  v1::CreateRoleBindingRequest b;
+  auto temp = Caller("service/dataplane-temp");
+  b.mutable_role_binding()->set_principal(temp.spiffe_id);
+  b.mutable_role_binding()->set_role("service.keyuser");
+  b.mutable_role_binding()->set_tenant("tenants/ma");
+  auto binding = app_->use_cases().policy().CreateRoleBinding(app_->admin(), b);
+  ASSERT_TRUE(binding.ok()) << binding.status();
+  ASSERT_TRUE(KeysEventually([&] { return view_->IsKeyUser(temp.spiffe_id, "ma"); }));
+  v1::UnwrapDataKeyRequest r;
+  r.set_environment(kProd);
+  r.set_data_source("sql");
+  r.set_wrapped(made->wrapped());
+  ASSERT_TRUE(memory_->UnwrapDataKey(temp, r).ok());
+  const int64_t before = memory_->memory_unwraps();
+  ASSERT_TRUE(memory_->UnwrapDataKey(temp, r).ok());
+  EXPECT_EQ(memory_->memory_unwraps(), before + 1);
+  v1::DeleteRoleBindingRequest del;
+  del.set_name(binding->name());
+  ASSERT_TRUE(app_->use_cases().policy().DeleteRoleBinding(app_->admin(), del).ok());
+  // Refused at once by the database path; from memory within a second.
+  EXPECT_TRUE(KeysEventually([&] { return !view_->IsKeyUser(temp.spiffe_id, "ma"); }));
+  ExpectRefused(memory_->UnwrapDataKey(temp, r).status(), Code::kPermissionDenied,
+                "PERMISSION_DENIED");
+}
+
+TEST_F(KeyServiceMemoryTest, ADisabledPolicyRefusesWithinASecond) {
+  auto made = Generate(kProd, "sql");
+  ASSERT_TRUE(made.ok()) << made.status();
+  ASSERT_TRUE(KeysEventually([&] { return view_->IsKeyUser(data_plane_.spiffe_id, "ma"); }));
+  ASSERT_TRUE(MemoryUnwrap(made->wrapped()).ok());
+  const int64_t before = memory_->memory_unwraps();
+  ASSERT_TRUE(MemoryUnwrap(made->wrapped()).ok());
+  EXPECT_EQ(memory_->memory_unwraps(), before + 1);
+  ASSERT_TRUE(Disable(kPolicyA).ok());
+  EXPECT_TRUE(KeysEventually([&] { return !MemoryUnwrap(made->wrapped()).ok(); }));
+  ExpectRefused(MemoryUnwrap(made->wrapped()).status(), Code::kFailedPrecondition,
+                "KEY_UNAVAILABLE");
+  ASSERT_TRUE(Enable(kPolicyA).ok());
+  EXPECT_TRUE(KeysEventually([&] { return MemoryUnwrap(made->wrapped()).ok(); }));
+}
+
+TEST_F(KeyServiceMemoryTest, AnEngineersUnwrapAlwaysReadsItsGrant) {
+  auto made = Generate(kProd, "sql");
+  ASSERT_TRUE(made.ok()) << made.status();
+  auto grant = world_->ActiveGrant();
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  ASSERT_TRUE(KeysEventually([&] {
+    return view_->IsKeyUser(data_plane_.spiffe_id, "ma") && view_->size() > 0;
+  }));
+  ASSERT_TRUE(MemoryUnwrap(made->wrapped()).ok());
+  const int64_t before = memory_->memory_unwraps();
+  auto opened = MemoryUnwrap(made->wrapped(), grant->name());
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(memory_->memory_unwraps(), before);
+  auto events = Audit("tenants/ma", "action = key.unwrap");
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].details().at("grant"), grant->name());
+  EXPECT_EQ(events[1].details().at("engineer"), world_->engineer.spiffe_id);
+  EXPECT_EQ(events[1].operator_user_id(), world_->engineer.spiffe_id);
+  // Released: refused at once, whatever the view still holds.
+  v1::ReleaseGrantRequest release;
+  release.set_name(grant->name());
+  ASSERT_TRUE(app_->use_cases().grants().ReleaseGrant(world_->engineer, release).ok());
+  ExpectRefused(MemoryUnwrap(made->wrapped(), grant->name()).status(), Code::kPermissionDenied,
+                "GRANT_DOES_NOT_ALLOW");
 }
 
 }  // namespace

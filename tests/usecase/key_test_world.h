@@ -129,6 +129,11 @@ class RingSlot final : public KeyRing {
                                         const std::string& policy_id, int32_t version) override {
     return target->SealingKey(tx, tenant, policy_id, version);
   }
+  std::optional<VersionKey> HeldDataPlaneKey(const std::string& tenant,
+                                             const std::string& policy_id,
+                                             int32_t version) override {
+    return target->HeldDataPlaneKey(tenant, policy_id, version);
+  }
 };
 
 // Tokens: "ma" and "mb" (each tenant's, key "cmk", and "cmk2" in ma for

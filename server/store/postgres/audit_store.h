@@ -15,6 +15,8 @@ class PgAuditStore final : public AuditStore {
   absl::StatusOr<ChainHead> LockHead(const std::string& tenant) override;
   absl::StatusOr<ChainHead> ReadHead(const std::string& tenant) override;
   absl::Status InsertEvent(const v1::AuditEvent& event) override;
+  // One multi-row INSERT for all of them.
+  absl::Status InsertEvents(const std::vector<v1::AuditEvent>& events) override;
   absl::Status InsertCheckpoint(const v1::AuditCheckpoint& checkpoint) override;
   absl::StatusOr<std::vector<v1::AuditEvent>> ListEvents(const std::string& tenant,
                                                          const ListQuery& query) override;

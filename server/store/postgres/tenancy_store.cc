@@ -378,6 +378,19 @@ absl::StatusOr<std::vector<std::string>> PgTenancyStore::PrincipalsWithRole(Role
   });
 }
 
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
+PgTenancyStore::TenantBindingsOfRole(Role role) {
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<std::vector<std::pair<std::string, std::string>>> {
+    auto r = w.exec_params(
+        "SELECT principal, tenant_id FROM role_bindings WHERE role = $1 AND tenant_id <> ''",
+        std::string(RoleName(role)));
+    std::vector<std::pair<std::string, std::string>> out;
+    out.reserve(r.size());
+    for (const auto& row : r) out.emplace_back(row[0].as<std::string>(), row[1].as<std::string>());
+    return out;
+  });
+}
+
 absl::StatusOr<std::vector<std::string>> PgTenancyStore::LockBindingsOfRole(Role role) {
   return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<std::vector<std::string>> {
     return FirstColumn(

@@ -44,6 +44,8 @@ class PgTenancyStore final : public TenancyStore {
   absl::StatusOr<std::vector<v1::RoleBinding>> ListRoleBindings(const ListQuery& query) override;
   absl::StatusOr<std::vector<Binding>> BindingsOf(const std::string& principal) override;
   absl::StatusOr<std::vector<std::string>> PrincipalsWithRole(Role role) override;
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> TenantBindingsOfRole(
+      Role role) override;
   absl::StatusOr<std::vector<std::string>> LockBindingsOfRole(Role role) override;
   absl::StatusOr<std::vector<std::string>> ContactEmails(
       Role role, const std::string& tenant, const std::string& except_principal) override;
