@@ -239,6 +239,10 @@ std::optional<UnwrapOut> UnwrapFromMemory(const UseCaseRunner& runner, const Gra
   const absl::Time now = runner.clock().Now();
   absl::StatusOr<DataKeyBlobHeader> header = ParseDataKeyBlobHeader(r.wrapped());
   if (!header.ok()) return std::nullopt;
+  // A blob under the provider's key opens only while no disabled customer
+  // policy covers its source now (CheckProviderBlobRevocable): that needs
+  // the database.
+  if (header->policy_id.empty()) return std::nullopt;
   std::optional<VersionKey> key =
       ring->HeldDataPlaneKey(tenant, header->policy_id, header->key_version);
   if (!key) return std::nullopt;

@@ -452,6 +452,36 @@ TEST_F(KeyServiceMemoryTest, ADisabledPolicyRefusesWithinASecond) {
   EXPECT_TRUE(KeysEventually([&] { return MemoryUnwrap(made->wrapped()).ok(); }));
 }
 
+// A blob under the provider's key of a source a customer's policy now
+// covers is never answered from memory: it opens only while that policy is
+// usable, which the database path checks.
+TEST_F(KeyServiceMemoryTest, AProviderBlobOfACoveredSourceIsRevokedWithThePolicy) {
+  ASSERT_TRUE(KeysEventually([&] { return view_->IsKeyUser(data_plane_.spiffe_id, "ma"); }));
+  auto early = Generate(kDev, "sql");
+  ASSERT_TRUE(early.ok()) << early.status();
+  ASSERT_EQ(early->key_version().protection(), v1::DataKeyVersion::PROVIDER);
+  v1::UpdateEncryptionPolicyRequest r;
+  r.mutable_encryption_policy()->set_name(kPolicyA);
+  r.mutable_encryption_policy()->add_environments("prod");
+  r.mutable_encryption_policy()->add_environments("dev");
+  r.mutable_update_mask()->add_paths("environments");
+  ASSERT_TRUE(app_->use_cases()
+                  .encryption_policies()
+                  .UpdateEncryptionPolicy(app_->TenantAdmin("ma"), r)
+                  .ok());
+  v1::UnwrapDataKeyRequest u;
+  u.set_environment(kDev);
+  u.set_data_source("sql");
+  u.set_wrapped(early->wrapped());
+  ASSERT_TRUE(memory_->UnwrapDataKey(data_plane_, u).ok());
+  const int64_t before = memory_->memory_unwraps();
+  ASSERT_TRUE(Disable(kPolicyA).ok());
+  EXPECT_TRUE(KeysEventually([&] { return !memory_->UnwrapDataKey(data_plane_, u).ok(); }));
+  ExpectRefused(memory_->UnwrapDataKey(data_plane_, u).status(), Code::kFailedPrecondition,
+                "KEY_UNAVAILABLE");
+  EXPECT_EQ(memory_->memory_unwraps(), before);
+}
+
 TEST_F(KeyServiceMemoryTest, AnEngineersUnwrapAlwaysReadsItsGrant) {
   auto made = Generate(kProd, "sql");
   ASSERT_TRUE(made.ok()) << made.status();
