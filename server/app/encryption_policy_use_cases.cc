@@ -231,12 +231,14 @@ absl::StatusOr<v1::EncryptionPolicy> EncryptionPolicyUseCases::UpdateEncryptionP
       });
 }
 
-absl::StatusOr<v1::EncryptionPolicy> EncryptionPolicyUseCases::DisableEncryptionPolicy(
-    const C& c, const v1::DisableEncryptionPolicyRequest& r) {
+template <typename Request>
+absl::StatusOr<v1::EncryptionPolicy> EncryptionPolicyUseCases::ChangeState(
+    const C& c, const char* method, const Request& r, const char* action,
+    const StateChange& change) const {
   ASSIGN_OR_RETURN(TenantChildName name, ParseEncryptionPolicyName(r.name(), "name"));
   if (r.key_version() < 0) return InvalidField("key_version", "OUT_OF_RANGE", "must be positive");
   return runner().Change<v1::EncryptionPolicy>(
-      c, "DisableEncryptionPolicy", r, r.request_id(),
+      c, method, r, r.request_id(),
       [&](Transaction&, const Actor& a) {
         return authz::ManageEncryptionPolicies(a, name.tenant);
       },
@@ -245,64 +247,51 @@ absl::StatusOr<v1::EncryptionPolicy> EncryptionPolicyUseCases::DisableEncryption
         RETURN_IF_ERROR(authz::ManageEncryptionPolicies(a, name.tenant));
         ASSIGN_OR_RETURN(v1::EncryptionPolicy p, tx.keys().GetPolicy(name.tenant, name.id, true));
         RETURN_IF_ERROR(CheckEtag(r.etag(), p.etag()));
-        RETURN_IF_ERROR(lockbox::DisableEncryptionPolicy(r.key_version(),
-                                                         a.principal.spiffe_id, &p));
-        if (r.key_version() != 0) {
-          RETURN_IF_ERROR(tx.keys().SetKeyVersionState(name.tenant, name.id, r.key_version(),
-                                                       v1::KeyVersion::DISABLED));
-        }
+        RETURN_IF_ERROR(change(tx, name, a, r.key_version(), &p));
         *p.mutable_update_time() = ToProto(now);
         RETURN_IF_ERROR(tx.keys().UpdatePolicy(name.tenant, &p));
-        RETURN_IF_ERROR(Record(runner(), tx, a, "encryption_policy.disable", p, now,
-                               [&](v1::AuditEvent* e) {
-                                 if (r.key_version() != 0) {
-                                   (*e->mutable_details())["key_version"] =
-                                       absl::StrCat(r.key_version());
-                                 }
-                               }));
+        RETURN_IF_ERROR(Record(runner(), tx, a, action, p, now, [&](v1::AuditEvent* e) {
+          if (r.key_version() != 0) {
+            (*e->mutable_details())["key_version"] = absl::StrCat(r.key_version());
+          }
+        }));
         return p;
       });
 }
 
+absl::StatusOr<v1::EncryptionPolicy> EncryptionPolicyUseCases::DisableEncryptionPolicy(
+    const C& c, const v1::DisableEncryptionPolicyRequest& r) {
+  return ChangeState(c, "DisableEncryptionPolicy", r, "encryption_policy.disable",
+                     [](Transaction& tx, const TenantChildName& name, const Actor& a,
+                        int32_t version, v1::EncryptionPolicy* p) -> absl::Status {
+                       RETURN_IF_ERROR(
+                           lockbox::DisableEncryptionPolicy(version, a.principal.spiffe_id, p));
+                       if (version == 0) return absl::OkStatus();
+                       return tx.keys().SetKeyVersionState(name.tenant, name.id, version,
+                                                           v1::KeyVersion::DISABLED);
+                     });
+}
+
 absl::StatusOr<v1::EncryptionPolicy> EncryptionPolicyUseCases::EnableEncryptionPolicy(
     const C& c, const v1::EnableEncryptionPolicyRequest& r) {
-  ASSIGN_OR_RETURN(TenantChildName name, ParseEncryptionPolicyName(r.name(), "name"));
-  if (r.key_version() < 0) return InvalidField("key_version", "OUT_OF_RANGE", "must be positive");
-  return runner().Change<v1::EncryptionPolicy>(
-      c, "EnableEncryptionPolicy", r, r.request_id(),
-      [&](Transaction&, const Actor& a) {
-        return authz::ManageEncryptionPolicies(a, name.tenant);
-      },
-      [&](Transaction& tx, const Actor& a,
-          absl::Time now) -> absl::StatusOr<v1::EncryptionPolicy> {
-        RETURN_IF_ERROR(authz::ManageEncryptionPolicies(a, name.tenant));
-        ASSIGN_OR_RETURN(v1::EncryptionPolicy p, tx.keys().GetPolicy(name.tenant, name.id, true));
-        RETURN_IF_ERROR(CheckEtag(r.etag(), p.etag()));
-        RETURN_IF_ERROR(lockbox::EnableEncryptionPolicy(r.key_version(), &p));
-        if (r.key_version() != 0) {
-          RETURN_IF_ERROR(tx.keys().SetKeyVersionState(name.tenant, name.id, r.key_version(),
-                                                       v1::KeyVersion::ENABLED));
-        } else if (options_.key_module != nullptr) {
-          // Said at once rather than by the prober a moment later: enabled,
-          // but the key does not answer.
-          absl::Status probe = options_.key_module->Probe(name.tenant, p.key_uri());
-          if (ReasonOf(probe) == reason::kKeyUnavailable) {
-            lockbox::MarkKeyUnavailable(probe.message(), &p);
-          } else if (!probe.ok()) {
-            return probe;
-          }
-        }
-        *p.mutable_update_time() = ToProto(now);
-        RETURN_IF_ERROR(tx.keys().UpdatePolicy(name.tenant, &p));
-        RETURN_IF_ERROR(Record(runner(), tx, a, "encryption_policy.enable", p, now,
-                               [&](v1::AuditEvent* e) {
-                                 if (r.key_version() != 0) {
-                                   (*e->mutable_details())["key_version"] =
-                                       absl::StrCat(r.key_version());
-                                 }
-                               }));
-        return p;
-      });
+  return ChangeState(c, "EnableEncryptionPolicy", r, "encryption_policy.enable",
+                     [&](Transaction& tx, const TenantChildName& name, const Actor&,
+                         int32_t version, v1::EncryptionPolicy* p) -> absl::Status {
+                       RETURN_IF_ERROR(lockbox::EnableEncryptionPolicy(version, p));
+                       if (version != 0) {
+                         return tx.keys().SetKeyVersionState(name.tenant, name.id, version,
+                                                             v1::KeyVersion::ENABLED);
+                       }
+                       if (options_.key_module == nullptr) return absl::OkStatus();
+                       // Said at once rather than by the prober a moment
+                       // later: enabled, but the key does not answer.
+                       absl::Status probe = options_.key_module->Probe(name.tenant, p->key_uri());
+                       if (ReasonOf(probe) == reason::kKeyUnavailable) {
+                         lockbox::MarkKeyUnavailable(probe.message(), p);
+                         return absl::OkStatus();
+                       }
+                       return probe;
+                     });
 }
 
 absl::StatusOr<v1::EncryptionPolicy> EncryptionPolicyUseCases::RotateEncryptionPolicy(

@@ -17,12 +17,14 @@
 #ifndef LOCKBOX_SERVER_APP_ENCRYPTION_POLICY_USE_CASES_H_
 #define LOCKBOX_SERVER_APP_ENCRYPTION_POLICY_USE_CASES_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "lockbox/v1/encryption_policy_service.pb.h"
 #include "server/app/key_module.h"
 #include "server/app/use_case_runner.h"
+#include "server/domain/names.h"
 #include "server/domain/page_token.h"
 
 namespace lockbox {
@@ -79,6 +81,16 @@ class EncryptionPolicyUseCases {
 
  private:
   const UseCaseRunner& runner() const { return *options_.runner; }
+  // Disable or Enable (of the policy, or of one key version when
+  // key_version is set): `change` changes `policy` as read (locked, etag
+  // checked); the rest (time, store, audit) is the same for both.
+  using StateChange =
+      std::function<absl::Status(Transaction& tx, const TenantChildName& name, const Actor& a,
+                                 int32_t key_version, v1::EncryptionPolicy* policy)>;
+  template <typename Request>
+  absl::StatusOr<v1::EncryptionPolicy> ChangeState(const C& c, const char* method,
+                                                   const Request& r, const char* action,
+                                                   const StateChange& change) const;
   // Marks the policy by `mark` in one transaction, audited as `action`.
   absl::StatusOr<bool> MarkBySystem(const std::string& tenant, const std::string& policy_id,
                                     const std::string& action,
