@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "lockbox/decision.h"
 #include "server/app/audit_events.h"
+#include "server/app/grant_extensions.h"
 #include "server/app/list_page.h"
 #include "server/app/request_messages.h"
 #include "server/domain/authorization.h"
@@ -45,6 +46,9 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::CreateAccessRequest(
   if (env_name.tenant != tenant) {
     return InvalidField("access_request.environment", "NOT_ALLOWED",
                         "must be an environment of the parent tenant");
+  }
+  if (r.access_request().reason() == v1::AccessRequest::EMERGENCY) {
+    return OpenEmergencyAccess(c, r);
   }
   return runner().Change<v1::AccessRequest>(
       c, "CreateAccessRequest", r, r.request_id(),
@@ -338,7 +342,12 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(const UseCaseRunner& runner, T
       v1::AccessRequest::Stage_Name(request.decisions().rbegin()->stage());
   if (!args.comment.empty()) (*e.mutable_details())["comment"] = args.comment;
   if (evidence) EvidenceDetails(*evidence, a, args, signer_pem, &e);
-  if (request.state() == v1::AccessRequest::APPROVED) {
+  if (request.state() == v1::AccessRequest::APPROVED && !request.extends_grant().empty()) {
+    // An approved extension moves its grant's end (grant_extensions.h).
+    ASSIGN_OR_RETURN(v1::Grant grant, ApplyApprovedExtension(runner, tx, request, now, &e));
+    request.set_grant(grant.name());
+    if (grant_out != nullptr) *grant_out = grant;
+  } else if (request.state() == v1::AccessRequest::APPROVED) {
     std::string grant_id = NewUuid();
     v1::Grant grant = NewGrant(request, env, policy, name.tenant, grant_id, now);
     RETURN_IF_ERROR(tx.grants().InsertGrant(name.tenant, grant_id, &grant));

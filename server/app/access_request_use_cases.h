@@ -42,7 +42,21 @@ class AccessRequestUseCases {
   // Reminds the approvers of one request expiring within 24 hours, once.
   absl::StatusOr<bool> RemindOne();
 
+  // Break-glass (SPEC section 10; server/app/emergency_access.cc).
+  // A tenant.admin closes an emergency grant's review: ACCEPT, or DISPUTE
+  // with a comment.
+  absl::StatusOr<v1::AccessRequest> ReviewEmergencyAccess(
+      const C& c, const v1::ReviewEmergencyAccessRequest& r);
+  // The sweeps: one reminder of an open review (24 hours after the grant,
+  // and 6 days after), and one open review past its due time recorded
+  // overdue (audited, counted, told to the provider's security contact).
+  absl::StatusOr<bool> RemindEmergencyReviewOne();
+  absl::StatusOr<bool> MarkEmergencyReviewOverdueOne();
+
  private:
+  // CreateAccessRequest of an EMERGENCY request: granted at once.
+  absl::StatusOr<v1::AccessRequest> OpenEmergencyAccess(const C& c,
+                                                        const v1::CreateAccessRequestRequest& r);
   const UseCaseRunner& runner() const { return *options_.runner; }
   Options options_;
 };

@@ -47,6 +47,8 @@ int Sweeper::RunOnce() {
       [this] { return use_cases_->requests().ExpireOneRequest(); },
       [this] { return use_cases_->grants().ExpireOneGrant(); },
       [this] { return use_cases_->requests().RemindOne(); },
+      [this] { return use_cases_->requests().RemindEmergencyReviewOne(); },
+      [this] { return use_cases_->requests().MarkEmergencyReviewOverdueOne(); },
       [this] { return use_cases_->ForgetExpiredTokenUses(); },
   };
   for (const auto& step : steps) {

@@ -40,6 +40,9 @@ class GrantUseCases {
                                                                   const v1::CheckAccessRequest& r);
   absl::StatusOr<v1::Grant> ReleaseGrant(const C& c, const v1::ReleaseGrantRequest& r);
   absl::StatusOr<v1::Grant> RevokeGrant(const C& c, const v1::RevokeGrantRequest& r);
+  // The grant's engineer asks for more time (server/app/grant_extensions.cc):
+  // an access request linked to the grant, through the same stages.
+  absl::StatusOr<v1::AccessRequest> ExtendGrant(const C& c, const v1::ExtendGrantRequest& r);
 
   // The sweep: records one ACTIVE grant past its end as EXPIRED, in one
   // transaction; says whether there was one.

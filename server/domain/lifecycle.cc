@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "server/domain/approvals.h"
 #include "server/domain/names.h"
 #include "server/domain/status.h"
 
@@ -129,15 +130,79 @@ v1::LockboxPolicy DefaultPolicy(absl::string_view tenant) {
   *policy.mutable_request_ttl() = ToProto(kDefaultRequestTtl);
   *policy.mutable_access_duration() = ToProto(kDefaultAccessDuration);
   policy.set_allow_revocation(false);
+  policy.set_internal_approvals(1);
+  policy.set_customer_approvals(1);
+  policy.set_max_extensions(kDefaultMaxExtensions);
+  policy.set_emergency_access(v1::LockboxPolicy::ALLOWED);
+  *policy.mutable_emergency_access_duration() = ToProto(kDefaultEmergencyDuration);
   return policy;
 }
+
+namespace {
+
+// A quorum field of an update: 0 is the default, 1.
+absl::Status ApplyQuorum(int32_t value, int32_t max, absl::string_view field, int32_t* out) {
+  if (value == 0) value = 1;
+  if (value < 1 || value > max) {
+    return InvalidField(field, "OUT_OF_RANGE", absl::StrCat("must be between 1 and ", max));
+  }
+  *out = value;
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::Status ApplyPolicyUpdate(const v1::LockboxPolicy& update,
                                const google::protobuf::FieldMask& mask,
                                v1::LockboxPolicy* policy) {
   RETURN_IF_ERROR(CheckMaskPaths(
       mask, {"enabled", "request_ttl", "access_duration", "notification_emails",
-             "allow_revocation", "webhook_url", "webhook_secret", "require_signed_decisions"}));
+             "allow_revocation", "webhook_url", "webhook_secret", "require_signed_decisions",
+             "internal_approvals", "customer_approvals", "max_extensions", "emergency_access",
+             "emergency_access_duration"}));
+  if (MaskHas(mask, "internal_approvals")) {
+    int32_t n = 0;
+    RETURN_IF_ERROR(ApplyQuorum(update.internal_approvals(), kMaxInternalApprovals,
+                                "lockbox_policy.internal_approvals", &n));
+    policy->set_internal_approvals(n);
+  }
+  if (MaskHas(mask, "customer_approvals")) {
+    int32_t n = 0;
+    RETURN_IF_ERROR(ApplyQuorum(update.customer_approvals(), kMaxCustomerApprovals,
+                                "lockbox_policy.customer_approvals", &n));
+    policy->set_customer_approvals(n);
+  }
+  if (MaskHas(mask, "max_extensions")) {
+    int32_t n = update.has_max_extensions() ? update.max_extensions() : kDefaultMaxExtensions;
+    if (n < 0 || n > kMaxMaxExtensions) {
+      return InvalidField("lockbox_policy.max_extensions", "OUT_OF_RANGE",
+                          absl::StrCat("must be between 0 and ", kMaxMaxExtensions));
+    }
+    policy->set_max_extensions(n);
+  }
+  if (MaskHas(mask, "emergency_access")) {
+    switch (update.emergency_access()) {
+      case v1::LockboxPolicy::EMERGENCY_ACCESS_UNSPECIFIED:
+      case v1::LockboxPolicy::ALLOWED:
+        policy->set_emergency_access(v1::LockboxPolicy::ALLOWED);
+        break;
+      case v1::LockboxPolicy::FORBIDDEN:
+        policy->set_emergency_access(v1::LockboxPolicy::FORBIDDEN);
+        break;
+      default:
+        return InvalidField("lockbox_policy.emergency_access", "OUT_OF_RANGE",
+                            "must be ALLOWED or FORBIDDEN");
+    }
+  }
+  if (MaskHas(mask, "emergency_access_duration")) {
+    if (!update.has_emergency_access_duration()) {
+      *policy->mutable_emergency_access_duration() = ToProto(kDefaultEmergencyDuration);
+    } else {
+      RETURN_IF_ERROR(ValidateDuration(update.emergency_access_duration(), kMaxEmergencyDuration,
+                                       "lockbox_policy.emergency_access_duration"));
+      *policy->mutable_emergency_access_duration() = update.emergency_access_duration();
+    }
+  }
   if (MaskHas(mask, "enabled")) policy->set_enabled(update.enabled());
   if (MaskHas(mask, "require_signed_decisions")) {
     policy->set_require_signed_decisions(update.require_signed_decisions());
@@ -377,6 +442,23 @@ absl::StatusOr<AccessRequest> NewAccessRequest(
   *r.mutable_update_time() = ToProto(now);
   *r.mutable_expire_time() = ToProto(now + FromProto(policy.request_ttl()));
   *r.mutable_access_duration() = ToProto(access);
+  if (asked.has_start_time()) {
+    // Scheduled access (SPEC section 10): a maintenance window that begins
+    // before the request could expire undecided.
+    absl::Time start = FromProto(asked.start_time());
+    if (start < now) {
+      return InvalidField(f + "start_time", "OUT_OF_RANGE", "must not be in the past");
+    }
+    if (start > FromProto(r.expire_time())) {
+      return InvalidField(f + "start_time", "OUT_OF_RANGE",
+                          "must not be after the request's expire_time (its creation plus the "
+                          "policy's request_ttl)");
+    }
+    *r.mutable_start_time() = asked.start_time();
+  }
+  // The quorum of each stage is the policy's when the request is made.
+  r.set_internal_approvals_required(std::max(1, policy.internal_approvals()));
+  r.set_customer_approvals_required(std::max(1, policy.customer_approvals()));
   r.set_state(AccessRequest::PENDING);
   r.set_stage(AccessRequest::INTERNAL_REVIEW);
   r.set_display_status(DisplayStatus(r.state(), r.stage()));
@@ -533,14 +615,20 @@ Grant NewGrant(const AccessRequest& request, const v1::Environment& env,
     p->set_lockbox_supported(ds != nullptr && ds->lockbox_supported());
     p->set_customer_reviewed(customer_approved && is_protected && p->lockbox_supported());
   };
-  if (request.data_sources().empty()) {
+  // What every approval allowed (approvals.h): the shortest period, the
+  // intersection of the sources, the latest start.
+  const ApprovedScope scope = ApprovedScopeOf(request);
+  if (!scope.data_sources) {
     for (const v1::DataSource& ds : env.data_sources()) pin(ds.id());
   } else {
-    for (const std::string& ds : request.data_sources()) pin(ds);
+    for (const std::string& ds : *scope.data_sources) pin(ds);
   }
-  *g.mutable_start_time() = ToProto(now);
-  *g.mutable_expire_time() = ToProto(now + FromProto(request.access_duration()));
+  // A scheduled grant's clock starts at its start time, not at approval.
+  absl::Time start = scope.start_time ? std::max(now, *scope.start_time) : now;
+  *g.mutable_start_time() = ToProto(start);
+  *g.mutable_expire_time() = ToProto(start + scope.access_duration);
   g.set_state(Grant::ACTIVE);
+  g.set_emergency(request.reason() == AccessRequest::EMERGENCY);
   return g;
 }
 

@@ -30,6 +30,15 @@ inline constexpr size_t kMaxTicketIdBytes = 128;
 inline constexpr size_t kMaxDisplayNameBytes = 256;
 inline constexpr size_t kMaxDataSources = 256;
 inline constexpr size_t kMaxNotificationEmails = 32;
+// SPEC section 10: quorum, extensions and break-glass.
+inline constexpr int32_t kMaxInternalApprovals = 3;
+inline constexpr int32_t kMaxCustomerApprovals = 5;
+inline constexpr int32_t kDefaultMaxExtensions = 1;
+inline constexpr int32_t kMaxMaxExtensions = 10;
+inline constexpr absl::Duration kDefaultEmergencyDuration = absl::Hours(1);
+inline constexpr absl::Duration kMaxEmergencyDuration = absl::Hours(4);
+// The customer closes an emergency grant's review within this.
+inline constexpr absl::Duration kEmergencyReviewPeriod = absl::Hours(24 * 7);
 
 google::protobuf::Timestamp ToProto(absl::Time t);
 absl::Time FromProto(const google::protobuf::Timestamp& t);

@@ -54,6 +54,15 @@ inline constexpr Reason kKeyBindingMismatch{v1::KEY_BINDING_MISMATCH};
 inline constexpr Reason kGrantDoesNotAllow{v1::GRANT_DOES_NOT_ALLOW};
 inline constexpr Reason kKeyModuleNotConfigured{v1::KEY_MODULE_NOT_CONFIGURED};
 inline constexpr Reason kEnvironmentKeyProtected{v1::ENVIRONMENT_KEY_PROTECTED};
+inline constexpr Reason kAlreadyApproved{v1::ALREADY_APPROVED};
+inline constexpr Reason kApprovalWidens{v1::APPROVAL_WIDENS};
+inline constexpr Reason kGrantNotStarted{v1::GRANT_NOT_STARTED};
+inline constexpr Reason kExtensionsExhausted{v1::EXTENSIONS_EXHAUSTED};
+inline constexpr Reason kExtensionPending{v1::EXTENSION_PENDING};
+inline constexpr Reason kGrantNotExtensible{v1::GRANT_NOT_EXTENSIBLE};
+inline constexpr Reason kEmergencyAccessForbidden{v1::EMERGENCY_ACCESS_FORBIDDEN};
+inline constexpr Reason kEmergencyGrantActive{v1::EMERGENCY_GRANT_ACTIVE};
+inline constexpr Reason kReviewClosed{v1::REVIEW_CLOSED};
 }  // namespace reason
 
 // An error with a reason.

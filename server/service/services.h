@@ -55,6 +55,7 @@ class AccessRequestService final : public v1::AccessRequestService::CallbackServ
   LOCKBOX_CHANGE(ApproveAccessRequest, v1::ApproveAccessRequestRequest, v1::AccessRequest)
   LOCKBOX_CHANGE(DenyAccessRequest, v1::DenyAccessRequestRequest, v1::AccessRequest)
   LOCKBOX_CHANGE(CancelAccessRequest, v1::CancelAccessRequestRequest, v1::AccessRequest)
+  LOCKBOX_CHANGE(ReviewEmergencyAccess, v1::ReviewEmergencyAccessRequest, v1::AccessRequest)
   grpc::ServerWriteReactor<v1::AccessRequest>* WatchAccessRequest(
       grpc::CallbackServerContext* context, const v1::WatchAccessRequestRequest* request) override;
 
@@ -77,6 +78,7 @@ class GrantService final : public v1::GrantService::CallbackService {
   LOCKBOX_UNARY(ListGrants, v1::ListGrantsRequest, v1::ListGrantsResponse)
   LOCKBOX_CHANGE(ReleaseGrant, v1::ReleaseGrantRequest, v1::Grant)
   LOCKBOX_CHANGE(RevokeGrant, v1::RevokeGrantRequest, v1::Grant)
+  LOCKBOX_CHANGE(ExtendGrant, v1::ExtendGrantRequest, v1::AccessRequest)
   grpc::ServerUnaryReactor* CheckAccess(grpc::CallbackServerContext* context,
                                         const v1::CheckAccessRequest* request,
                                         v1::CheckAccessResponse* response) override;

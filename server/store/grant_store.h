@@ -29,7 +29,8 @@ class GrantStore {
   // As recorded (the caller applies the read-time state).
   virtual absl::StatusOr<v1::Grant> GetGrant(const std::string& tenant, const std::string& id,
                                              bool for_update) = 0;
-  // Writes state and end_time; sets the new etag and publishes
+  // Writes state, end_time, expire_time (an extension moves it) and
+  // extensions; sets the new etag and publishes
   // ChangeTopic::kAccess "<tenant>/<id>" on commit.
   // REQUIRES: the grant exists.
   virtual absl::Status UpdateGrant(const std::string& tenant, const std::string& id,

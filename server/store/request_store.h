@@ -30,7 +30,8 @@ class RequestStore {
   virtual absl::StatusOr<v1::AccessRequest> GetAccessRequest(const std::string& tenant,
                                                              const std::string& id,
                                                              bool for_update) = 0;
-  // Writes state, stage, decisions, grant and update_time; sets the new etag
+  // Writes state, stage, decisions, grant, update_time, start_time (an
+  // approver may move it later) and emergency_review; sets the new etag
   // and publishes ChangeTopic::kAccessRequests `id` on commit.
   // REQUIRES: the request exists.
   virtual absl::Status UpdateAccessRequest(const std::string& tenant, const std::string& id,

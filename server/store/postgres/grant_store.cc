@@ -1,6 +1,8 @@
 #include "server/store/postgres/grant_store.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "server/domain/lifecycle.h"
 #include "server/domain/names.h"
 #include "server/domain/status.h"
@@ -13,7 +15,7 @@ namespace {
 constexpr char kGrantCols[] =
     "tenant_id, id, request_id, principal, environment_id, data_sources, "
     "start_time, expire_time, state, end_time, version, pinned_data_sources::text, "
-    "customer_reviewed";
+    "customer_reviewed, extensions, emergency";
 v1::Grant ToGrant(const pqxx::row& r) {
   v1::Grant g = FromJson<v1::Grant>(r[11].as<std::string>());
   std::string tenant = r[0].as<std::string>();
@@ -28,6 +30,10 @@ v1::Grant ToGrant(const pqxx::row& r) {
   if (r[9].as<int64_t>() != 0) *g.mutable_end_time() = Ts(r[9]);
   g.set_etag(EtagOf(r[10].as<int64_t>()));
   g.set_customer_reviewed(r[12].as<bool>());
+  for (absl::string_view ext : absl::StrSplit(r[13].as<std::string>(), ',', absl::SkipEmpty())) {
+    g.add_extensions(ChildName(tenant, "accessRequests", ext));
+  }
+  g.set_emergency(r[14].as<bool>());
   return g;
 }
 
@@ -35,6 +41,13 @@ std::string PinnedJson(const v1::Grant& grant) {
   v1::Grant only;
   *only.mutable_pinned_data_sources() = grant.pinned_data_sources();
   return Json(only);
+}
+
+// The approved extensions as stored: their request IDs, comma-separated.
+std::string ExtensionIds(const v1::Grant& grant) {
+  std::vector<std::string> ids;
+  for (const std::string& name : grant.extensions()) ids.push_back(IdOfName(name));
+  return absl::StrJoin(ids, ",");
 }
 
 // Delivered to every replica's grant view when the transaction commits.
@@ -51,11 +64,11 @@ absl::Status PgGrantStore::InsertGrant(const std::string& tenant, const std::str
     w.exec_params(
         "INSERT INTO grants (tenant_id, id, request_id, principal, environment_id, data_sources, "
         "start_time, expire_time, state, end_time, version, pinned_data_sources, "
-        "customer_reviewed) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 1, $10::jsonb, $11)",
+        "customer_reviewed, extensions, emergency) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, 1, $10::jsonb, $11, $12, $13)",
         tenant, id, IdOfName(g->access_request()), g->principal(), IdOfName(g->environment()),
         List(g->data_sources()), Us(g->start_time()), Us(g->expire_time()), Enum(g->state()),
-        PinnedJson(*g), g->customer_reviewed());
+        PinnedJson(*g), g->customer_reviewed(), ExtensionIds(*g), g->emergency());
     g->set_etag(EtagOf(1));
     PublishGrantChanged(w, tenant, id);
     return absl::OkStatus();
@@ -78,9 +91,10 @@ absl::Status PgGrantStore::UpdateGrant(const std::string& tenant, const std::str
                                        v1::Grant* g) {
   return tx_.Run([&](pqxx::work& w) -> absl::Status {
     auto r = w.exec_params1(
-        "UPDATE grants SET state = $3, end_time = $4, version = version + 1 "
-        "WHERE tenant_id = $1 AND id = $2 RETURNING version",
-        tenant, id, Enum(g->state()), g->has_end_time() ? Us(g->end_time()) : "0");
+        "UPDATE grants SET state = $3, end_time = $4, expire_time = $5, extensions = $6, "
+        "version = version + 1 WHERE tenant_id = $1 AND id = $2 RETURNING version",
+        tenant, id, Enum(g->state()), g->has_end_time() ? Us(g->end_time()) : "0",
+        Us(g->expire_time()), ExtensionIds(*g));
     g->set_etag(EtagOf(r[0].as<int64_t>()));
     PublishGrantChanged(w, tenant, id);
     return absl::OkStatus();

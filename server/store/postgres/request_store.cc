@@ -14,7 +14,9 @@ namespace {
 constexpr char kRequestCols[] =
     "tenant_id, id, environment_id, data_sources, reason, support_ticket_id, "
     "justification, requester, create_time, expire_time, access_duration_us, "
-    "state, stage, decisions::text, grant_id, update_time, version";
+    "state, stage, decisions::text, grant_id, update_time, version, start_time, incident_id, "
+    "extends_grant, internal_approvals_required, customer_approvals_required, "
+    "coalesce(emergency_review::text, '')";
 v1::AccessRequest ToRequest(const pqxx::row& r) {
   v1::AccessRequest a = FromJson<v1::AccessRequest>(r[13].as<std::string>());
   std::string tenant = r[0].as<std::string>();
@@ -34,8 +36,32 @@ v1::AccessRequest ToRequest(const pqxx::row& r) {
   if (!grant.empty()) a.set_grant(ChildName(tenant, "grants", grant));
   *a.mutable_update_time() = Ts(r[15]);
   a.set_etag(EtagOf(r[16].as<int64_t>()));
+  if (r[17].as<int64_t>() != 0) *a.mutable_start_time() = Ts(r[17]);
+  a.set_incident_id(r[18].as<std::string>());
+  std::string extends = r[19].as<std::string>();
+  if (!extends.empty()) a.set_extends_grant(ChildName(tenant, "grants", extends));
+  a.set_internal_approvals_required(r[20].as<int>());
+  a.set_customer_approvals_required(r[21].as<int>());
+  std::string review = r[22].as<std::string>();
+  if (!review.empty()) *a.mutable_emergency_review() = FromJson<v1::EmergencyReview>(review);
   a.set_display_status(DisplayStatus(a.state(), a.stage()));
   return a;
+}
+
+// The start as stored: 0 when the request asked for none.
+std::string StartUs(const v1::AccessRequest& a) {
+  return a.has_start_time() ? Us(a.start_time()) : "0";
+}
+
+// The emergency review as stored: its JSON ('' is NULL: none), its state
+// and due time as columns for the sweeps.
+std::string ReviewJson(const v1::AccessRequest& a) {
+  return a.has_emergency_review() ? Json(a.emergency_review()) : "";
+}
+std::string ReviewDueUs(const v1::AccessRequest& a) {
+  return a.has_emergency_review() && a.emergency_review().has_due_time()
+             ? Us(a.emergency_review().due_time())
+             : "0";
 }
 
 std::string DecisionsJson(const v1::AccessRequest& a) {
@@ -57,12 +83,18 @@ absl::Status PgRequestStore::InsertAccessRequest(const std::string& tenant, cons
     w.exec_params(
         "INSERT INTO access_requests (tenant_id, id, environment_id, data_sources, reason, "
         "support_ticket_id, justification, requester, create_time, expire_time, "
-        "access_duration_us, state, stage, decisions, grant_id, update_time, version) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb, $15, $16, 1)",
+        "access_duration_us, state, stage, decisions, grant_id, update_time, version, "
+        "start_time, incident_id, extends_grant, internal_approvals_required, "
+        "customer_approvals_required, emergency_review, review_state, review_due_time) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb, $15, $16, 1, "
+        "$17, $18, $19, $20, $21, NULLIF($22, '')::jsonb, $23, $24)",
         tenant, id, IdOfName(a->environment()), List(a->data_sources()), Enum(a->reason()),
         a->support_ticket_id(), a->justification(), a->requester(), Us(a->create_time()),
         Us(a->expire_time()), Us(a->access_duration()), Enum(a->state()), Enum(a->stage()),
-        DecisionsJson(*a), a->grant().empty() ? "" : IdOfName(a->grant()), Us(a->update_time()));
+        DecisionsJson(*a), a->grant().empty() ? "" : IdOfName(a->grant()), Us(a->update_time()),
+        StartUs(*a), a->incident_id(), a->extends_grant().empty() ? "" : IdOfName(a->extends_grant()),
+        a->internal_approvals_required(), a->customer_approvals_required(), ReviewJson(*a),
+        Enum(a->emergency_review().state()), ReviewDueUs(*a));
     a->set_etag(EtagOf(1));
     return absl::OkStatus();
   });
@@ -86,10 +118,13 @@ absl::Status PgRequestStore::UpdateAccessRequest(const std::string& tenant, cons
   return tx_.Run([&](pqxx::work& w) -> absl::Status {
     auto r = w.exec_params1(
         "UPDATE access_requests SET state = $3, stage = $4, decisions = $5::jsonb, "
-        "grant_id = $6, update_time = $7, version = version + 1 "
+        "grant_id = $6, update_time = $7, start_time = $8, "
+        "emergency_review = NULLIF($9, '')::jsonb, review_state = $10, review_due_time = $11, "
+        "version = version + 1 "
         "WHERE tenant_id = $1 AND id = $2 RETURNING version",
         tenant, id, Enum(a->state()), Enum(a->stage()), DecisionsJson(*a),
-        a->grant().empty() ? "" : IdOfName(a->grant()), Us(a->update_time()));
+        a->grant().empty() ? "" : IdOfName(a->grant()), Us(a->update_time()), StartUs(*a),
+        ReviewJson(*a), Enum(a->emergency_review().state()), ReviewDueUs(*a));
     a->set_etag(EtagOf(r[0].as<int64_t>()));
     // Delivered to every replica's watchers when this transaction commits.
     w.exec_params("SELECT pg_notify($1, $2)", ChannelOf(ChangeTopic::kAccessRequests), id);

@@ -23,7 +23,8 @@ v1::Tenant ToTenant(const pqxx::row& r) {
 constexpr char kPolicyCols[] =
     "tenant_id, enabled, request_ttl_us, access_duration_us, "
     "notification_emails, allow_revocation, update_time, version, webhook_url, "
-    "webhook_secret <> '', require_signed_decisions";
+    "webhook_secret <> '', require_signed_decisions, internal_approvals, customer_approvals, "
+    "max_extensions, emergency_access, emergency_access_us";
 v1::LockboxPolicy ToPolicy(const pqxx::row& r) {
   v1::LockboxPolicy p;
   p.set_name(absl::StrCat("tenants/", r[0].as<std::string>(), "/lockboxPolicy"));
@@ -37,6 +38,11 @@ v1::LockboxPolicy ToPolicy(const pqxx::row& r) {
   p.set_webhook_url(r[8].as<std::string>());
   p.set_webhook_secret_set(r[9].as<bool>());
   p.set_require_signed_decisions(r[10].as<bool>());
+  p.set_internal_approvals(r[11].as<int>());
+  p.set_customer_approvals(r[12].as<int>());
+  p.set_max_extensions(r[13].as<int>());
+  p.set_emergency_access(static_cast<v1::LockboxPolicy::EmergencyAccess>(r[14].as<int>()));
+  *p.mutable_emergency_access_duration() = Dur(r[15]);
   return p;
 }
 
@@ -191,11 +197,14 @@ absl::Status PgTenancyStore::InsertPolicy(const std::string& tenant, v1::Lockbox
   return tx_.Run([&](pqxx::work& w) -> absl::Status {
     w.exec_params(
         "INSERT INTO lockbox_policies (tenant_id, enabled, request_ttl_us, access_duration_us, "
-        "notification_emails, allow_revocation, update_time, version, require_signed_decisions) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8)",
+        "notification_emails, allow_revocation, update_time, version, require_signed_decisions, "
+        "internal_approvals, customer_approvals, max_extensions, emergency_access, "
+        "emergency_access_us) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $10, $11, $12, $13)",
         tenant, p->enabled(), Us(p->request_ttl()), Us(p->access_duration()),
         List(p->notification_emails()), p->allow_revocation(), Us(p->update_time()),
-        p->require_signed_decisions());
+        p->require_signed_decisions(), p->internal_approvals(), p->customer_approvals(),
+        p->max_extensions(), Enum(p->emergency_access()), Us(p->emergency_access_duration()));
     p->set_etag(EtagOf(1));
     return absl::OkStatus();
   });
@@ -218,11 +227,14 @@ absl::Status PgTenancyStore::UpdatePolicy(const std::string& tenant, v1::Lockbox
     auto r = w.exec_params1(
         "UPDATE lockbox_policies SET enabled = $2, request_ttl_us = $3, access_duration_us = $4, "
         "notification_emails = $5, allow_revocation = $6, update_time = $7, "
-        "require_signed_decisions = $8, version = version + 1 "
+        "require_signed_decisions = $8, internal_approvals = $9, customer_approvals = $10, "
+        "max_extensions = $11, emergency_access = $12, emergency_access_us = $13, "
+        "version = version + 1 "
         "WHERE tenant_id = $1 RETURNING version",
         tenant, p->enabled(), Us(p->request_ttl()), Us(p->access_duration()),
         List(p->notification_emails()), p->allow_revocation(), Us(p->update_time()),
-        p->require_signed_decisions());
+        p->require_signed_decisions(), p->internal_approvals(), p->customer_approvals(),
+        p->max_extensions(), Enum(p->emergency_access()), Us(p->emergency_access_duration()));
     p->set_etag(EtagOf(r[0].as<int64_t>()));
     // Every replica's grant view re-reads what its grants' coverage needs.
     w.exec_params("SELECT pg_notify($1, $2)", ChannelOf(ChangeTopic::kAccess),
