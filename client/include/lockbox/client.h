@@ -79,9 +79,9 @@ struct Options {
   // tenant registered; docs/PORTAL_TOKENS.md) naming the tenant user every
   // call acts for. The server accepts each token once.
   std::string on_behalf_of;
-  // ApproveAccessRequest and DenyAccessRequest sign a customer's decision
-  // with key_file's key (docs/SIGNED_DECISIONS.md) unless the request
-  // carries a signature already. Never for on_behalf_of calls: the portal's
+  // ApproveAccessRequest (with its narrowing, if any) and DenyAccessRequest
+  // sign a customer's decision with key_file's key (docs/SIGNED_DECISIONS.md)
+  // unless the request carries a signature already. Never for on_behalf_of calls: the portal's
   // key is not the user's.
   bool sign_decisions = true;
 };
