@@ -151,7 +151,10 @@ struct DecideArgs {
 
 // ApproveAccessRequestRequest's narrowing fields.
 DecideArgs ApproveArgs(const v1::ApproveAccessRequestRequest& r) {
-  DecideArgs args{r.etag(), r.comment(), r.has_signature() ? &r.signature() : nullptr};
+  DecideArgs args;
+  args.etag = r.etag();
+  args.comment = r.comment();
+  args.signature = r.has_signature() ? &r.signature() : nullptr;
   if (r.has_access_duration()) {
     args.narrowing.access_duration = FromProto(r.access_duration());
     args.sent.access_duration = r.access_duration();
@@ -448,7 +451,10 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::ApproveAccessRequest(
 absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::DenyAccessRequest(
     const C& c, const v1::DenyAccessRequestRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "accessRequests", "name"));
-  DecideArgs args{r.etag(), r.comment(), r.has_signature() ? &r.signature() : nullptr};
+  DecideArgs args;
+  args.etag = r.etag();
+  args.comment = r.comment();
+  args.signature = r.has_signature() ? &r.signature() : nullptr;
   return runner().Change<v1::AccessRequest>(
       c, "DenyAccessRequest", r, r.request_id(),
       [&](Transaction&, const Actor& a) { return authz::DecideAccessRequests(a, name.tenant); },
