@@ -3,8 +3,10 @@
 // nothing before it, its period counted from the start, and its early end.
 #include <gtest/gtest.h>
 
+#include "absl/strings/match.h"
 #include "server/domain/clock.h"
 #include "server/domain/lifecycle.h"
+#include "server/domain/notifications.h"
 #include "server/domain/status.h"
 
 namespace lockbox {
@@ -189,6 +191,26 @@ TEST_F(ScheduledAccessTest, AScheduledGrantEndsEarlyButDoesNotExpire) {
   EXPECT_EQ(RecordExpiry(clock_.Now(), &waiting).code(), absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(RecordExpiry(start + kDefaultAccessDuration, &waiting).ok());
   EXPECT_EQ(waiting.state(), Grant::EXPIRED);
+}
+
+TEST_F(ScheduledAccessTest, TheEngineerIsToldWhenTheWindowOpens) {
+  const absl::Time start = clock_.Now() + absl::Hours(4);
+  auto r = Create(start);
+  ASSERT_TRUE(r.ok()) << r.status();
+  Contacts contacts;
+  contacts.reviewers = {"bob@example.org"};
+  contacts.requester = {"alice@example.org"};
+  // The reviewers see the window they are asked to open.
+  auto created = RequestMessages(RequestEvent::kCreated, *r, nullptr, contacts, clock_.Now());
+  ASSERT_FALSE(created.empty());
+  EXPECT_TRUE(absl::StrContains(created[0].body, "Access from:")) << created[0].body;
+  ASSERT_TRUE(Decide(reviewer_, Decision::APPROVE, "", true, clock_.Now(), &*r).ok());
+  ASSERT_TRUE(Decide(tenant_admin_, Decision::APPROVE, "", false, clock_.Now(), &*r).ok());
+  Grant g =
+      NewGrant(*r, env_, policy_, "contoso", "0b8f6a2e-1111-4222-8333-44445555666c", clock_.Now());
+  auto decided = RequestMessages(RequestEvent::kDecided, *r, &g, contacts, clock_.Now());
+  ASSERT_FALSE(decided.empty());
+  EXPECT_TRUE(absl::StrContains(decided[0].body, "You have access from ")) << decided[0].body;
 }
 
 }  // namespace

@@ -313,5 +313,44 @@ TEST_F(ScheduledAccessTest, AScheduledGrantIsReleasedOrRevokedBeforeItStarts) {
             Code::kFailedPrecondition);
 }
 
+// With quorum and narrowing (h-quorum): an approval may set a later start,
+// never an earlier one, and the grant starts at the latest.
+TEST_F(ScheduledAccessTest, AnApproverMovesTheStartLaterNeverEarlier) {
+  const absl::Time start = app_->clock().Now() + kLead;
+  auto request = use_cases().requests().CreateAccessRequest(w().engineer, AskFrom(start));
+  ASSERT_TRUE(request.ok()) << request.status();
+  v1::ApproveAccessRequestRequest earlier;
+  earlier.set_name(request->name());
+  *earlier.mutable_start_time() = ToProto(start - absl::Minutes(1));
+  auto refused = use_cases().requests().ApproveAccessRequest(w().reviewer, earlier);
+  EXPECT_EQ(refused.status().code(), Code::kInvalidArgument) << refused.status();
+  EXPECT_EQ(ErrorReason(refused.status()), "APPROVAL_WIDENS");
+
+  const absl::Time later = start + absl::Hours(1);
+  v1::ApproveAccessRequestRequest moved;
+  moved.set_name(request->name());
+  *moved.mutable_start_time() = ToProto(later);
+  auto internal = use_cases().requests().ApproveAccessRequest(w().reviewer, moved);
+  ASSERT_TRUE(internal.ok()) << internal.status();
+  v1::ApproveAccessRequestRequest as_asked;
+  as_asked.set_name(request->name());
+  auto decided = use_cases().requests().ApproveAccessRequest(w().tenant_a_admin, as_asked);
+  ASSERT_TRUE(decided.ok()) << decided.status();
+  ASSERT_EQ(decided->state(), v1::AccessRequest::APPROVED);
+  auto grant = Get(decided->grant());
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  EXPECT_EQ(grant->state(), v1::Grant::SCHEDULED);
+  EXPECT_EQ(FromProto(grant->start_time()), later);
+  EXPECT_EQ(FromProto(grant->expire_time()), later + kDefaultAccessDuration);
+
+  // The request's own start is not enough: the approver's later one counts.
+  app_->clock().Set(start + absl::Seconds(1));
+  EXPECT_EQ(FromDatabase().reason(), "GRANT_NOT_STARTED");
+  app_->clock().Set(later - absl::Seconds(1));
+  EXPECT_EQ(FromDatabase().reason(), "GRANT_NOT_STARTED");
+  app_->clock().Set(later + absl::Seconds(1));
+  EXPECT_TRUE(FromDatabase().allowed());
+}
+
 }  // namespace
 }  // namespace lockbox::testing
