@@ -90,6 +90,9 @@ void AddCheck(CLI::App& app, Context& ctx) {
       std::cout << (c.allowed()
                         ? "allowed until " + Time(c.expire_time()) + " by " + c.grant().name()
                         : "not allowed: " + c.reason())
+                << (!c.allowed() && c.reason() == "GRANT_NOT_STARTED"
+                        ? " (" + c.grant().name() + " starts " + Time(c.grant().start_time()) + ")"
+                        : "")
                 << "\n";
     });
     if (rc == kOk && !res->allowed()) return kNotAllowed;

@@ -66,6 +66,7 @@ void PrintRequest(const v1::AccessRequest& r) {
             << "Requested:      " << Time(r.create_time()) << "\n"
             << "Expires:        " << Time(r.expire_time()) << "\n"
             << "Access period:  " << r.access_duration().seconds() / 3600.0 << " h\n";
+  if (r.has_start_time()) std::cout << "Starts:         " << Time(r.start_time()) << "\n";
   for (const auto& d : r.decisions()) {
     std::cout << "Decision:       " << v1::Decision::Verdict_Name(d.verdict()) << " at "
               << v1::AccessRequest::Stage_Name(d.stage()) << " by " << d.reviewer()
@@ -86,7 +87,7 @@ void PrintRequest(const v1::AccessRequest& r) {
 }
 
 struct CreateFlags {
-  std::string tenant, env, justification, ticket, access, wait_for = "96h";
+  std::string tenant, env, justification, ticket, access, start, wait_for = "96h";
   std::vector<std::string> sources;
   bool operator_initiated = false, wait = false;
 };
@@ -103,7 +104,13 @@ int CreateAndWait(const Context& ctx, const CreateFlags& f, const v1::CreateAcce
                              [&](const v1::AccessRequest& u) { ticker.Update(u); });
   }
   return Show(ctx, grant, [](const v1::Grant& gr) {
-    std::cout << "Access granted until " << Time(gr.expire_time()) << "\n";
+    // Approved for a later window: it allows nothing until its start.
+    if (gr.state() == v1::Grant::SCHEDULED) {
+      std::cout << "Access scheduled from " << Time(gr.start_time()) << " until "
+                << Time(gr.expire_time()) << " (SCHEDULED until it starts)\n";
+    } else {
+      std::cout << "Access granted until " << Time(gr.expire_time()) << "\n";
+    }
     PrintGrant(gr);
   });
 }
@@ -124,6 +131,10 @@ int Create(const Context& ctx, const CreateFlags& f, Client& cl) {
   if (!f.access.empty() && !ParseDuration(f.access, a->mutable_access_duration())) {
     return FailInvalid("--access-duration: use e.g. 2h");
   }
+  if (!f.start.empty() &&
+      !google::protobuf::util::TimeUtil::FromString(f.start, a->mutable_start_time())) {
+    return FailInvalid("--start-time: use RFC 3339, e.g. 2026-12-01T22:00:00Z");
+  }
   if (!f.wait) return Show(ctx, cl.CreateAccessRequest(r), PrintRequest);
   return CreateAndWait(ctx, f, r, cl);
 }
@@ -139,6 +150,8 @@ void AddCreate(CLI::App* request, Context& ctx) {
   t->excludes(o);
   c->add_option("--data-source", f->sources, "Data source ID, repeatable (default: all)");
   c->add_option("--access-duration", f->access, "Shorter than the policy's, e.g. 2h");
+  c->add_option("--start-time", f->start,
+                "When access starts, RFC 3339 (a maintenance window; default: at approval)");
   c->add_flag("--wait", f->wait, "Block until decided; print the grant");
   c->add_option("--wait-timeout", f->wait_for, "How long --wait waits, e.g. 30m")
       ->capture_default_str();

@@ -63,11 +63,11 @@ absl::StatusOr<v1::ListGrantsResponse> GrantUseCases::ListGrants(const C& c,
   ListQuery q;
   ASSIGN_OR_RETURN(
       q.conditions,
-      ParseFilter(
-          r.filter(),
-          {{"state", FilterField::Type::kEnum, {"ACTIVE", "EXPIRED", "RELEASED", "REVOKED"}},
-           {"environment"},
-           {"principal"}}));
+      ParseFilter(r.filter(), {{"state",
+                                FilterField::Type::kEnum,
+                                {"ACTIVE", "SCHEDULED", "EXPIRED", "RELEASED", "REVOKED"}},
+                               {"environment"},
+                               {"principal"}}));
   ASSIGN_OR_RETURN(ListPage page,
                    ListPage::Start(*options_.page_tokens, "ListGrants", c, r.parent(), r.filter(),
                                    r.page_token(), r.page_size(), &q));
@@ -151,6 +151,7 @@ absl::StatusOr<v1::CheckAccessResponse> GrantUseCases::CheckAccessFromDatabase(
                          tx.grants().ActiveGrants(principal.spiffe_id, env.tenant, env.id));
         v1::CheckAccessResponse out;
         const v1::Grant* best = nullptr;
+        const v1::Grant* scheduled = nullptr;
         if (!grants.empty()) {
           // The coverage rule needs what is true now: the principal's roles,
           // the environment and the tenant's policy.
@@ -169,11 +170,18 @@ absl::StatusOr<v1::CheckAccessResponse> GrantUseCases::CheckAccessFromDatabase(
           check.environment_now = &environment;
           check.policy_now = &policy;
           best = BestAllowingGrant(grants, check);
+          if (best == nullptr) scheduled = FirstScheduledGrant(grants, check);
         }
         if (best != nullptr) {
           out.set_allowed(true);
           *out.mutable_expire_time() = best->expire_time();
           *out.mutable_grant() = *best;
+        } else if (scheduled != nullptr) {
+          // Not yet: the grant (its start_time says when) and no expire_time,
+          // which is set only when allowed.
+          out.set_reason(reason::kGrantNotStarted.name());
+          *out.mutable_grant() = *scheduled;
+          ApplyReadTimeState(now, out.mutable_grant());
         } else {
           out.set_reason(reason::kNoActiveGrant.name());
         }

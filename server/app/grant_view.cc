@@ -189,6 +189,9 @@ size_t GrantView::enforcers() const {
 void GrantView::PutLocked(v1::Grant grant, absl::Time now) {
   std::string grant_key = GrantKeyOfName(grant.name());
   EraseLocked(grant_key);
+  // Recorded ACTIVE and not past its end: a scheduled grant too, which
+  // starts allowing here at its start_time by the clock alone (GrantAllows),
+  // since nothing is written or notified then.
   if (grant.state() != v1::Grant::ACTIVE || FromProto(grant.expire_time()) <= now) return;
   std::string key =
       KeyOf(grant.principal(), TenantOfName(grant.name()), IdOfName(grant.environment()));

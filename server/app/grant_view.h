@@ -22,7 +22,9 @@
 // notification, within the feed's delay
 // (milliseconds), and never later than `liveness` after the feed last
 // proved its connection, however silently that connection was lost. Expiry needs no notification: a
-// grant stops allowing at its own expire_time.
+// grant stops allowing at its own expire_time. Nor does a scheduled grant's
+// start: the view holds it from its approval, and it allows from its own
+// start_time.
 #ifndef LOCKBOX_SERVER_APP_GRANT_VIEW_H_
 #define LOCKBOX_SERVER_APP_GRANT_VIEW_H_
 

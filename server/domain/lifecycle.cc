@@ -469,24 +469,39 @@ absl::StatusOr<AccessRequest> NewAccessRequest(
 
 namespace {
 
+// `start_time` is null for a rule without a start.
 template <typename State>
 State EffectiveStateOf(const ReadTimeExpiry<State>& rule, State recorded,
-                       const google::protobuf::Timestamp& expire_time, absl::Time now) {
-  if (recorded == rule.open && now >= FromProto(expire_time)) return rule.expired;
+                       const google::protobuf::Timestamp& expire_time,
+                       const google::protobuf::Timestamp* start_time, absl::Time now) {
+  if (recorded != rule.open) return recorded;
+  // The end wins: a row past its expire_time is expired whatever its start.
+  if (now >= FromProto(expire_time)) return rule.expired;
+  if (rule.scheduled != rule.open && start_time != nullptr && now < FromProto(*start_time)) {
+    return rule.scheduled;
+  }
   return recorded;
 }
 
 template <typename State>
 std::vector<RecordedState> RecordedStatesOf(const ReadTimeExpiry<State>& rule, State effective) {
   using Expiry = RecordedState::Expiry;
+  using Start = RecordedState::Start;
+  const int open = static_cast<int>(rule.open);
+  const bool starts = rule.scheduled != rule.open;
   if (effective == rule.open) {
-    return {{static_cast<int>(rule.open), Expiry::kNotPassed}};
+    return {{open, Expiry::kNotPassed, starts ? Start::kCome : Start::kAny}};
   }
   if (effective == rule.expired) {
-    return {{static_cast<int>(rule.expired), Expiry::kAny},
-            {static_cast<int>(rule.open), Expiry::kPassed}};
+    return {{static_cast<int>(rule.expired), Expiry::kAny, Start::kAny},
+            {open, Expiry::kPassed, Start::kAny}};
   }
-  return {{static_cast<int>(effective), Expiry::kAny}};
+  if (starts && effective == rule.scheduled) {
+    // Never recorded so, but a row that were would read as itself.
+    return {{static_cast<int>(rule.scheduled), Expiry::kAny, Start::kAny},
+            {open, Expiry::kNotPassed, Start::kNotCome}};
+  }
+  return {{static_cast<int>(effective), Expiry::kAny, Start::kAny}};
 }
 
 }  // namespace
@@ -499,8 +514,14 @@ std::vector<RecordedState> RecordedStatesFor(Grant::State effective) {
   return RecordedStatesOf(kGrantExpiry, effective);
 }
 
+std::vector<RecordedState> RecordedStatesOfUnendedGrants() {
+  std::vector<RecordedState> out = RecordedStatesFor(Grant::ACTIVE);
+  for (const RecordedState& s : RecordedStatesFor(Grant::SCHEDULED)) out.push_back(s);
+  return out;
+}
+
 AccessRequest::State EffectiveState(const AccessRequest& request, absl::Time now) {
-  return EffectiveStateOf(kRequestExpiry, request.state(), request.expire_time(), now);
+  return EffectiveStateOf(kRequestExpiry, request.state(), request.expire_time(), nullptr, now);
 }
 
 void ApplyReadTimeState(absl::Time now, AccessRequest* request) {
@@ -691,7 +712,8 @@ Grant NewGrant(const AccessRequest& request, const v1::Environment& env,
 }
 
 Grant::State EffectiveState(const Grant& grant, absl::Time now) {
-  return EffectiveStateOf(kGrantExpiry, grant.state(), grant.expire_time(), now);
+  return EffectiveStateOf(kGrantExpiry, grant.state(), grant.expire_time(), &grant.start_time(),
+                          now);
 }
 
 void ApplyReadTimeState(absl::Time now, Grant* grant) {
@@ -735,8 +757,8 @@ bool GrantCovers(const Grant& grant, const AccessCheck& check) {
 
 bool GrantAllows(const Grant& grant, const AccessCheck& check) {
   if (!check.principal_is_engineer) return false;
+  // Not before its start_time (SCHEDULED), not from its expire_time.
   if (EffectiveState(grant, check.now) != Grant::ACTIVE) return false;
-  if (check.now < FromProto(grant.start_time())) return false;
   if (grant.principal() != check.principal || grant.environment() != check.environment) {
     return false;
   }
@@ -753,14 +775,29 @@ const v1::Grant* BestAllowingGrant(const std::vector<v1::Grant>& grants, const A
   return best;
 }
 
+const v1::Grant* FirstScheduledGrant(const std::vector<v1::Grant>& grants,
+                                     const AccessCheck& check) {
+  const v1::Grant* first = nullptr;
+  for (const v1::Grant& g : grants) {
+    if (EffectiveState(g, check.now) != Grant::SCHEDULED) continue;
+    AccessCheck at_start = check;
+    at_start.now = FromProto(g.start_time());
+    if (!GrantAllows(g, at_start)) continue;
+    if (first != nullptr && at_start.now >= FromProto(first->start_time())) continue;
+    first = &g;
+  }
+  return first;
+}
+
 namespace {
 absl::Status EndGrant(Grant::State end_state, absl::Time now, Grant* grant) {
   Grant::State state = EffectiveState(*grant, now);
-  if (state != Grant::ACTIVE) {
-    return Error(absl::StatusCode::kFailedPrecondition,
-                 reason::kTransitionNotAllowed,
+  // A scheduled grant ends before it starts: the engineer no longer needs
+  // the window, or the customer withdraws it.
+  if (state != Grant::ACTIVE && state != Grant::SCHEDULED) {
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kTransitionNotAllowed,
                  absl::StrCat("grant is ", Grant::State_Name(state),
-                              "; only an ACTIVE grant can end early"));
+                              "; only an ACTIVE or SCHEDULED grant can end early"));
   }
   grant->set_state(end_state);
   *grant->mutable_end_time() = ToProto(now);

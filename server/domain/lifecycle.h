@@ -109,36 +109,53 @@ absl::StatusOr<v1::AccessRequest> NewAccessRequest(
 // --- The read-time expiry rule -----------------------------------------------
 
 // What time changes without a write: a row recorded as `open` whose
-// expire_time has come (expire_time <= now) reads as `expired`. The one
-// statement of the rule: EffectiveState applies it to a loaded message, and
-// RecordedStatesFor gives it to a store that filters rows without loading
-// them.
+// expire_time has come (expire_time <= now) reads as `expired`; before that,
+// a row recorded `open` whose start_time has not come (start_time > now)
+// reads as `scheduled`, when the rule has one (grants: SCHEDULED; requests
+// have none, their start_time is the grant's). The one statement of the
+// rule: EffectiveState applies it to a loaded message, and RecordedStatesFor
+// gives it to a store that filters rows without loading them. Nothing
+// records `scheduled`: a grant is recorded ACTIVE at approval and starts by
+// itself, with no write, at its start_time.
 template <typename State>
 struct ReadTimeExpiry {
   State open;
   State expired;
+  // `open` itself when the rule has no start.
+  State scheduled;
 };
 inline constexpr ReadTimeExpiry<v1::AccessRequest::State> kRequestExpiry{
-    v1::AccessRequest::PENDING, v1::AccessRequest::EXPIRED};
-inline constexpr ReadTimeExpiry<v1::Grant::State> kGrantExpiry{v1::Grant::ACTIVE,
-                                                               v1::Grant::EXPIRED};
+    v1::AccessRequest::PENDING, v1::AccessRequest::EXPIRED, v1::AccessRequest::PENDING};
+inline constexpr ReadTimeExpiry<v1::Grant::State> kGrantExpiry{
+    v1::Grant::ACTIVE, v1::Grant::EXPIRED, v1::Grant::SCHEDULED};
 
 // One way a stored row reads as a given effective state: it was recorded as
-// `recorded`, and its expire_time compares with now as `expiry` says.
+// `recorded`, and its expire_time and start_time compare with now as
+// `expiry` and `start` say.
 struct RecordedState {
   enum class Expiry {
     kAny,        // Whatever the expire_time.
     kPassed,     // expire_time <= now.
     kNotPassed,  // expire_time > now.
   };
+  enum class Start {
+    kAny,      // Whatever the start_time.
+    kCome,     // start_time <= now.
+    kNotCome,  // start_time > now.
+  };
   int recorded = 0;  // The enum's value.
   Expiry expiry = Expiry::kAny;
+  Start start = Start::kAny;
 };
 
 // The rows whose effective state is `effective` at any `now`: those matching
 // at least one of the returned entries (none: no row can read so).
 std::vector<RecordedState> RecordedStatesFor(v1::AccessRequest::State effective);
 std::vector<RecordedState> RecordedStatesFor(v1::Grant::State effective);
+// The grants not ended at any `now`: effectively ACTIVE or SCHEDULED (what a
+// replica's grant view holds, so that a scheduled grant starts there by
+// itself).
+std::vector<RecordedState> RecordedStatesOfUnendedGrants();
 
 // A PENDING request whose expire_time has passed is EXPIRED for every reader,
 // whether or not anything has recorded it yet.
@@ -182,7 +199,9 @@ absl::Status Cancel(const Actor& actor, absl::Time now,
 
 // --- Grants ---------------------------------------------------------------
 
-// The grant an APPROVED request makes, starting now, pinned to what was
+// The grant an APPROVED request makes, recorded ACTIVE, starting now or at
+// the approved start_time if later (it reads SCHEDULED until then), lasting
+// the approved period from its start (approvals.h), pinned to what was
 // reviewed (SPEC 8 "A grant covers what was reviewed"): its data_sources are
 // the request's, or every source `env` has now when it asked for all; each
 // pinned with its lockbox_supported and whether the customer reviewed it
@@ -194,6 +213,9 @@ absl::Status Cancel(const Actor& actor, absl::Time now,
 v1::Grant NewGrant(const v1::AccessRequest& request, const v1::Environment& env,
                    const v1::LockboxPolicy& policy, absl::string_view tenant, absl::string_view id,
                    absl::Time now);
+// A grant recorded ACTIVE reads SCHEDULED before its start_time, ACTIVE
+// from it, and EXPIRED from its expire_time, for every reader, whether or
+// not anything has recorded it (the read-time rule above).
 v1::Grant::State EffectiveState(const v1::Grant& grant, absl::Time now);
 void ApplyReadTimeState(absl::Time now, v1::Grant* grant);
 
@@ -234,13 +256,21 @@ bool GrantAllows(const v1::Grant& grant, const AccessCheck& check);
 // Of `grants`, the one that allows this (as GrantAllows) and lasts longest;
 // nullptr when none does. The pointer is into `grants`.
 const v1::Grant* BestAllowingGrant(const std::vector<v1::Grant>& grants, const AccessCheck& check);
+// Of `grants`, a SCHEDULED one (at check.now) that would allow this at its
+// start_time (as GrantAllows, with everything else as `check` says), the one
+// starting first; nullptr when none would. CheckAccess's GRANT_NOT_STARTED.
+// The pointer is into `grants`.
+const v1::Grant* FirstScheduledGrant(const std::vector<v1::Grant>& grants,
+                                     const AccessCheck& check);
 // Records that an ACTIVE grant's time is up: EXPIRED, ending at its
 // expire_time. FAILED_PRECONDITION if it is not.
 absl::Status RecordExpiry(absl::Time now, v1::Grant* grant);
 
-// The grant's principal ends it early.
+// The grant's principal ends it early: an ACTIVE grant, or a SCHEDULED one
+// before it starts (FAILED_PRECONDITION otherwise).
 absl::Status Release(const Actor& actor, absl::Time now, v1::Grant* grant);
-// A tenant.admin of the grant's tenant ends it, if the policy allows.
+// A tenant.admin of the grant's tenant ends it (ACTIVE or SCHEDULED), if the
+// policy allows.
 absl::Status Revoke(const Actor& actor, const v1::LockboxPolicy& policy,
                     absl::string_view tenant, absl::Time now, v1::Grant* grant);
 

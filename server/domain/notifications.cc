@@ -59,6 +59,8 @@ std::string Facts(const AccessRequest& r) {
       absl::StrAppend(&out, "Approvals:       ", r.approvals_needed(), " more needed\n");
     }
   }
+  // Scheduled access: the window the approvers are asked to open.
+  if (r.has_start_time()) absl::StrAppend(&out, "Access from:     ", When(r.start_time()), "\n");
   absl::StrAppend(&out, "Access period:   ", Hours(r.access_duration()), "\n",
                   "Status:          ", r.display_status(), "\n",
                   "Request:         ", r.name(), "\n");
@@ -175,8 +177,13 @@ std::vector<OutboundMessage> RequestMessages(RequestEvent event, const AccessReq
                              ": ", about);
       std::string what;
       if (approved) {
+        // A scheduled grant (its start after the decision) allows nothing yet.
+        std::string from;
+        if (grant && FromProto(grant->start_time()) > FromProto(r.update_time())) {
+          from = absl::StrCat(" from ", When(grant->start_time()));
+        }
         what = absl::StrCat("You have access",
-                            grant ? absl::StrCat(" until ", When(grant->expire_time()),
+                            grant ? absl::StrCat(from, " until ", When(grant->expire_time()),
                                                  " (grant ", grant->name(), ")")
                                   : "",
                             ". Release it when you are done:\n  lockboxctl release ",

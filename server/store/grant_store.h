@@ -38,11 +38,15 @@ class GrantStore {
   // Newest first. A condition on state means the effective state at
   // query.now.
   virtual absl::StatusOr<std::vector<v1::Grant>> ListGrants(const ListQuery& query) = 0;
-  // Grants of `principal` on the environment still ACTIVE as recorded.
+  // Grants of `principal` on the environment still ACTIVE as recorded
+  // (whatever their times: SCHEDULED and past their end too; the caller
+  // applies the rule).
   virtual absl::StatusOr<std::vector<v1::Grant>> ActiveGrants(
       const std::string& principal, const std::string& tenant,
       const std::string& environment_id) = 0;
-  // Every grant whose effective state at `now` is ACTIVE.
+  // Every grant whose effective state at `now` is ACTIVE or SCHEDULED
+  // (domain RecordedStatesOfUnendedGrants): a replica's grant view holds
+  // both, so that a scheduled grant starts allowing there by itself.
   virtual absl::StatusOr<std::vector<v1::Grant>> AllActiveGrants(absl::Time now) = 0;
   // The grants with these "tenant/id" keys; missing ones are left out.
   virtual absl::StatusOr<std::vector<v1::Grant>> GetGrantsByKey(

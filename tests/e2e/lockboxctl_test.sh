@@ -80,6 +80,36 @@ ctl dana tenants identity set contoso --ca-bundle "$WORK/certs/tenant-contoso-ca
   grep -q "CA (SHA-256):   $want" || fail "identity set by the tenant's admin"
 ctl dana audit list contoso --filter "action = tenant_identity.update" |
   grep -q tenant_identity.update || fail "identity change not audited"
+# Scheduled access: a window an hour from now. --wait returns at approval
+# with the grant SCHEDULED; check refuses with GRANT_NOT_STARTED until then.
+set +e
+ctl alice request create contoso prod --ticket TKT-8 --justification "tonight's window" \
+  --start-time "not a time" >/dev/null 2>&1; [ $? -eq 9 ] || fail "a bad --start-time should exit 9"
+set -e
+start="$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ)"
+ctl alice request create contoso prod --ticket TKT-8 --justification "tonight's window" \
+  --data-source sql --start-time "$start" --wait --wait-timeout 2m >"$WORK/sched.out" 2>/dev/null &
+WAITER=$!
+name="$(pending INTERNAL_REVIEW)"
+[ -n "$name" ] || fail "the scheduled request never appeared"
+ctl bob request get "$name" | grep -q "^Starts:         ${start/T/ }" ||
+  fail "request get did not show the start: $(ctl bob request get "$name")"
+ctl bob approve "$name" >/dev/null
+ctl dana approve "$name" >/dev/null
+wait "$WAITER" || fail "a scheduled request create --wait exited $?"
+grep -q "Access scheduled from ${start/T/ }" "$WORK/sched.out" ||
+  fail "--wait did not say the grant is scheduled: $(cat "$WORK/sched.out")"
+grant="$(grep -o 'tenants/contoso/grants/[0-9a-f-]*' "$WORK/sched.out" | head -n 1)"
+ctl alice grants contoso --filter "state = SCHEDULED" | grep -q "${grant##*/}.*SCHEDULED" ||
+  fail "grants did not list the scheduled grant"
+set +e
+ctl enforcer check "spiffe://$TD/operator/alice" tenants/contoso/environments/prod \
+  --data-source sql >"$WORK/check.out"
+[ $? -eq 7 ] || fail "check before the start should exit 7"
+set -e
+grep -q "not allowed: GRANT_NOT_STARTED ($grant starts ${start/T/ })" "$WORK/check.out" ||
+  fail "check did not say when the grant starts: $(cat "$WORK/check.out")"
+ctl alice release "$grant" | grep -q RELEASED || fail "release of a scheduled grant"
 # Quorum and narrowing (issue 17): the policy's new fields, how many
 # approvals the customer's stage still needs, and an approval for less.
 ctl dana policy update contoso --customer-approvals 2 --max-extensions 3 \

@@ -200,6 +200,34 @@ TEST_F(KeyServiceTest, AReleasedGrantAllowsNothing) {
                 Code::kPermissionDenied, "GRANT_DOES_NOT_ALLOW");
 }
 
+// Scheduled access: the unwrap holds the grant to the same rule as
+// CheckAccess, so nothing opens before the grant's start_time.
+TEST_F(KeyServiceTest, AScheduledGrantUnwrapsOnlyFromItsStart) {
+  auto made = Generate(kProd, "sql");
+  ASSERT_TRUE(made.ok()) << made.status();
+  const absl::Time start = app_->clock().Now() + absl::Hours(2);
+  v1::CreateAccessRequestRequest ask = DemoWorld::Ask();
+  *ask.mutable_access_request()->mutable_start_time() = ToProto(start);
+  auto request = app_->use_cases().requests().CreateAccessRequest(world_->engineer, ask);
+  ASSERT_TRUE(request.ok()) << request.status();
+  v1::ApproveAccessRequestRequest approve;
+  approve.set_name(request->name());
+  ASSERT_TRUE(app_->use_cases().requests().ApproveAccessRequest(world_->reviewer, approve).ok());
+  auto approved =
+      app_->use_cases().requests().ApproveAccessRequest(world_->tenant_a_admin, approve);
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  ASSERT_EQ(approved->state(), v1::AccessRequest::APPROVED);
+  app_->clock().Set(start - absl::Seconds(1));
+  auto early = Unwrap(kProd, "sql", made->wrapped(), approved->grant(), "the window");
+  ExpectRefused(early.status(), Code::kPermissionDenied, "GRANT_DOES_NOT_ALLOW");
+  EXPECT_TRUE(absl::StrContains(early.status().message(), "SCHEDULED")) << early.status();
+  EXPECT_TRUE(Audit("tenants/ma", "action = key.unwrap").empty());
+  app_->clock().Set(start + absl::Seconds(1));
+  auto opened = Unwrap(kProd, "sql", made->wrapped(), approved->grant(), "the window");
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(Audit("tenants/ma", "action = key.unwrap").size(), 1u);
+}
+
 TEST_F(KeyServiceTest, DisabledRefusesAndEnabledServes) {
   auto made = Generate(kProd, "sql");
   ASSERT_TRUE(made.ok()) << made.status();

@@ -124,7 +124,9 @@ class Client {
   // grant when approved; otherwise FAILED_PRECONDITION with reason
   // REQUEST_DENIED, REQUEST_CANCELLED or REQUEST_EXPIRED, or
   // DEADLINE_EXCEEDED. Survives a server restart or a move to another
-  // replica while it waits.
+  // replica while it waits. A request with access_request.start_time (a
+  // maintenance window) returns at approval with its grant SCHEDULED: it
+  // allows nothing before grant.start_time.
   Result<v1::Grant> RequestAccess(v1::CreateAccessRequestRequest request,
                                   std::chrono::milliseconds timeout,
                                   const Progress& progress = nullptr);

@@ -133,7 +133,7 @@ absl::StatusOr<std::vector<v1::Grant>> PgGrantStore::AllActiveGrants(absl::Time 
   return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<std::vector<v1::Grant>> {
     Params p;
     std::string sql = absl::StrCat("SELECT ", kGrantCols, " FROM grants WHERE ",
-                                   StateCondition(RecordedStatesFor(v1::Grant::ACTIVE), now, &p));
+                                   StateCondition(RecordedStatesOfUnendedGrants(), now, &p));
     return MapRows<v1::Grant>(Exec(w, sql, p), ToGrant);
   });
 }

@@ -65,6 +65,16 @@ std::string StateCondition(const std::vector<RecordedState>& matches, absl::Time
         absl::StrAppend(&alt, " AND expire_time > ", p->Add(Us(now)), "::bigint");
         break;
     }
+    switch (m.start) {
+      case RecordedState::Start::kAny:
+        break;
+      case RecordedState::Start::kCome:
+        absl::StrAppend(&alt, " AND start_time <= ", p->Add(Us(now)), "::bigint");
+        break;
+      case RecordedState::Start::kNotCome:
+        absl::StrAppend(&alt, " AND start_time > ", p->Add(Us(now)), "::bigint");
+        break;
+    }
     alternatives.push_back(absl::StrCat("(", alt, ")"));
   }
   return absl::StrCat("(", absl::StrJoin(alternatives, " OR "), ")");

@@ -74,7 +74,7 @@ struct Column {
     kText,
     kTime,
     // The effective state (domain RecordedStatesFor) of a row with columns
-    // `state` and `expire_time`.
+    // `state` and `expire_time` (grants: and `start_time`).
     kRequestState,
     kGrantState,
     kStage,
@@ -98,8 +98,9 @@ void AppendTenantScope(const ListQuery& q, Params* p, std::string* sql);
 std::string KeysetDesc(const ListQuery& q, const char* key, const char* id, const char* id_type,
                        Params* p);
 
-// The condition that a row (columns `state` and `expire_time`) reads as one
-// of `matches` at `now`: the read-time rule as the domain states it, with
+// The condition that a row (columns `state` and `expire_time`, and
+// `start_time` when a match says something of it) reads as one of `matches`
+// at `now`: the read-time rule as the domain states it, with
 // every enum value and time a parameter.
 std::string StateCondition(const std::vector<RecordedState>& matches, absl::Time now, Params* p);
 
