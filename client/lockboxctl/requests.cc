@@ -58,6 +58,7 @@ void PrintRequest(const v1::AccessRequest& r) {
               << (d.via().empty() ? "" : " via " + d.via()) << " on " << Time(d.decide_time())
               << (d.comment().empty() ? "" : ": " + d.comment()) << "\n";
   }
+  if (!r.extends_grant().empty()) std::cout << "Extends grant:  " << r.extends_grant() << "\n";
   if (!r.grant().empty()) std::cout << "Grant:          " << r.grant() << "\n";
   std::cout << "Etag:           " << r.etag() << "\n";
 }
