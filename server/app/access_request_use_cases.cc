@@ -144,7 +144,27 @@ struct DecideArgs {
   std::string comment;
   // The reviewer's signature; null when the call carries none.
   const v1::DecisionSignature* signature = nullptr;
+  // An approval's narrowing (SPEC section 10), and the same as the call
+  // sent it: what the signature covers and the audit event shows.
+  Narrowing narrowing;
+  DecisionToSign sent;
 };
+
+// ApproveAccessRequestRequest's narrowing fields.
+DecideArgs ApproveArgs(const v1::ApproveAccessRequestRequest& r) {
+  DecideArgs args{r.etag(), r.comment(), r.has_signature() ? &r.signature() : nullptr};
+  if (r.has_access_duration()) {
+    args.narrowing.access_duration = FromProto(r.access_duration());
+    args.sent.access_duration = r.access_duration();
+  }
+  args.narrowing.data_sources.assign(r.data_sources().begin(), r.data_sources().end());
+  args.sent.data_sources = args.narrowing.data_sources;
+  if (r.has_start_time()) {
+    args.narrowing.start_time = FromProto(r.start_time());
+    args.sent.start_time = r.start_time();
+  }
+  return args;
+}
 
 // How far a decision's sign time may be from the server's clock.
 constexpr absl::Duration kSignTimeSkew = absl::Minutes(5);
@@ -251,8 +271,12 @@ absl::StatusOr<v1::DecisionEvidence> ProveCustomerDecision(
   CertificateEvidence signer;
   ASSIGN_OR_RETURN(*signer_pem,
                    SignerCertificate(runner, tx, c, a, tenant, signature, now, &signer));
-  DecisionToSign signed_bytes{request.name(), args.etag, verdict, args.comment,
-                              signature.sign_time()};
+  DecisionToSign signed_bytes = args.sent;
+  signed_bytes.request = request.name();
+  signed_bytes.etag = args.etag;
+  signed_bytes.verdict = verdict;
+  signed_bytes.comment = args.comment;
+  signed_bytes.sign_time = signature.sign_time();
   RETURN_IF_ERROR(VerifyDecisionSignature(*signer_pem, signed_bytes, signature.signature()));
   evidence.set_signed_(true);
   if (a.via) {
@@ -311,22 +335,21 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(const UseCaseRunner& runner, T
   ASSIGN_OR_RETURN(std::optional<VersionKey> key, runner.sealer().KeyForNew(tx, name.tenant));
   v1::AccessRequest request = as_read;
   RETURN_IF_ERROR(runner.sealer().OpenRequest(tx, &request));
-  bool needs_customer = false;
   // An approval reads the environment and policy as they are now: whether
   // the customer must also approve is decided from them (a policy change
-  // takes effect at once), and a grant pins what they say.
+  // takes effect at once), narrowed sources are checked against the
+  // environment, and a grant pins what they say.
   v1::Environment env;
   v1::LockboxPolicy policy;
   if (verdict == v1::Decision::APPROVE) {
     std::string env_id = IdOfName(request.environment());
     ASSIGN_OR_RETURN(env, tx.tenancy().GetEnvironment(name.tenant, env_id, false));
     ASSIGN_OR_RETURN(policy, tx.tenancy().GetPolicy(name.tenant, false));
-    if (request.stage() == v1::AccessRequest::INTERNAL_REVIEW) {
-      needs_customer = NeedsCustomerReview(policy, env, request.data_sources());
-    }
   }
   const v1::AccessRequest reviewed = request;
-  RETURN_IF_ERROR(Decide(a, verdict, args.comment, needs_customer, now, &request));
+  RETURN_IF_ERROR(Decide(a, verdict, args.comment, args.narrowing,
+                         verdict == v1::Decision::APPROVE ? &env : nullptr,
+                         verdict == v1::Decision::APPROVE ? &policy : nullptr, now, &request));
   // Only the customer's stage is proven and signed: the internal review is
   // the provider's own, and an operator's signature would be ignored.
   std::optional<v1::DecisionEvidence> evidence;
@@ -343,6 +366,16 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(const UseCaseRunner& runner, T
       v1::AccessRequest::Stage_Name(request.decisions().rbegin()->stage());
   if (!args.comment.empty()) (*e.mutable_details())["comment"] = args.comment;
   if (evidence) EvidenceDetails(*evidence, a, args, signer_pem, &e);
+  if (verdict == v1::Decision::APPROVE) {
+    // Each narrowing as sent (and signed), and where the stage's quorum
+    // stands after this approval.
+    PutNarrowingDetails(args.sent, e.mutable_details());
+    const v1::AccessRequest::Stage stage = reviewed.stage();
+    (*e.mutable_details())["approvals_counted"] = absl::StrCat(ApprovalsCounted(request, stage));
+    (*e.mutable_details())["approvals_required"] = absl::StrCat(ApprovalsRequired(request, stage));
+    (*e.mutable_details())["approvals_needed"] = absl::StrCat(
+        std::max(0, ApprovalsRequired(request, stage) - ApprovalsCounted(request, stage)));
+  }
   if (request.state() == v1::AccessRequest::APPROVED && !request.extends_grant().empty()) {
     // An approved extension moves its grant's end (grant_extensions.h).
     ASSIGN_OR_RETURN(v1::Grant grant, ApplyApprovedExtension(runner, tx, request, now, &e));
@@ -392,7 +425,7 @@ static absl::Status NotifyDecision(const Sealer& sealer, Transaction& tx,
 absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::ApproveAccessRequest(
     const C& c, const v1::ApproveAccessRequestRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "accessRequests", "name"));
-  DecideArgs args{r.etag(), r.comment(), r.has_signature() ? &r.signature() : nullptr};
+  const DecideArgs args = ApproveArgs(r);
   return runner().Change<v1::AccessRequest>(
       c, "ApproveAccessRequest", r, r.request_id(),
       [&](Transaction&, const Actor& a) { return authz::DecideAccessRequests(a, name.tenant); },

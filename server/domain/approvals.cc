@@ -1,8 +1,12 @@
 #include "server/domain/approvals.h"
 
 #include <algorithm>
+#include <set>
 
+#include "absl/strings/str_cat.h"
 #include "server/domain/lifecycle.h"
+#include "server/domain/names.h"
+#include "server/domain/status.h"
 
 namespace lockbox {
 
@@ -38,6 +42,135 @@ ApprovedScope ApprovedScopeOf(const v1::AccessRequest& request) {
     }
   }
   return scope;
+}
+
+namespace {
+
+absl::Status Widens(absl::string_view field, absl::string_view message) {
+  return InvalidField(reason::kApprovalWidens, field, "OUT_OF_RANGE", message);
+}
+
+std::string Rfc3339(absl::Time t) {
+  return absl::FormatTime(absl::RFC3339_sec, t, absl::UTCTimeZone());
+}
+
+}  // namespace
+
+absl::Status CheckNarrowing(const Narrowing& n, const v1::AccessRequest& request,
+                            const v1::Environment& env, absl::Time now) {
+  const bool extension = !request.extends_grant().empty();
+  if (n.access_duration) {
+    if (*n.access_duration < kMinNarrowedAccessDuration) {
+      return InvalidField("access_duration", "OUT_OF_RANGE", "must be at least 1 minute");
+    }
+    absl::Duration asked = FromProto(request.access_duration());
+    if (*n.access_duration > asked) {
+      return Widens("access_duration",
+                    absl::StrCat("must not be longer than the request's access_duration (",
+                                 absl::FormatDuration(asked), ")"));
+    }
+  }
+  if (extension && !n.data_sources.empty()) {
+    return InvalidField("data_sources", "NOT_ALLOWED",
+                        "an extension keeps its grant's data sources; only access_duration may "
+                        "be narrowed");
+  }
+  if (extension && n.start_time) {
+    return InvalidField("start_time", "NOT_ALLOWED",
+                        "an extension keeps its grant's start; only access_duration may be "
+                        "narrowed");
+  }
+  if (!n.data_sources.empty()) {
+    if (n.data_sources.size() > kMaxDataSources) {
+      return InvalidField("data_sources", "TOO_LONG", "too many data sources");
+    }
+    std::set<std::string> seen;
+    for (const std::string& id : n.data_sources) {
+      bool known = std::any_of(env.data_sources().begin(), env.data_sources().end(),
+                               [&](const v1::DataSource& ds) { return ds.id() == id; });
+      if (!IsValidId(id) || !known) {
+        return InvalidField(
+            "data_sources", "UNKNOWN_VALUE",
+            absl::StrCat("\"", id.substr(0, 64), "\" is not a data source of ", env.name()));
+      }
+      if (!seen.insert(id).second) {
+        return InvalidField("data_sources", "NOT_ALLOWED",
+                            absl::StrCat("\"", id, "\" is listed twice"));
+      }
+      bool asked = request.data_sources().empty() ||
+                   std::find(request.data_sources().begin(), request.data_sources().end(), id) !=
+                       request.data_sources().end();
+      if (!asked) {
+        return Widens("data_sources", absl::StrCat("\"", id,
+                                                   "\" is not one of the data sources the request "
+                                                   "asked for"));
+      }
+    }
+    // Together with the approvals before it, something must be left: an
+    // approval that allows nothing is a denial, and says so with DENY.
+    const ApprovedScope before = ApprovedScopeOf(request);
+    if (before.data_sources &&
+        std::none_of(n.data_sources.begin(), n.data_sources.end(), [&](const std::string& id) {
+          return std::find(before.data_sources->begin(), before.data_sources->end(), id) !=
+                 before.data_sources->end();
+        })) {
+      return InvalidField("data_sources", "NOT_ALLOWED",
+                          "none of these data sources was allowed by every earlier approval; "
+                          "deny the request instead");
+    }
+  }
+  if (n.start_time) {
+    absl::Time earliest = request.has_start_time() ? FromProto(request.start_time()) : now;
+    if (*n.start_time < earliest) {
+      return Widens("start_time",
+                    absl::StrCat("must not be before ",
+                                 request.has_start_time() ? "the request's start_time (" : "now (",
+                                 Rfc3339(earliest),
+                                 "): an approver may move the start later, "
+                                 "never earlier"));
+    }
+    absl::Time latest = FromProto(request.expire_time());
+    if (*n.start_time > latest) {
+      return Widens("start_time", absl::StrCat("must not be after the request's expire_time (",
+                                               Rfc3339(latest), ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void SetNarrowing(const Narrowing& n, v1::Decision* d) {
+  if (n.access_duration) *d->mutable_access_duration() = ToProto(*n.access_duration);
+  for (const std::string& id : n.data_sources) d->add_data_sources(id);
+  if (n.start_time) *d->mutable_start_time() = ToProto(*n.start_time);
+}
+
+int ApprovalsCounted(const v1::AccessRequest& request, v1::AccessRequest::Stage stage) {
+  std::set<std::string> people;
+  for (const v1::Decision& d : request.decisions()) {
+    if (d.stage() == stage && d.verdict() == v1::Decision::APPROVE) people.insert(d.reviewer());
+  }
+  return static_cast<int>(people.size());
+}
+
+int ApprovalsRequired(const v1::AccessRequest& request, v1::AccessRequest::Stage stage) {
+  int n = stage == v1::AccessRequest::CUSTOMER_REVIEW ? request.customer_approvals_required()
+                                                      : request.internal_approvals_required();
+  return std::max(1, n);
+}
+
+bool HasApproved(const v1::AccessRequest& request, v1::AccessRequest::Stage stage,
+                 absl::string_view reviewer) {
+  return std::any_of(request.decisions().begin(), request.decisions().end(),
+                     [&](const v1::Decision& d) {
+                       return d.stage() == stage && d.verdict() == v1::Decision::APPROVE &&
+                              d.reviewer() == reviewer;
+                     });
+}
+
+int ApprovalsNeeded(const v1::AccessRequest& request, v1::AccessRequest::State state) {
+  if (state != v1::AccessRequest::PENDING) return 0;
+  return std::max(
+      0, ApprovalsRequired(request, request.stage()) - ApprovalsCounted(request, request.stage()));
 }
 
 }  // namespace lockbox

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "lockbox/v1/resources.pb.h"
 
@@ -33,6 +34,54 @@ struct ApprovedScope {
 // What the APPROVE decisions of `request` allowed together, with the
 // request as asked.
 ApprovedScope ApprovedScopeOf(const v1::AccessRequest& request);
+
+// The shortest access period an approval may narrow to.
+inline constexpr absl::Duration kMinNarrowedAccessDuration = absl::Minutes(1);
+
+// What one approval narrows (ApproveAccessRequestRequest fields 6-8), each
+// unset or empty when the approval takes the request as asked.
+struct Narrowing {
+  std::optional<absl::Duration> access_duration;
+  std::vector<std::string> data_sources;
+  std::optional<absl::Time> start_time;
+
+  bool empty() const { return !access_duration && data_sources.empty() && !start_time; }
+};
+
+// Whether `narrowing` only narrows what `request` ASKED for (not what
+// earlier approvals allowed: each approval is judged against the request,
+// and the grant takes what all of them allowed):
+//   access_duration: at least kMinNarrowedAccessDuration (else
+//     INVALID_FIELD OUT_OF_RANGE), at most the request's;
+//   data_sources: known IDs of `env` (else UNKNOWN_VALUE), no duplicates
+//     (NOT_ALLOWED), each one the request asked for (of the environment's
+//     sources now, when it asked for all); and the intersection with what
+//     earlier approvals allowed is not empty (NOT_ALLOWED);
+//   start_time: not before the request's start_time (`now` when it asked
+//     none), not after its expire_time.
+// Anything wider is INVALID_ARGUMENT with reason APPROVAL_WIDENS and the
+// field named. An extension (extends_grant set) narrows only its
+// access_duration: data_sources or start_time is INVALID_FIELD NOT_ALLOWED.
+// Field names are those of ApproveAccessRequestRequest.
+absl::Status CheckNarrowing(const Narrowing& narrowing, const v1::AccessRequest& request,
+                            const v1::Environment& env, absl::Time now);
+
+// Records `narrowing` on the decision `d`.
+void SetNarrowing(const Narrowing& narrowing, v1::Decision* d);
+
+// Quorum: how many APPROVE decisions from distinct people (reviewer, the
+// acting principal's SPIFFE ID: through a portal the token's user) `stage`
+// of `request` has.
+int ApprovalsCounted(const v1::AccessRequest& request, v1::AccessRequest::Stage stage);
+// How many `stage` needs (the quorum pinned at creation; at least 1).
+int ApprovalsRequired(const v1::AccessRequest& request, v1::AccessRequest::Stage stage);
+// Whether `reviewer` has already approved `stage` of `request`.
+bool HasApproved(const v1::AccessRequest& request, v1::AccessRequest::Stage stage,
+                 absl::string_view reviewer);
+// How many more approvals the current stage needs while the request's
+// recorded `state` is PENDING; 0 otherwise. The caller passes the
+// effective state (lifecycle.h EffectiveState).
+int ApprovalsNeeded(const v1::AccessRequest& request, v1::AccessRequest::State state);
 
 }  // namespace lockbox
 

@@ -15,7 +15,10 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "google/protobuf/util/time_util.h"
 #include "lockbox/decision.h"
 #include "server/domain/status.h"
 
@@ -125,6 +128,10 @@ int64_t Micros(const google::protobuf::Timestamp& t) {
   return t.seconds() * 1000000 + t.nanos() / 1000;
 }
 
+int64_t Micros(const google::protobuf::Duration& d) {
+  return d.seconds() * 1000000 + d.nanos() / 1000;
+}
+
 }  // namespace
 
 std::string CanonicalDecisionBytes(const DecisionToSign& d) {
@@ -134,7 +141,60 @@ std::string CanonicalDecisionBytes(const DecisionToSign& d) {
   Put(v1::Decision::Verdict_Name(d.verdict), &out);
   Put(d.comment, &out);
   Put(absl::StrCat(Micros(d.sign_time)), &out);
+  // Narrowing only when present: older signatures keep verifying, and a
+  // server that dropped a narrowing would have different bytes to show.
+  if (d.access_duration) {
+    Put("access_duration", &out);
+    Put(absl::StrCat(Micros(*d.access_duration)), &out);
+  }
+  if (!d.data_sources.empty()) {
+    Put("data_sources", &out);
+    Put(absl::StrCat(d.data_sources.size()), &out);
+    for (const std::string& id : d.data_sources) Put(id, &out);
+  }
+  if (d.start_time) {
+    Put("start_time", &out);
+    Put(absl::StrCat(Micros(*d.start_time)), &out);
+  }
   return out;
+}
+
+void PutNarrowingDetails(const DecisionToSign& d,
+                         google::protobuf::Map<std::string, std::string>* details) {
+  using google::protobuf::util::TimeUtil;
+  if (d.access_duration) {
+    (*details)["narrowed.access_duration"] = TimeUtil::ToString(*d.access_duration);
+  }
+  if (!d.data_sources.empty()) {
+    (*details)["narrowed.data_sources"] = absl::StrJoin(d.data_sources, ",");
+  }
+  if (d.start_time) (*details)["narrowed.start_time"] = TimeUtil::ToString(*d.start_time);
+}
+
+absl::Status NarrowingFromDetails(const google::protobuf::Map<std::string, std::string>& details,
+                                  DecisionToSign* d) {
+  using google::protobuf::util::TimeUtil;
+  auto it = details.find("narrowed.access_duration");
+  if (it != details.end()) {
+    google::protobuf::Duration v;
+    if (!TimeUtil::FromString(it->second, &v)) {
+      return Invalid("narrowed.access_duration is not a duration such as \"5400s\"");
+    }
+    d->access_duration = v;
+  }
+  it = details.find("narrowed.data_sources");
+  if (it != details.end()) {
+    d->data_sources = absl::StrSplit(it->second, ',');
+  }
+  it = details.find("narrowed.start_time");
+  if (it != details.end()) {
+    google::protobuf::Timestamp v;
+    if (!TimeUtil::FromString(it->second, &v)) {
+      return Invalid("narrowed.start_time is not an RFC 3339 time");
+    }
+    d->start_time = v;
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> SignDecision(const std::string& private_key_pem,
@@ -294,6 +354,7 @@ absl::StatusOr<bool> VerifySignedDecisionEvent(const v1::AuditEvent& e,
   d.etag = field("evidence.etag");
   d.comment = field("comment");
   ASSIGN_OR_RETURN(d.sign_time, ParseSignTime(field("evidence.sign_time")));
+  RETURN_IF_ERROR(NarrowingFromDetails(details, &d));
   std::string signature;
   if (!absl::Base64Unescape(signature_b64->second, &signature)) {
     return Invalid("evidence.signature is not base64");

@@ -1,6 +1,7 @@
 #include "server/domain/lifecycle.h"
 
 #include <algorithm>
+#include <functional>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -462,6 +463,7 @@ absl::StatusOr<AccessRequest> NewAccessRequest(
   r.set_state(AccessRequest::PENDING);
   r.set_stage(AccessRequest::INTERNAL_REVIEW);
   r.set_display_status(DisplayStatus(r.state(), r.stage()));
+  r.set_approvals_needed(ApprovalsNeeded(r, r.state()));
   return r;
 }
 
@@ -504,6 +506,7 @@ AccessRequest::State EffectiveState(const AccessRequest& request, absl::Time now
 void ApplyReadTimeState(absl::Time now, AccessRequest* request) {
   request->set_state(EffectiveState(*request, now));
   request->set_display_status(DisplayStatus(request->state(), request->stage()));
+  request->set_approvals_needed(ApprovalsNeeded(*request, request->state()));
 }
 
 namespace {
@@ -518,9 +521,14 @@ absl::Status NotPending(const AccessRequest& request, absl::Time now) {
 
 }  // namespace
 
-absl::Status Decide(const Actor& actor, Decision::Verdict verdict,
-                    absl::string_view comment, bool needs_customer_review,
-                    absl::Time now, AccessRequest* request) {
+namespace {
+
+// Decide's checks and change; `needs_customer_review` says, once the
+// internal stage has its quorum, whether the customer's stage follows.
+absl::Status DecideWith(const Actor& actor, Decision::Verdict verdict, absl::string_view comment,
+                        const Narrowing& narrowing, const v1::Environment* env,
+                        const std::function<bool(const AccessRequest&)>& needs_customer_review,
+                        absl::Time now, AccessRequest* request) {
   if (comment.size() > kMaxCommentBytes) {
     return InvalidField("comment", "TOO_LONG",
                         absl::StrCat("at most ", kMaxCommentBytes, " bytes"));
@@ -547,6 +555,21 @@ absl::Status Decide(const Actor& actor, Decision::Verdict verdict,
     return Error(absl::StatusCode::kPermissionDenied, reason::kSelfReview,
                  "a reviewer can never decide their own request");
   }
+  // Quorum: one person counts once, whatever certificate or portal they
+  // come through (the principal is the token's user through a portal).
+  if (verdict == Decision::APPROVE &&
+      HasApproved(*request, request->stage(), actor.principal.spiffe_id)) {
+    return Error(absl::StatusCode::kFailedPrecondition, reason::kAlreadyApproved,
+                 absl::StrCat("the caller has already approved ",
+                              AccessRequest::Stage_Name(request->stage()),
+                              "; it needs approvals from other people"));
+  }
+  if (!narrowing.empty()) {
+    if (verdict != Decision::APPROVE) {
+      return InvalidField("access_duration", "NOT_ALLOWED", "only an approval narrows");
+    }
+    RETURN_IF_ERROR(CheckNarrowing(narrowing, *request, *env, now));
+  }
 
   Decision* d = request->add_decisions();
   d->set_stage(request->stage());
@@ -555,17 +578,50 @@ absl::Status Decide(const Actor& actor, Decision::Verdict verdict,
   if (actor.via) d->set_via(actor.via->spiffe_id);
   d->set_comment(std::string(comment));
   *d->mutable_decide_time() = ToProto(now);
+  SetNarrowing(narrowing, d);
 
   if (verdict == Decision::DENY) {
     request->set_state(AccessRequest::DENIED);
-  } else if (internal && needs_customer_review) {
+  } else if (ApprovalsCounted(*request, request->stage()) <
+             ApprovalsRequired(*request, request->stage())) {
+    // The stage waits for more people.
+  } else if (internal && needs_customer_review(*request)) {
     request->set_stage(AccessRequest::CUSTOMER_REVIEW);
   } else {
     request->set_state(AccessRequest::APPROVED);
   }
   *request->mutable_update_time() = ToProto(now);
   request->set_display_status(DisplayStatus(request->state(), request->stage()));
+  request->set_approvals_needed(ApprovalsNeeded(*request, request->state()));
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status Decide(const Actor& actor, Decision::Verdict verdict, absl::string_view comment,
+                    bool needs_customer_review, absl::Time now, AccessRequest* request) {
+  return DecideWith(
+      actor, verdict, comment, Narrowing{}, nullptr,
+      [&](const AccessRequest&) { return needs_customer_review; }, now, request);
+}
+
+absl::Status Decide(const Actor& actor, Decision::Verdict verdict, absl::string_view comment,
+                    const Narrowing& narrowing, const v1::Environment* env,
+                    const v1::LockboxPolicy* policy, absl::Time now, AccessRequest* request) {
+  return DecideWith(
+      actor, verdict, comment, narrowing, env,
+      [&](const AccessRequest& approved) {
+        // Decided on what the approvals allowed, not on what was asked: an
+        // internal narrowing to unsupported sources leaves the customer
+        // nothing to review.
+        ApprovedScope scope = ApprovedScopeOf(approved);
+        google::protobuf::RepeatedPtrField<std::string> sources;
+        if (scope.data_sources) {
+          for (const std::string& id : *scope.data_sources) *sources.Add() = id;
+        }
+        return NeedsCustomerReview(*policy, *env, sources);
+      },
+      now, request);
 }
 
 absl::Status RecordExpiry(absl::Time now, AccessRequest* request) {
@@ -577,6 +633,7 @@ absl::Status RecordExpiry(absl::Time now, AccessRequest* request) {
   request->set_state(AccessRequest::EXPIRED);
   *request->mutable_update_time() = ToProto(now);
   request->set_display_status(DisplayStatus(request->state(), request->stage()));
+  request->set_approvals_needed(0);
   return absl::OkStatus();
 }
 
@@ -590,6 +647,7 @@ absl::Status Cancel(const Actor& actor, absl::Time now, AccessRequest* request) 
   request->set_state(AccessRequest::CANCELLED);
   *request->mutable_update_time() = ToProto(now);
   request->set_display_status(DisplayStatus(request->state(), request->stage()));
+  request->set_approvals_needed(0);
   return absl::OkStatus();
 }
 

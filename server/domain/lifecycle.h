@@ -17,6 +17,7 @@
 #include "google/protobuf/field_mask.pb.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "lockbox/v1/resources.pb.h"
+#include "server/domain/approvals.h"
 #include "server/domain/identity.h"
 
 namespace lockbox {
@@ -143,7 +144,7 @@ std::vector<RecordedState> RecordedStatesFor(v1::Grant::State effective);
 // whether or not anything has recorded it yet.
 v1::AccessRequest::State EffectiveState(const v1::AccessRequest& request,
                                         absl::Time now);
-// Rewrites state and display_status as of `now`.
+// Rewrites state, display_status and approvals_needed as of `now`.
 void ApplyReadTimeState(absl::Time now, v1::AccessRequest* request);
 
 // Records an approval or denial by `actor`. Checks, in order: the actor may
@@ -155,6 +156,21 @@ void ApplyReadTimeState(absl::Time now, v1::AccessRequest* request);
 absl::Status Decide(const Actor& actor, v1::Decision::Verdict verdict,
                     absl::string_view comment, bool needs_customer_review,
                     absl::Time now, v1::AccessRequest* request);
+
+// The same with quorum and narrowing (SPEC section 10). After the checks
+// above: an APPROVE by someone who has already approved this stage is
+// FAILED_PRECONDITION ALREADY_APPROVED; `narrowing` must pass
+// CheckNarrowing (approvals.h) against `*env`; a DENY carries none
+// (INVALID_ARGUMENT). The decision records the narrowing. The stage moves
+// on only when it has the request's quorum of approvals from distinct
+// people: from INTERNAL_REVIEW to CUSTOMER_REVIEW when NeedsCustomerReview
+// of the approved scope's sources (ApprovedScopeOf), else to APPROVED. Any
+// DENY ends the request. Nothing is changed on error.
+// REQUIRES: for APPROVE, `env` and `policy` are the request's environment
+// and tenant policy as they are now (unused for DENY; may be null then).
+absl::Status Decide(const Actor& actor, v1::Decision::Verdict verdict, absl::string_view comment,
+                    const Narrowing& narrowing, const v1::Environment* env,
+                    const v1::LockboxPolicy* policy, absl::Time now, v1::AccessRequest* request);
 
 // Records what time decided: a PENDING request past its expire_time becomes
 // EXPIRED. FAILED_PRECONDITION if it is not (yet) expired.

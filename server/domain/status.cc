@@ -27,8 +27,12 @@ absl::Status Error(absl::StatusCode code, Reason reason, absl::string_view messa
 
 absl::Status InvalidField(absl::string_view field, absl::string_view field_reason,
                           absl::string_view message) {
-  absl::Status status = Error(absl::StatusCode::kInvalidArgument,
-                              reason::kInvalidField,
+  return InvalidField(reason::kInvalidField, field, field_reason, message);
+}
+
+absl::Status InvalidField(Reason reason, absl::string_view field, absl::string_view field_reason,
+                          absl::string_view message) {
+  absl::Status status = Error(absl::StatusCode::kInvalidArgument, reason,
                               std::string(field) + ": " + std::string(message));
   status.SetPayload(kFieldKey, absl::Cord(field));
   status.SetPayload(kFieldReasonKey, absl::Cord(field_reason));

@@ -76,6 +76,10 @@ absl::Status Error(absl::StatusCode code, absl::string_view reason,
 // TOO_LONG, BAD_FORMAT, OUT_OF_RANGE, UNKNOWN_VALUE or NOT_ALLOWED.
 absl::Status InvalidField(absl::string_view field, absl::string_view field_reason,
                           absl::string_view message);
+// The same with a reason of its own instead of INVALID_FIELD (e.g.
+// APPROVAL_WIDENS), for a refusal a client tells apart by reason.
+absl::Status InvalidField(Reason reason, absl::string_view field, absl::string_view field_reason,
+                          absl::string_view message);
 
 absl::Status NotFound(absl::string_view what);
 absl::Status PermissionDenied(absl::string_view message);

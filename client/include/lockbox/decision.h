@@ -13,10 +13,13 @@
 #define LOCKBOX_CLIENT_INCLUDE_LOCKBOX_DECISION_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "google/protobuf/duration.pb.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "lockbox/v1/resources.pb.h"
 
@@ -29,10 +32,22 @@ struct DecisionToSign {
   v1::Decision::Verdict verdict = v1::Decision::VERDICT_UNSPECIFIED;
   std::string comment;
   google::protobuf::Timestamp sign_time;  // used to the microsecond (floor)
+  // An approval's narrowing (SPEC section 10), each unset or empty when the
+  // approval takes the request as asked: ApproveAccessRequestRequest's
+  // access_duration, data_sources (in the order sent) and start_time, both
+  // times used to the microsecond (floor).
+  std::optional<google::protobuf::Duration> access_duration;
+  std::vector<std::string> data_sources;
+  std::optional<google::protobuf::Timestamp> start_time;
 };
 
 // "lockbox.decision.v1", then request, etag, verdict name, comment and the
 // sign time in decimal microseconds, each with a 4-byte big-endian length.
+// Then, only for the narrowing fields that are set, in this order, each as
+// length-prefixed strings: "access_duration" and its decimal microseconds;
+// "data_sources", their count in decimal, and each ID; "start_time" and its
+// decimal microseconds since the epoch. A decision without narrowing has
+// exactly the bytes it had before narrowing existed.
 std::string CanonicalDecisionBytes(const DecisionToSign& decision);
 
 // Signs with a PEM private key (PKCS#8 or traditional): EC P-256 (ECDSA
@@ -69,10 +84,21 @@ absl::Status VerifyCertificateChain(const std::string& certificate_pem,
 std::string FormatSignTime(const google::protobuf::Timestamp& t);
 absl::StatusOr<google::protobuf::Timestamp> ParseSignTime(const std::string& text);
 
+// An approval's narrowing as its audit event records it (details
+// narrowed.access_duration, narrowed.start_time: protobuf JSON text, e.g.
+// "5400s" and "2026-12-01T20:00:00Z", exact to the nanosecond;
+// narrowed.data_sources: the IDs joined by ","), and back
+// (INVALID_ARGUMENT if a value is malformed).
+void PutNarrowingDetails(const DecisionToSign& decision,
+                         google::protobuf::Map<std::string, std::string>* details);
+absl::Status NarrowingFromDetails(const google::protobuf::Map<std::string, std::string>& details,
+                                  DecisionToSign* decision);
+
 // For an audit event: whether it is a decision with a signature in its
 // details (evidence.signature), and if so that the signature verifies over
 // the bytes rebuilt from the event (resource, evidence.etag, the action's
-// verdict, comment, evidence.sign_time) with evidence.signer_certificate_pem,
+// verdict, comment, evidence.sign_time, and the narrowed.* details) with
+// evidence.signer_certificate_pem,
 // whose SPIFFE ID is the event's actor and which chains to `bundle_pem` at
 // its sign time. INVALID_ARGUMENT (SIGNATURE_INVALID) says what failed.
 absl::StatusOr<bool> VerifySignedDecisionEvent(const v1::AuditEvent& event,
