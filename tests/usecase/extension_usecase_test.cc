@@ -404,5 +404,69 @@ TEST_F(ExtensionUseCaseTest, ListAccessRequestsFiltersByTheGrantExtended) {
   EXPECT_EQ(got->access_requests(0).name(), ext->name());
 }
 
+TEST_F(ExtensionUseCaseTest, AnApproverMayShortenTheExtensionNeverLengthenIt) {
+  absl::StatusOr<v1::Grant> grant = w().ActiveGrant();
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  absl::StatusOr<v1::AccessRequest> ext = Extend(w().engineer, grant->name(), absl::Hours(2));
+  ASSERT_TRUE(ext.ok()) << ext.status();
+  v1::ApproveAccessRequestRequest wider;
+  wider.set_name(ext->name());
+  *wider.mutable_access_duration() = ToProto(absl::Hours(3));
+  absl::StatusOr<v1::AccessRequest> refused =
+      use_cases().requests().ApproveAccessRequest(w().reviewer, wider);
+  EXPECT_EQ(refused.status().code(), Code::kInvalidArgument) << refused.status();
+  EXPECT_EQ(ErrorReason(refused.status()), "APPROVAL_WIDENS");
+
+  v1::ApproveAccessRequestRequest shorter;
+  shorter.set_name(ext->name());
+  *shorter.mutable_access_duration() = ToProto(absl::Minutes(30));
+  ASSERT_TRUE(use_cases().requests().ApproveAccessRequest(w().reviewer, shorter).ok());
+  absl::StatusOr<v1::AccessRequest> approved = Approve(w().tenant_a_admin, ext->name());
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  ASSERT_EQ(approved->state(), v1::AccessRequest::APPROVED);
+  // The shortest period every approval allowed.
+  v1::Grant after = GetGrant(grant->name());
+  EXPECT_EQ(FromProto(after.expire_time()), FromProto(grant->expire_time()) + absl::Minutes(30));
+  std::vector<v1::AuditEvent> approvals =
+      Audit(DemoWorld::kTenantA,
+            absl::StrCat("action = \"access_request.approve\" AND access_request = \"", ext->name(),
+                         "\""));
+  auto last = std::find_if(approvals.begin(), approvals.end(), [](const v1::AuditEvent& e) {
+    return e.details().count("grant_previous_expire_time") > 0;
+  });
+  ASSERT_NE(last, approvals.end());
+  EXPECT_EQ(FromProto(last->access_expire_time()), FromProto(after.expire_time()));
+}
+
+TEST_F(ExtensionUseCaseTest, AnExtensionNeedsThePolicysQuorumAtEachStage) {
+  absl::StatusOr<v1::Grant> grant = w().ActiveGrant();
+  ASSERT_TRUE(grant.ok()) << grant.status();
+  v1::UpdateLockboxPolicyRequest p;
+  p.mutable_lockbox_policy()->set_name(absl::StrCat(DemoWorld::kTenantA, "/lockboxPolicy"));
+  p.mutable_lockbox_policy()->set_internal_approvals(2);
+  p.mutable_update_mask()->add_paths("internal_approvals");
+  ASSERT_TRUE(use_cases().policy().UpdateLockboxPolicy(w().tenant_a_admin, p).ok());
+
+  absl::StatusOr<v1::AccessRequest> ext = Extend(w().engineer, grant->name(), absl::Hours(1));
+  ASSERT_TRUE(ext.ok()) << ext.status();
+  EXPECT_EQ(ext->internal_approvals_required(), 2);
+  absl::StatusOr<v1::AccessRequest> one = Approve(w().reviewer, ext->name());
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->stage(), v1::AccessRequest::INTERNAL_REVIEW);
+  EXPECT_EQ(one->approvals_needed(), 1);
+  // The same person counts once.
+  EXPECT_EQ(ErrorReason(Approve(w().reviewer, ext->name()).status()), "ALREADY_APPROVED");
+  absl::StatusOr<v1::AccessRequest> two = Approve(w().second_reviewer, ext->name());
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(two->stage(), v1::AccessRequest::CUSTOMER_REVIEW);
+  EXPECT_EQ(FromProto(GetGrant(grant->name()).expire_time()), FromProto(grant->expire_time()))
+      << "nothing moves before the last stage's quorum";
+  absl::StatusOr<v1::AccessRequest> approved = Approve(w().tenant_a_admin, ext->name());
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  EXPECT_EQ(approved->state(), v1::AccessRequest::APPROVED);
+  EXPECT_EQ(FromProto(GetGrant(grant->name()).expire_time()),
+            FromProto(grant->expire_time()) + absl::Hours(1));
+}
+
 }  // namespace
 }  // namespace lockbox::testing
