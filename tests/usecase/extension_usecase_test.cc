@@ -417,6 +417,15 @@ TEST_F(ExtensionUseCaseTest, AnApproverMayShortenTheExtensionNeverLengthenIt) {
   EXPECT_EQ(refused.status().code(), Code::kInvalidArgument) << refused.status();
   EXPECT_EQ(ErrorReason(refused.status()), "APPROVAL_WIDENS");
 
+  // Its sources and start are the grant's: narrowing them is refused.
+  v1::ApproveAccessRequestRequest sources;
+  sources.set_name(ext->name());
+  sources.add_data_sources("sql");
+  absl::StatusOr<v1::AccessRequest> not_allowed =
+      use_cases().requests().ApproveAccessRequest(w().reviewer, sources);
+  EXPECT_EQ(not_allowed.status().code(), Code::kInvalidArgument) << not_allowed.status();
+  EXPECT_EQ(GetRequest(ext->name()).decisions_size(), 0) << "nothing written";
+
   v1::ApproveAccessRequestRequest shorter;
   shorter.set_name(ext->name());
   *shorter.mutable_access_duration() = ToProto(absl::Minutes(30));
