@@ -174,8 +174,9 @@ void AddGrantCommands(CLI::App& app, Context& ctx) {
   AddExtend(grant, ctx);
   grant->callback([&ctx, grant, shown] {
     if (grant->got_subcommand("extend")) return;
+    // A usage error, as when NAME was a required positional.
+    if (shown->empty()) throw CLI::RequiredError("NAME");
     ctx.action = [&ctx, shown](Client& cl) -> int {
-      if (shown->empty()) return FailInvalid("grant: give NAME, or use grant extend NAME");
       auto full = ResolveGrantName(cl, *shown);
       if (!full.ok()) return Fail(full.status());
       v1::GetGrantRequest r;
