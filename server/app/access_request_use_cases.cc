@@ -11,7 +11,6 @@
 #include "server/app/list_page.h"
 #include "server/app/request_messages.h"
 #include "server/domain/authorization.h"
-#include "server/domain/extensions.h"
 #include "server/domain/filter.h"
 #include "server/domain/lifecycle.h"
 #include "server/domain/names.h"
@@ -347,8 +346,6 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(const UseCaseRunner& runner, T
     ASSIGN_OR_RETURN(env, tx.tenancy().GetEnvironment(name.tenant, env_id, false));
     ASSIGN_OR_RETURN(policy, tx.tenancy().GetPolicy(name.tenant, false));
   }
-  // An extension's approvals narrow only its period (extensions.h).
-  if (!request.extends_grant().empty()) RETURN_IF_ERROR(CheckExtensionNarrowing(args.narrowing));
   const v1::AccessRequest reviewed = request;
   RETURN_IF_ERROR(Decide(a, verdict, args.comment, args.narrowing,
                          verdict == v1::Decision::APPROVE ? &env : nullptr,

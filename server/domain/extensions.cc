@@ -98,20 +98,6 @@ absl::Status ApplyExtension(const v1::AccessRequest& extension, const v1::Lockbo
   return absl::OkStatus();
 }
 
-absl::Status CheckExtensionNarrowing(const Narrowing& narrowing) {
-  if (!narrowing.data_sources.empty()) {
-    return InvalidField("data_sources", "NOT_ALLOWED",
-                        "an extension keeps its grant's data sources; an approval may only "
-                        "shorten its access_duration");
-  }
-  if (narrowing.start_time) {
-    return InvalidField("start_time", "NOT_ALLOWED",
-                        "an extension keeps its grant's start; an approval may only shorten its "
-                        "access_duration");
-  }
-  return absl::OkStatus();
-}
-
 absl::Status CancelMootExtension(absl::Time now, v1::AccessRequest* extension) {
   if (EffectiveState(*extension, now) != v1::AccessRequest::PENDING) {
     return Error(absl::StatusCode::kFailedPrecondition, reason::kTransitionNotAllowed,

@@ -17,7 +17,6 @@
 #include "absl/time/time.h"
 #include "lockbox/v1/grant_service.pb.h"
 #include "lockbox/v1/resources.pb.h"
-#include "server/domain/approvals.h"
 #include "server/domain/identity.h"
 
 namespace lockbox {
@@ -63,12 +62,6 @@ absl::StatusOr<v1::AccessRequest> NewExtensionRequest(
 // the period every approval allowed and the extension is recorded on it.
 absl::Status ApplyExtension(const v1::AccessRequest& extension, const v1::LockboxPolicy& policy,
                             absl::Time now, v1::Grant* grant);
-
-// An approval of an extension narrows only its period: the grant keeps
-// the sources and start it was approved with, so narrowing either would
-// say what the approval does not do (INVALID_ARGUMENT, field data_sources
-// or start_time, NOT_ALLOWED).
-absl::Status CheckExtensionNarrowing(const Narrowing& narrowing);
 
 // A PENDING extension whose grant has ended early (released or revoked) is
 // moot: CANCELLED now, by the system. FAILED_PRECONDITION if it is not

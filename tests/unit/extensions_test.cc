@@ -261,20 +261,5 @@ TEST_F(ExtensionsTest, AMootExtensionIsCancelledOnlyWhilePending) {
   EXPECT_EQ(ReasonOf(CancelMootExtension(clock_.Now(), &ext)), "STATE_TRANSITION_NOT_ALLOWED");
 }
 
-TEST_F(ExtensionsTest, AnExtensionsApprovalNarrowsOnlyItsPeriod) {
-  Narrowing period;
-  period.access_duration = absl::Minutes(30);
-  EXPECT_TRUE(CheckExtensionNarrowing(period).ok());
-  EXPECT_TRUE(CheckExtensionNarrowing(Narrowing()).ok());
-  Narrowing sources;
-  sources.data_sources = {"sql"};
-  absl::Status s = CheckExtensionNarrowing(sources);
-  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(FieldOf(s), "data_sources");
-  Narrowing start;
-  start.start_time = clock_.Now() + absl::Hours(1);
-  EXPECT_EQ(FieldOf(CheckExtensionNarrowing(start)), "start_time");
-}
-
 }  // namespace
 }  // namespace lockbox
