@@ -278,5 +278,44 @@ TEST_F(ExtensionTest, ReleasingTheGrantEndsAWaitingExtensionAsCancelled) {
   EXPECT_EQ(got.reason(), kRequestCancelled);
 }
 
+TEST_F(ExtensionTest, RacingExtensionsOnBothReplicasMakeExactlyOne) {
+  v1::Grant grant = Granted();
+  ASSERT_FALSE(grant.name().empty());
+  constexpr int kRacers = 10;
+  std::vector<std::future<Result<v1::AccessRequest>>> racers;
+  for (int i = 0; i < kRacers; ++i) {
+    ServerProcess* replica = i % 2 == 0 ? a_ : b_;
+    racers.push_back(std::async(std::launch::async, [replica, &grant] {
+      return Connect("alice", replica->target())->ExtendGrant(More(grant.name(), 1));
+    }));
+  }
+  int made = 0, pending = 0;
+  std::string name;
+  for (auto& r : racers) {
+    Result<v1::AccessRequest> got = r.get();
+    if (got.ok()) {
+      ++made;
+      name = got->name();
+    } else if (got.reason() == "EXTENSION_PENDING") {
+      ++pending;
+    } else {
+      ADD_FAILURE() << got.status().error_message();
+    }
+  }
+  EXPECT_EQ(made, 1);
+  EXPECT_EQ(pending, kRacers - 1);
+  v1::ListAccessRequestsRequest l;
+  l.set_parent("tenants/ext");
+  l.set_filter("extends_grant = \"" + grant.name() + "\"");
+  auto listed = Connect("bob", b_->target())->ListAccessRequests(l);
+  ASSERT_TRUE(listed.ok()) << listed.status().error_message();
+  ASSERT_EQ(listed->access_requests_size(), 1);
+  EXPECT_EQ(listed->access_requests(0).name(), name);
+  // Left decided, so the suite's other cases find none pending.
+  v1::CancelAccessRequestRequest cancel;
+  cancel.set_name(name);
+  ASSERT_TRUE(Connect("alice", a_->target())->CancelAccessRequest(cancel).ok());
+}
+
 }  // namespace
 }  // namespace lockbox::testing
