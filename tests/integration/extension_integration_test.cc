@@ -317,5 +317,26 @@ TEST_F(ExtensionTest, RacingExtensionsOnBothReplicasMakeExactlyOne) {
   ASSERT_TRUE(Connect("alice", a_->target())->CancelAccessRequest(cancel).ok());
 }
 
+TEST_F(ExtensionTest, TheWaitForAnExtensionMovesToAnotherReplica) {
+  v1::Grant grant = Granted();
+  ASSERT_FALSE(grant.name().empty());
+  // One client, a third replica and B as its target: when the third goes
+  // away for good the wait carries on through B.
+  ServerProcess c(*certs_, db_->url(), Id("operator/admin"),
+                  {"--testing-clock-offset-file=" + *clock_file_});
+  ASSERT_TRUE(c.WaitReady("admin"));
+  auto alice = Connect("alice", "ipv4:127.0.0.1:" + std::to_string(c.port()) +
+                                    ",127.0.0.1:" + std::to_string(b_->port()));
+  auto waiting = alice->ExtendGrantAsync(More(grant.name(), 1), std::chrono::seconds(60));
+  auto bob = Connect("bob", b_->target());
+  std::string name = NewestPending(*bob, v1::AccessRequest::INTERNAL_REVIEW);
+  ASSERT_FALSE(name.empty());
+  c.Stop();  // Drains: the watch is told to reconnect.
+  ApproveOnB(name);
+  Result<v1::Grant> extended = waiting.get();
+  ASSERT_TRUE(extended.ok()) << extended.status().error_message();
+  EXPECT_EQ(extended->expire_time().seconds(), grant.expire_time().seconds() + 3600);
+}
+
 }  // namespace
 }  // namespace lockbox::testing
