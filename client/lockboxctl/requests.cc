@@ -1,6 +1,7 @@
 #include "requests.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
 
 #include <iostream>
 #include <memory>
@@ -14,13 +15,24 @@
 namespace lockbox::ctl {
 namespace {
 
+// The status as the customer sees it, with how many more approvals the
+// current stage needs when its quorum is more than one, e.g. "Action
+// needed (2 more)".
+std::string StatusText(const v1::AccessRequest& r) {
+  int needed = r.approvals_needed();
+  bool quorum =
+      (r.stage() == v1::AccessRequest::CUSTOMER_REVIEW ? r.customer_approvals_required()
+                                                       : r.internal_approvals_required()) > 1;
+  if (r.state() != v1::AccessRequest::PENDING || needed <= 0 || !quorum) return r.display_status();
+  return r.display_status() + " (" + std::to_string(needed) + " more)";
+}
+
 void PrintRequests(const google::protobuf::RepeatedPtrField<v1::AccessRequest>& requests) {
   Table t(
       {"REQUEST", "TENANT", "ENVIRONMENT", "STATUS", "REQUESTER", "TICKET", "CREATED", "EXPIRES"});
   for (const auto& r : requests) {
     std::string tenant = r.name().substr(8, r.name().find('/', 8) - 8);
-    t.Add({Short(r.name()), tenant, Short(r.environment()), r.display_status(),
-           Short(r.requester()),
+    t.Add({Short(r.name()), tenant, Short(r.environment()), StatusText(r), Short(r.requester()),
            r.reason() == v1::AccessRequest::OPERATOR_INITIATED ? "Operator initiated"
                                                                : r.support_ticket_id(),
            Time(r.create_time()),
@@ -37,9 +49,11 @@ std::string Joined(const google::protobuf::RepeatedPtrField<std::string>& items)
 
 void PrintRequest(const v1::AccessRequest& r) {
   std::cout << "Request:        " << r.name() << "\n"
-            << "Status:         " << r.display_status() << " ("
+            << "Status:         " << StatusText(r) << " ("
             << v1::AccessRequest::State_Name(r.state()) << ", "
             << v1::AccessRequest::Stage_Name(r.stage()) << ")\n"
+            << "Approvals:      internal " << r.internal_approvals_required() << ", customer "
+            << r.customer_approvals_required() << " (distinct people)\n"
             << "Environment:    " << r.environment() << "\n"
             << "Data sources:   "
             << (r.data_sources().empty() ? std::string("all") : Joined(r.data_sources())) << "\n"
@@ -57,6 +71,15 @@ void PrintRequest(const v1::AccessRequest& r) {
               << v1::AccessRequest::Stage_Name(d.stage()) << " by " << d.reviewer()
               << (d.via().empty() ? "" : " via " + d.via()) << " on " << Time(d.decide_time())
               << (d.comment().empty() ? "" : ": " + d.comment()) << "\n";
+    if (d.has_access_duration() || !d.data_sources().empty() || d.has_start_time()) {
+      std::cout << "  narrowed:     "
+                << (d.has_access_duration()
+                        ? "period " + std::to_string(d.access_duration().seconds() / 60) + " min "
+                        : std::string())
+                << (d.data_sources().empty() ? std::string()
+                                             : "sources " + Joined(d.data_sources()) + " ")
+                << (d.has_start_time() ? "start " + Time(d.start_time()) : std::string()) << "\n";
+    }
   }
   if (!r.extends_grant().empty()) std::cout << "Extends grant:  " << r.extends_grant() << "\n";
   if (!r.grant().empty()) std::cout << "Grant:          " << r.grant() << "\n";
@@ -229,20 +252,42 @@ CLI::App* AddDecision(CLI::App& app, Context& ctx, const std::string& command,
 void AddDecisions(CLI::App& app, Context& ctx) {
   struct Flags {
     std::string comment, etag;
+    // An approval's narrowing (SPEC section 10).
+    std::string access, start;
+    std::vector<std::string> sources;
   };
   auto approve = std::make_shared<Flags>();
-  auto* a = AddDecision(app, ctx, "approve",
-                        "Approve a request at its current stage (the customer's stage signed "
-                        "with the key of your certificate)",
-                        [approve](Client& cl, const std::string& name) {
-                          v1::ApproveAccessRequestRequest r;
-                          r.set_name(name);
-                          r.set_comment(approve->comment);
-                          r.set_etag(approve->etag);
-                          return cl.ApproveAccessRequest(r);
-                        });
+  auto* a = AddDecision(
+      app, ctx, "approve",
+      "Approve a request at its current stage (the customer's stage signed with the key of "
+      "your certificate), optionally for less than it asked",
+      [approve](Client& cl, const std::string& name) -> Result<v1::AccessRequest> {
+        v1::ApproveAccessRequestRequest r;
+        r.set_name(name);
+        r.set_comment(approve->comment);
+        r.set_etag(approve->etag);
+        if (!approve->access.empty() &&
+            !ParseDuration(approve->access, r.mutable_access_duration())) {
+          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "--access-duration: use e.g. 2h or 30m");
+        }
+        for (const std::string& id : approve->sources) r.add_data_sources(id);
+        if (!approve->start.empty() &&
+            !google::protobuf::util::TimeUtil::FromString(approve->start, r.mutable_start_time())) {
+          return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "--start-time: use RFC 3339, e.g. 2026-12-01T22:00:00Z");
+        }
+        return cl.ApproveAccessRequest(r);
+      });
   a->add_option("--comment", approve->comment);
   a->add_option("--etag", approve->etag, "Refuse if the request changed since");
+  a->add_option("--access-duration", approve->access,
+                "Allow a shorter access period than asked, e.g. 2h");
+  a->add_option("--data-sources", approve->sources,
+                "Allow only these of the data sources asked for (comma-separated)")
+      ->delimiter(',');
+  a->add_option("--start-time", approve->start,
+                "Start access later than asked (RFC 3339, e.g. 2026-12-01T22:00:00Z)");
   auto deny = std::make_shared<Flags>();
   auto* d =
       AddDecision(app, ctx, "deny", "Deny a request", [deny](Client& cl, const std::string& name) {

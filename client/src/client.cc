@@ -197,7 +197,8 @@ LOCKBOX_READ(requests_, ListAccessRequests, v1::ListAccessRequestsRequest,
 
 grpc::Status Client::SignDecision(const std::string& name, v1::Decision::Verdict verdict,
                                   const std::string& comment, std::string* etag,
-                                  v1::DecisionSignature* signature) {
+                                  v1::DecisionSignature* signature,
+                                  const DecisionToSign* narrowing) {
   if (!options_.sign_decisions || !options_.on_behalf_of.empty() || key_pem_.empty()) {
     return grpc::Status::OK;
   }
@@ -213,7 +214,12 @@ grpc::Status Client::SignDecision(const std::string& name, v1::Decision::Verdict
   int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
                    Clock::now().time_since_epoch())
                    .count();
-  DecisionToSign d{name, *etag, verdict, comment, {}};
+  DecisionToSign d;
+  if (narrowing != nullptr) d = *narrowing;
+  d.request = name;
+  d.etag = *etag;
+  d.verdict = verdict;
+  d.comment = comment;
   d.sign_time.set_seconds(us / 1000000);
   d.sign_time.set_nanos(static_cast<int32_t>(us % 1000000) * 1000);
   absl::StatusOr<std::string> signed_bytes = lockbox::SignDecision(key_pem_, d);
@@ -227,21 +233,37 @@ grpc::Status Client::SignDecision(const std::string& name, v1::Decision::Verdict
   return grpc::Status::OK;
 }
 
+namespace {
+
+// What an approval narrows (SPEC section 10) is signed with it; a denial
+// narrows nothing.
+DecisionToSign NarrowingToSign(const v1::ApproveAccessRequestRequest& r) {
+  DecisionToSign d;
+  if (r.has_access_duration()) d.access_duration = r.access_duration();
+  d.data_sources.assign(r.data_sources().begin(), r.data_sources().end());
+  if (r.has_start_time()) d.start_time = r.start_time();
+  return d;
+}
+DecisionToSign NarrowingToSign(const v1::DenyAccessRequestRequest&) { return {}; }
+
+}  // namespace
+
 // The decision is signed before the request_id is fixed, so that a retry
 // sends the same signed bytes and the server's stored answer matches.
-#define LOCKBOX_DECIDE(Method, Request, Verdict)                                        \
-  Result<v1::AccessRequest> Client::Method(Request request) {                          \
-    if (!request.has_signature()) {                                                    \
-      grpc::Status signing = SignDecision(request.name(), Verdict, request.comment(),  \
-                                          request.mutable_etag(),                      \
-                                          request.mutable_signature());                \
-      if (!signing.ok()) return signing;                                               \
-      if (request.signature().signature().empty()) request.clear_signature();          \
-    }                                                                                  \
-    if (request.request_id().empty()) request.set_request_id(NewRequestId());          \
+#define LOCKBOX_DECIDE(Method, Request, Verdict)                                             \
+  Result<v1::AccessRequest> Client::Method(Request request) {                                \
+    if (!request.has_signature()) {                                                          \
+      const DecisionToSign narrowing = NarrowingToSign(request);                             \
+      grpc::Status signing =                                                                 \
+          SignDecision(request.name(), Verdict, request.comment(), request.mutable_etag(),   \
+                       request.mutable_signature(), &narrowing);                             \
+      if (!signing.ok()) return signing;                                                     \
+      if (request.signature().signature().empty()) request.clear_signature();                \
+    }                                                                                        \
+    if (request.request_id().empty()) request.set_request_id(NewRequestId());                \
     return Invoke<v1::AccessRequest>([&](grpc::ClientContext* ctx, v1::AccessRequest* out) { \
-      return requests_->Method(ctx, request, out);                                     \
-    });                                                                                \
+      return requests_->Method(ctx, request, out);                                           \
+    });                                                                                      \
   }
 LOCKBOX_DECIDE(ApproveAccessRequest, v1::ApproveAccessRequestRequest, v1::Decision::APPROVE)
 LOCKBOX_DECIDE(DenyAccessRequest, v1::DenyAccessRequestRequest, v1::Decision::DENY)

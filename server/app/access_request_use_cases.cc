@@ -152,7 +152,10 @@ struct DecideArgs {
 
 // ApproveAccessRequestRequest's narrowing fields.
 DecideArgs ApproveArgs(const v1::ApproveAccessRequestRequest& r) {
-  DecideArgs args{r.etag(), r.comment(), r.has_signature() ? &r.signature() : nullptr};
+  DecideArgs args;
+  args.etag = r.etag();
+  args.comment = r.comment();
+  args.signature = r.has_signature() ? &r.signature() : nullptr;
   if (r.has_access_duration()) {
     args.narrowing.access_duration = FromProto(r.access_duration());
     args.sent.access_duration = r.access_duration();
@@ -408,12 +411,20 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(const UseCaseRunner& runner, T
   return request;
 }
 
-// The requester hears of every decision; the customer, when it is theirs.
+// The requester hears of every decision; the customer, when it is theirs;
+// and when the decision ends a stage, whoever was asked at that stage and
+// did not decide hears it no longer needs them.
 static absl::Status NotifyDecision(const Sealer& sealer, Transaction& tx,
                                    const v1::AccessRequest& request, const v1::Grant& grant,
                                    absl::Time now) {
   const v1::Grant* made = request.state() == v1::AccessRequest::APPROVED ? &grant : nullptr;
   RETURN_IF_ERROR(NotifyRequest(sealer, tx, RequestEvent::kDecided, request, made, now));
+  const bool left_stage = request.state() != v1::AccessRequest::PENDING ||
+                          request.decisions().rbegin()->stage() != request.stage();
+  if (left_stage) {
+    RETURN_IF_ERROR(
+        NotifyRequest(sealer, tx, RequestEvent::kNoLongerNeeded, request, nullptr, now));
+  }
   if (request.state() == v1::AccessRequest::PENDING &&
       request.stage() == v1::AccessRequest::CUSTOMER_REVIEW) {
     RETURN_IF_ERROR(
@@ -441,7 +452,10 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::ApproveAccessRequest(
 absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::DenyAccessRequest(
     const C& c, const v1::DenyAccessRequestRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "accessRequests", "name"));
-  DecideArgs args{r.etag(), r.comment(), r.has_signature() ? &r.signature() : nullptr};
+  DecideArgs args;
+  args.etag = r.etag();
+  args.comment = r.comment();
+  args.signature = r.has_signature() ? &r.signature() : nullptr;
   return runner().Change<v1::AccessRequest>(
       c, "DenyAccessRequest", r, r.request_id(),
       [&](Transaction&, const Actor& a) { return authz::DecideAccessRequests(a, name.tenant); },
@@ -479,6 +493,8 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::CancelAccessRequest(
             NewAuditEvent(a, "access_request.cancel", name.tenant, request.name(), now);
         SetRequestFields(request, &e);
         RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
+        RETURN_IF_ERROR(NotifyRequest(runner().sealer(), tx, RequestEvent::kNoLongerNeeded, request,
+                                      nullptr, now));
         return request;
       });
 }
@@ -504,7 +520,9 @@ absl::StatusOr<bool> AccessRequestUseCases::ExpireOneRequest() {
             NewAuditEvent(SystemActor(), "access_request.expire", row.tenant, r.name(), now);
         SetRequestFields(r, &e);
         RETURN_IF_ERROR(runner().audit_log().AppendOrWithhold(tx, &e));
-        return NotifyRequest(runner().sealer(), tx, RequestEvent::kExpired, r, nullptr, now);
+        RETURN_IF_ERROR(
+            NotifyRequest(runner().sealer(), tx, RequestEvent::kExpired, r, nullptr, now));
+        return NotifyRequest(runner().sealer(), tx, RequestEvent::kNoLongerNeeded, r, nullptr, now);
       });
 }
 

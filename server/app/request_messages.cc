@@ -49,6 +49,16 @@ absl::Status Enqueue(const Sealer& sealer, Transaction& tx, const v1::AccessRequ
 absl::Status NotifyRequest(const Sealer& sealer, Transaction& tx, RequestEvent event,
                            const v1::AccessRequest& r, const v1::Grant* grant, absl::Time now) {
   ASSIGN_OR_RETURN(Contacts contacts, ContactsFor(tx, r));
+  if (event == RequestEvent::kNoLongerNeeded) {
+    // Who decided the stage left needs no telling, by any of their
+    // addresses.
+    const v1::AccessRequest::Stage left = StageLeft(r);
+    for (const v1::Decision& d : r.decisions()) {
+      if (d.stage() != left) continue;
+      ASSIGN_OR_RETURN(std::vector<std::string> emails, tx.tenancy().EmailsOf(d.reviewer()));
+      contacts.deciders.insert(contacts.deciders.end(), emails.begin(), emails.end());
+    }
+  }
   return Enqueue(sealer, tx, r, RequestMessages(event, r, grant, contacts, now), now);
 }
 

@@ -55,6 +55,9 @@ std::string Facts(const AccessRequest& r) {
       "Requested at:    ", When(r.create_time()), "\n");
   if (r.state() == AccessRequest::PENDING) {
     absl::StrAppend(&out, "Decide before:   ", When(r.expire_time()), "\n");
+    if (r.approvals_needed() > 0) {
+      absl::StrAppend(&out, "Approvals:       ", r.approvals_needed(), " more needed\n");
+    }
   }
   absl::StrAppend(&out, "Access period:   ", Hours(r.access_duration()), "\n",
                   "Status:          ", r.display_status(), "\n",
@@ -167,8 +170,14 @@ std::vector<OutboundMessage> RequestMessages(RequestEvent event, const AccessReq
       name = "access_request.decided";
       bool approved = r.state() == AccessRequest::APPROVED;
       bool waiting = r.state() == AccessRequest::PENDING;
+      // Quorum: an approval that leaves the stage waiting for more people.
+      bool counted =
+          waiting && !r.decisions().empty() && r.decisions().rbegin()->stage() == r.stage();
       subject = absl::StrCat("[Lockbox] Your access request was ",
-                             approved ? "approved" : waiting ? "approved internally" : "denied",
+                             approved  ? "approved"
+                             : counted ? "approved by one reviewer"
+                             : waiting ? "approved internally"
+                                       : "denied",
                              ": ", about);
       std::string what;
       if (approved) {
@@ -178,6 +187,11 @@ std::vector<OutboundMessage> RequestMessages(RequestEvent event, const AccessReq
                                   : "",
                             ". Release it when you are done:\n  lockboxctl release ",
                             grant ? grant->name() : r.grant(), "\n");
+      } else if (counted) {
+        what = absl::StrCat("It waits for ", r.approvals_needed(), " more approval",
+                            r.approvals_needed() == 1 ? "" : "s", " at the ",
+                            r.stage() == AccessRequest::CUSTOMER_REVIEW ? "customer" : "internal",
+                            " review, until ", When(r.expire_time()), ".\n");
       } else if (waiting) {
         what = absl::StrCat("It now waits for the customer, until ", When(r.expire_time()),
                             ". You will be told when they decide.\n");
@@ -211,10 +225,47 @@ std::vector<OutboundMessage> RequestMessages(RequestEvent event, const AccessReq
       to_provider = !customer;
       break;
     }
+    case RequestEvent::kNoLongerNeeded: {
+      name = "access_request.no_longer_needed";
+      bool customer = StageLeft(r) == AccessRequest::CUSTOMER_REVIEW;
+      std::string why;
+      switch (r.state()) {
+        case AccessRequest::PENDING:
+        case AccessRequest::APPROVED:
+          why = "it has the approvals it needed";
+          break;
+        case AccessRequest::DENIED:
+          why = "it was denied";
+          break;
+        case AccessRequest::CANCELLED:
+          why = "the requester cancelled it";
+          break;
+        default:
+          why = "it expired";
+      }
+      subject = absl::StrCat("[Lockbox] No longer needs you: access request for ", about);
+      body = absl::StrCat("This access request no longer needs your decision at the ",
+                          customer ? "customer" : "internal", " review: ", why, ".\n\n",
+                          LastDecision(r).empty() ? "" : absl::StrCat(LastDecision(r), ".\n\n"),
+                          Facts(r), "\nWhat to do: nothing.\n");
+      std::vector<std::string> asked =
+          customer ? Unique(c.tenant_admins, c.policy_emails) : c.reviewers;
+      std::set<std::string> decided(c.deciders.begin(), c.deciders.end());
+      for (const std::string& address : asked) {
+        if (!decided.count(address)) to.push_back(address);
+      }
+      to_provider = !customer;
+      break;
+    }
   }
   AddEmails(to, to_provider ? kProviderOutbox : tenant, name, r.name(), subject, body, &out);
+  if (event == RequestEvent::kNoLongerNeeded && to_provider) return out;
   AddWebhook(c, tenant, name, r.name(), subject, now, r, grant, &out);
   return out;
+}
+
+AccessRequest::Stage StageLeft(const AccessRequest& r) {
+  return r.state() == AccessRequest::PENDING ? AccessRequest::INTERNAL_REVIEW : r.stage();
 }
 
 std::vector<OutboundMessage> GrantEndedMessages(const v1::Grant& g, const AccessRequest& r,

@@ -34,6 +34,9 @@ struct Contacts {
   std::vector<std::string> requester;      // The requester's own addresses.
   std::vector<std::string> policy_emails;  // The policy's notification_emails.
   std::string webhook_url;                 // The tenant's webhook, if any.
+  // For kNoLongerNeeded: the addresses of the people who decided the stage
+  // the request left, who need no telling.
+  std::vector<std::string> deciders;
 };
 
 enum class RequestEvent {
@@ -42,11 +45,22 @@ enum class RequestEvent {
   kDecided,         // To the requester, after any approval or denial.
   kExpired,         // To the requester.
   kReminder,        // To whoever must decide now, 24 hours before expiry.
+  // The request left a stage (its quorum met, denied, cancelled or
+  // expired): to the people asked at that stage who did not decide it
+  // (StageLeft): reviewers for the internal stage; tenant admins, the
+  // policy's addresses and the tenant's webhook for the customer's.
+  kNoLongerNeeded,
 };
+
+// The stage a request that was just decided, cancelled or expired left: the
+// internal one while it is still PENDING (it moved on to the customer),
+// else the one it ended in.
+v1::AccessRequest::Stage StageLeft(const v1::AccessRequest& request);
 
 // The messages for one event of `request` (its state after the event).
 // `grant` is the grant an approval made, if any. Every event also goes to
-// the tenant's webhook when one is set.
+// the tenant's webhook when one is set, except kNoLongerNeeded of the
+// internal stage (the provider's own reviewers).
 std::vector<OutboundMessage> RequestMessages(RequestEvent event, const v1::AccessRequest& request,
                                              const v1::Grant* grant, const Contacts& contacts,
                                              absl::Time now);

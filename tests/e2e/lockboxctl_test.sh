@@ -80,6 +80,29 @@ ctl dana tenants identity set contoso --ca-bundle "$WORK/certs/tenant-contoso-ca
   grep -q "CA (SHA-256):   $want" || fail "identity set by the tenant's admin"
 ctl dana audit list contoso --filter "action = tenant_identity.update" |
   grep -q tenant_identity.update || fail "identity change not audited"
+# Quorum and narrowing (issue 17): the policy's new fields, how many
+# approvals the customer's stage still needs, and an approval for less.
+ctl dana policy update contoso --customer-approvals 2 --max-extensions 3 \
+  --emergency-access forbidden --emergency-access-duration 2h |
+  grep -q "^Approvals:      1 internal, 2 customer" || fail "policy update --customer-approvals"
+ctl dana policy get contoso | grep -q "^Break-glass:    forbidden, at most 2 h" ||
+  fail "policy get: $(ctl dana policy get contoso 2>&1)"
+ctl alice request create contoso prod --operator-initiated --justification "two admins" \
+  >/dev/null
+quorum="$(pending INTERNAL_REVIEW)"
+[ -n "$quorum" ] || fail "no request for the quorum"
+ctl bob approve "$quorum" >/dev/null || fail "internal approval"
+ctl dana requests list contoso | grep -q "Action needed (2 more)" || fail "no (2 more)"
+ctl dana approve "$quorum" --access-duration 1h >/dev/null || fail "approve --access-duration"
+ctl dana request get "$quorum" | grep -q "^Status:         Action needed (1 more)" ||
+  fail "request get: $(ctl dana request get "$quorum" 2>&1)"
+ctl dana request get "$quorum" | grep -q "^  narrowed:     period 60 min" || fail "narrowing not shown"
+set +e
+ctl dana approve "$quorum" >/dev/null 2>"$WORK/twice.err"; [ $? -eq 11 ] ||
+  fail "approving twice should exit 11"
+grep -q "ALREADY_APPROVED" "$WORK/twice.err" || fail "twice: $(cat "$WORK/twice.err")"
+set -e
+ctl alice cancel "$quorum" >/dev/null
 for cmd in "" tenants policy environments bindings request requests approve deny cancel grants \
            grant release revoke check audit "audit list" "audit verify" "request create" \
            notifications "notifications list" "tenants identity" "tenants identity set"; do

@@ -202,26 +202,32 @@ TEST(NotificationTest, EveryoneIsToldExactlyWhatTheyNeed) {
   Mails created = {{"bob@provider.example", "access_request.created"},
                    {"carol@provider.example", "access_request.created"}};
   ASSERT_TRUE(Eventually([&] { return s.MailsAbout(r.name()).size() >= 2; }));
-  // Internal approval: the requester hears of it; the customer is asked.
+  // Internal approval: the requester hears of it; the customer is asked;
+  // the other reviewer is told the request no longer needs them.
   s.Approve("bob", r.name());
   Mails after_internal = created;
   after_internal.insert({{"alice@provider.example", "access_request.decided"},
+                         {"carol@provider.example", "access_request.no_longer_needed"},
                          {"dana@mailco.example", "access_request.customer_review"},
                          {"security@mailco.example", "access_request.customer_review"},
                          {"oncall@mailco.example", "access_request.customer_review"}});
-  ASSERT_TRUE(Eventually([&] { return s.MailsAbout(r.name()).size() >= 6; }));
-  s.Approve("mailco-dana", r.name());
-  Mails all = after_internal;
-  all.insert({"alice@provider.example", "access_request.decided"});
   ASSERT_TRUE(Eventually([&] { return s.MailsAbout(r.name()).size() >= 7; }));
-  ASSERT_TRUE(Eventually([&] { return s.HooksAbout(r.name()).size() >= 4; }));
+  s.Approve("mailco-dana", r.name());
+  // The customer's approval: the requester hears of it; the policy's
+  // addresses, asked and not deciding, are told they are no longer needed.
+  Mails all = after_internal;
+  all.insert({{"alice@provider.example", "access_request.decided"},
+              {"security@mailco.example", "access_request.no_longer_needed"},
+              {"oncall@mailco.example", "access_request.no_longer_needed"}});
+  ASSERT_TRUE(Eventually([&] { return s.MailsAbout(r.name()).size() >= 10; }));
+  ASSERT_TRUE(Eventually([&] { return s.HooksAbout(r.name()).size() >= 5; }));
   // A grace period, not a wait for something: nothing more may come within it.
   std::this_thread::sleep_for(std::chrono::seconds(1));
   EXPECT_EQ(s.MailsAbout(r.name()), all);
   EXPECT_EQ(s.HooksAbout(r.name()),
             (std::multiset<std::string>{"access_request.created", "access_request.decided",
-                                        "access_request.customer_review",
-                                        "access_request.decided"}));
+                                        "access_request.customer_review", "access_request.decided",
+                                        "access_request.no_longer_needed"}));
 
   // What the customer is sent says who asks, where, why, until when, and what to do.
   for (const auto& m : s.receivers.Mails()) {

@@ -91,9 +91,12 @@ TEST(SignedDecisionsWire, LibraryApprovalIsSignedAndTheExportVerifiesOffline) {
   EXPECT_EQ(refused.reason(), "SIGNATURE_REQUIRED");
 
   approve.set_comment("approved for the ticket");
+  // Narrowed (SPEC section 10): the library signs the narrowing with it.
+  approve.mutable_access_duration()->set_seconds(3600);
   auto approved = dana->ApproveAccessRequest(approve);
   ASSERT_TRUE(approved.ok()) << approved.status().error_message();
   EXPECT_EQ(approved->state(), v1::AccessRequest::APPROVED);
+  EXPECT_EQ(approved->decisions().rbegin()->access_duration().seconds(), 3600);
   const v1::DecisionEvidence& evidence = approved->decisions().rbegin()->evidence();
   EXPECT_TRUE(evidence.signed_());
   // The server took the certificate from the TLS peer.
@@ -147,7 +150,10 @@ TEST(SignedDecisionsWire, LibraryApprovalIsSignedAndTheExportVerifiesOffline) {
     return pclose(p);
   };
   std::string out;
-  ASSERT_EQ(run("approve " + second->name() + " --comment 'by lockboxctl'", &out), 0) << out;
+  ASSERT_EQ(
+      run("approve " + second->name() + " --comment 'by lockboxctl' --access-duration 30m", &out),
+      0)
+      << out;
   const std::string file = certs.Path("ma.jsonl");
   ASSERT_EQ(run("audit export ma --output " + file, &out), 0) << out;
   ASSERT_EQ(run("audit verify --file " + file + " --tenant-ca " + tenant_ca_file, &out), 0)

@@ -4,8 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "server/domain/clock.h"
 #include "server/domain/lifecycle.h"
+#include "server/domain/notifications.h"
 #include "server/domain/status.h"
 
 namespace lockbox {
@@ -327,6 +330,54 @@ TEST_F(ApprovalsTest, TheOldDecideStillTakesTheRequestAsAsked) {
   ASSERT_TRUE(Decide(Reviewer("bob"), Decision::APPROVE, "", true, clock_.Now(), &r).ok());
   EXPECT_EQ(r.stage(), AccessRequest::CUSTOMER_REVIEW);
   EXPECT_FALSE(r.decisions(0).has_access_duration());
+}
+
+// Everyone told: who hears that a request no longer needs them.
+std::multiset<std::string> Recipients(const std::vector<OutboundMessage>& messages,
+                                      v1::Notification::Channel channel) {
+  std::multiset<std::string> out;
+  for (const OutboundMessage& m : messages) {
+    EXPECT_EQ(m.event, "access_request.no_longer_needed");
+    if (m.channel == channel) out.insert(m.recipient);
+  }
+  return out;
+}
+
+TEST_F(ApprovalsTest, NoLongerNeededGoesToWhoeverWasAskedAndDidNotDecide) {
+  Contacts c;
+  c.reviewers = {"bob@p.example", "carol@p.example", "ruth@p.example"};
+  c.tenant_admins = {"dana@c.example", "erin@c.example"};
+  c.policy_emails = {"secops@c.example", "erin@c.example"};
+  c.requester = {"alice@p.example"};
+  c.webhook_url = "https://hooks.c.example/lockbox";
+
+  policy_.set_customer_approvals(1);
+  AccessRequest r = NewRequest();
+  ASSERT_TRUE(Approve(Reviewer("bob"), &r).ok());
+  ASSERT_EQ(r.stage(), AccessRequest::CUSTOMER_REVIEW);
+  EXPECT_EQ(StageLeft(r), AccessRequest::INTERNAL_REVIEW);
+  c.deciders = {"bob@p.example"};
+  auto internal = RequestMessages(RequestEvent::kNoLongerNeeded, r, nullptr, c, clock_.Now());
+  EXPECT_EQ(Recipients(internal, v1::Notification::EMAIL),
+            (std::multiset<std::string>{"carol@p.example", "ruth@p.example"}));
+  EXPECT_TRUE(Recipients(internal, v1::Notification::WEBHOOK).empty())
+      << "the provider's own stage is not the tenant's webhook's business";
+  for (const OutboundMessage& m : internal) EXPECT_EQ(m.tenant, "") << "listed for the provider";
+
+  ASSERT_TRUE(Approve(Admin("dana"), &r).ok());
+  ASSERT_EQ(r.state(), AccessRequest::APPROVED);
+  EXPECT_EQ(StageLeft(r), AccessRequest::CUSTOMER_REVIEW);
+  c.deciders = {"dana@c.example"};
+  auto customer = RequestMessages(RequestEvent::kNoLongerNeeded, r, nullptr, c, clock_.Now());
+  EXPECT_EQ(Recipients(customer, v1::Notification::EMAIL),
+            (std::multiset<std::string>{"erin@c.example", "secops@c.example"}));
+  EXPECT_EQ(Recipients(customer, v1::Notification::WEBHOOK),
+            (std::multiset<std::string>{"https://hooks.c.example/lockbox"}));
+
+  // A deny at the internal stage ends it there.
+  AccessRequest d = NewRequest();
+  ASSERT_TRUE(Deny(Reviewer("carol"), &d).ok());
+  EXPECT_EQ(StageLeft(d), AccessRequest::INTERNAL_REVIEW);
 }
 
 }  // namespace

@@ -66,6 +66,72 @@ TEST(DecisionSigning, SignTimeRoundTripsAtTheMicrosecond) {
   EXPECT_FALSE(ParseSignTime("2026-12-01T13:00:00.123456+01:00").ok());
 }
 
+// Narrowing (SPEC section 10): in the bytes only when present, each field
+// tagged, so a decision without it keeps its old bytes (GoldenBytes) and a
+// server that drops or changes a narrowing has different bytes to show.
+DecisionToSign Narrowed() {
+  DecisionToSign d = Example();
+  google::protobuf::Duration two_hours;
+  two_hours.set_seconds(7200);
+  d.access_duration = two_hours;
+  d.data_sources = {"sql", "blob"};
+  google::protobuf::Timestamp start;
+  start.set_seconds(1796130000);
+  d.start_time = start;
+  return d;
+}
+
+TEST(DecisionSigning, NarrowingGoldenBytes) {
+  // The narrowing example of docs/SIGNED_DECISIONS.md: the old bytes, then
+  // the three tagged fields.
+  EXPECT_EQ(absl::BytesToHexString(CanonicalDecisionBytes(Narrowed())),
+            absl::BytesToHexString(CanonicalDecisionBytes(Example())) +
+                "0000000f6163636573735f6475726174696f6e"
+                "0000000a37323030303030303030"
+                "0000000c646174615f736f7572636573"
+                "0000000132"
+                "0000000373716c"
+                "00000004626c6f62"
+                "0000000a73746172745f74696d65"
+                "0000001031373936313330303030303030303030");
+}
+
+TEST(DecisionSigning, EveryNarrowingFieldIsCovered) {
+  const std::string base = CanonicalDecisionBytes(Narrowed());
+  const std::vector<std::function<void(DecisionToSign*)>> tamper = {
+      [](DecisionToSign* x) { x->access_duration.reset(); },
+      [](DecisionToSign* x) { x->access_duration->set_seconds(7201); },
+      [](DecisionToSign* x) { x->data_sources.clear(); },
+      [](DecisionToSign* x) { x->data_sources.pop_back(); },
+      [](DecisionToSign* x) {
+        x->data_sources = {"blob", "sql"};
+      },
+      [](DecisionToSign* x) { x->start_time.reset(); },
+      [](DecisionToSign* x) { x->start_time->set_seconds(1796130001); },
+  };
+  for (size_t i = 0; i < tamper.size(); ++i) {
+    DecisionToSign changed = Narrowed();
+    tamper[i](&changed);
+    EXPECT_NE(CanonicalDecisionBytes(changed), base) << "change " << i;
+  }
+}
+
+TEST(DecisionSigning, NarrowingRoundTripsThroughAuditDetails) {
+  google::protobuf::Map<std::string, std::string> details;
+  PutNarrowingDetails(Narrowed(), &details);
+  EXPECT_EQ(details.at("narrowed.access_duration"), "7200s");
+  EXPECT_EQ(details.at("narrowed.data_sources"), "sql,blob");
+  EXPECT_EQ(details.at("narrowed.start_time"), "2026-12-01T13:00:00Z");
+  DecisionToSign back = Example();
+  ASSERT_TRUE(NarrowingFromDetails(details, &back).ok());
+  EXPECT_EQ(CanonicalDecisionBytes(back), CanonicalDecisionBytes(Narrowed()));
+  google::protobuf::Map<std::string, std::string> none;
+  PutNarrowingDetails(Example(), &none);
+  EXPECT_TRUE(none.empty());
+  details["narrowed.access_duration"] = "two hours";
+  EXPECT_FALSE(NarrowingFromDetails(details, &back).ok());
+}
+
 class KeyTypes : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(KeyTypes, SignsAndVerifiesAndRefusesEveryTamperedField) {

@@ -486,5 +486,69 @@ TEST_F(SignedDecisionsTest, AnUnsignedApprovalRelabelledInternalIsCaughtOffline)
   EXPECT_NE(verdict->detail().find("customer-reviewed"), std::string::npos) << verdict->detail();
 }
 
+// Narrowing (SPEC section 10) is in the signed bytes: the server verifies
+// the approval with the narrowing it received, so one that dropped or
+// changed it has no signature to show; offline, the bytes are rebuilt from
+// the event's narrowed.* details.
+TEST_F(SignedDecisionsTest, ASignedNarrowingIsVerifiedOnlineAndOffline) {
+  RequireSignatures(true);
+  v1::AccessRequest request = AtCustomerStage();
+  auto narrowed = [&](v1::ApproveAccessRequestRequest* r) {
+    *r->mutable_access_duration() = ToProto(absl::Hours(2));
+    r->add_data_sources("sql");
+  };
+  // Signed over the bytes without the narrowing, sent with it: what a
+  // server that added a narrowing (or a client that dropped it) produces.
+  v1::ApproveAccessRequestRequest mismatch = SignedApproval(request, "narrow", dana_.key_pem);
+  narrowed(&mismatch);
+  auto refused = use_cases().requests().ApproveAccessRequest(dana_caller_, mismatch);
+  EXPECT_EQ(refused.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(ReasonOf(refused.status()), "SIGNATURE_INVALID") << refused.status();
+
+  v1::ApproveAccessRequestRequest r;
+  narrowed(&r);
+  r.set_name(request.name());
+  r.set_etag(request.etag());
+  r.set_comment("narrow");
+  DecisionToSign d{request.name(), request.etag(), v1::Decision::APPROVE, "narrow",
+                   ToProto(app_->clock().Now())};
+  d.access_duration = r.access_duration();
+  d.data_sources = {"sql"};
+  auto signature = SignDecision(dana_.key_pem, d);
+  ASSERT_TRUE(signature.ok()) << signature.status();
+  *r.mutable_signature()->mutable_sign_time() = d.sign_time;
+  r.mutable_signature()->set_signature(*signature);
+  // The same signature without the narrowing it covers: refused.
+  v1::ApproveAccessRequestRequest dropped = r;
+  dropped.clear_access_duration();
+  EXPECT_EQ(ReasonOf(use_cases().requests().ApproveAccessRequest(dana_caller_, dropped).status()),
+            "SIGNATURE_INVALID");
+  auto approved = use_cases().requests().ApproveAccessRequest(dana_caller_, r);
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  EXPECT_EQ(approved->state(), v1::AccessRequest::APPROVED);
+
+  std::vector<v1::AuditEvent> events = DecisionEvents(request.name());
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].details().at("narrowed.access_duration"), "7200s");
+  EXPECT_EQ(events[1].details().at("narrowed.data_sources"), "sql");
+  auto verified = VerifySignedDecisionEvent(events[1], ca_.certificate_pem);
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_TRUE(*verified);
+
+  // A log rewritten to drop the narrowing (the grant would look wider than
+  // approved) no longer verifies, though its chain does.
+  std::string out = RewriteChain(
+      Export(), [](v1::AuditEvent* e) { e->mutable_details()->erase("narrowed.access_duration"); });
+  std::istringstream chain_only(out);
+  auto chain = VerifyAuditExport(chain_only, "");
+  ASSERT_TRUE(chain.ok());
+  EXPECT_TRUE(chain->ok()) << chain->detail();
+  std::istringstream with_ca(out);
+  auto caught = VerifyAuditExport(with_ca, "", ca_.certificate_pem);
+  ASSERT_TRUE(caught.ok()) << caught.status();
+  EXPECT_FALSE(caught->ok());
+  EXPECT_EQ(caught->first_bad_event(), events[1].name());
+}
+
 }  // namespace
 }  // namespace lockbox::testing

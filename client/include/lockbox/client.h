@@ -43,6 +43,8 @@
 
 namespace lockbox {
 
+struct DecisionToSign;  // lockbox/decision.h
+
 // Reasons RequestAccess gives when the request ended without a grant (all
 // with FAILED_PRECONDITION), besides the server's own reasons (every reason
 // is a lockbox.v1.ErrorReason; see lockbox/error_reason.h).
@@ -77,9 +79,9 @@ struct Options {
   // tenant registered; docs/PORTAL_TOKENS.md) naming the tenant user every
   // call acts for. The server accepts each token once.
   std::string on_behalf_of;
-  // ApproveAccessRequest and DenyAccessRequest sign a customer's decision
-  // with key_file's key (docs/SIGNED_DECISIONS.md) unless the request
-  // carries a signature already. Never for on_behalf_of calls: the portal's
+  // ApproveAccessRequest (with its narrowing, if any) and DenyAccessRequest
+  // sign a customer's decision with key_file's key (docs/SIGNED_DECISIONS.md)
+  // unless the request carries a signature already. Never for on_behalf_of calls: the portal's
   // key is not the user's.
   bool sign_decisions = true;
 };
@@ -255,10 +257,12 @@ class Client {
   std::unique_ptr<grpc::ClientContext> NewContext(
       std::chrono::system_clock::time_point deadline) const;
   // Signs a decision as ApproveAccessRequest documents; OK and unchanged
-  // when there is nothing to sign.
+  // when there is nothing to sign. `narrowing`: an approval's narrowing
+  // fields, signed with it (null: none).
   grpc::Status SignDecision(const std::string& name, v1::Decision::Verdict verdict,
                             const std::string& comment, std::string* etag,
-                            v1::DecisionSignature* signature);
+                            v1::DecisionSignature* signature,
+                            const DecisionToSign* narrowing = nullptr);
 
   Options options_;
   std::string key_pem_;  // key_file's contents, which sign decisions
