@@ -5,6 +5,7 @@
 #include <string>
 
 #include "names.h"
+#include "wait_ticker.h"
 
 namespace lockbox::ctl {
 namespace {
@@ -100,21 +101,91 @@ void AddCheck(CLI::App& app, Context& ctx) {
   });
 }
 
+// What `grant extend` without --wait made: the extension request, which
+// runs the same stages as any request (lockboxctl request NAME, watch NAME).
+void PrintExtension(const v1::AccessRequest& r) {
+  std::cout << "Extension:      " << r.name() << "\n"
+            << "Extends grant:  " << r.extends_grant() << "\n"
+            << "Status:         " << r.display_status() << " ("
+            << v1::AccessRequest::State_Name(r.state()) << ", "
+            << v1::AccessRequest::Stage_Name(r.stage()) << ")\n"
+            << "More time:      " << r.access_duration().seconds() / 3600.0 << " h\n"
+            << "Decide before:  " << Time(r.expire_time()) << "\n";
+}
+
+// `grant extend NAME`: the grant's engineer asks for more time; with
+// --wait, blocks until the extension is decided, as `request create --wait`.
+void AddExtend(CLI::App* grant, Context& ctx) {
+  struct Flags {
+    std::string name, duration, justification, wait_for = "96h";
+    bool wait = false;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* x = grant->add_subcommand("extend", "Ask for more time on your grant (operator.engineer)");
+  x->add_option("NAME", f->name)->required();
+  DescribeGrantName(x);
+  x->add_option("--duration", f->duration,
+                "Time added to the grant's end, e.g. 2h (default and most: the policy's "
+                "access duration)");
+  x->add_option("--justification", f->justification, "Why (at most 4 KiB)")->required();
+  x->add_flag("--wait", f->wait, "Block until decided; print the grant with its new end");
+  x->add_option("--wait-timeout", f->wait_for, "How long --wait waits, e.g. 30m")
+      ->capture_default_str();
+  OnRun(ctx, x, [&ctx, f](Client& cl) -> int {
+    auto full = ResolveGrantName(cl, f->name);
+    if (!full.ok()) return Fail(full.status());
+    v1::ExtendGrantRequest r;
+    r.set_name(*full);
+    r.set_justification(f->justification);
+    if (!f->duration.empty() && !ParseDuration(f->duration, r.mutable_access_duration())) {
+      return FailInvalid("--duration: use e.g. 2h");
+    }
+    if (!f->wait) return Show(ctx, cl.ExtendGrant(r), PrintExtension);
+    google::protobuf::Duration limit;
+    if (!ParseDuration(f->wait_for, &limit)) return FailInvalid("--wait-timeout: use e.g. 30m");
+    Result<v1::Grant> extended = grpc::Status(grpc::StatusCode::UNKNOWN, "");
+    {
+      WaitTicker ticker;
+      extended = cl.ExtendGrant(r, std::chrono::seconds(limit.seconds()),
+                                [&](const v1::AccessRequest& u) { ticker.Update(u); });
+    }
+    return Show(ctx, extended, [](const v1::Grant& g) {
+      std::cout << "Access extended until " << Time(g.expire_time()) << "\n";
+      PrintGrant(g);
+    });
+  });
+}
+
 }  // namespace
 
 void PrintGrant(const v1::Grant& g) {
   google::protobuf::RepeatedPtrField<v1::Grant> one;
   *one.Add() = g;
   PrintGrants(one);
+  for (const auto& e : g.extensions()) std::cout << "Extended by:    " << e << "\n";
   std::cout << "\n" << g.name() << "\n";
 }
 
 void AddGrantCommands(CLI::App& app, Context& ctx) {
   AddGrantList(app, ctx);
-  AddOneGrantCommand(app, ctx, "grant", "Show one grant", [](Client& cl, const std::string& name) {
-    v1::GetGrantRequest r;
-    r.set_name(name);
-    return cl.GetGrant(r);
+  // `grant NAME` shows one grant; `grant extend NAME` is its subcommand.
+  // Its callback runs after the subcommand's, so it stands aside then.
+  auto shown = std::make_shared<std::string>();
+  auto* grant = app.add_subcommand("grant", "Show one grant; or extend it");
+  grant->add_option("NAME", *shown);
+  DescribeGrantName(grant);
+  AddExtend(grant, ctx);
+  grant->callback([&ctx, grant, shown] {
+    if (grant->got_subcommand("extend")) return;
+    // A usage error, as when NAME was a required positional.
+    if (shown->empty()) throw CLI::RequiredError("NAME");
+    ctx.action = [&ctx, shown](Client& cl) -> int {
+      auto full = ResolveGrantName(cl, *shown);
+      if (!full.ok()) return Fail(full.status());
+      v1::GetGrantRequest r;
+      r.set_name(*full);
+      return Show(ctx, cl.GetGrant(r), PrintGrant);
+    };
   });
   AddOneGrantCommand(app, ctx, "release", "End your grant early",
                      [](Client& cl, const std::string& name) {

@@ -82,6 +82,7 @@ void PrintRequest(const v1::AccessRequest& r) {
                 << (d.has_start_time() ? "start " + Time(d.start_time()) : std::string()) << "\n";
     }
   }
+  if (!r.extends_grant().empty()) std::cout << "Extends grant:  " << r.extends_grant() << "\n";
   if (!r.grant().empty()) std::cout << "Grant:          " << r.grant() << "\n";
   std::cout << "Etag:           " << r.etag() << "\n";
 }

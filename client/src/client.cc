@@ -274,6 +274,7 @@ LOCKBOX_READ(grants_, ListGrants, v1::ListGrantsRequest, v1::ListGrantsResponse)
 LOCKBOX_READ(grants_, CheckAccess, v1::CheckAccessRequest, v1::CheckAccessResponse)
 LOCKBOX_CHANGE(grants_, ReleaseGrant, v1::ReleaseGrantRequest, v1::Grant)
 LOCKBOX_CHANGE(grants_, RevokeGrant, v1::RevokeGrantRequest, v1::Grant)
+LOCKBOX_CHANGE(grants_, ExtendGrant, v1::ExtendGrantRequest, v1::AccessRequest)
 LOCKBOX_READ(audit_, ListAuditEvents, v1::ListAuditEventsRequest, v1::ListAuditEventsResponse)
 LOCKBOX_READ(audit_, VerifyAuditLog, v1::VerifyAuditLogRequest, v1::VerifyAuditLogResponse)
 LOCKBOX_READ(audit_, CreateAuditCheckpoint, v1::CreateAuditCheckpointRequest,
@@ -406,17 +407,16 @@ Result<v1::Grant> Client::WaitForDecision(const std::string& name,
   }
 }
 
-Result<v1::Grant> Client::RequestAccess(v1::CreateAccessRequestRequest request,
+Result<v1::Grant> Client::CreateAndWait(const std::function<Result<v1::AccessRequest>()>& create,
                                         std::chrono::milliseconds timeout,
                                         const Progress& progress) {
   const auto deadline = Clock::now() + timeout;
-  if (request.request_id().empty()) request.set_request_id(NewRequestId());
   // Creating is retried with the same request_id until the deadline, so a
   // server restart in between makes exactly one request.
   Backoff backoff = BackoffOf(options_.retry);
   Result<v1::AccessRequest> created = grpc::Status(grpc::StatusCode::UNAVAILABLE, "not tried");
   while (true) {
-    created = CreateAccessRequest(request);
+    created = create();
     if (created.ok() || !Retryable(created.status())) break;
     auto pause = backoff.Next();
     // No pause that would end past the deadline: the last answer stands.
@@ -430,12 +430,34 @@ Result<v1::Grant> Client::RequestAccess(v1::CreateAccessRequestRequest request,
                          progress);
 }
 
+Result<v1::Grant> Client::RequestAccess(v1::CreateAccessRequestRequest request,
+                                        std::chrono::milliseconds timeout,
+                                        const Progress& progress) {
+  if (request.request_id().empty()) request.set_request_id(NewRequestId());
+  return CreateAndWait([&] { return CreateAccessRequest(request); }, timeout, progress);
+}
+
+Result<v1::Grant> Client::ExtendGrant(v1::ExtendGrantRequest request,
+                                      std::chrono::milliseconds timeout, const Progress& progress) {
+  if (request.request_id().empty()) request.set_request_id(NewRequestId());
+  return CreateAndWait([&] { return ExtendGrant(request); }, timeout, progress);
+}
+
 std::future<Result<v1::Grant>> Client::RequestAccessAsync(v1::CreateAccessRequestRequest request,
                                                           std::chrono::milliseconds timeout,
                                                           Progress progress) {
   return std::async(std::launch::async,
                     [this, request = std::move(request), timeout, progress = std::move(progress)] {
                       return RequestAccess(request, timeout, progress);
+                    });
+}
+
+std::future<Result<v1::Grant>> Client::ExtendGrantAsync(v1::ExtendGrantRequest request,
+                                                        std::chrono::milliseconds timeout,
+                                                        Progress progress) {
+  return std::async(std::launch::async,
+                    [this, request = std::move(request), timeout, progress = std::move(progress)] {
+                      return ExtendGrant(request, timeout, progress);
                     });
 }
 

@@ -31,6 +31,7 @@ const std::vector<FilterField>& RequestFilterFields() {
       {"environment"},
       {"requester"},
       {"support_ticket_id"},
+      {"extends_grant"},
       {"create_time", FilterField::Type::kTime}};
   return kFields;
 }

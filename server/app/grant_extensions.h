@@ -18,8 +18,14 @@ namespace lockbox {
 // records the extension on the grant, and fills the approval's audit event
 // `e` with the grant and its new end. The grant as written.
 absl::StatusOr<v1::Grant> ApplyApprovedExtension(const UseCaseRunner& runner, Transaction& tx,
-                                                 const v1::AccessRequest& extension,
-                                                 absl::Time now, v1::AuditEvent* e);
+                                                 const v1::AccessRequest& extension, absl::Time now,
+                                                 v1::AuditEvent* e);
+
+// In the transaction that ended `grant` early (released or revoked):
+// cancels its pending extension, if any, by the system, audited
+// (access_request.cancel with details extends_grant and reason).
+absl::Status CancelPendingExtension(const UseCaseRunner& runner, Transaction& tx,
+                                    const v1::Grant& grant, absl::Time now);
 
 }  // namespace lockbox
 

@@ -3,6 +3,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "server/app/audit_events.h"
+#include "server/app/grant_extensions.h"
 #include "server/app/list_page.h"
 #include "server/app/request_messages.h"
 #include "server/domain/authorization.h"
@@ -205,6 +206,7 @@ absl::StatusOr<v1::Grant> GrantUseCases::ReleaseGrant(const C& c,
         v1::AccessRequest request;
         RETURN_IF_ERROR(AuditGrantEnd(runner().audit_log(), runner().sealer(), tx, a, now,
                                       "grant.release", name.tenant, grant, "", &request));
+        RETURN_IF_ERROR(CancelPendingExtension(runner(), tx, grant, now));
         RETURN_IF_ERROR(NotifyGrantEnded(runner().sealer(), tx, grant, request, now));
         return grant;
       });
@@ -229,6 +231,7 @@ absl::StatusOr<v1::Grant> GrantUseCases::RevokeGrant(const C& c, const v1::Revok
         v1::AccessRequest request;
         RETURN_IF_ERROR(AuditGrantEnd(runner().audit_log(), runner().sealer(), tx, a, now,
                                       "grant.revoke", name.tenant, grant, r.reason(), &request));
+        RETURN_IF_ERROR(CancelPendingExtension(runner(), tx, grant, now));
         RETURN_IF_ERROR(NotifyGrantEnded(runner().sealer(), tx, grant, request, now));
         return grant;
       });

@@ -181,6 +181,11 @@ absl::Status ReleaseGrant(const Actor& a) {
                "only the grant's principal (operator.engineer) can release it");
 }
 
+absl::Status ExtendGrant(const Actor& a) {
+  return Allow(a.permissions.Has(Role::kEngineer),
+               "only the grant's principal (operator.engineer) can extend it");
+}
+
 absl::Status RevokeGrant(const Actor& a, absl::string_view tenant) {
   return Allow(a.permissions.HasInTenant(Role::kTenantAdmin, tenant),
                "revoking needs tenant.admin of the grant's tenant");

@@ -76,6 +76,9 @@ absl::StatusOr<ListScope> ListGrants(const Actor& a, absl::string_view tenant);
 absl::Status CheckAccess(const Actor& a);
 absl::Status ReleaseGrant(const Actor& a);
 absl::Status RevokeGrant(const Actor& a, absl::string_view tenant);
+// The grant's own principal asks for more time; the principal is the
+// lifecycle's rule (domain/extensions.h).
+absl::Status ExtendGrant(const Actor& a);
 
 // KeyService: a data plane bound service.keyuser in the environment's
 // tenant.

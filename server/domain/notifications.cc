@@ -64,6 +64,12 @@ std::string Facts(const AccessRequest& r) {
   absl::StrAppend(&out, "Access period:   ", Hours(r.access_duration()), "\n",
                   "Status:          ", r.display_status(), "\n",
                   "Request:         ", r.name(), "\n");
+  // An extension asks for more time on a grant the reviewers approved
+  // before: the period is on top of that grant's end.
+  if (!r.extends_grant().empty()) {
+    absl::StrAppend(&out, "Extends grant:   ", r.extends_grant(),
+                    " (the period is added to its end)\n");
+  }
   return out;
 }
 

@@ -44,6 +44,12 @@ class RequestStore {
   virtual absl::StatusOr<std::vector<v1::AccessRequest>> GetAccessRequestsById(
       const std::vector<std::string>& ids) = 0;
 
+  // The ID of an extension of grant `grant_id` (extends_grant) still
+  // PENDING at `now`, or nullopt when none is. The caller serialises
+  // extensions of one grant by holding its row FOR UPDATE.
+  virtual absl::StatusOr<std::optional<std::string>> FindPendingExtension(
+      const std::string& tenant, const std::string& grant_id, absl::Time now) = 0;
+
   // One request still recorded open whose expire_time has come, locked, or
   // nullopt when none is left that another replica does not hold.
   virtual absl::StatusOr<std::optional<ClaimedRow>> ClaimExpiredRequest(absl::Time now) = 0;

@@ -316,6 +316,15 @@ std::vector<Row> Matrix() {
         r.set_name(fresh->name());
         return s.use_cases.grants().ReleaseGrant(c, r).status();
       });
+  add("ExtendGrant", "GrantService", "ExtendGrant", {{kEngineer, OK}},
+      [](Scene& s, const CallerIdentity& c) {
+        absl::StatusOr<v1::Grant> fresh = s.world.ActiveGrant();
+        if (!fresh.ok()) return SetupFailed(fresh.status());
+        v1::ExtendGrantRequest r;
+        r.set_name(fresh->name());
+        r.set_justification("the migration needs another hour");
+        return s.use_cases.grants().ExtendGrant(c, r).status();
+      });
   add("RevokeGrant", "GrantService", "RevokeGrant", kTenantAAdminOnly,
       [](Scene& s, const CallerIdentity& c) {
         absl::StatusOr<v1::Grant> fresh = s.world.ActiveGrant();

@@ -428,6 +428,51 @@ TEST_F(SealedDataTest, ASealedTenantsLife) {
   EXPECT_TRUE(verified->ok()) << verified->DebugString();
 }
 
+// Extensions (issue 17): an extension's justification is a person's words,
+// sealed like a request's; a new one is refused while the key cannot be
+// used, and a grant still ends (cancelling its pending extension) then.
+TEST_F(SealedDataTest, AnExtensionIsSealedRefusedWhileRevokedAndCancelledByTheGrantsEnd) {
+  ASSERT_TRUE(CreatePolicy().ok());
+  CallerIdentity dana = world_->tenant_a_admin;
+  dana.certificate_pem = dana_.certificate_pem;
+  auto grant = [&]() -> std::string {
+    auto made = Create(DemoWorld::kEnvironmentA, kJustification);
+    EXPECT_TRUE(made.ok()) << made.status();
+    EXPECT_TRUE(Approve(*made, "").ok());
+    v1::ApproveAccessRequestRequest r;
+    r.set_name(made->name());
+    auto approved = uc().requests().ApproveAccessRequest(dana, r);
+    EXPECT_TRUE(approved.ok()) << approved.status();
+    return approved.ok() ? approved->grant() : "";
+  };
+  const std::string first = grant(), second = grant();
+  ASSERT_FALSE(first.empty() || second.empty());
+  constexpr char kWords[] = "extension: the ledger migration needs another hour";
+  v1::ExtendGrantRequest x;
+  x.set_name(first);
+  x.set_justification(kWords);
+  auto ext = uc().grants().ExtendGrant(world_->engineer, x);
+  ASSERT_TRUE(ext.ok()) << ext.status();
+  EXPECT_EQ(ext->justification(), kWords);
+  EXPECT_FALSE(absl::StrContains(Stored("ma"), kWords));
+
+  ASSERT_TRUE(SetPolicyEnabled(false).ok());
+  x.set_name(second);
+  auto refused = uc().grants().ExtendGrant(world_->engineer, x);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ErrorReason(refused.status()), "KEY_UNAVAILABLE");
+  EXPECT_EQ(
+      app_->database().Query("SELECT count(*) FROM access_requests WHERE extends_grant <> ''"),
+      "1");
+  v1::ReleaseGrantRequest release;
+  release.set_name(first);
+  auto released = uc().grants().ReleaseGrant(world_->engineer, release);
+  ASSERT_TRUE(released.ok()) << released.status();
+  EXPECT_EQ(app_->database().Query(absl::StrCat("SELECT state FROM access_requests WHERE id = '",
+                                                IdOfName(ext->name()), "'")),
+            std::to_string(v1::AccessRequest::CANCELLED));
+}
+
 TEST_F(SealedDataTest, ASwappedSealedValueReadsAsChanged) {
   ASSERT_TRUE(CreatePolicy().ok());
   auto one = Create(DemoWorld::kEnvironmentA, "the first one");

@@ -139,6 +139,29 @@ class Client {
                                                     std::chrono::milliseconds timeout,
                                                     Progress progress = nullptr);
 
+  // --- ExtendGrant: ask for more time and wait for the decision ---------
+  // The grant's engineer asks for `request.access_duration` more (default
+  // and maximum the tenant policy's access_duration) with a justification:
+  // an extension request (extends_grant set) that runs the same stages,
+  // policy and quorum as any request. Like RequestAccess, creates it with a
+  // request_id and blocks until it is decided or `timeout` passes, through
+  // server restarts and moves to another replica; `progress` sees the
+  // extension request's states. Returns the grant with its new expire_time
+  // when approved; otherwise FAILED_PRECONDITION with REQUEST_DENIED,
+  // REQUEST_CANCELLED (the grant was released or revoked meanwhile) or
+  // REQUEST_EXPIRED (undecided when the request's time, at most the
+  // grant's end, ran out), or the server's refusal: GRANT_NOT_EXTENSIBLE
+  // (ended, or an emergency grant), EXTENSIONS_EXHAUSTED (the policy's
+  // max_extensions), EXTENSION_PENDING (one is already waiting; wait for it
+  // with WaitForDecision), PERMISSION_DENIED (not the caller's grant); or
+  // DEADLINE_EXCEEDED.
+  Result<v1::Grant> ExtendGrant(v1::ExtendGrantRequest request, std::chrono::milliseconds timeout,
+                                const Progress& progress = nullptr);
+  // ExtendGrant without blocking the calling thread.
+  std::future<Result<v1::Grant>> ExtendGrantAsync(v1::ExtendGrantRequest request,
+                                                  std::chrono::milliseconds timeout,
+                                                  Progress progress = nullptr);
+
   // --- PolicyService ----------------------------------------------------
   Result<v1::Tenant> CreateTenant(v1::CreateTenantRequest request);
   Result<v1::Tenant> GetTenant(const v1::GetTenantRequest& request);
@@ -183,6 +206,8 @@ class Client {
   Result<v1::CheckAccessResponse> CheckAccess(const v1::CheckAccessRequest& request);
   Result<v1::Grant> ReleaseGrant(v1::ReleaseGrantRequest request);
   Result<v1::Grant> RevokeGrant(v1::RevokeGrantRequest request);
+  // Only asks: the extension request, without waiting for its decision.
+  Result<v1::AccessRequest> ExtendGrant(v1::ExtendGrantRequest request);
 
   // --- AuditService -----------------------------------------------------
   Result<v1::ListAuditEventsResponse> ListAuditEvents(const v1::ListAuditEventsRequest& request);
@@ -222,6 +247,11 @@ class Client {
  private:
   Client(Options options, std::shared_ptr<grpc::Channel> channel);
 
+  // RequestAccess's and ExtendGrant's part: `create` (retried while
+  // UNAVAILABLE, with the request_id it carries, until the deadline), then
+  // WaitForDecision.
+  Result<v1::Grant> CreateAndWait(const std::function<Result<v1::AccessRequest>()>& create,
+                                  std::chrono::milliseconds timeout, const Progress& progress);
   // Runs `call` with the default deadline, retrying UNAVAILABLE (and
   // conflicts the server marks retryable) with backoff.
   template <typename Response, typename Call>

@@ -145,6 +145,7 @@ absl::StatusOr<std::vector<v1::AccessRequest>> PgRequestStore::ListAccessRequest
         {"environment", {"environment_id", Column::Kind::kEnvironment}},
         {"requester", {"requester", Column::Kind::kText}},
         {"support_ticket_id", {"support_ticket_id", Column::Kind::kText}},
+        {"extends_grant", {"extends_grant", Column::Kind::kGrant}},
         {"create_time", {"create_time", Column::Kind::kTime}}};
     RETURN_IF_ERROR(AppendConditions(q, kColumns, &p, &sql));
     absl::StrAppend(&sql, KeysetDesc(q, "create_time", "id", "uuid", &p),
@@ -161,6 +162,20 @@ absl::StatusOr<std::vector<v1::AccessRequest>> PgRequestStore::GetAccessRequests
         absl::StrCat("SELECT ", kRequestCols, " FROM access_requests WHERE id = ANY($1::uuid[])"),
         absl::StrCat("{", absl::StrJoin(ids, ","), "}"));
     return MapRows<v1::AccessRequest>(r, ToRequest);
+  });
+}
+
+absl::StatusOr<std::optional<std::string>> PgRequestStore::FindPendingExtension(
+    const std::string& tenant, const std::string& grant_id, absl::Time now) {
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<std::optional<std::string>> {
+    // Pending as every reader sees it: recorded open and not yet expired
+    // (the index access_requests_extensions finds the grant's few).
+    auto r = w.exec_params(
+        "SELECT id FROM access_requests WHERE tenant_id = $1 AND extends_grant = $2 "
+        "AND extends_grant <> '' AND state = $3::integer AND expire_time > $4 LIMIT 1",
+        tenant, grant_id, Enum(kRequestExpiry.open), Us(now));
+    if (r.empty()) return std::optional<std::string>();
+    return std::optional<std::string>(r[0][0].as<std::string>());
   });
 }
 

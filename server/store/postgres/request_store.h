@@ -23,6 +23,9 @@ class PgRequestStore final : public RequestStore {
       const ListQuery& query) override;
   absl::StatusOr<std::vector<v1::AccessRequest>> GetAccessRequestsById(
       const std::vector<std::string>& ids) override;
+  absl::StatusOr<std::optional<std::string>> FindPendingExtension(const std::string& tenant,
+                                                                  const std::string& grant_id,
+                                                                  absl::Time now) override;
   absl::StatusOr<std::optional<ClaimedRow>> ClaimExpiredRequest(absl::Time now) override;
   absl::StatusOr<std::optional<ClaimedRow>> ClaimReminder(absl::Time now,
                                                           absl::Time expiring_before) override;

@@ -134,8 +134,10 @@ absl::Status AppendConditions(const ListQuery& q, const std::map<std::string, Co
                                         v1::Notification::Channel_Parse));
         break;
       case Column::Kind::kEnvironment:
+      case Column::Kind::kGrant:
         if (absl::StartsWith(value, "tenants/")) {
-          auto env = ParseChildName(value, "environments", "filter");
+          auto env = ParseChildName(
+              value, col.kind == Column::Kind::kGrant ? "grants" : "environments", "filter");
           if (!env.ok()) return env.status();
           std::string cond = absl::StrCat("(tenant_id = ", p->Add(env->tenant), " AND ", col.expr,
                                           " = ", p->Add(env->id), ")");

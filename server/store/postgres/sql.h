@@ -79,6 +79,9 @@ struct Column {
     kGrantState,
     kStage,
     kEnvironment,
+    // A grant's name (tenants/{t}/grants/{g}) matched against a column
+    // holding its ID in the row's tenant.
+    kGrant,
     kNotificationState,
     kChannel
   };
