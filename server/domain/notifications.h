@@ -34,6 +34,9 @@ struct Contacts {
   std::vector<std::string> requester;      // The requester's own addresses.
   std::vector<std::string> policy_emails;  // The policy's notification_emails.
   std::string webhook_url;                 // The tenant's webhook, if any.
+  // The provider's security contact (--security-contact-email), for
+  // break-glass reviews overdue or disputed; "" when none is configured.
+  std::string security_contact;
 };
 
 enum class RequestEvent {
@@ -42,6 +45,11 @@ enum class RequestEvent {
   kDecided,         // To the requester, after any approval or denial.
   kExpired,         // To the requester.
   kReminder,        // To whoever must decide now, 24 hours before expiry.
+  // Break-glass (domain/emergency.h), each marked as emergency access:
+  kEmergencyOpened,    // Granted: to tenant admins and the policy's addresses.
+  kEmergencyReminder,  // The review is still open: to the same.
+  kEmergencyOverdue,   // Past its due time: to the same and the security contact.
+  kEmergencyDisputed,  // A tenant admin disputed it: to the security contact.
 };
 
 // The messages for one event of `request` (its state after the event).

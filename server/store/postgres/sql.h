@@ -80,7 +80,10 @@ struct Column {
     kStage,
     kEnvironment,
     kNotificationState,
-    kChannel
+    kChannel,
+    // AccessRequest.Reason and EmergencyReview.State by name.
+    kReason,
+    kReviewState
   };
   std::string expr;
   Kind kind;
