@@ -174,13 +174,18 @@ void PrintPolicy(const v1::LockboxPolicy& p) {
             << "Access period:  " << p.access_duration().seconds() / 3600.0 << " h\n"
             << "Revocation:     " << (p.allow_revocation() ? "allowed" : "not allowed") << "\n"
             << "Signatures:     " << (p.require_signed_decisions() ? "required" : "optional")
-            << "\n";
+            << "\n"
+            << "Break-glass:    "
+            << (p.emergency_access() == v1::LockboxPolicy::FORBIDDEN ? "forbidden" : "allowed")
+            << ", at most " << p.emergency_access_duration().seconds() / 3600.0 << " h\n";
   for (const auto& e : p.notification_emails()) std::cout << "Notify:         " << e << "\n";
 }
 
 struct PolicySetFlags {
   std::string tenant, enabled, ttl, access, revocation, signed_decisions, etag;
   std::vector<std::string> emails;
+  // Break-glass (docs/APPROVALS.md).
+  std::string emergency_access, emergency_duration;
 };
 
 int SetPolicy(const Context& ctx, const PolicySetFlags& f, Client& cl) {
@@ -217,6 +222,17 @@ int SetPolicy(const Context& ctx, const PolicySetFlags& f, Client& cl) {
     for (const auto& e : f.emails) p->add_notification_emails(e);
     mask->add_paths("notification_emails");
   }
+  if (!f.emergency_access.empty()) {
+    p->set_emergency_access(f.emergency_access == "forbidden" ? v1::LockboxPolicy::FORBIDDEN
+                                                              : v1::LockboxPolicy::ALLOWED);
+    mask->add_paths("emergency_access");
+  }
+  if (!f.emergency_duration.empty()) {
+    if (!ParseDuration(f.emergency_duration, p->mutable_emergency_access_duration())) {
+      return FailInvalid("--emergency-access-duration: use e.g. 1h, 30m");
+    }
+    mask->add_paths("emergency_access_duration");
+  }
   if (mask->paths_size() == 0) return FailInvalid("nothing to change");
   return Show(ctx, cl.UpdateLockboxPolicy(r), PrintPolicy);
 }
@@ -246,6 +262,11 @@ void AddPolicy(CLI::App& app, Context& ctx) {
   sp->add_option("--require-signed-decisions", f->signed_decisions,
                  "true|false: customer decisions must carry the approver's signature")
       ->check(CLI::IsMember({"true", "false"}));
+  sp->add_option("--emergency-access", f->emergency_access,
+                 "allowed|forbidden: whether operator.breakglass may open emergency access")
+      ->check(CLI::IsMember({"allowed", "forbidden"}));
+  sp->add_option("--emergency-access-duration", f->emergency_duration,
+                 "How long an emergency grant lasts at most, e.g. 1h (at most 4h)");
   sp->add_option("--etag", f->etag);
   OnRun(ctx, sp, [&ctx, f](Client& cl) { return SetPolicy(ctx, *f, cl); });
 }
