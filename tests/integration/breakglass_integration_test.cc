@@ -6,9 +6,11 @@
 // the tenant forbade it and without the role.
 #include <gtest/gtest.h>
 #include <lockbox/client.h>
+#include <sys/wait.h>
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <set>
 #include <string>
@@ -326,6 +328,55 @@ TEST(BreakGlassTest, RefusedWhereTheTenantForbadeItAndWithoutTheRole) {
   EXPECT_FALSE(s.Allowed(0, "nb"));
   EXPECT_FALSE(s.Allowed(1, "nb"));
   EXPECT_TRUE(s.Audit("nb", "access_request.emergency_open").empty());
+}
+
+// lockboxctl breakglass open, list and review, as the engineer and the
+// tenant's admin would type them.
+TEST(BreakGlassTest, LockboxctlOpensListsAndReviews) {
+  Stack s;
+  s.Tenant("ctl");
+  const std::string ctl = RequiredEnv("LOCKBOX_TEST_LOCKBOXCTL");
+  auto run = [&](const std::string& who, const std::string& args, std::string* out) {
+    std::string env = "LOCKBOX_TARGET=" + s.servers[0]->target() +
+                      " LOCKBOX_CA=" + s.certs.Path("ca.crt") +
+                      " LOCKBOX_CERT=" + s.certs.Path(who + ".crt") +
+                      " LOCKBOX_KEY=" + s.certs.Path(who + ".key") + " ";
+    FILE* p = popen((env + ctl + " " + args + " 2>&1").c_str(), "r");
+    char buf[512];
+    out->clear();
+    while (fgets(buf, sizeof buf, p) != nullptr) *out += buf;
+    return pclose(p);
+  };
+  std::string out;
+  ASSERT_EQ(run("alice",
+                "breakglass open ctl --environment prod --incident INC-CTL-9 --justification "
+                "'sql down' --duration 30m --data-sources sql",
+                &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("Emergency access granted until"), std::string::npos) << out;
+  // Without the role: permission denied (exit 7).
+  EXPECT_EQ(WEXITSTATUS(run("bob",
+                            "breakglass open ctl --environment prod --incident INC-CTL-10 "
+                            "--justification x",
+                            &out)),
+            7)
+      << out;
+  ASSERT_EQ(run("ctl-dana", "--json breakglass list ctl --open", &out), 0) << out;
+  EXPECT_NE(out.find("INC-CTL-9"), std::string::npos) << out;
+  ASSERT_EQ(run("ctl-dana", "breakglass list ctl --open", &out), 0) << out;
+  // The table's first column after the header: the request's ID.
+  std::string id = out.substr(out.find('\n') + 1);
+  id = id.substr(0, id.find(' '));
+  ASSERT_FALSE(id.empty()) << out;
+  EXPECT_NE(WEXITSTATUS(run("ctl-dana", "breakglass review ctl/" + id + " dispute", &out)), 0);
+  ASSERT_EQ(run("ctl-dana",
+                "breakglass review ctl/" + id + " dispute --comment 'no incident that day'", &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("DISPUTED"), std::string::npos) << out;
+  ASSERT_EQ(run("ctl-dana", "breakglass list ctl --open", &out), 0) << out;
+  EXPECT_EQ(out.find("INC-CTL-9"), std::string::npos) << out;
 }
 
 }  // namespace
