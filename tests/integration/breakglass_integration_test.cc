@@ -11,6 +11,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <string>
@@ -328,6 +330,20 @@ TEST(BreakGlassTest, RefusedWhereTheTenantForbadeItAndWithoutTheRole) {
   EXPECT_FALSE(s.Allowed(0, "nb"));
   EXPECT_FALSE(s.Allowed(1, "nb"));
   EXPECT_TRUE(s.Audit("nb", "access_request.emergency_open").empty());
+}
+
+// Without --security-contact-email, lockboxd says at start that disputes
+// and overdue reviews go to nobody at the provider.
+TEST(BreakGlassTest, WithoutASecurityContactLockboxdWarnsAtStart) {
+  TestDatabase db;
+  Certificates certs(kTd);
+  char tmpl[] = "/tmp/lockbox-bg-log.XXXXXX";
+  const std::string log = std::string(mkdtemp(tmpl)) + "/lockboxd.log";
+  ServerProcess server(certs, db.url(), Id("operator/admin"), {}, 0, log);
+  ASSERT_TRUE(server.WaitReady("admin"));
+  std::ifstream in(log);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("--security-contact-email is not set"), std::string::npos) << text;
 }
 
 // lockboxctl breakglass open, list and review, as the engineer and the

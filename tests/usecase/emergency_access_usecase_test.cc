@@ -349,6 +349,21 @@ TEST_F(EmergencyAccessTest, OneActiveEmergencyGrantPerEngineerAndTenant) {
   EXPECT_TRUE(Open(w().engineer, Ask(DemoWorld::kEnvironmentA, "INC-4")).ok());
 }
 
+TEST_F(EmergencyAccessTest, ARetryWithTheSameRequestIdGetsTheFirstGrant) {
+  v1::CreateAccessRequestRequest ask = Ask(DemoWorld::kEnvironmentA);
+  ask.set_request_id("0b8e2f0e-7c1d-4f5e-9a3b-2d6c8e1f4a70");
+  absl::StatusOr<v1::AccessRequest> first = Open(w().engineer, ask);
+  ASSERT_TRUE(first.ok()) << first.status();
+  // Not refused as a second open: the same answer.
+  absl::StatusOr<v1::AccessRequest> again = Open(w().engineer, ask);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->name(), first->name());
+  EXPECT_EQ(again->grant(), first->grant());
+  EXPECT_EQ(Listed("reason = EMERGENCY").size(), 1u);
+  EXPECT_EQ(Audit("access_request.emergency_open").size(), 1u);
+  EXPECT_EQ(Messages("access_request.emergency_opened").size(), 2u);
+}
+
 TEST_F(EmergencyAccessTest, RacingOpensGiveOneGrant) {
   constexpr int kRacers = 8;
   std::atomic<int> granted{0}, refused{0}, other{0};
