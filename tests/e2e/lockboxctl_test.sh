@@ -82,7 +82,8 @@ ctl dana audit list contoso --filter "action = tenant_identity.update" |
   grep -q tenant_identity.update || fail "identity change not audited"
 for cmd in "" tenants policy environments bindings request requests approve deny cancel grants \
            grant release revoke check audit "audit list" "audit verify" "request create" \
-           notifications "notifications list" "tenants identity" "tenants identity set"; do
+           notifications "notifications list" "tenants identity" "tenants identity set" \
+           breakglass "breakglass open" "breakglass list" "breakglass review"; do
   ctl alice $cmd --help >/dev/null || fail "lockboxctl $cmd --help"
 done
 echo "1 passed, 0 failed"
