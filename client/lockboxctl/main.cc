@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "audit.h"
+#include "breakglass.h"
 #include "common.h"
 #include "encryption_policies.h"
 #include "grants.h"
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
   AddTenancyCommands(app, ctx);
   AddRequestCommands(app, ctx);
   AddGrantCommands(app, ctx);
+  AddBreakGlassCommands(app, ctx);
   AddAuditCommands(app, ctx);
   AddNotificationCommands(app, ctx);
   AddKeyCommands(app, ctx);

@@ -27,15 +27,21 @@ std::string StatusText(const v1::AccessRequest& r) {
   return r.display_status() + " (" + std::to_string(needed) + " more)";
 }
 
+// What the request answers to: the customer's ticket, the provider's own
+// initiative, or (break-glass) the incident.
+std::string Ticket(const v1::AccessRequest& r) {
+  if (r.reason() == v1::AccessRequest::EMERGENCY) return "Emergency:" + r.incident_id();
+  return r.reason() == v1::AccessRequest::OPERATOR_INITIATED ? "Operator initiated"
+                                                             : r.support_ticket_id();
+}
+
 void PrintRequests(const google::protobuf::RepeatedPtrField<v1::AccessRequest>& requests) {
   Table t(
       {"REQUEST", "TENANT", "ENVIRONMENT", "STATUS", "REQUESTER", "TICKET", "CREATED", "EXPIRES"});
   for (const auto& r : requests) {
     std::string tenant = r.name().substr(8, r.name().find('/', 8) - 8);
     t.Add({Short(r.name()), tenant, Short(r.environment()), StatusText(r), Short(r.requester()),
-           r.reason() == v1::AccessRequest::OPERATOR_INITIATED ? "Operator initiated"
-                                                               : r.support_ticket_id(),
-           Time(r.create_time()),
+           Ticket(r), Time(r.create_time()),
            r.state() == v1::AccessRequest::PENDING ? Time(r.expire_time()) : "-"});
   }
   t.Print();
@@ -57,10 +63,7 @@ void PrintRequest(const v1::AccessRequest& r) {
             << "Environment:    " << r.environment() << "\n"
             << "Data sources:   "
             << (r.data_sources().empty() ? std::string("all") : Joined(r.data_sources())) << "\n"
-            << "Support ticket: "
-            << (r.reason() == v1::AccessRequest::OPERATOR_INITIATED ? "Operator initiated"
-                                                                    : r.support_ticket_id())
-            << "\n"
+            << "Support ticket: " << Ticket(r) << "\n"
             << "Requester:      " << r.requester() << "\n"
             << "Justification:  " << r.justification() << "\n"
             << "Requested:      " << Time(r.create_time()) << "\n"
@@ -84,6 +87,11 @@ void PrintRequest(const v1::AccessRequest& r) {
   }
   if (!r.extends_grant().empty()) std::cout << "Extends grant:  " << r.extends_grant() << "\n";
   if (!r.grant().empty()) std::cout << "Grant:          " << r.grant() << "\n";
+  if (r.has_emergency_review()) {
+    std::cout << "Review:         " << v1::EmergencyReview::State_Name(r.emergency_review().state())
+              << (r.emergency_review().overdue() ? " (overdue)" : "") << ", due "
+              << Time(r.emergency_review().due_time()) << "\n";
+  }
   std::cout << "Etag:           " << r.etag() << "\n";
 }
 

@@ -462,7 +462,8 @@ void AddBindings(CLI::App& app, Context& ctx) {
   c->add_option("PRINCIPAL", create->principal, "SPIFFE ID")->required();
   c->add_option("ROLE", create->role,
                 "lockbox.admin, operator.engineer, operator.reviewer, tenant.admin, "
-                "tenant.auditor, service.enforcer, service.portal, service.keyuser")
+                "tenant.auditor, service.enforcer, service.portal, service.keyuser, "
+                "operator.breakglass (with operator.engineer: emergency access)")
       ->required();
   c->add_option("--tenant", create->tenant, "For tenant roles and service.keyuser");
   c->add_option("--email", create->email, "Where this principal's notifications go");

@@ -269,6 +269,21 @@ LOCKBOX_DECIDE(ApproveAccessRequest, v1::ApproveAccessRequestRequest, v1::Decisi
 LOCKBOX_DECIDE(DenyAccessRequest, v1::DenyAccessRequestRequest, v1::Decision::DENY)
 LOCKBOX_CHANGE(requests_, CancelAccessRequest, v1::CancelAccessRequestRequest,
                v1::AccessRequest)
+LOCKBOX_CHANGE(requests_, ReviewEmergencyAccess, v1::ReviewEmergencyAccessRequest,
+               v1::AccessRequest)
+
+Result<v1::Grant> Client::OpenEmergencyAccess(v1::CreateAccessRequestRequest request) {
+  request.mutable_access_request()->set_reason(v1::AccessRequest::EMERGENCY);
+  // One request_id for the open and its retries: one grant, however often
+  // the answer is lost.
+  if (request.request_id().empty()) request.set_request_id(NewRequestId());
+  Result<v1::AccessRequest> opened = CreateAccessRequest(request);
+  if (!opened.ok()) return opened.status();
+  v1::GetGrantRequest get;
+  get.set_name(opened->grant());
+  return GetGrant(get);
+}
+
 LOCKBOX_READ(grants_, GetGrant, v1::GetGrantRequest, v1::Grant)
 LOCKBOX_READ(grants_, ListGrants, v1::ListGrantsRequest, v1::ListGrantsResponse)
 LOCKBOX_READ(grants_, CheckAccess, v1::CheckAccessRequest, v1::CheckAccessResponse)

@@ -32,7 +32,13 @@ const std::vector<FilterField>& RequestFilterFields() {
       {"requester"},
       {"support_ticket_id"},
       {"extends_grant"},
-      {"create_time", FilterField::Type::kTime}};
+      {"create_time", FilterField::Type::kTime},
+      // Break-glass: `reason = EMERGENCY AND review_state = OPEN` is what
+      // waits for the customer's review.
+      {"reason",
+       FilterField::Type::kEnum,
+       {"CUSTOMER_INITIATED_SUPPORT", "OPERATOR_INITIATED", "EMERGENCY"}},
+      {"review_state", FilterField::Type::kEnum, {"OPEN", "ACCEPTED", "DISPUTED"}}};
   return kFields;
 }
 

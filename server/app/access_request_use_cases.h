@@ -5,6 +5,9 @@
 #ifndef LOCKBOX_SERVER_APP_ACCESS_REQUEST_USE_CASES_H_
 #define LOCKBOX_SERVER_APP_ACCESS_REQUEST_USE_CASES_H_
 
+#include <string>
+#include <utility>
+
 #include "absl/status/statusor.h"
 #include "lockbox/v1/access_request_service.pb.h"
 #include "server/app/use_case_runner.h"
@@ -17,8 +20,12 @@ class AccessRequestUseCases {
   struct Options {
     const UseCaseRunner* runner = nullptr;        // Not owned; outlives this.
     const PageTokenCodec* page_tokens = nullptr;  // Not owned; outlives this.
+    // The provider's security contact (--security-contact-email): told of
+    // break-glass reviews disputed or overdue. "": none (still audited and
+    // counted).
+    std::string security_contact_email;
   };
-  explicit AccessRequestUseCases(Options options) : options_(options) {}
+  explicit AccessRequestUseCases(Options options) : options_(std::move(options)) {}
 
   using C = CallerIdentity;
   absl::StatusOr<v1::AccessRequest> CreateAccessRequest(const C& c,

@@ -7,6 +7,14 @@ namespace lockbox {
 
 void LogCommittedEvent(const v1::AuditEvent& e) {
   Metrics::Get().LifecycleEvent(e.action());
+  // Break-glass reviews, once committed (docs/OPERATIONS.md).
+  if (e.action() == "access_request.emergency_review") {
+    auto verdict = e.details().find("verdict");
+    bool disputed = verdict != e.details().end() && verdict->second == "DISPUTE";
+    Metrics::Get().EmergencyReview(disputed ? "disputed" : "accepted");
+  } else if (e.action() == "access_request.emergency_review_overdue") {
+    Metrics::Get().EmergencyReview("overdue");
+  }
   // Names, times and codes only: never the justification or details.
   LogFields fields = {{"action", e.action()},
                       {"resource", e.resource()},

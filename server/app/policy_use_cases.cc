@@ -508,7 +508,7 @@ absl::StatusOr<v1::RoleBinding> PolicyUseCases::CreateRoleBinding(
     return InvalidField("role_binding.role", in.role().empty() ? "REQUIRED" : "UNKNOWN_VALUE",
                         "must be one of lockbox.admin, operator.engineer, operator.reviewer, "
                         "tenant.admin, tenant.auditor, service.enforcer, service.portal, "
-                        "service.keyuser");
+                        "service.keyuser, operator.breakglass");
   }
   std::string tenant;
   if (!in.tenant().empty()) {

@@ -28,7 +28,7 @@ bool HoldsNoWords(const v1::AccessRequest& r) {
   for (const v1::Decision& d : r.decisions()) {
     if (!d.comment().empty()) return false;
   }
-  return true;
+  return r.emergency_review().comment().empty();
 }
 
 absl::Status Enqueue(const Sealer& sealer, Transaction& tx, const v1::AccessRequest& r,
@@ -47,7 +47,8 @@ absl::Status Enqueue(const Sealer& sealer, Transaction& tx, const v1::AccessRequ
 }  // namespace
 
 absl::Status NotifyRequest(const Sealer& sealer, Transaction& tx, RequestEvent event,
-                           const v1::AccessRequest& r, const v1::Grant* grant, absl::Time now) {
+                           const v1::AccessRequest& r, const v1::Grant* grant, absl::Time now,
+                           const std::string& security_contact) {
   ASSIGN_OR_RETURN(Contacts contacts, ContactsFor(tx, r));
   if (event == RequestEvent::kNoLongerNeeded) {
     // Who decided the stage left needs no telling, by any of their
@@ -59,6 +60,7 @@ absl::Status NotifyRequest(const Sealer& sealer, Transaction& tx, RequestEvent e
       contacts.deciders.insert(contacts.deciders.end(), emails.begin(), emails.end());
     }
   }
+  contacts.security_contact = security_contact;
   return Enqueue(sealer, tx, r, RequestMessages(event, r, grant, contacts, now), now);
 }
 

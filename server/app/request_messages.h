@@ -25,9 +25,10 @@ absl::StatusOr<Contacts> ContactsFor(Transaction& tx, const v1::AccessRequest& r
 // they are.
 
 // Puts the messages for `event` in this transaction's outbox.
+// `security_contact` is the provider's (break-glass events), "" for none.
 absl::Status NotifyRequest(const Sealer& sealer, Transaction& tx, RequestEvent event,
-                           const v1::AccessRequest& request, const v1::Grant* grant,
-                           absl::Time now);
+                           const v1::AccessRequest& request, const v1::Grant* grant, absl::Time now,
+                           const std::string& security_contact = "");
 
 // Puts the messages for a grant's end in this transaction's outbox.
 absl::Status NotifyGrantEnded(const Sealer& sealer, Transaction& tx, const v1::Grant& grant,

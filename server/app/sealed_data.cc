@@ -16,6 +16,8 @@ FieldLocation RequestField(const v1::AccessRequest& r, std::string field) {
 }
 
 std::string CommentField(int index) { return absl::StrCat("decisions/", index, "/comment"); }
+// The break-glass review's comment: a tenant admin's words.
+constexpr char kReviewCommentField[] = "emergency_review/comment";
 
 FieldLocation AuditField(const v1::AuditEvent& e, std::string field) {
   return FieldLocation{e.tenant(), "audit_events", absl::StrCat(e.sequence()), std::move(field)};
@@ -80,6 +82,10 @@ v1::AccessRequest Sealer::NewRequestForStore(const std::optional<VersionKey>& ke
     v1::Decision* d = r.mutable_decisions(i);
     d->set_comment(Seal(key, RequestField(r, CommentField(i)), d->comment()));
   }
+  if (!r.emergency_review().comment().empty()) {
+    v1::EmergencyReview* review = r.mutable_emergency_review();
+    review->set_comment(Seal(key, RequestField(r, kReviewCommentField), review->comment()));
+  }
   return r;
 }
 
@@ -97,6 +103,13 @@ v1::AccessRequest Sealer::ChangedRequestForStore(const v1::AccessRequest& as_rea
     } else {
       d->set_comment(Seal(key, RequestField(r, CommentField(i)), d->comment()));
     }
+  }
+  // A review's comment is written once: kept as stored, or sealed when new.
+  if (!as_read.emergency_review().comment().empty()) {
+    r.mutable_emergency_review()->set_comment(as_read.emergency_review().comment());
+  } else if (!r.emergency_review().comment().empty()) {
+    v1::EmergencyReview* review = r.mutable_emergency_review();
+    review->set_comment(Seal(key, RequestField(r, kReviewCommentField), review->comment()));
   }
   return r;
 }
@@ -126,6 +139,10 @@ absl::Status Sealer::OpenRequest(Transaction& tx, v1::AccessRequest* r) const {
   for (int i = 0; i < r->decisions_size(); ++i) {
     RETURN_IF_ERROR(open(CommentField(i), absl::StrCat("decisions[", i, "].comment"),
                          r->mutable_decisions(i)->mutable_comment()));
+  }
+  if (!r->emergency_review().comment().empty()) {
+    RETURN_IF_ERROR(open(kReviewCommentField, "emergency_review.comment",
+                         r->mutable_emergency_review()->mutable_comment()));
   }
   return absl::OkStatus();
 }

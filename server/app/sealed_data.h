@@ -1,7 +1,8 @@
 // Lockbox's own data about a tenant, sealed (SPEC section 9): for a tenant
 // whose policy protects Lockbox's data, justifications, decision comments,
-// the webhook secret, outbox message bodies, and what copies them (audit
-// events' fields, stored responses of idempotent calls) are stored as
+// break-glass review comments, the webhook secret, outbox message bodies,
+// and what copies them (audit events' fields, stored responses of
+// idempotent calls) are stored as
 // sealed fields (domain/sealed_field.h) under the tenant data key the
 // KeyRing holds; the store keeps them as it is given them.
 //
@@ -12,6 +13,7 @@
 // Where each value lives (its FieldLocation, bound by the AAD):
 //   access_requests/<request id>/justification
 //   access_requests/<request id>/decisions/<index>/comment
+//   access_requests/<request id>/emergency_review/comment
 //   audit_events/<sequence>/justification, .../details/<key>
 //   outbox/<message id>/body/<channel>/<recipient>
 //                                   (the tenant its resource names; the

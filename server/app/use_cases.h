@@ -52,6 +52,8 @@ struct UseCasesOptions {
   // The provider's key (--provider-key-uri, owner ""), for environments and
   // data sources without a customer key; empty: none.
   std::string provider_key_uri;
+  // Break-glass: where disputed and overdue reviews are e-mailed; "": none.
+  std::string security_contact_email;
 };
 
 class UseCases {
@@ -62,7 +64,7 @@ class UseCases {
                  options.key_ring}),
         page_tokens_(options.page_token_key),
         policy_({&runner_, &page_tokens_, options.webhook_urls}),
-        requests_({&runner_, &page_tokens_}),
+        requests_({&runner_, &page_tokens_, options.security_contact_email}),
         grants_({&runner_, &page_tokens_, options.grant_view}),
         audit_({&runner_, &page_tokens_, options.audit_signer, options.audit_key_ephemeral,
                 options.audit_verify_page_events}),

@@ -156,6 +156,16 @@ absl::Status CancelAccessRequest(const Actor& a) {
                "only the requester (operator.engineer) can cancel");
 }
 
+absl::Status OpenEmergencyAccess(const Actor& a) {
+  return Allow(a.permissions.Has(Role::kEngineer) && a.permissions.Has(Role::kBreakGlass),
+               "emergency access needs operator.engineer and operator.breakglass");
+}
+
+absl::Status ReviewEmergencyAccess(const Actor& a, absl::string_view tenant) {
+  return Allow(a.permissions.HasInTenant(Role::kTenantAdmin, tenant),
+               "reviewing emergency access needs tenant.admin of the request's tenant");
+}
+
 absl::Status ReadGrants(const Actor& a, absl::string_view tenant) {
   return Allow(ReadsAllGrantsOf(a.permissions, tenant) || a.permissions.Has(Role::kEngineer),
                "reading grants needs a provider role or a role in the tenant");

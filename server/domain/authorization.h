@@ -68,6 +68,11 @@ absl::StatusOr<ListScope> ListAccessRequests(const Actor& a, absl::string_view t
 // tenant for the customer's; which stage is the lifecycle's rule.
 absl::Status DecideAccessRequests(const Actor& a, absl::string_view tenant);
 absl::Status CancelAccessRequest(const Actor& a);
+// Break-glass (SPEC section 10): an EMERGENCY request needs both
+// operator.engineer and operator.breakglass; its review, tenant.admin of the
+// request's tenant (directly or through a portal).
+absl::Status OpenEmergencyAccess(const Actor& a);
+absl::Status ReviewEmergencyAccess(const Actor& a, absl::string_view tenant);
 
 // Grants.
 absl::Status ReadGrants(const Actor& a, absl::string_view tenant);

@@ -24,7 +24,7 @@ bool IsValidSegment(absl::string_view s) {
   return s != "." && s != "..";
 }
 
-constexpr std::array<std::pair<Role, absl::string_view>, 8> kRoleNames = {{
+constexpr std::array<std::pair<Role, absl::string_view>, 9> kRoleNames = {{
     {Role::kAdmin, "lockbox.admin"},
     {Role::kEngineer, "operator.engineer"},
     {Role::kReviewer, "operator.reviewer"},
@@ -33,6 +33,7 @@ constexpr std::array<std::pair<Role, absl::string_view>, 8> kRoleNames = {{
     {Role::kEnforcer, "service.enforcer"},
     {Role::kPortal, "service.portal"},
     {Role::kKeyUser, "service.keyuser"},
+    {Role::kBreakGlass, "operator.breakglass"},
 }};
 
 }  // namespace
@@ -104,6 +105,7 @@ absl::Status ValidateBinding(const Principal& principal, Role role,
     case Role::kAdmin:
     case Role::kEngineer:
     case Role::kReviewer:
+    case Role::kBreakGlass:
       if (principal.kind != Principal::Kind::kOperator) {
         return InvalidField(field, "NOT_ALLOWED",
                             absl::StrCat(RoleName(role),

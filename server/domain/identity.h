@@ -43,6 +43,9 @@ enum class Role {
   // environments, which gets and unwraps its data keys (KeyService). Scoped
   // so that a data plane serving one customer cannot unwrap another's.
   kKeyUser,
+  // operator.breakglass, global: with operator.engineer, opens an emergency
+  // grant where the tenant's policy allows it (SPEC section 10).
+  kBreakGlass,
 };
 
 std::optional<Role> ParseRole(absl::string_view name);

@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/domain/approvals.h"
+#include "server/domain/emergency.h"
 #include "server/domain/names.h"
 #include "server/domain/status.h"
 
@@ -406,9 +407,32 @@ absl::StatusOr<AccessRequest> NewAccessRequest(
       break;
     case AccessRequest::OPERATOR_INITIATED:
       break;
+    case AccessRequest::EMERGENCY:
+      // Break-glass (domain/emergency.h): an incident to answer for, and
+      // access now, never a window later.
+      if (asked.incident_id().empty()) {
+        return InvalidField(f + "incident_id", "REQUIRED", "is required for EMERGENCY");
+      }
+      if (asked.incident_id().size() > kMaxIncidentIdBytes) {
+        return InvalidField(f + "incident_id", "TOO_LONG",
+                            absl::StrCat("at most ", kMaxIncidentIdBytes, " bytes"));
+      }
+      for (unsigned char c : asked.incident_id()) {
+        if (c < 0x21 || c > 0x7e) {
+          return InvalidField(f + "incident_id", "BAD_FORMAT",
+                              "printable ASCII without spaces only");
+        }
+      }
+      if (asked.has_start_time()) {
+        return InvalidField(f + "start_time", "NOT_ALLOWED", "an EMERGENCY request starts at once");
+      }
+      break;
     default:
       return InvalidField(f + "reason", "REQUIRED",
-                          "must be CUSTOMER_INITIATED_SUPPORT or OPERATOR_INITIATED");
+                          "must be CUSTOMER_INITIATED_SUPPORT, OPERATOR_INITIATED or EMERGENCY");
+  }
+  if (asked.reason() != AccessRequest::EMERGENCY && !asked.incident_id().empty()) {
+    return InvalidField(f + "incident_id", "NOT_ALLOWED", "only for EMERGENCY");
   }
   if (asked.support_ticket_id().size() > kMaxTicketIdBytes) {
     return InvalidField(f + "support_ticket_id", "TOO_LONG",
@@ -424,7 +448,10 @@ absl::StatusOr<AccessRequest> NewAccessRequest(
     return InvalidField(f + "justification", "TOO_LONG",
                         absl::StrCat("at most ", kMaxJustificationBytes, " bytes"));
   }
-  absl::Duration access = FromProto(policy.access_duration());
+  // An emergency grant lasts at most the policy's emergency period.
+  absl::Duration access = asked.reason() == AccessRequest::EMERGENCY
+                              ? EmergencyDuration(policy)
+                              : FromProto(policy.access_duration());
   if (asked.has_access_duration()) {
     RETURN_IF_ERROR(ValidateDuration(asked.access_duration(), access,
                                      f + "access_duration"));
@@ -437,6 +464,7 @@ absl::StatusOr<AccessRequest> NewAccessRequest(
   *r.mutable_data_sources() = asked.data_sources();
   r.set_reason(asked.reason());
   r.set_support_ticket_id(asked.support_ticket_id());
+  r.set_incident_id(asked.incident_id());
   r.set_justification(asked.justification());
   r.set_requester(requester.principal.spiffe_id);
   *r.mutable_create_time() = ToProto(now);
@@ -528,6 +556,9 @@ void ApplyReadTimeState(absl::Time now, AccessRequest* request) {
   request->set_state(EffectiveState(*request, now));
   request->set_display_status(DisplayStatus(request->state(), request->stage()));
   request->set_approvals_needed(ApprovalsNeeded(*request, request->state()));
+  // Break-glass reads as what it is, not as an approval.
+  if (request->reason() == AccessRequest::EMERGENCY)
+    request->set_display_status("Emergency access");
 }
 
 namespace {
@@ -734,6 +765,9 @@ bool CoversSource(const Grant& grant, absl::string_view id, const AccessCheck& c
   const v1::PinnedDataSource* pinned = FindPinned(grant, id);
   if (pinned == nullptr) return false;
   if (pinned->customer_reviewed()) return true;
+  // Break-glass: what the emergency grant pinned, which the customer
+  // reviews afterwards (domain/emergency.h); never anything it did not pin.
+  if (grant.emergency()) return true;
   if (check.environment_now == nullptr || check.policy_now == nullptr) return false;
   const v1::DataSource* now = FindDataSource(*check.environment_now, id);
   if (now == nullptr) return false;
@@ -749,7 +783,7 @@ bool GrantCovers(const Grant& grant, const AccessCheck& check) {
   const v1::Environment& env = *check.environment_now;
   if (env.data_sources().empty()) {
     return grant.pinned_data_sources().empty() &&
-           (grant.customer_reviewed() || !IsProtected(*check.policy_now, env));
+           (grant.customer_reviewed() || grant.emergency() || !IsProtected(*check.policy_now, env));
   }
   return std::all_of(env.data_sources().begin(), env.data_sources().end(),
                      [&](const v1::DataSource& ds) { return CoversSource(grant, ds.id(), check); });

@@ -249,6 +249,8 @@ struct AccessCheck {
 // enabled later). The environment as a whole is covered when every source
 // it has now is; an environment with no sources now, when the grant pinned
 // none either and the customer reviewed it or it is not protected now.
+// An emergency grant (break-glass, domain/emergency.h) covers what it pinned
+// without the customer's review, which comes afterwards.
 bool GrantCovers(const v1::Grant& grant, const AccessCheck& check);
 // Whether the grant lets the check's principal into its environment (and
 // data source, as GrantCovers says) at its `now`.

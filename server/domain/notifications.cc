@@ -23,9 +23,13 @@ std::string When(const google::protobuf::Timestamp& t) {
 }
 
 std::string Ticket(const AccessRequest& r) {
+  if (r.reason() == AccessRequest::EMERGENCY) return absl::StrCat("incident ", r.incident_id());
   return r.reason() == AccessRequest::OPERATOR_INITIATED ? "Operator initiated"
                                                          : r.support_ticket_id();
 }
+
+// Every break-glass message's subject starts so, for filters and eyes.
+constexpr char kEmergencyPrefix[] = "[EMERGENCY ACCESS] ";
 
 std::string TenantOf(const std::string& name) {
   std::string rest = name.substr(name.find('/') + 1);
@@ -69,6 +73,18 @@ std::string Facts(const AccessRequest& r) {
   if (!r.extends_grant().empty()) {
     absl::StrAppend(&out, "Extends grant:   ", r.extends_grant(),
                     " (the period is added to its end)\n");
+  }
+  if (r.has_emergency_review()) {
+    const v1::EmergencyReview& review = r.emergency_review();
+    absl::StrAppend(&out, "Grant:           ", r.grant(), "\n",
+                    "Review:          ", v1::EmergencyReview::State_Name(review.state()),
+                    review.overdue() ? " (overdue)" : "", "\n",
+                    "Review due:      ", When(review.due_time()), "\n");
+    if (!review.reviewer().empty()) {
+      absl::StrAppend(&out, "Reviewed by:     ", review.reviewer(),
+                      review.via().empty() ? "" : absl::StrCat(" (via ", review.via(), ")"), "\n",
+                      "Review comment:  ", review.comment(), "\n");
+    }
   }
   return out;
 }
@@ -120,11 +136,11 @@ void AddWebhook(const Contacts& c, const std::string& tenant, const std::string&
   std::string id = NewUuid();
   // JSON that the usual chat and ticketing integrations can take apart.
   std::string body = absl::StrCat(
-      "{\"id\":", Quote(id), ",\"event\":", Quote(event), ",\"time\":",
-      Quote(absl::FormatTime(absl::RFC3339_full, now, absl::UTCTimeZone())),
+      "{\"id\":", Quote(id), ",\"event\":", Quote(event),
+      ",\"time\":", Quote(absl::FormatTime(absl::RFC3339_full, now, absl::UTCTimeZone())),
       ",\"tenant\":", Quote(tenant), ",\"text\":", Quote(subject),
-      ",\"access_request\":", Json(r), grant ? absl::StrCat(",\"grant\":", Json(*grant)) : "",
-      "}");
+      r.reason() == AccessRequest::EMERGENCY ? ",\"emergency\":true" : "",
+      ",\"access_request\":", Json(r), grant ? absl::StrCat(",\"grant\":", Json(*grant)) : "", "}");
   out->push_back(OutboundMessage{id, tenant, v1::Notification::WEBHOOK, c.webhook_url, event,
                                  resource, subject, body});
 }
@@ -141,6 +157,11 @@ std::vector<OutboundMessage> RequestMessages(RequestEvent event, const AccessReq
   std::vector<std::string> to;
   // Whether `to` is provider staff rather than the customer's people.
   bool to_provider = true;
+  // Provider staff told besides the customer's `to` (break-glass).
+  std::vector<std::string> also_provider;
+  const std::string review_cmd = absl::StrCat("  lockboxctl breakglass review ", r.name(),
+                                              " accept\n  lockboxctl breakglass review ", r.name(),
+                                              " dispute --comment \"what is wrong\"\n");
   switch (event) {
     case RequestEvent::kCreated:
       name = "access_request.created";
@@ -264,8 +285,58 @@ std::vector<OutboundMessage> RequestMessages(RequestEvent event, const AccessReq
       to_provider = !customer;
       break;
     }
+    case RequestEvent::kEmergencyOpened:
+      name = "access_request.emergency_opened";
+      subject =
+          absl::StrCat(kEmergencyPrefix, r.requester(), " opened emergency access to ", about);
+      body = absl::StrCat(
+          "A provider engineer opened emergency (break-glass) access to your organisation's "
+          "data for an incident. It was granted at once, without your approval, because your "
+          "lockbox policy allows emergency access; it ends by itself after the access period.\n\n",
+          Facts(r), "\nWhat to do: review it before ", When(r.emergency_review().due_time()),
+          ": accept it, or dispute it with a comment (the provider's security team is told):\n",
+          review_cmd,
+          "To forbid emergency access from now on, set the policy's emergency_access to "
+          "FORBIDDEN.\n");
+      to = Unique(c.tenant_admins, c.policy_emails);
+      to_provider = false;
+      break;
+    case RequestEvent::kEmergencyReminder:
+      name = "access_request.emergency_review_reminder";
+      subject = absl::StrCat(kEmergencyPrefix, "Reminder: review emergency access to ", about,
+                             " by ", When(r.emergency_review().due_time()));
+      body = absl::StrCat(
+          "An emergency access to your organisation's data still waits for your "
+          "review.\n\n",
+          Facts(r), "\nWhat to do: accept it or dispute it:\n", review_cmd);
+      to = Unique(c.tenant_admins, c.policy_emails);
+      to_provider = false;
+      break;
+    case RequestEvent::kEmergencyOverdue:
+      name = "access_request.emergency_review_overdue";
+      subject = absl::StrCat(kEmergencyPrefix, "Review overdue: emergency access to ", about);
+      body = absl::StrCat(
+          "Nobody reviewed this emergency access by its due time. It is recorded "
+          "overdue, and the provider's security contact is told. It may still be "
+          "reviewed, late.\n\n",
+          Facts(r), "\nWhat to do: accept it or dispute it:\n", review_cmd);
+      to = Unique(c.tenant_admins, c.policy_emails);
+      to_provider = false;
+      also_provider = {c.security_contact};
+      break;
+    case RequestEvent::kEmergencyDisputed:
+      name = "access_request.emergency_disputed";
+      subject =
+          absl::StrCat(kEmergencyPrefix, "Disputed by the customer: emergency access to ", about);
+      body = absl::StrCat(
+          "A tenant admin disputed this emergency access. Follow it up with the "
+          "customer and the engineer.\n\n",
+          Facts(r));
+      to = {c.security_contact};
+      break;
   }
   AddEmails(to, to_provider ? kProviderOutbox : tenant, name, r.name(), subject, body, &out);
+  AddEmails(also_provider, kProviderOutbox, name, r.name(), subject, body, &out);
   if (event == RequestEvent::kNoLongerNeeded && to_provider) return out;
   AddWebhook(c, tenant, name, r.name(), subject, now, r, grant, &out);
   return out;

@@ -37,6 +37,9 @@ struct Contacts {
   // For kNoLongerNeeded: the addresses of the people who decided the stage
   // the request left, who need no telling.
   std::vector<std::string> deciders;
+  // The provider's security contact (--security-contact-email), for
+  // break-glass reviews overdue or disputed; "" when none is configured.
+  std::string security_contact;
 };
 
 enum class RequestEvent {
@@ -50,6 +53,11 @@ enum class RequestEvent {
   // (StageLeft): reviewers for the internal stage; tenant admins, the
   // policy's addresses and the tenant's webhook for the customer's.
   kNoLongerNeeded,
+  // Break-glass (domain/emergency.h), each marked as emergency access:
+  kEmergencyOpened,    // Granted: to tenant admins and the policy's addresses.
+  kEmergencyReminder,  // The review is still open: to the same.
+  kEmergencyOverdue,   // Past its due time: to the same and the security contact.
+  kEmergencyDisputed,  // A tenant admin disputed it: to the security contact.
 };
 
 // The stage a request that was just decided, cancelled or expired left: the

@@ -51,6 +51,11 @@ Metrics::Metrics()
                   .Name("lockbox_lifecycle_events_total")
                   .Help("Committed audit events of requests and grants, by action")
                   .Register(*registry_)),
+      emergency_reviews_(prometheus::BuildCounter()
+                             .Name("lockbox_emergency_reviews_total")
+                             .Help("Break-glass reviews by outcome: accepted, disputed, or "
+                                   "overdue (past 7 days while still open)")
+                             .Register(*registry_)),
       db_errors_(prometheus::BuildCounter()
                      .Name("lockbox_database_errors_total")
                      .Help("Database operations that failed other than on a caller's input")
@@ -155,6 +160,10 @@ void Metrics::CheckAccessAnswered(bool from_view) {
 
 void Metrics::LifecycleEvent(const std::string& action) {
   events_.Add({{"action", action}}).Increment();
+}
+
+void Metrics::EmergencyReview(const char* outcome) {
+  emergency_reviews_.Add({{"outcome", outcome}}).Increment();
 }
 
 void Metrics::DatabaseError(const char* kind) { db_errors_.Add({{"kind", kind}}).Increment(); }

@@ -35,6 +35,9 @@ class Metrics {
   void CheckAccessAnswered(bool from_view);
   // A committed audit event of the request's or grant's life.
   void LifecycleEvent(const std::string& action);
+  // A break-glass review closed or gone overdue (outcome "accepted",
+  // "disputed" or "overdue"), counted by the replica that committed it.
+  void EmergencyReview(const char* outcome);
   // A database operation failed for a reason other than the caller's input
   // (kind: "unavailable", "in_doubt", "internal").
   void DatabaseError(const char* kind);
@@ -69,6 +72,7 @@ class Metrics {
   prometheus::Counter& checks_from_database_;
   prometheus::Family<prometheus::Histogram>& latency_;
   prometheus::Family<prometheus::Counter>& events_;
+  prometheus::Family<prometheus::Counter>& emergency_reviews_;
   prometheus::Family<prometheus::Counter>& db_errors_;
   prometheus::Family<prometheus::Counter>& db_reconnects_;
   prometheus::Family<prometheus::Counter>& deliveries_;

@@ -55,6 +55,13 @@ class GrantStore {
   // One grant still recorded ACTIVE whose expire_time has come, locked, or
   // nullopt when none is left that another replica does not hold.
   virtual absl::StatusOr<std::optional<ClaimedRow>> ClaimExpiredGrant(absl::Time now) = 0;
+
+  // Break-glass: serialises the emergency opens of `principal` in `tenant`
+  // (a lock held until this transaction ends, so that two racing opens
+  // cannot both see none), then returns their emergency grants still
+  // ACTIVE at `now`.
+  virtual absl::StatusOr<std::vector<v1::Grant>> LockActiveEmergencyGrants(
+      const std::string& tenant, const std::string& principal, absl::Time now) = 0;
 };
 
 }  // namespace lockbox

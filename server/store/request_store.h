@@ -57,6 +57,18 @@ class RequestStore {
   virtual absl::StatusOr<std::optional<ClaimedRow>> ClaimReminder(absl::Time now,
                                                                   absl::Time expiring_before) = 0;
   virtual absl::Status MarkReminded(const std::string& tenant, const std::string& id) = 0;
+
+  // Break-glass reviews (domain/emergency.h). An OPEN review not yet past
+  // its due time (> now) owing a reminder: none sent and due by
+  // `first_due_by`, or one sent and due by `second_due_by`.
+  virtual absl::StatusOr<std::optional<ClaimedRow>> ClaimEmergencyReminder(
+      absl::Time now, absl::Time first_due_by, absl::Time second_due_by) = 0;
+  // Records how many reminders of the review were sent.
+  virtual absl::Status SetEmergencyReminders(const std::string& tenant, const std::string& id,
+                                             int sent) = 0;
+  // An OPEN review whose due time has come (<= now), not yet recorded
+  // overdue.
+  virtual absl::StatusOr<std::optional<ClaimedRow>> ClaimOverdueReview(absl::Time now) = 0;
 };
 
 }  // namespace lockbox

@@ -135,7 +135,8 @@ set -e
 ctl alice cancel "$quorum" >/dev/null
 for cmd in "" tenants policy environments bindings request requests approve deny cancel grants \
            grant release revoke check audit "audit list" "audit verify" "request create" \
-           notifications "notifications list" "tenants identity" "tenants identity set"; do
+           notifications "notifications list" "tenants identity" "tenants identity set" \
+           breakglass "breakglass open" "breakglass list" "breakglass review"; do
   ctl alice $cmd --help >/dev/null || fail "lockboxctl $cmd --help"
 done
 echo "1 passed, 0 failed"

@@ -138,6 +138,7 @@ absl::StatusOr<std::unique_ptr<InProcessLockbox>> InProcessLockbox::Create(
   lockbox_options.webhook_urls = options.webhook_urls;
   lockbox_options.key_module = options.key_module;
   lockbox_options.key_ring = options.key_ring;
+  lockbox_options.security_contact_email = options.security_contact_email;
   app->use_cases_ = std::make_unique<UseCases>(std::move(lockbox_options));
 
   absl::Status bootstrap = app->use_cases_->policy().EnsureBootstrapAdmin(app->admin_.spiffe_id);

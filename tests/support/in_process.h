@@ -86,6 +86,8 @@ struct InProcessOptions {
   // own data of a sealed tenant (not owned; outlives the application); none
   // by default (KeyService refuses KEY_UNAVAILABLE, nothing is sealed).
   KeyRing* key_ring = nullptr;
+  // Break-glass: the provider's security contact; none by default.
+  std::string security_contact_email;
 };
 
 // One database, store and application. Thread-safe as Lockbox is: tests

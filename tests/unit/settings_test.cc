@@ -55,6 +55,7 @@ TEST_F(SettingsTest, GoodSettingsAreAccepted) {
   s.smtp_url = "smtps://mail.example.org:465";
   s.database_url = "host=/tmp dbname=lockbox";
   s.migration_database_url = "host=/tmp dbname=lockbox user=lockbox_owner";
+  s.security_contact_email = "security@provider.example";
   EXPECT_TRUE(s.Validate().ok()) << s.Validate();
   // Development only: an ephemeral key instead of the file.
   s.audit_signing_key.clear();
@@ -78,6 +79,8 @@ TEST_F(SettingsTest, EachRefusalNamesItsSetting) {
       {"--tls-client-ca", [](Settings* s) { s->tls_client_ca = "/nonexistent/ca.pem"; }},
       {"--smtp-url", [](Settings* s) { s->smtp_url = "http://mail.example.org"; }},
       {"--smtp-from", [](Settings* s) { s->smtp_from = "not an address"; }},
+      {"--security-contact-email",
+       [](Settings* s) { s->security_contact_email = "security team"; }},
       {"--trust-domain", [](Settings* s) { s->trust_domain = "spiffe://example.org"; }},
       {"--trust-domain", [](Settings* s) { s->trust_domain = ""; }},
       {"--database-url", [](Settings* s) { s->database_url = "mysql://db"; }},

@@ -273,6 +273,39 @@ std::vector<Row> Matrix() {
         r.set_name(fresh->name());
         return s.use_cases.requests().CancelAccessRequest(c, r).status();
       });
+  // Break-glass: operator.engineer with operator.breakglass (the matrix's
+  // engineer holds both); each open's grant is released at once, so that
+  // the next may open (one active emergency grant per engineer and tenant).
+  add("CreateAccessRequest(EMERGENCY)", "AccessRequestService", "CreateAccessRequest",
+      {{kEngineer, OK}}, [](Scene& s, const CallerIdentity& c) {
+        v1::CreateAccessRequestRequest r = AskA();
+        r.mutable_access_request()->set_reason(v1::AccessRequest::EMERGENCY);
+        r.mutable_access_request()->set_incident_id(s.Unique("INC-"));
+        absl::StatusOr<v1::AccessRequest> opened = s.use_cases.requests().CreateAccessRequest(c, r);
+        if (!opened.ok()) return opened.status();
+        v1::ReleaseGrantRequest release;
+        release.set_name(opened->grant());
+        absl::Status released = s.use_cases.grants().ReleaseGrant(c, release).status();
+        return released.ok() ? absl::OkStatus() : SetupFailed(released);
+      });
+  add("ReviewEmergencyAccess", "AccessRequestService", "ReviewEmergencyAccess", kTenantAAdminOnly,
+      [](Scene& s, const CallerIdentity& c) {
+        v1::CreateAccessRequestRequest open = AskA();
+        open.mutable_access_request()->set_reason(v1::AccessRequest::EMERGENCY);
+        open.mutable_access_request()->set_incident_id(s.Unique("INC-"));
+        absl::StatusOr<v1::AccessRequest> opened =
+            s.use_cases.requests().CreateAccessRequest(s.world.engineer, open);
+        if (!opened.ok()) return SetupFailed(opened.status());
+        v1::ReleaseGrantRequest release;
+        release.set_name(opened->grant());
+        absl::Status released =
+            s.use_cases.grants().ReleaseGrant(s.world.engineer, release).status();
+        if (!released.ok()) return SetupFailed(released);
+        v1::ReviewEmergencyAccessRequest r;
+        r.set_name(opened->name());
+        r.set_verdict(v1::EmergencyReview::ACCEPT);
+        return s.use_cases.requests().ReviewEmergencyAccess(c, r).status();
+      });
   // A watch is authorised by its first read, GetAccessRequest of the
   // watched request: that read's code is the watch's.
   add("WatchAccessRequest(first read)", "AccessRequestService", "WatchAccessRequest", kReaders,
@@ -495,6 +528,8 @@ class MatrixWorld : public ::testing::Environment {
     ASSERT_TRUE(demo.ok()) << demo.status();
     app_ = std::move(demo->app);
     world_ = std::move(demo->world);
+    // Break-glass rows: the engineer may also open emergency access.
+    ASSERT_TRUE(app_->Bind(world_->engineer.spiffe_id, "operator.breakglass").ok());
     auto pending = world_->PendingRequest();
     ASSERT_TRUE(pending.ok()) << pending.status();
     auto grant = world_->ActiveGrant();

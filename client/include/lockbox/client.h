@@ -193,6 +193,13 @@ class Client {
   Result<v1::AccessRequest> ApproveAccessRequest(v1::ApproveAccessRequestRequest request);
   Result<v1::AccessRequest> DenyAccessRequest(v1::DenyAccessRequestRequest request);
   Result<v1::AccessRequest> CancelAccessRequest(v1::CancelAccessRequestRequest request);
+  // Break-glass (SPEC section 10): opens an emergency grant at once, for a
+  // caller holding operator.engineer and operator.breakglass. `request`'s
+  // access_request gets reason EMERGENCY; its incident_id and justification
+  // are required. Returns the grant (the request is its access_request).
+  Result<v1::Grant> OpenEmergencyAccess(v1::CreateAccessRequestRequest request);
+  // A tenant.admin closes an emergency request's review.
+  Result<v1::AccessRequest> ReviewEmergencyAccess(v1::ReviewEmergencyAccessRequest request);
   // Streams the request's states to `on_update` until it is terminal (the
   // last state is returned) or `timeout` passes. Reconnects if the stream
   // breaks.

@@ -331,6 +331,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(ServerOptions options) {
   use_cases_options.webhook_urls = p->webhook_targets.get();
   use_cases_options.key_module = p->key_module.get();
   use_cases_options.provider_key_uri = s.provider_key_uri;
+  use_cases_options.security_contact_email = s.security_contact_email;
+  if (s.security_contact_email.empty()) {
+    Log("warn",
+        "--security-contact-email is not set: disputed and overdue break-glass reviews are "
+        "audited and counted, but e-mailed to nobody at the provider",
+        {});
+  }
   if (p->key_module != nullptr) {
     // Probed every 200 ms: the ring trusts what it holds for 800 ms after a
     // proof, and uses every key it holds every --key-probe-interval-ms.

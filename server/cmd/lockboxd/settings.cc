@@ -357,6 +357,11 @@ void Settings::Register(CLI::App* app) {
   app->add_option("--smtp-from", smtp_from, "Sender address of e-mails")
       ->envname("LOCKBOX_SMTP_FROM")
       ->capture_default_str();
+  app->add_option("--security-contact-email", security_contact_email,
+                  "The provider's security contact: e-mailed every break-glass review a "
+                  "customer disputes or leaves overdue; empty: nobody (still audited and "
+                  "counted)")
+      ->envname("LOCKBOX_SECURITY_CONTACT_EMAIL");
   app->add_option("--smtp-credentials-file", smtp_credentials_file,
                   "File whose first line is user:password (else LOCKBOX_SMTP_USERNAME and "
                   "LOCKBOX_SMTP_PASSWORD)")
@@ -561,6 +566,9 @@ absl::Status Settings::Validate() const {
     return bad("--smtp-url", "must be smtp://host:port or smtps://host:port");
   }
   if (!IsValidEmail(smtp_from)) return bad("--smtp-from", "not an e-mail address");
+  if (!security_contact_email.empty() && !IsValidEmail(security_contact_email)) {
+    return bad("--security-contact-email", "not an e-mail address");
+  }
   if (!IsValidId(trust_domain.substr(0, 1)) ||
       trust_domain.find_first_of("/:@ ") != std::string::npos) {
     return bad("--trust-domain", "must be a DNS-like name such as example.org");

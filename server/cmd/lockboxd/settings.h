@@ -38,6 +38,9 @@ struct Settings {
   std::string smtp_from = "lockbox@localhost.localdomain";
   std::string smtp_credentials_file;
   std::string smtp_ca_file;
+  // Break-glass: the provider's security contact, e-mailed disputed and
+  // overdue reviews; empty: nobody (logged at start).
+  std::string security_contact_email;
   int sweep_interval_ms = 1000;
   int delivery_interval_ms = 1000;
   int delivery_max_attempts = 10;

@@ -167,4 +167,20 @@ absl::StatusOr<std::optional<ClaimedRow>> PgGrantStore::ClaimExpiredGrant(absl::
   });
 }
 
+absl::StatusOr<std::vector<v1::Grant>> PgGrantStore::LockActiveEmergencyGrants(
+    const std::string& tenant, const std::string& principal, absl::Time now) {
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<std::vector<v1::Grant>> {
+    // A transaction-scoped advisory lock on a digest of the pair: the
+    // second of two racing opens waits here, then sees the first's grant.
+    w.exec_params("SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(10) || $2, 19))", tenant,
+                  principal);
+    Params p;
+    std::string sql = absl::StrCat("SELECT ", kGrantCols,
+                                   " FROM grants WHERE emergency AND tenant_id = ", p.Add(tenant),
+                                   " AND principal = ", p.Add(principal), " AND ",
+                                   StateCondition(RecordedStatesFor(v1::Grant::ACTIVE), now, &p));
+    return MapRows<v1::Grant>(Exec(w, sql, p), ToGrant);
+  });
+}
+
 }  // namespace lockbox::postgres

@@ -26,6 +26,9 @@ class PgGrantStore final : public GrantStore {
   absl::StatusOr<std::vector<v1::Grant>> GetGrantsByKey(
       const std::vector<std::string>& keys) override;
   absl::StatusOr<std::optional<ClaimedRow>> ClaimExpiredGrant(absl::Time now) override;
+  absl::StatusOr<std::vector<v1::Grant>> LockActiveEmergencyGrants(const std::string& tenant,
+                                                                   const std::string& principal,
+                                                                   absl::Time now) override;
 
  private:
   TxContext& tx_;

@@ -146,7 +146,9 @@ absl::StatusOr<std::vector<v1::AccessRequest>> PgRequestStore::ListAccessRequest
         {"requester", {"requester", Column::Kind::kText}},
         {"support_ticket_id", {"support_ticket_id", Column::Kind::kText}},
         {"extends_grant", {"extends_grant", Column::Kind::kGrant}},
-        {"create_time", {"create_time", Column::Kind::kTime}}};
+        {"create_time", {"create_time", Column::Kind::kTime}},
+        {"reason", {"reason", Column::Kind::kReason}},
+        {"review_state", {"review_state", Column::Kind::kReviewState}}};
     RETURN_IF_ERROR(AppendConditions(q, kColumns, &p, &sql));
     absl::StrAppend(&sql, KeysetDesc(q, "create_time", "id", "uuid", &p),
                     " ORDER BY create_time DESC, id DESC LIMIT ", q.limit);
@@ -206,6 +208,40 @@ absl::Status PgRequestStore::MarkReminded(const std::string& tenant, const std::
         "UPDATE access_requests SET reminder_sent = true WHERE tenant_id = $1 AND id = $2", tenant,
         id);
     return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::optional<ClaimedRow>> PgRequestStore::ClaimEmergencyReminder(
+    absl::Time now, absl::Time first_due_by, absl::Time second_due_by) {
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<std::optional<ClaimedRow>> {
+    return FirstClaimed(w.exec_params(
+        "SELECT tenant_id, id FROM access_requests WHERE review_state = $1::integer "
+        "AND review_due_time > $2 AND ((review_reminders = 0 AND review_due_time <= $3) "
+        "OR (review_reminders = 1 AND review_due_time <= $4)) "
+        "ORDER BY review_due_time LIMIT 1 FOR UPDATE SKIP LOCKED",
+        Enum(v1::EmergencyReview::OPEN), Us(now), Us(first_due_by), Us(second_due_by)));
+  });
+}
+
+absl::Status PgRequestStore::SetEmergencyReminders(const std::string& tenant, const std::string& id,
+                                                   int sent) {
+  return tx_.Run([&](pqxx::work& w) -> absl::Status {
+    w.exec_params(
+        "UPDATE access_requests SET review_reminders = $3 WHERE tenant_id = $1 AND id = $2", tenant,
+        id, sent);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::optional<ClaimedRow>> PgRequestStore::ClaimOverdueReview(absl::Time now) {
+  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<std::optional<ClaimedRow>> {
+    // The JSON leaves a false overdue out.
+    return FirstClaimed(
+        w.exec_params("SELECT tenant_id, id FROM access_requests WHERE review_state = $1::integer "
+                      "AND review_due_time <= $2 "
+                      "AND NOT coalesce((emergency_review->>'overdue')::boolean, false) "
+                      "ORDER BY review_due_time LIMIT 1 FOR UPDATE SKIP LOCKED",
+                      Enum(v1::EmergencyReview::OPEN), Us(now)));
   });
 }
 

@@ -30,6 +30,11 @@ class PgRequestStore final : public RequestStore {
   absl::StatusOr<std::optional<ClaimedRow>> ClaimReminder(absl::Time now,
                                                           absl::Time expiring_before) override;
   absl::Status MarkReminded(const std::string& tenant, const std::string& id) override;
+  absl::StatusOr<std::optional<ClaimedRow>> ClaimEmergencyReminder(
+      absl::Time now, absl::Time first_due_by, absl::Time second_due_by) override;
+  absl::Status SetEmergencyReminders(const std::string& tenant, const std::string& id,
+                                     int sent) override;
+  absl::StatusOr<std::optional<ClaimedRow>> ClaimOverdueReview(absl::Time now) override;
 
  private:
   TxContext& tx_;

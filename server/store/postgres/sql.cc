@@ -125,6 +125,14 @@ absl::Status AppendConditions(const ListQuery& q, const std::map<std::string, Co
         value = absl::StrCat(ParsedEnum(c.value, v1::AccessRequest::STAGE_UNSPECIFIED,
                                         v1::AccessRequest::Stage_Parse));
         break;
+      case Column::Kind::kReason:
+        value = absl::StrCat(ParsedEnum(c.value, v1::AccessRequest::REASON_UNSPECIFIED,
+                                        v1::AccessRequest::Reason_Parse));
+        break;
+      case Column::Kind::kReviewState:
+        value = absl::StrCat(ParsedEnum(c.value, v1::EmergencyReview::STATE_UNSPECIFIED,
+                                        v1::EmergencyReview::State_Parse));
+        break;
       case Column::Kind::kNotificationState:
         value = absl::StrCat(ParsedEnum(c.value, v1::Notification::STATE_UNSPECIFIED,
                                         v1::Notification::State_Parse));

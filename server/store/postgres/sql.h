@@ -83,7 +83,10 @@ struct Column {
     // holding its ID in the row's tenant.
     kGrant,
     kNotificationState,
-    kChannel
+    kChannel,
+    // AccessRequest.Reason and EmergencyReview.State by name.
+    kReason,
+    kReviewState
   };
   std::string expr;
   Kind kind;
