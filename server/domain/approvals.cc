@@ -17,8 +17,24 @@ ApprovedScope ApprovedScopeOf(const v1::AccessRequest& request) {
     scope.data_sources.emplace(request.data_sources().begin(), request.data_sources().end());
   }
   if (request.has_start_time()) scope.start_time = FromProto(request.start_time());
+  // One approval's window (approvals.h): a fixed start bounds the end now;
+  // a start at grant time bounds the period from it.
+  const absl::Duration asked = scope.access_duration;
+  auto bound = [&](const std::optional<absl::Time>& start, absl::Duration period) {
+    if (start) {
+      absl::Time end = *start + period;
+      scope.end_time = scope.end_time ? std::min(*scope.end_time, end) : end;
+    } else {
+      scope.open_duration = scope.open_duration ? std::min(*scope.open_duration, period) : period;
+    }
+  };
+  std::optional<absl::Time> asked_start = scope.start_time;
+  bool approved = false;
   for (const v1::Decision& d : request.decisions()) {
     if (d.verdict() != v1::Decision::APPROVE) continue;
+    approved = true;
+    bound(d.has_start_time() ? std::optional<absl::Time>(FromProto(d.start_time())) : asked_start,
+          d.has_access_duration() ? FromProto(d.access_duration()) : asked);
     if (d.has_access_duration()) {
       scope.access_duration = std::min(scope.access_duration, FromProto(d.access_duration()));
     }
@@ -41,7 +57,17 @@ ApprovedScope ApprovedScopeOf(const v1::AccessRequest& request) {
       scope.start_time = scope.start_time ? std::max(*scope.start_time, start) : start;
     }
   }
+  if (!approved) bound(asked_start, asked);
   return scope;
+}
+
+ApprovedWindow WindowOf(const ApprovedScope& scope, absl::Time grant_time) {
+  ApprovedWindow w;
+  w.start = scope.start_time ? std::max(grant_time, *scope.start_time) : grant_time;
+  w.end = absl::InfiniteFuture();
+  if (scope.end_time) w.end = *scope.end_time;
+  if (scope.open_duration) w.end = std::min(w.end, grant_time + *scope.open_duration);
+  return w;
 }
 
 namespace {
@@ -136,6 +162,26 @@ absl::Status CheckNarrowing(const Narrowing& n, const v1::AccessRequest& request
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckApprovedWindow(const Narrowing& n, const v1::AccessRequest& request,
+                                 absl::Time now) {
+  if (!request.extends_grant().empty()) return absl::OkStatus();
+  v1::AccessRequest with = request;
+  v1::Decision* d = with.add_decisions();
+  d->set_verdict(v1::Decision::APPROVE);
+  SetNarrowing(n, d);
+  const ApprovedWindow w = WindowOf(ApprovedScopeOf(with), now);
+  if (w.end > w.start) return absl::OkStatus();
+  // Checked at every approval, plain ones too: the approval that completes
+  // the quorum makes the grant at `now`, so an empty window here would be
+  // a grant that allows nothing. Refused rather than recorded: a reviewer
+  // who wants none of what the others allowed denies.
+  return Widens("start_time",
+                absl::StrCat("together with the earlier approvals this allows no time: access "
+                             "would start at ",
+                             Rfc3339(w.start), " but an approval ends it at ", Rfc3339(w.end),
+                             "; approve within that window or deny the request"));
 }
 
 void SetNarrowing(const Narrowing& n, v1::Decision* d) {

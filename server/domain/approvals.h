@@ -18,6 +18,8 @@
 
 namespace lockbox {
 
+struct Narrowing;
+
 struct ApprovedScope {
   // The shortest of the request's access_duration and every approval's.
   absl::Duration access_duration;
@@ -29,11 +31,37 @@ struct ApprovedScope {
   // The latest of the request's start_time and every approval's; nullopt
   // when none asked for one (access starts at approval).
   std::optional<absl::Time> start_time;
+  // Each approval allows a window: from its start (its own start_time, else
+  // the request's, else when the grant is made) for its period (its own
+  // access_duration, else the request's). The grant is the intersection,
+  // so a later approver's later start cannot carry the end past what an
+  // earlier approver allowed. end_time: the earliest end of the windows
+  // with a fixed start; open_duration: the shortest period of those that
+  // start when the grant is made. With no approval yet, the request's own
+  // window stands in. An extension's scope is only access_duration.
+  std::optional<absl::Time> end_time;
+  std::optional<absl::Duration> open_duration;
 };
 
 // What the APPROVE decisions of `request` allowed together, with the
 // request as asked.
 ApprovedScope ApprovedScopeOf(const v1::AccessRequest& request);
+
+// The window of a grant made at `grant_time` from `scope`: from the latest
+// start (not before `grant_time`) to the earliest end. Empty (end <= start)
+// when the approvals allow no time together.
+struct ApprovedWindow {
+  absl::Time start;
+  absl::Time end;
+};
+ApprovedWindow WindowOf(const ApprovedScope& scope, absl::Time grant_time);
+
+// Whether an APPROVE with `narrowing` of `request` at `now` leaves a
+// window (WindowOf at `now`, which is when a completing approval makes the
+// grant): else INVALID_ARGUMENT APPROVAL_WIDENS on start_time, nothing to
+// record. Always OK for an extension.
+absl::Status CheckApprovedWindow(const Narrowing& narrowing, const v1::AccessRequest& request,
+                                 absl::Time now);
 
 // The shortest access period an approval may narrow to.
 inline constexpr absl::Duration kMinNarrowedAccessDuration = absl::Minutes(1);
@@ -73,7 +101,8 @@ void SetNarrowing(const Narrowing& narrowing, v1::Decision* d);
 // acting principal's SPIFFE ID: through a portal the token's user) `stage`
 // of `request` has.
 int ApprovalsCounted(const v1::AccessRequest& request, v1::AccessRequest::Stage stage);
-// How many `stage` needs (the quorum pinned at creation; at least 1).
+// How many `stage` needs (the quorum pinned on the request: at creation,
+// raised at each approval to the policy's if that is higher; at least 1).
 int ApprovalsRequired(const v1::AccessRequest& request, v1::AccessRequest::Stage stage);
 // Whether `reviewer` has already approved `stage` of `request`.
 bool HasApproved(const v1::AccessRequest& request, v1::AccessRequest::Stage stage,

@@ -579,6 +579,7 @@ namespace {
 // internal stage has its quorum, whether the customer's stage follows.
 absl::Status DecideWith(const Actor& actor, Decision::Verdict verdict, absl::string_view comment,
                         const Narrowing& narrowing, const v1::Environment* env,
+                        const v1::LockboxPolicy* policy,
                         const std::function<bool(const AccessRequest&)>& needs_customer_review,
                         absl::Time now, AccessRequest* request) {
   if (comment.size() > kMaxCommentBytes) {
@@ -622,6 +623,19 @@ absl::Status DecideWith(const Actor& actor, Decision::Verdict verdict, absl::str
     }
     RETURN_IF_ERROR(CheckNarrowing(narrowing, *request, *env, now));
   }
+  if (verdict == Decision::APPROVE) {
+    RETURN_IF_ERROR(CheckApprovedWindow(narrowing, *request, now));
+  }
+  // The quorum in force is the higher of the one pinned at creation and the
+  // policy's now: a tenant raising it wants it for what is still pending.
+  // Written on the row, so reads after this decision show it (before it,
+  // they show the pinned one).
+  if (verdict == Decision::APPROVE && policy != nullptr) {
+    request->set_internal_approvals_required(
+        std::max(request->internal_approvals_required(), policy->internal_approvals()));
+    request->set_customer_approvals_required(
+        std::max(request->customer_approvals_required(), policy->customer_approvals()));
+  }
 
   Decision* d = request->add_decisions();
   d->set_stage(request->stage());
@@ -653,7 +667,7 @@ absl::Status DecideWith(const Actor& actor, Decision::Verdict verdict, absl::str
 absl::Status Decide(const Actor& actor, Decision::Verdict verdict, absl::string_view comment,
                     bool needs_customer_review, absl::Time now, AccessRequest* request) {
   return DecideWith(
-      actor, verdict, comment, Narrowing{}, nullptr,
+      actor, verdict, comment, Narrowing{}, nullptr, nullptr,
       [&](const AccessRequest&) { return needs_customer_review; }, now, request);
 }
 
@@ -661,7 +675,7 @@ absl::Status Decide(const Actor& actor, Decision::Verdict verdict, absl::string_
                     const Narrowing& narrowing, const v1::Environment* env,
                     const v1::LockboxPolicy* policy, absl::Time now, AccessRequest* request) {
   return DecideWith(
-      actor, verdict, comment, narrowing, env,
+      actor, verdict, comment, narrowing, env, policy,
       [&](const AccessRequest& approved) {
         // Decided on what the approvals allowed, not on what was asked: an
         // internal narrowing to unsupported sources leaves the customer
@@ -725,18 +739,22 @@ Grant NewGrant(const AccessRequest& request, const v1::Environment& env,
     p->set_lockbox_supported(ds != nullptr && ds->lockbox_supported());
     p->set_customer_reviewed(customer_approved && is_protected && p->lockbox_supported());
   };
-  // What every approval allowed (approvals.h): the shortest period, the
-  // intersection of the sources, the latest start.
+  // What every approval allowed (approvals.h): the intersection of the
+  // sources and of the windows.
   const ApprovedScope scope = ApprovedScopeOf(request);
   if (!scope.data_sources) {
     for (const v1::DataSource& ds : env.data_sources()) pin(ds.id());
   } else {
     for (const std::string& ds : *scope.data_sources) pin(ds);
   }
-  // A scheduled grant's clock starts at its start time, not at approval.
-  absl::Time start = scope.start_time ? std::max(now, *scope.start_time) : now;
-  *g.mutable_start_time() = ToProto(start);
-  *g.mutable_expire_time() = ToProto(start + scope.access_duration);
+  // The intersection of every approval's window (approvals.h): a
+  // scheduled grant starts at the latest start, and ends at the earliest
+  // end any approval allowed, not at the latest start plus the period.
+  // Never empty for the approval that completes the quorum now
+  // (CheckApprovedWindow); clamped anyway so a grant never ends first.
+  const ApprovedWindow window = WindowOf(scope, now);
+  *g.mutable_start_time() = ToProto(window.start);
+  *g.mutable_expire_time() = ToProto(std::max(window.start, window.end));
   g.set_state(Grant::ACTIVE);
   g.set_emergency(request.reason() == AccessRequest::EMERGENCY);
   return g;

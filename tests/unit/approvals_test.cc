@@ -204,7 +204,52 @@ TEST_F(ApprovalsTest, TheGrantIsWhatEveryApprovalAllowed) {
   ASSERT_EQ(g.pinned_data_sources_size(), 1);
   EXPECT_EQ(g.pinned_data_sources(0).id(), "sql");
   EXPECT_EQ(FromProto(g.start_time()), clock_.Now() + absl::Hours(2));
-  EXPECT_EQ(FromProto(g.expire_time()), clock_.Now() + absl::Hours(6));
+  // The intersection of the windows: bob allowed 1 h + 4 h, so the grant
+  // ends 5 h from now, not at dana's later start plus the 4 h.
+  EXPECT_EQ(FromProto(g.expire_time()), clock_.Now() + absl::Hours(5));
+}
+
+// Finding 5: a later approver's later start does not carry the end past
+// what an earlier approver allowed. A plain approval allows the request's
+// window; B moving the start 6 days later leaves nothing in common with it,
+// so B is refused (nothing recorded) rather than granted a window A never
+// allowed; B may deny instead.
+TEST_F(ApprovalsTest, AnApprovalThatLeavesNoCommonWindowIsRefused) {
+  policy_.set_internal_approvals(2);
+  AccessRequest r = NewRequest({}, absl::Hours(1));
+  ASSERT_TRUE(Approve(Reviewer("bob"), &r).ok());
+  Narrowing later;
+  later.start_time = clock_.Now() + absl::Hours(24 * 6);
+  AccessRequest before = r;
+  absl::Status s = Approve(Reviewer("carol"), &r, later);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_EQ(ReasonOf(s), reason::kApprovalWidens);
+  EXPECT_EQ(r.decisions_size(), before.decisions_size());
+  // Inside A's window it is granted, ending where A allowed.
+  later.start_time = clock_.Now() + absl::Hours(3);
+  ASSERT_TRUE(Approve(Reviewer("carol"), &r, later).ok());
+  ASSERT_NE(r.stage() == AccessRequest::INTERNAL_REVIEW && r.state() == AccessRequest::PENDING,
+            true);
+  v1::Grant g = NewGrant(r, env_, policy_, "contoso", "g1", clock_.Now());
+  const absl::Duration asked = FromProto(r.access_duration());
+  EXPECT_EQ(FromProto(g.start_time()), clock_.Now() + absl::Hours(3));
+  EXPECT_EQ(FromProto(g.expire_time()), clock_.Now() + absl::Hours(1) + asked);
+}
+
+// Finding 6: the quorum in force is the higher of the pinned one and the
+// policy's at the decision, and it is written on the request.
+TEST_F(ApprovalsTest, APolicyRaiseAppliesToPendingRequestsAtTheNextDecision) {
+  AccessRequest r = NewRequest();
+  ASSERT_EQ(r.internal_approvals_required(), 1);
+  policy_.set_internal_approvals(2);
+  ASSERT_TRUE(Approve(Reviewer("bob"), &r).ok());
+  EXPECT_EQ(r.state(), AccessRequest::PENDING);
+  EXPECT_EQ(r.internal_approvals_required(), 2);
+  EXPECT_EQ(r.approvals_needed(), 1);
+  ASSERT_TRUE(Approve(Reviewer("carol"), &r).ok());
+  // The internal quorum of 2 is met: approved, or on to the customer.
+  EXPECT_FALSE(r.stage() == AccessRequest::INTERNAL_REVIEW &&
+               r.state() == AccessRequest::PENDING);
 }
 
 TEST_F(ApprovalsTest, EveryWideningIsRefusedNamingItsField) {

@@ -120,11 +120,13 @@ absl::Status PgRequestStore::UpdateAccessRequest(const std::string& tenant, cons
         "UPDATE access_requests SET state = $3, stage = $4, decisions = $5::jsonb, "
         "grant_id = $6, update_time = $7, start_time = $8, "
         "emergency_review = NULLIF($9, '')::jsonb, review_state = $10, review_due_time = $11, "
+        "internal_approvals_required = $12, customer_approvals_required = $13, "
         "version = version + 1 "
         "WHERE tenant_id = $1 AND id = $2 RETURNING version",
         tenant, id, Enum(a->state()), Enum(a->stage()), DecisionsJson(*a),
         a->grant().empty() ? "" : IdOfName(a->grant()), Us(a->update_time()), StartUs(*a),
-        ReviewJson(*a), Enum(a->emergency_review().state()), ReviewDueUs(*a));
+        ReviewJson(*a), Enum(a->emergency_review().state()), ReviewDueUs(*a),
+        a->internal_approvals_required(), a->customer_approvals_required());
     a->set_etag(EtagOf(r[0].as<int64_t>()));
     // Delivered to every replica's watchers when this transaction commits.
     w.exec_params("SELECT pg_notify($1, $2)", ChannelOf(ChangeTopic::kAccessRequests), id);
