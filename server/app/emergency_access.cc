@@ -111,9 +111,12 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::ReviewEmergencyAccess(
         RETURN_IF_ERROR(CheckEtag(r.etag(), as_read.etag()));
         // The comment is the admin's words, sealed for a sealed tenant:
         // refused with KEY_UNAVAILABLE, nothing written, while its key
-        // cannot be used.
-        ASSIGN_OR_RETURN(std::optional<VersionKey> key,
-                         runner().sealer().KeyForNew(tx, name.tenant));
+        // cannot be used. A review without a comment seals nothing, so the
+        // customer can close it even then (e.g. after revoking the key).
+        std::optional<VersionKey> key;
+        if (!r.comment().empty()) {
+          ASSIGN_OR_RETURN(key, runner().sealer().KeyForNew(tx, name.tenant));
+        }
         v1::AccessRequest request = as_read;
         RETURN_IF_ERROR(runner().sealer().OpenRequest(tx, &request));
         RETURN_IF_ERROR(RecordReview(a, r.verdict(), r.comment(), now, &request));
@@ -130,7 +133,10 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::ReviewEmergencyAccess(
         d["overdue"] = request.emergency_review().overdue() ? "true" : "false";
         d["grant"] = request.grant();
         ReviewerEvidence(a, &e);
-        RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
+        // Without a comment the event holds no words of the reviewer; what
+        // of the request could not be opened is withheld, as sweeps do.
+        RETURN_IF_ERROR(r.comment().empty() ? runner().audit_log().AppendOrWithhold(tx, &e)
+                                            : runner().audit_log().Append(tx, &e));
         if (r.verdict() == v1::EmergencyReview::DISPUTE) {
           RETURN_IF_ERROR(NotifyRequest(runner().sealer(), tx, RequestEvent::kEmergencyDisputed,
                                         request, nullptr, now, options_.security_contact_email));

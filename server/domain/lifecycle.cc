@@ -879,7 +879,9 @@ absl::Status Revoke(const Actor& actor, const v1::LockboxPolicy& policy,
   if (!actor.permissions.HasInTenant(Role::kTenantAdmin, tenant)) {
     return PermissionDenied("revoking needs tenant.admin of the grant's tenant");
   }
-  if (!policy.allow_revocation()) {
+  // An emergency grant was opened without the customer's approval, so the
+  // customer may always end it, whatever allow_revocation says.
+  if (!policy.allow_revocation() && !grant->emergency()) {
     return Error(absl::StatusCode::kFailedPrecondition,
                  reason::kRevocationDisabled,
                  "the tenant's lockbox policy does not allow revocation");

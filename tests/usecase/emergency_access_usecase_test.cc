@@ -639,5 +639,38 @@ TEST_F(EmergencyAccessTest, ASealedTenantsReviewCommentIsStoredSealed) {
   EXPECT_FALSE(absl::StrContains(stored.emergency_review().comment(), "COMMENT-7f1e"));
 }
 
+TEST_F(EmergencyAccessTest, AReviewWithoutACommentClosesWhileTheKeyIsUnavailable) {
+  ring_.sealed = true;
+  absl::StatusOr<v1::AccessRequest> opened = Open();
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  ASSERT_TRUE(Release(opened->grant()).ok());
+  // The customer revoked its key: an ACCEPT without words seals nothing.
+  ring_.available = false;
+  auto accepted = Review(w().tenant_a_admin, opened->name(), v1::EmergencyReview::ACCEPT);
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  EXPECT_EQ(accepted->emergency_review().state(), v1::EmergencyReview::ACCEPTED);
+  std::vector<v1::AuditEvent> events = Audit("access_request.emergency_review");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].details().at("verdict"), "ACCEPT");
+  ring_.available = true;
+  EXPECT_EQ(Get(opened->name()).emergency_review().state(), v1::EmergencyReview::ACCEPTED);
+}
+
+TEST_F(EmergencyAccessTest, TheTenantAdminRevokesAnEmergencyGrantUnderTheDefaultPolicy) {
+  absl::StatusOr<v1::AccessRequest> opened = Open();
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  // allow_revocation is false by default; it does not protect break-glass.
+  v1::RevokeGrantRequest r;
+  r.set_name(opened->grant());
+  r.set_reason("not agreed");
+  EXPECT_EQ(use_cases().grants().RevokeGrant(w().engineer, r).status().code(),
+            Code::kPermissionDenied);
+  auto revoked = use_cases().grants().RevokeGrant(w().tenant_a_admin, r);
+  ASSERT_TRUE(revoked.ok()) << revoked.status();
+  EXPECT_EQ(revoked->state(), v1::Grant::REVOKED);
+  EXPECT_FALSE(Allowed(DemoWorld::kEnvironmentA, "sql"));
+  EXPECT_EQ(Audit("grant.revoke").size(), 1u);
+}
+
 }  // namespace
 }  // namespace lockbox::testing
