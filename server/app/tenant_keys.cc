@@ -3,6 +3,7 @@
 #include <chrono>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "openssl/crypto.h"
 #include "server/domain/encryption_policy.h"
@@ -204,7 +205,13 @@ absl::StatusOr<VersionKey> TenantKeys::VersionKeyFor(Transaction* tx, const std:
   // that it holds committed state. What a caller's transaction shows may
   // still roll back (a version just created or rotated, a policy just
   // enabled); it answers that caller, and is never kept.
-  if (out.key == nullptr) {
+  // Filled by a call without a transaction, or by the one call with a
+  // transaction allowed to take a second connection now (filling_in_call_).
+  const bool fill = out.key == nullptr && (tx == nullptr || !filling_in_call_.exchange(true));
+  absl::Cleanup fill_done = [&] {
+    if (fill && tx != nullptr) filling_in_call_.store(false);
+  };
+  if (fill) {
     v1::EncryptionPolicy policy;
     StoredKeyVersion stored;
     absl::Status read = options_.store->RunInTransaction([&](Transaction& t) -> absl::Status {
@@ -422,10 +429,16 @@ absl::StatusOr<std::optional<VersionKey>> TenantKeys::SealingKeyForNew(Transacti
     };
     // Kept only as committed (the ring's own transaction); a caller's
     // transaction, which may roll back, answers only its caller.
+    // As for keys (filling_in_call_): one call holding a transaction fills
+    // at a time, the others answer from their caller's transaction.
+    const bool fill = tx == nullptr || !filling_in_call_.exchange(true);
+    absl::Cleanup fill_done = [&] {
+      if (fill && tx != nullptr) filling_in_call_.store(false);
+    };
     SealingChoice committed;
-    RETURN_IF_ERROR(options_.store->RunInTransaction(
-        [&](Transaction& t) { return read_choice(t, &committed); }));
-    {
+    if (fill) {
+      RETURN_IF_ERROR(options_.store->RunInTransaction(
+          [&](Transaction& t) { return read_choice(t, &committed); }));
       absl::WriterMutexLock lock(&mu_);
       if (EpochLocked(tenant) == epoch) sealing_[tenant] = committed;
     }

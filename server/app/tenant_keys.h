@@ -228,6 +228,12 @@ class TenantKeys final : public KeyRing {
   std::vector<ProbedKey> stored_ ABSL_GUARDED_BY(probe_mu_);
 
   std::atomic<int64_t> unwraps_{0};
+  // Whether a call that holds a caller's transaction is filling the cache
+  // from the ring's own (a second database connection). Only one such call
+  // fills at a time; the others answer from their caller's transaction, so
+  // callers holding every pooled connection never wait on each other for
+  // one more.
+  std::atomic<bool> filling_in_call_{false};
 
   absl::Mutex work_mu_;
   bool stopping_ ABSL_GUARDED_BY(work_mu_) = false;

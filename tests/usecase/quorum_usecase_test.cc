@@ -310,7 +310,10 @@ TEST_F(QuorumTest, TheGrantIsWhatEveryApprovalAllowed) {
   ASSERT_EQ(grant->pinned_data_sources_size(), 1);
   EXPECT_EQ(grant->pinned_data_sources(0).id(), "sql");
   EXPECT_EQ(FromProto(grant->start_time()), now + absl::Hours(1));
-  EXPECT_EQ(FromProto(grant->expire_time()), now + absl::Hours(3));
+  // Each approval allows a window and the grant is their intersection: the
+  // first admin's 2 hours from the grant end at now + 2 h, before the
+  // second admin's 4 hours from now + 1 h do.
+  EXPECT_EQ(FromProto(grant->expire_time()), now + absl::Hours(2));
 
   std::vector<v1::AuditEvent> events = Events(r.name(), "access_request.approve");
   ASSERT_EQ(events.size(), 3u);
