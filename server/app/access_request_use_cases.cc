@@ -5,6 +5,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_join.h"
+#include "google/protobuf/util/time_util.h"
 #include "lockbox/decision.h"
 #include "server/app/audit_events.h"
 #include "server/app/grant_extensions.h"
@@ -80,6 +81,7 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::CreateAccessRequest(
         request.set_etag(stored.etag());
         v1::AuditEvent e = NewAuditEvent(a, "access_request.create", tenant, request.name(), now);
         SetRequestFields(request, &e);
+        SetRequestScopeDetails(request, &e);
         RETURN_IF_ERROR(runner().audit_log().Append(tx, &e));
         RETURN_IF_ERROR(
             NotifyRequest(runner().sealer(), tx, RequestEvent::kCreated, request, nullptr, now));
@@ -264,7 +266,7 @@ absl::StatusOr<v1::DecisionEvidence> ProveCustomerDecision(
   }
   const std::string tenant = TenantOfName(request.name());
   if (args.signature == nullptr) {
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicy(tenant, false));
+    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicyForShare(tenant));
     if (policy.require_signed_decisions()) {
       return Error(absl::StatusCode::kFailedPrecondition, reason::kSignatureRequired,
                    "the tenant's policy requires the reviewer's signature on the decision "
@@ -353,12 +355,20 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(const UseCaseRunner& runner, T
   if (verdict == v1::Decision::APPROVE) {
     std::string env_id = IdOfName(request.environment());
     ASSIGN_OR_RETURN(env, tx.tenancy().GetEnvironment(name.tenant, env_id, false));
-    ASSIGN_OR_RETURN(policy, tx.tenancy().GetPolicy(name.tenant, false));
+    // Share-locked: the quorum and the signature rule this approval follows
+    // are the policy's where its event lands in the log.
+    ASSIGN_OR_RETURN(policy, tx.tenancy().GetPolicyForShare(name.tenant));
   }
   const v1::AccessRequest reviewed = request;
   RETURN_IF_ERROR(Decide(a, verdict, args.comment, args.narrowing,
                          verdict == v1::Decision::APPROVE ? &env : nullptr,
                          verdict == v1::Decision::APPROVE ? &policy : nullptr, now, &request));
+  // An extension whose grant can no longer be extended (ended, or the
+  // policy's max_extensions reached since it was asked) is not approved
+  // on: the caller cancels it (ApproveAccessRequest).
+  if (verdict == v1::Decision::APPROVE && !request.extends_grant().empty()) {
+    RETURN_IF_ERROR(CheckStillExtensible(tx, request, policy, now));
+  }
   // Only the customer's stage is proven and signed: the internal review is
   // the provider's own, and an operator's signature would be ignored.
   std::optional<v1::DecisionEvidence> evidence;
@@ -406,6 +416,8 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(const UseCaseRunner& runner, T
     }
     (*e.mutable_details())["grant_data_sources"] = absl::StrJoin(pinned, ",");
     (*e.mutable_details())["grant_customer_reviewed"] = absl::StrJoin(reviewed, ",");
+    (*e.mutable_details())["grant_start_time"] =
+        google::protobuf::util::TimeUtil::ToString(grant.start_time());
     // An environment without sources, reviewed as a whole by the customer.
     if (grant.customer_reviewed()) (*e.mutable_details())["grant_customer_reviewed_whole"] = "true";
   }
@@ -443,16 +455,30 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::ApproveAccessRequest(
     const C& c, const v1::ApproveAccessRequestRequest& r) {
   ASSIGN_OR_RETURN(TenantChildName name, ParseChildName(r.name(), "accessRequests", "name"));
   const DecideArgs args = ApproveArgs(r);
-  return runner().Change<v1::AccessRequest>(
+  std::optional<absl::Status> moot;
+  absl::StatusOr<v1::AccessRequest> approved = runner().Change<v1::AccessRequest>(
       c, "ApproveAccessRequest", r, r.request_id(),
       [&](Transaction&, const Actor& a) { return authz::DecideAccessRequests(a, name.tenant); },
       [&](Transaction& tx, const Actor& a, absl::Time now) -> absl::StatusOr<v1::AccessRequest> {
+        moot.reset();
         v1::Grant grant;
-        ASSIGN_OR_RETURN(v1::AccessRequest request, DecideIn(runner(), tx, c, a, now, name, args,
-                                                             v1::Decision::APPROVE, &grant));
-        RETURN_IF_ERROR(NotifyDecision(runner().sealer(), tx, request, grant, now));
+        absl::StatusOr<v1::AccessRequest> request =
+            DecideIn(runner(), tx, c, a, now, name, args, v1::Decision::APPROVE, &grant);
+        if (!request.ok() && IsMootExtensionRefusal(request.status())) {
+          // Nothing is written yet: the extension is cancelled by the
+          // system in this transaction, and the approver still told why.
+          moot = request.status();
+          return CancelExtensionBySystem(runner(), tx, name.tenant, name.id,
+                                         request.status().message(), now);
+        }
+        if (!request.ok()) return request.status();
+        RETURN_IF_ERROR(NotifyDecision(runner().sealer(), tx, *request, grant, now));
         return request;
       });
+  // The cancellation is committed; the approval is refused. A retry with
+  // the same request_id gets the cancelled extension back.
+  if (approved.ok() && moot) return *moot;
+  return approved;
 }
 
 absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::DenyAccessRequest(

@@ -1,6 +1,8 @@
 #include "server/app/audit_events.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "google/protobuf/util/time_util.h"
 #include "server/domain/lifecycle.h"
 
 namespace lockbox {
@@ -36,6 +38,16 @@ void SetRequestFields(const v1::AccessRequest& r, v1::AuditEvent* e) {
   if (!r.unavailable_fields().empty()) {
     (*e->mutable_details())["withheld"] = absl::StrJoin(r.unavailable_fields(), ",");
   }
+}
+
+void SetRequestScopeDetails(const v1::AccessRequest& r, v1::AuditEvent* e) {
+  using google::protobuf::util::TimeUtil;
+  auto& d = *e->mutable_details();
+  d["access_duration"] = TimeUtil::ToString(r.access_duration());
+  d["data_sources"] = absl::StrJoin(r.data_sources(), ",");
+  if (r.has_start_time()) d["start_time"] = TimeUtil::ToString(r.start_time());
+  d["internal_approvals_required"] = absl::StrCat(r.internal_approvals_required());
+  d["customer_approvals_required"] = absl::StrCat(r.customer_approvals_required());
 }
 
 }  // namespace lockbox

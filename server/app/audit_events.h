@@ -21,6 +21,14 @@ Actor SystemActor();
 // Copies the source product's request fields into an audit event.
 void SetRequestFields(const v1::AccessRequest& request, v1::AuditEvent* event);
 
+// What a new request asks for, as the offline verifier needs it to check
+// each grant against the customer's signed approvals (docs/APPROVALS.md):
+// details access_duration and start_time (protobuf JSON text, "3600s",
+// "2026-12-01T20:00:00Z"; start_time only when set), data_sources (IDs
+// joined by ",", "" for all), internal_approvals_required and
+// customer_approvals_required.
+void SetRequestScopeDetails(const v1::AccessRequest& request, v1::AuditEvent* event);
+
 }  // namespace lockbox
 
 #endif  // LOCKBOX_SERVER_APP_AUDIT_EVENTS_H_

@@ -3,8 +3,13 @@
 // end here, in its transaction.
 #include "server/app/grant_extensions.h"
 
+#include <algorithm>
 #include <optional>
+#include <string>
+#include <vector>
 
+#include "absl/strings/str_join.h"
+#include "google/protobuf/util/time_util.h"
 #include "server/app/audit_events.h"
 #include "server/app/grant_use_cases.h"
 #include "server/app/request_messages.h"
@@ -43,6 +48,30 @@ absl::StatusOr<v1::Grant> ApplyApprovedExtension(const UseCaseRunner&, Transacti
   d["extends_grant"] = grant.name();
   d["grant_previous_expire_time"] = FormatTimestamp(previous);
   d["grant_extensions"] = std::to_string(grant.extensions_size());
+  // What the longer grant covers, as a new grant's approval records it: the
+  // sources whose use rests on the customer's review (reviewed then and
+  // still protected now), which the offline verifier holds to the
+  // customer's signature when the tenant requires one. An extension the
+  // customer did not approve shows here for what it is.
+  ASSIGN_OR_RETURN(v1::Environment env,
+                   tx.tenancy().GetEnvironment(name.tenant, IdOfName(grant.environment()), false));
+  const bool is_protected = IsProtected(policy, env);
+  std::vector<std::string> pinned, reviewed;
+  for (const v1::PinnedDataSource& p : grant.pinned_data_sources()) {
+    pinned.push_back(p.id());
+    auto now_source = std::find_if(env.data_sources().begin(), env.data_sources().end(),
+                                   [&](const v1::DataSource& ds) { return ds.id() == p.id(); });
+    if (p.customer_reviewed() && is_protected && now_source != env.data_sources().end() &&
+        now_source->lockbox_supported()) {
+      reviewed.push_back(p.id());
+    }
+  }
+  d["grant_data_sources"] = absl::StrJoin(pinned, ",");
+  d["grant_customer_reviewed"] = absl::StrJoin(reviewed, ",");
+  if (grant.customer_reviewed() && is_protected && env.data_sources().empty()) {
+    d["grant_customer_reviewed_whole"] = "true";
+  }
+  d["grant_start_time"] = google::protobuf::util::TimeUtil::ToString(grant.start_time());
   return grant;
 }
 
@@ -88,6 +117,7 @@ absl::StatusOr<v1::AccessRequest> GrantUseCases::ExtendGrant(const C& c,
         v1::AuditEvent e =
             NewAuditEvent(a, "access_request.create", name.tenant, request.name(), now);
         SetRequestFields(request, &e);
+        SetRequestScopeDetails(request, &e);
         auto& d = *e.mutable_details();
         d["extends_grant"] = grant.name();
         d["grant_expire_time"] = FormatTimestamp(grant.expire_time());
@@ -99,30 +129,57 @@ absl::StatusOr<v1::AccessRequest> GrantUseCases::ExtendGrant(const C& c,
       });
 }
 
+absl::Status CheckStillExtensible(Transaction& tx, const v1::AccessRequest& extension,
+                                  const v1::LockboxPolicy& policy, absl::Time now) {
+  ASSIGN_OR_RETURN(TenantChildName name,
+                   ParseChildName(extension.extends_grant(), "grants", "extends_grant"));
+  ASSIGN_OR_RETURN(v1::Grant grant, tx.grants().GetGrant(name.tenant, name.id, false));
+  return CheckExtensible(grant, policy, now);
+}
+
+bool IsMootExtensionRefusal(const absl::Status& refusal) {
+  const std::string why = ReasonOf(refusal);
+  return why == v1::ErrorReason_Name(v1::GRANT_NOT_EXTENSIBLE) ||
+         why == v1::ErrorReason_Name(v1::EXTENSIONS_EXHAUSTED);
+}
+
+absl::StatusOr<v1::AccessRequest> CancelExtensionBySystem(const UseCaseRunner& runner,
+                                                          Transaction& tx,
+                                                          const std::string& tenant,
+                                                          const std::string& id,
+                                                          absl::string_view why, absl::Time now) {
+  ASSIGN_OR_RETURN(const v1::AccessRequest as_read,
+                   tx.requests().GetAccessRequest(tenant, id, true));
+  v1::AccessRequest request = as_read;
+  RETURN_IF_ERROR(runner.sealer().OpenRequest(tx, &request));
+  RETURN_IF_ERROR(CancelMootExtension(now, &request));
+  v1::AccessRequest stored = Sealer::ChangedRequestForStore(as_read, std::nullopt, request);
+  RETURN_IF_ERROR(tx.requests().UpdateAccessRequest(tenant, id, &stored));
+  request.set_etag(stored.etag());
+  v1::AuditEvent e =
+      NewAuditEvent(SystemActor(), "access_request.cancel", tenant, request.name(), now);
+  SetRequestFields(request, &e);
+  auto& d = *e.mutable_details();
+  d["extends_grant"] = request.extends_grant();
+  d["reason"] = std::string(why);
+  RETURN_IF_ERROR(runner.audit_log().AppendOrWithhold(tx, &e));
+  RETURN_IF_ERROR(
+      NotifyRequest(runner.sealer(), tx, RequestEvent::kNoLongerNeeded, request, nullptr, now));
+  return request;
+}
+
 // A pending extension of a grant that has just ended early is moot:
-// cancelled in the ending's transaction, by the system, audited. Runs
-// whatever the tenant's key, as the ending does: its words stay as stored
-// and are left out of the event when they cannot be opened.
+// cancelled in the ending's transaction, by the system.
 absl::Status CancelPendingExtension(const UseCaseRunner& runner, Transaction& tx,
                                     const v1::Grant& grant, absl::Time now) {
   const std::string tenant = TenantOfName(grant.name());
   ASSIGN_OR_RETURN(std::optional<std::string> pending,
                    tx.requests().FindPendingExtension(tenant, IdOfName(grant.name()), now));
   if (!pending) return absl::OkStatus();
-  ASSIGN_OR_RETURN(const v1::AccessRequest as_read,
-                   tx.requests().GetAccessRequest(tenant, *pending, true));
-  v1::AccessRequest request = as_read;
-  RETURN_IF_ERROR(runner.sealer().OpenRequest(tx, &request));
-  RETURN_IF_ERROR(CancelMootExtension(now, &request));
-  v1::AccessRequest stored = Sealer::ChangedRequestForStore(as_read, std::nullopt, request);
-  RETURN_IF_ERROR(tx.requests().UpdateAccessRequest(tenant, *pending, &stored));
-  v1::AuditEvent e =
-      NewAuditEvent(SystemActor(), "access_request.cancel", tenant, request.name(), now);
-  SetRequestFields(request, &e);
-  auto& d = *e.mutable_details();
-  d["extends_grant"] = grant.name();
-  d["reason"] = absl::StrCat("the grant was ", v1::Grant::State_Name(grant.state()));
-  return runner.audit_log().AppendOrWithhold(tx, &e);
+  return CancelExtensionBySystem(
+             runner, tx, tenant, *pending,
+             absl::StrCat("the grant was ", v1::Grant::State_Name(grant.state())), now)
+      .status();
 }
 
 }  // namespace lockbox

@@ -21,6 +21,30 @@ absl::StatusOr<v1::Grant> ApplyApprovedExtension(const UseCaseRunner& runner, Tr
                                                  const v1::AccessRequest& extension, absl::Time now,
                                                  v1::AuditEvent* e);
 
+// Whether `extension` (extends_grant set) may still move its grant under
+// `policy` at `now` (extensions.h CheckExtensible), the grant read without
+// a lock: asked at each approval, before anything is written, so that an
+// extension nothing can complete any more is not carried to another stage
+// (the completing approval asks again with the grant locked).
+absl::Status CheckStillExtensible(Transaction& tx, const v1::AccessRequest& extension,
+                                  const v1::LockboxPolicy& policy, absl::Time now);
+
+// Whether `refusal` says an extension can no longer be approved
+// (GRANT_NOT_EXTENSIBLE, EXTENSIONS_EXHAUSTED): the approval then cancels
+// it (CancelExtensionBySystem) rather than leave it waiting for nothing.
+bool IsMootExtensionRefusal(const absl::Status& refusal);
+
+// Cancels the PENDING extension tenants/`tenant`/accessRequests/`id` by the
+// system, audited (access_request.cancel with details extends_grant and
+// reason `why`), and tells the approvers it no longer needs them. Runs
+// whatever the tenant's key: its words stay as stored and are left out of
+// the event when they cannot be opened. The request as written.
+absl::StatusOr<v1::AccessRequest> CancelExtensionBySystem(const UseCaseRunner& runner,
+                                                          Transaction& tx,
+                                                          const std::string& tenant,
+                                                          const std::string& id,
+                                                          absl::string_view why, absl::Time now);
+
 // In the transaction that ended `grant` early (released or revoked):
 // cancels its pending extension, if any, by the system, audited
 // (access_request.cancel with details extends_grant and reason).

@@ -10,7 +10,9 @@
 #include "server/app/list_page.h"
 #include "server/app/request_messages.h"
 #include "server/domain/authorization.h"
+#include "server/domain/emergency.h"
 #include "server/domain/encryption_policy.h"
+#include "server/domain/extensions.h"
 #include "server/domain/filter.h"
 #include "server/domain/lifecycle.h"
 #include "server/domain/names.h"
@@ -35,6 +37,15 @@ void PolicyDetails(const v1::LockboxPolicy& p, v1::AuditEvent* e) {
   // The offline verifier follows this to know when decisions had to be
   // signed (docs/SIGNED_DECISIONS.md).
   d["require_signed_decisions"] = Bool(p.require_signed_decisions());
+  // Richer approvals (docs/APPROVALS.md), as in force: an unset field is
+  // its default. The offline verifier follows customer_approvals to know
+  // how many signed customer approvals a grant needed.
+  d["internal_approvals"] = absl::StrCat(std::max(1, p.internal_approvals()));
+  d["customer_approvals"] = absl::StrCat(std::max(1, p.customer_approvals()));
+  d["max_extensions"] = absl::StrCat(MaxExtensionsOf(p));
+  d["emergency_access"] =
+      p.emergency_access() == v1::LockboxPolicy::FORBIDDEN ? "forbidden" : "allowed";
+  d["emergency_access_duration"] = absl::FormatDuration(EmergencyDuration(p));
 }
 
 void EnvironmentDetails(const v1::Environment& env, v1::AuditEvent* e) {
@@ -74,8 +85,8 @@ absl::Status MayUpdateEnvironment(const Actor& a, const EnvironmentUpdate& needs
 absl::Status MayDeleteRoleBinding(Transaction& tx, const Actor& a, const std::string& id) {
   absl::StatusOr<v1::RoleBinding> binding = tx.tenancy().GetRoleBinding(id, false);
   if (binding.ok()) {
-    return authz::DeleteRoleBinding(
-        a, binding->tenant().empty() ? "" : binding->tenant().substr(8), binding->role());
+    return authz::DeleteRoleBinding(a, binding->tenant().empty() ? "" : binding->tenant().substr(8),
+                                    binding->role());
   }
   if (!absl::IsNotFound(binding.status())) return binding.status();
   absl::Status global = authz::DeleteRoleBinding(a, "");

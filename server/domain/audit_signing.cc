@@ -19,6 +19,7 @@
 #include "lockbox/audit.h"
 #include "lockbox/decision.h"
 #include "server/domain/sealed_field.h"
+#include "server/domain/signed_approvals.h"
 #include "server/domain/status.h"
 
 namespace lockbox {
@@ -631,6 +632,7 @@ absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(
   std::string decision_failure, bad_event, first_unchecked;
   bool decrypted = false;
   std::optional<v1::OpenedAuditFields> opened;
+  SignedApprovalCheck approvals;
   for (; have_line || std::getline(in, line); have_line = false) {
     if (line.empty() || IsSealingKeyLine(line)) continue;
     if (IsOpenedLine(line)) {
@@ -649,10 +651,16 @@ absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(
     if (!verifier.Add(e)) break;
     if (tenant_ca_bundle_pem.empty()) continue;
     bool unchecked = false;
+    const int64_t verified_before = signed_decisions;
     decision_failure = CheckDecision(e, opened ? &*opened : nullptr, tenant_ca_bundle_pem,
                                      &signatures_required, &signed_decisions, &unchecked);
     opened.reset();
     if (unchecked && sealed_unchecked++ == 0) first_unchecked = e.name();
+    // Each grant against what the customer signed (signed_approvals.h).
+    if (decision_failure.empty()) {
+      decision_failure =
+          approvals.Add(e, signatures_required, unchecked || signed_decisions > verified_before);
+    }
     if (!decision_failure.empty()) {
       bad_event = e.name();
       break;

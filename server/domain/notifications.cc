@@ -266,7 +266,11 @@ std::vector<OutboundMessage> RequestMessages(RequestEvent event, const AccessReq
           why = "it was denied";
           break;
         case AccessRequest::CANCELLED:
-          why = "the requester cancelled it";
+          // An extension is also cancelled by the system, when its grant
+          // ended or can no longer be extended.
+          why = r.extends_grant().empty()
+                    ? "the requester cancelled it"
+                    : "it was cancelled (its grant ended or can no longer be extended)";
           break;
         default:
           why = "it expired";

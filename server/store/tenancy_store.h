@@ -50,6 +50,11 @@ class TenancyStore {
   // With `for_update`, locked until the transaction ends.
   virtual absl::StatusOr<v1::LockboxPolicy> GetPolicy(const std::string& tenant,
                                                       bool for_update) = 0;
+  // Share-locked until the transaction ends: an update of the policy waits
+  // for this transaction, and this read waits for an update in progress,
+  // so what a decision read is what was in force where its audit event
+  // lands in the log (the offline verifier follows the policy events).
+  virtual absl::StatusOr<v1::LockboxPolicy> GetPolicyForShare(const std::string& tenant) = 0;
   // Sets the policy's new etag; publishes ChangeTopic::kAccess
   // kPolicyChanged + "<tenant>" on commit.
   // REQUIRES: the policy exists.

@@ -372,20 +372,54 @@ TEST_F(ExtensionUseCaseTest, ReleasingOrRevokingTheGrantCancelsItsPendingExtensi
   }
 }
 
-TEST_F(ExtensionUseCaseTest, AnApprovalAfterThePolicyLoweredMaxExtensionsIsRefusedWritingNothing) {
+// Review finding 7: an extension nothing can complete any more is not left
+// waiting for approvers (and its engineer blocked) until it expires: the
+// approval that finds it so is refused, and the extension cancelled by the
+// system in that approval's transaction.
+TEST_F(ExtensionUseCaseTest, AnApprovalAfterThePolicyLoweredMaxExtensionsIsRefusedAndCancelsIt) {
   absl::StatusOr<v1::Grant> grant = w().ActiveGrant(DemoWorld::kEnvironmentA);
   ASSERT_TRUE(grant.ok()) << grant.status();
   absl::StatusOr<v1::AccessRequest> ext = Extend(w().engineer, grant->name());
   ASSERT_TRUE(ext.ok()) << ext.status();
   ASSERT_TRUE(Approve(w().reviewer, ext->name()).ok());
   SetMaxExtensions(0);
+  v1::UpdateLockboxPolicyRequest emails;
+  emails.mutable_lockbox_policy()->set_name(absl::StrCat(DemoWorld::kTenantA, "/lockboxPolicy"));
+  emails.mutable_lockbox_policy()->add_notification_emails("secops@ma.example");
+  emails.mutable_update_mask()->add_paths("notification_emails");
+  ASSERT_TRUE(use_cases().policy().UpdateLockboxPolicy(w().tenant_a_admin, emails).ok());
   absl::StatusOr<v1::AccessRequest> refused = Approve(w().tenant_a_admin, ext->name());
   EXPECT_EQ(refused.status().code(), Code::kFailedPrecondition);
   EXPECT_EQ(ErrorReason(refused.status()), "EXTENSIONS_EXHAUSTED");
-  v1::AccessRequest still = GetRequest(ext->name());
-  EXPECT_EQ(still.state(), v1::AccessRequest::PENDING);
-  EXPECT_EQ(still.stage(), v1::AccessRequest::CUSTOMER_REVIEW);
+  v1::AccessRequest cancelled = GetRequest(ext->name());
+  EXPECT_EQ(cancelled.state(), v1::AccessRequest::CANCELLED);
+  // No decision of the refused approver is recorded: only the reviewer's.
+  ASSERT_EQ(cancelled.decisions_size(), 1);
+  EXPECT_EQ(cancelled.decisions(0).reviewer(), w().reviewer.spiffe_id);
   EXPECT_EQ(GetGrant(grant->name()).expire_time().seconds(), grant->expire_time().seconds());
+  std::vector<v1::AuditEvent> events =
+      Audit(DemoWorld::kTenantA, absl::StrCat("access_request = \"", ext->name(), "\""));
+  ASSERT_FALSE(events.empty());
+  const v1::AuditEvent& last = events.back();
+  EXPECT_EQ(last.action(), "access_request.cancel");
+  EXPECT_EQ(last.actor(), "lockboxd");
+  EXPECT_EQ(DetailOf(last, "extends_grant"), grant->name());
+  EXPECT_NE(DetailOf(last, "reason").find("policy allows 0"), std::string::npos)
+      << DetailOf(last, "reason");
+  // The customer's admins asked are told it no longer needs them.
+  v1::ListNotificationsRequest told;
+  told.set_parent(DemoWorld::kTenantA);
+  told.set_filter("event = access_request.no_longer_needed");
+  told.set_page_size(1000);
+  auto notices = use_cases().notifications().ListNotifications(w().tenant_a_admin, told);
+  ASSERT_TRUE(notices.ok()) << notices.status();
+  int to_secops = 0;
+  for (const v1::Notification& n : notices->notifications()) {
+    if (n.resource() == ext->name() && n.recipient() == "secops@ma.example") ++to_secops;
+  }
+  EXPECT_EQ(to_secops, 1);
+  // Nothing is left to approve.
+  EXPECT_EQ(Approve(w().tenant_a_admin, ext->name()).status().code(), Code::kFailedPrecondition);
 }
 
 TEST_F(ExtensionUseCaseTest, ListAccessRequestsFiltersByTheGrantExtended) {

@@ -9,7 +9,11 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <optional>
 #include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_split.h"
@@ -109,6 +113,62 @@ class SignedDecisionsTest : public ::testing::Test {
     return r;
   }
 
+  // SignedApproval with a narrowing, signed with it.
+  v1::ApproveAccessRequestRequest SignedNarrowing(const v1::AccessRequest& request,
+                                                  const std::string& key_pem,
+                                                  std::optional<absl::Duration> duration,
+                                                  const std::vector<std::string>& sources) {
+    v1::ApproveAccessRequestRequest r;
+    r.set_name(request.name());
+    r.set_etag(request.etag());
+    r.set_comment("narrowed");
+    DecisionToSign d{request.name(), request.etag(), v1::Decision::APPROVE, "narrowed",
+                     ToProto(app_->clock().Now())};
+    if (duration) {
+      *r.mutable_access_duration() = ToProto(*duration);
+      d.access_duration = r.access_duration();
+    }
+    for (const std::string& id : sources) r.add_data_sources(id);
+    d.data_sources = sources;
+    auto signature = SignDecision(key_pem, d);
+    EXPECT_TRUE(signature.ok()) << signature.status();
+    *r.mutable_signature()->mutable_sign_time() = d.sign_time;
+    r.mutable_signature()->set_signature(*signature);
+    return r;
+  }
+
+  // Another tenant.admin of tenant A, with a certificate from its CA.
+  std::pair<CallerIdentity, TestCertificate> SecondAdmin(const std::string& name) {
+    const std::string path = "tenant/ma/user/" + name;
+    v1::CreateRoleBindingRequest r;
+    r.mutable_role_binding()->set_principal(SpiffeId(path));
+    r.mutable_role_binding()->set_role("tenant.admin");
+    r.mutable_role_binding()->set_tenant(DemoWorld::kTenantA);
+    r.mutable_role_binding()->set_email(name + "@ma.example");
+    auto bound = use_cases().policy().CreateRoleBinding(w().tenant_a_admin, r);
+    EXPECT_TRUE(bound.ok()) << bound.status();
+    TestCertificate cert = NewLeaf(ca_, SpiffeId(path));
+    CallerIdentity caller = Caller(path);
+    caller.certificate_pem = cert.certificate_pem;
+    return {caller, cert};
+  }
+
+  void SetCustomerQuorum(int n) {
+    v1::UpdateLockboxPolicyRequest up;
+    up.mutable_lockbox_policy()->set_name(std::string(DemoWorld::kTenantA) + "/lockboxPolicy");
+    up.mutable_lockbox_policy()->set_customer_approvals(n);
+    up.mutable_update_mask()->add_paths("customer_approvals");
+    ASSERT_TRUE(use_cases().policy().UpdateLockboxPolicy(w().tenant_a_admin, up).ok());
+  }
+
+  // The verdict on `jsonl` checked against the tenant's CA bundle.
+  v1::VerifyAuditLogResponse VerifyWithCa(const std::string& jsonl) {
+    std::istringstream in(jsonl);
+    auto verdict = VerifyAuditExport(in, "", ca_.certificate_pem);
+    EXPECT_TRUE(verdict.ok()) << verdict.status();
+    return verdict.ok() ? *verdict : v1::VerifyAuditLogResponse();
+  }
+
   // The tenant log's decision events for `request`, in order.
   std::vector<v1::AuditEvent> DecisionEvents(const std::string& request) {
     v1::ListAuditEventsRequest list;
@@ -161,7 +221,14 @@ TEST_F(SignedDecisionsTest, PolicyFieldIsAuditedAndOffByDefault) {
   auto events = use_cases().audit().ListAuditEvents(w().tenant_a_auditor, list);
   ASSERT_TRUE(events.ok()) << events.status();
   ASSERT_FALSE(events->audit_events().empty());
-  EXPECT_EQ(events->audit_events().rbegin()->details().at("require_signed_decisions"), "true");
+  const auto& details = events->audit_events().rbegin()->details();
+  EXPECT_EQ(details.at("require_signed_decisions"), "true");
+  // The richer-approval fields ride along, as in force (defaults here).
+  EXPECT_EQ(details.at("internal_approvals"), "1");
+  EXPECT_EQ(details.at("customer_approvals"), "1");
+  EXPECT_EQ(details.at("max_extensions"), "1");
+  EXPECT_EQ(details.at("emergency_access"), "allowed");
+  EXPECT_EQ(details.at("emergency_access_duration"), "1h");
   // The provider cannot turn it off: it is the customer's policy.
   v1::UpdateLockboxPolicyRequest off;
   off.mutable_lockbox_policy()->set_name(get.name());
@@ -316,8 +383,7 @@ TEST_F(SignedDecisionsTest, ThroughAPortalTheUsersOwnCertificateSigns) {
 TEST_F(SignedDecisionsTest, APortalsCertificateIsNeverTheReviewersEvidence) {
   auto portal = ParseSpiffeId(w().portal.spiffe_id, kTrustDomain);
   ASSERT_TRUE(portal.ok()) << portal.status();
-  auto portal_certificate =
-      InProcessCertificateVerifier().Verify(*portal, w().portal, nullptr);
+  auto portal_certificate = InProcessCertificateVerifier().Verify(*portal, w().portal, nullptr);
   ASSERT_TRUE(portal_certificate.ok()) << portal_certificate.status();
   const std::string via_sha = portal_certificate->certificate_sha256;
   ASSERT_FALSE(via_sha.empty());
@@ -376,23 +442,37 @@ TEST_F(SignedDecisionsTest, APortalsCertificateIsNeverTheReviewersEvidence) {
 // The export's events with `edit` applied to each and the chain recomputed
 // over them, its checkpoints dropped: what someone who rewrites the log and
 // its hashes (but holds no signing key) can produce.
-std::string RewriteChain(const std::string& jsonl,
-                         const std::function<void(v1::AuditEvent*)>& edit) {
+// `edit` returns false to drop the event; the later ones are numbered on.
+std::string RewriteChainKeeping(const std::string& jsonl,
+                                const std::function<bool(v1::AuditEvent*)>& edit) {
   std::vector<std::string> lines = absl::StrSplit(jsonl, '\n', absl::SkipEmpty());
   std::string out, previous;
+  int64_t dropped = 0;
   for (const std::string& line : lines) {
     v1::AuditEvent e;
     v1::AuditCheckpoint c;
     bool is_checkpoint = false;
     EXPECT_TRUE(ParseExportLine(line, &e, &c, &is_checkpoint).ok()) << line;
     if (is_checkpoint) continue;
-    edit(&e);
+    if (!edit(&e)) {
+      ++dropped;
+      continue;
+    }
+    e.set_sequence(e.sequence() - dropped);
     e.set_previous_hash(previous);
     e.set_hash(ChainHash(previous, e));
     previous = e.hash();
     out += ExportJsonLine(e);
   }
   return out;
+}
+
+std::string RewriteChain(const std::string& jsonl,
+                         const std::function<void(v1::AuditEvent*)>& edit) {
+  return RewriteChainKeeping(jsonl, [&](v1::AuditEvent* e) {
+    edit(e);
+    return true;
+  });
 }
 
 std::string ForgeDecisionSignature(const std::string& jsonl, const std::string& forged_b64) {
@@ -548,6 +628,139 @@ TEST_F(SignedDecisionsTest, ASignedNarrowingIsVerifiedOnlineAndOffline) {
   ASSERT_TRUE(caught.ok()) << caught.status();
   EXPECT_FALSE(caught->ok());
   EXPECT_EQ(caught->first_bad_event(), events[1].name());
+}
+
+// Review finding 1: each signature proves what one admin allowed; the
+// verifier also holds the grant the log shows to it. A server that widens
+// the grant past a signed narrowing, or makes it on fewer signatures than
+// the customer's quorum, leaves a log whose signatures all verify but whose
+// grant does not fit them.
+TEST_F(SignedDecisionsTest, AGrantWiderThanTheSignedNarrowingIsCaughtOffline) {
+  RequireSignatures(true);
+  v1::AccessRequest request = AtCustomerStage();
+  auto approved = use_cases().requests().ApproveAccessRequest(
+      dana_caller_, SignedNarrowing(request, dana_.key_pem, absl::Hours(1), {"sql"}));
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  const std::string jsonl = Export();
+  v1::VerifyAuditLogResponse honest = VerifyWithCa(jsonl);
+  EXPECT_TRUE(honest.ok()) << honest.detail();
+  EXPECT_EQ(honest.verified_decision_signatures(), 1);
+  const std::string completing = DecisionEvents(request.name())[1].name();
+  EXPECT_EQ(DecisionEvents(request.name())[1].details().at("grant_data_sources"), "sql");
+
+  // One more source than dana allowed.
+  v1::VerifyAuditLogResponse sources = VerifyWithCa(RewriteChain(jsonl, [](v1::AuditEvent* e) {
+    if (e->details().count("grant") != 0) (*e->mutable_details())["grant_data_sources"] = "sql,rcs";
+  }));
+  EXPECT_FALSE(sources.ok());
+  EXPECT_EQ(sources.first_bad_event(), completing);
+  EXPECT_NE(sources.detail().find("did not allow"), std::string::npos) << sources.detail();
+
+  // An end past the hour dana signed.
+  v1::VerifyAuditLogResponse longer = VerifyWithCa(RewriteChain(jsonl, [](v1::AuditEvent* e) {
+    if (e->details().count("grant") != 0) {
+      *e->mutable_access_expire_time() =
+          ToProto(FromProto(e->access_expire_time()) + absl::Minutes(30));
+    }
+  }));
+  EXPECT_FALSE(longer.ok());
+  EXPECT_EQ(longer.first_bad_event(), completing);
+  EXPECT_NE(longer.detail().find("after the window"), std::string::npos) << longer.detail();
+}
+
+TEST_F(SignedDecisionsTest, AGrantOnFewerSignaturesThanTheQuorumIsCaughtOffline) {
+  RequireSignatures(true);
+  SetCustomerQuorum(2);
+  auto [erin, erin_cert] = SecondAdmin("erin");
+  v1::AccessRequest request = AtCustomerStage();
+  auto first = use_cases().requests().ApproveAccessRequest(
+      dana_caller_, SignedApproval(request, "one", dana_.key_pem));
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->state(), v1::AccessRequest::PENDING);
+  auto second = use_cases().requests().ApproveAccessRequest(
+      erin, SignedApproval(*first, "two", erin_cert.key_pem));
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->state(), v1::AccessRequest::APPROVED);
+  const std::string jsonl = Export();
+  v1::VerifyAuditLogResponse honest = VerifyWithCa(jsonl);
+  EXPECT_TRUE(honest.ok()) << honest.detail();
+  EXPECT_EQ(honest.verified_decision_signatures(), 2);
+
+  // The log without dana's approval: erin's alone made the grant.
+  const std::string danas = DecisionEvents(request.name())[1].name();
+  v1::VerifyAuditLogResponse dropped = VerifyWithCa(
+      RewriteChainKeeping(jsonl, [&](v1::AuditEvent* e) { return e->name() != danas; }));
+  EXPECT_FALSE(dropped.ok());
+  EXPECT_EQ(dropped.first_bad_event(), DecisionEvents(request.name())[2].name());
+  EXPECT_NE(dropped.detail().find("quorum was 2"), std::string::npos) << dropped.detail();
+
+  // The quorum the log records is what the verifier follows: raised to 3
+  // in the policy event, two signatures are short.
+  v1::VerifyAuditLogResponse raised = VerifyWithCa(RewriteChain(jsonl, [](v1::AuditEvent* e) {
+    auto& d = *e->mutable_details();
+    if (e->action() == "lockbox_policy.update" && d["customer_approvals"] == "2") {
+      d["customer_approvals"] = "3";
+    }
+  }));
+  EXPECT_FALSE(raised.ok());
+  EXPECT_NE(raised.detail().find("quorum was 3"), std::string::npos) << raised.detail();
+}
+
+// Review finding 2: an approved extension moves a grant on customer-
+// reviewed sources, so its approval records what the grant covers, as a
+// new grant's does; relabelled internal and unsigned, it is caught.
+TEST_F(SignedDecisionsTest, AnExtensionApprovedWithoutTheCustomersSignatureIsCaughtOffline) {
+  RequireSignatures(true);
+  v1::AccessRequest request = AtCustomerStage();
+  auto approved = use_cases().requests().ApproveAccessRequest(
+      dana_caller_, SignedApproval(request, "ok", dana_.key_pem));
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  v1::ExtendGrantRequest extend;
+  extend.set_name(approved->grant());
+  *extend.mutable_access_duration() = ToProto(absl::Hours(2));
+  extend.set_justification("the migration needs more time");
+  auto extension = use_cases().grants().ExtendGrant(w().engineer, extend);
+  ASSERT_TRUE(extension.ok()) << extension.status();
+  v1::ApproveAccessRequestRequest internal;
+  internal.set_name(extension->name());
+  auto at_customer = use_cases().requests().ApproveAccessRequest(w().reviewer, internal);
+  ASSERT_TRUE(at_customer.ok()) << at_customer.status();
+  ASSERT_EQ(at_customer->stage(), v1::AccessRequest::CUSTOMER_REVIEW);
+  auto extended = use_cases().requests().ApproveAccessRequest(
+      dana_caller_, SignedApproval(*at_customer, "longer", dana_.key_pem));
+  ASSERT_TRUE(extended.ok()) << extended.status();
+  ASSERT_EQ(extended->state(), v1::AccessRequest::APPROVED);
+
+  const std::string jsonl = Export();
+  v1::VerifyAuditLogResponse honest = VerifyWithCa(jsonl);
+  EXPECT_TRUE(honest.ok()) << honest.detail();
+  EXPECT_EQ(honest.verified_decision_signatures(), 2);
+  v1::AuditEvent completing = DecisionEvents(extension->name())[1];
+  EXPECT_EQ(completing.details().at("grant_customer_reviewed"), "sql");
+  EXPECT_EQ(completing.details().at("grant_data_sources"), "sql,rcs");
+
+  // A server that wrote the customer's approval of the extension as an
+  // internal one, without its signature.
+  v1::VerifyAuditLogResponse relabelled = VerifyWithCa(RewriteChain(jsonl, [&](v1::AuditEvent* e) {
+    if (e->name() != completing.name()) return;
+    auto& d = *e->mutable_details();
+    d["stage"] = "INTERNAL_REVIEW";
+    for (auto it = d.begin(); it != d.end();) {
+      it = it->first.rfind("evidence.", 0) == 0 ? d.erase(it) : std::next(it);
+    }
+  }));
+  EXPECT_FALSE(relabelled.ok());
+  EXPECT_EQ(relabelled.first_bad_event(), completing.name());
+  EXPECT_NE(relabelled.detail().find("customer-reviewed"), std::string::npos)
+      << relabelled.detail();
+
+  // One that moved the end further than the two hours dana approved.
+  v1::VerifyAuditLogResponse longer = VerifyWithCa(RewriteChain(jsonl, [&](v1::AuditEvent* e) {
+    if (e->name() != completing.name()) return;
+    *e->mutable_access_expire_time() = ToProto(FromProto(e->access_expire_time()) + absl::Hours(1));
+  }));
+  EXPECT_FALSE(longer.ok());
+  EXPECT_NE(longer.detail().find("past the 2h"), std::string::npos) << longer.detail();
 }
 
 }  // namespace

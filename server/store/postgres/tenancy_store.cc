@@ -210,16 +210,28 @@ absl::Status PgTenancyStore::InsertPolicy(const std::string& tenant, v1::Lockbox
   });
 }
 
-absl::StatusOr<v1::LockboxPolicy> PgTenancyStore::GetPolicy(const std::string& tenant,
-                                                            bool for_update) {
-  return tx_.Run([&](pqxx::work& w) -> absl::StatusOr<v1::LockboxPolicy> {
+namespace {
+
+absl::StatusOr<v1::LockboxPolicy> ReadPolicy(TxContext& tx, const std::string& tenant,
+                                             const char* lock) {
+  return tx.Run([&](pqxx::work& w) -> absl::StatusOr<v1::LockboxPolicy> {
     auto r = w.exec_params(
-        absl::StrCat("SELECT ", kPolicyCols, " FROM lockbox_policies WHERE tenant_id = $1",
-                     for_update ? " FOR UPDATE" : ""),
+        absl::StrCat("SELECT ", kPolicyCols, " FROM lockbox_policies WHERE tenant_id = $1", lock),
         tenant);
     if (r.empty()) return NotFound(TenantName(tenant));
     return ToPolicy(r[0]);
   });
+}
+
+}  // namespace
+
+absl::StatusOr<v1::LockboxPolicy> PgTenancyStore::GetPolicy(const std::string& tenant,
+                                                            bool for_update) {
+  return ReadPolicy(tx_, tenant, for_update ? " FOR UPDATE" : "");
+}
+
+absl::StatusOr<v1::LockboxPolicy> PgTenancyStore::GetPolicyForShare(const std::string& tenant) {
+  return ReadPolicy(tx_, tenant, " FOR SHARE");
 }
 
 absl::Status PgTenancyStore::UpdatePolicy(const std::string& tenant, v1::LockboxPolicy* p) {

@@ -25,6 +25,7 @@ class PgTenancyStore final : public TenancyStore {
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> TenantCaBundles() override;
   absl::Status InsertPolicy(const std::string& tenant, v1::LockboxPolicy* policy) override;
   absl::StatusOr<v1::LockboxPolicy> GetPolicy(const std::string& tenant, bool for_update) override;
+  absl::StatusOr<v1::LockboxPolicy> GetPolicyForShare(const std::string& tenant) override;
   absl::Status UpdatePolicy(const std::string& tenant, v1::LockboxPolicy* policy) override;
   absl::StatusOr<std::pair<std::string, std::string>> Webhook(const std::string& tenant) override;
   absl::Status SetWebhook(const std::string& tenant, const std::string& url,
