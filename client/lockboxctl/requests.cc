@@ -15,18 +15,6 @@
 namespace lockbox::ctl {
 namespace {
 
-// The status as the customer sees it, with how many more approvals the
-// current stage needs when its quorum is more than one, e.g. "Action
-// needed (2 more)".
-std::string StatusText(const v1::AccessRequest& r) {
-  int needed = r.approvals_needed();
-  bool quorum =
-      (r.stage() == v1::AccessRequest::CUSTOMER_REVIEW ? r.customer_approvals_required()
-                                                       : r.internal_approvals_required()) > 1;
-  if (r.state() != v1::AccessRequest::PENDING || needed <= 0 || !quorum) return r.display_status();
-  return r.display_status() + " (" + std::to_string(needed) + " more)";
-}
-
 // What the request answers to: the customer's ticket, the provider's own
 // initiative, or (break-glass) the incident.
 std::string Ticket(const v1::AccessRequest& r) {

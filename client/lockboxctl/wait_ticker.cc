@@ -9,6 +9,15 @@ namespace lockbox::ctl {
 // Erases from the cursor to the end of the line (ANSI "erase in line").
 constexpr char kClearToEndOfLine[] = "\033[K";
 
+std::string StatusText(const v1::AccessRequest& r) {
+  int needed = r.approvals_needed();
+  bool quorum =
+      (r.stage() == v1::AccessRequest::CUSTOMER_REVIEW ? r.customer_approvals_required()
+                                                       : r.internal_approvals_required()) > 1;
+  if (r.state() != v1::AccessRequest::PENDING || needed <= 0 || !quorum) return r.display_status();
+  return r.display_status() + " (" + std::to_string(needed) + " more)";
+}
+
 std::string WaitLine(const std::string& name, const std::string& status,
                      std::chrono::seconds waited) {
   long long secs = waited.count();
@@ -33,7 +42,7 @@ WaitTicker::~WaitTicker() {
 void WaitTicker::Update(const v1::AccessRequest& r) {
   absl::MutexLock l(&mu_);
   name_ = r.name();
-  status_ = r.display_status();
+  status_ = StatusText(r);
   PrintLocked();
 }
 

@@ -14,6 +14,11 @@
 
 namespace lockbox::ctl {
 
+// The status as the customer sees it, with how many more approvals the
+// current stage needs when its quorum is more than one, e.g. "Action
+// needed (2 more)".
+std::string StatusText(const v1::AccessRequest& r);
+
 // The status line, e.g. "waiting for a decision on tenants/t/accessRequests/x:
 // Action needed (1m05s)".
 std::string WaitLine(const std::string& name, const std::string& status,

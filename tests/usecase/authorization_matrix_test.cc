@@ -666,5 +666,30 @@ TEST_F(AuthorizationMatrixTest, NoIdentityOrAnotherTrustDomainIsUnauthenticated)
   }
 }
 
+// Break-glass needs both roles (the matrix's engineer holds both): an
+// engineer without operator.breakglass, and operator.breakglass without
+// operator.engineer, are refused, and nothing is opened for them.
+TEST_F(AuthorizationMatrixTest, EmergencyAccessNeedsEngineerAndBreakGlassTogether) {
+  Scene& s = scene();
+  const std::string engineer_only = SpiffeId("operator/eve");
+  const std::string breakglass_only = SpiffeId("operator/bob");
+  ASSERT_TRUE(s.app.Bind(engineer_only, "operator.engineer").ok());
+  ASSERT_TRUE(s.app.Bind(breakglass_only, "operator.breakglass").ok());
+  for (const std::string& who : {engineer_only, breakglass_only}) {
+    v1::CreateAccessRequestRequest r = AskA();
+    r.mutable_access_request()->set_reason(v1::AccessRequest::EMERGENCY);
+    r.mutable_access_request()->set_incident_id(s.Unique("INC-"));
+    absl::Status got =
+        s.use_cases.requests().CreateAccessRequest(CallerIdentity{who, ""}, r).status();
+    EXPECT_EQ(got.code(), DENIED) << who << ": " << got;
+    v1::ListAccessRequestsRequest list;
+    list.set_parent(DemoWorld::kTenantA);
+    list.set_filter("requester = \"" + who + "\"");
+    auto listed = s.use_cases.requests().ListAccessRequests(s.world.admin, list);
+    ASSERT_TRUE(listed.ok()) << listed.status();
+    EXPECT_EQ(listed->access_requests_size(), 0) << who;
+  }
+}
+
 }  // namespace
 }  // namespace lockbox::testing

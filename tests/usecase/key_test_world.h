@@ -123,8 +123,13 @@ class RingSlot final : public KeyRing {
   }
   absl::StatusOr<std::optional<VersionKey>> SealingKeyForNew(Transaction* tx,
                                                              const std::string& tenant) override {
+    if (tx != nullptr && in_transaction) in_transaction();
     return target->SealingKeyForNew(tx, tenant);
   }
+  // Called by a caller holding a transaction before it asks for a sealing
+  // key: a test holds callers there to make them hold their connections
+  // together. Set before the calls begin.
+  std::function<void()> in_transaction;
   absl::StatusOr<VersionKey> SealingKey(Transaction* tx, const std::string& tenant,
                                         const std::string& policy_id, int32_t version) override {
     return target->SealingKey(tx, tenant, policy_id, version);

@@ -3,6 +3,11 @@
 // what the prober records.
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
 #include "server/domain/encryption_policy.h"
 #include "server/domain/status.h"
 #include "tests/usecase/key_test_world.h"
@@ -243,6 +248,50 @@ TEST_F(TenantKeysTest, TheCacheIsBounded) {
   ASSERT_TRUE(small.DataPlaneKey(nullptr, "ma", "cmk", 1).ok());
   ASSERT_TRUE(small.SealingKey(nullptr, "ma", "cmk", 1).ok());
   EXPECT_EQ(small.size(), 1u);
+}
+
+// A cold ring (a replica just started) met by as many sealing calls at once
+// as the pool has connections, each holding its own: one of them fills the
+// cache from a transaction of the ring's own (a further connection, which
+// it waits for), the others answer from their callers' transactions and
+// give their connections back. Before, each waited for a further
+// connection the others held, and every call failed UNAVAILABLE after the
+// pool's acquire timeout.
+TEST_F(TenantKeysTest, CallsHoldingEveryPooledConnectionFillAColdRingWithoutWaitingOnEachOther) {
+  SwitchFeed cold_feed(app_->database().url());
+  std::unique_ptr<TenantKeys> cold = MakeRing(&cold_feed);
+  cold->Start();
+  ASSERT_TRUE(KeysEventually([&] { return cold_feed.AliveWithin(absl::Milliseconds(800)); },
+                             absl::Seconds(10)));
+  ASSERT_EQ(cold->size(), 0u);
+  slot_.target = cold.get();
+  constexpr int kCalls = 8;  // the in-process pool's size
+  std::mutex mu;
+  std::condition_variable cv;
+  int arrived = 0;
+  slot_.in_transaction = [&] {
+    std::unique_lock<std::mutex> lock(mu);
+    if (++arrived >= kCalls) cv.notify_all();
+    // Every call holds its connection here until all have arrived (or a
+    // while has passed: a call that did not take a connection still ends).
+    cv.wait_for(lock, std::chrono::seconds(10), [&] { return arrived >= kCalls; });
+  };
+  std::vector<absl::Status> results(kCalls);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCalls; ++i) {
+    threads.emplace_back([&, i] {
+      results[i] = app_->use_cases()
+                       .requests()
+                       .CreateAccessRequest(world_->engineer, DemoWorld::Ask())
+                       .status();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  slot_.in_transaction = nullptr;
+  EXPECT_GE(arrived, kCalls);
+  for (int i = 0; i < kCalls; ++i) EXPECT_TRUE(results[i].ok()) << i << ": " << results[i];
+  slot_.target = keys_.get();
+  cold->Stop();
 }
 
 }  // namespace
