@@ -114,8 +114,9 @@ void AddReview(CLI::App* bg, Context& ctx) {
   auto f = std::make_shared<Flags>();
   auto* rv = bg->add_subcommand(
       "review",
-      "Close an emergency access's review (tenant.admin): accept, or dispute with a comment "
-      "(the provider's security contact is told)");
+      "Close an emergency access's review (tenant.admin; signed with the key of your "
+      "certificate): accept, or dispute with a comment (the provider's security contact is "
+      "told)");
   rv->add_option("NAME", f->name)->required();
   DescribeRequestName(rv);
   rv->add_option("VERDICT", f->verdict, "accept or dispute")

@@ -195,10 +195,29 @@ LOCKBOX_READ(requests_, GetAccessRequest, v1::GetAccessRequestRequest, v1::Acces
 LOCKBOX_READ(requests_, ListAccessRequests, v1::ListAccessRequestsRequest,
              v1::ListAccessRequestsResponse)
 
-grpc::Status Client::SignDecision(const std::string& name, v1::Decision::Verdict verdict,
-                                  const std::string& comment, std::string* etag,
-                                  v1::DecisionSignature* signature,
-                                  const DecisionToSign* narrowing) {
+namespace {
+
+// Now, to the microsecond the signed bytes keep.
+google::protobuf::Timestamp SignTimeNow() {
+  int64_t us =
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch())
+          .count();
+  google::protobuf::Timestamp t;
+  t.set_seconds(us / 1000000);
+  t.set_nanos(static_cast<int32_t>(us % 1000000) * 1000);
+  return t;
+}
+
+grpc::Status CannotSign(const absl::Status& why) {
+  return MakeError(grpc::StatusCode::INVALID_ARGUMENT, ReasonName(v1::INVALID_FIELD),
+                   "cannot sign the decision with the key file: " + std::string(why.message()));
+}
+
+}  // namespace
+
+grpc::Status Client::PrepareSigning(const std::string& name, bool customer_stage_only,
+                                    std::string* etag, bool* sign) {
+  *sign = false;
   if (!options_.sign_decisions || !options_.on_behalf_of.empty() || key_pem_.empty()) {
     return grpc::Status::OK;
   }
@@ -208,28 +227,46 @@ grpc::Status Client::SignDecision(const std::string& name, v1::Decision::Verdict
     Result<v1::AccessRequest> current = GetAccessRequest(get);
     if (!current.ok()) return current.status();
     // The provider's own review is not signed (docs/SIGNED_DECISIONS.md).
-    if (current->stage() != v1::AccessRequest::CUSTOMER_REVIEW) return grpc::Status::OK;
+    if (customer_stage_only && current->stage() != v1::AccessRequest::CUSTOMER_REVIEW) {
+      return grpc::Status::OK;
+    }
     *etag = current->etag();
   }
-  int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
-                   Clock::now().time_since_epoch())
-                   .count();
+  *sign = true;
+  return grpc::Status::OK;
+}
+
+grpc::Status Client::SignDecision(const std::string& name, v1::Decision::Verdict verdict,
+                                  const std::string& comment, std::string* etag,
+                                  v1::DecisionSignature* signature,
+                                  const DecisionToSign* narrowing) {
+  bool sign = false;
+  grpc::Status prepared = PrepareSigning(name, true, etag, &sign);
+  if (!prepared.ok() || !sign) return prepared;
   DecisionToSign d;
   if (narrowing != nullptr) d = *narrowing;
   d.request = name;
   d.etag = *etag;
   d.verdict = verdict;
   d.comment = comment;
-  d.sign_time.set_seconds(us / 1000000);
-  d.sign_time.set_nanos(static_cast<int32_t>(us % 1000000) * 1000);
+  d.sign_time = SignTimeNow();
   absl::StatusOr<std::string> signed_bytes = lockbox::SignDecision(key_pem_, d);
-  if (!signed_bytes.ok()) {
-    return MakeError(grpc::StatusCode::INVALID_ARGUMENT, ReasonName(v1::INVALID_FIELD),
-                     "cannot sign the decision with the key file: " +
-                         std::string(signed_bytes.status().message()));
-  }
+  if (!signed_bytes.ok()) return CannotSign(signed_bytes.status());
   *signature->mutable_sign_time() = d.sign_time;
   signature->set_signature(*signed_bytes);
+  return grpc::Status::OK;
+}
+
+grpc::Status Client::SignReview(v1::ReviewEmergencyAccessRequest* request) {
+  bool sign = false;
+  grpc::Status prepared = PrepareSigning(request->name(), false, request->mutable_etag(), &sign);
+  if (!prepared.ok() || !sign) return prepared;
+  ReviewToSign r{request->name(), request->etag(), request->verdict(), request->comment(),
+                 SignTimeNow()};
+  absl::StatusOr<std::string> signed_bytes = lockbox::SignReview(key_pem_, r);
+  if (!signed_bytes.ok()) return CannotSign(signed_bytes.status());
+  *request->mutable_signature()->mutable_sign_time() = r.sign_time;
+  request->mutable_signature()->set_signature(*signed_bytes);
   return grpc::Status::OK;
 }
 
@@ -269,8 +306,18 @@ LOCKBOX_DECIDE(ApproveAccessRequest, v1::ApproveAccessRequestRequest, v1::Decisi
 LOCKBOX_DECIDE(DenyAccessRequest, v1::DenyAccessRequestRequest, v1::Decision::DENY)
 LOCKBOX_CHANGE(requests_, CancelAccessRequest, v1::CancelAccessRequestRequest,
                v1::AccessRequest)
-LOCKBOX_CHANGE(requests_, ReviewEmergencyAccess, v1::ReviewEmergencyAccessRequest,
-               v1::AccessRequest)
+
+// Signed before the request_id is fixed, as a decision is.
+Result<v1::AccessRequest> Client::ReviewEmergencyAccess(v1::ReviewEmergencyAccessRequest request) {
+  if (!request.has_signature()) {
+    grpc::Status signing = SignReview(&request);
+    if (!signing.ok()) return signing;
+  }
+  if (request.request_id().empty()) request.set_request_id(NewRequestId());
+  return Invoke<v1::AccessRequest>([&](grpc::ClientContext* ctx, v1::AccessRequest* out) {
+    return requests_->ReviewEmergencyAccess(ctx, request, out);
+  });
+}
 
 Result<v1::Grant> Client::OpenEmergencyAccess(v1::CreateAccessRequestRequest request) {
   request.mutable_access_request()->set_reason(v1::AccessRequest::EMERGENCY);

@@ -4,8 +4,10 @@
 #include <optional>
 
 #include "absl/strings/str_join.h"
+#include "lockbox/decision.h"
 #include "server/app/access_request_use_cases.h"
 #include "server/app/audit_events.h"
+#include "server/app/decision_evidence.h"
 #include "server/app/request_messages.h"
 #include "server/domain/authorization.h"
 #include "server/domain/emergency.h"
@@ -14,30 +16,6 @@
 #include "server/domain/status.h"
 
 namespace lockbox {
-namespace {
-
-// evidence.* of a review's audit event: how the tenant admin was proven,
-// as for a customer's decision (without a signature: a review is not
-// signed).
-void ReviewerEvidence(const Actor& a, v1::AuditEvent* e) {
-  auto& d = *e->mutable_details();
-  auto put = [&](const char* key, const std::string& value) {
-    if (!value.empty()) d[key] = value;
-  };
-  put("evidence.certificate_sha256", a.certificate.certificate_sha256);
-  put("evidence.anchor_sha256", a.certificate.anchor_sha256);
-  put("evidence.anchor_subject", a.certificate.anchor_subject);
-  if (a.via) put("evidence.via_certificate_sha256", a.via_certificate.certificate_sha256);
-  if (a.token) {
-    put("evidence.token_issuer", a.token->issuer);
-    put("evidence.token_subject", a.token->subject);
-    put("evidence.token_id", a.token->token_id);
-    d["evidence.token_issue_time"] =
-        absl::FormatTime(absl::RFC3339_full, a.token->issue_time, absl::UTCTimeZone());
-  }
-}
-
-}  // namespace
 
 absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::OpenEmergencyAccess(
     const C& c, const v1::CreateAccessRequestRequest& r) {
@@ -120,6 +98,23 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::ReviewEmergencyAccess(
         v1::AccessRequest request = as_read;
         RETURN_IF_ERROR(runner().sealer().OpenRequest(tx, &request));
         RETURN_IF_ERROR(RecordReview(a, r.verdict(), r.comment(), now, &request));
+        // The customer's own word, proven and signed as a decision is
+        // (SPEC section 8): under require_signed_decisions the provider
+        // cannot accept its own break-glass. The bytes are the review's
+        // (lockbox.emergency_review.v1), rebuilt from what the call carries.
+        const SignedCall call{r.etag(), r.has_signature() ? &r.signature() : nullptr};
+        std::string signer_pem;
+        ASSIGN_OR_RETURN(v1::DecisionEvidence evidence,
+                         ProveCustomerDecision(
+                             runner(), tx, c, a, now, name.tenant, call,
+                             [&](const std::string& pem, const v1::DecisionSignature& signature) {
+                               ReviewToSign signed_bytes{request.name(), r.etag(), r.verdict(),
+                                                         r.comment(), signature.sign_time()};
+                               return VerifyReviewSignature(pem, signed_bytes,
+                                                            signature.signature());
+                             },
+                             &signer_pem));
+        *request.mutable_emergency_review()->mutable_evidence() = evidence;
         v1::AccessRequest stored = Sealer::ChangedRequestForStore(as_read, key, request);
         RETURN_IF_ERROR(tx.requests().UpdateAccessRequest(name.tenant, name.id, &stored));
         request.set_etag(stored.etag());
@@ -132,7 +127,7 @@ absl::StatusOr<v1::AccessRequest> AccessRequestUseCases::ReviewEmergencyAccess(
         if (!r.comment().empty()) d["comment"] = r.comment();
         d["overdue"] = request.emergency_review().overdue() ? "true" : "false";
         d["grant"] = request.grant();
-        ReviewerEvidence(a, &e);
+        EvidenceDetails(evidence, a, call, signer_pem, &e);
         // Without a comment the event holds no words of the reviewer; what
         // of the request could not be opened is withheld, as sweeps do.
         RETURN_IF_ERROR(r.comment().empty() ? runner().audit_log().AppendOrWithhold(tx, &e)

@@ -119,6 +119,27 @@ bool AsWritten(const std::string* opened, std::string* value) {
   return true;
 }
 
+// A break-glass review's event (`e`, its sealed fields opened as
+// CheckDecision does) against the tenant's bundle: a signed one verifies
+// over the review's bytes and is counted in `verified`; an unsigned one
+// fails while the policy, as the log records it, required signatures (the
+// provider must not be able to accept its own break-glass). Why it fails,
+// or "".
+std::string CheckEmergencyReview(const v1::AuditEvent& e, const std::string& bundle, bool required,
+                                 int64_t* verified) {
+  absl::StatusOr<bool> signed_review = VerifySignedReviewEvent(e, bundle);
+  if (!signed_review.ok()) return std::string(signed_review.status().message());
+  if (*signed_review) {
+    ++*verified;
+    return "";
+  }
+  if (required) {
+    return "a break-glass review without a signature while the policy required signed "
+           "decisions";
+  }
+  return "";
+}
+
 // A decision event's signature against the tenant's bundle, and the
 // policy's require_signed_decisions as the log records it. Returns why the
 // event fails, or "". `unchecked` is set when it is a signed decision whose
@@ -160,6 +181,9 @@ std::string CheckDecision(const v1::AuditEvent& stored, const v1::OpenedAuditFie
     auto it = details.find("require_signed_decisions");
     *required = it != details.end() && it->second == "true";
     return "";
+  }
+  if (e.action() == kEmergencyReviewAction) {
+    return CheckEmergencyReview(e, bundle, *required, verified);
   }
   absl::StatusOr<bool> signed_decision = VerifySignedDecisionEvent(e, bundle);
   if (!signed_decision.ok()) return std::string(signed_decision.status().message());

@@ -10,6 +10,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <functional>
 #include <memory>
 
 #include "absl/strings/escaping.h"
@@ -26,6 +27,9 @@ namespace lockbox {
 namespace {
 
 constexpr char kTag[] = "lockbox.decision.v1";
+// A break-glass review's: its own purpose, so that no decision's signature
+// verifies as a review, nor a review's as a decision.
+constexpr char kReviewTag[] = "lockbox.emergency_review.v1";
 constexpr int kMinRsaBits = 2048;
 
 template <typename T, void (*Free)(T*)>
@@ -132,6 +136,51 @@ int64_t Micros(const google::protobuf::Duration& d) {
   return d.seconds() * 1000000 + d.nanos() / 1000;
 }
 
+// Signs canonical bytes (a decision's or a review's) with a PEM private key
+// of a type DigestFor allows.
+absl::StatusOr<std::string> SignBytes(const std::string& private_key_pem, const std::string& data) {
+  Bio bio = MemBio(private_key_pem);
+  Key key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+  if (key == nullptr) {
+    ERR_clear_error();
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidField,
+                 "the signing key is not a PEM private key");
+  }
+  absl::StatusOr<const EVP_MD*> md = DigestFor(key.get());
+  if (!md.ok()) {
+    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidField, md.status().message());
+  }
+  MdCtx ctx(EVP_MD_CTX_new());
+  size_t len = 0;
+  if (EVP_DigestSignInit(ctx.get(), nullptr, *md, nullptr, key.get()) != 1 ||
+      EVP_DigestSign(ctx.get(), nullptr, &len, Bytes(data), data.size()) != 1) {
+    return Error(absl::StatusCode::kInternal, reason::kInternal, "crypto: cannot sign");
+  }
+  std::string signature(len, '\0');
+  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(signature.data()), &len,
+                     Bytes(data), data.size()) != 1) {
+    return Error(absl::StatusCode::kInternal, reason::kInternal, "crypto: signing failed");
+  }
+  signature.resize(len);
+  return signature;
+}
+
+// Whether `signature` over `data` verifies with the first certificate's
+// key; `what` names the signed fields in the refusal.
+absl::Status VerifyBytes(const std::string& certificate_pem, const std::string& data,
+                         const std::string& signature, absl::string_view what) {
+  ASSIGN_OR_RETURN(Cert cert, FirstCertificate(certificate_pem));
+  EVP_PKEY* key = X509_get0_pubkey(cert.get());
+  if (key == nullptr) return Invalid("the signer's certificate has no readable public key");
+  ASSIGN_OR_RETURN(const EVP_MD* md, DigestFor(key));
+  bool rsa = EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA;
+  if (VerifyWith(key, md, rsa ? RSA_PKCS1_PADDING : 0, data, signature) ||
+      (rsa && VerifyWith(key, md, RSA_PKCS1_PSS_PADDING, data, signature))) {
+    return absl::OkStatus();
+  }
+  return Invalid(absl::StrCat("the ", what, " with the signer's certificate"));
+}
+
 }  // namespace
 
 std::string CanonicalDecisionBytes(const DecisionToSign& d) {
@@ -199,48 +248,35 @@ absl::Status NarrowingFromDetails(const google::protobuf::Map<std::string, std::
 
 absl::StatusOr<std::string> SignDecision(const std::string& private_key_pem,
                                          const DecisionToSign& d) {
-  Bio bio = MemBio(private_key_pem);
-  Key key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
-  if (key == nullptr) {
-    ERR_clear_error();
-    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidField,
-                 "the signing key is not a PEM private key");
-  }
-  absl::StatusOr<const EVP_MD*> md = DigestFor(key.get());
-  if (!md.ok()) {
-    return Error(absl::StatusCode::kInvalidArgument, reason::kInvalidField, md.status().message());
-  }
-  std::string data = CanonicalDecisionBytes(d);
-  MdCtx ctx(EVP_MD_CTX_new());
-  size_t len = 0;
-  if (EVP_DigestSignInit(ctx.get(), nullptr, *md, nullptr, key.get()) != 1 ||
-      EVP_DigestSign(ctx.get(), nullptr, &len, Bytes(data), data.size()) != 1) {
-    return Error(absl::StatusCode::kInternal, reason::kInternal, "crypto: cannot sign");
-  }
-  std::string signature(len, '\0');
-  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(signature.data()), &len,
-                     Bytes(data), data.size()) != 1) {
-    return Error(absl::StatusCode::kInternal, reason::kInternal, "crypto: signing failed");
-  }
-  signature.resize(len);
-  return signature;
+  return SignBytes(private_key_pem, CanonicalDecisionBytes(d));
 }
 
 absl::Status VerifyDecisionSignature(const std::string& certificate_pem, const DecisionToSign& d,
                                      const std::string& signature) {
-  ASSIGN_OR_RETURN(Cert cert, FirstCertificate(certificate_pem));
-  EVP_PKEY* key = X509_get0_pubkey(cert.get());
-  if (key == nullptr) return Invalid("the signer's certificate has no readable public key");
-  ASSIGN_OR_RETURN(const EVP_MD* md, DigestFor(key));
-  std::string data = CanonicalDecisionBytes(d);
-  bool rsa = EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA;
-  if (VerifyWith(key, md, rsa ? RSA_PKCS1_PADDING : 0, data, signature) ||
-      (rsa && VerifyWith(key, md, RSA_PKCS1_PSS_PADDING, data, signature))) {
-    return absl::OkStatus();
-  }
-  return Invalid(
-      "the decision's signature does not verify over its request, etag, verdict, comment and "
-      "sign time with the signer's certificate");
+  return VerifyBytes(certificate_pem, CanonicalDecisionBytes(d), signature,
+                     "decision's signature does not verify over its request, etag, verdict, "
+                     "comment and sign time");
+}
+
+std::string CanonicalReviewBytes(const ReviewToSign& r) {
+  std::string out = kReviewTag;
+  Put(r.request, &out);
+  Put(r.etag, &out);
+  Put(v1::EmergencyReview::Verdict_Name(r.verdict), &out);
+  Put(r.comment, &out);
+  Put(absl::StrCat(Micros(r.sign_time)), &out);
+  return out;
+}
+
+absl::StatusOr<std::string> SignReview(const std::string& private_key_pem, const ReviewToSign& r) {
+  return SignBytes(private_key_pem, CanonicalReviewBytes(r));
+}
+
+absl::Status VerifyReviewSignature(const std::string& certificate_pem, const ReviewToSign& r,
+                                   const std::string& signature) {
+  return VerifyBytes(certificate_pem, CanonicalReviewBytes(r), signature,
+                     "review's signature does not verify over its request, etag, verdict, "
+                     "comment and sign time");
 }
 
 absl::StatusOr<std::string> CertificateSpiffeId(const std::string& certificate_pem) {
@@ -333,11 +369,53 @@ absl::StatusOr<google::protobuf::Timestamp> ParseSignTime(const std::string& tex
   return t;
 }
 
-absl::StatusOr<bool> VerifySignedDecisionEvent(const v1::AuditEvent& e,
-                                               const std::string& bundle_pem) {
+namespace {
+
+// What a signed decision's and a signed review's events share: the
+// signature (evidence.signature, base64) checked by `verify` over the bytes
+// rebuilt from the event with evidence.signer_certificate_pem, whose SPIFFE
+// ID must be the event's actor and which must chain to `bundle_pem` at
+// evidence.sign_time. False when the event carries no signature.
+using VerifyEventBytes = std::function<absl::Status(const std::string& certificate,
+                                                    const google::protobuf::Timestamp& sign_time,
+                                                    const std::string& signature)>;
+absl::StatusOr<bool> VerifySignedEvent(const v1::AuditEvent& e, const std::string& bundle_pem,
+                                       absl::string_view what, const VerifyEventBytes& verify) {
   const auto& details = e.details();
   auto signature_b64 = details.find("evidence.signature");
   if (signature_b64 == details.end()) return false;
+  auto field = [&](const char* key) {
+    auto it = details.find(key);
+    return it == details.end() ? std::string() : it->second;
+  };
+  ASSIGN_OR_RETURN(google::protobuf::Timestamp sign_time,
+                   ParseSignTime(field("evidence.sign_time")));
+  std::string signature;
+  if (!absl::Base64Unescape(signature_b64->second, &signature)) {
+    return Invalid("evidence.signature is not base64");
+  }
+  const std::string certificate = field("evidence.signer_certificate_pem");
+  RETURN_IF_ERROR(verify(certificate, sign_time, signature));
+  ASSIGN_OR_RETURN(std::string signer, CertificateSpiffeId(certificate));
+  if (signer != e.actor()) {
+    return Invalid(
+        absl::StrCat("the ", what, " was signed by ", signer, ", not by its actor ", e.actor()));
+  }
+  RETURN_IF_ERROR(VerifyCertificateChain(certificate, bundle_pem, sign_time));
+  return true;
+}
+
+std::string DetailOf(const v1::AuditEvent& e, const char* key) {
+  auto it = e.details().find(key);
+  return it == e.details().end() ? std::string() : it->second;
+}
+
+}  // namespace
+
+absl::StatusOr<bool> VerifySignedDecisionEvent(const v1::AuditEvent& e,
+                                               const std::string& bundle_pem) {
+  if (e.details().count("evidence.signature") == 0) return false;
+  if (e.action() == kEmergencyReviewAction) return VerifySignedReviewEvent(e, bundle_pem);
   DecisionToSign d;
   if (e.action() == "access_request.approve") {
     d.verdict = v1::Decision::APPROVE;
@@ -347,27 +425,41 @@ absl::StatusOr<bool> VerifySignedDecisionEvent(const v1::AuditEvent& e,
     return Invalid(absl::StrCat("a ", e.action(), " event carries a decision signature"));
   }
   d.request = e.resource();
-  auto field = [&](const char* key) {
-    auto it = details.find(key);
-    return it == details.end() ? std::string() : it->second;
-  };
-  d.etag = field("evidence.etag");
-  d.comment = field("comment");
-  ASSIGN_OR_RETURN(d.sign_time, ParseSignTime(field("evidence.sign_time")));
-  RETURN_IF_ERROR(NarrowingFromDetails(details, &d));
-  std::string signature;
-  if (!absl::Base64Unescape(signature_b64->second, &signature)) {
-    return Invalid("evidence.signature is not base64");
+  d.etag = DetailOf(e, "evidence.etag");
+  d.comment = DetailOf(e, "comment");
+  RETURN_IF_ERROR(NarrowingFromDetails(e.details(), &d));
+  return VerifySignedEvent(
+      e, bundle_pem, "decision",
+      [&](const std::string& certificate, const google::protobuf::Timestamp& sign_time,
+          const std::string& signature) {
+        d.sign_time = sign_time;
+        return VerifyDecisionSignature(certificate, d, signature);
+      });
+}
+
+absl::StatusOr<bool> VerifySignedReviewEvent(const v1::AuditEvent& e,
+                                             const std::string& bundle_pem) {
+  if (e.details().count("evidence.signature") == 0) return false;
+  if (e.action() != kEmergencyReviewAction) {
+    return Invalid(absl::StrCat("a ", e.action(), " event is not a break-glass review"));
   }
-  const std::string certificate = field("evidence.signer_certificate_pem");
-  RETURN_IF_ERROR(VerifyDecisionSignature(certificate, d, signature));
-  ASSIGN_OR_RETURN(std::string signer, CertificateSpiffeId(certificate));
-  if (signer != e.actor()) {
-    return Invalid(
-        absl::StrCat("the decision was signed by ", signer, ", not by its actor ", e.actor()));
+  ReviewToSign r;
+  r.request = e.resource();
+  r.etag = DetailOf(e, "evidence.etag");
+  r.comment = DetailOf(e, "comment");
+  // The verdict's name as the event records it: anything but ACCEPT or
+  // DISPUTE cannot have been signed.
+  if (!v1::EmergencyReview::Verdict_Parse(DetailOf(e, "verdict"), &r.verdict) ||
+      r.verdict == v1::EmergencyReview::VERDICT_UNSPECIFIED) {
+    return Invalid("a signed review's event must record its verdict, ACCEPT or DISPUTE");
   }
-  RETURN_IF_ERROR(VerifyCertificateChain(certificate, bundle_pem, d.sign_time));
-  return true;
+  return VerifySignedEvent(
+      e, bundle_pem, "review",
+      [&](const std::string& certificate, const google::protobuf::Timestamp& sign_time,
+          const std::string& signature) {
+        r.sign_time = sign_time;
+        return VerifyReviewSignature(certificate, r, signature);
+      });
 }
 
 }  // namespace lockbox

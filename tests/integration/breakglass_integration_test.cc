@@ -347,7 +347,8 @@ TEST(BreakGlassTest, WithoutASecurityContactLockboxdWarnsAtStart) {
 }
 
 // lockboxctl breakglass open, list and review, as the engineer and the
-// tenant's admin would type them.
+// tenant's admin would type them; the tenant requires signed decisions, so
+// the review is signed with the key of dana's certificate.
 TEST(BreakGlassTest, LockboxctlOpensListsAndReviews) {
   Stack s;
   s.Tenant("ctl");
@@ -364,6 +365,7 @@ TEST(BreakGlassTest, LockboxctlOpensListsAndReviews) {
     return pclose(p);
   };
   std::string out;
+  ASSERT_EQ(run("ctl-dana", "policy set ctl --require-signed-decisions true", &out), 0) << out;
   ASSERT_EQ(run("alice",
                 "breakglass open ctl --environment prod --incident INC-CTL-9 --justification "
                 "'sql down' --duration 30m --data-sources sql",
@@ -393,6 +395,12 @@ TEST(BreakGlassTest, LockboxctlOpensListsAndReviews) {
   EXPECT_NE(out.find("DISPUTED"), std::string::npos) << out;
   ASSERT_EQ(run("ctl-dana", "breakglass list ctl --open", &out), 0) << out;
   EXPECT_EQ(out.find("INC-CTL-9"), std::string::npos) << out;
+  // Signed by dana's own key, as the review's event records.
+  std::vector<v1::AuditEvent> reviews = s.Audit("ctl", "access_request.emergency_review");
+  ASSERT_EQ(reviews.size(), 1u);
+  EXPECT_EQ(reviews[0].details().at("evidence.signed"), "true");
+  EXPECT_EQ(reviews[0].actor(), Id("tenant/ctl/user/dana"));
+  EXPECT_EQ(reviews[0].details().count("evidence.signature"), 1u);
 }
 
 }  // namespace

@@ -301,5 +301,133 @@ TEST(DecisionSigning, SignedDecisionEvent) {
   EXPECT_FALSE(VerifySignedDecisionEvent(forged, ca.certificate_pem).ok());
 }
 
+// Break-glass reviews (docs/SIGNED_DECISIONS.md, "Break-glass reviews").
+ReviewToSign ExampleReview() {
+  ReviewToSign r;
+  r.request = "tenants/ma/accessRequests/r1";
+  r.etag = "\"7\"";
+  r.verdict = v1::EmergencyReview::ACCEPT;
+  r.comment = "ok";
+  r.sign_time.set_seconds(1796126400);  // 2026-12-01T12:00:00Z
+  r.sign_time.set_nanos(123456789);     // below the microsecond: dropped
+  return r;
+}
+
+TEST(ReviewSigning, GoldenBytes) {
+  // The example of docs/SIGNED_DECISIONS.md, byte for byte.
+  EXPECT_EQ(absl::BytesToHexString(CanonicalReviewBytes(ExampleReview())),
+            "6c6f636b626f782e656d657267656e63795f7265766965772e7631"
+            "0000001c74656e616e74732f6d612f61636365737352657175657374732f7231"
+            "00000003223722"
+            "00000006414343455054"
+            "000000026f6b"
+            "0000001031373936313236343030313233343536");
+}
+
+TEST(ReviewSigning, BytesAndSignaturesAreNotADecisions) {
+  // The same request, etag, comment and time as a decision: other bytes
+  // (the purpose tag), whatever the verdicts.
+  const ReviewToSign review = ExampleReview();
+  DecisionToSign decision = Example();
+  for (auto verdict : {v1::Decision::APPROVE, v1::Decision::DENY}) {
+    decision.verdict = verdict;
+    EXPECT_NE(CanonicalReviewBytes(review), CanonicalDecisionBytes(decision));
+  }
+  TestCertificate ca = NewCa("Tenant MA CA");
+  TestCertificate user = NewLeaf(ca, kUser);
+  // A decision's signature does not verify as a review, and back.
+  decision.verdict = v1::Decision::APPROVE;
+  auto decision_signature = SignDecision(user.key_pem, decision);
+  ASSERT_TRUE(decision_signature.ok()) << decision_signature.status();
+  absl::Status replayed = VerifyReviewSignature(user.certificate_pem, review, *decision_signature);
+  EXPECT_EQ(ReasonOf(replayed), std::string(reason::kSignatureInvalid));
+  auto review_signature = SignReview(user.key_pem, review);
+  ASSERT_TRUE(review_signature.ok()) << review_signature.status();
+  EXPECT_TRUE(VerifyReviewSignature(user.certificate_pem, review, *review_signature).ok());
+  EXPECT_FALSE(VerifyDecisionSignature(user.certificate_pem, decision, *review_signature).ok());
+}
+
+TEST(ReviewSigning, EveryFieldIsBound) {
+  TestCertificate ca = NewCa("Tenant MA CA");
+  TestCertificate user = NewLeaf(ca, kUser, "ed25519");
+  const ReviewToSign r = ExampleReview();
+  auto signature = SignReview(user.key_pem, r);
+  ASSERT_TRUE(signature.ok()) << signature.status();
+  const std::vector<std::function<void(ReviewToSign*)>> tamper = {
+      [](ReviewToSign* x) { x->request = "tenants/ma/accessRequests/r2"; },
+      [](ReviewToSign* x) { x->etag = "\"8\""; },
+      [](ReviewToSign* x) { x->verdict = v1::EmergencyReview::DISPUTE; },
+      [](ReviewToSign* x) { x->comment = "ok!"; },
+      [](ReviewToSign* x) { x->sign_time.set_nanos(x->sign_time.nanos() + 1000); },
+  };
+  for (size_t i = 0; i < tamper.size(); ++i) {
+    ReviewToSign changed = r;
+    tamper[i](&changed);
+    EXPECT_FALSE(VerifyReviewSignature(user.certificate_pem, changed, *signature).ok())
+        << "field " << i;
+  }
+  EXPECT_FALSE(SignReview("not a key", r).ok());
+}
+
+// An audit event as lockboxd records a signed break-glass review.
+v1::AuditEvent SignedReviewEvent(const TestCertificate& user, const ReviewToSign& r) {
+  v1::AuditEvent e;
+  e.set_name("tenants/ma/auditEvents/10");
+  e.set_actor(kUser);
+  e.set_action("access_request.emergency_review");
+  e.set_resource(r.request);
+  auto& details = *e.mutable_details();
+  details["verdict"] = v1::EmergencyReview::Verdict_Name(r.verdict);
+  details["comment"] = r.comment;
+  details["evidence.signed"] = "true";
+  details["evidence.signature"] = absl::Base64Escape(*SignReview(user.key_pem, r));
+  details["evidence.signer_certificate_pem"] = user.certificate_pem;
+  details["evidence.sign_time"] = FormatSignTime(r.sign_time);
+  details["evidence.etag"] = r.etag;
+  return e;
+}
+
+TEST(ReviewSigning, SignedReviewEvent) {
+  TestCertificate ca = NewCa("Tenant MA CA");
+  TestCertificate user = NewLeaf(ca, kUser);
+  ReviewToSign r = ExampleReview();
+  r.sign_time.set_seconds(time(nullptr));
+  r.sign_time.set_nanos(0);
+  v1::AuditEvent e = SignedReviewEvent(user, r);
+  for (auto* verify : {&VerifySignedReviewEvent, &VerifySignedDecisionEvent}) {
+    auto ok = (*verify)(e, ca.certificate_pem);
+    ASSERT_TRUE(ok.ok()) << ok.status();
+    EXPECT_TRUE(*ok);
+  }
+  v1::AuditEvent unsigned_event = e;
+  unsigned_event.mutable_details()->erase("evidence.signature");
+  EXPECT_FALSE(*VerifySignedReviewEvent(unsigned_event, ca.certificate_pem));
+  for (const char* key : {"verdict", "comment", "evidence.etag", "evidence.sign_time"}) {
+    v1::AuditEvent changed = e;
+    (*changed.mutable_details())[key] = std::string(key) == "evidence.sign_time"
+                                            ? "2020-01-01T00:00:00.000000Z"
+                                        : std::string(key) == "verdict" ? "DISPUTE"
+                                                                        : "other";
+    EXPECT_FALSE(VerifySignedReviewEvent(changed, ca.certificate_pem).ok()) << key;
+  }
+  v1::AuditEvent other_actor = e;
+  other_actor.set_actor("spiffe://lockbox.test/tenant/ma/user/ghost");
+  EXPECT_FALSE(VerifySignedReviewEvent(other_actor, ca.certificate_pem).ok());
+  // A decision's signature carried by a review's event: refused.
+  DecisionToSign d = Example();
+  d.sign_time = r.sign_time;
+  v1::AuditEvent replayed = e;
+  (*replayed.mutable_details())["evidence.signature"] =
+      absl::Base64Escape(*SignDecision(user.key_pem, d));
+  EXPECT_FALSE(VerifySignedReviewEvent(replayed, ca.certificate_pem).ok());
+  // And a review's signature under a decision's action.
+  v1::AuditEvent as_approve = e;
+  as_approve.set_action("access_request.approve");
+  EXPECT_FALSE(VerifySignedDecisionEvent(as_approve, ca.certificate_pem).ok());
+  TestCertificate provider_ca = NewCa("Provider CA");
+  v1::AuditEvent forged = SignedReviewEvent(NewLeaf(provider_ca, kUser), r);
+  EXPECT_FALSE(VerifySignedReviewEvent(forged, ca.certificate_pem).ok());
+}
+
 }  // namespace
 }  // namespace lockbox

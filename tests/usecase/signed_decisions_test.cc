@@ -763,5 +763,242 @@ TEST_F(SignedDecisionsTest, AnExtensionApprovedWithoutTheCustomersSignatureIsCau
   EXPECT_NE(longer.detail().find("past the 2h"), std::string::npos) << longer.detail();
 }
 
+// Break-glass reviews (SPEC section 10) are the customer's word on an
+// emergency grant: under require_signed_decisions they are signed as
+// decisions are, over bytes of their own (lockbox.emergency_review.v1), so
+// the provider cannot ACCEPT its own break-glass.
+class SignedReviewsTest : public SignedDecisionsTest {
+ protected:
+  void SetUp() override {
+    SignedDecisionsTest::SetUp();
+    ASSERT_TRUE(app_->Bind(w().engineer.spiffe_id, "operator.breakglass").ok());
+  }
+
+  v1::AccessRequest OpenEmergency() {
+    v1::CreateAccessRequestRequest r;
+    r.set_parent(DemoWorld::kTenantA);
+    v1::AccessRequest* a = r.mutable_access_request();
+    a->set_environment(DemoWorld::kEnvironmentA);
+    a->set_reason(v1::AccessRequest::EMERGENCY);
+    a->set_incident_id("INC-7");
+    a->set_justification("database down");
+    auto opened = use_cases().requests().CreateAccessRequest(w().engineer, r);
+    EXPECT_TRUE(opened.ok()) << opened.status();
+    return opened.ok() ? *opened : v1::AccessRequest();
+  }
+
+  // A review of `request` signed with `key_pem` over exactly its fields.
+  v1::ReviewEmergencyAccessRequest SignedReview(const v1::AccessRequest& request,
+                                                v1::EmergencyReview::Verdict verdict,
+                                                const std::string& comment,
+                                                const std::string& key_pem) {
+    v1::ReviewEmergencyAccessRequest r;
+    r.set_name(request.name());
+    r.set_etag(request.etag());
+    r.set_verdict(verdict);
+    r.set_comment(comment);
+    ReviewToSign signed_bytes{request.name(), request.etag(), verdict, comment,
+                              ToProto(app_->clock().Now())};
+    auto signature = SignReview(key_pem, signed_bytes);
+    EXPECT_TRUE(signature.ok()) << signature.status();
+    *r.mutable_signature()->mutable_sign_time() = signed_bytes.sign_time;
+    r.mutable_signature()->set_signature(*signature);
+    return r;
+  }
+
+  absl::StatusOr<v1::AccessRequest> Review(const v1::ReviewEmergencyAccessRequest& r) {
+    return use_cases().requests().ReviewEmergencyAccess(dana_caller_, r);
+  }
+
+  v1::AccessRequest Get(const std::string& name) {
+    v1::GetAccessRequestRequest get;
+    get.set_name(name);
+    auto got = use_cases().requests().GetAccessRequest(w().tenant_a_admin, get);
+    EXPECT_TRUE(got.ok()) << got.status();
+    return got.ok() ? *got : v1::AccessRequest();
+  }
+
+  std::vector<v1::AuditEvent> ReviewEvents(const std::string& request) {
+    v1::ListAuditEventsRequest list;
+    list.set_parent(DemoWorld::kTenantA);
+    list.set_page_size(100);
+    list.set_filter("access_request = \"" + request + "\"");
+    auto events = use_cases().audit().ListAuditEvents(w().tenant_a_auditor, list);
+    EXPECT_TRUE(events.ok()) << events.status();
+    std::vector<v1::AuditEvent> out;
+    for (const auto& e : events->audit_events()) {
+      if (e.action() == "access_request.emergency_review") out.push_back(e);
+    }
+    return out;
+  }
+};
+
+TEST_F(SignedReviewsTest, AnUnsignedReviewWhileRequiredIsRefusedWritingNothing) {
+  RequireSignatures(true);
+  v1::AccessRequest request = OpenEmergency();
+  for (auto verdict : {v1::EmergencyReview::ACCEPT, v1::EmergencyReview::DISPUTE}) {
+    v1::ReviewEmergencyAccessRequest r;
+    r.set_name(request.name());
+    r.set_verdict(verdict);
+    r.set_comment("no signature");
+    auto refused = Review(r);
+    EXPECT_EQ(refused.status().code(), Code::kFailedPrecondition) << refused.status();
+    EXPECT_EQ(ErrorReason(refused.status()), "SIGNATURE_REQUIRED");
+  }
+  v1::AccessRequest after = Get(request.name());
+  EXPECT_EQ(after.emergency_review().state(), v1::EmergencyReview::OPEN);
+  EXPECT_EQ(after.etag(), request.etag());
+  EXPECT_TRUE(ReviewEvents(request.name()).empty());
+}
+
+TEST_F(SignedReviewsTest, ASignedReviewIsAcceptedWithEvidenceInItsEventAndRecord) {
+  RequireSignatures(true);
+  v1::AccessRequest request = OpenEmergency();
+  auto reviewed =
+      Review(SignedReview(request, v1::EmergencyReview::ACCEPT, "INC-7 was real", dana_.key_pem));
+  ASSERT_TRUE(reviewed.ok()) << reviewed.status();
+  EXPECT_EQ(reviewed->emergency_review().state(), v1::EmergencyReview::ACCEPTED);
+  const v1::DecisionEvidence& evidence = reviewed->emergency_review().evidence();
+  EXPECT_TRUE(evidence.signed_());
+  EXPECT_EQ(evidence.certificate_sha256(), *CertificateSha256(dana_.certificate_pem));
+  EXPECT_TRUE(Get(request.name()).emergency_review().evidence().signed_()) << "stored";
+
+  std::vector<v1::AuditEvent> events = ReviewEvents(request.name());
+  ASSERT_EQ(events.size(), 1u);
+  const auto& details = events[0].details();
+  EXPECT_EQ(details.at("verdict"), "ACCEPT");
+  EXPECT_EQ(details.at("evidence.signed"), "true");
+  EXPECT_EQ(details.at("evidence.certificate_sha256"), evidence.certificate_sha256());
+  EXPECT_EQ(details.at("evidence.signer_certificate_pem"), dana_.certificate_pem);
+  EXPECT_EQ(details.at("evidence.etag"), request.etag());
+  EXPECT_EQ(details.count("evidence.signature"), 1u);
+  auto verified = VerifySignedReviewEvent(events[0], ca_.certificate_pem);
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_TRUE(*verified);
+
+  // Offline: the export verifies and counts the review's signature.
+  std::istringstream in(Export());
+  auto verdict = VerifyAuditExport(in, "", ca_.certificate_pem);
+  ASSERT_TRUE(verdict.ok()) << verdict.status();
+  EXPECT_TRUE(verdict->ok()) << verdict->detail();
+  EXPECT_EQ(verdict->verified_decision_signatures(), 1);
+}
+
+TEST_F(SignedReviewsTest, UnsignedReviewStillRecordsItsEvidence) {
+  v1::AccessRequest request = OpenEmergency();
+  v1::ReviewEmergencyAccessRequest r;
+  r.set_name(request.name());
+  r.set_verdict(v1::EmergencyReview::ACCEPT);
+  auto reviewed = Review(r);
+  ASSERT_TRUE(reviewed.ok()) << reviewed.status();
+  EXPECT_FALSE(reviewed->emergency_review().evidence().signed_());
+  std::vector<v1::AuditEvent> events = ReviewEvents(request.name());
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].details().at("evidence.signed"), "false");
+  EXPECT_EQ(events[0].details().at("evidence.certificate_sha256"),
+            *CertificateSha256(dana_.certificate_pem));
+}
+
+TEST_F(SignedReviewsTest, WrongOrReplayedSignaturesAreRefused) {
+  RequireSignatures(true);
+  v1::AccessRequest request = OpenEmergency();
+  auto expect_invalid = [&](const v1::ReviewEmergencyAccessRequest& r, const char* what) {
+    auto refused = Review(r);
+    EXPECT_EQ(refused.status().code(), Code::kInvalidArgument) << what << refused.status();
+    EXPECT_EQ(ErrorReason(refused.status()), "SIGNATURE_INVALID") << what << refused.status();
+  };
+  const v1::ReviewEmergencyAccessRequest r =
+      SignedReview(request, v1::EmergencyReview::DISPUTE, "no incident that day", dana_.key_pem);
+  // The customer's DISPUTE, sent as an ACCEPT.
+  v1::ReviewEmergencyAccessRequest changed = r;
+  changed.set_verdict(v1::EmergencyReview::ACCEPT);
+  expect_invalid(changed, "verdict");
+  changed = r;
+  changed.set_comment("fine");
+  expect_invalid(changed, "comment");
+  changed = r;
+  changed.clear_etag();
+  expect_invalid(changed, "no etag");
+  changed = r;
+  changed.mutable_signature()->mutable_sign_time()->set_seconds(
+      r.signature().sign_time().seconds() - 6 * 60);
+  expect_invalid(changed, "stale sign time");
+  expect_invalid(SignedReview(request, v1::EmergencyReview::ACCEPT, "ok", NewKeyPem("ec")),
+                 "other key");
+  // The customer's signed approval of the same name, etag, comment and
+  // time, replayed as a review: other bytes.
+  DecisionToSign d;
+  d.request = request.name();
+  d.etag = request.etag();
+  d.verdict = v1::Decision::APPROVE;
+  d.comment = "ok";
+  d.sign_time = ToProto(app_->clock().Now());
+  changed = SignedReview(request, v1::EmergencyReview::ACCEPT, "ok", dana_.key_pem);
+  *changed.mutable_signature()->mutable_sign_time() = d.sign_time;
+  changed.mutable_signature()->set_signature(*SignDecision(dana_.key_pem, d));
+  expect_invalid(changed, "a decision's signature");
+  // And a review's signature is no approval.
+  v1::AccessRequest pending = AtCustomerStage();
+  v1::ApproveAccessRequestRequest approve = SignedApproval(pending, "ok", dana_.key_pem);
+  ReviewToSign as_review{pending.name(), pending.etag(), v1::EmergencyReview::ACCEPT, "ok",
+                         approve.signature().sign_time()};
+  approve.mutable_signature()->set_signature(*SignReview(dana_.key_pem, as_review));
+  auto refused = use_cases().requests().ApproveAccessRequest(dana_caller_, approve);
+  EXPECT_EQ(ErrorReason(refused.status()), "SIGNATURE_INVALID") << refused.status();
+
+  EXPECT_EQ(Get(request.name()).emergency_review().state(), v1::EmergencyReview::OPEN);
+  EXPECT_TRUE(ReviewEvents(request.name()).empty());
+  // The customer's own signature then closes it.
+  auto disputed = Review(r);
+  ASSERT_TRUE(disputed.ok()) << disputed.status();
+  EXPECT_EQ(disputed->emergency_review().state(), v1::EmergencyReview::DISPUTED);
+}
+
+TEST_F(SignedReviewsTest, AnUnsignedReviewWhileRequiredIsCaughtOffline) {
+  // A server that skipped the check (or wrote the review itself) leaves an
+  // unsigned review in a log whose policy required signatures.
+  v1::AccessRequest request = OpenEmergency();
+  v1::ReviewEmergencyAccessRequest r;
+  r.set_name(request.name());
+  r.set_verdict(v1::EmergencyReview::ACCEPT);
+  ASSERT_TRUE(Review(r).ok());
+  std::string jsonl = Export();
+  std::istringstream honest(jsonl);
+  auto before = VerifyAuditExport(honest, "", ca_.certificate_pem);
+  ASSERT_TRUE(before.ok());
+  EXPECT_TRUE(before->ok()) << "not required: " << before->detail();
+  std::string out = RewriteChain(jsonl, [](v1::AuditEvent* e) {
+    if (e->action() == "lockbox_policy.update") {
+      (*e->mutable_details())["require_signed_decisions"] = "true";
+    }
+  });
+  std::istringstream in(out);
+  auto verdict = VerifyAuditExport(in, "", ca_.certificate_pem);
+  ASSERT_TRUE(verdict.ok());
+  EXPECT_FALSE(verdict->ok());
+  EXPECT_EQ(verdict->first_bad_event(), ReviewEvents(request.name())[0].name());
+  EXPECT_NE(verdict->detail().find("break-glass review without a signature"), std::string::npos)
+      << verdict->detail();
+}
+
+TEST_F(SignedReviewsTest, AForgedReviewSignatureIsCaughtOffline) {
+  RequireSignatures(true);
+  v1::AccessRequest request = OpenEmergency();
+  v1::ReviewEmergencyAccessRequest r =
+      SignedReview(request, v1::EmergencyReview::ACCEPT, "", dana_.key_pem);
+  ASSERT_TRUE(Review(r).ok());
+  // The server's own key signs the same review bytes: not the tenant's.
+  ReviewToSign forged_bytes{request.name(), request.etag(), v1::EmergencyReview::ACCEPT, "",
+                            r.signature().sign_time()};
+  std::string forged = ForgeDecisionSignature(
+      Export(), absl::Base64Escape(*SignReview(NewKeyPem("ec"), forged_bytes)));
+  std::istringstream in(forged);
+  auto caught = VerifyAuditExport(in, "", ca_.certificate_pem);
+  ASSERT_TRUE(caught.ok()) << caught.status();
+  EXPECT_FALSE(caught->ok());
+  EXPECT_EQ(caught->first_bad_event(), ReviewEvents(request.name())[0].name());
+  EXPECT_NE(caught->detail().find("review's signature"), std::string::npos) << caught->detail();
+}
+
 }  // namespace
 }  // namespace lockbox::testing

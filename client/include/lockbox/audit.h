@@ -187,8 +187,9 @@ absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(std::istream& in,
 // The same, and with a non-empty `tenant_ca_bundle_pem` (the tenant's CA
 // certificates in PEM) every signed decision of the export verified as
 // VerifySignedDecisionEvent (lockbox/decision.h) does, counted in
-// verified_decision_signatures; a customer-stage decision without a
-// signature while the log's last policy.update said
+// verified_decision_signatures, and so is every signed break-glass review
+// (VerifySignedReviewEvent); a customer-stage decision or a break-glass
+// review without a signature while the log's last policy.update said
 // require_signed_decisions=true fails too. The verdict names the first
 // event that fails either check.
 absl::StatusOr<v1::VerifyAuditLogResponse> VerifyAuditExport(

@@ -198,7 +198,12 @@ class Client {
   // access_request gets reason EMERGENCY; its incident_id and justification
   // are required. Returns the grant (the request is its access_request).
   Result<v1::Grant> OpenEmergencyAccess(v1::CreateAccessRequestRequest request);
-  // A tenant.admin closes an emergency request's review.
+  // A tenant.admin closes an emergency request's review. With
+  // Options::sign_decisions it is signed with this client's key as a
+  // customer decision is (the review's own bytes, lockbox/decision.h
+  // ReviewToSign): without an etag the request is read first for it, and a
+  // request changed in between is refused as stale. INVALID_ARGUMENT when
+  // the key cannot sign.
   Result<v1::AccessRequest> ReviewEmergencyAccess(v1::ReviewEmergencyAccessRequest request);
   // Streams the request's states to `on_update` until it is terminal (the
   // last state is returned) or `timeout` passes. Reconnects if the stream
@@ -272,6 +277,15 @@ class Client {
                             const std::string& comment, std::string* etag,
                             v1::DecisionSignature* signature,
                             const DecisionToSign* narrowing = nullptr);
+  // Signs a break-glass review as ReviewEmergencyAccess documents; OK and
+  // unchanged when there is nothing to sign.
+  grpc::Status SignReview(v1::ReviewEmergencyAccessRequest* request);
+  // What both share: whether this client signs the call (*sign), and the
+  // etag the signature covers, read from the request when the call has
+  // none; `customer_stage_only`: a request found at another stage is not
+  // signed.
+  grpc::Status PrepareSigning(const std::string& name, bool customer_stage_only, std::string* etag,
+                              bool* sign);
 
   Options options_;
   std::string key_pem_;  // key_file's contents, which sign decisions

@@ -1,6 +1,7 @@
-// Signed access-request decisions (docs/SIGNED_DECISIONS.md): the bytes an
-// approver signs, signing with the key of their certificate, and the checks
-// lockboxd and an offline verifier make. Part of lockbox_audit (it needs
+// Signed access-request decisions and break-glass reviews
+// (docs/SIGNED_DECISIONS.md): the bytes an approver or reviewer signs,
+// signing with the key of their certificate, and the checks lockboxd and an
+// offline verifier make. Part of lockbox_audit (it needs
 // OpenSSL, no gRPC); lockboxd, liblockbox and lockboxctl share it.
 //
 //   lockbox::DecisionToSign d{request.name(), request.etag(),
@@ -63,6 +64,33 @@ absl::StatusOr<std::string> SignDecision(const std::string& private_key_pem,
 absl::Status VerifyDecisionSignature(const std::string& certificate_pem,
                                      const DecisionToSign& decision, const std::string& signature);
 
+// What a break-glass review's signature covers (ReviewEmergencyAccess, SPEC
+// section 10): the tenant.admin's ACCEPT or DISPUTE of an emergency grant.
+struct ReviewToSign {
+  std::string request;  // tenants/{tenant}/accessRequests/{id}, an EMERGENCY request
+  std::string etag;     // the request's etag the review is made on
+  v1::EmergencyReview::Verdict verdict = v1::EmergencyReview::VERDICT_UNSPECIFIED;
+  std::string comment;
+  google::protobuf::Timestamp sign_time;  // used to the microsecond (floor)
+};
+
+// "lockbox.emergency_review.v1", then request, etag, verdict name (ACCEPT or
+// DISPUTE), comment and the sign time in decimal microseconds, each with a
+// 4-byte big-endian length: CanonicalDecisionBytes' layout under a tag of
+// its own, so a decision's signature never verifies as a review's, nor the
+// other way round.
+std::string CanonicalReviewBytes(const ReviewToSign& review);
+
+// SignDecision and VerifyDecisionSignature for a review's bytes: the same
+// keys, algorithms and refusals.
+absl::StatusOr<std::string> SignReview(const std::string& private_key_pem,
+                                       const ReviewToSign& review);
+absl::Status VerifyReviewSignature(const std::string& certificate_pem, const ReviewToSign& review,
+                                   const std::string& signature);
+
+// The audit action of a break-glass review.
+inline constexpr char kEmergencyReviewAction[] = "access_request.emergency_review";
+
 // The SPIFFE ID (the spiffe:// URI SAN) of the first certificate in `pem`.
 // INVALID_ARGUMENT when it is not a certificate or has no single one.
 absl::StatusOr<std::string> CertificateSpiffeId(const std::string& certificate_pem);
@@ -101,8 +129,19 @@ absl::Status NarrowingFromDetails(const google::protobuf::Map<std::string, std::
 // evidence.signer_certificate_pem,
 // whose SPIFFE ID is the event's actor and which chains to `bundle_pem` at
 // its sign time. INVALID_ARGUMENT (SIGNATURE_INVALID) says what failed.
+// A signed break-glass review's event (kEmergencyReviewAction) is checked
+// as VerifySignedReviewEvent does.
 absl::StatusOr<bool> VerifySignedDecisionEvent(const v1::AuditEvent& event,
                                                const std::string& bundle_pem);
+
+// For a break-glass review's audit event: whether it carries a signature
+// (evidence.signature), and if so that it verifies over the review bytes
+// rebuilt from the event (resource, evidence.etag, the verdict detail,
+// comment, evidence.sign_time) with evidence.signer_certificate_pem, whose
+// SPIFFE ID is the event's actor and which chains to `bundle_pem` at its
+// sign time. INVALID_ARGUMENT (SIGNATURE_INVALID) says what failed.
+absl::StatusOr<bool> VerifySignedReviewEvent(const v1::AuditEvent& event,
+                                             const std::string& bundle_pem);
 
 }  // namespace lockbox
 
