@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -169,8 +170,9 @@ class SignedDecisionsTest : public ::testing::Test {
     return verdict.ok() ? *verdict : v1::VerifyAuditLogResponse();
   }
 
-  // The tenant log's decision events for `request`, in order.
-  std::vector<v1::AuditEvent> DecisionEvents(const std::string& request) {
+  // The tenant log's events for `request` with one of `actions`, in order.
+  std::vector<v1::AuditEvent> EventsOf(const std::string& request,
+                                       const std::set<std::string>& actions) {
     v1::ListAuditEventsRequest list;
     list.set_parent(DemoWorld::kTenantA);
     list.set_page_size(100);
@@ -178,12 +180,16 @@ class SignedDecisionsTest : public ::testing::Test {
     auto events = use_cases().audit().ListAuditEvents(w().tenant_a_auditor, list);
     EXPECT_TRUE(events.ok()) << events.status();
     std::vector<v1::AuditEvent> out;
+    if (!events.ok()) return out;
     for (const auto& e : events->audit_events()) {
-      if (e.action() == "access_request.approve" || e.action() == "access_request.deny") {
-        out.push_back(e);
-      }
+      if (actions.count(e.action()) != 0) out.push_back(e);
     }
     return out;
+  }
+
+  // The tenant log's decision events for `request`, in order.
+  std::vector<v1::AuditEvent> DecisionEvents(const std::string& request) {
+    return EventsOf(request, {"access_request.approve", "access_request.deny"});
   }
 
   std::string Export() {
@@ -819,17 +825,7 @@ class SignedReviewsTest : public SignedDecisionsTest {
   }
 
   std::vector<v1::AuditEvent> ReviewEvents(const std::string& request) {
-    v1::ListAuditEventsRequest list;
-    list.set_parent(DemoWorld::kTenantA);
-    list.set_page_size(100);
-    list.set_filter("access_request = \"" + request + "\"");
-    auto events = use_cases().audit().ListAuditEvents(w().tenant_a_auditor, list);
-    EXPECT_TRUE(events.ok()) << events.status();
-    std::vector<v1::AuditEvent> out;
-    for (const auto& e : events->audit_events()) {
-      if (e.action() == "access_request.emergency_review") out.push_back(e);
-    }
-    return out;
+    return EventsOf(request, {"access_request.emergency_review"});
   }
 };
 
