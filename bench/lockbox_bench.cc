@@ -221,8 +221,12 @@ void Unary(const Req& req, Invoke invoke,
   call->req = req;
   call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   invoke(&call->ctx, &call->req, &call->resp, [call, then](grpc::Status s) {
-    then(s, call->resp);
+    // The call is gone before `then` runs: the last `then` lets the run end
+    // (and the process exit, destroying the channels), so nothing of the
+    // call may be touched after it.
+    Resp resp = std::move(call->resp);
     delete call;
+    then(s, resp);
   });
 }
 
