@@ -226,10 +226,13 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(const UseCaseRunner& runner, T
   // the provider's own, and an operator's signature would be ignored.
   std::optional<v1::DecisionEvidence> evidence;
   std::string signer_pem;
+  // An approval has read the policy already: not read again.
+  SignedCall call = args.Signed();
+  if (verdict == v1::Decision::APPROVE) call.policy = &policy;
   if (reviewed.stage() == v1::AccessRequest::CUSTOMER_REVIEW) {
     ASSIGN_OR_RETURN(evidence,
                      ProveCustomerDecision(
-                         runner, tx, c, a, now, name.tenant, args.Signed(),
+                         runner, tx, c, a, now, name.tenant, call,
                          [&](const std::string& pem, const v1::DecisionSignature& signature) {
                            // The bytes rebuilt from what the call carries: a signature
                            // over anything else fails.
@@ -250,7 +253,7 @@ static absl::StatusOr<v1::AccessRequest> DecideIn(const UseCaseRunner& runner, T
   (*e.mutable_details())["stage"] =
       v1::AccessRequest::Stage_Name(request.decisions().rbegin()->stage());
   if (!args.comment.empty()) (*e.mutable_details())["comment"] = args.comment;
-  if (evidence) EvidenceDetails(*evidence, a, args.Signed(), signer_pem, &e);
+  if (evidence) EvidenceDetails(*evidence, a, call, signer_pem, &e);
   if (verdict == v1::Decision::APPROVE) {
     // Each narrowing as sent (and signed), and where the stage's quorum
     // stands after this approval.

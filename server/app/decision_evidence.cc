@@ -93,7 +93,11 @@ absl::StatusOr<v1::DecisionEvidence> ProveCustomerDecision(
     *evidence.mutable_token_issue_time() = ToProto(a.token->issue_time);
   }
   if (call.signature == nullptr) {
-    ASSIGN_OR_RETURN(v1::LockboxPolicy policy, tx.tenancy().GetPolicyForShare(tenant));
+    v1::LockboxPolicy read;
+    if (call.policy == nullptr) {
+      ASSIGN_OR_RETURN(read, tx.tenancy().GetPolicyForShare(tenant));
+    }
+    const v1::LockboxPolicy& policy = call.policy != nullptr ? *call.policy : read;
     if (policy.require_signed_decisions()) {
       return Error(absl::StatusCode::kFailedPrecondition, reason::kSignatureRequired,
                    "the tenant's policy requires the reviewer's signature on the decision "

@@ -23,6 +23,9 @@ struct SignedCall {
   std::string etag;  // the call's etag, which a signature covers
   // The reviewer's signature; null when the call carries none.
   const v1::DecisionSignature* signature = nullptr;
+  // The tenant's policy as the caller's transaction already read it
+  // (share-locked); null: ProveCustomerDecision reads it when it must.
+  const v1::LockboxPolicy* policy = nullptr;
 };
 
 // Checks `signature` over the canonical bytes of what the call decides
